@@ -1,0 +1,16 @@
+// The `narae` command line: each group of commands registers itself on the
+// CLI11 app. A command's callback stores its exit code with SetExitCode():
+// 0 success, 1 "something is wrong" (a break, a failed check), 2 usage or
+// I/O error.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+namespace narae::tools {
+
+void SetExitCode(int code);
+
+void RegisterLedgerCommands(CLI::App& app);  // bench ledger, verify, ...
+void RegisterHsmCommands(CLI::App& app);     // hsm ..., keys ... (crypto)
+
+}  // namespace narae::tools

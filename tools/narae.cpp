@@ -1,0 +1,31 @@
+// narae: the command line bank staff and auditors use. See docs/tools.md.
+#include <cstdio>
+#include <exception>
+
+#include "tools/cli.hpp"
+
+namespace narae::tools {
+namespace {
+int g_exit_code = 0;  // NOLINT: one per process
+}
+void SetExitCode(int code) {
+  if (code > g_exit_code) g_exit_code = code;
+}
+}  // namespace narae::tools
+
+int main(int argc, char** argv) {
+  CLI::App app{"narae: bank staff and auditor tools for the Narae payment core"};
+  app.require_subcommand(1);
+  app.set_help_all_flag("--help-all", "Show help for every command");
+  narae::tools::RegisterLedgerCommands(app);
+  narae::tools::RegisterHsmCommands(app);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? 0 : 2;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "narae: %s\n", e.what());
+    return 2;
+  }
+  return narae::tools::g_exit_code;
+}
