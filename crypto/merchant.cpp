@@ -1,0 +1,115 @@
+// Merchant request signing (HMAC-SHA256 over a canonical string) and its
+// verifier with a bounded, time-windowed nonce cache.
+#include <algorithm>
+
+#include "crypto/crypto.hpp"
+#include "crypto/internal.hpp"
+
+namespace narae::crypto {
+
+namespace {
+constexpr size_t kNonceMax = 128;
+constexpr size_t kPathMax = 2048;
+
+std::string Lower(std::string s) {
+  std::transform(s.begin(), s.end(), s.begin(),
+                 [](char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c + 32) : c; });
+  return s;
+}
+
+bool Printable(std::string_view s) {
+  return std::all_of(s.begin(), s.end(), [](char c) { return c > ' ' && c < 0x7F; });
+}
+}  // namespace
+
+Result<std::string> MerchantCanonicalString(std::string_view method, std::string_view path,
+                                            int64_t timestamp_s, std::string_view nonce,
+                                            std::string_view body) {
+  if (method.empty() || method.size() > 16 || !Printable(method)) {
+    return Status::InvalidArgument("bad HTTP method");
+  }
+  if (path.empty() || path.size() > kPathMax || path[0] != '/' || !Printable(path)) {
+    return Status::InvalidArgument("bad request path");
+  }
+  if (nonce.size() < 8 || nonce.size() > kNonceMax || !Printable(nonce)) {
+    return Status::InvalidArgument("nonce must be 8..128 printable characters");
+  }
+  if (timestamp_s < 0) return Status::InvalidArgument("bad timestamp");
+  Result<Bytes> digest =
+      Sha256(ByteView(reinterpret_cast<const uint8_t*>(body.data()), body.size()));
+  if (!digest.ok()) return digest.status();
+  std::string out;
+  out.append(method).append("\n").append(path).append("\n");
+  out.append(std::to_string(timestamp_s)).append("\n").append(nonce).append("\n");
+  out.append(Lower(ToHex(*digest)));
+  return out;
+}
+
+Result<std::string> SignMerchantRequest(ByteView secret, std::string_view method,
+                                        std::string_view path, int64_t timestamp_s,
+                                        std::string_view nonce, std::string_view body) {
+  if (secret.size() < 16) return Status::InvalidArgument("merchant secret too short");
+  Result<std::string> canonical = MerchantCanonicalString(method, path, timestamp_s, nonce, body);
+  if (!canonical.ok()) return canonical.status();
+  Result<Bytes> mac =
+      Hmac(HashAlg::kSha256, secret,
+           ByteView(reinterpret_cast<const uint8_t*>(canonical->data()), canonical->size()));
+  if (!mac.ok()) return mac.status();
+  return Lower(ToHex(*mac));
+}
+
+MerchantRequestVerifier::MerchantRequestVerifier(Options options) : options_(options) {
+  NARAE_CHECK(options_.skew_s_max >= 0);
+  NARAE_CHECK(options_.nonce_cache_max > 0);
+}
+
+void MerchantRequestVerifier::EvictExpired(int64_t now_s) {
+  while (!expiry_order_.empty() && expiry_order_.begin()->first <= now_s) {
+    auto it = expiry_order_.begin();
+    auto found = nonce_expiry_.find(it->second);
+    if (found != nonce_expiry_.end() && found->second == it->first) nonce_expiry_.erase(found);
+    expiry_order_.erase(it);
+  }
+}
+
+Status MerchantRequestVerifier::Verify(ByteView secret, std::string_view method,
+                                       std::string_view path, int64_t timestamp_s,
+                                       std::string_view nonce, std::string_view body,
+                                       std::string_view signature_hex, int64_t now_s) {
+  if (signature_hex.size() != 64) return Status::InvalidArgument("signature must be 64 hex");
+  Result<Bytes> given = FromHex(signature_hex);
+  if (!given.ok()) return given.status();
+  Result<std::string> expected_hex =
+      SignMerchantRequest(secret, method, path, timestamp_s, nonce, body);
+  if (!expected_hex.ok()) return expected_hex.status();
+  Result<Bytes> expected = FromHex(*expected_hex);
+  if (!expected.ok()) return expected.status();
+  if (!ConstantTimeEqual(*expected, *given)) {
+    return Status::PermissionDenied("request signature does not verify");
+  }
+  int64_t skew = timestamp_s - now_s;
+  if (skew > options_.skew_s_max || -skew > options_.skew_s_max) {
+    return Status::FailedPrecondition("request timestamp outside the allowed skew");
+  }
+  // Only authenticated requests reach the cache, so strangers cannot fill it.
+  std::lock_guard<std::mutex> lock(mu_);
+  EvictExpired(now_s);
+  std::string key(nonce);
+  if (nonce_expiry_.count(key) != 0) return Status::AlreadyExists("nonce already used");
+  if (nonce_expiry_.size() >= options_.nonce_cache_max) {
+    return Status::Unavailable("nonce cache full; retry later");
+  }
+  // A timestamp accepted now stays acceptable until timestamp + skew, so the
+  // nonce is remembered at least that long.
+  int64_t expiry = std::max(now_s, timestamp_s) + options_.skew_s_max + 1;
+  nonce_expiry_.emplace(key, expiry);
+  expiry_order_.emplace(expiry, std::move(key));
+  return Status::Ok();
+}
+
+size_t MerchantRequestVerifier::nonce_count() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return nonce_expiry_.size();
+}
+
+}  // namespace narae::crypto

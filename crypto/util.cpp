@@ -1,0 +1,228 @@
+// SecretBytes, hex, randomness, the OpenSSL error queue and block helpers.
+#include <openssl/crypto.h>
+#include <openssl/err.h>
+#include <openssl/rand.h>
+
+#include <cstring>
+
+#include "crypto/crypto.hpp"
+#include "crypto/internal.hpp"
+
+namespace narae::crypto {
+
+SecretBytes::SecretBytes(size_t size) : bytes_(size, 0) {}
+SecretBytes::SecretBytes(ByteView bytes) : bytes_(bytes.begin(), bytes.end()) {}
+SecretBytes::SecretBytes(const SecretBytes& other) : bytes_(other.bytes_) {}
+SecretBytes& SecretBytes::operator=(const SecretBytes& other) {
+  if (this != &other) {
+    Wipe();
+    bytes_ = other.bytes_;
+  }
+  return *this;
+}
+SecretBytes::SecretBytes(SecretBytes&& other) noexcept : bytes_(std::move(other.bytes_)) {
+  other.bytes_.clear();
+}
+SecretBytes& SecretBytes::operator=(SecretBytes&& other) noexcept {
+  if (this != &other) {
+    Wipe();
+    bytes_ = std::move(other.bytes_);
+    other.bytes_.clear();
+  }
+  return *this;
+}
+SecretBytes::~SecretBytes() { Wipe(); }
+void SecretBytes::Wipe() {
+  if (!bytes_.empty()) OPENSSL_cleanse(bytes_.data(), bytes_.size());
+  bytes_.clear();
+}
+
+std::string ToHex(ByteView bytes) {
+  static constexpr char kDigits[] = "0123456789ABCDEF";
+  std::string out;
+  out.reserve(bytes.size() * 2);
+  for (uint8_t b : bytes) {
+    out.push_back(kDigits[b >> 4]);
+    out.push_back(kDigits[b & 0x0F]);
+  }
+  return out;
+}
+
+namespace {
+int HexValue(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+}  // namespace
+
+Result<Bytes> FromHex(std::string_view hex) {
+  if (hex.size() % 2 != 0) return Status::InvalidArgument("hex string of odd length");
+  Bytes out(hex.size() / 2);
+  for (size_t i = 0; i < out.size(); ++i) {
+    int hi = HexValue(hex[2 * i]);
+    int lo = HexValue(hex[2 * i + 1]);
+    if (hi < 0 || lo < 0) return Status::InvalidArgument("not a hex string");
+    out[i] = static_cast<uint8_t>(hi << 4 | lo);
+  }
+  return out;
+}
+
+Result<SecretBytes> SecretFromHex(std::string_view hex) {
+  Result<Bytes> bytes = FromHex(hex);
+  if (!bytes.ok()) return bytes.status();
+  SecretBytes secret(*bytes);
+  OPENSSL_cleanse(bytes->data(), bytes->size());
+  return secret;
+}
+
+bool ConstantTimeEqual(ByteView a, ByteView b) {
+  if (a.size() != b.size()) return false;
+  if (a.empty()) return true;
+  return CRYPTO_memcmp(a.data(), b.data(), a.size()) == 0;
+}
+
+Result<Bytes> RandomBytes(size_t size) {
+  Bytes out(size);
+  if (size > 0 && RAND_bytes(out.data(), static_cast<int>(size)) != 1) {
+    return internal::OpenSslError("RAND_bytes");
+  }
+  return out;
+}
+
+Result<SecretBytes> RandomKey(size_t size) {
+  SecretBytes out(size);
+  if (size > 0 && RAND_priv_bytes(out.data(), static_cast<int>(size)) != 1) {
+    return internal::OpenSslError("RAND_priv_bytes");
+  }
+  return out;
+}
+
+namespace internal {
+
+Status OpenSslError(std::string_view what) {
+  std::string msg(what);
+  unsigned long code = 0;  // NOLINT: OpenSSL's type
+  bool first = true;
+  while ((code = ERR_get_error()) != 0) {
+    char buf[256];
+    ERR_error_string_n(code, buf, sizeof(buf));
+    msg += first ? ": " : "; ";
+    msg += buf;
+    first = false;
+  }
+  return Status::Crypto(msg);
+}
+
+ClearPin::~ClearPin() {
+  if (!digits_.empty()) OPENSSL_cleanse(digits_.data(), digits_.size());
+}
+
+namespace {
+Result<SecretBytes> EcbRaw(const char* name, ByteView key, ByteView data, bool encrypt,
+                           size_t block) {
+  if (data.empty() || data.size() % block != 0) {
+    return Status::InvalidArgument("data must be whole cipher blocks");
+  }
+  CipherPtr cipher(EVP_CIPHER_fetch(nullptr, name, nullptr));
+  if (!cipher) return OpenSslError(std::string("fetch ") + name);
+  if (static_cast<size_t>(EVP_CIPHER_get_key_length(cipher.get())) != key.size()) {
+    return Status::InvalidArgument("wrong key length for " + std::string(name));
+  }
+  CipherCtxPtr ctx(EVP_CIPHER_CTX_new());
+  if (!ctx) return OpenSslError("EVP_CIPHER_CTX_new");
+  if (EVP_CipherInit_ex2(ctx.get(), cipher.get(), key.data(), nullptr, encrypt ? 1 : 0, nullptr) !=
+          1 ||
+      EVP_CIPHER_CTX_set_padding(ctx.get(), 0) != 1) {
+    return OpenSslError("cipher init");
+  }
+  SecretBytes out(data.size() + block);
+  int len1 = 0;
+  int len2 = 0;
+  if (EVP_CipherUpdate(ctx.get(), out.data(), &len1, data.data(), static_cast<int>(data.size())) !=
+          1 ||
+      EVP_CipherFinal_ex(ctx.get(), out.data() + len1, &len2) != 1) {
+    return OpenSslError("cipher");
+  }
+  NARAE_CHECK(static_cast<size_t>(len1 + len2) == data.size());
+  SecretBytes result(ByteView(out.data(), data.size()));
+  return result;
+}
+}  // namespace
+
+Result<SecretBytes> TdesEcb(ByteView key, ByteView data, bool encrypt) {
+  if (key.size() == 8) {
+    return DesEcbSingle(key, data, encrypt);
+  }
+  if (key.size() == 16) return EcbRaw("DES-EDE-ECB", key, data, encrypt, 8);
+  if (key.size() == 24) return EcbRaw("DES-EDE3-ECB", key, data, encrypt, 8);
+  return Status::InvalidArgument("TDES key must be 16 or 24 bytes");
+}
+
+Result<SecretBytes> DesEcbSingle(ByteView key8, ByteView data, bool encrypt) {
+  if (key8.size() != 8) return Status::InvalidArgument("DES key must be 8 bytes");
+  // The default provider has no single DES: DES-EDE with K||K is the same.
+  SecretBytes kk(16);
+  std::memcpy(kk.data(), key8.data(), 8);
+  std::memcpy(kk.data() + 8, key8.data(), 8);
+  return EcbRaw("DES-EDE-ECB", kk, data, encrypt, 8);
+}
+
+Result<SecretBytes> AesEcb(ByteView key, ByteView data, bool encrypt) {
+  const char* name = nullptr;
+  switch (key.size()) {
+    case 16:
+      name = "AES-128-ECB";
+      break;
+    case 24:
+      name = "AES-192-ECB";
+      break;
+    case 32:
+      name = "AES-256-ECB";
+      break;
+    default:
+      return Status::InvalidArgument("AES key must be 16, 24 or 32 bytes");
+  }
+  return EcbRaw(name, key, data, encrypt, 16);
+}
+
+bool IsDigits(std::string_view s) {
+  if (s.empty()) return false;
+  for (char c : s) {
+    if (c < '0' || c > '9') return false;
+  }
+  return true;
+}
+
+bool IsHexDigits(std::string_view s) {
+  if (s.empty()) return false;
+  for (char c : s) {
+    if (HexValue(c) < 0) return false;
+  }
+  return true;
+}
+
+Result<std::string> Pan12(std::string_view pan) {
+  if (pan.size() < 13 || pan.size() > 19 || !IsDigits(pan)) {
+    return Status::InvalidArgument("PAN must be 13 to 19 digits");
+  }
+  return std::string(pan.substr(pan.size() - 13, 12));
+}
+
+std::string Decimalize(std::string_view hex, size_t count) {
+  std::string out;
+  for (char c : hex) {
+    if (out.size() == count) return out;
+    if (c >= '0' && c <= '9') out.push_back(c);
+  }
+  for (char c : hex) {
+    if (out.size() == count) return out;
+    int v = HexValue(c);
+    if (v >= 10) out.push_back(static_cast<char>('0' + (v - 10)));
+  }
+  return out;
+}
+
+}  // namespace internal
+}  // namespace narae::crypto
