@@ -1,0 +1,249 @@
+// SIM-linked payment token and merchant request signing.
+#include <gtest/gtest.h>
+
+#include <cctype>
+#include <string>
+
+#include "crypto/crypto.hpp"
+
+namespace narae::crypto {
+namespace {
+
+#define ASSERT_OK(expr) ASSERT_TRUE((expr).ok()) << (expr).status().ToString()
+
+Bytes H(std::string_view hex) {
+  Result<Bytes> b = FromHex(hex);
+  EXPECT_TRUE(b.ok()) << hex;
+  return b.ok() ? *b : Bytes{};
+}
+
+const Bytes kImkSim = H("000102030405060708090A0B0C0D0E0F101112131415161718191A1B1C1D1E1F");
+constexpr char kIccid[] = "8985001234567890122";  // 19 digits, Luhn valid
+constexpr int64_t kNow = 1767225600;              // 2026-01-01T00:00:00Z
+
+SimPaymentFields Fields(uint64_t counter) {
+  SimPaymentFields f;
+  f.token_id = "tok-7";
+  f.counter = counter;
+  f.amount_minor = 125000;
+  f.currency = 408;
+  f.merchant_id = "okryu-noodles";
+  f.unix_time_s = kNow;
+  return f;
+}
+
+SecretBytes SimKey() {
+  Result<SecretBytes> k = DeriveSimKey(kImkSim, kIccid);
+  EXPECT_TRUE(k.ok());
+  return k.ok() ? *k : SecretBytes();
+}
+
+TEST(SimKey, DerivedFromIccidWithKbkdf) {
+  ASSERT_TRUE(LuhnValid(kIccid));
+  SecretBytes key = SimKey();
+  EXPECT_EQ(key.size(), 32u);
+  // It is exactly SP 800-108 counter KDF with label "narae-sim", context ICCID.
+  std::string label = "narae-sim";
+  std::string iccid = kIccid;
+  Result<SecretBytes> direct = KbkdfCmacCounter(kImkSim, Bytes(label.begin(), label.end()),
+                                                Bytes(iccid.begin(), iccid.end()), 32);
+  ASSERT_OK(direct);
+  EXPECT_TRUE(ConstantTimeEqual(key, *direct));
+  Result<SecretBytes> other = DeriveSimKey(kImkSim, "8985001234567890130");
+  ASSERT_OK(other);
+  EXPECT_FALSE(ConstantTimeEqual(key, *other));
+  EXPECT_FALSE(DeriveSimKey(kImkSim, "8985001234567890121").ok());  // bad check digit
+  EXPECT_FALSE(DeriveSimKey(kImkSim, "85001234567").ok());          // an MSISDN, not an ICCID
+  EXPECT_FALSE(DeriveSimKey(Bytes(7, 1), kIccid).ok());
+}
+
+TEST(SimPayment, CanonicalEncodingLayout) {
+  Result<Bytes> enc = EncodeSimPayment(Fields(0x0102));
+  ASSERT_OK(enc);
+  // version | len "tok-7" | counter | amount 125000 | 408 | len merchant | time
+  EXPECT_EQ(ToHex(*enc),
+            "0105" + ToHex(Bytes{'t', 'o', 'k', '-', '7'}) + "0000000000000102" +
+                "000000000001E848" + "0198" + "0D" +
+                ToHex(Bytes{'o', 'k', 'r', 'y', 'u', '-', 'n', 'o', 'o', 'd', 'l', 'e', 's'}) +
+                "000000006955B900");
+  SimPaymentFields bad = Fields(1);
+  bad.version = 2;
+  EXPECT_FALSE(EncodeSimPayment(bad).ok());
+  bad = Fields(1);
+  bad.merchant_id = "";
+  EXPECT_FALSE(EncodeSimPayment(bad).ok());
+  bad = Fields(1);
+  bad.token_id = std::string(65, 'x');
+  EXPECT_FALSE(EncodeSimPayment(bad).ok());
+}
+
+TEST(SimPayment, AcceptsAndReturnsNewHighWater) {
+  SecretBytes key = SimKey();
+  Result<Bytes> c = SimCryptogram(key, Fields(11));
+  ASSERT_OK(c);
+  SimVerification v = VerifySimPayment(key, 10, kNow + 5, {}, Fields(11), *c);
+  EXPECT_EQ(v.check, SimCheck::kAccepted);
+  EXPECT_EQ(v.counter_high_water, 11u);
+}
+
+TEST(SimPayment, ReplayedCounterRejected) {
+  SecretBytes key = SimKey();
+  Result<Bytes> c = SimCryptogram(key, Fields(11));
+  ASSERT_OK(c);
+  SimVerification v = VerifySimPayment(key, 11, kNow, {}, Fields(11), *c);
+  EXPECT_EQ(v.check, SimCheck::kCounterReplayed);
+  EXPECT_EQ(v.counter_high_water, 11u);
+  EXPECT_EQ(VerifySimPayment(key, 12, kNow, {}, Fields(11), *c).check, SimCheck::kCounterReplayed);
+}
+
+TEST(SimPayment, CounterBeyondWindowRejected) {
+  SecretBytes key = SimKey();
+  SimVerifyOptions opt;
+  opt.counter_window = 5;
+  Result<Bytes> c15 = SimCryptogram(key, Fields(15));
+  Result<Bytes> c16 = SimCryptogram(key, Fields(16));
+  ASSERT_OK(c15);
+  ASSERT_OK(c16);
+  EXPECT_EQ(VerifySimPayment(key, 10, kNow, opt, Fields(15), *c15).check, SimCheck::kAccepted);
+  SimVerification v = VerifySimPayment(key, 10, kNow, opt, Fields(16), *c16);
+  EXPECT_EQ(v.check, SimCheck::kCounterBeyondWindow);
+  EXPECT_EQ(v.counter_high_water, 10u);
+}
+
+TEST(SimPayment, WrongAmountMerchantCurrencyOrKeyRejected) {
+  SecretBytes key = SimKey();
+  Result<Bytes> c = SimCryptogram(key, Fields(11));
+  ASSERT_OK(c);
+  SimPaymentFields f = Fields(11);
+  f.amount_minor += 1;
+  EXPECT_EQ(VerifySimPayment(key, 10, kNow, {}, f, *c).check, SimCheck::kWrongCryptogram);
+  f = Fields(11);
+  f.merchant_id = "okryu-socks";
+  EXPECT_EQ(VerifySimPayment(key, 10, kNow, {}, f, *c).check, SimCheck::kWrongCryptogram);
+  f = Fields(11);
+  f.currency = 840;
+  EXPECT_EQ(VerifySimPayment(key, 10, kNow, {}, f, *c).check, SimCheck::kWrongCryptogram);
+  // A cloned card with another SIM's key (a SIM swap keeps the ICCID-bound
+  // key on the old SIM) cannot produce the cryptogram.
+  Result<SecretBytes> other = DeriveSimKey(kImkSim, "8985001234567890130");
+  ASSERT_OK(other);
+  EXPECT_EQ(VerifySimPayment(*other, 10, kNow, {}, Fields(11), *c).check,
+            SimCheck::kWrongCryptogram);
+  Bytes flipped = *c;
+  flipped[0] ^= 0x80;
+  EXPECT_EQ(VerifySimPayment(key, 10, kNow, {}, Fields(11), flipped).check,
+            SimCheck::kWrongCryptogram);
+  EXPECT_EQ(VerifySimPayment(key, 10, kNow, {}, Fields(11), Bytes(4, 0)).check,
+            SimCheck::kMalformed);
+}
+
+TEST(SimPayment, TimeOutsideSkewRejected) {
+  SecretBytes key = SimKey();
+  Result<Bytes> c = SimCryptogram(key, Fields(11));
+  ASSERT_OK(c);
+  SimVerifyOptions opt;
+  opt.time_skew_s_max = 60;
+  EXPECT_EQ(VerifySimPayment(key, 10, kNow + 60, opt, Fields(11), *c).check, SimCheck::kAccepted);
+  EXPECT_EQ(VerifySimPayment(key, 10, kNow + 61, opt, Fields(11), *c).check,
+            SimCheck::kTimeOutsideSkew);
+  EXPECT_EQ(VerifySimPayment(key, 10, kNow - 61, opt, Fields(11), *c).check,
+            SimCheck::kTimeOutsideSkew);
+  EXPECT_STREQ(SimCheckName(SimCheck::kTimeOutsideSkew), "time_outside_skew");
+}
+
+// ---- Merchant request signing -------------------------------------------------
+
+const Bytes kSecret = H("6D65726368616E742D7365637265742D30303031");  // 20 bytes
+
+std::string Sign(int64_t ts, const std::string& nonce, const std::string& body) {
+  Result<std::string> s = SignMerchantRequest(kSecret, "POST", "/v1/payments", ts, nonce, body);
+  EXPECT_TRUE(s.ok());
+  return s.ok() ? *s : "";
+}
+
+TEST(MerchantSigning, CanonicalStringAndHmac) {
+  Result<std::string> canon =
+      MerchantCanonicalString("POST", "/v1/payments", 1700000000, "nonce-0001", "abc");
+  ASSERT_OK(canon);
+  // SHA-256("abc") from FIPS 180-2, lower case.
+  EXPECT_EQ(*canon,
+            "POST\n/v1/payments\n1700000000\nnonce-0001\n"
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+  Result<Bytes> mac = Hmac(HashAlg::kSha256, kSecret, Bytes(canon->begin(), canon->end()));
+  ASSERT_OK(mac);
+  std::string expected = ToHex(*mac);
+  for (char& ch : expected) ch = static_cast<char>(std::tolower(ch));
+  EXPECT_EQ(Sign(1700000000, "nonce-0001", "abc"), expected);
+  EXPECT_FALSE(MerchantCanonicalString("POST", "v1", 1, "nonce-0001", "").ok());
+  EXPECT_FALSE(MerchantCanonicalString("POST", "/v1", 1, "short", "").ok());
+  EXPECT_FALSE(SignMerchantRequest(Bytes(8, 1), "POST", "/v1", 1, "nonce-0001", "").ok());
+}
+
+TEST(MerchantSigning, VerifierRejectsBadSignatureSkewAndReusedNonce) {
+  MerchantRequestVerifier verifier({/*skew_s_max=*/300, /*nonce_cache_max=*/100});
+  const int64_t ts = 1700000000;
+  std::string sig = Sign(ts, "nonce-0001", "{\"amount\":1}");
+  EXPECT_TRUE(
+      verifier
+          .Verify(kSecret, "POST", "/v1/payments", ts, "nonce-0001", "{\"amount\":1}", sig, ts + 10)
+          .ok());
+  // Same nonce again: replay.
+  EXPECT_EQ(
+      verifier
+          .Verify(kSecret, "POST", "/v1/payments", ts, "nonce-0001", "{\"amount\":1}", sig, ts + 11)
+          .code(),
+      StatusCode::kAlreadyExists);
+  // Tampered body: bad signature (and the nonce is not consumed).
+  std::string sig2 = Sign(ts, "nonce-0002", "{\"amount\":1}");
+  EXPECT_EQ(
+      verifier.Verify(kSecret, "POST", "/v1/payments", ts, "nonce-0002", "{\"amount\":9}", sig2, ts)
+          .code(),
+      StatusCode::kPermissionDenied);
+  EXPECT_TRUE(
+      verifier.Verify(kSecret, "POST", "/v1/payments", ts, "nonce-0002", "{\"amount\":1}", sig2, ts)
+          .ok());
+  // Skewed timestamp.
+  std::string sig3 = Sign(ts, "nonce-0003", "");
+  EXPECT_EQ(
+      verifier.Verify(kSecret, "POST", "/v1/payments", ts, "nonce-0003", "", sig3, ts + 301).code(),
+      StatusCode::kFailedPrecondition);
+  EXPECT_EQ(
+      verifier.Verify(kSecret, "POST", "/v1/payments", ts, "nonce-0003", "", sig3, ts - 301).code(),
+      StatusCode::kFailedPrecondition);
+  // Malformed signature.
+  EXPECT_EQ(
+      verifier.Verify(kSecret, "POST", "/v1/payments", ts, "nonce-0003", "", "abcd", ts).code(),
+      StatusCode::kInvalidArgument);
+  std::string upper = sig3;
+  upper[0] = 'g';
+  EXPECT_EQ(
+      verifier.Verify(kSecret, "POST", "/v1/payments", ts, "nonce-0003", "", upper, ts).code(),
+      StatusCode::kInvalidArgument);
+}
+
+TEST(MerchantSigning, NonceCacheIsBoundedAndExpires) {
+  MerchantRequestVerifier verifier({/*skew_s_max=*/10, /*nonce_cache_max=*/3});
+  const int64_t ts = 1700000000;
+  for (int i = 0; i < 3; ++i) {
+    std::string nonce = "nonce-000" + std::to_string(i);
+    ASSERT_TRUE(
+        verifier.Verify(kSecret, "POST", "/v1/payments", ts, nonce, "", Sign(ts, nonce, ""), ts)
+            .ok());
+  }
+  EXPECT_EQ(verifier.nonce_count(), 3u);
+  EXPECT_EQ(verifier
+                .Verify(kSecret, "POST", "/v1/payments", ts, "nonce-0009", "",
+                        Sign(ts, "nonce-0009", ""), ts)
+                .code(),
+            StatusCode::kUnavailable);
+  // After the window the old nonces are evicted and room is made.
+  const int64_t later = ts + 30;
+  EXPECT_TRUE(verifier
+                  .Verify(kSecret, "POST", "/v1/payments", later, "nonce-0009", "",
+                          Sign(later, "nonce-0009", ""), later)
+                  .ok());
+  EXPECT_EQ(verifier.nonce_count(), 1u);
+}
+
+}  // namespace
+}  // namespace narae::crypto
