@@ -1,1 +1,990 @@
-#include "ledger/status.hpp"
+// The Ledger on RocksDB: a sequencer thread applies submissions to the
+// in-memory state (Engine) and builds one RocksDB WriteBatch per group; a
+// writer thread writes it with sync=true (one fsync per group) and then
+// acknowledges every submission of the group. The two run as a pipeline:
+// group N+1 is sequenced while group N is being made durable. State that
+// group N+1 must see but that is not on disk yet is kept in the overlay
+// until the write of its group returns.
+//
+// On-disk layout (column families; docs/ledger.md has the details):
+//   default       "meta" -> last timestamp and journal head
+//   accounts      id(16)            -> Account (current balances and flags)
+//   events        timestamp(8)      -> kind(1) + record (the ordered log)
+//   transfer_ids  id(16)            -> timestamp(8)
+//   account_index account(16)+ts(8) -> "" or balances after (history accounts)
+//   user_data     user_data_128(16)+ts(8) -> ""
+//   holds_open    id(16)            -> expires_at(8)
+//   holds_done    id(16)            -> state(1) resolved_at(8) posted(8)
+//   failed        id(16)            -> result code(4)
+//   journal       sequence(8)       -> JournalEntry
+//   aux           opaque key        -> opaque value (switch records)
+#include "ledger/ledger.hpp"
+
+#include <openssl/evp.h>
+#include <rocksdb/db.h>
+#include <rocksdb/filter_policy.h>
+#include <rocksdb/table.h>
+#include <rocksdb/utilities/checkpoint.h>
+#include <rocksdb/write_batch.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstring>
+#include <deque>
+#include <filesystem>
+#include <future>
+#include <map>
+#include <mutex>
+#include <thread>
+#include <unordered_map>
+
+#include "ledger/codec.hpp"
+#include "ledger/engine.hpp"
+#include "ledger/verify.hpp"
+
+namespace narae::ledger {
+
+#define NARAE_RESULT_NAME(name, text) \
+  case R::name:                       \
+    return #text;
+const char* ResultName(CreateAccountResult r) {
+  using R = CreateAccountResult;
+  switch (r) { NARAE_ACCOUNT_RESULTS(NARAE_RESULT_NAME) }
+  return "unknown";
+}
+const char* ResultName(CreateTransferResult r) {
+  using R = CreateTransferResult;
+  switch (r) { NARAE_TRANSFER_RESULTS(NARAE_RESULT_NAME) }
+  return "unknown";
+}
+const char* ResultName(ChangeAccountResult r) {
+  using R = ChangeAccountResult;
+  switch (r) { NARAE_CHANGE_RESULTS(NARAE_RESULT_NAME) }
+  return "unknown";
+}
+#undef NARAE_RESULT_NAME
+
+const char* HoldStateName(HoldState s) {
+  switch (s) {
+    case HoldState::kPending: return "pending";
+    case HoldState::kPosted: return "posted";
+    case HoldState::kVoided: return "voided";
+    case HoldState::kExpired: return "expired";
+  }
+  return "unknown";
+}
+
+std::string U128::ToHex() const {
+  static const char* kDigits = "0123456789abcdef";
+  std::string s(32, '0');
+  for (int i = 0; i < 16; ++i) {
+    s[15 - i] = kDigits[(hi >> (4 * i)) & 0xf];
+    s[31 - i] = kDigits[(lo >> (4 * i)) & 0xf];
+  }
+  return s;
+}
+
+std::optional<U128> U128::Parse(std::string_view text, bool allow_decimal) {
+  if (text.empty() || text.size() > 34) return std::nullopt;
+  bool hex_prefix = text.size() > 2 && text[0] == '0' && (text[1] == 'x' || text[1] == 'X');
+  bool all_digits = text.find_first_not_of("0123456789") == std::string_view::npos;
+  if (allow_decimal && all_digits && !hex_prefix) {
+    if (text.size() > 20) return std::nullopt;
+    unsigned __int128 v = 0;
+    for (char c : text) v = v * 10 + static_cast<unsigned>(c - '0');
+    if (v > ~uint64_t{0}) return std::nullopt;
+    return U128::From(static_cast<uint64_t>(v));
+  }
+  if (hex_prefix) text.remove_prefix(2);
+  if (text.empty() || text.size() > 32) return std::nullopt;
+  U128 v;
+  for (char c : text) {
+    int d;
+    if (c >= '0' && c <= '9') {
+      d = c - '0';
+    } else if (c >= 'a' && c <= 'f') {
+      d = c - 'a' + 10;
+    } else if (c >= 'A' && c <= 'F') {
+      d = c - 'A' + 10;
+    } else {
+      return std::nullopt;
+    }
+    v.hi = (v.hi << 4) | (v.lo >> 60);
+    v.lo = (v.lo << 4) | static_cast<uint64_t>(d);
+  }
+  return v;
+}
+
+namespace {
+
+constexpr const char* kMetaKey = "meta";
+constexpr size_t kAuxKeyBytesMax = 256;
+constexpr size_t kAuxValueBytesMax = 64 * 1024;
+constexpr size_t kExpiriesPerGroupMax = kBatchEventsMax;
+constexpr size_t kPipelineDepth = 2;
+
+enum Cf : size_t {
+  kDefault = 0,
+  kAccounts,
+  kEvents,
+  kTransferIds,
+  kAccountIndex,
+  kUserData,
+  kHoldsOpen,
+  kHoldsDone,
+  kFailed,
+  kJournal,
+  kAux,
+  kCfCount,
+};
+const char* const kCfNames[kCfCount] = {"default",    "accounts",   "events",     "transfer_ids",
+                                        "account_index", "user_data", "holds_open", "holds_done",
+                                        "failed",     "journal",    "aux"};
+
+uint64_t SystemClockNs() {
+  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                   std::chrono::system_clock::now().time_since_epoch())
+                                   .count());
+}
+
+Status FromRocks(const rocksdb::Status& s, const char* what) {
+  if (s.ok()) return Status::Ok();
+  std::string msg = std::string(what) + ": " + s.ToString();
+  if (s.IsNotFound()) return Status::NotFound(msg);
+  if (s.IsCorruption()) return Status::Corruption(msg);
+  if (s.IsIOError() || s.IsNoSpace()) return Status::IOError(msg);
+  return Status::Internal(msg);
+}
+
+std::string EncodeHoldDone(const HoldDone& d) {
+  std::string v;
+  v.push_back(static_cast<char>(d.state));
+  codec::PutU64(&v, d.resolved_at);
+  codec::PutU64(&v, d.posted_amount_minor);
+  return v;
+}
+std::optional<HoldDone> DecodeHoldDone(std::string_view v) {
+  if (v.size() != 17) return std::nullopt;
+  auto state = static_cast<uint8_t>(v[0]);
+  if (state < 2 || state > 4) return std::nullopt;
+  return HoldDone{static_cast<HoldState>(state), codec::GetU64(v.data() + 1),
+                  codec::GetU64(v.data() + 9)};
+}
+
+struct Submission {
+  TxnFn fn;
+  DoneFn done;
+};
+
+// A sequenced group on its way to disk.
+struct PendingWrite {
+  uint64_t sequence = 0;  // group sequence (for the overlay), not journal
+  rocksdb::WriteBatch batch;
+  std::vector<DoneFn> dones;
+  size_t events = 0;
+};
+
+}  // namespace
+
+class LedgerImpl final : public Ledger, private Store {
+ public:
+  explicit LedgerImpl(Options options) : options_(std::move(options)), engine_(this) {
+    if (!options_.clock_ns) options_.clock_ns = SystemClockNs;
+  }
+  ~LedgerImpl() override { (void)Close(); }
+
+  Status OpenDb();
+  Status LoadState();
+  void Start();
+
+  // --- Ledger API ---
+  Result<std::vector<AccountOutcome>> CreateAccounts(std::span<const Account> a) override {
+    if (a.size() > kBatchEventsMax) return Status::InvalidArgument("batch too large");
+    std::vector<AccountOutcome> out;
+    NARAE_RETURN_IF_ERROR(Execute([&](Txn& t) { out = t.CreateAccounts(a); }));
+    return out;
+  }
+  Result<std::vector<TransferOutcome>> CreateTransfers(std::span<const Transfer> t) override {
+    if (t.size() > kBatchEventsMax) return Status::InvalidArgument("batch too large");
+    std::vector<TransferOutcome> out;
+    NARAE_RETURN_IF_ERROR(Execute([&](Txn& x) { out = x.CreateTransfers(t); }));
+    return out;
+  }
+  Result<std::vector<ChangeOutcome>> ChangeAccounts(std::span<const AccountChange> c) override {
+    if (c.size() > kBatchEventsMax) return Status::InvalidArgument("batch too large");
+    std::vector<ChangeOutcome> out;
+    NARAE_RETURN_IF_ERROR(Execute([&](Txn& x) { out = x.ChangeAccounts(c); }));
+    return out;
+  }
+  Status Submit(TxnFn fn, DoneFn done) override;
+  Status Execute(TxnFn fn) override;
+
+  std::optional<Account> LookupAccount(AccountId id) override;
+  std::optional<Transfer> LookupTransfer(TransferId id) override { return ReadTransfer(id, {}); }
+  std::optional<HoldInfo> LookupHold(TransferId id) override;
+  Result<std::vector<AccountEntry>> GetAccountEntries(const AccountFilter& f) override;
+  Result<std::vector<Transfer>> QueryTransfersByUserData(U128 ud, uint32_t limit) override;
+  Status ScanAccounts(const std::function<bool(const Account&)>& fn) override;
+  Status ScanTransfers(uint64_t from_ts, uint64_t to_ts,
+                       const std::function<bool(const Transfer&)>& fn) override;
+  std::optional<std::string> GetAux(std::string_view key) override;
+  Status ScanAux(std::string_view prefix,
+                 const std::function<bool(std::string_view, std::string_view)>& fn) override;
+  Result<JournalEntry> JournalHead() override;
+  Status CatchUp() override;
+  Result<VerifyReport> Verify(const std::function<void(uint64_t)>& progress) override;
+  Status Checkpoint(const std::string& dir) override;
+  LedgerStats Stats() override;
+  Status Tick() override;
+  Status Close() override;
+
+ private:
+  class TxnImpl;
+  // --- Store (sequencer thread) ---
+  std::optional<Transfer> FindTransfer(TransferId id) override;
+  std::optional<uint32_t> FindFailed(TransferId id) override;
+  std::optional<HoldDone> FindHoldDone(TransferId id) override;
+
+  std::optional<Transfer> ReadTransfer(TransferId id, const rocksdb::ReadOptions& ro);
+  std::optional<std::string> DbGet(Cf cf, const rocksdb::Slice& key,
+                                   const rocksdb::ReadOptions& ro = {});
+
+  void SequencerLoop();
+  void WriterLoop();
+  void RunGroup(std::deque<Submission>* subs);
+  void FinishGroup(Group* group, std::vector<DoneFn> dones,
+                   std::vector<std::pair<std::string, std::string>> aux);
+  void FailPipeline(const Status& s);
+  bool TryRecover();
+
+  Options options_;
+  std::unique_ptr<rocksdb::DB> db_;
+  std::vector<rocksdb::ColumnFamilyHandle*> cfs_;
+  std::string secondary_path_;
+  Engine engine_;
+  codec::Meta meta_;  // sequencer's view (includes not-yet-durable groups)
+
+  // Submission queue.
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<Submission> queue_;
+  bool stopping_ = false;
+  bool tick_requested_ = false;
+
+  // Pipeline to the writer.
+  std::mutex write_mu_;
+  std::condition_variable write_cv_;
+  std::deque<std::unique_ptr<PendingWrite>> writes_;
+  bool writer_stop_ = false;
+  uint64_t group_sequence_ = 0;
+
+  // Overlay: state of groups sequenced but not yet durable.
+  std::mutex overlay_mu_;
+  std::unordered_map<TransferId, std::pair<Transfer, uint64_t>, IdHash> ov_transfers_;
+  std::unordered_map<TransferId, std::pair<uint32_t, uint64_t>, IdHash> ov_failed_;
+  std::unordered_map<TransferId, std::pair<HoldDone, uint64_t>, IdHash> ov_holds_done_;
+  std::unordered_map<std::string, std::pair<std::string, uint64_t>> ov_aux_;
+
+  std::atomic<bool> healthy_{true};
+  std::atomic<bool> failed_pipeline_{false};
+  std::atomic<uint64_t> stat_groups_{0}, stat_events_{0}, stat_last_group_events_{0},
+      stat_last_fsync_us_{0};
+  std::atomic<uint64_t> stat_accounts_{0}, stat_open_holds_{0};
+  std::thread sequencer_;
+  std::thread writer_;
+  std::thread::id sequencer_id_, writer_id_;
+  bool closed_ = false;
+  std::mutex close_mu_;
+};
+
+// The Txn handed to Submit() callbacks.
+class LedgerImpl::TxnImpl final : public Txn {
+ public:
+  TxnImpl(LedgerImpl* l, std::vector<std::pair<std::string, std::string>>* aux)
+      : l_(l), aux_(aux) {}
+  std::vector<AccountOutcome> CreateAccounts(std::span<const Account> a) override {
+    if (a.size() > kBatchEventsMax) return {};
+    return l_->engine_.CreateAccounts(a);
+  }
+  std::vector<TransferOutcome> CreateTransfers(std::span<const Transfer> t) override {
+    if (t.size() > kBatchEventsMax) return {};
+    return l_->engine_.CreateTransfers(t);
+  }
+  std::vector<ChangeOutcome> ChangeAccounts(std::span<const AccountChange> c) override {
+    if (c.size() > kBatchEventsMax) return {};
+    return l_->engine_.ChangeAccounts(c);
+  }
+  std::optional<Account> PeekAccount(AccountId id) override { return l_->engine_.PeekAccount(id); }
+  std::optional<HoldInfo> PeekHold(TransferId id) override { return l_->engine_.PeekHold(id); }
+  std::optional<Transfer> PeekTransfer(TransferId id) override {
+    return l_->engine_.PeekTransfer(id);
+  }
+  std::optional<std::string> GetAux(std::string_view key) override {
+    for (auto it = aux_->rbegin(); it != aux_->rend(); ++it) {
+      if (it->first == key) return it->second;
+    }
+    {
+      std::lock_guard<std::mutex> lock(l_->overlay_mu_);
+      auto it = l_->ov_aux_.find(std::string(key));
+      if (it != l_->ov_aux_.end()) return it->second.first;
+    }
+    return l_->DbGet(kAux, rocksdb::Slice(key.data(), key.size()));
+  }
+  void PutAux(std::string_view key, std::string_view value) override {
+    NARAE_CHECK(!key.empty() && key.size() <= kAuxKeyBytesMax);
+    NARAE_CHECK(value.size() <= kAuxValueBytesMax);
+    aux_->emplace_back(std::string(key), std::string(value));
+  }
+  uint64_t now_ns() const override { return l_->engine_.group_base(); }
+
+ private:
+  LedgerImpl* l_;
+  std::vector<std::pair<std::string, std::string>>* aux_;
+};
+
+Result<std::unique_ptr<Ledger>> Ledger::Open(const Options& options) {
+  if (options.path.empty()) return Status::InvalidArgument("ledger path is empty");
+  if (options.group_events_max == 0 || options.queue_submissions_max == 0) {
+    return Status::InvalidArgument("group and queue limits must be positive");
+  }
+  auto impl = std::make_unique<LedgerImpl>(options);
+  NARAE_RETURN_IF_ERROR(impl->OpenDb());
+  NARAE_RETURN_IF_ERROR(impl->LoadState());
+  impl->Start();
+  return std::unique_ptr<Ledger>(std::move(impl));
+}
+
+Status LedgerImpl::OpenDb() {
+  rocksdb::Options opts;
+  opts.create_if_missing = !options_.read_only;
+  opts.create_missing_column_families = !options_.read_only;
+  opts.IncreaseParallelism(2);
+  opts.max_background_jobs = 2;
+  opts.write_buffer_size = 64 << 20;
+  opts.max_write_buffer_number = 4;
+  opts.paranoid_checks = true;
+  opts.max_open_files = options_.read_only ? -1 : 512;
+  opts.keep_log_file_num = 4;
+
+  rocksdb::BlockBasedTableOptions table;
+  table.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
+  table.block_cache = rocksdb::NewLRUCache(options_.block_cache_bytes);
+  rocksdb::ColumnFamilyOptions cf_opts(opts);
+  cf_opts.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
+  cf_opts.write_buffer_size = 64 << 20;
+  cf_opts.memtable_whole_key_filtering = true;
+  cf_opts.memtable_prefix_bloom_size_ratio = 0.05;
+
+  std::vector<rocksdb::ColumnFamilyDescriptor> descs;
+  for (const char* name : kCfNames) descs.emplace_back(name, cf_opts);
+  rocksdb::DB* raw = nullptr;
+  rocksdb::Status s;
+  if (options_.read_only) {
+    char tmpl[] = "/tmp/narae-secondary-XXXXXX";
+    if (mkdtemp(tmpl) == nullptr) return Status::IOError("mkdtemp for secondary failed");
+    secondary_path_ = tmpl;
+    opts.max_open_files = -1;
+    s = rocksdb::DB::OpenAsSecondary(opts, options_.path, secondary_path_, descs, &cfs_, &raw);
+  } else {
+    std::error_code ec;
+    std::filesystem::create_directories(options_.path, ec);
+    if (ec) return Status::IOError("cannot create " + options_.path + ": " + ec.message());
+    s = rocksdb::DB::Open(opts, options_.path, descs, &cfs_, &raw);
+  }
+  if (!s.ok()) return FromRocks(s, "open ledger");
+  db_.reset(raw);
+  return Status::Ok();
+}
+
+Status LedgerImpl::LoadState() {
+  engine_.Clear();
+  meta_ = {};
+  if (auto m = DbGet(kDefault, kMetaKey)) {
+    if (!codec::DecodeMeta(*m, &meta_)) return Status::Corruption("meta record");
+  }
+  engine_.set_last_timestamp(meta_.last_timestamp);
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator({}, cfs_[kAccounts]));
+  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    Account a;
+    if (!codec::DecodeAccount(std::string_view(it->value().data(), it->value().size()), &a)) {
+      return Status::Corruption("account record " + it->key().ToString(true));
+    }
+    engine_.LoadAccount(a);
+  }
+  NARAE_RETURN_IF_ERROR(FromRocks(it->status(), "scan accounts"));
+  it.reset(db_->NewIterator({}, cfs_[kHoldsOpen]));
+  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    if (it->key().size() != 16 || it->value().size() != 8) {
+      return Status::Corruption("open hold record");
+    }
+    TransferId id{codec::GetU128(it->key().data())};
+    std::optional<Transfer> t = ReadTransfer(id, {});
+    if (!t) return Status::Corruption("open hold without its transfer: " + id.ToHex());
+    engine_.LoadOpenHold({*t, codec::GetU64(it->value().data())});
+  }
+  NARAE_RETURN_IF_ERROR(FromRocks(it->status(), "scan holds"));
+  stat_accounts_ = engine_.account_count();
+  stat_open_holds_ = engine_.open_hold_count();
+  return Status::Ok();
+}
+
+void LedgerImpl::Start() {
+  if (options_.read_only) return;
+  sequencer_ = std::thread([this] { SequencerLoop(); });
+  writer_ = std::thread([this] { WriterLoop(); });
+  sequencer_id_ = sequencer_.get_id();
+  writer_id_ = writer_.get_id();
+}
+
+std::optional<std::string> LedgerImpl::DbGet(Cf cf, const rocksdb::Slice& key,
+                                             const rocksdb::ReadOptions& ro) {
+  std::string value;
+  rocksdb::Status s = db_->Get(ro, cfs_[cf], key, &value);
+  if (s.ok()) return value;
+  return std::nullopt;
+}
+
+std::optional<Transfer> LedgerImpl::ReadTransfer(TransferId id, const rocksdb::ReadOptions& ro) {
+  auto ts = DbGet(kTransferIds, codec::Key128(id.value), ro);
+  if (!ts || ts->size() != 8) return std::nullopt;
+  auto ev = DbGet(kEvents, rocksdb::Slice(*ts), ro);
+  codec::Event e;
+  if (!ev || !codec::DecodeEvent(*ev, &e) || e.kind != codec::EventKind::kTransfer) {
+    return std::nullopt;
+  }
+  return e.transfer;
+}
+
+std::optional<Transfer> LedgerImpl::FindTransfer(TransferId id) {
+  {
+    std::lock_guard<std::mutex> lock(overlay_mu_);
+    auto it = ov_transfers_.find(id);
+    if (it != ov_transfers_.end()) return it->second.first;
+  }
+  return ReadTransfer(id, {});
+}
+
+std::optional<uint32_t> LedgerImpl::FindFailed(TransferId id) {
+  {
+    std::lock_guard<std::mutex> lock(overlay_mu_);
+    auto it = ov_failed_.find(id);
+    if (it != ov_failed_.end()) return it->second.first;
+  }
+  auto v = DbGet(kFailed, codec::Key128(id.value));
+  if (!v || v->size() != 8) return std::nullopt;
+  return static_cast<uint32_t>(codec::GetU64(v->data()));
+}
+
+std::optional<HoldDone> LedgerImpl::FindHoldDone(TransferId id) {
+  {
+    std::lock_guard<std::mutex> lock(overlay_mu_);
+    auto it = ov_holds_done_.find(id);
+    if (it != ov_holds_done_.end()) return it->second.first;
+  }
+  auto v = DbGet(kHoldsDone, codec::Key128(id.value));
+  if (!v) return std::nullopt;
+  return DecodeHoldDone(*v);
+}
+
+Status LedgerImpl::Submit(TxnFn fn, DoneFn done) {
+  if (options_.read_only) return Status::FailedPrecondition("ledger opened read-only");
+  NARAE_CHECK(fn != nullptr);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stopping_) return Status::Unavailable("ledger is closing");
+    if (!healthy_.load()) {
+      return Status::Unavailable("ledger storage unavailable (write failed; recovering)");
+    }
+    if (queue_.size() >= options_.queue_submissions_max) {
+      return Status::Unavailable("ledger queue full");
+    }
+    queue_.push_back({std::move(fn), std::move(done)});
+  }
+  cv_.notify_one();
+  return Status::Ok();
+}
+
+Status LedgerImpl::Execute(TxnFn fn) {
+  NARAE_CHECK(std::this_thread::get_id() != sequencer_id_);
+  NARAE_CHECK(std::this_thread::get_id() != writer_id_);
+  std::promise<Status> promise;
+  std::future<Status> future = promise.get_future();
+  Status s = Submit(std::move(fn), [&promise](Status st) { promise.set_value(std::move(st)); });
+  if (!s.ok()) return s;
+  return future.get();
+}
+
+Status LedgerImpl::Tick() {
+  if (options_.read_only) return Status::FailedPrecondition("ledger opened read-only");
+  return Execute([](Txn&) {});
+}
+
+void LedgerImpl::SequencerLoop() {
+  for (;;) {
+    std::deque<Submission> subs;
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      for (;;) {
+        if (!queue_.empty() || stopping_ || tick_requested_ || !healthy_.load()) break;
+        uint64_t next = engine_.NextExpiry();
+        if (next != 0 && healthy_.load() && next <= options_.clock_ns()) break;
+        // Sleep until the next expiry (at most 100 ms, the clock may be fake).
+        cv_.wait_for(lock, std::chrono::milliseconds(100));
+      }
+      if (queue_.empty() && stopping_) break;
+      tick_requested_ = false;
+      subs.swap(queue_);
+    }
+    if (!healthy_.load()) {
+      for (auto& s : subs) {
+        if (s.done) s.done(Status::Unavailable("ledger storage unavailable"));
+      }
+      if (!TryRecover()) {
+        std::unique_lock<std::mutex> lock(mu_);
+        cv_.wait_for(lock, std::chrono::milliseconds(200), [&] { return stopping_; });
+      }
+      continue;
+    }
+    while (!subs.empty() || engine_.NextExpiry() != 0) {
+      RunGroup(&subs);
+      if (subs.empty()) break;
+    }
+  }
+  {
+    std::lock_guard<std::mutex> lock(write_mu_);
+    writer_stop_ = true;
+  }
+  write_cv_.notify_all();
+}
+
+void LedgerImpl::RunGroup(std::deque<Submission>* subs) {
+  Group group;
+  engine_.BeginGroup(&group, options_.clock_ns());
+  engine_.ExpireDue(kExpiriesPerGroupMax);
+  std::vector<std::pair<std::string, std::string>> aux;
+  std::vector<DoneFn> dones;
+  TxnImpl txn(this, &aux);
+  while (!subs->empty() && group.events.size() < options_.group_events_max) {
+    Submission s = std::move(subs->front());
+    subs->pop_front();
+    s.fn(txn);
+    dones.push_back(std::move(s.done));
+  }
+  FinishGroup(&group, std::move(dones), std::move(aux));
+}
+
+void LedgerImpl::FinishGroup(Group* group, std::vector<DoneFn> dones,
+                             std::vector<std::pair<std::string, std::string>> aux) {
+  auto w = std::make_unique<PendingWrite>();
+  w->sequence = ++group_sequence_;
+  w->dones = std::move(dones);
+  w->events = group->events.size();
+  rocksdb::WriteBatch& b = w->batch;
+
+  // Events in timestamp order, with their digest for the journal.
+  EVP_MD_CTX* md = EVP_MD_CTX_new();
+  NARAE_CHECK(md != nullptr && EVP_DigestInit_ex(md, EVP_sha256(), nullptr) == 1);
+  std::string value, key;
+  for (const codec::Event& ev : group->events) {
+    value.clear();
+    codec::EncodeEvent(ev, &value);
+    key = codec::KeyTs(ev.timestamp());
+    UpdateEventDigest(md, ev.timestamp(), value);
+    NARAE_CHECK(b.Put(cfs_[kEvents], key, value).ok());
+    if (ev.kind == codec::EventKind::kTransfer) {
+      const Transfer& t = ev.transfer;
+      NARAE_CHECK(b.Put(cfs_[kTransferIds], codec::Key128(t.id.value), key).ok());
+      if (!t.user_data_128.IsZero()) {
+        NARAE_CHECK(
+            b.Put(cfs_[kUserData], codec::Key128Ts(t.user_data_128, t.timestamp), "").ok());
+      }
+    }
+  }
+  std::array<uint8_t, 32> digest{};
+  unsigned int len = 0;
+  NARAE_CHECK(EVP_DigestFinal_ex(md, digest.data(), &len) == 1 && len == 32);
+  EVP_MD_CTX_free(md);
+
+  for (const Group::IndexRow& r : group->index_rows) {
+    value.clear();
+    if (r.history) {
+      codec::PutU64(&value, r.dp);
+      codec::PutU64(&value, r.dpo);
+      codec::PutU64(&value, r.cp);
+      codec::PutU64(&value, r.cpo);
+    }
+    NARAE_CHECK(b.Put(cfs_[kAccountIndex], codec::Key128Ts(r.account.value, r.timestamp), value)
+                    .ok());
+  }
+  for (const AccountId& id : group->touched_accounts) {
+    std::optional<Account> a = engine_.PeekAccount(id);
+    if (!a) continue;  // created by a chain that was rolled back
+    NARAE_CHECK(b.Put(cfs_[kAccounts], codec::Key128(id.value), codec::EncodeAccount(*a)).ok());
+  }
+  for (const auto& [id, hold] : group->holds_opened) {
+    value.clear();
+    codec::PutU64(&value, hold.expires_at);
+    NARAE_CHECK(b.Put(cfs_[kHoldsOpen], codec::Key128(id.value), value).ok());
+  }
+  for (const auto& [id, done] : group->holds_done) {
+    NARAE_CHECK(b.Delete(cfs_[kHoldsOpen], codec::Key128(id.value)).ok());
+    NARAE_CHECK(b.Put(cfs_[kHoldsDone], codec::Key128(id.value), EncodeHoldDone(done)).ok());
+  }
+  for (const auto& [id, code] : group->failed) {
+    value.clear();
+    codec::PutU64(&value, code);
+    NARAE_CHECK(b.Put(cfs_[kFailed], codec::Key128(id.value), value).ok());
+  }
+  for (const auto& [k, v] : aux) NARAE_CHECK(b.Put(cfs_[kAux], k, v).ok());
+
+  if (!group->events.empty()) {
+    JournalEntry j;
+    j.sequence = meta_.journal_sequence + 1;
+    j.first_timestamp = group->first_timestamp;
+    j.last_timestamp = group->last_timestamp;
+    j.event_count = group->events.size();
+    j.events_digest = digest;
+    j.previous_hash = meta_.journal_hash;
+    j.hash = JournalHash(j);
+    NARAE_CHECK(b.Put(cfs_[kJournal], codec::KeyTs(j.sequence), codec::EncodeJournal(j)).ok());
+    meta_.journal_sequence = j.sequence;
+    meta_.journal_hash = j.hash;
+  }
+  meta_.last_timestamp = engine_.last_timestamp();
+  if (b.Count() > 0) NARAE_CHECK(b.Put(cfs_[kDefault], kMetaKey, codec::EncodeMeta(meta_)).ok());
+
+  {
+    std::lock_guard<std::mutex> lock(overlay_mu_);
+    for (const auto& [id, t] : engine_.group_transfers()) ov_transfers_[id] = {t, w->sequence};
+    for (const auto& [id, code] : group->failed) ov_failed_[id] = {code, w->sequence};
+    for (const auto& [id, done] : group->holds_done) ov_holds_done_[id] = {done, w->sequence};
+    for (const auto& [k, v] : aux) ov_aux_[k] = {v, w->sequence};
+  }
+  stat_accounts_ = engine_.account_count();
+  stat_open_holds_ = engine_.open_hold_count();
+  {
+    std::unique_lock<std::mutex> lock(write_mu_);
+    write_cv_.wait(lock, [&] { return writes_.size() < kPipelineDepth; });
+    writes_.push_back(std::move(w));
+  }
+  write_cv_.notify_all();
+}
+
+void LedgerImpl::WriterLoop() {
+  rocksdb::WriteOptions wo;
+  wo.sync = options_.sync;
+  for (;;) {
+    std::unique_ptr<PendingWrite> w;
+    {
+      std::unique_lock<std::mutex> lock(write_mu_);
+      write_cv_.wait(lock, [&] { return !writes_.empty() || writer_stop_; });
+      if (writes_.empty()) return;
+      w = std::move(writes_.front());
+      writes_.pop_front();
+    }
+    write_cv_.notify_all();
+    Status st;
+    if (failed_pipeline_.load()) {
+      st = Status::Unavailable("an earlier group failed to write");
+    } else if (w->batch.Count() > 0) {
+      auto t0 = std::chrono::steady_clock::now();
+      st = FromRocks(db_->Write(wo, &w->batch), "write group");
+      auto us = std::chrono::duration_cast<std::chrono::microseconds>(
+                    std::chrono::steady_clock::now() - t0)
+                    .count();
+      stat_last_fsync_us_ = static_cast<uint64_t>(us);
+    }
+    if (st.ok()) {
+      stat_groups_++;
+      stat_events_ += w->events;
+      stat_last_group_events_ = w->events;
+    } else {
+      FailPipeline(st);
+    }
+    {
+      std::lock_guard<std::mutex> lock(overlay_mu_);
+      std::erase_if(ov_transfers_, [&](const auto& e) { return e.second.second <= w->sequence; });
+      std::erase_if(ov_failed_, [&](const auto& e) { return e.second.second <= w->sequence; });
+      std::erase_if(ov_holds_done_, [&](const auto& e) { return e.second.second <= w->sequence; });
+      std::erase_if(ov_aux_, [&](const auto& e) { return e.second.second <= w->sequence; });
+    }
+    for (auto& done : w->dones) {
+      if (done) done(st);
+    }
+  }
+}
+
+// A write failed: the in-memory state is ahead of the disk. Refuse new work
+// until the sequencer reloads the durable state (TryRecover).
+void LedgerImpl::FailPipeline(const Status& s) {
+  (void)s;
+  failed_pipeline_ = true;
+  healthy_ = false;
+}
+
+// On the sequencer thread, after a failed write: once the writer has
+// drained (failing every group after the broken one), resume RocksDB and
+// reload the durable state. Returns true when healthy again.
+bool LedgerImpl::TryRecover() {
+  {
+    std::unique_lock<std::mutex> lock(write_mu_);
+    write_cv_.wait(lock, [&] { return writes_.empty(); });
+  }
+  rocksdb::Status rs = db_->Resume();
+  if (!rs.ok()) return false;
+  {
+    std::lock_guard<std::mutex> lock(overlay_mu_);
+    ov_transfers_.clear();
+    ov_failed_.clear();
+    ov_holds_done_.clear();
+    ov_aux_.clear();
+  }
+  if (!LoadState().ok()) return false;
+  failed_pipeline_ = false;
+  healthy_ = true;
+  return true;
+}
+
+Status LedgerImpl::Close() {
+  std::lock_guard<std::mutex> close_lock(close_mu_);
+  if (closed_) return Status::Ok();
+  closed_ = true;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  if (sequencer_.joinable()) sequencer_.join();
+  if (writer_.joinable()) writer_.join();
+  Status st;
+  if (db_) {
+    if (!options_.read_only) st = FromRocks(db_->FlushWAL(true), "flush WAL");
+    for (auto* cf : cfs_) (void)db_->DestroyColumnFamilyHandle(cf);
+    cfs_.clear();
+    rocksdb::Status cs = db_->Close();
+    if (st.ok() && !cs.ok()) st = FromRocks(cs, "close");
+    db_.reset();
+  }
+  if (!secondary_path_.empty()) {
+    std::error_code ec;
+    std::filesystem::remove_all(secondary_path_, ec);
+  }
+  return st;
+}
+
+std::optional<Account> LedgerImpl::LookupAccount(AccountId id) {
+  auto v = DbGet(kAccounts, codec::Key128(id.value));
+  Account a;
+  if (!v || !codec::DecodeAccount(*v, &a)) return std::nullopt;
+  return a;
+}
+
+std::optional<HoldInfo> LedgerImpl::LookupHold(TransferId id) {
+  rocksdb::ManagedSnapshot snap(db_.get());
+  rocksdb::ReadOptions ro;
+  ro.snapshot = snap.snapshot();
+  std::optional<Transfer> t = ReadTransfer(id, ro);
+  if (!t || !(t->flags & transfer_flags::kPending)) return std::nullopt;
+  HoldInfo info;
+  info.hold = *t;
+  if (auto open = DbGet(kHoldsOpen, codec::Key128(id.value), ro); open && open->size() == 8) {
+    info.state = HoldState::kPending;
+    info.expires_at = codec::GetU64(open->data());
+    return info;
+  }
+  auto done = DbGet(kHoldsDone, codec::Key128(id.value), ro);
+  if (!done) return std::nullopt;
+  auto d = DecodeHoldDone(*done);
+  if (!d) return std::nullopt;
+  info.state = d->state;
+  info.resolved_at = d->resolved_at;
+  info.posted_amount_minor = d->posted_amount_minor;
+  info.expires_at = t->timeout_s ? t->timestamp + uint64_t{t->timeout_s} * 1'000'000'000ull : 0;
+  return info;
+}
+
+Result<std::vector<AccountEntry>> LedgerImpl::GetAccountEntries(const AccountFilter& f) {
+  if (f.limit == 0 || f.limit > kQueryLimitMax) return Status::InvalidArgument("limit");
+  if (f.account_id.IsZero() || f.account_id.IsMax()) return Status::InvalidArgument("account id");
+  uint64_t lo = f.timestamp_min;
+  uint64_t hi = f.timestamp_max == 0 ? ~uint64_t{0} : f.timestamp_max;
+  if (lo > hi) return Status::InvalidArgument("timestamp_min > timestamp_max");
+  rocksdb::ManagedSnapshot snap(db_.get());
+  rocksdb::ReadOptions ro;
+  ro.snapshot = snap.snapshot();
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, cfs_[kAccountIndex]));
+  std::vector<AccountEntry> out;
+  const std::string lo_key = codec::Key128Ts(f.account_id.value, lo);
+  const std::string hi_key = codec::Key128Ts(f.account_id.value, hi);
+  if (f.reversed) {
+    it->SeekForPrev(hi_key);
+  } else {
+    it->Seek(lo_key);
+  }
+  for (; it->Valid() && out.size() < f.limit; f.reversed ? it->Prev() : it->Next()) {
+    rocksdb::Slice k = it->key();
+    if (k.size() != 24 || k.compare(lo_key) < 0 || k.compare(hi_key) > 0) break;
+    uint64_t ts = codec::GetU64(k.data() + 16);
+    auto ev = DbGet(kEvents, codec::KeyTs(ts), ro);
+    codec::Event e;
+    if (!ev || !codec::DecodeEvent(*ev, &e)) return Status::Corruption("index without event");
+    AccountEntry entry;
+    entry.timestamp = ts;
+    if (e.kind == codec::EventKind::kTransfer) {
+      entry.kind = AccountEntry::Kind::kTransfer;
+      entry.transfer = e.transfer;
+    } else if (e.kind == codec::EventKind::kHoldExpired) {
+      entry.kind = AccountEntry::Kind::kExpiry;
+      auto t = ReadTransfer(e.expiry.pending_id, ro);
+      if (!t) return Status::Corruption("expiry without its hold");
+      entry.transfer = *t;
+    } else {
+      return Status::Corruption("index row points at a non-transfer event");
+    }
+    bool is_debit = entry.transfer.debit_account_id == f.account_id;
+    if ((is_debit && !f.debits) || (!is_debit && !f.credits)) continue;
+    rocksdb::Slice v = it->value();
+    if (v.size() == 32) {
+      entry.has_balances = true;
+      entry.debits_pending = codec::GetU64(v.data());
+      entry.debits_posted = codec::GetU64(v.data() + 8);
+      entry.credits_pending = codec::GetU64(v.data() + 16);
+      entry.credits_posted = codec::GetU64(v.data() + 24);
+    }
+    out.push_back(entry);
+  }
+  NARAE_RETURN_IF_ERROR(FromRocks(it->status(), "scan account index"));
+  return out;
+}
+
+Result<std::vector<Transfer>> LedgerImpl::QueryTransfersByUserData(U128 ud, uint32_t limit) {
+  if (limit == 0 || limit > kQueryLimitMax) return Status::InvalidArgument("limit");
+  rocksdb::ManagedSnapshot snap(db_.get());
+  rocksdb::ReadOptions ro;
+  ro.snapshot = snap.snapshot();
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, cfs_[kUserData]));
+  const std::string prefix = codec::Key128(ud);
+  std::vector<Transfer> out;
+  for (it->Seek(prefix); it->Valid() && out.size() < limit; it->Next()) {
+    if (!it->key().starts_with(prefix) || it->key().size() != 24) break;
+    auto ev = DbGet(kEvents, rocksdb::Slice(it->key().data() + 16, 8), ro);
+    codec::Event e;
+    if (!ev || !codec::DecodeEvent(*ev, &e) || e.kind != codec::EventKind::kTransfer) {
+      return Status::Corruption("user data index without transfer");
+    }
+    out.push_back(e.transfer);
+  }
+  NARAE_RETURN_IF_ERROR(FromRocks(it->status(), "scan user data"));
+  return out;
+}
+
+Status LedgerImpl::ScanAccounts(const std::function<bool(const Account&)>& fn) {
+  rocksdb::ManagedSnapshot snap(db_.get());
+  rocksdb::ReadOptions ro;
+  ro.snapshot = snap.snapshot();
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, cfs_[kAccounts]));
+  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    Account a;
+    if (!codec::DecodeAccount(std::string_view(it->value().data(), it->value().size()), &a)) {
+      return Status::Corruption("account record");
+    }
+    if (!fn(a)) break;
+  }
+  return FromRocks(it->status(), "scan accounts");
+}
+
+Status LedgerImpl::ScanTransfers(uint64_t from_ts, uint64_t to_ts,
+                                 const std::function<bool(const Transfer&)>& fn) {
+  rocksdb::ManagedSnapshot snap(db_.get());
+  rocksdb::ReadOptions ro;
+  ro.snapshot = snap.snapshot();
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, cfs_[kEvents]));
+  const std::string hi_key = codec::KeyTs(to_ts);
+  for (it->Seek(codec::KeyTs(from_ts)); it->Valid(); it->Next()) {
+    if (it->key().compare(hi_key) > 0) break;
+    rocksdb::Slice v = it->value();
+    if (v.empty() || static_cast<uint8_t>(v[0]) != uint8_t(codec::EventKind::kTransfer)) continue;
+    codec::Event e;
+    if (!codec::DecodeEvent(std::string_view(v.data(), v.size()), &e)) {
+      return Status::Corruption("event record");
+    }
+    if (!fn(e.transfer)) break;
+  }
+  return FromRocks(it->status(), "scan events");
+}
+
+std::optional<std::string> LedgerImpl::GetAux(std::string_view key) {
+  return DbGet(kAux, rocksdb::Slice(key.data(), key.size()));
+}
+
+Status LedgerImpl::ScanAux(std::string_view prefix,
+                           const std::function<bool(std::string_view, std::string_view)>& fn) {
+  rocksdb::ManagedSnapshot snap(db_.get());
+  rocksdb::ReadOptions ro;
+  ro.snapshot = snap.snapshot();
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, cfs_[kAux]));
+  rocksdb::Slice p(prefix.data(), prefix.size());
+  for (it->Seek(p); it->Valid() && it->key().starts_with(p); it->Next()) {
+    if (!fn(std::string_view(it->key().data(), it->key().size()),
+            std::string_view(it->value().data(), it->value().size()))) {
+      break;
+    }
+  }
+  return FromRocks(it->status(), "scan aux");
+}
+
+Result<JournalEntry> LedgerImpl::JournalHead() {
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator({}, cfs_[kJournal]));
+  it->SeekToLast();
+  if (!it->Valid()) {
+    NARAE_RETURN_IF_ERROR(FromRocks(it->status(), "journal"));
+    return JournalEntry{};
+  }
+  JournalEntry j;
+  if (!codec::DecodeJournal(std::string_view(it->value().data(), it->value().size()), &j)) {
+    return Status::Corruption("journal entry");
+  }
+  return j;
+}
+
+Status LedgerImpl::CatchUp() {
+  if (!options_.read_only) return Status::Ok();
+  return FromRocks(db_->TryCatchUpWithPrimary(), "catch up with primary");
+}
+
+Result<VerifyReport> LedgerImpl::Verify(const std::function<void(uint64_t)>& progress) {
+  rocksdb::ManagedSnapshot snap(db_.get());
+  rocksdb::ReadOptions ro;
+  ro.snapshot = snap.snapshot();
+  ro.fill_cache = false;
+  VerifySource src;
+  src.journal.reset(db_->NewIterator(ro, cfs_[kJournal]));
+  src.events.reset(db_->NewIterator(ro, cfs_[kEvents]));
+  src.accounts.reset(db_->NewIterator(ro, cfs_[kAccounts]));
+  src.holds_open.reset(db_->NewIterator(ro, cfs_[kHoldsOpen]));
+  src.meta = DbGet(kDefault, kMetaKey, ro);
+  return RunVerify(&src, progress);
+}
+
+Status LedgerImpl::Checkpoint(const std::string& dir) {
+  rocksdb::Checkpoint* raw = nullptr;
+  NARAE_RETURN_IF_ERROR(FromRocks(rocksdb::Checkpoint::Create(db_.get(), &raw), "checkpoint"));
+  std::unique_ptr<rocksdb::Checkpoint> cp(raw);
+  return FromRocks(cp->CreateCheckpoint(dir), "create checkpoint");
+}
+
+LedgerStats LedgerImpl::Stats() {
+  LedgerStats s;
+  s.groups_committed = stat_groups_;
+  s.events_committed = stat_events_;
+  s.last_group_events = stat_last_group_events_;
+  s.last_fsync_us = stat_last_fsync_us_;
+  s.accounts = stat_accounts_;
+  s.open_holds = stat_open_holds_;
+  s.healthy = healthy_;
+  return s;
+}
+
+}  // namespace narae::ledger

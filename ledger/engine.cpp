@@ -1,0 +1,705 @@
+#include "ledger/engine.hpp"
+
+#include <algorithm>
+#include <limits>
+
+namespace narae::ledger {
+namespace {
+
+namespace tf = transfer_flags;
+namespace af = account_flags;
+using TR = CreateTransferResult;
+using AR = CreateAccountResult;
+using CR = ChangeAccountResult;
+using i128 = __int128;
+
+constexpr uint64_t kNsPerSecond = 1'000'000'000ull;
+
+bool AddOverflows(uint64_t a, uint64_t b) { return a > std::numeric_limits<uint64_t>::max() - b; }
+
+// Failures that depend on stored state: a retry of the same id could
+// otherwise succeed later, so they are remembered (id_already_failed).
+bool IsTransient(TR r) {
+  return r >= TR::kDebitAccountNotFound && r != TR::kIdAlreadyFailed;
+}
+
+// The debit side's limit (accounts whose debits must not exceed credits).
+TR DebitLimit(const Account& a, uint64_t amount) {
+  if (!(a.flags & af::kDebitsMustNotExceedCredits)) return TR::kOk;
+  i128 debits = static_cast<i128>(a.debits_pending) + a.debits_posted + amount;
+  i128 credits_with_overdraft = static_cast<i128>(a.credits_posted) + a.overdraft_limit_minor;
+  if (debits <= credits_with_overdraft - a.minimum_balance_minor) return TR::kOk;
+  if (a.minimum_balance_minor > 0 && debits <= credits_with_overdraft) {
+    return TR::kBelowMinimumBalance;
+  }
+  if (a.overdraft_limit_minor > 0) return TR::kExceedsOverdraftLimit;
+  return TR::kExceedsCredits;
+}
+
+TR CreditLimit(const Account& a, uint64_t amount) {
+  if (!(a.flags & af::kCreditsMustNotExceedDebits)) return TR::kOk;
+  i128 credits = static_cast<i128>(a.credits_pending) + a.credits_posted + amount;
+  i128 debits_with_overdraft = static_cast<i128>(a.debits_posted) + a.overdraft_limit_minor;
+  if (credits <= debits_with_overdraft - a.minimum_balance_minor) return TR::kOk;
+  if (a.minimum_balance_minor > 0 && credits <= debits_with_overdraft) {
+    return TR::kBelowMinimumBalance;
+  }
+  if (a.overdraft_limit_minor > 0) return TR::kExceedsOverdraftLimit;
+  return TR::kExceedsDebits;
+}
+
+// What a balancing transfer may still move on the protected side.
+uint64_t DebitHeadroom(const Account& a) {
+  if (!(a.flags & af::kDebitsMustNotExceedCredits)) return std::numeric_limits<uint64_t>::max();
+  i128 room = static_cast<i128>(a.credits_posted) + a.overdraft_limit_minor -
+              a.minimum_balance_minor - a.debits_pending - a.debits_posted;
+  return room <= 0 ? 0 : static_cast<uint64_t>(std::min<i128>(room, ~uint64_t{0}));
+}
+uint64_t CreditHeadroom(const Account& a) {
+  if (!(a.flags & af::kCreditsMustNotExceedDebits)) return std::numeric_limits<uint64_t>::max();
+  i128 room = static_cast<i128>(a.debits_posted) + a.overdraft_limit_minor -
+              a.minimum_balance_minor - a.credits_pending - a.credits_posted;
+  return room <= 0 ? 0 : static_cast<uint64_t>(std::min<i128>(room, ~uint64_t{0}));
+}
+
+// Results that let a linked chain go on: ok, and exists (a retried chain).
+bool ChainOk(TR r) { return r == TR::kOk || r == TR::kExists; }
+bool ChainOk(AR r) { return r == AR::kOk || r == AR::kExists; }
+bool ChainOk(CR r) { return r == CR::kOk; }
+
+bool IsPostOrVoid(const Transfer& t) {
+  return (t.flags & (tf::kPostPendingTransfer | tf::kVoidPendingTransfer)) != 0;
+}
+
+}  // namespace
+
+struct Engine::Undo {
+  enum class Kind : uint8_t {
+    kAccountState,    // restore `account`
+    kAccountCreated,  // erase account_id
+    kTransferCreated, // erase transfer_id from group_transfers_
+    kHoldOpened,      // erase transfer_id from open holds
+    kHoldClosed,      // reinsert `hold`
+    kHoldDone,        // erase transfer_id from group_holds_done_
+  };
+  Kind kind;
+  Account account;
+  TransferId transfer_id;
+  OpenHold hold;
+};
+
+void Engine::LoadAccount(const Account& a) { accounts_[a.id] = a; }
+
+void Engine::LoadOpenHold(const OpenHold& h) {
+  open_holds_[h.hold.id] = h;
+  if (h.expires_at != 0) expiry_queue_.emplace(h.expires_at, h.hold.id);
+}
+
+void Engine::Clear() {
+  accounts_.clear();
+  open_holds_.clear();
+  expiry_queue_.clear();
+  group_transfers_.clear();
+  group_holds_done_.clear();
+  group_failed_.clear();
+  group_ = nullptr;
+}
+
+void Engine::BeginGroup(Group* group, uint64_t clock_ns) {
+  NARAE_CHECK(group != nullptr);
+  group_ = group;
+  group_base_ = std::max(clock_ns, last_timestamp_ + 1);
+  last_timestamp_ = group_base_ - 1;
+  group_transfers_.clear();
+  group_holds_done_.clear();
+  group_failed_.clear();
+}
+
+uint64_t Engine::NextTimestamp() {
+  NARAE_CHECK(last_timestamp_ < std::numeric_limits<uint64_t>::max());
+  ++last_timestamp_;
+  if (group_->first_timestamp == 0) group_->first_timestamp = last_timestamp_;
+  group_->last_timestamp = last_timestamp_;
+  return last_timestamp_;
+}
+
+uint64_t Engine::NextExpiry() const {
+  return expiry_queue_.empty() ? 0 : expiry_queue_.begin()->first;
+}
+
+void Engine::Touch(const Account& a, uint64_t ts) {
+  group_->touched_accounts.insert(a.id);
+  bool history = (a.flags & af::kHistory) != 0;
+  group_->index_rows.push_back({a.id, ts, history, a.debits_pending, a.debits_posted,
+                                a.credits_pending, a.credits_posted});
+}
+
+size_t Engine::ExpireDue(size_t max) {
+  NARAE_CHECK(group_ != nullptr);
+  size_t count = 0;
+  while (count < max && !expiry_queue_.empty() && expiry_queue_.begin()->first <= group_base_) {
+    TransferId id = expiry_queue_.begin()->second;
+    expiry_queue_.erase(expiry_queue_.begin());
+    auto it = open_holds_.find(id);
+    NARAE_CHECK(it != open_holds_.end());
+    const Transfer& h = it->second.hold;
+    Account& dr = accounts_.at(h.debit_account_id);
+    Account& cr = accounts_.at(h.credit_account_id);
+    NARAE_CHECK(dr.debits_pending >= h.amount_minor && cr.credits_pending >= h.amount_minor);
+    dr.debits_pending -= h.amount_minor;
+    cr.credits_pending -= h.amount_minor;
+    uint64_t ts = NextTimestamp();
+    codec::Event ev;
+    ev.kind = codec::EventKind::kHoldExpired;
+    ev.expiry = {h.id, h.debit_account_id, h.credit_account_id, h.amount_minor, h.ledger, ts};
+    group_->events.push_back(ev);
+    Touch(dr, ts);
+    Touch(cr, ts);
+    HoldDone done{HoldState::kExpired, ts, 0};
+    group_->holds_done.emplace_back(id, done);
+    group_holds_done_[id] = done;
+    open_holds_.erase(it);
+    ++count;
+  }
+  return count;
+}
+
+Engine::Marks Engine::Mark() const {
+  return {group_->events.size(), group_->failed.size(), group_->holds_opened.size(),
+          group_->holds_done.size(), group_->index_rows.size()};
+}
+
+void Engine::Truncate(const Marks& m) {
+  group_->events.resize(m.events);
+  group_->failed.resize(m.failed);
+  group_->holds_opened.resize(m.holds_opened);
+  group_->holds_done.resize(m.holds_done);
+  group_->index_rows.resize(m.index_rows);
+}
+
+void Engine::Rollback(std::vector<Undo>* undo) {
+  for (auto it = undo->rbegin(); it != undo->rend(); ++it) {
+    switch (it->kind) {
+      case Undo::Kind::kAccountState: accounts_[it->account.id] = it->account; break;
+      case Undo::Kind::kAccountCreated: accounts_.erase(it->account.id); break;
+      case Undo::Kind::kTransferCreated: group_transfers_.erase(it->transfer_id); break;
+      case Undo::Kind::kHoldOpened: {
+        auto h = open_holds_.find(it->transfer_id);
+        NARAE_CHECK(h != open_holds_.end());
+        if (h->second.expires_at != 0) expiry_queue_.erase({h->second.expires_at, h->first});
+        open_holds_.erase(h);
+        break;
+      }
+      case Undo::Kind::kHoldClosed:
+        open_holds_[it->transfer_id] = it->hold;
+        if (it->hold.expires_at != 0) expiry_queue_.emplace(it->hold.expires_at, it->transfer_id);
+        break;
+      case Undo::Kind::kHoldDone: group_holds_done_.erase(it->transfer_id); break;
+    }
+  }
+  undo->clear();
+}
+
+// Runs linked chains atomically. `apply` returns the event's result; ok and
+// exists count as success (a retried chain is all `exists`).
+template <typename Ev, typename Out, typename Code, typename Apply, typename OnFail>
+static void RunChains(std::span<const Ev> events, std::vector<Out>* outs, Apply apply,
+                      OnFail on_single_failure, uint16_t linked_flag) {
+  const size_t n = events.size();
+  outs->assign(n, Out{});
+  size_t i = 0;
+  while (i < n) {
+    size_t end = i;
+    while (end < n && (events[end].flags & linked_flag)) ++end;
+    bool chain_open = end == n;
+    if (chain_open) end = n - 1;
+    // Chain is [i, end].
+    bool failed = false;
+    size_t failed_at = 0;
+    Code failed_code = Code::kOk;
+    apply.begin();
+    for (size_t k = i; k <= end; ++k) {
+      Code r;
+      if (chain_open && k == end) {
+        r = Code::kLinkedEventChainOpen;
+      } else {
+        r = apply(events[k], &(*outs)[k]);
+      }
+      (*outs)[k].result = r;
+      if (!ChainOk(r)) {
+        failed = true;
+        failed_at = k;
+        failed_code = r;
+        break;
+      }
+    }
+    if (failed) {
+      apply.rollback();
+      for (size_t k = i; k <= end; ++k) {
+        (*outs)[k] = Out{};
+        (*outs)[k].result = k == failed_at ? failed_code : Code::kLinkedEventFailed;
+      }
+      if (i == end) on_single_failure(events[i], failed_code);
+    } else {
+      apply.commit();
+    }
+    i = end + 1;
+  }
+}
+
+namespace {
+// Adapts an Engine member to RunChains: begin/commit/rollback hooks around
+// an undo log and the group's write marks.
+template <typename Fn, typename MarkFn, typename TruncFn, typename RollFn>
+struct ChainApply {
+  Fn fn;
+  MarkFn mark;
+  TruncFn truncate;
+  RollFn roll;
+  std::vector<char> dummy;
+  decltype(mark()) marks{};
+  void begin() { marks = mark(); }
+  void commit() {}
+  void rollback() {
+    roll();
+    truncate(marks);
+  }
+  template <typename Ev, typename Out>
+  auto operator()(const Ev& e, Out* o) {
+    return fn(e, o);
+  }
+};
+template <typename Fn, typename MarkFn, typename TruncFn, typename RollFn>
+ChainApply<Fn, MarkFn, TruncFn, RollFn> MakeChainApply(Fn f, MarkFn m, TruncFn t, RollFn r) {
+  return {f, m, t, r, {}, {}};
+}
+}  // namespace
+
+std::vector<TransferOutcome> Engine::CreateTransfers(std::span<const Transfer> transfers) {
+  NARAE_CHECK(group_ != nullptr);
+  NARAE_CHECK(transfers.size() <= kBatchEventsMax);
+  std::vector<TransferOutcome> outs;
+  std::vector<Undo> undo;
+  auto apply = MakeChainApply(
+      [&](const Transfer& t, TransferOutcome* o) {
+        TR r = Validate(t);
+        if (r != TR::kOk) return r;
+        std::optional<Transfer> stored;
+        if (auto g = group_transfers_.find(t.id); g != group_transfers_.end()) {
+          stored = g->second;
+        } else {
+          stored = store_->FindTransfer(t.id);
+        }
+        if (stored) {
+          r = CheckExists(t, *stored);
+          if (r == TR::kExists) {
+            o->timestamp = stored->timestamp;
+            o->amount_minor = stored->amount_minor;
+          }
+          return r;
+        }
+        if (group_failed_.count(t.id) || store_->FindFailed(t.id)) return TR::kIdAlreadyFailed;
+        if (IsPostOrVoid(t)) return ApplyPostOrVoid(t, o, &undo);
+        return ApplyTransfer(t, o, &undo);
+      },
+      [&] {
+        undo.clear();
+        return Mark();
+      },
+      [&](const Marks& m) { Truncate(m); }, [&] { Rollback(&undo); });
+  RunChains<Transfer, TransferOutcome, TR>(
+      transfers, &outs, apply,
+      [&](const Transfer& t, TR code) {
+        if (IsTransient(code) && !t.id.IsZero() && !t.id.IsMax()) {
+          group_->failed.emplace_back(t.id, static_cast<uint32_t>(code));
+          group_failed_[t.id] = static_cast<uint32_t>(code);
+        }
+      },
+      tf::kLinked);
+  return outs;
+}
+
+TR Engine::Validate(const Transfer& t) const {
+  if (t.timestamp != 0) return TR::kTimestampMustBeZero;
+  if (t.flags & ~tf::kAll) return TR::kReservedFlag;
+  if (t.id.IsZero()) return TR::kIdMustNotBeZero;
+  if (t.id.IsMax()) return TR::kIdMustNotBeIntMax;
+  const bool pending = t.flags & tf::kPending;
+  const bool post = t.flags & tf::kPostPendingTransfer;
+  const bool void_ = t.flags & tf::kVoidPendingTransfer;
+  const bool balancing = t.flags & (tf::kBalancingDebit | tf::kBalancingCredit);
+  if (int{pending} + int{post} + int{void_} > 1) return TR::kFlagsAreMutuallyExclusive;
+  if ((post || void_) && balancing) return TR::kFlagsAreMutuallyExclusive;
+  if (post || void_) {
+    if (t.debit_account_id.IsMax()) return TR::kDebitAccountIdMustNotBeIntMax;
+    if (t.credit_account_id.IsMax()) return TR::kCreditAccountIdMustNotBeIntMax;
+    if (!t.debit_account_id.IsZero() && t.debit_account_id == t.credit_account_id) {
+      return TR::kAccountsMustBeDifferent;
+    }
+    if (t.pending_id.IsZero()) return TR::kPendingIdMustNotBeZero;
+    if (t.pending_id.IsMax()) return TR::kPendingIdMustNotBeIntMax;
+    if (t.pending_id == t.id) return TR::kPendingIdMustBeDifferent;
+    if (t.timeout_s != 0) return TR::kTimeoutReservedForPendingTransfer;
+    return TR::kOk;
+  }
+  if (t.debit_account_id.IsZero()) return TR::kDebitAccountIdMustNotBeZero;
+  if (t.debit_account_id.IsMax()) return TR::kDebitAccountIdMustNotBeIntMax;
+  if (t.credit_account_id.IsZero()) return TR::kCreditAccountIdMustNotBeZero;
+  if (t.credit_account_id.IsMax()) return TR::kCreditAccountIdMustNotBeIntMax;
+  if (t.debit_account_id == t.credit_account_id) return TR::kAccountsMustBeDifferent;
+  if (!t.pending_id.IsZero()) return TR::kPendingIdMustBeZero;
+  if (t.timeout_s != 0 && !pending) return TR::kTimeoutReservedForPendingTransfer;
+  if (t.timeout_s > kTimeoutSecondsMax) return TR::kTimeoutTooLarge;
+  if (t.ledger == 0) return TR::kLedgerMustNotBeZero;
+  if (t.code == 0) return TR::kCodeMustNotBeZero;
+  if (t.amount_minor == 0 && !balancing) return TR::kAmountMustNotBeZero;
+  return TR::kOk;
+}
+
+TR Engine::CheckExists(const Transfer& t, const Transfer& s) const {
+  if (t.flags != s.flags) return TR::kExistsWithDifferentFlags;
+  if (t.pending_id != s.pending_id) return TR::kExistsWithDifferentPendingId;
+  if (t.timeout_s != s.timeout_s) return TR::kExistsWithDifferentTimeout;
+  const bool pv = IsPostOrVoid(t);
+  if ((!pv || !t.debit_account_id.IsZero()) && t.debit_account_id != s.debit_account_id) {
+    return TR::kExistsWithDifferentDebitAccountId;
+  }
+  if ((!pv || !t.credit_account_id.IsZero()) && t.credit_account_id != s.credit_account_id) {
+    return TR::kExistsWithDifferentCreditAccountId;
+  }
+  const bool balancing = t.flags & (tf::kBalancingDebit | tf::kBalancingCredit);
+  if (balancing) {
+    if (t.amount_minor < s.amount_minor) return TR::kExistsWithDifferentAmount;
+  } else if ((!pv || t.amount_minor != 0) && t.amount_minor != s.amount_minor) {
+    return TR::kExistsWithDifferentAmount;
+  }
+  if (t.user_data_128 != s.user_data_128) return TR::kExistsWithDifferentUserData128;
+  if (t.user_data_64 != s.user_data_64) return TR::kExistsWithDifferentUserData64;
+  if (t.user_data_32 != s.user_data_32) return TR::kExistsWithDifferentUserData32;
+  if ((!pv || t.ledger != 0) && t.ledger != s.ledger) return TR::kExistsWithDifferentLedger;
+  if ((!pv || t.code != 0) && t.code != s.code) return TR::kExistsWithDifferentCode;
+  return TR::kExists;
+}
+
+void Engine::RecordTransfer(const Transfer& t, std::vector<Undo>* undo) {
+  codec::Event ev;
+  ev.kind = codec::EventKind::kTransfer;
+  ev.transfer = t;
+  group_->events.push_back(ev);
+  group_transfers_[t.id] = t;
+  undo->push_back({Undo::Kind::kTransferCreated, {}, t.id, {}});
+  Touch(accounts_.at(t.debit_account_id), t.timestamp);
+  Touch(accounts_.at(t.credit_account_id), t.timestamp);
+}
+
+TR Engine::ApplyTransfer(const Transfer& t, TransferOutcome* out, std::vector<Undo>* undo) {
+  auto dit = accounts_.find(t.debit_account_id);
+  if (dit == accounts_.end()) return TR::kDebitAccountNotFound;
+  auto cit = accounts_.find(t.credit_account_id);
+  if (cit == accounts_.end()) return TR::kCreditAccountNotFound;
+  Account& dr = dit->second;
+  Account& cr = cit->second;
+  if (dr.ledger != cr.ledger) return TR::kAccountsMustHaveTheSameLedger;
+  if (t.ledger != dr.ledger) return TR::kTransferMustHaveTheSameLedgerAsAccounts;
+  if (dr.flags & af::kClosed) return TR::kDebitAccountClosed;
+  if (cr.flags & af::kClosed) return TR::kCreditAccountClosed;
+  if (dr.flags & af::kFrozen) return TR::kDebitAccountFrozen;
+  if (cr.flags & af::kFrozen) return TR::kCreditAccountFrozen;
+
+  uint64_t amount = t.amount_minor;
+  if (t.flags & tf::kBalancingDebit) amount = std::min(amount, DebitHeadroom(dr));
+  if (t.flags & tf::kBalancingCredit) amount = std::min(amount, CreditHeadroom(cr));
+  const bool pending = t.flags & tf::kPending;
+  if (pending) {
+    if (AddOverflows(dr.debits_pending, amount)) return TR::kOverflowsDebitsPending;
+    if (AddOverflows(cr.credits_pending, amount)) return TR::kOverflowsCreditsPending;
+  } else {
+    if (AddOverflows(dr.debits_posted, amount)) return TR::kOverflowsDebitsPosted;
+    if (AddOverflows(cr.credits_posted, amount)) return TR::kOverflowsCreditsPosted;
+  }
+  if (AddOverflows(dr.debits_pending, dr.debits_posted) ||
+      AddOverflows(dr.debits_pending + dr.debits_posted, amount)) {
+    return TR::kOverflowsDebits;
+  }
+  if (AddOverflows(cr.credits_pending, cr.credits_posted) ||
+      AddOverflows(cr.credits_pending + cr.credits_posted, amount)) {
+    return TR::kOverflowsCredits;
+  }
+  uint64_t expires_at = 0;
+  if (pending && t.timeout_s != 0) {
+    const uint64_t timeout_ns = uint64_t{t.timeout_s} * kNsPerSecond;
+    if (AddOverflows(last_timestamp_ + 1, timeout_ns)) return TR::kOverflowsTimeout;
+    expires_at = last_timestamp_ + 1 + timeout_ns;
+  }
+  if (TR r = DebitLimit(dr, amount); r != TR::kOk) return r;
+  if (TR r = CreditLimit(cr, amount); r != TR::kOk) return r;
+
+  undo->push_back({Undo::Kind::kAccountState, dr, {}, {}});
+  undo->push_back({Undo::Kind::kAccountState, cr, {}, {}});
+  if (pending) {
+    dr.debits_pending += amount;
+    cr.credits_pending += amount;
+  } else {
+    dr.debits_posted += amount;
+    cr.credits_posted += amount;
+  }
+  Transfer stored = t;
+  stored.amount_minor = amount;
+  stored.timestamp = NextTimestamp();
+  RecordTransfer(stored, undo);
+  if (pending) {
+    OpenHold hold{stored, expires_at};
+    open_holds_[stored.id] = hold;
+    if (expires_at != 0) expiry_queue_.emplace(expires_at, stored.id);
+    group_->holds_opened.emplace_back(stored.id, hold);
+    undo->push_back({Undo::Kind::kHoldOpened, {}, stored.id, {}});
+  }
+  out->timestamp = stored.timestamp;
+  out->amount_minor = amount;
+  return TR::kOk;
+}
+
+TR Engine::ApplyPostOrVoid(const Transfer& t, TransferOutcome* out, std::vector<Undo>* undo) {
+  std::optional<Transfer> p;
+  if (auto g = group_transfers_.find(t.pending_id); g != group_transfers_.end()) {
+    p = g->second;
+  } else {
+    p = store_->FindTransfer(t.pending_id);
+  }
+  if (!p) return TR::kPendingTransferNotFound;
+  if (!(p->flags & tf::kPending)) return TR::kPendingTransferNotPending;
+  if (!t.debit_account_id.IsZero() && t.debit_account_id != p->debit_account_id) {
+    return TR::kPendingTransferHasDifferentDebitAccountId;
+  }
+  if (!t.credit_account_id.IsZero() && t.credit_account_id != p->credit_account_id) {
+    return TR::kPendingTransferHasDifferentCreditAccountId;
+  }
+  if (t.ledger != 0 && t.ledger != p->ledger) return TR::kPendingTransferHasDifferentLedger;
+  if (t.code != 0 && t.code != p->code) return TR::kPendingTransferHasDifferentCode;
+  const bool post = t.flags & tf::kPostPendingTransfer;
+  uint64_t amount = p->amount_minor;
+  if (post) {
+    if (t.amount_minor != 0) amount = t.amount_minor;
+    if (amount > p->amount_minor) return TR::kExceedsPendingTransferAmount;
+  } else if (t.amount_minor != 0 && t.amount_minor != p->amount_minor) {
+    return TR::kPendingTransferHasDifferentAmount;
+  }
+  auto hold_it = open_holds_.find(t.pending_id);
+  if (hold_it == open_holds_.end()) {
+    std::optional<HoldDone> done;
+    if (auto g = group_holds_done_.find(t.pending_id); g != group_holds_done_.end()) {
+      done = g->second;
+    } else {
+      done = store_->FindHoldDone(t.pending_id);
+    }
+    if (!done) return TR::kPendingTransferNotFound;
+    switch (done->state) {
+      case HoldState::kPosted: return TR::kPendingTransferAlreadyPosted;
+      case HoldState::kVoided: return TR::kPendingTransferAlreadyVoided;
+      default: return TR::kPendingTransferExpired;
+    }
+  }
+  Account& dr = accounts_.at(p->debit_account_id);
+  Account& cr = accounts_.at(p->credit_account_id);
+  if (post) {
+    if (dr.flags & af::kClosed) return TR::kDebitAccountClosed;
+    if (cr.flags & af::kClosed) return TR::kCreditAccountClosed;
+    if (dr.flags & af::kFrozen) return TR::kDebitAccountFrozen;
+    if (cr.flags & af::kFrozen) return TR::kCreditAccountFrozen;
+    if (AddOverflows(dr.debits_posted, amount)) return TR::kOverflowsDebitsPosted;
+    if (AddOverflows(cr.credits_posted, amount)) return TR::kOverflowsCreditsPosted;
+  }
+  NARAE_CHECK(dr.debits_pending >= p->amount_minor && cr.credits_pending >= p->amount_minor);
+  undo->push_back({Undo::Kind::kAccountState, dr, {}, {}});
+  undo->push_back({Undo::Kind::kAccountState, cr, {}, {}});
+  dr.debits_pending -= p->amount_minor;
+  cr.credits_pending -= p->amount_minor;
+  if (post) {
+    dr.debits_posted += amount;
+    cr.credits_posted += amount;
+  }
+  Transfer stored = t;
+  stored.debit_account_id = p->debit_account_id;
+  stored.credit_account_id = p->credit_account_id;
+  stored.ledger = p->ledger;
+  stored.code = p->code;
+  stored.amount_minor = amount;
+  stored.timestamp = NextTimestamp();
+  RecordTransfer(stored, undo);
+
+  OpenHold hold = hold_it->second;
+  if (hold.expires_at != 0) expiry_queue_.erase({hold.expires_at, t.pending_id});
+  open_holds_.erase(hold_it);
+  undo->push_back({Undo::Kind::kHoldClosed, {}, t.pending_id, hold});
+  HoldDone done{post ? HoldState::kPosted : HoldState::kVoided, stored.timestamp,
+                post ? amount : 0};
+  group_->holds_done.emplace_back(t.pending_id, done);
+  group_holds_done_[t.pending_id] = done;
+  undo->push_back({Undo::Kind::kHoldDone, {}, t.pending_id, {}});
+  out->timestamp = stored.timestamp;
+  out->amount_minor = amount;
+  return TR::kOk;
+}
+
+std::vector<AccountOutcome> Engine::CreateAccounts(std::span<const Account> accounts) {
+  NARAE_CHECK(group_ != nullptr);
+  NARAE_CHECK(accounts.size() <= kBatchEventsMax);
+  std::vector<AccountOutcome> outs;
+  std::vector<Undo> undo;
+  auto apply = MakeChainApply(
+      [&](const Account& a, AccountOutcome* o) {
+        AR r = ApplyAccount(a, &undo);
+        if (r == AR::kOk || r == AR::kExists) o->timestamp = accounts_.at(a.id).timestamp;
+        return r;
+      },
+      [&] {
+        undo.clear();
+        return Mark();
+      },
+      [&](const Marks& m) { Truncate(m); }, [&] { Rollback(&undo); });
+  RunChains<Account, AccountOutcome, AR>(
+      accounts, &outs, apply, [](const Account&, AR) {}, af::kLinked);
+  return outs;
+}
+
+AR Engine::ApplyAccount(const Account& a, std::vector<Undo>* undo) {
+  if (a.timestamp != 0) return AR::kTimestampMustBeZero;
+  if (a.flags & ~af::kAll) return AR::kReservedFlag;
+  if (a.id.IsZero()) return AR::kIdMustNotBeZero;
+  if (a.id.IsMax()) return AR::kIdMustNotBeIntMax;
+  const bool dmnec = a.flags & af::kDebitsMustNotExceedCredits;
+  const bool cmned = a.flags & af::kCreditsMustNotExceedDebits;
+  if (dmnec && cmned) return AR::kFlagsAreMutuallyExclusive;
+  if (a.flags & (af::kClosed | af::kFrozen)) return AR::kStateFlagsMustNotBeSet;
+  if (a.debits_pending != 0) return AR::kDebitsPendingMustBeZero;
+  if (a.debits_posted != 0) return AR::kDebitsPostedMustBeZero;
+  if (a.credits_pending != 0) return AR::kCreditsPendingMustBeZero;
+  if (a.credits_posted != 0) return AR::kCreditsPostedMustBeZero;
+  if (a.ledger == 0) return AR::kLedgerMustNotBeZero;
+  if (a.code == 0) return AR::kCodeMustNotBeZero;
+  if ((a.minimum_balance_minor != 0 || a.overdraft_limit_minor != 0) && !dmnec && !cmned) {
+    return AR::kLimitRequiresBalanceFlag;
+  }
+  if (auto it = accounts_.find(a.id); it != accounts_.end()) {
+    const Account& s = it->second;
+    constexpr uint16_t kCreationFlags =
+        af::kDebitsMustNotExceedCredits | af::kCreditsMustNotExceedDebits | af::kHistory;
+    if ((s.flags & kCreationFlags) != (a.flags & kCreationFlags)) {
+      return AR::kExistsWithDifferentFlags;
+    }
+    if (s.user_data_128 != a.user_data_128) return AR::kExistsWithDifferentUserData128;
+    if (s.user_data_64 != a.user_data_64) return AR::kExistsWithDifferentUserData64;
+    if (s.user_data_32 != a.user_data_32) return AR::kExistsWithDifferentUserData32;
+    if (s.ledger != a.ledger) return AR::kExistsWithDifferentLedger;
+    if (s.code != a.code) return AR::kExistsWithDifferentCode;
+    if (s.minimum_balance_minor != a.minimum_balance_minor) {
+      return AR::kExistsWithDifferentMinimumBalance;
+    }
+    if (s.overdraft_limit_minor != a.overdraft_limit_minor) {
+      return AR::kExistsWithDifferentOverdraftLimit;
+    }
+    return AR::kExists;
+  }
+  Account stored = a;
+  stored.flags = static_cast<uint16_t>(a.flags & ~af::kLinked);
+  stored.timestamp = NextTimestamp();
+  accounts_[stored.id] = stored;
+  undo->push_back({Undo::Kind::kAccountCreated, stored, {}, {}});
+  codec::Event ev;
+  ev.kind = codec::EventKind::kAccountCreated;
+  ev.account = stored;
+  group_->events.push_back(ev);
+  group_->touched_accounts.insert(stored.id);
+  return AR::kOk;
+}
+
+std::vector<ChangeOutcome> Engine::ChangeAccounts(std::span<const AccountChange> changes) {
+  NARAE_CHECK(group_ != nullptr);
+  NARAE_CHECK(changes.size() <= kBatchEventsMax);
+  std::vector<ChangeOutcome> outs;
+  std::vector<Undo> undo;
+  auto apply = MakeChainApply(
+      [&](const AccountChange& c, ChangeOutcome* o) {
+        CR r = ApplyChange(c, &undo);
+        if (r == CR::kOk) o->timestamp = last_timestamp_;
+        return r;
+      },
+      [&] {
+        undo.clear();
+        return Mark();
+      },
+      [&](const Marks& m) { Truncate(m); }, [&] { Rollback(&undo); });
+  RunChains<AccountChange, ChangeOutcome, CR>(
+      changes, &outs, apply, [](const AccountChange&, CR) {}, af::kLinked);
+  return outs;
+}
+
+CR Engine::ApplyChange(const AccountChange& c, std::vector<Undo>* undo) {
+  if (c.flags & ~af::kLinked) return CR::kReservedFlag;
+  if (c.action < AccountAction::kClose || c.action > AccountAction::kUnfreeze) {
+    return CR::kInvalidAction;
+  }
+  auto it = accounts_.find(c.id);
+  if (it == accounts_.end()) return CR::kAccountNotFound;
+  Account& a = it->second;
+  uint16_t flags = a.flags;
+  switch (c.action) {
+    case AccountAction::kClose:
+      if (flags & af::kClosed) return CR::kAccountAlreadyClosed;
+      if (a.debits_pending != 0 || a.credits_pending != 0) return CR::kAccountHasPendingBalance;
+      flags |= af::kClosed;
+      break;
+    case AccountAction::kReopen:
+      if (!(flags & af::kClosed)) return CR::kAccountNotClosed;
+      flags &= static_cast<uint16_t>(~af::kClosed);
+      break;
+    case AccountAction::kFreeze:
+      if (flags & af::kFrozen) return CR::kAccountAlreadyFrozen;
+      flags |= af::kFrozen;
+      break;
+    case AccountAction::kUnfreeze:
+      if (!(flags & af::kFrozen)) return CR::kAccountNotFrozen;
+      flags &= static_cast<uint16_t>(~af::kFrozen);
+      break;
+  }
+  undo->push_back({Undo::Kind::kAccountState, a, {}, {}});
+  a.flags = flags;
+  codec::Event ev;
+  ev.kind = codec::EventKind::kAccountChanged;
+  ev.change = c;
+  ev.change.flags = static_cast<uint16_t>(c.flags & ~af::kLinked);
+  ev.change.timestamp = NextTimestamp();
+  group_->events.push_back(ev);
+  group_->touched_accounts.insert(a.id);
+  return CR::kOk;
+}
+
+std::optional<Account> Engine::PeekAccount(AccountId id) const {
+  auto it = accounts_.find(id);
+  if (it == accounts_.end()) return std::nullopt;
+  return it->second;
+}
+
+std::optional<Transfer> Engine::PeekTransfer(TransferId id) {
+  if (auto g = group_transfers_.find(id); g != group_transfers_.end()) return g->second;
+  return store_->FindTransfer(id);
+}
+
+std::optional<HoldInfo> Engine::PeekHold(TransferId id) {
+  if (auto it = open_holds_.find(id); it != open_holds_.end()) {
+    return HoldInfo{it->second.hold, HoldState::kPending, it->second.expires_at, 0, 0};
+  }
+  std::optional<Transfer> t = PeekTransfer(id);
+  if (!t || !(t->flags & tf::kPending)) return std::nullopt;
+  std::optional<HoldDone> done;
+  if (auto g = group_holds_done_.find(id); g != group_holds_done_.end()) {
+    done = g->second;
+  } else {
+    done = store_->FindHoldDone(id);
+  }
+  if (!done) return std::nullopt;
+  uint64_t expires = t->timeout_s ? t->timestamp + uint64_t{t->timeout_s} * kNsPerSecond : 0;
+  return HoldInfo{*t, done->state, expires, done->resolved_at, done->posted_amount_minor};
+}
+
+}  // namespace narae::ledger

@@ -1,0 +1,131 @@
+// Private to ledger/: the state machine. It validates and applies batches to
+// the in-memory state (accounts and open holds) and records what must be
+// written. It never touches the disk: lookups of older state go through the
+// Store interface, and the caller turns a finished Group into one RocksDB
+// write batch. Single-threaded: only the sequencer calls it.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <set>
+#include <span>
+#include <string>
+#include <unordered_map>
+#include <unordered_set>
+#include <utility>
+#include <vector>
+
+#include "ledger/codec.hpp"
+#include "ledger/ledger.hpp"
+
+namespace narae::ledger {
+
+struct HoldDone {
+  HoldState state = HoldState::kPosted;
+  uint64_t resolved_at = 0;
+  uint64_t posted_amount_minor = 0;
+};
+
+// Lookups of state older than the current group (durable or in flight).
+class Store {
+ public:
+  virtual ~Store() = default;
+  virtual std::optional<Transfer> FindTransfer(TransferId id) = 0;
+  virtual std::optional<uint32_t> FindFailed(TransferId id) = 0;
+  virtual std::optional<HoldDone> FindHoldDone(TransferId id) = 0;
+};
+
+struct OpenHold {
+  Transfer hold;
+  uint64_t expires_at = 0;  // 0 = never
+};
+
+// What one group must write, in order.
+struct Group {
+  uint64_t first_timestamp = 0;
+  uint64_t last_timestamp = 0;
+  std::vector<codec::Event> events;
+  std::unordered_set<AccountId, IdHash> touched_accounts;
+  std::vector<std::pair<TransferId, uint32_t>> failed;
+  std::vector<std::pair<TransferId, OpenHold>> holds_opened;
+  std::vector<std::pair<TransferId, HoldDone>> holds_done;
+  // Index rows: account, timestamp, balances after (when history).
+  struct IndexRow {
+    AccountId account;
+    uint64_t timestamp;
+    bool history;
+    uint64_t dp, dpo, cp, cpo;
+  };
+  std::vector<IndexRow> index_rows;
+  std::vector<std::pair<std::string, std::string>> aux;
+  size_t EventCount() const { return events.size(); }
+};
+
+class Engine {
+ public:
+  explicit Engine(Store* store) : store_(store) {}
+
+  // State loading (at open).
+  void LoadAccount(const Account& a);
+  void LoadOpenHold(const OpenHold& h);
+
+  // Starts a group whose first timestamp is > every earlier one.
+  void BeginGroup(Group* group, uint64_t clock_ns);
+  // Expires due holds (at most `max`), in expiry order.
+  size_t ExpireDue(size_t max);
+
+  std::vector<AccountOutcome> CreateAccounts(std::span<const Account> accounts);
+  std::vector<TransferOutcome> CreateTransfers(std::span<const Transfer> transfers);
+  std::vector<ChangeOutcome> ChangeAccounts(std::span<const AccountChange> changes);
+
+  std::optional<Account> PeekAccount(AccountId id) const;
+  std::optional<HoldInfo> PeekHold(TransferId id);
+  std::optional<Transfer> PeekTransfer(TransferId id);
+
+  uint64_t last_timestamp() const { return last_timestamp_; }
+  void set_last_timestamp(uint64_t ts) { last_timestamp_ = ts; }
+  uint64_t group_base() const { return group_base_; }
+  size_t account_count() const { return accounts_.size(); }
+  size_t open_hold_count() const { return open_holds_.size(); }
+  // Earliest expiry of an open hold, 0 when none.
+  uint64_t NextExpiry() const;
+  // New transfers created in the current group (the caller keeps them
+  // visible to the Store until durable).
+  const std::unordered_map<TransferId, Transfer, IdHash>& group_transfers() const {
+    return group_transfers_;
+  }
+  void Clear();
+
+ private:
+  struct Undo;
+  uint64_t NextTimestamp();
+  CreateTransferResult Validate(const Transfer& t) const;
+  CreateTransferResult CheckExists(const Transfer& t, const Transfer& stored) const;
+  CreateTransferResult ApplyTransfer(const Transfer& t, TransferOutcome* out,
+                                     std::vector<Undo>* undo);
+  CreateTransferResult ApplyPostOrVoid(const Transfer& t, TransferOutcome* out,
+                                       std::vector<Undo>* undo);
+  CreateAccountResult ApplyAccount(const Account& a, std::vector<Undo>* undo);
+  ChangeAccountResult ApplyChange(const AccountChange& c, std::vector<Undo>* undo);
+  void RecordTransfer(const Transfer& t, std::vector<Undo>* undo);
+  void Touch(const Account& a, uint64_t ts);
+  void Rollback(std::vector<Undo>* undo);
+  struct Marks {
+    size_t events, failed, holds_opened, holds_done, index_rows;
+  };
+  Marks Mark() const;
+  void Truncate(const Marks& m);
+
+  Store* store_;
+  Group* group_ = nullptr;
+  uint64_t last_timestamp_ = 0;
+  uint64_t group_base_ = 0;
+  std::unordered_map<AccountId, Account, IdHash> accounts_;
+  std::unordered_map<TransferId, OpenHold, IdHash> open_holds_;
+  std::set<std::pair<uint64_t, TransferId>> expiry_queue_;
+  std::unordered_map<TransferId, Transfer, IdHash> group_transfers_;
+  std::unordered_map<TransferId, HoldDone, IdHash> group_holds_done_;
+  std::unordered_map<TransferId, uint32_t, IdHash> group_failed_;
+};
+
+}  // namespace narae::ledger

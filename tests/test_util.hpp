@@ -1,0 +1,46 @@
+// Shared test helpers: temporary folders and Status assertions.
+#pragma once
+
+#include <gtest/gtest.h>
+#include <stdlib.h>
+
+#include <filesystem>
+#include <string>
+
+#include "ledger/status.hpp"
+
+#define ASSERT_OK(expr)                                \
+  do {                                                 \
+    const ::narae::Status _s = (expr);                 \
+    ASSERT_TRUE(_s.ok()) << _s.ToString();             \
+  } while (0)
+#define EXPECT_OK(expr)                                \
+  do {                                                 \
+    const ::narae::Status _s = (expr);                 \
+    EXPECT_TRUE(_s.ok()) << _s.ToString();             \
+  } while (0)
+
+namespace narae::testing {
+
+// A folder under $TMPDIR removed when the object dies.
+class TempDir {
+ public:
+  TempDir() {
+    std::string tmpl = (std::filesystem::temp_directory_path() / "narae-test-XXXXXX").string();
+    NARAE_CHECK(mkdtemp(tmpl.data()) != nullptr);
+    path_ = tmpl;
+  }
+  ~TempDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path_, ec);
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  const std::string& path() const { return path_; }
+  std::string Sub(const std::string& name) const { return path_ + "/" + name; }
+
+ private:
+  std::string path_;
+};
+
+}  // namespace narae::testing
