@@ -79,6 +79,10 @@ class Engine {
   std::vector<ChangeOutcome> ChangeAccounts(std::span<const AccountChange> changes);
 
   std::optional<Account> PeekAccount(AccountId id) const;
+  const Account* FindAccount(AccountId id) const {
+    auto it = accounts_.find(id);
+    return it == accounts_.end() ? nullptr : &it->second;
+  }
   std::optional<HoldInfo> PeekHold(TransferId id);
   std::optional<Transfer> PeekTransfer(TransferId id);
 

@@ -404,6 +404,8 @@ struct LedgerStats {
   uint64_t last_fsync_us = 0;
   uint64_t accounts = 0;
   uint64_t open_holds = 0;
+  uint64_t sequencer_busy_us = 0;  // time spent applying and encoding groups
+  uint64_t writer_busy_us = 0;     // time spent in RocksDB writes (incl. fsync)
   bool healthy = true;  // false after a write error, until recovered
 };
 
