@@ -12,5 +12,10 @@ void SetExitCode(int code);
 
 void RegisterLedgerCommands(CLI::App& app);  // bench ledger, verify, ...
 void RegisterHsmCommands(CLI::App& app);     // hsm ..., keys ... (crypto)
+// demo seed, account/merchant/card/sim/terminal commands (tools/cmd_bank.cpp)
+void RegisterBankCommands(CLI::App& app);
+// bench switch: the load generator (tools/cmd_bench_switch.cpp); adds to
+// the "bench" subcommand created by RegisterLedgerCommands.
+void RegisterSwitchBenchCommands(CLI::App& app);
 
 }  // namespace narae::tools

@@ -19,6 +19,8 @@ int main(int argc, char** argv) {
   app.set_help_all_flag("--help-all", "Show help for every command");
   narae::tools::RegisterLedgerCommands(app);
   narae::tools::RegisterHsmCommands(app);
+  narae::tools::RegisterBankCommands(app);
+  narae::tools::RegisterSwitchBenchCommands(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
