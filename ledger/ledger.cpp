@@ -822,9 +822,12 @@ std::optional<Account> LedgerImpl::LookupAccount(AccountId id) {
 }
 
 std::optional<HoldInfo> LedgerImpl::LookupHold(TransferId id) {
-  rocksdb::ManagedSnapshot snap(db_.get());
+  // A secondary instance is already a fixed view between catch-ups and has
+  // no snapshots; the primary reads one consistent snapshot.
+  std::optional<rocksdb::ManagedSnapshot> snap;
+  if (!options_.read_only) snap.emplace(db_.get());
   rocksdb::ReadOptions ro;
-  ro.snapshot = snap.snapshot();
+  ro.snapshot = snap ? snap->snapshot() : nullptr;
   std::optional<Transfer> t = ReadTransfer(id, ro);
   if (!t || !(t->flags & transfer_flags::kPending)) return std::nullopt;
   HoldInfo info;
@@ -851,9 +854,12 @@ Result<std::vector<AccountEntry>> LedgerImpl::GetAccountEntries(const AccountFil
   uint64_t lo = f.timestamp_min;
   uint64_t hi = f.timestamp_max == 0 ? ~uint64_t{0} : f.timestamp_max;
   if (lo > hi) return Status::InvalidArgument("timestamp_min > timestamp_max");
-  rocksdb::ManagedSnapshot snap(db_.get());
+  // A secondary instance is already a fixed view between catch-ups and has
+  // no snapshots; the primary reads one consistent snapshot.
+  std::optional<rocksdb::ManagedSnapshot> snap;
+  if (!options_.read_only) snap.emplace(db_.get());
   rocksdb::ReadOptions ro;
-  ro.snapshot = snap.snapshot();
+  ro.snapshot = snap ? snap->snapshot() : nullptr;
   std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, cfs_[kAccountIndex]));
   std::vector<AccountEntry> out;
   const std::string lo_key = codec::Key128Ts(f.account_id.value, lo);
@@ -901,9 +907,12 @@ Result<std::vector<AccountEntry>> LedgerImpl::GetAccountEntries(const AccountFil
 
 Result<std::vector<Transfer>> LedgerImpl::QueryTransfersByUserData(U128 ud, uint32_t limit) {
   if (limit == 0 || limit > kQueryLimitMax) return Status::InvalidArgument("limit");
-  rocksdb::ManagedSnapshot snap(db_.get());
+  // A secondary instance is already a fixed view between catch-ups and has
+  // no snapshots; the primary reads one consistent snapshot.
+  std::optional<rocksdb::ManagedSnapshot> snap;
+  if (!options_.read_only) snap.emplace(db_.get());
   rocksdb::ReadOptions ro;
-  ro.snapshot = snap.snapshot();
+  ro.snapshot = snap ? snap->snapshot() : nullptr;
   std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, cfs_[kUserData]));
   const std::string prefix = codec::Key128(ud);
   std::vector<Transfer> out;
@@ -921,9 +930,12 @@ Result<std::vector<Transfer>> LedgerImpl::QueryTransfersByUserData(U128 ud, uint
 }
 
 Status LedgerImpl::ScanAccounts(const std::function<bool(const Account&)>& fn) {
-  rocksdb::ManagedSnapshot snap(db_.get());
+  // A secondary instance is already a fixed view between catch-ups and has
+  // no snapshots; the primary reads one consistent snapshot.
+  std::optional<rocksdb::ManagedSnapshot> snap;
+  if (!options_.read_only) snap.emplace(db_.get());
   rocksdb::ReadOptions ro;
-  ro.snapshot = snap.snapshot();
+  ro.snapshot = snap ? snap->snapshot() : nullptr;
   ro.total_order_seek = true;
   std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, cfs_[kAccounts]));
   for (it->SeekToFirst(); it->Valid(); it->Next()) {
@@ -938,9 +950,12 @@ Status LedgerImpl::ScanAccounts(const std::function<bool(const Account&)>& fn) {
 
 Status LedgerImpl::ScanTransfers(uint64_t from_ts, uint64_t to_ts,
                                  const std::function<bool(const Transfer&)>& fn) {
-  rocksdb::ManagedSnapshot snap(db_.get());
+  // A secondary instance is already a fixed view between catch-ups and has
+  // no snapshots; the primary reads one consistent snapshot.
+  std::optional<rocksdb::ManagedSnapshot> snap;
+  if (!options_.read_only) snap.emplace(db_.get());
   rocksdb::ReadOptions ro;
-  ro.snapshot = snap.snapshot();
+  ro.snapshot = snap ? snap->snapshot() : nullptr;
   std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, cfs_[kEvents]));
   const std::string hi_key = codec::KeyTs(to_ts);
   for (it->Seek(codec::KeyTs(from_ts)); it->Valid(); it->Next()) {
@@ -962,9 +977,12 @@ std::optional<std::string> LedgerImpl::GetAux(std::string_view key) {
 
 Status LedgerImpl::ScanAux(std::string_view prefix,
                            const std::function<bool(std::string_view, std::string_view)>& fn) {
-  rocksdb::ManagedSnapshot snap(db_.get());
+  // A secondary instance is already a fixed view between catch-ups and has
+  // no snapshots; the primary reads one consistent snapshot.
+  std::optional<rocksdb::ManagedSnapshot> snap;
+  if (!options_.read_only) snap.emplace(db_.get());
   rocksdb::ReadOptions ro;
-  ro.snapshot = snap.snapshot();
+  ro.snapshot = snap ? snap->snapshot() : nullptr;
   std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, cfs_[kAux]));
   rocksdb::Slice p(prefix.data(), prefix.size());
   for (it->Seek(p); it->Valid() && it->key().starts_with(p); it->Next()) {
@@ -996,9 +1014,12 @@ Status LedgerImpl::CatchUp() {
 }
 
 Result<VerifyReport> LedgerImpl::Verify(const std::function<void(uint64_t)>& progress) {
-  rocksdb::ManagedSnapshot snap(db_.get());
+  // A secondary instance is already a fixed view between catch-ups and has
+  // no snapshots; the primary reads one consistent snapshot.
+  std::optional<rocksdb::ManagedSnapshot> snap;
+  if (!options_.read_only) snap.emplace(db_.get());
   rocksdb::ReadOptions ro;
-  ro.snapshot = snap.snapshot();
+  ro.snapshot = snap ? snap->snapshot() : nullptr;
   ro.fill_cache = false;
   ro.total_order_seek = true;
   VerifySource src;
