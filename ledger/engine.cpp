@@ -357,7 +357,8 @@ TR Engine::Validate(const Transfer& t) const {
 }
 
 TR Engine::CheckExists(const Transfer& t, const Transfer& s) const {
-  if (t.flags != s.flags) return TR::kExistsWithDifferentFlags;
+  // `linked` describes the batch, not the transfer: a retry may come alone.
+  if ((t.flags & ~tf::kLinked) != (s.flags & ~tf::kLinked)) return TR::kExistsWithDifferentFlags;
   if (t.pending_id != s.pending_id) return TR::kExistsWithDifferentPendingId;
   if (t.timeout_s != s.timeout_s) return TR::kExistsWithDifferentTimeout;
   const bool pv = IsPostOrVoid(t);
