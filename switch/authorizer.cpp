@@ -1,0 +1,1430 @@
+// The authorization engine (see authorizer.hpp and docs/authorization.md).
+//
+// Cost sketch per request: on the I/O thread a cache lookup or two (shared
+// lock), the credential crypto (one 3DES/CMAC family operation each) and
+// one Submit; on the ledger's sequencer thread two aux reads (mostly from
+// the in-memory overlay below), one CreateTransfers, three aux writes; on
+// the writer thread the ARPC/MAC (when used) and the reply.
+#include "switch/authorizer.hpp"
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <ctime>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <unordered_map>
+
+#include "crypto/crypto.hpp"
+#include "switch/bank.hpp"
+
+namespace narae::switching {
+namespace {
+
+using ledger::AccountId;
+using ledger::TransferId;
+using ledger::U128;
+using RC = ResponseCode;
+namespace tf = ledger::transfer_flags;
+
+constexpr std::string_view kAuxTxnPrefix = "au/x/";
+constexpr std::string_view kAuxRrnPrefix = "au/r/";
+constexpr uint16_t kCodeHold = 101;
+constexpr uint16_t kCodePurchase = 102;
+constexpr uint16_t kCodeRefund = 103;
+constexpr uint16_t kCodeReversal = 104;
+constexpr size_t kTlvElementsMax = 64;
+constexpr size_t kField48ElementsMax = 32;
+constexpr uint8_t kRecordVersion = 1;
+constexpr size_t kCredKeyBytesMax = 255;
+constexpr int64_t kMsPerDay = 86'400'000;
+constexpr int64_t kMsPerMinute = 60'000;
+
+enum class Kind : uint8_t {
+  kHold = 1,
+  kPurchase = 2,
+  kRefund = 3,
+  kCompletion = 4,
+  kReversal = 5,
+  kBalance = 6,
+  kDecline = 7,    // decided before the ledger; never recorded
+  kTombstone = 8,  // a reversal arrived before its original
+};
+
+// ---- The request record (au/x/...) -----------------------------------------
+
+struct TxnRecord {
+  Kind kind = Kind::kDecline;
+  uint8_t response_code = 0;
+  uint64_t digest = 0;
+  uint64_t amount_minor = 0;
+  uint16_t currency = 0;
+  AccountId debit;
+  AccountId credit;
+  TransferId transfer;
+  uint64_t captured_minor = 0;
+  uint64_t refunded_minor = 0;
+  uint32_t day = 0;
+  std::string cred_key;  // au/d/... of the card or SIM
+  std::string response;  // packed response body without 55 and 64
+};
+
+void PutBe(std::string* out, uint64_t v, int bytes) {
+  for (int i = bytes - 1; i >= 0; --i) out->push_back(static_cast<char>((v >> (8 * i)) & 0xff));
+}
+uint64_t GetBe(std::string_view in, size_t* pos, int bytes) {
+  uint64_t v = 0;
+  for (int i = 0; i < bytes; ++i) v = (v << 8) | static_cast<uint8_t>(in[(*pos)++]);
+  return v;
+}
+void PutU128(std::string* out, const U128& v) {
+  PutBe(out, v.hi, 8);
+  PutBe(out, v.lo, 8);
+}
+U128 GetU128(std::string_view in, size_t* pos) {
+  U128 v;
+  v.hi = GetBe(in, pos, 8);
+  v.lo = GetBe(in, pos, 8);
+  return v;
+}
+
+constexpr size_t kRecordFixedBytes = 1 + 1 + 1 + 8 + 8 + 2 + 16 * 3 + 8 + 8 + 4 + 1 + 2;
+
+std::string EncodeRecord(const TxnRecord& r) {
+  NARAE_CHECK(r.cred_key.size() <= kCredKeyBytesMax);
+  NARAE_CHECK(r.response.size() <= 0xffff);
+  std::string out;
+  out.reserve(kRecordFixedBytes + r.cred_key.size() + r.response.size());
+  PutBe(&out, kRecordVersion, 1);
+  PutBe(&out, static_cast<uint8_t>(r.kind), 1);
+  PutBe(&out, r.response_code, 1);
+  PutBe(&out, r.digest, 8);
+  PutBe(&out, r.amount_minor, 8);
+  PutBe(&out, r.currency, 2);
+  PutU128(&out, r.debit.value);
+  PutU128(&out, r.credit.value);
+  PutU128(&out, r.transfer.value);
+  PutBe(&out, r.captured_minor, 8);
+  PutBe(&out, r.refunded_minor, 8);
+  PutBe(&out, r.day, 4);
+  PutBe(&out, r.cred_key.size(), 1);
+  out += r.cred_key;
+  PutBe(&out, r.response.size(), 2);
+  out += r.response;
+  return out;
+}
+
+std::optional<TxnRecord> DecodeRecord(std::string_view in) {
+  if (in.size() < kRecordFixedBytes || static_cast<uint8_t>(in[0]) != kRecordVersion) {
+    return std::nullopt;
+  }
+  TxnRecord r;
+  size_t pos = 1;
+  r.kind = static_cast<Kind>(GetBe(in, &pos, 1));
+  r.response_code = static_cast<uint8_t>(GetBe(in, &pos, 1));
+  r.digest = GetBe(in, &pos, 8);
+  r.amount_minor = GetBe(in, &pos, 8);
+  r.currency = static_cast<uint16_t>(GetBe(in, &pos, 2));
+  r.debit.value = GetU128(in, &pos);
+  r.credit.value = GetU128(in, &pos);
+  r.transfer.value = GetU128(in, &pos);
+  r.captured_minor = GetBe(in, &pos, 8);
+  r.refunded_minor = GetBe(in, &pos, 8);
+  r.day = static_cast<uint32_t>(GetBe(in, &pos, 4));
+  size_t cred = GetBe(in, &pos, 1);
+  if (in.size() < pos + cred + 2) return std::nullopt;
+  r.cred_key.assign(in.substr(pos, cred));
+  pos += cred;
+  size_t resp = GetBe(in, &pos, 2);
+  if (in.size() != pos + resp) return std::nullopt;
+  r.response.assign(in.substr(pos, resp));
+  return r;
+}
+
+// ---- Small helpers ----------------------------------------------------------
+
+uint64_t Mix(uint64_t x) {
+  x ^= x >> 30;
+  x *= 0xbf58476d1ce4e5b9ull;
+  x ^= x >> 27;
+  x *= 0x94d049bb133111ebull;
+  x ^= x >> 31;
+  return x;
+}
+uint64_t Fnv64(std::string_view s, uint64_t seed) {
+  uint64_t h = 0xcbf29ce484222325ull ^ seed;
+  for (char c : s) {
+    h ^= static_cast<uint8_t>(c);
+    h *= 0x100000001b3ull;
+  }
+  return Mix(h);
+}
+
+bool AllDigits(std::string_view s) {
+  return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
+}
+
+std::string Base36(uint64_t v, size_t width) {
+  static constexpr char kDigits[] = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ";
+  std::string s(width, '0');
+  for (size_t i = width; i-- > 0;) {
+    s[i] = kDigits[v % 36];
+    v /= 36;
+  }
+  return s;
+}
+
+std::string_view TrimRight(std::string_view s) {
+  while (!s.empty() && s.back() == ' ') s.remove_suffix(1);
+  return s;
+}
+
+crypto::ByteView Bytes(std::string_view s) {
+  return crypto::ByteView(reinterpret_cast<const uint8_t*>(s.data()), s.size());
+}
+
+struct Clock {
+  int64_t ms = 0;
+  uint32_t day = 0;
+  uint64_t minute = 0;
+  int year = 1970;
+  int month = 1;
+  int yymm = 0;  // YY * 100 + MM
+};
+Clock MakeClock(int64_t ms) {
+  Clock c;
+  c.ms = ms;
+  c.day = static_cast<uint32_t>(ms / kMsPerDay);
+  c.minute = static_cast<uint64_t>(ms / kMsPerMinute);
+  std::time_t t = static_cast<std::time_t>(ms / 1000);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  c.year = tm.tm_year + 1900;
+  c.month = tm.tm_mon + 1;
+  c.yymm = (c.year % 100) * 100 + c.month;
+  return c;
+}
+
+bool ValidField7(std::string_view f7) {
+  if (f7.size() != 10 || !AllDigits(f7)) return false;
+  int month = (f7[0] - '0') * 10 + (f7[1] - '0');
+  int day = (f7[2] - '0') * 10 + (f7[3] - '0');
+  return month >= 1 && month <= 12 && day >= 1 && day <= 31;
+}
+
+RC MapTransferResult(ledger::CreateTransferResult r) {
+  using TR = ledger::CreateTransferResult;
+  switch (r) {
+    case TR::kOk:
+    case TR::kExists:
+      return RC::kApproved;
+    case TR::kExceedsCredits:
+    case TR::kBelowMinimumBalance:
+    case TR::kExceedsOverdraftLimit:
+      return RC::kInsufficientFunds;
+    case TR::kDebitAccountClosed:
+    case TR::kCreditAccountClosed:
+    case TR::kDebitAccountFrozen:
+    case TR::kCreditAccountFrozen:
+      return RC::kDoNotHonour;
+    case TR::kExceedsPendingTransferAmount:
+      return RC::kInvalidAmount;
+    case TR::kPendingTransferNotFound:
+      return RC::kUnableToLocateOriginal;
+    case TR::kPendingTransferNotPending:
+    case TR::kPendingTransferAlreadyPosted:
+    case TR::kPendingTransferAlreadyVoided:
+    case TR::kPendingTransferExpired:
+      return RC::kInvalidTransaction;
+    case TR::kOverflowsDebitsPending:
+    case TR::kOverflowsCreditsPending:
+    case TR::kOverflowsDebitsPosted:
+    case TR::kOverflowsCreditsPosted:
+    case TR::kOverflowsDebits:
+    case TR::kOverflowsCredits:
+      return RC::kInvalidAmount;
+    default:
+      return RC::kSystemMalfunction;
+  }
+}
+
+// ---- Overlay of this engine's not-yet-durable aux writes -------------------
+//
+// Txn::GetAux scans the whole group's writes; this map answers in O(1). An
+// entry lives from the Txn that writes it until that write's done callback;
+// later reads miss it and go to the ledger's durable store, which by then
+// holds the value (the writer writes before it calls back).
+struct WriteState {
+  std::atomic<int> state{0};  // 0 pending, 1 durable, 2 failed
+};
+
+class Overlay {
+ public:
+  struct Hit {
+    std::string value;
+    std::shared_ptr<WriteState> writer;
+  };
+  void Put(const std::string& key, std::string value, const std::shared_ptr<WriteState>& w) {
+    std::lock_guard<std::mutex> lock(mu_);
+    Entry& e = map_[key];
+    e.value = std::move(value);
+    e.writer = w;
+  }
+  std::optional<Hit> Get(const std::string& key) {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = map_.find(key);
+    if (it == map_.end()) return std::nullopt;
+    return Hit{it->second.value, it->second.writer};
+  }
+  void Release(const std::vector<std::string>& keys, const std::shared_ptr<WriteState>& w) {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (const std::string& k : keys) {
+      auto it = map_.find(k);
+      if (it != map_.end() && it->second.writer == w) map_.erase(it);
+    }
+  }
+  size_t size() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return map_.size();
+  }
+
+ private:
+  struct Entry {
+    std::string value;
+    std::shared_ptr<WriteState> writer;
+  };
+  std::mutex mu_;
+  std::unordered_map<std::string, Entry> map_;  // GUARDED_BY(mu_)
+};
+
+// ---- A request on its way through the engine ------------------------------
+
+struct Plan {
+  Kind kind = Kind::kDecline;
+  RC decided = RC::kSystemMalfunction;  // kDecline: the answer
+  std::string key;                      // au/x/...
+  uint64_t digest = 0;
+  Message response;
+  std::function<void(Message)> reply;
+  Clock clock;
+  // Credential.
+  std::string cred_key;
+  std::shared_ptr<const Card> card;
+  std::shared_ptr<const Sim> sim;
+  const RiskLimits* limits = nullptr;
+  bool pin_present = false;
+  bool pin_wrong = false;
+  bool has_atc = false;
+  uint16_t atc = 0;
+  bool has_sim_counter = false;
+  uint64_t sim_counter = 0;
+  // Ledger.
+  AccountId debit;
+  AccountId credit;
+  uint64_t amount_minor = 0;
+  uint16_t currency = 0;
+  uint32_t timeout_s = 0;
+  // References (refund, completion, reversal).
+  std::string orig_key;
+  std::string rrn_ref;
+  bool partial = false;
+  uint64_t remaining_minor = 0;
+  // Finishing on the writer thread.
+  std::optional<crypto::SecretBytes> card_key;  // EMV card master key (ARPC)
+  std::vector<uint8_t> arqc;
+  std::shared_ptr<const crypto::SecretBytes> mac_key;
+  // Outcome.
+  std::shared_ptr<WriteState> write = std::make_shared<WriteState>();
+  std::shared_ptr<WriteState> depends_on;  // served from another request's unacknowledged write
+  std::vector<std::string> written;
+  std::optional<Card> card_update;  // applied to the cache once durable
+};
+
+}  // namespace
+
+// ---- Public helpers ---------------------------------------------------------
+
+std::string RequestKey(std::string_view terminal_id, std::string_view field7, std::string_view stan,
+                       int64_t now_ms) {
+  Clock c = MakeClock(now_ms);
+  int month = field7.size() >= 2 ? (field7[0] - '0') * 10 + (field7[1] - '0') : c.month;
+  int year = c.year;
+  if (month > c.month + 6) year -= 1;
+  if (month + 6 < c.month) year += 1;
+  std::string key(kAuxTxnPrefix);
+  key.append(terminal_id);
+  key += std::to_string(year);
+  key.append(field7);
+  key.append(stan);
+  return key;
+}
+
+TransferId RequestTransferId(std::string_view request_key, uint8_t sub) {
+  std::string s(request_key);
+  s.push_back(static_cast<char>(sub));
+  U128 v{Fnv64(s, 0x6e61726165ull), Fnv64(s, 0x737769746368ull)};
+  v.hi &= 0x7fffffffffffffffull;  // never int max
+  if (v.IsZero()) v.lo = 1;
+  return TransferId{v};
+}
+
+std::string Field48Cvv2(std::string_view f) {
+  if (f.size() == 7 && f.substr(0, 4) == "CVV2" && AllDigits(f.substr(4))) {
+    return std::string(f.substr(4));
+  }
+  size_t pos = 0;
+  for (size_t n = 0; n < kField48ElementsMax && pos + 6 <= f.size(); ++n) {
+    std::string_view tag = f.substr(pos, 4);
+    std::string_view len_text = f.substr(pos + 4, 2);
+    if (!AllDigits(len_text)) return "";
+    size_t len = static_cast<size_t>((len_text[0] - '0') * 10 + (len_text[1] - '0'));
+    if (pos + 6 + len > f.size()) return "";
+    if (tag == "CVV2") return std::string(f.substr(pos + 6, len));
+    pos += 6 + len;
+  }
+  return "";
+}
+
+std::string BuildField48(std::string_view cvv2, std::string_view order_ref) {
+  auto element = [](std::string_view tag, std::string_view value) {
+    std::string len = std::to_string(value.size());
+    if (len.size() < 2) len.insert(0, "0");
+    return std::string(tag) + len + std::string(value);
+  };
+  std::string out;
+  if (!cvv2.empty()) out += element("CVV2", cvv2);
+  if (!order_ref.empty()) out += element("ORDR", order_ref.substr(0, 99));
+  return out;
+}
+
+namespace {
+uint64_t Bcd(std::string_view v) {
+  uint64_t out = 0;
+  for (char ch : v) {
+    uint8_t b = static_cast<uint8_t>(ch);
+    out = out * 100 + (b >> 4) * 10 + (b & 15);
+  }
+  return out;
+}
+void PutBcd(std::string* out, uint64_t v, size_t bytes) {
+  std::string tmp(bytes, '\0');
+  for (size_t i = bytes; i-- > 0;) {
+    uint64_t two = v % 100;
+    v /= 100;
+    tmp[i] = static_cast<char>(((two / 10) << 4) | (two % 10));
+  }
+  *out += tmp;
+}
+void PutTlv(std::string* out, uint16_t tag, std::string_view value) {
+  if (tag > 0xff) out->push_back(static_cast<char>(tag >> 8));
+  out->push_back(static_cast<char>(tag & 0xff));
+  out->push_back(static_cast<char>(value.size()));
+  *out += value;
+}
+// The transaction data tags, in the order they enter the ARQC.
+constexpr uint16_t kArqcTags[] = {0x9F02, 0x9F03, 0x9F1A, 0x95,   0x5F2A, 0x9A,
+                                  0x9C,   0x9F37, 0x82,   0x9F36, 0x9F10};
+}  // namespace
+
+Result<ChipData> ParseChipData(std::string_view f) {
+  std::vector<std::pair<uint16_t, std::string_view>> tlvs;
+  size_t pos = 0;
+  while (pos < f.size()) {
+    if (tlvs.size() >= kTlvElementsMax) return Status::InvalidArgument("field 55: too many tags");
+    uint16_t tag = static_cast<uint8_t>(f[pos++]);
+    if ((tag & 0x1F) == 0x1F) {
+      if (pos >= f.size()) return Status::InvalidArgument("field 55: truncated tag");
+      tag = static_cast<uint16_t>((tag << 8) | static_cast<uint8_t>(f[pos++]));
+    }
+    if (pos >= f.size()) return Status::InvalidArgument("field 55: truncated length");
+    size_t len = static_cast<uint8_t>(f[pos++]);
+    if (len == 0x81) {
+      if (pos >= f.size()) return Status::InvalidArgument("field 55: truncated length");
+      len = static_cast<uint8_t>(f[pos++]);
+    } else if (len > 0x7f) {
+      return Status::InvalidArgument("field 55: unsupported length form");
+    }
+    if (pos + len > f.size()) return Status::InvalidArgument("field 55: truncated value");
+    tlvs.emplace_back(tag, f.substr(pos, len));
+    pos += len;
+  }
+  auto find = [&](uint16_t tag) -> std::optional<std::string_view> {
+    for (const auto& [t, v] : tlvs) {
+      if (t == tag) return v;
+    }
+    return std::nullopt;
+  };
+  ChipData c;
+  auto arqc = find(0x9F26);
+  auto atc = find(0x9F36);
+  auto amount = find(0x9F02);
+  auto currency = find(0x5F2A);
+  if (!arqc || arqc->size() != 8 || !atc || atc->size() != 2 || !amount || amount->size() != 6 ||
+      !currency || currency->size() != 2) {
+    return Status::InvalidArgument("field 55 needs 9F26 (8), 9F36 (2), 9F02 (6) and 5F2A (2)");
+  }
+  c.arqc.assign(arqc->begin(), arqc->end());
+  c.atc = static_cast<uint16_t>((static_cast<uint8_t>((*atc)[0]) << 8) |
+                                static_cast<uint8_t>((*atc)[1]));
+  c.amount_minor = Bcd(*amount);
+  c.currency = static_cast<uint16_t>(Bcd(*currency));
+  for (uint16_t tag : kArqcTags) {
+    if (auto v = find(tag))
+      c.transaction_data.insert(c.transaction_data.end(), v->begin(), v->end());
+  }
+  return c;
+}
+
+std::vector<uint8_t> ChipTransactionData(uint64_t amount_minor, uint16_t currency, uint16_t atc,
+                                         uint32_t unpredictable_number) {
+  std::string d;
+  PutBcd(&d, amount_minor, 6);
+  PutBcd(&d, currency, 2);
+  d.push_back('\0');  // 9C transaction type: purchase
+  for (int i = 3; i >= 0; --i)
+    d.push_back(static_cast<char>((unpredictable_number >> (8 * i)) & 0xff));
+  d.push_back(static_cast<char>(atc >> 8));
+  d.push_back(static_cast<char>(atc & 0xff));
+  return std::vector<uint8_t>(d.begin(), d.end());
+}
+
+std::string BuildChipData(uint64_t amount_minor, uint16_t currency, uint16_t atc,
+                          uint32_t unpredictable_number, std::span<const uint8_t> arqc) {
+  std::string out, v;
+  PutBcd(&v, amount_minor, 6);
+  PutTlv(&out, 0x9F02, v);
+  v.clear();
+  PutBcd(&v, currency, 2);
+  PutTlv(&out, 0x5F2A, v);
+  PutTlv(&out, 0x9C, std::string(1, '\0'));
+  v.clear();
+  for (int i = 3; i >= 0; --i)
+    v.push_back(static_cast<char>((unpredictable_number >> (8 * i)) & 0xff));
+  PutTlv(&out, 0x9F37, v);
+  v.clear();
+  v.push_back(static_cast<char>(atc >> 8));
+  v.push_back(static_cast<char>(atc & 0xff));
+  PutTlv(&out, 0x9F36, v);
+  PutTlv(&out, 0x9F26, std::string_view(reinterpret_cast<const char*>(arqc.data()), arqc.size()));
+  return out;
+}
+
+Result<AuthorizerOptions> ParseAuthorizerOptions(std::string_view options_json) {
+  using json = nlohmann::json;
+  AuthorizerOptions o;
+  try {
+    json j = json::parse(options_json.empty() ? std::string_view("{}") : options_json);
+    if (!j.is_object()) return Status::InvalidArgument("authorization options must be an object");
+    for (auto it = j.begin(); it != j.end(); ++it) {
+      const std::string& k = it.key();
+      const json& v = it.value();
+      if (k == "hold_timeout_s")
+        o.hold_timeout_s = v.get<uint32_t>();
+      else if (k == "food_hold_timeout_s")
+        o.food_hold_timeout_s = v.get<uint32_t>();
+      else if (k == "food_mccs")
+        o.food_mccs = v.get<std::vector<uint16_t>>();
+      else if (k == "pin_tries_max")
+        o.pin_tries_max = v.get<uint32_t>();
+      else if (k == "sim_counter_window")
+        o.sim_counter_window = v.get<uint64_t>();
+      else if (k == "sim_time_skew_s")
+        o.sim_time_skew_s = v.get<int64_t>();
+      else if (k == "atc_jump_max")
+        o.atc_jump_max = v.get<uint16_t>();
+      else if (k == "require_cvv2_without_chip_or_pin")
+        o.require_cvv2_without_chip_or_pin = v.get<bool>();
+      else if (k == "cvk_key_id")
+        o.cvk_key_id = v.get<std::string>();
+      else if (k == "pvk_key_id")
+        o.pvk_key_id = v.get<std::string>();
+      else if (k == "imk_ac_key_id")
+        o.imk_ac_key_id = v.get<std::string>();
+      else if (k == "imk_sim_key_id")
+        o.imk_sim_key_id = v.get<std::string>();
+      else
+        return Status::InvalidArgument("unknown authorization option: " + k);
+    }
+  } catch (const std::exception& e) {
+    return Status::InvalidArgument(std::string("authorization options: ") + e.what());
+  }
+  if (o.hold_timeout_s == 0 || o.hold_timeout_s > ledger::kTimeoutSecondsMax ||
+      o.food_hold_timeout_s == 0 || o.food_hold_timeout_s > ledger::kTimeoutSecondsMax) {
+    return Status::InvalidArgument("hold timeouts must be 1..400 days");
+  }
+  if (o.pin_tries_max == 0 || o.pin_tries_max > 99) {
+    return Status::InvalidArgument("pin_tries_max must be 1..99");
+  }
+  if (o.sim_counter_window == 0 || o.sim_time_skew_s <= 0) {
+    return Status::InvalidArgument("sim_counter_window and sim_time_skew_s must be positive");
+  }
+  return o;
+}
+
+namespace {
+
+// ---- The engine --------------------------------------------------------------
+
+class Authorizer final : public IsoHandler {
+ public:
+  Authorizer(const AuthorizerDeps& deps, AuthorizerOptions options, std::unique_ptr<BankCache> bank)
+      : ledger_(deps.ledger),
+        keys_(deps.keys),
+        options_(std::move(options)),
+        bank_(std::move(bank)) {}
+
+  void Handle(Message request, const ConnectionInfo& conn,
+              std::function<void(Message response)> reply) override;
+  HealthInfo Health() override {
+    ledger::LedgerStats s = ledger_->Stats();
+    return HealthInfo{s.healthy, s.open_holds, s.accounts};
+  }
+
+ private:
+  int64_t NowMs() const {
+    if (options_.clock_ms) return options_.clock_ms();
+    return std::chrono::duration_cast<std::chrono::milliseconds>(
+               std::chrono::system_clock::now().time_since_epoch())
+        .count();
+  }
+  std::shared_ptr<const crypto::SecretBytes> Key(const std::string& id, crypto::KeyType type);
+
+  // I/O thread.
+  void HandleNetwork(const Message& req, Message resp, std::function<void(Message)> reply);
+  std::optional<RC> Prepare(const Message& req, Plan& p);
+  std::optional<RC> PrepareTerminal(const Message& req, Plan& p,
+                                    std::shared_ptr<const Merchant>* merchant);
+  std::optional<RC> PrepareCard(const Message& req, Plan& p, const Merchant& m, bool verify);
+  std::optional<RC> PrepareSim(const Message& req, Plan& p, const Merchant& m);
+  std::optional<RC> PrepareReference(const Message& req, Plan& p);
+  void Submit(std::shared_ptr<Plan> p);
+
+  // Sequencer thread.
+  void Apply(ledger::Txn& txn, Plan& p);
+  std::optional<std::string> Read(const std::string& key, Plan& p);
+  void Write(ledger::Txn& txn, Plan& p, const std::string& key, std::string value);
+  CredentialState ReadState(const std::string& key, Plan& p);
+  std::optional<RC> CredentialStep(CredentialState& st, Plan& p);
+  RC ApplyPayment(ledger::Txn& txn, Plan& p, TxnRecord& rec);
+  RC ApplyBalance(ledger::Txn& txn, Plan& p);
+  RC ApplyCompletion(ledger::Txn& txn, Plan& p, TxnRecord& rec);
+  RC ApplyRefund(ledger::Txn& txn, Plan& p, TxnRecord& rec);
+  RC ApplyReversal(ledger::Txn& txn, Plan& p, TxnRecord& rec);
+  RC ReversePosted(ledger::Txn& txn, Plan& p, TxnRecord& orig, TxnRecord& rec);
+  void ReleaseDaily(Plan& p, ledger::Txn& txn, const TxnRecord& orig, uint64_t amount);
+  void SetAvailableBalance(ledger::Txn& txn, Plan& p, AccountId account);
+  void Respond(Plan& p, RC rc, const TransferId* approval);
+
+  // Writer thread.
+  void Finish(Plan& p, const Status& status);
+
+  ledger::Ledger* ledger_;
+  crypto::KeyStore* keys_;
+  AuthorizerOptions options_;
+  std::unique_ptr<BankCache> bank_;
+  Overlay overlay_;
+  uint64_t rrn_last_ = 0;  // sequencer thread only
+  std::mutex key_mu_;
+  std::unordered_map<std::string, std::shared_ptr<const crypto::SecretBytes>> key_cache_;
+};
+
+std::shared_ptr<const crypto::SecretBytes> Authorizer::Key(const std::string& id,
+                                                           crypto::KeyType type) {
+  {
+    std::lock_guard<std::mutex> lock(key_mu_);
+    auto it = key_cache_.find(id);
+    if (it != key_cache_.end()) return it->second;
+  }
+  Result<crypto::SecretBytes> k = keys_->Use(id, type);
+  if (!k.ok()) return nullptr;
+  auto p = std::make_shared<const crypto::SecretBytes>(std::move(*k));
+  std::lock_guard<std::mutex> lock(key_mu_);
+  key_cache_[id] = p;
+  return p;
+}
+
+void SetResponseCode(Message& m, RC rc) { m.Set(39, ResponseCodeText(rc)); }
+
+// The request's response with the echoed fields.
+Message EchoResponse(const Message& req, const std::string& mti) {
+  Message resp(mti);
+  for (int f : {2, 3, 4, 7, 11, 12, 13, 32, 41, 42, 49}) {
+    if (auto v = req.Find(f)) resp.Set(f, *v);
+  }
+  return resp;
+}
+
+// The MAC'd bytes of a message: its packed body without the last 8 bytes.
+Result<std::vector<uint8_t>> MacData(const Message& m) {
+  Result<std::vector<uint8_t>> body = Pack(m);
+  if (!body.ok()) return body.status();
+  if (body->size() < kMessageBytesMin + 8) return Status::InvalidArgument("message too short");
+  body->resize(body->size() - 8);
+  return body;
+}
+
+void Authorizer::Handle(Message request, const ConnectionInfo& conn,
+                        std::function<void(Message response)> reply) {
+  (void)conn;
+  Result<std::string> rmti = ResponseMti(request.mti());
+  if (!rmti.ok()) {
+    std::string mti = request.mti();
+    if (mti.size() == 4 && AllDigits(mti) && mti[2] < '9')
+      mti[2] = static_cast<char>(mti[2] + 1);
+    else
+      mti = "0110";
+    Message resp = EchoResponse(request, mti);
+    SetResponseCode(resp, RC::kInvalidTransaction);
+    reply(std::move(resp));
+    return;
+  }
+  Message resp = EchoResponse(request, *rmti);
+  if (request.mti() == "0800") {
+    HandleNetwork(request, std::move(resp), std::move(reply));
+    return;
+  }
+  auto p = std::make_shared<Plan>();
+  p->response = std::move(resp);
+  p->reply = std::move(reply);
+  p->clock = MakeClock(NowMs());
+  std::optional<RC> rc = Prepare(request, *p);
+  if (rc) {
+    if (p->key.empty()) {  // too malformed to look for an earlier answer
+      SetResponseCode(p->response, *rc);
+      Finish(*p, Status::Ok());
+      return;
+    }
+    p->kind = Kind::kDecline;
+    p->decided = *rc;
+  }
+  Submit(std::move(p));
+}
+
+void Authorizer::HandleNetwork(const Message& req, Message resp,
+                               std::function<void(Message)> reply) {
+  resp.Clear(2);
+  if (auto v = req.Find(70)) resp.Set(70, *v);
+  RC rc = RC::kApproved;
+  std::string_view code = req.Get(70);
+  if (!req.Has(70) || !req.Has(7) || !req.Has(11)) {
+    rc = RC::kFormatError;
+  } else if (code != "001" && code != "002" && code != "301") {
+    rc = RC::kInvalidTransaction;
+  } else if (code == "301" && !ledger_->Stats().healthy) {
+    rc = RC::kIssuerUnavailable;
+  }
+  SetResponseCode(resp, rc);
+  reply(std::move(resp));
+}
+
+std::optional<RC> Authorizer::PrepareTerminal(const Message& req, Plan& p,
+                                              std::shared_ptr<const Merchant>* merchant) {
+  std::shared_ptr<const Terminal> t = bank_->FindTerminal(req.Get(41));
+  if (!t || t->status != RecordStatus::kActive) return RC::kNotPermittedToTerminal;
+  *merchant = bank_->FindMerchant(TrimRight(req.Get(42)));
+  if (!*merchant || (*merchant)->id != t->merchant_id ||
+      (*merchant)->status != RecordStatus::kActive) {
+    return RC::kNotPermittedToTerminal;
+  }
+  if (!t->mac_key_id.empty()) {
+    p.mac_key = Key(t->mac_key_id, crypto::KeyType::kMac);
+    if (!p.mac_key) return RC::kSystemMalfunction;
+    int mac_field = req.NextField(64) != 0 ? 128 : 64;
+    if (!req.Has(mac_field) || req.NextField(mac_field) != 0) return RC::kFormatError;
+    Result<std::vector<uint8_t>> data = MacData(req);
+    if (!data.ok()) return RC::kFormatError;
+    if (!crypto::VerifyIso8583Mac(*p.mac_key, *data, Bytes(req.Get(mac_field))).ok()) {
+      return RC::kDoNotHonour;
+    }
+  }
+  return std::nullopt;
+}
+
+std::optional<RC> Authorizer::Prepare(const Message& req, Plan& p) {
+  const std::string& mti = req.mti();
+  if (!req.Has(7) || !req.Has(11) || !req.Has(41)) return RC::kFormatError;
+  if (!ValidField7(req.Get(7))) return RC::kFormatError;
+  p.key = RequestKey(req.Get(41), req.Get(7), req.Get(11), p.clock.ms);
+  // The digest tells a retransmission from another request reusing the key.
+  std::string d(mti.substr(0, 3));
+  d += mti[2] == '2' || mti[2] == '4' ? '0' : mti[3];
+  for (int f : {2, 3, 4, 49, 90}) {
+    d += '|';
+    d += req.Get(f);
+  }
+  p.digest = Fnv64(d, 0);
+  if (!req.Has(42)) return RC::kFormatError;
+  std::shared_ptr<const Merchant> merchant;
+  if (auto rc = PrepareTerminal(req, p, &merchant)) return rc;
+  if (mti == "0400" || mti == "0401" || mti == "0420" || mti == "0421" || mti == "0220" ||
+      mti == "0221") {
+    return PrepareReference(req, p);
+  }
+  if (!req.Has(3) || !AllDigits(req.Get(3).substr(0, 2))) return RC::kFormatError;
+  std::string_view proc = req.Get(3).substr(0, 2);
+  if (proc == "01") return RC::kNotPermittedToCardholder;  // no cash at Narae merchants
+  if (proc == "31") {
+    p.kind = Kind::kBalance;
+  } else if (proc == "00") {
+    p.kind = mti == "0100" ? Kind::kHold : Kind::kPurchase;
+  } else if (proc == "20" && mti == "0200") {
+    p.kind = Kind::kRefund;
+  } else {
+    return RC::kInvalidTransaction;
+  }
+  if (!req.Has(49)) return RC::kFormatError;
+  Result<uint64_t> cur = ParseDigits(req.Get(49));
+  if (!cur.ok()) return RC::kFormatError;
+  p.currency = static_cast<uint16_t>(*cur);
+  if (p.kind != Kind::kBalance) {
+    if (!req.Has(4)) return RC::kFormatError;
+    Result<uint64_t> amount = ParseAmount(req.Get(4));
+    if (!amount.ok()) return RC::kFormatError;
+    if (*amount == 0) return RC::kInvalidAmount;
+    p.amount_minor = *amount;
+  }
+  const MerchantCurrency* mc = merchant->ForCurrency(p.currency);
+  if (!mc) return RC::kNotPermittedToTerminal;
+  p.credit = mc->clearing;
+  bool food = std::find(options_.food_mccs.begin(), options_.food_mccs.end(), merchant->mcc) !=
+              options_.food_mccs.end();
+  p.timeout_s = food ? options_.food_hold_timeout_s : options_.hold_timeout_s;
+  if (p.kind == Kind::kRefund) {
+    if (req.Has(62) || !req.Has(2)) return RC::kFormatError;
+    if (std::shared_ptr<const Sim> sim = bank_->FindSim(req.Get(2))) {
+      p.sim = sim;
+      p.cred_key = std::string(kAuxSimStatePrefix) + sim->token_id;
+      p.debit = sim->account_id;
+      if (sim->currency != p.currency) return RC::kNotPermittedToCardholder;
+    } else if (auto rc = PrepareCard(req, p, *merchant, false)) {
+      return rc;
+    }
+    if (req.Has(90)) {
+      Result<OriginalData> od = ParseOriginalData(req.Get(90));
+      if (!od.ok()) return RC::kFormatError;
+      p.orig_key = RequestKey(req.Get(41), od->transmission_datetime, od->stan, p.clock.ms);
+    } else if (req.Has(37)) {
+      p.rrn_ref = std::string(req.Get(37));
+    } else {
+      return RC::kInvalidTransaction;  // a refund names what it refunds
+    }
+    return std::nullopt;
+  }
+  if (req.Has(62)) return PrepareSim(req, p, *merchant);
+  if (!req.Has(2)) return RC::kFormatError;
+  return PrepareCard(req, p, *merchant, true);
+}
+
+std::optional<RC> CheckLimitsStatic(const RiskLimits& l, uint16_t mcc, uint64_t amount) {
+  if (std::find(l.blocked_mccs.begin(), l.blocked_mccs.end(), mcc) != l.blocked_mccs.end()) {
+    return RC::kNotPermittedToCardholder;
+  }
+  if (l.single_amount_max_minor != 0 && amount > l.single_amount_max_minor) {
+    return RC::kExceedsWithdrawalLimit;
+  }
+  return std::nullopt;
+}
+
+std::optional<RC> Authorizer::PrepareCard(const Message& req, Plan& p, const Merchant& m,
+                                          bool verify) {
+  std::string_view pan = req.Get(2);
+  if (pan.size() < 13 || !crypto::LuhnValid(pan)) return RC::kInvalidCardNumber;
+  p.card = bank_->FindCardByPan(pan);
+  if (!p.card) return RC::kInvalidCardNumber;
+  const Card& c = *p.card;
+  p.cred_key = std::string(kAuxCardStatePrefix) + c.card_id;
+  p.debit = c.account_id;
+  if (!verify) {
+    if (c.currency != p.currency) return RC::kNotPermittedToCardholder;
+    return std::nullopt;  // refunds credit the card: no cardholder verification
+  }
+  switch (c.status) {
+    case RecordStatus::kActive:
+      break;
+    case RecordStatus::kLost:
+      return RC::kLostCard;
+    case RecordStatus::kStolen:
+      return RC::kStolenCard;
+    case RecordStatus::kExpired:
+      return RC::kExpiredCard;
+    case RecordStatus::kPinBlocked:
+      return RC::kPinTriesExceeded;
+    default:
+      return RC::kRestrictedCard;
+  }
+  int expiry = std::atoi(c.expiry.c_str());
+  if (expiry < p.clock.yymm) return RC::kExpiredCard;
+  if (req.Has(14) && req.Get(14) != c.expiry) return RC::kExpiredCard;
+  if (c.currency != p.currency) return RC::kNotPermittedToCardholder;
+  p.limits = &c.limits;
+  if (auto rc = CheckLimitsStatic(c.limits, m.mcc, p.amount_minor)) return rc;
+  bool verified = false;
+  if (req.Has(55)) {
+    Result<ChipData> chip = ParseChipData(req.Get(55));
+    if (!chip.ok()) return RC::kFormatError;
+    if (chip->currency != p.currency ||
+        (p.kind != Kind::kBalance && chip->amount_minor != p.amount_minor)) {
+      return RC::kFormatError;
+    }
+    auto imk = Key(options_.imk_ac_key_id, crypto::KeyType::kImkAc);
+    if (!imk) return RC::kSystemMalfunction;
+    std::string psn = req.Has(23) ? std::string(req.Get(23).substr(1)) : c.psn;
+    Result<crypto::SecretBytes> card_key = crypto::EmvCardKeyOptionA(*imk, pan, psn);
+    if (!card_key.ok()) return RC::kSystemMalfunction;
+    Result<crypto::SecretBytes> session = crypto::EmvSessionKey(*card_key, chip->atc);
+    if (!session.ok()) return RC::kSystemMalfunction;
+    Result<crypto::Bytes> expected = crypto::EmvArqc(*session, chip->transaction_data);
+    if (!expected.ok()) return RC::kSystemMalfunction;
+    if (!crypto::ConstantTimeEqual(*expected, chip->arqc)) return RC::kDoNotHonour;
+    p.card_key = std::move(*card_key);
+    p.arqc = chip->arqc;
+    p.has_atc = true;
+    p.atc = chip->atc;
+    verified = true;
+  }
+  if (req.Has(52)) {
+    std::shared_ptr<const Terminal> t = bank_->FindTerminal(req.Get(41));
+    if (!t || t->tpk_key_id.empty()) return RC::kNotPermittedToTerminal;
+    auto tpk = Key(t->tpk_key_id, crypto::KeyType::kTpk);
+    auto pvk = Key(options_.pvk_key_id, crypto::KeyType::kPvk);
+    if (!tpk || !pvk) return RC::kSystemMalfunction;
+    Status s = crypto::VerifyPinPvv(*tpk, crypto::PinBlockFormat::kIso0, Bytes(req.Get(52)), pan,
+                                    *pvk, c.pvki, c.pvv);
+    p.pin_present = true;
+    p.pin_wrong = !s.ok();  // a wrong PIN or a block under another key: counted
+    verified = true;
+  }
+  std::string cvv2 = req.Has(48) ? Field48Cvv2(req.Get(48)) : "";
+  if (!cvv2.empty()) {
+    auto cvk = Key(options_.cvk_key_id, crypto::KeyType::kCvk);
+    if (!cvk) return RC::kSystemMalfunction;
+    if (!crypto::VerifyCvv(*cvk, pan, c.expiry, "000", cvv2).ok()) return RC::kDoNotHonour;
+    verified = true;
+  }
+  if (!verified && options_.require_cvv2_without_chip_or_pin) return RC::kDoNotHonour;
+  return std::nullopt;
+}
+
+std::optional<RC> Authorizer::PrepareSim(const Message& req, Plan& p, const Merchant& m) {
+  Result<SimTokenData> tok = ParseSimToken(req.Get(62));
+  if (!tok.ok()) return RC::kFormatError;
+  if (req.Has(2) && req.Get(2) != tok->token_id) return RC::kFormatError;
+  p.sim = bank_->FindSim(tok->token_id);
+  if (!p.sim) return RC::kInvalidCardNumber;
+  const Sim& s = *p.sim;
+  p.cred_key = std::string(kAuxSimStatePrefix) + s.token_id;
+  p.debit = s.account_id;
+  if (s.status != RecordStatus::kActive) return RC::kRestrictedCard;
+  if (s.currency != p.currency) return RC::kNotPermittedToCardholder;
+  p.limits = &s.limits;
+  if (auto rc = CheckLimitsStatic(s.limits, m.mcc, p.amount_minor)) return rc;
+  auto imk = Key(options_.imk_sim_key_id, crypto::KeyType::kImkSim);
+  if (!imk) return RC::kSystemMalfunction;
+  Result<crypto::SecretBytes> sim_key = crypto::DeriveSimKey(*imk, s.iccid);
+  if (!sim_key.ok()) return RC::kSystemMalfunction;
+  crypto::SimPaymentFields f;
+  f.version = tok->version;
+  f.token_id = tok->token_id;
+  f.counter = tok->counter;
+  f.amount_minor = p.amount_minor;
+  f.currency = p.currency;
+  f.merchant_id = m.id;
+  f.unix_time_s = static_cast<int64_t>(tok->time_unix_s);
+  crypto::SimVerifyOptions vo;
+  vo.counter_window = 1;
+  vo.time_skew_s_max = options_.sim_time_skew_s;
+  // The counter window is checked against the durable counter in the ledger
+  // transaction; here only the cryptogram and the time.
+  if (tok->counter == 0) return RC::kRestrictedCard;
+  crypto::SimVerification v = crypto::VerifySimPayment(*sim_key, tok->counter - 1,
+                                                       p.clock.ms / 1000, vo, f, tok->cryptogram);
+  if (v.check != crypto::SimCheck::kAccepted) return RC::kDoNotHonour;
+  p.has_sim_counter = true;
+  p.sim_counter = tok->counter;
+  return std::nullopt;
+}
+
+std::optional<RC> Authorizer::PrepareReference(const Message& req, Plan& p) {
+  const std::string& mti = req.mti();
+  bool completion = mti[2] == '2';
+  p.kind = completion ? Kind::kCompletion : Kind::kReversal;
+  if (!req.Has(90)) return RC::kFormatError;
+  Result<OriginalData> od = ParseOriginalData(req.Get(90));
+  if (!od.ok() || !ValidField7(od->transmission_datetime)) return RC::kFormatError;
+  p.orig_key = RequestKey(req.Get(41), od->transmission_datetime, od->stan, p.clock.ms);
+  if (completion) {
+    if (od->mti != "0100") return RC::kInvalidTransaction;
+    if (!req.Has(4) || !req.Has(49)) return RC::kFormatError;
+    Result<uint64_t> amount = ParseAmount(req.Get(4));
+    Result<uint64_t> cur = ParseDigits(req.Get(49));
+    if (!amount.ok() || !cur.ok()) return RC::kFormatError;
+    if (*amount == 0) return RC::kInvalidAmount;
+    p.amount_minor = *amount;
+    p.currency = static_cast<uint16_t>(*cur);
+    return std::nullopt;
+  }
+  if (req.Has(95)) {
+    Result<uint64_t> remaining = ParseDigits(req.Get(95).substr(0, 12));
+    if (!remaining.ok()) return RC::kFormatError;
+    p.remaining_minor = *remaining;
+    p.partial = *remaining != 0;
+  }
+  return std::nullopt;
+}
+
+void Authorizer::Submit(std::shared_ptr<Plan> p) {
+  Plan* raw = p.get();
+  Status s = ledger_->Submit([this, raw](ledger::Txn& txn) { Apply(txn, *raw); },
+                             [this, p](Status st) { Finish(*p, st); });
+  if (!s.ok()) {
+    SetResponseCode(p->response, s.code() == StatusCode::kUnavailable ? RC::kIssuerUnavailable
+                                                                      : RC::kSystemMalfunction);
+    p->write->state = 2;
+    Finish(*p, Status::Ok());
+  }
+}
+
+// ---- Sequencer thread ----------------------------------------------------------
+
+std::optional<std::string> Authorizer::Read(const std::string& key, Plan& p) {
+  if (std::optional<Overlay::Hit> hit = overlay_.Get(key)) {
+    if (hit->writer->state.load() != 1) p.depends_on = hit->writer;
+    return std::move(hit->value);
+  }
+  return ledger_->GetAux(key);
+}
+
+void Authorizer::Write(ledger::Txn& txn, Plan& p, const std::string& key, std::string value) {
+  txn.PutAux(key, value);
+  overlay_.Put(key, std::move(value), p.write);
+  p.written.push_back(key);
+}
+
+CredentialState Authorizer::ReadState(const std::string& key, Plan& p) {
+  std::optional<std::string> v = Read(key, p);
+  Result<CredentialState> s = DecodeCredentialState(v ? *v : "");
+  return s.ok() ? *s : CredentialState{};
+}
+
+void Authorizer::Respond(Plan& p, RC rc, const TransferId* approval) {
+  SetResponseCode(p.response, rc);
+  // RRN: microseconds since the epoch, unique per engine run, in base 36.
+  uint64_t rrn_us =
+      std::max(rrn_last_ + 1, static_cast<uint64_t>(std::max<int64_t>(p.clock.ms, 0)) * 1000);
+  rrn_last_ = rrn_us;
+  p.response.Set(37, Base36(rrn_us, 12));
+  if (rc == RC::kApproved && approval) {
+    p.response.Set(38, Base36(Mix(approval->value.lo ^ approval->value.hi), 6));
+  } else {
+    p.response.Clear(38);
+    p.response.Clear(54);
+  }
+}
+
+void Authorizer::Apply(ledger::Txn& txn, Plan& p) {
+  if (std::optional<std::string> old = Read(p.key, p)) {
+    std::optional<TxnRecord> rec = DecodeRecord(*old);
+    if (!rec) {
+      Respond(p, RC::kSystemMalfunction, nullptr);
+    } else if (rec->kind == Kind::kTombstone) {
+      Respond(p, p.kind == Kind::kReversal ? RC::kApproved : RC::kInvalidTransaction, nullptr);
+    } else if (rec->digest != p.digest) {
+      Respond(p, RC::kDuplicateTransmission, nullptr);
+    } else {
+      Result<Message> m = Unpack(Bytes(rec->response));
+      if (!m.ok()) {
+        Respond(p, RC::kSystemMalfunction, nullptr);
+      } else {
+        p.response = std::move(*m);
+      }
+    }
+    return;
+  }
+  p.depends_on.reset();
+  if (p.kind == Kind::kDecline) {
+    Respond(p, p.decided, nullptr);
+    return;
+  }
+  TxnRecord rec;
+  rec.kind = p.kind;
+  rec.digest = p.digest;
+  rec.amount_minor = p.amount_minor;
+  rec.currency = p.currency;
+  rec.debit = p.debit;
+  rec.credit = p.credit;
+  rec.day = p.clock.day;
+  rec.cred_key = p.cred_key;
+  RC rc = RC::kSystemMalfunction;
+  switch (p.kind) {
+    case Kind::kHold:
+    case Kind::kPurchase:
+      rc = ApplyPayment(txn, p, rec);
+      break;
+    case Kind::kBalance:
+      rc = ApplyBalance(txn, p);
+      break;
+    case Kind::kCompletion:
+      rc = ApplyCompletion(txn, p, rec);
+      break;
+    case Kind::kRefund:
+      rc = ApplyRefund(txn, p, rec);
+      break;
+    case Kind::kReversal:
+      rc = ApplyReversal(txn, p, rec);
+      break;
+    default:
+      break;
+  }
+  p.depends_on.reset();  // only a served duplicate depends on an earlier write
+  const bool approved = rc == RC::kApproved && !rec.transfer.IsZero();
+  Respond(p, rc, approved ? &rec.transfer : nullptr);
+  rec.response_code = static_cast<uint8_t>(rc);
+  Result<std::vector<uint8_t>> packed = Pack(p.response);
+  if (!packed.ok()) return;  // not recorded; the reply still goes out
+  rec.response.assign(packed->begin(), packed->end());
+  Write(txn, p, p.key, EncodeRecord(rec));
+  if (approved && (p.kind == Kind::kHold || p.kind == Kind::kPurchase)) {
+    Write(txn, p, std::string(kAuxRrnPrefix) + std::string(p.response.Get(37)),
+          p.key.substr(kAuxTxnPrefix.size()));
+  }
+}
+
+std::optional<RC> Authorizer::CredentialStep(CredentialState& st, Plan& p) {
+  if (st.pin_tries >= options_.pin_tries_max) return RC::kPinTriesExceeded;
+  if (p.pin_present && p.pin_wrong) {
+    st.pin_tries++;
+    if (st.pin_tries < options_.pin_tries_max) return RC::kIncorrectPin;
+    if (p.card) {
+      Card blocked = *p.card;
+      blocked.status = RecordStatus::kPinBlocked;
+      p.card_update = blocked;
+    }
+    return RC::kPinTriesExceeded;
+  }
+  if (p.pin_present) st.pin_tries = 0;
+  if (p.has_atc) {
+    std::optional<uint16_t> last;
+    if (st.has_atc) last = st.last_atc;
+    if (crypto::CheckAtc(last, p.atc, options_.atc_jump_max) == crypto::AtcDecision::kReplay) {
+      return RC::kDoNotHonour;
+    }
+    st.has_atc = true;
+    st.last_atc = p.atc;
+  }
+  if (p.has_sim_counter) {
+    if (p.sim_counter <= st.sim_counter) return RC::kRestrictedCard;
+    if (p.sim_counter - st.sim_counter > options_.sim_counter_window) return RC::kDoNotHonour;
+    st.sim_counter = p.sim_counter;
+  }
+  return std::nullopt;
+}
+
+void Authorizer::SetAvailableBalance(ledger::Txn& txn, Plan& p, AccountId account) {
+  std::optional<ledger::Account> a = txn.PeekAccount(account);
+  if (!a) return;
+  __int128 ledger_balance = static_cast<__int128>(a->credits_posted) - a->debits_posted;
+  __int128 available = ledger_balance - a->debits_pending - a->minimum_balance_minor;
+  auto amount = [&](uint8_t type, __int128 v) {
+    AdditionalAmount x;
+    x.amount_type = type;
+    x.currency = static_cast<uint16_t>(a->ledger);
+    x.negative = v < 0;
+    __int128 mag = v < 0 ? -v : v;
+    x.amount_minor = static_cast<uint64_t>(std::min<__int128>(mag, 999'999'999'999));
+    return x;
+  };
+  std::vector<AdditionalAmount> list;
+  if (p.kind == Kind::kBalance) list.push_back(amount(kAmountTypeLedgerBalance, ledger_balance));
+  list.push_back(amount(kAmountTypeAvailableBalance, available));
+  Result<std::string> f = FormatAdditionalAmounts(list);
+  if (f.ok()) p.response.Set(54, *f);
+}
+
+RC Authorizer::ApplyPayment(ledger::Txn& txn, Plan& p, TxnRecord& rec) {
+  CredentialState st = ReadState(p.cred_key, p);
+  const CredentialState before = st;
+  std::optional<RC> decline = CredentialStep(st, p);
+  RC rc = RC::kApproved;
+  if (decline) rc = *decline;
+  if (rc == RC::kApproved) {
+    if (st.day != p.clock.day) {
+      st.day = p.clock.day;
+      st.day_amount_minor = 0;
+      st.day_count = 0;
+    }
+    if (st.minute != p.clock.minute) {
+      st.minute = p.clock.minute;
+      st.minute_count = 0;
+    }
+    const RiskLimits& l = *p.limits;
+    bool overflow = st.day_amount_minor > UINT64_MAX - p.amount_minor;
+    if (l.daily_amount_max_minor != 0 &&
+        (overflow || st.day_amount_minor + p.amount_minor > l.daily_amount_max_minor)) {
+      rc = RC::kExceedsWithdrawalLimit;
+    } else if (l.daily_count_max != 0 && st.day_count >= l.daily_count_max) {
+      rc = RC::kExceedsFrequencyLimit;
+    } else if (l.per_minute_max != 0 && st.minute_count >= l.per_minute_max) {
+      rc = RC::kExceedsFrequencyLimit;
+    }
+  }
+  if (rc == RC::kApproved) {
+    ledger::Transfer t;
+    t.id = RequestTransferId(p.key, 1);
+    t.debit_account_id = p.debit;
+    t.credit_account_id = p.credit;
+    t.amount_minor = p.amount_minor;
+    t.ledger = p.currency;
+    t.user_data_128 = U128{0, p.digest};
+    if (p.kind == Kind::kHold) {
+      t.code = kCodeHold;
+      t.flags = tf::kPending;
+      t.timeout_s = p.timeout_s;
+    } else {
+      t.code = kCodePurchase;
+    }
+    std::vector<ledger::TransferOutcome> out = txn.CreateTransfers({&t, 1});
+    rc = out.size() == 1 ? MapTransferResult(out[0].result) : RC::kSystemMalfunction;
+    if (rc == RC::kApproved) {
+      rec.transfer = t.id;
+      rec.captured_minor = p.kind == Kind::kPurchase ? p.amount_minor : 0;
+      st.day_amount_minor += p.amount_minor;
+      st.day_count++;
+      st.minute_count++;
+      SetAvailableBalance(txn, p, p.debit);
+    }
+  }
+  if (!(st == before)) Write(txn, p, p.cred_key, EncodeCredentialState(st));
+  if (p.card_update) {
+    Write(txn, p, CardKey(p.card_update->card_id), EncodeCard(*p.card_update));
+  }
+  return rc;
+}
+
+RC Authorizer::ApplyBalance(ledger::Txn& txn, Plan& p) {
+  CredentialState st = ReadState(p.cred_key, p);
+  const CredentialState before = st;
+  std::optional<RC> decline = CredentialStep(st, p);
+  if (!(st == before)) Write(txn, p, p.cred_key, EncodeCredentialState(st));
+  if (p.card_update) {
+    Write(txn, p, CardKey(p.card_update->card_id), EncodeCard(*p.card_update));
+  }
+  if (decline) return *decline;
+  SetAvailableBalance(txn, p, p.debit);
+  return RC::kApproved;
+}
+
+std::optional<TxnRecord> ReadRecord(std::optional<std::string> v) {
+  if (!v) return std::nullopt;
+  return DecodeRecord(*v);
+}
+
+void Authorizer::ReleaseDaily(Plan& p, ledger::Txn& txn, const TxnRecord& orig, uint64_t amount) {
+  if (orig.cred_key.empty() || amount == 0) return;
+  CredentialState st = ReadState(orig.cred_key, p);
+  if (st.day != orig.day) return;
+  st.day_amount_minor -= std::min(amount, st.day_amount_minor);
+  Write(txn, p, orig.cred_key, EncodeCredentialState(st));
+}
+
+RC Authorizer::ApplyCompletion(ledger::Txn& txn, Plan& p, TxnRecord& rec) {
+  std::optional<TxnRecord> orig = ReadRecord(Read(p.orig_key, p));
+  if (!orig || orig->kind == Kind::kTombstone) return RC::kUnableToLocateOriginal;
+  if (orig->kind != Kind::kHold || orig->response_code != 0) return RC::kInvalidTransaction;
+  if (orig->currency != p.currency) return RC::kInvalidTransaction;
+  std::optional<ledger::HoldInfo> hold = txn.PeekHold(orig->transfer);
+  if (!hold) return RC::kUnableToLocateOriginal;
+  if (hold->state != ledger::HoldState::kPending) return RC::kInvalidTransaction;
+  if (p.amount_minor > hold->hold.amount_minor) return RC::kInvalidAmount;
+  ledger::Transfer t;
+  t.id = RequestTransferId(p.key, 1);
+  t.pending_id = orig->transfer;
+  t.amount_minor = p.amount_minor;
+  t.flags = tf::kPostPendingTransfer;
+  std::vector<ledger::TransferOutcome> out = txn.CreateTransfers({&t, 1});
+  RC rc = out.size() == 1 ? MapTransferResult(out[0].result) : RC::kSystemMalfunction;
+  if (rc != RC::kApproved) return rc;
+  rec.transfer = t.id;
+  rec.debit = orig->debit;
+  rec.credit = orig->credit;
+  rec.cred_key = orig->cred_key;
+  orig->captured_minor = p.amount_minor;
+  Write(txn, p, p.orig_key, EncodeRecord(*orig));
+  ReleaseDaily(p, txn, *orig, hold->hold.amount_minor - p.amount_minor);
+  return RC::kApproved;
+}
+
+RC Authorizer::ApplyRefund(ledger::Txn& txn, Plan& p, TxnRecord& rec) {
+  std::string orig_key = p.orig_key;
+  if (orig_key.empty()) {
+    std::optional<std::string> k = Read(std::string(kAuxRrnPrefix) + p.rrn_ref, p);
+    if (!k) return RC::kUnableToLocateOriginal;
+    orig_key = std::string(kAuxTxnPrefix) + *k;
+  }
+  std::optional<TxnRecord> orig = ReadRecord(Read(orig_key, p));
+  if (!orig || orig->kind == Kind::kTombstone) return RC::kUnableToLocateOriginal;
+  if ((orig->kind != Kind::kHold && orig->kind != Kind::kPurchase) || orig->response_code != 0 ||
+      orig->cred_key != p.cred_key || orig->currency != p.currency) {
+    return RC::kInvalidTransaction;
+  }
+  uint64_t net = orig->captured_minor - std::min(orig->refunded_minor, orig->captured_minor);
+  if (p.amount_minor > net) return RC::kInvalidAmount;
+  ledger::Transfer t;
+  t.id = RequestTransferId(p.key, 1);
+  t.debit_account_id = orig->credit;
+  t.credit_account_id = orig->debit;
+  t.amount_minor = p.amount_minor;
+  t.ledger = orig->currency;
+  t.code = kCodeRefund;
+  t.user_data_128 = U128{0, orig->digest};
+  std::vector<ledger::TransferOutcome> out = txn.CreateTransfers({&t, 1});
+  RC rc = out.size() == 1 ? MapTransferResult(out[0].result) : RC::kSystemMalfunction;
+  if (rc != RC::kApproved) return rc;
+  rec.transfer = t.id;
+  rec.debit = orig->credit;
+  rec.credit = orig->debit;
+  orig->refunded_minor += p.amount_minor;
+  Write(txn, p, orig_key, EncodeRecord(*orig));
+  return RC::kApproved;
+}
+
+RC Authorizer::ReversePosted(ledger::Txn& txn, Plan& p, TxnRecord& orig, TxnRecord& rec) {
+  uint64_t net = orig.captured_minor - std::min(orig.refunded_minor, orig.captured_minor);
+  uint64_t keep = p.partial ? p.remaining_minor : 0;
+  if (keep > orig.amount_minor) return RC::kInvalidAmount;
+  if (keep >= net) return RC::kApproved;  // nothing left to reverse
+  uint64_t amount = net - keep;
+  ledger::Transfer t;
+  t.id = RequestTransferId(p.key, 1);
+  t.debit_account_id = orig.credit;
+  t.credit_account_id = orig.debit;
+  t.amount_minor = amount;
+  t.ledger = orig.currency;
+  t.code = kCodeReversal;
+  t.user_data_128 = U128{0, orig.digest};
+  std::vector<ledger::TransferOutcome> out = txn.CreateTransfers({&t, 1});
+  RC rc = out.size() == 1 ? MapTransferResult(out[0].result) : RC::kSystemMalfunction;
+  if (rc != RC::kApproved) return rc;
+  rec.transfer = t.id;
+  orig.captured_minor -= amount;
+  Write(txn, p, p.orig_key, EncodeRecord(orig));
+  ReleaseDaily(p, txn, orig, amount);
+  return RC::kApproved;
+}
+
+RC Authorizer::ApplyReversal(ledger::Txn& txn, Plan& p, TxnRecord& rec) {
+  std::optional<TxnRecord> orig = ReadRecord(Read(p.orig_key, p));
+  if (!orig) {
+    TxnRecord tomb;
+    tomb.kind = Kind::kTombstone;
+    tomb.response_code = static_cast<uint8_t>(RC::kUnableToLocateOriginal);
+    Write(txn, p, p.orig_key, EncodeRecord(tomb));
+    return RC::kUnableToLocateOriginal;
+  }
+  if (orig->kind == Kind::kTombstone) return RC::kUnableToLocateOriginal;
+  rec.debit = orig->debit;
+  rec.credit = orig->credit;
+  rec.currency = orig->currency;
+  rec.cred_key = orig->cred_key;
+  if (orig->response_code != 0) return RC::kApproved;  // a declined original moved nothing
+  if (orig->kind == Kind::kPurchase) return ReversePosted(txn, p, *orig, rec);
+  if (orig->kind != Kind::kHold) return RC::kInvalidTransaction;
+  std::optional<ledger::HoldInfo> hold = txn.PeekHold(orig->transfer);
+  if (!hold) return RC::kUnableToLocateOriginal;
+  if (hold->state == ledger::HoldState::kPosted) return ReversePosted(txn, p, *orig, rec);
+  if (hold->state != ledger::HoldState::kPending) return RC::kApproved;  // already released
+  uint64_t held = hold->hold.amount_minor;
+  if (p.partial && p.remaining_minor > orig->amount_minor) return RC::kInvalidAmount;
+  if (p.partial && p.remaining_minor >= held) return RC::kApproved;
+  ledger::Transfer v;
+  v.id = RequestTransferId(p.key, 1);
+  v.pending_id = orig->transfer;
+  v.flags = tf::kVoidPendingTransfer;
+  std::vector<ledger::Transfer> ts{v};
+  if (p.partial) {
+    ts[0].flags |= tf::kLinked;
+    ledger::Transfer h = hold->hold;
+    h.id = RequestTransferId(p.key, 2);
+    h.amount_minor = p.remaining_minor;
+    h.timestamp = 0;
+    h.flags = tf::kPending;
+    ts.push_back(h);
+  }
+  std::vector<ledger::TransferOutcome> out = txn.CreateTransfers(ts);
+  if (out.size() != ts.size()) return RC::kSystemMalfunction;
+  for (const ledger::TransferOutcome& o : out) {
+    RC rc = MapTransferResult(o.result);
+    if (rc != RC::kApproved) return rc;
+  }
+  rec.transfer = v.id;
+  if (p.partial) {
+    orig->transfer = ts[1].id;
+    Write(txn, p, p.orig_key, EncodeRecord(*orig));
+  }
+  ReleaseDaily(p, txn, *orig, held - (p.partial ? p.remaining_minor : 0));
+  return RC::kApproved;
+}
+
+// ---- Writer thread -------------------------------------------------------------
+
+void Authorizer::Finish(Plan& p, const Status& status) {
+  Message& resp = p.response;
+  bool failed = !status.ok() || p.write->state.load() == 2;
+  if (p.depends_on && p.depends_on->state.load() == 2) failed = true;
+  if (!status.ok() || (p.depends_on && p.depends_on->state.load() == 2)) {
+    SetResponseCode(resp, status.code() == StatusCode::kUnavailable || status.ok()
+                              ? RC::kIssuerUnavailable
+                              : RC::kSystemMalfunction);
+    resp.Clear(38);
+    resp.Clear(54);
+  }
+  p.write->state = failed ? 2 : 1;
+  if (!p.written.empty()) overlay_.Release(p.written, p.write);
+  if (!failed && p.card_update) bank_->Update(*p.card_update);
+  if (p.card_key && p.arqc.size() == 8) {
+    std::string_view arc = resp.Get(39);
+    Result<crypto::Bytes> arpc = crypto::EmvArpcMethod1(*p.card_key, p.arqc, Bytes(arc));
+    if (arpc.ok()) {
+      std::string f55;
+      PutTlv(&f55, 0x91, std::string(arpc->begin(), arpc->end()) + std::string(arc));
+      resp.Set(55, f55);
+    }
+  }
+  if (p.mac_key) {
+    int mac_field = resp.NextField(64) != 0 ? 128 : 64;
+    resp.Set(mac_field, std::string(8, '\0'));
+    Result<std::vector<uint8_t>> data = MacData(resp);
+    Result<crypto::Bytes> mac =
+        data.ok() ? crypto::Iso8583Mac(*p.mac_key, *data) : Result<crypto::Bytes>(data.status());
+    if (mac.ok())
+      resp.SetBytes(mac_field, *mac);
+    else
+      resp.Clear(mac_field);
+  }
+  p.reply(std::move(resp));
+}
+
+}  // namespace
+
+Result<std::unique_ptr<IsoHandler>> MakeAuthorizerWithOptions(const AuthorizerDeps& deps,
+                                                              AuthorizerOptions options) {
+  if (!deps.ledger || !deps.keys)
+    return Status::InvalidArgument("authorizer needs a ledger and keys");
+  Result<std::unique_ptr<BankCache>> bank = BankCache::Load(*deps.ledger);
+  if (!bank.ok()) return bank.status();
+  if (!(*bank)->config()) {
+    return Status::FailedPrecondition("the ledger holds no bank (run `narae demo seed`)");
+  }
+  std::unique_ptr<IsoHandler> h =
+      std::make_unique<Authorizer>(deps, std::move(options), std::move(*bank));
+  return h;
+}
+
+Result<std::unique_ptr<IsoHandler>> MakeAuthorizer(const AuthorizerDeps& deps,
+                                                   std::string_view options_json) {
+  Result<AuthorizerOptions> o = ParseAuthorizerOptions(options_json);
+  if (!o.ok()) return o.status();
+  return MakeAuthorizerWithOptions(deps, std::move(*o));
+}
+
+}  // namespace narae::switching

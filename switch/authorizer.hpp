@@ -1,0 +1,93 @@
+// The Narae authorization engine: implements IsoHandler (switch/handler.hpp).
+//
+// For each ISO 8583 request it checks the terminal, merchant, card or SIM
+// token and the credentials (MAC, CVV2, PIN, chip ARQC, SIM cryptogram) on
+// the calling I/O thread, then submits one ledger transaction that checks
+// the changing state (duplicates, PIN tries, ATC and SIM counters, daily and
+// per-minute limits), creates the hold / transfer, and writes the duplicate
+// record and the counters in the same ledger batch. The response leaves from
+// the ledger's done callback, so nothing is acknowledged before it is
+// durable. docs/authorization.md describes every flow and response code.
+//
+// Records written by the authorizer (ledger aux):
+//   au/x/<terminal 8><year 4><field 7 10><STAN 6>  the request: its kind, amounts,
+//                                                  accounts, transfer id, captured and
+//                                                  refunded amounts, the packed response
+//   au/r/<RRN 12>                                  RRN -> request key (refunds by RRN)
+//   au/d/c/<card id>, au/d/s/<token id>            CredentialState (bank.hpp)
+//
+// Thread safety: Handle() may be called from any number of threads.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "ledger/ledger.hpp"
+#include "switch/handler.hpp"
+
+namespace narae::switching {
+
+class BankCache;
+
+// The "authorization" object of the switch config (all optional; defaults here).
+struct AuthorizerOptions {
+  uint32_t hold_timeout_s = 7 * 24 * 3600;         // 0100 holds of goods
+  uint32_t food_hold_timeout_s = 2 * 3600;         // 0100 holds at food merchants
+  std::vector<uint16_t> food_mccs = {5812, 5814};  // restaurants, fast food
+  uint32_t pin_tries_max = 3;                      // the n-th wrong PIN answers 75 and blocks
+  uint64_t sim_counter_window = 100;               // SIM counter accepted in (last, last + window]
+  int64_t sim_time_skew_s = 300;                   // |SIM cryptogram time - now| allowed
+  uint16_t atc_jump_max = 1000;                    // larger ATC jumps are accepted (logged)
+  // A card payment without chip data or PIN must carry a CVV2 (field 48).
+  bool require_cvv2_without_chip_or_pin = true;
+  std::string cvk_key_id = "cvk";
+  std::string pvk_key_id = "pvk";
+  std::string imk_ac_key_id = "imk-ac";
+  std::string imk_sim_key_id = "imk-sim";
+  // The clock (ms since the epoch, UTC). Tests inject one; empty = system clock.
+  std::function<int64_t()> clock_ms;
+};
+
+// Parses the options JSON ("{}" = defaults). Unknown keys are refused.
+Result<AuthorizerOptions> ParseAuthorizerOptions(std::string_view options_json);
+
+// MakeAuthorizer() with options already parsed (tests inject a clock).
+Result<std::unique_ptr<IsoHandler>> MakeAuthorizerWithOptions(const AuthorizerDeps& deps,
+                                                              AuthorizerOptions options);
+
+// The aux key of a request: terminal id, the inferred year of field 7, field
+// 7 and STAN. `now_ms` decides the year (field 7 has none): the year that
+// puts MMDD within six months of now.
+std::string RequestKey(std::string_view terminal_id, std::string_view field7, std::string_view stan,
+                       int64_t now_ms);
+// The ledger transfer id of the request (`sub` numbers its transfers: 1, 2).
+ledger::TransferId RequestTransferId(std::string_view request_key, uint8_t sub);
+
+// Field 48 (private data) elements: `tag(4) length(2 digits) value` repeated.
+// Also accepted: exactly "CVV2" followed by 3 digits. Returns the CVV2 or "".
+std::string Field48Cvv2(std::string_view field48);
+std::string BuildField48(std::string_view cvv2, std::string_view order_ref = {});
+
+// Field 55 chip data: the ARQC transaction data (values of 9F02 9F03 9F1A
+// 95 5F2A 9A 9C 9F37 82 9F36 9F10, in this order, those present) and the
+// tags Narae reads. Exposed for tests and test clients.
+struct ChipData {
+  std::vector<uint8_t> arqc;  // 9F26, 8 bytes
+  uint16_t atc = 0;           // 9F36
+  uint64_t amount_minor = 0;  // 9F02 (BCD)
+  uint16_t currency = 0;      // 5F2A (BCD)
+  std::vector<uint8_t> transaction_data;
+};
+Result<ChipData> ParseChipData(std::string_view field55);
+// Builds field 55 with 9F02, 5F2A, 9A, 9C, 9F37, 9F36 and 9F26 (a test client).
+std::string BuildChipData(uint64_t amount_minor, uint16_t currency, uint16_t atc,
+                          uint32_t unpredictable_number, std::span<const uint8_t> arqc);
+// The transaction data BuildChipData() covers (for computing the ARQC).
+std::vector<uint8_t> ChipTransactionData(uint64_t amount_minor, uint16_t currency, uint16_t atc,
+                                         uint32_t unpredictable_number);
+
+}  // namespace narae::switching
