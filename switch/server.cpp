@@ -1,0 +1,1021 @@
+// The ISO 8583 server: Boost.Asio with C++20 coroutines.
+//
+// One io_context run by `threads` threads; every connection lives on its own
+// strand and is served by three coroutines: the reader (frames, decodes,
+// dispatches to the handler), the writer (sends replies as they complete, in
+// batches) and the watchdog (enforces the read, idle and write timeouts by
+// closing the socket). The handler replies from any thread; the reply is
+// posted to the connection's strand, or dropped if the connection is gone or
+// the server has shut down. Plain TCP and TLS share Session<Stream>.
+//
+// Boost 1.74 + GCC 12: <utility> must come before the Asio coroutine headers.
+#include <utility>
+// clang-format off
+#include <boost/asio.hpp>
+#include <boost/asio/ssl.hpp>
+// clang-format on
+
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+
+#include <algorithm>
+#include <bit>
+#include <chrono>
+#include <condition_variable>
+#include <cstring>
+#include <exception>
+#include <mutex>
+#include <shared_mutex>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "switch/log.hpp"
+#include "switch/server.hpp"
+#include "switch/switch.hpp"
+
+namespace narae::switching {
+
+namespace asio = boost::asio;
+namespace ssl = boost::asio::ssl;
+using tcp = asio::ip::tcp;
+using Clock = std::chrono::steady_clock;
+using boost::system::error_code;
+
+// ---------------------------------------------------------------------------
+// Helpers (server.hpp).
+
+std::optional<std::string> AnswerMti(std::string_view request_mti) {
+  Result<std::string> known = ResponseMti(request_mti);
+  if (known.ok()) return std::move(known).value();
+  if (request_mti.size() != kMtiBytes) return std::nullopt;
+  for (char c : request_mti) {
+    if (c < '0' || c > '9') return std::nullopt;
+  }
+  const int function = request_mti[2] - '0';
+  if (function % 2 != 0) return std::nullopt;  // a response: never answered
+  std::string out(request_mti);
+  out[2] = static_cast<char>('0' + function + 1);
+  return out;
+}
+
+std::optional<RecoveredHeader> RecoverHeader(std::span<const uint8_t> body) {
+  if (body.size() < kMessageBytesMin) return std::nullopt;
+  RecoveredHeader out;
+  out.mti.assign(reinterpret_cast<const char*>(body.data()), kMtiBytes);
+  if (!AnswerMti(out.mti).has_value()) return std::nullopt;
+  size_t pos = kMtiBytes;
+  const uint8_t* bitmap = body.data() + pos;
+  pos += kBitmapBytes;
+  if ((bitmap[0] & 0x80) != 0) pos += kBitmapBytes;  // secondary bitmap
+  const auto present = [&](int f) { return (bitmap[(f - 1) / 8] >> (7 - (f - 1) % 8)) & 1; };
+  const FieldTable& table = Iso87Table();
+  for (int f = 2; f <= 11; ++f) {  // bounded: fields 2..11
+    if (!present(f)) continue;
+    const FieldSpec& spec = table[f];
+    size_t size = spec.length_max;
+    if (spec.length_format != LengthFormat::kFixed) {
+      const size_t digits = spec.length_format == LengthFormat::kLlvar ? 2 : 3;
+      if (pos + digits > body.size()) return std::nullopt;
+      size = 0;
+      for (size_t i = 0; i < digits; ++i) {
+        const uint8_t c = body[pos + i];
+        if (c < '0' || c > '9') return std::nullopt;
+        size = size * 10 + (c - '0');
+      }
+      if (size > spec.length_max) return std::nullopt;
+      pos += digits;
+    }
+    if (pos + size > body.size()) return std::nullopt;
+    if (f == 11) {
+      if (size != 6) return std::nullopt;
+      out.stan.assign(reinterpret_cast<const char*>(body.data()) + pos, size);
+      for (char c : out.stan) {
+        if (c < '0' || c > '9') return std::nullopt;
+      }
+      return out;
+    }
+    pos += size;
+  }
+  return std::nullopt;  // no field 11
+}
+
+Message ServerAnswer(std::string_view response_mti, std::string_view stan, ResponseCode code) {
+  Message m(response_mti);
+  if (!stan.empty()) m.Set(11, stan);
+  m.Set(39, ResponseCodeText(code));
+  return m;
+}
+
+int LatencyHistogram::BucketOf(uint64_t us) {
+  constexpr uint64_t kSub = uint64_t{1} << kSubBits;
+  if (us < kSub) return static_cast<int>(us);
+  const int msb = std::bit_width(us) - 1;
+  const int bucket = (msb - kSubBits + 1) * static_cast<int>(kSub) +
+                     static_cast<int>((us >> (msb - kSubBits)) & (kSub - 1));
+  return std::min(bucket, kBuckets - 1);
+}
+
+uint64_t LatencyHistogram::BucketUpper(int bucket) {
+  constexpr int kSub = 1 << kSubBits;
+  if (bucket < kSub) return static_cast<uint64_t>(bucket);
+  const int msb = bucket / kSub - 1 + kSubBits;
+  const uint64_t sub = static_cast<uint64_t>(bucket % kSub);
+  const uint64_t lower = (kSub + sub) << (msb - kSubBits);
+  return lower + (uint64_t{1} << (msb - kSubBits)) - 1;
+}
+
+void LatencyHistogram::Record(uint64_t us) {
+  counts_[static_cast<size_t>(BucketOf(us))].fetch_add(1, std::memory_order_relaxed);
+  uint64_t seen = max_us_.load(std::memory_order_relaxed);
+  while (us > seen && !max_us_.compare_exchange_weak(seen, us, std::memory_order_relaxed)) {
+  }
+}
+
+LatencyHistogram::Summary LatencyHistogram::Drain() {
+  std::array<uint64_t, kBuckets> counts;
+  Summary s;
+  for (int i = 0; i < kBuckets; ++i) {
+    counts[static_cast<size_t>(i)] =
+        counts_[static_cast<size_t>(i)].exchange(0, std::memory_order_relaxed);
+    s.count += counts[static_cast<size_t>(i)];
+  }
+  s.max_us = max_us_.exchange(0, std::memory_order_relaxed);
+  if (s.count == 0) return s;
+  const auto at = [&](double q) {
+    const uint64_t rank = static_cast<uint64_t>(q * static_cast<double>(s.count - 1)) + 1;
+    uint64_t seen = 0;
+    for (int i = 0; i < kBuckets; ++i) {
+      seen += counts[static_cast<size_t>(i)];
+      if (seen >= rank) return std::min(BucketUpper(i), s.max_us);
+    }
+    return s.max_us;
+  };
+  s.p50_us = at(0.50);
+  s.p99_us = at(0.99);
+  s.p999_us = at(0.999);
+  return s;
+}
+
+Status ParseHostPort(std::string_view text, std::string* host, uint16_t* port) {
+  NARAE_CHECK(host != nullptr && port != nullptr);
+  size_t colon = text.rfind(':');
+  if (colon == std::string_view::npos || colon + 1 >= text.size()) {
+    return Status::InvalidArgument("address '" + std::string(text) + "' must be HOST:PORT");
+  }
+  std::string_view h = text.substr(0, colon);
+  if (h.size() >= 2 && h.front() == '[' && h.back() == ']') h = h.substr(1, h.size() - 2);
+  if (h.empty()) return Status::InvalidArgument("address '" + std::string(text) + "': no host");
+  Result<uint64_t> p = ParseDigits(text.substr(colon + 1));
+  if (!p.ok() || *p > 65535) {
+    return Status::InvalidArgument("address '" + std::string(text) + "': port must be 0..65535");
+  }
+  *host = std::string(h);
+  *port = static_cast<uint16_t>(*p);
+  return Status::Ok();
+}
+
+namespace {
+
+// ---------------------------------------------------------------------------
+// State shared by the server, its sessions and the reply callbacks that the
+// handler may keep after both are gone.
+struct Counters {
+  std::atomic<uint64_t> connections_accepted{0};
+  std::atomic<uint64_t> connections_rejected{0};
+  std::atomic<uint64_t> connections_open{0};
+  std::atomic<uint64_t> tls_handshake_failures{0};
+  std::atomic<uint64_t> requests{0};
+  std::atomic<uint64_t> responses{0};
+  std::atomic<uint64_t> approved{0};
+  std::atomic<uint64_t> format_errors{0};
+  std::atomic<uint64_t> frames_rejected{0};
+  std::atomic<uint64_t> read_timeouts{0};
+  std::atomic<uint64_t> idle_timeouts{0};
+  std::atomic<uint64_t> write_timeouts{0};
+  std::atomic<uint64_t> replies_dropped{0};
+  std::atomic<uint64_t> refused_shutting_down{0};
+};
+
+struct Shared {
+  // Readers: reply callbacks posting to a strand. Writer: Shutdown(), once,
+  // after the I/O threads are joined; from then on replies are dropped.
+  std::shared_mutex gate_mu;
+  bool gate_open = true;  // GUARDED_BY(gate_mu)
+  Counters counters;
+  LatencyHistogram latency;
+};
+
+void Bump(std::atomic<uint64_t>& c) { c.fetch_add(1, std::memory_order_relaxed); }
+uint64_t Load(const std::atomic<uint64_t>& c) { return c.load(std::memory_order_relaxed); }
+
+uint64_t MicrosSince(Clock::time_point start) {
+  const auto d = Clock::now() - start;
+  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(d).count());
+}
+
+std::string PeerOf(const tcp::socket& socket) {
+  error_code ec;
+  tcp::endpoint ep = socket.remote_endpoint(ec);
+  if (ec) return "?";
+  if (ep.address().is_v6())
+    return "[" + ep.address().to_string() + "]:" + std::to_string(ep.port());
+  return ep.address().to_string() + ":" + std::to_string(ep.port());
+}
+
+// The subject CN of the peer certificate, "" when none.
+std::string PeerCertCn(SSL* ssl) {
+  X509* cert = SSL_get1_peer_certificate(ssl);
+  if (cert == nullptr) return "";
+  std::string cn;
+  char buf[256];
+  const int n = X509_NAME_get_text_by_NID(X509_get_subject_name(cert), NID_commonName, buf,
+                                          static_cast<int>(sizeof(buf)));
+  if (n > 0) cn.assign(buf, static_cast<size_t>(std::min(n, static_cast<int>(sizeof(buf)) - 1)));
+  X509_free(cert);
+  return cn;
+}
+
+class ServerImpl;
+
+// What the server needs from a session, whatever its stream type.
+class SessionBase {
+ public:
+  virtual ~SessionBase() = default;
+  virtual void BeginShutdown() = 0;  // any thread: posts to the strand
+  virtual void ForceClose() = 0;     // any thread: posts to the strand
+};
+
+// Everything a session reads from the server; lives as long as the server's
+// io_context (so as long as any session).
+struct SessionEnv {
+  const ServerOptions* options = nullptr;
+  IsoHandler* handler = nullptr;
+  Logger* logger = nullptr;
+  std::shared_ptr<Shared> shared;
+  ServerImpl* server = nullptr;
+};
+
+void Unregister(ServerImpl* server, uint64_t id);
+
+template <typename Stream>
+class Session : public SessionBase, public std::enable_shared_from_this<Session<Stream>> {
+ public:
+  Session(Stream stream, const SessionEnv& env, ConnectionInfo info)
+      : stream_(std::move(stream)),
+        executor_(stream_.get_executor()),
+        env_(env),
+        info_(std::move(info)),
+        write_signal_(executor_),
+        read_signal_(executor_),
+        watchdog_(executor_) {
+    rbuf_.resize(kReadChunkBytes);
+    last_activity_ = Clock::now();
+  }
+
+  uint64_t id() const { return info_.connection_id; }
+
+  void Start() {
+    auto self = this->shared_from_this();
+    asio::co_spawn(
+        executor_, [self]() { return self->Main(); }, asio::detached);
+  }
+
+  void BeginShutdown() override {
+    asio::post(executor_, [self = this->shared_from_this()] {
+      self->stopping_ = true;
+      self->write_signal_.cancel();
+    });
+  }
+
+  void ForceClose() override {
+    asio::post(executor_, [self = this->shared_from_this()] { self->Close("shutdown"); });
+  }
+
+  // The handler's reply; called from any thread.
+  static void Deliver(const std::weak_ptr<Session>& weak, const std::shared_ptr<Shared>& shared,
+                      Clock::time_point started, Message response) {
+    std::shared_lock<std::shared_mutex> lock(shared->gate_mu);
+    std::shared_ptr<Session> self = weak.lock();
+    if (!shared->gate_open || self == nullptr) {
+      Bump(shared->counters.replies_dropped);
+      return;  // `self` (if any) is released under the lock: see Shutdown()
+    }
+    Session* raw = self.get();
+    asio::post(raw->executor_,
+               [self = std::move(self), started, r = std::move(response)]() mutable {
+                 self->OnReply(std::move(r), started);
+               });
+  }
+
+ private:
+  static constexpr size_t kReadChunkBytes = 4096;
+
+  asio::awaitable<void> Main() {
+    auto self = this->shared_from_this();
+    try {
+      asio::co_spawn(
+          executor_, [self]() { return self->Watchdog(); }, asio::detached);
+      if (!(co_await Handshake())) co_return;
+      asio::co_spawn(
+          executor_, [self]() { return self->Writer(); }, asio::detached);
+      co_await Reader();
+    } catch (const std::exception& e) {
+      env_.logger->Log(LogLevel::kError, "session_exception",
+                       {{"conn", info_.connection_id}, {"what", e.what()}});
+      Close("exception");
+    }
+  }
+
+  // TLS only: bounded by read_timeout_ms through the watchdog.
+  asio::awaitable<bool> Handshake() {
+    if constexpr (std::is_same_v<Stream, tcp::socket>) {
+      co_return true;
+    } else {
+      handshaking_ = true;
+      frame_started_ = Clock::now();
+      error_code ec;
+      co_await stream_.async_handshake(ssl::stream_base::server,
+                                       asio::redirect_error(asio::use_awaitable, ec));
+      handshaking_ = false;
+      frame_started_.reset();
+      last_activity_ = Clock::now();
+      if (ec || closed_) {
+        Bump(env_.shared->counters.tls_handshake_failures);
+        env_.logger->Log(LogLevel::kDebug, "tls_handshake_failed",
+                         {{"conn", info_.connection_id},
+                          {"peer", info_.peer},
+                          {"error", closed_ ? std::string("timeout") : ec.message()}});
+        Close("tls_handshake");
+        co_return false;
+      }
+      info_.client_cert_cn = PeerCertCn(stream_.native_handle());
+      co_return true;
+    }
+  }
+
+  auto& Lowest() {
+    if constexpr (std::is_same_v<Stream, tcp::socket>) {
+      return stream_;
+    } else {
+      return stream_.lowest_layer();
+    }
+  }
+
+  // Frames, decodes and dispatches until the connection ends.
+  asio::awaitable<void> Reader() {
+    const ServerOptions& opt = *env_.options;
+    for (;;) {  // bounded by the connection's life (timeouts, limits)
+      // Serve every complete frame in the buffer.
+      size_t consumed = 0;
+      while (!closed_ && buffered_ - consumed >= kFrameHeaderBytes) {
+        Result<size_t> len = ReadFrameLength({rbuf_.data() + consumed, kFrameHeaderBytes});
+        NARAE_CHECK(len.ok());
+        if (*len == 0 || *len > opt.max_frame_bytes) {
+          Bump(env_.shared->counters.frames_rejected);
+          env_.logger->Log(LogLevel::kWarn, "frame_rejected",
+                           {{"conn", info_.connection_id},
+                            {"peer", info_.peer},
+                            {"length", static_cast<uint64_t>(*len)},
+                            {"max_frame_bytes", opt.max_frame_bytes}});
+          Close("frame_length");
+          co_return;
+        }
+        const size_t frame = kFrameHeaderBytes + *len;
+        if (buffered_ - consumed < frame) {
+          if (rbuf_.size() < frame) rbuf_.resize(std::max(frame, kReadChunkBytes));  // checked
+          break;
+        }
+        OnFrame({rbuf_.data() + consumed + kFrameHeaderBytes, *len});
+        consumed += frame;
+        while (!closed_ && in_flight_ >= opt.max_in_flight_per_connection) {
+          paused_ = true;  // back-pressure: stop reading until replies drain
+          read_signal_.expires_at(Clock::time_point::max());
+          error_code ec;
+          co_await read_signal_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+        }
+        if (paused_) {
+          paused_ = false;
+          last_activity_ = Clock::now();
+        }
+      }
+      if (closed_) co_return;
+      if (consumed > 0) {
+        std::memmove(rbuf_.data(), rbuf_.data() + consumed, buffered_ - consumed);
+        buffered_ -= consumed;
+      }
+      if (buffered_ == 0) {
+        frame_started_.reset();
+      } else if (!frame_started_) {
+        frame_started_ = Clock::now();
+      }
+      NARAE_CHECK(buffered_ < rbuf_.size());
+      error_code ec;
+      const size_t n = co_await stream_.async_read_some(
+          asio::buffer(rbuf_.data() + buffered_, rbuf_.size() - buffered_),
+          asio::redirect_error(asio::use_awaitable, ec));
+      if (ec) {
+        if (closed_) co_return;
+        if (ec == asio::error::eof || ec == ssl::error::stream_truncated) {
+          // The client finished sending: answer what is in flight, then close.
+          reading_done_ = true;
+          frame_started_.reset();
+          write_signal_.cancel();
+        } else {
+          env_.logger->Log(LogLevel::kDebug, "read_error",
+                           {{"conn", info_.connection_id}, {"error", ec.message()}});
+          Close("read_error");
+        }
+        co_return;
+      }
+      buffered_ += n;
+      if (!frame_started_) last_activity_ = Clock::now();
+    }
+  }
+
+  void OnFrame(std::span<const uint8_t> body) {
+    Counters& c = env_.shared->counters;
+    Result<Message> msg = Unpack(body);
+    if (!msg.ok()) {
+      Bump(c.format_errors);
+      std::optional<RecoveredHeader> header = RecoverHeader(body);
+      env_.logger->Log(LogLevel::kDebug, "format_error",
+                       {{"conn", info_.connection_id},
+                        {"peer", info_.peer},
+                        {"answered", header.has_value()},
+                        {"error", msg.status().message()}});
+      if (!header) {
+        Close("format_error");
+        return;
+      }
+      ServerReply(ServerAnswer(*AnswerMti(header->mti), header->stan, ResponseCode::kFormatError));
+      return;
+    }
+    std::optional<std::string> answer_mti = AnswerMti(msg->mti());
+    if (!answer_mti) {  // a response sent to us: never answer one
+      env_.logger->Log(LogLevel::kDebug, "unexpected_response",
+                       {{"conn", info_.connection_id}, {"mti", msg->mti()}});
+      return;
+    }
+    if (!ResponseMti(msg->mti()).ok() || stopping_) {
+      const ResponseCode code =
+          stopping_ ? ResponseCode::kIssuerUnavailable : ResponseCode::kInvalidTransaction;
+      if (stopping_) Bump(c.refused_shutting_down);
+      Message answer = ServerAnswer(*answer_mti, msg->Get(11), code);
+      ServerReply(std::move(answer));
+      return;
+    }
+    ++in_flight_;
+    ++awaiting_;
+    Bump(c.requests);
+    std::weak_ptr<Session> weak = this->weak_from_this();
+    std::shared_ptr<Shared> shared = env_.shared;
+    const Clock::time_point started = Clock::now();
+    env_.handler->Handle(
+        std::move(msg).value(), info_,
+        [weak = std::move(weak), shared = std::move(shared), started](Message response) mutable {
+          Deliver(weak, shared, started, std::move(response));
+        });
+  }
+
+  // An answer the server makes itself (30, 12, 91): queued like a reply.
+  void ServerReply(Message answer) {
+    ++in_flight_;
+    Enqueue(answer, Clock::now());
+  }
+
+  void OnReply(Message response, Clock::time_point started) {
+    if (closed_) {
+      Bump(env_.shared->counters.replies_dropped);
+      return;
+    }
+    if (awaiting_ == 0) {  // more replies than requests: a handler bug
+      env_.logger->Log(LogLevel::kError, "reply_without_request",
+                       {{"conn", info_.connection_id}, {"mti", response.mti()}});
+      Bump(env_.shared->counters.replies_dropped);
+      return;
+    }
+    --awaiting_;
+    Enqueue(response, started);
+  }
+
+  void Enqueue(const Message& response, Clock::time_point started) {
+    Result<std::vector<uint8_t>> framed = PackFramed(response);
+    if (!framed.ok()) {
+      env_.logger->Log(LogLevel::kError, "reply_not_packable",
+                       {{"conn", info_.connection_id},
+                        {"mti", response.mti()},
+                        {"error", framed.status().message()}});
+      Message fallback =
+          ServerAnswer(AnswerMti(response.mti()).has_value() ? response.mti() : "0000",
+                       response.Has(11) ? response.Get(11) : "", ResponseCode::kSystemMalfunction);
+      framed = PackFramed(fallback);
+      if (!framed.ok()) {
+        Close("reply_not_packable");
+        return;
+      }
+    }
+    pending_.push_back(std::move(framed).value());
+    NARAE_CHECK(pending_.size() <= in_flight_);
+    const uint64_t latency_us = MicrosSince(started);
+    Counters& c = env_.shared->counters;
+    Bump(c.responses);
+    env_.shared->latency.Record(latency_us);
+    const bool approved = response.Get(39) == "00";
+    if (approved) Bump(c.approved);
+    const LogLevel level = approved ? LogLevel::kTrace : LogLevel::kDebug;
+    if (env_.logger->Enabled(level)) {
+      std::string pan_masked;
+      std::vector<LogField> fields = RequestLogFields(response, &response, latency_us, &pan_masked);
+      fields.emplace_back("conn", info_.connection_id);
+      env_.logger->Log(level, "response", fields);
+    }
+    write_signal_.cancel();
+  }
+
+  asio::awaitable<void> Writer() {
+    auto self = this->shared_from_this();
+    try {
+      std::vector<std::vector<uint8_t>> batch;
+      std::vector<asio::const_buffer> buffers;
+      for (;;) {  // bounded by the connection's life
+        while (pending_.empty() && !closed_) {
+          if (in_flight_ == 0 && (stopping_ || reading_done_)) {
+            Close(stopping_ ? "shutdown" : "client_done");
+            co_return;
+          }
+          write_signal_.expires_at(Clock::time_point::max());
+          error_code ec;
+          co_await write_signal_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+        }
+        if (closed_) co_return;
+        batch.swap(pending_);
+        buffers.clear();
+        for (const auto& frame : batch) buffers.push_back(asio::buffer(frame));
+        writing_ = true;
+        write_started_ = Clock::now();
+        error_code ec;
+        co_await asio::async_write(stream_, buffers, asio::redirect_error(asio::use_awaitable, ec));
+        writing_ = false;
+        if (ec) {
+          if (!closed_) {
+            env_.logger->Log(LogLevel::kDebug, "write_error",
+                             {{"conn", info_.connection_id}, {"error", ec.message()}});
+            Close("write_error");
+          }
+          co_return;
+        }
+        NARAE_CHECK(in_flight_ >= batch.size());
+        in_flight_ -= static_cast<uint32_t>(batch.size());
+        batch.clear();
+        last_activity_ = Clock::now();
+        if (paused_) read_signal_.cancel();
+      }
+    } catch (const std::exception& e) {
+      env_.logger->Log(LogLevel::kError, "session_exception",
+                       {{"conn", info_.connection_id}, {"what", e.what()}});
+      Close("exception");
+    }
+  }
+
+  // Wakes every `tick` and closes the connection when a deadline has passed.
+  asio::awaitable<void> Watchdog() {
+    auto self = this->shared_from_this();
+    const ServerOptions& opt = *env_.options;
+    const uint32_t shortest =
+        std::min({opt.read_timeout_ms, opt.idle_timeout_ms, opt.write_timeout_ms});
+    const auto tick = std::chrono::milliseconds(std::clamp<uint32_t>(shortest / 8, 5, 1000));
+    while (!closed_) {
+      watchdog_.expires_after(tick);
+      error_code ec;
+      co_await watchdog_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+      if (closed_) co_return;
+      CheckDeadlines();
+    }
+  }
+
+  void CheckDeadlines() {
+    const ServerOptions& opt = *env_.options;
+    const Clock::time_point now = Clock::now();
+    Counters& c = env_.shared->counters;
+    const auto ms = [](uint32_t v) { return std::chrono::milliseconds(v); };
+    if (writing_ && now - write_started_ >= ms(opt.write_timeout_ms)) {
+      Bump(c.write_timeouts);
+      LogTimeout("write_timeout", opt.write_timeout_ms);
+      Close("write_timeout");
+    } else if (paused_ || reading_done_) {
+      return;  // not reading: only the write deadline applies
+    } else if (frame_started_ && now - *frame_started_ >= ms(opt.read_timeout_ms)) {
+      Bump(c.read_timeouts);
+      LogTimeout(handshaking_ ? "handshake_timeout" : "read_timeout", opt.read_timeout_ms);
+      Close("read_timeout");
+    } else if (!frame_started_ && in_flight_ == 0 &&
+               now - last_activity_ >= ms(opt.idle_timeout_ms)) {
+      Bump(c.idle_timeouts);
+      LogTimeout("idle_timeout", opt.idle_timeout_ms);
+      Close("idle_timeout");
+    }
+  }
+
+  void LogTimeout(std::string_view event, uint32_t limit_ms) {
+    env_.logger->Log(LogLevel::kInfo, event,
+                     {{"conn", info_.connection_id}, {"peer", info_.peer}, {"limit_ms", limit_ms}});
+  }
+
+  void Close(std::string_view reason) {
+    if (closed_) return;
+    closed_ = true;
+    error_code ec;
+    auto& socket = Lowest();
+    socket.shutdown(tcp::socket::shutdown_both, ec);
+    socket.close(ec);
+    write_signal_.cancel();
+    read_signal_.cancel();
+    watchdog_.cancel();
+    env_.shared->counters.connections_open.fetch_sub(1, std::memory_order_relaxed);
+    env_.logger->Log(LogLevel::kDebug, "connection_closed",
+                     {{"conn", info_.connection_id}, {"reason", reason}});
+    Unregister(env_.server, info_.connection_id);
+  }
+
+  Stream stream_;
+  asio::any_io_executor executor_;  // the connection's strand
+  SessionEnv env_;
+  ConnectionInfo info_;
+  asio::steady_timer write_signal_;  // cancelled to wake the writer
+  asio::steady_timer read_signal_;   // cancelled to wake a paused reader
+  asio::steady_timer watchdog_;
+  // All below: only touched on the strand.
+  std::vector<uint8_t> rbuf_;  // at most 2 + max_frame_bytes or kReadChunkBytes
+  size_t buffered_ = 0;
+  uint32_t in_flight_ = 0;                     // requests read and not yet answered on the wire
+  uint32_t awaiting_ = 0;                      // requests handed to the handler and not yet replied
+  std::vector<std::vector<uint8_t>> pending_;  // framed replies to write; <= in_flight_
+  std::optional<Clock::time_point> frame_started_;
+  Clock::time_point last_activity_;
+  Clock::time_point write_started_;
+  bool writing_ = false;
+  bool paused_ = false;
+  bool handshaking_ = false;
+  bool reading_done_ = false;
+  bool stopping_ = false;
+  bool closed_ = false;
+};
+
+// ---------------------------------------------------------------------------
+class ServerImpl final : public IsoServer {
+ public:
+  ServerImpl(const ServerOptions& options, IsoHandler* handler, Logger* logger)
+      : options_(options),
+        handler_(handler),
+        logger_(logger),
+        shared_(std::make_shared<Shared>()),
+        threads_count_(options.threads != 0 ? options.threads
+                                            : std::max(1u, std::thread::hardware_concurrency())),
+        ioc_(static_cast<int>(threads_count_)),
+        accept_strand_(asio::make_strand(ioc_)),
+        acceptor_(accept_strand_),
+        summary_timer_(accept_strand_),
+        work_(asio::make_work_guard(ioc_)) {
+    if (logger_ == nullptr) {
+      own_logger_ = std::make_unique<Logger>(LogLevel::kWarn);
+      logger_ = own_logger_.get();
+    }
+    env_ = SessionEnv{&options_, handler_, logger_, shared_, this};
+  }
+
+  ~ServerImpl() override { Shutdown(); }
+
+  Status Listen() {
+    std::string host;
+    uint16_t port = 0;
+    NARAE_RETURN_IF_ERROR(ParseHostPort(options_.iso_listen, &host, &port));
+    if (host == "localhost") host = "127.0.0.1";
+    error_code ec;
+    const asio::ip::address address = asio::ip::make_address(host, ec);
+    if (ec) return Status::InvalidArgument("iso_listen: '" + host + "' is not an IP address");
+    if (options_.tls.enabled()) NARAE_RETURN_IF_ERROR(SetUpTls());
+    const tcp::endpoint endpoint(address, port);
+    acceptor_.open(endpoint.protocol(), ec);
+    if (!ec) acceptor_.set_option(tcp::acceptor::reuse_address(true), ec);
+    if (!ec) acceptor_.bind(endpoint, ec);
+    if (!ec) acceptor_.listen(asio::socket_base::max_listen_connections, ec);
+    if (ec) return Status::IOError("cannot listen on " + options_.iso_listen + ": " + ec.message());
+    const tcp::endpoint bound = acceptor_.local_endpoint(ec);
+    if (ec) return Status::IOError("local_endpoint: " + ec.message());
+    port_ = bound.port();
+    listen_address_ = (address.is_v6() ? "[" + address.to_string() + "]" : address.to_string()) +
+                      ":" + std::to_string(port_);
+    return Status::Ok();
+  }
+
+  void Run() {
+    asio::co_spawn(
+        accept_strand_, [this]() { return AcceptLoop(); }, asio::detached);
+    if (options_.summary_interval_ms > 0) {
+      asio::co_spawn(
+          accept_strand_, [this]() { return SummaryLoop(); }, asio::detached);
+    }
+    for (uint32_t i = 0; i < threads_count_; ++i) {
+      threads_.emplace_back([this] { RunThread(); });
+    }
+    logger_->Log(LogLevel::kInfo, "listening",
+                 {{"iso", listen_address_},
+                  {"tls", options_.tls.enabled()},
+                  {"mutual_tls", !options_.tls.client_ca_file.empty()},
+                  {"threads", threads_count_}});
+  }
+
+  std::string listen_address() const override { return listen_address_; }
+  uint16_t port() const override { return port_; }
+
+  void Shutdown() override;
+
+  ServerStats Stats() const override {
+    const Counters& c = shared_->counters;
+    ServerStats s;
+    s.connections_accepted = Load(c.connections_accepted);
+    s.connections_rejected = Load(c.connections_rejected);
+    s.connections_open = Load(c.connections_open);
+    s.tls_handshake_failures = Load(c.tls_handshake_failures);
+    s.requests = Load(c.requests);
+    s.responses = Load(c.responses);
+    s.format_errors = Load(c.format_errors);
+    s.frames_rejected = Load(c.frames_rejected);
+    s.read_timeouts = Load(c.read_timeouts);
+    s.idle_timeouts = Load(c.idle_timeouts);
+    s.write_timeouts = Load(c.write_timeouts);
+    s.replies_dropped = Load(c.replies_dropped);
+    s.refused_shutting_down = Load(c.refused_shutting_down);
+    return s;
+  }
+
+  void Unregister(uint64_t id) {
+    std::lock_guard<std::mutex> lock(sessions_mu_);
+    sessions_.erase(id);
+    if (sessions_.empty()) sessions_cv_.notify_all();
+  }
+
+ private:
+  Status SetUpTls() {
+    try {
+      ssl_ = std::make_unique<ssl::context>(ssl::context::tls_server);
+      ssl_->set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 |
+                        ssl::context::no_sslv3 | ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1 |
+                        ssl::context::single_dh_use);
+      ssl_->use_certificate_chain_file(options_.tls.cert_file);
+      ssl_->use_private_key_file(options_.tls.key_file, ssl::context::pem);
+      if (!options_.tls.client_ca_file.empty()) {
+        ssl_->load_verify_file(options_.tls.client_ca_file);
+        ssl_->set_verify_mode(ssl::verify_peer | ssl::verify_fail_if_no_peer_cert);
+      }
+    } catch (const boost::system::system_error& e) {
+      return Status::IOError(std::string("TLS setup (cert, key or client CA file): ") + e.what());
+    }
+    return Status::Ok();
+  }
+
+  void RunThread() {
+    for (int attempt = 0; attempt < 1000; ++attempt) {  // bounded restarts after a throw
+      try {
+        ioc_.run();
+        return;
+      } catch (const std::exception& e) {
+        logger_->Log(LogLevel::kError, "io_thread_exception", {{"what", e.what()}});
+      }
+    }
+  }
+
+  asio::awaitable<void> AcceptLoop() {
+    for (;;) {  // ends when the acceptor is closed
+      tcp::socket socket(asio::make_strand(ioc_));
+      error_code ec;
+      co_await acceptor_.async_accept(socket, asio::redirect_error(asio::use_awaitable, ec));
+      if (ec) {
+        if (ec == asio::error::operation_aborted || !acceptor_.is_open()) co_return;
+        logger_->Log(LogLevel::kWarn, "accept_error", {{"error", ec.message()}});
+        if (ec == asio::error::no_descriptors || ec == asio::error::no_buffer_space) {
+          // Out of file descriptors: back off instead of spinning.
+          asio::steady_timer backoff(accept_strand_, std::chrono::milliseconds(50));
+          co_await backoff.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+        }
+        continue;
+      }
+      try {
+        Accepted(std::move(socket));
+      } catch (const std::exception& e) {
+        logger_->Log(LogLevel::kError, "accept_exception", {{"what", e.what()}});
+      }
+    }
+  }
+
+  void Accepted(tcp::socket socket) {
+    Counters& c = shared_->counters;
+    error_code ec;
+    if (Load(c.connections_open) >= options_.max_connections || stopping_.load()) {
+      Bump(c.connections_rejected);
+      logger_->Log(LogLevel::kDebug, "connection_rejected",
+                   {{"peer", PeerOf(socket)}, {"max_connections", options_.max_connections}});
+      socket.close(ec);
+      return;
+    }
+    Bump(c.connections_accepted);
+    c.connections_open.fetch_add(1, std::memory_order_relaxed);
+    socket.set_option(tcp::no_delay(true), ec);
+    ConnectionInfo info;
+    info.connection_id = ++next_connection_id_;
+    info.peer = PeerOf(socket);
+    info.tls = ssl_ != nullptr;
+    logger_->Log(LogLevel::kDebug, "connection_accepted",
+                 {{"conn", info.connection_id}, {"peer", info.peer}});
+    std::shared_ptr<SessionBase> base;
+    if (ssl_ != nullptr) {
+      auto s = std::make_shared<Session<ssl::stream<tcp::socket>>>(
+          ssl::stream<tcp::socket>(std::move(socket), *ssl_), env_, std::move(info));
+      Register(s->id(), s);
+      s->Start();
+    } else {
+      auto s = std::make_shared<Session<tcp::socket>>(std::move(socket), env_, std::move(info));
+      Register(s->id(), s);
+      s->Start();
+    }
+  }
+
+  void Register(uint64_t id, std::weak_ptr<SessionBase> session) {
+    std::lock_guard<std::mutex> lock(sessions_mu_);
+    sessions_.emplace(id, std::move(session));
+  }
+
+  asio::awaitable<void> SummaryLoop();
+
+  std::vector<std::shared_ptr<SessionBase>> LiveSessions() {
+    std::vector<std::shared_ptr<SessionBase>> out;
+    std::lock_guard<std::mutex> lock(sessions_mu_);
+    for (auto& [id, weak] : sessions_) {
+      if (auto s = weak.lock()) out.push_back(std::move(s));
+    }
+    return out;
+  }
+
+  // Waits until no session is registered or `deadline` passes.
+  bool WaitNoSessions(Clock::time_point deadline) {
+    std::unique_lock<std::mutex> lock(sessions_mu_);
+    return sessions_cv_.wait_until(lock, deadline, [this] { return sessions_.empty(); });
+  }
+
+  const ServerOptions options_;
+  IsoHandler* const handler_;
+  Logger* logger_;
+  std::unique_ptr<Logger> own_logger_;
+  std::shared_ptr<Shared> shared_;
+  const uint32_t threads_count_;
+  SessionEnv env_;
+  std::unique_ptr<ssl::context> ssl_;
+  std::string listen_address_;
+  uint16_t port_ = 0;
+  std::atomic<bool> stopping_{false};
+  std::mutex shutdown_mu_;  // serializes Shutdown()
+  bool shut_down_ = false;  // GUARDED_BY(shutdown_mu_)
+  std::mutex sessions_mu_;
+  std::condition_variable sessions_cv_;
+  std::unordered_map<uint64_t, std::weak_ptr<SessionBase>> sessions_;  // GUARDED_BY(sessions_mu_)
+  uint64_t next_connection_id_ = 0;                                    // accept strand only
+  std::vector<std::thread> threads_;
+  // Declared last: destroyed first, with every session and pending handler,
+  // while everything above is still alive.
+  asio::io_context ioc_;
+  asio::strand<asio::io_context::executor_type> accept_strand_;
+  tcp::acceptor acceptor_;
+  asio::steady_timer summary_timer_;
+  asio::executor_work_guard<asio::io_context::executor_type> work_;
+};
+
+void Unregister(ServerImpl* server, uint64_t id) { server->Unregister(id); }
+
+asio::awaitable<void> ServerImpl::SummaryLoop() {
+  const Counters& c = shared_->counters;
+  uint64_t last_requests = Load(c.requests);
+  uint64_t last_responses = Load(c.responses);
+  uint64_t last_approved = Load(c.approved);
+  Clock::time_point last = Clock::now();
+  while (!stopping_.load()) {  // ends at shutdown
+    summary_timer_.expires_after(std::chrono::milliseconds(options_.summary_interval_ms));
+    error_code ec;
+    co_await summary_timer_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    if (stopping_.load()) co_return;
+    const uint64_t requests = Load(c.requests);
+    const uint64_t responses = Load(c.responses);
+    const uint64_t approved = Load(c.approved);
+    const Clock::time_point now = Clock::now();
+    if (responses == last_responses && requests == last_requests) {
+      last = now;
+      continue;  // nothing to say
+    }
+    const LatencyHistogram::Summary lat = shared_->latency.Drain();
+    const uint64_t elapsed_ms = static_cast<uint64_t>(
+        std::chrono::duration_cast<std::chrono::milliseconds>(now - last).count());
+    const uint64_t per_s = elapsed_ms == 0 ? 0 : (responses - last_responses) * 1000 / elapsed_ms;
+    logger_->Log(
+        LogLevel::kInfo, "summary",
+        {{"interval_ms", elapsed_ms},
+         {"requests", requests - last_requests},
+         {"responses", responses - last_responses},
+         {"approved", approved - last_approved},
+         {"responses_per_s", per_s},
+         {"latency_p50_us", lat.p50_us},
+         {"latency_p99_us", lat.p99_us},
+         {"latency_max_us", lat.max_us},
+         {"connections_open", Load(c.connections_open)},
+         {"connections_rejected", Load(c.connections_rejected)},
+         {"format_errors", Load(c.format_errors)},
+         {"timeouts", Load(c.read_timeouts) + Load(c.idle_timeouts) + Load(c.write_timeouts)}});
+    last_requests = requests;
+    last_responses = responses;
+    last_approved = approved;
+    last = now;
+  }
+}
+
+void ServerImpl::Shutdown() {
+  std::lock_guard<std::mutex> once(shutdown_mu_);
+  if (shut_down_) return;
+  shut_down_ = true;
+  const Clock::time_point began = Clock::now();
+  stopping_.store(true);
+  if (!threads_.empty()) {
+    logger_->Log(LogLevel::kInfo, "shutdown_begin",
+                 {{"connections_open", Load(shared_->counters.connections_open)},
+                  {"grace_ms", options_.shutdown_grace_ms}});
+  }
+  asio::post(accept_strand_, [this] {
+    error_code ec;
+    acceptor_.close(ec);
+    summary_timer_.cancel();
+  });
+  for (auto& s : LiveSessions()) s->BeginShutdown();
+  const bool drained =
+      WaitNoSessions(began + std::chrono::milliseconds(options_.shutdown_grace_ms));
+  if (!drained) {
+    for (auto& s : LiveSessions()) s->ForceClose();
+    WaitNoSessions(Clock::now() + std::chrono::seconds(2));
+  }
+  work_.reset();
+  ioc_.stop();
+  for (auto& t : threads_) t.join();
+  {
+    // From here on a late reply is dropped before it touches the io_context.
+    std::unique_lock<std::shared_mutex> gate(shared_->gate_mu);
+    shared_->gate_open = false;
+  }
+  if (!threads_.empty()) {
+    logger_->Log(
+        LogLevel::kInfo, "shutdown_done",
+        {{"drained", drained},
+         {"elapsed_ms",
+          static_cast<uint64_t>(
+              std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - began).count())},
+         {"responses", Load(shared_->counters.responses)}});
+  }
+  threads_.clear();
+}
+
+Status ValidateServerOptions(const ServerOptions& o) {
+  const auto bad = [](const char* what) { return Status::InvalidArgument(what); };
+  if (o.max_frame_bytes < kMessageBytesMin || o.max_frame_bytes > kMessageBytesMax) {
+    return bad("max_frame_bytes must be 12..65535");
+  }
+  if (o.max_connections < 1 || o.max_connections > 1000000) {
+    return bad("max_connections must be 1..1000000");
+  }
+  if (o.max_in_flight_per_connection < 1 || o.max_in_flight_per_connection > 65535) {
+    return bad("max_in_flight_per_connection must be 1..65535");
+  }
+  if (o.read_timeout_ms == 0 || o.idle_timeout_ms == 0 || o.write_timeout_ms == 0) {
+    return bad("read_timeout_ms, idle_timeout_ms and write_timeout_ms must be > 0");
+  }
+  if (o.threads > 256) return bad("threads must be 0..256");
+  if (o.shutdown_grace_ms > 600000) return bad("shutdown_grace_ms must be <= 600000");
+  if (o.tls.enabled() && o.tls.key_file.empty()) return bad("tls: key_file is required");
+  if (!o.tls.enabled() && (!o.tls.key_file.empty() || !o.tls.client_ca_file.empty())) {
+    return bad("tls: key_file/client_ca_file given without cert_file");
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+Result<std::unique_ptr<IsoServer>> IsoServer::Start(const ServerOptions& options,
+                                                    IsoHandler* handler, Logger* logger) {
+  NARAE_CHECK(handler != nullptr);
+  NARAE_RETURN_IF_ERROR(ValidateServerOptions(options));
+  try {
+    auto server = std::make_unique<ServerImpl>(options, handler, logger);
+    NARAE_RETURN_IF_ERROR(server->Listen());
+    server->Run();
+    return std::unique_ptr<IsoServer>(std::move(server));
+  } catch (const std::exception& e) {
+    return Status::Internal(std::string("starting the ISO 8583 server: ") + e.what());
+  }
+}
+
+}  // namespace narae::switching

@@ -1,0 +1,58 @@
+// Internals of the ISO 8583 server (switch/server.cpp) that tests reach:
+// recovering enough of an undecodable message to answer it, and the
+// server's latency histogram. The server itself is IsoServer (switch.hpp).
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+
+#include "switch/iso8583.hpp"
+
+namespace narae::switching {
+
+// The MTI and STAN (field 11) of a body the codec rejected, when both can be
+// read: the MTI is 4 digits, the bitmap and the fields before 11 are
+// well-formed enough to skip, and field 11 is 6 digits. Pure.
+struct RecoveredHeader {
+  std::string mti;
+  std::string stan;
+};
+std::optional<RecoveredHeader> RecoverHeader(std::span<const uint8_t> body);
+
+// The response MTI for a request MTI: ResponseMti() for the ones Narae
+// handles, else "MTI + 10" when the function digit (third) is even (a
+// request or advice of another class); nullopt for a response MTI.
+std::optional<std::string> AnswerMti(std::string_view request_mti);
+
+// The format-error (30) or other server-generated answer: response MTI,
+// field 11 when known, field 39.
+Message ServerAnswer(std::string_view response_mti, std::string_view stan, ResponseCode code);
+
+// A lock-free log-linear latency histogram (microseconds), ~6% resolution,
+// up to ~1 hour. Record() from any thread; Drain() takes and resets counts.
+class LatencyHistogram {
+ public:
+  static constexpr int kSubBits = 4;
+  static constexpr int kBuckets = 40 << kSubBits;
+  void Record(uint64_t us);
+  struct Summary {
+    uint64_t count = 0;
+    uint64_t p50_us = 0;
+    uint64_t p99_us = 0;
+    uint64_t p999_us = 0;
+    uint64_t max_us = 0;
+  };
+  Summary Drain();
+  static int BucketOf(uint64_t us);
+  static uint64_t BucketUpper(int bucket);
+
+ private:
+  std::array<std::atomic<uint64_t>, kBuckets> counts_{};
+  std::atomic<uint64_t> max_us_{0};
+};
+
+}  // namespace narae::switching

@@ -1,0 +1,903 @@
+// Tests of the ISO 8583 server (switch/server.*, switch/log.*, switch/config.cpp):
+// the real server on a loopback port with a test handler, driven over TCP.
+#include <utility>
+// clang-format off
+#include <boost/asio.hpp>
+#include <boost/asio/ssl.hpp>
+// clang-format on
+
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdlib>
+#include <deque>
+#include <fstream>
+#include <functional>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <set>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "switch/handler.hpp"
+#include "switch/iso8583.hpp"
+#include "switch/log.hpp"
+#include "switch/server.hpp"
+#include "switch/switch.hpp"
+#include "tests/test_util.hpp"
+
+namespace narae::switching {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using namespace std::chrono_literals;
+
+// ---------------------------------------------------------------------------
+// A handler that approves (or answers field 39 from the request's field 48
+// "RC=NN"), inline or after a delay on its own thread, or holds replies
+// until Release().
+class TestHandler : public IsoHandler {
+ public:
+  explicit TestHandler(std::chrono::milliseconds delay = 0ms, bool hold = false)
+      : delay_(delay), hold_(hold) {
+    worker_ = std::thread([this] { Work(); });
+  }
+  ~TestHandler() override {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    worker_.join();
+  }
+
+  void Handle(Message request, const ConnectionInfo& conn,
+              std::function<void(Message)> reply) override {
+    Message response(ResponseMti(request.mti()).value());
+    for (int f : {2, 3, 4, 7, 11, 12, 13, 41, 42, 49, 70}) {
+      if (request.Has(f)) response.Set(f, request.Get(f));
+    }
+    std::string rc = "00";
+    if (request.Get(48).starts_with("RC=")) rc = std::string(request.Get(48).substr(3, 2));
+    response.Set(39, rc);
+    handled_.fetch_add(1);
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      last_conn_ = conn;
+      if (delay_ == 0ms && !hold_) {
+        // Inline reply on the I/O thread.
+      } else {
+        queue_.push_back({Clock::now() + delay_, std::move(reply), std::move(response)});
+        cv_.notify_all();
+        return;
+      }
+    }
+    reply(std::move(response));
+  }
+  HealthInfo Health() override { return {}; }
+
+  void Release() {
+    std::lock_guard<std::mutex> lock(mu_);
+    hold_ = false;
+    cv_.notify_all();
+  }
+  size_t held() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return queue_.size();
+  }
+  ConnectionInfo last_conn() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return last_conn_;
+  }
+  uint64_t handled() const { return handled_.load(); }
+
+ private:
+  struct Pending {
+    Clock::time_point due;
+    std::function<void(Message)> reply;
+    Message response;
+  };
+  void Work() {
+    std::unique_lock<std::mutex> lock(mu_);
+    while (!stop_) {
+      if (queue_.empty() || hold_) {
+        cv_.wait_for(lock, 50ms);
+        continue;
+      }
+      if (queue_.front().due > Clock::now()) {
+        cv_.wait_until(lock, queue_.front().due);
+        continue;
+      }
+      Pending p = std::move(queue_.front());
+      queue_.pop_front();
+      lock.unlock();
+      p.reply(std::move(p.response));
+      lock.lock();
+    }
+  }
+
+  const std::chrono::milliseconds delay_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool hold_;
+  bool stop_ = false;
+  std::deque<Pending> queue_;
+  ConnectionInfo last_conn_;
+  std::atomic<uint64_t> handled_{0};
+  std::thread worker_;
+};
+
+// ---------------------------------------------------------------------------
+// A blocking loopback client on a plain socket.
+class Client {
+ public:
+  explicit Client(uint16_t port) {
+    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    NARAE_CHECK(fd_ >= 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(port);
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    connected_ = ::connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0;
+    int one = 1;
+    ::setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+  }
+  ~Client() { Close(); }
+  Client(const Client&) = delete;
+  Client& operator=(const Client&) = delete;
+
+  bool connected() const { return connected_; }
+  void ShutdownWrite() { ::shutdown(fd_, SHUT_WR); }
+  // Closes with a RST instead of a FIN.
+  void Reset() {
+    linger l{1, 0};
+    ::setsockopt(fd_, SOL_SOCKET, SO_LINGER, &l, sizeof(l));
+    Close();
+  }
+  void Close() {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = -1;
+  }
+  bool SendRaw(const std::vector<uint8_t>& bytes) {
+    size_t sent = 0;
+    while (sent < bytes.size()) {
+      const ssize_t n = ::send(fd_, bytes.data() + sent, bytes.size() - sent, MSG_NOSIGNAL);
+      if (n <= 0) return false;
+      sent += static_cast<size_t>(n);
+    }
+    return true;
+  }
+  bool Send(const Message& m) { return SendRaw(PackFramed(m).value()); }
+
+  // Reads exactly n bytes; false on close, error or timeout.
+  bool ReadExact(uint8_t* out, size_t n, int timeout_ms) {
+    size_t got = 0;
+    const auto deadline = Clock::now() + std::chrono::milliseconds(timeout_ms);
+    while (got < n) {
+      const auto left =
+          std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+      if (left.count() <= 0) return false;
+      pollfd p{fd_, POLLIN, 0};
+      if (::poll(&p, 1, static_cast<int>(left.count())) <= 0) return false;
+      const ssize_t r = ::recv(fd_, out + got, n - got, 0);
+      if (r <= 0) return false;
+      got += static_cast<size_t>(r);
+    }
+    return true;
+  }
+  std::optional<Message> Recv(int timeout_ms = 5000) {
+    uint8_t header[2];
+    if (!ReadExact(header, 2, timeout_ms)) return std::nullopt;
+    const size_t len = (size_t{header[0]} << 8) | header[1];
+    std::vector<uint8_t> body(len);
+    if (!ReadExact(body.data(), len, timeout_ms)) return std::nullopt;
+    Result<Message> m = Unpack(body);
+    if (!m.ok()) return std::nullopt;
+    return std::move(m).value();
+  }
+  // True when the server closed the connection within timeout_ms (data
+  // received before the close is skipped).
+  bool WaitClosed(int timeout_ms) {
+    const auto deadline = Clock::now() + std::chrono::milliseconds(timeout_ms);
+    uint8_t buf[4096];
+    for (;;) {
+      const auto left =
+          std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+      if (left.count() <= 0) return false;
+      pollfd p{fd_, POLLIN, 0};
+      if (::poll(&p, 1, static_cast<int>(left.count())) <= 0) return false;
+      const ssize_t r = ::recv(fd_, buf, sizeof(buf), 0);
+      if (r <= 0) return true;
+    }
+  }
+
+ private:
+  int fd_ = -1;
+  bool connected_ = false;
+};
+
+Message Purchase(int stan, std::string_view pan = "4000001234567899") {
+  Message m("0200");
+  m.Set(2, pan);
+  m.Set(3, "000000");
+  m.Set(4, "000000012345");
+  m.Set(7, "0101120000");
+  m.Set(11, FormatDigits(static_cast<uint64_t>(stan), 6).value());
+  m.Set(41, "TERM0001");
+  m.Set(42, "OKRYU0000000001");
+  m.Set(49, "408");
+  return m;
+}
+
+ServerOptions TestOptions() {
+  ServerOptions o;
+  o.iso_listen = "127.0.0.1:0";
+  o.threads = 2;
+  o.summary_interval_ms = 0;
+  return o;
+}
+
+std::unique_ptr<IsoServer> StartServer(const ServerOptions& options, IsoHandler* handler,
+                                       Logger* logger = nullptr) {
+  Result<std::unique_ptr<IsoServer>> s = IsoServer::Start(options, handler, logger);
+  NARAE_CHECK(s.ok());
+  return std::move(s).value();
+}
+
+template <typename Pred>
+bool Eventually(Pred pred, int timeout_ms = 3000) {
+  const auto deadline = Clock::now() + std::chrono::milliseconds(timeout_ms);
+  while (Clock::now() < deadline) {
+    if (pred()) return true;
+    std::this_thread::sleep_for(5ms);
+  }
+  return pred();
+}
+
+int64_t MsSince(Clock::time_point t) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t).count();
+}
+
+// ---------------------------------------------------------------------------
+
+TEST(ServerIso, RequestResponseRoundTrip) {
+  TestHandler handler;
+  auto server = StartServer(TestOptions(), &handler);
+  ASSERT_NE(server->port(), 0);
+  Client c(server->port());
+  ASSERT_TRUE(c.connected());
+  ASSERT_TRUE(c.Send(Purchase(1)));
+  std::optional<Message> r = c.Recv();
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->mti(), "0210");
+  EXPECT_EQ(r->Get(11), "000001");
+  EXPECT_EQ(r->Get(39), "00");
+  EXPECT_EQ(r->Get(41), "TERM0001");
+  const ConnectionInfo info = handler.last_conn();
+  EXPECT_GT(info.connection_id, 0u);
+  EXPECT_FALSE(info.tls);
+  EXPECT_TRUE(info.peer.starts_with("127.0.0.1:")) << info.peer;
+  EXPECT_EQ(server->Stats().requests, 1u);
+  EXPECT_EQ(server->Stats().responses, 1u);
+}
+
+TEST(ServerIso, PipelinedRequestsAllAnswered) {
+  TestHandler handler(1ms);
+  ServerOptions o = TestOptions();
+  o.max_in_flight_per_connection = 4;  // back-pressure: reading pauses at 4
+  auto server = StartServer(o, &handler);
+  Client c(server->port());
+  constexpr int kRequests = 200;
+  std::vector<uint8_t> all;
+  for (int i = 1; i <= kRequests; ++i) {
+    std::vector<uint8_t> f = PackFramed(Purchase(i)).value();
+    all.insert(all.end(), f.begin(), f.end());
+  }
+  ASSERT_TRUE(c.SendRaw(all));  // one write: many frames per read on the server
+  std::set<std::string> stans;
+  for (int i = 0; i < kRequests; ++i) {
+    std::optional<Message> r = c.Recv();
+    ASSERT_TRUE(r.has_value()) << "response " << i;
+    EXPECT_EQ(r->Get(39), "00");
+    stans.insert(std::string(r->Get(11)));
+  }
+  EXPECT_EQ(stans.size(), static_cast<size_t>(kRequests));
+}
+
+TEST(ServerIso, ResponsesLeaveAsTheyComplete) {
+  // Request 1 is held; request 2 is answered inline: 2's reply comes first.
+  class Selective : public IsoHandler {
+   public:
+    void Handle(Message request, const ConnectionInfo&,
+                std::function<void(Message)> reply) override {
+      Message r(ResponseMti(request.mti()).value());
+      r.Set(11, request.Get(11));
+      r.Set(39, "00");
+      if (request.Get(11) == "000001") {
+        std::lock_guard<std::mutex> lock(mu);
+        held = [reply, r]() mutable { reply(std::move(r)); };
+        return;
+      }
+      reply(std::move(r));
+    }
+    HealthInfo Health() override { return {}; }
+    std::mutex mu;
+    std::function<void()> held;
+  } handler;
+  auto server = StartServer(TestOptions(), &handler);
+  Client c(server->port());
+  ASSERT_TRUE(c.Send(Purchase(1)));
+  ASSERT_TRUE(c.Send(Purchase(2)));
+  std::optional<Message> first = c.Recv();
+  ASSERT_TRUE(first.has_value());
+  EXPECT_EQ(first->Get(11), "000002");
+  std::function<void()> release;
+  ASSERT_TRUE(Eventually([&] {
+    std::lock_guard<std::mutex> lock(handler.mu);
+    release = handler.held;
+    return release != nullptr;
+  }));
+  release();
+  std::optional<Message> second = c.Recv();
+  ASSERT_TRUE(second.has_value());
+  EXPECT_EQ(second->Get(11), "000001");
+}
+
+TEST(ServerIso, MalformedMessageGetsFormatErrorAndServingContinues) {
+  TestHandler handler;
+  auto server = StartServer(TestOptions(), &handler);
+  Client c(server->port());
+  // A 0200 whose field 4 has letters: the codec rejects it, MTI and STAN
+  // can be recovered, so the answer is 0210 / 30.
+  std::vector<uint8_t> body = Pack(Purchase(7)).value();
+  const std::string amount = "000000012345";
+  auto it = std::search(body.begin(), body.end(), amount.begin(), amount.end());
+  ASSERT_NE(it, body.end());
+  *(it + 3) = 'X';
+  ASSERT_TRUE(c.SendRaw(Frame(body).value()));
+  std::optional<Message> r = c.Recv();
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->mti(), "0210");
+  EXPECT_EQ(r->Get(11), "000007");
+  EXPECT_EQ(r->Get(39), "30");
+  // Same connection keeps serving.
+  ASSERT_TRUE(c.Send(Purchase(8)));
+  r = c.Recv();
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->Get(39), "00");
+
+  // An unsupported request class is answered 12 with MTI + 10.
+  Message odd("0300");
+  odd.Set(11, "000009");
+  ASSERT_TRUE(c.Send(odd));
+  r = c.Recv();
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->mti(), "0310");
+  EXPECT_EQ(r->Get(39), "12");
+
+  // Garbage without a readable MTI is closed; another client is served.
+  Client bad(server->port());
+  ASSERT_TRUE(bad.SendRaw({0x00, 0x0e, 'A', 'B', 'C', 'D', 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}));
+  EXPECT_TRUE(bad.WaitClosed(2000));
+  Client other(server->port());
+  ASSERT_TRUE(other.Send(Purchase(10)));
+  r = other.Recv();
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->Get(39), "00");
+  EXPECT_EQ(server->Stats().format_errors, 2u);
+}
+
+TEST(ServerIso, RecoverHeaderReadsMtiAndStanOnly) {
+  std::vector<uint8_t> body = Pack(Purchase(42)).value();
+  std::optional<RecoveredHeader> h = RecoverHeader(body);
+  ASSERT_TRUE(h.has_value());
+  EXPECT_EQ(h->mti, "0200");
+  EXPECT_EQ(h->stan, "000042");
+  EXPECT_FALSE(RecoverHeader(std::span<const uint8_t>(body.data(), 20)).has_value());
+  Message no_stan("0800");
+  no_stan.Set(70, "301");
+  EXPECT_FALSE(RecoverHeader(Pack(no_stan).value()).has_value());
+  EXPECT_EQ(AnswerMti("0100"), std::optional<std::string>("0110"));
+  EXPECT_EQ(AnswerMti("0600"), std::optional<std::string>("0610"));
+  EXPECT_FALSE(AnswerMti("0210").has_value());
+  EXPECT_FALSE(AnswerMti("02x0").has_value());
+}
+
+TEST(ServerIso, OversizedOrZeroLengthClosesOnlyThatConnection) {
+  TestHandler handler;
+  ServerOptions o = TestOptions();
+  o.max_frame_bytes = 1024;
+  auto server = StartServer(o, &handler);
+  Client good(server->port());
+  ASSERT_TRUE(good.Send(Purchase(1)));
+  ASSERT_TRUE(good.Recv().has_value());
+
+  Client huge(server->port());
+  ASSERT_TRUE(huge.SendRaw({0xff, 0xff, '0', '2', '0', '0'}));  // 65535 announced
+  EXPECT_TRUE(huge.WaitClosed(2000));
+  Client just_over(server->port());
+  ASSERT_TRUE(just_over.SendRaw({0x04, 0x01}));  // 1025 > 1024
+  EXPECT_TRUE(just_over.WaitClosed(2000));
+  Client zero(server->port());
+  ASSERT_TRUE(zero.SendRaw({0x00, 0x00}));
+  EXPECT_TRUE(zero.WaitClosed(2000));
+
+  ASSERT_TRUE(good.Send(Purchase(2)));
+  std::optional<Message> r = good.Recv();
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->Get(39), "00");
+  EXPECT_EQ(server->Stats().frames_rejected, 3u);
+}
+
+TEST(ServerIso, SlowClientCutAfterReadTimeout) {
+  TestHandler handler;
+  ServerOptions o = TestOptions();
+  o.read_timeout_ms = 200;
+  o.idle_timeout_ms = 60000;
+  auto server = StartServer(o, &handler);
+  // A partial frame then silence.
+  Client silent(server->port());
+  std::vector<uint8_t> frame = PackFramed(Purchase(1)).value();
+  const auto start = Clock::now();
+  ASSERT_TRUE(silent.SendRaw({frame.begin(), frame.begin() + 10}));
+  EXPECT_TRUE(silent.WaitClosed(3000));
+  EXPECT_GE(MsSince(start), 190);
+  EXPECT_LT(MsSince(start), 1500);
+
+  // Slow-loris: a byte every 30 ms keeps arriving but the frame is cut.
+  Client loris(server->port());
+  const auto loris_start = Clock::now();
+  bool cut = false;
+  for (size_t i = 0; i < frame.size(); ++i) {
+    if (!loris.SendRaw({frame[i]})) {
+      cut = true;
+      break;
+    }
+    std::this_thread::sleep_for(30ms);
+    if (MsSince(loris_start) > 2000) break;
+  }
+  EXPECT_TRUE(cut || loris.WaitClosed(1000));
+  EXPECT_LT(MsSince(loris_start), 2000);
+  EXPECT_EQ(server->Stats().read_timeouts, 2u);
+  EXPECT_EQ(handler.handled(), 0u);
+
+  // Others are served.
+  Client ok(server->port());
+  ASSERT_TRUE(ok.Send(Purchase(3)));
+  EXPECT_TRUE(ok.Recv().has_value());
+}
+
+TEST(ServerIso, IdleConnectionCutAfterIdleTimeout) {
+  TestHandler handler;
+  ServerOptions o = TestOptions();
+  o.idle_timeout_ms = 200;
+  auto server = StartServer(o, &handler);
+  Client idle(server->port());
+  Client busy(server->port());
+  const auto start = Clock::now();
+  // `busy` sends a request every 80 ms and stays open past the idle limit.
+  for (int i = 1; i <= 6; ++i) {
+    ASSERT_TRUE(busy.Send(Purchase(i)));
+    ASSERT_TRUE(busy.Recv().has_value()) << i;
+    std::this_thread::sleep_for(80ms);
+  }
+  EXPECT_TRUE(idle.WaitClosed(2000));
+  EXPECT_GE(MsSince(start), 190);
+  ASSERT_TRUE(busy.Send(Purchase(7)));
+  EXPECT_TRUE(busy.Recv().has_value());
+  EXPECT_EQ(server->Stats().idle_timeouts, 1u);
+}
+
+TEST(ServerIso, IdleTimerDoesNotCutAConnectionWaitingForReplies) {
+  TestHandler handler(400ms);  // slower than the idle limit
+  ServerOptions o = TestOptions();
+  o.idle_timeout_ms = 150;
+  auto server = StartServer(o, &handler);
+  Client c(server->port());
+  ASSERT_TRUE(c.Send(Purchase(1)));
+  std::optional<Message> r = c.Recv();
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->Get(39), "00");
+}
+
+TEST(ServerIso, MaxConnectionsEnforced) {
+  TestHandler handler;
+  ServerOptions o = TestOptions();
+  o.max_connections = 2;
+  auto server = StartServer(o, &handler);
+  Client a(server->port());
+  Client b(server->port());
+  ASSERT_TRUE(a.Send(Purchase(1)));
+  ASSERT_TRUE(a.Recv().has_value());
+  ASSERT_TRUE(b.Send(Purchase(2)));
+  ASSERT_TRUE(b.Recv().has_value());
+  Client extra(server->port());
+  EXPECT_TRUE(extra.WaitClosed(2000));
+  EXPECT_EQ(server->Stats().connections_rejected, 1u);
+  ASSERT_TRUE(a.Send(Purchase(3)));
+  EXPECT_TRUE(a.Recv().has_value());
+  // A freed slot can be used again.
+  b.Close();
+  ASSERT_TRUE(Eventually([&] { return server->Stats().connections_open == 1; }));
+  Client again(server->port());
+  ASSERT_TRUE(again.Send(Purchase(4)));
+  EXPECT_TRUE(again.Recv().has_value());
+}
+
+TEST(ServerIso, ClientDisconnectingMidRequestDropsTheLateReply) {
+  TestHandler handler(0ms, /*hold=*/true);
+  auto server = StartServer(TestOptions(), &handler);
+  {
+    Client gone(server->port());
+    ASSERT_TRUE(gone.Send(Purchase(1)));
+    ASSERT_TRUE(gone.Send(Purchase(2)));
+    ASSERT_TRUE(Eventually([&] { return handler.held() == 2; }));
+    gone.Reset();  // abortive close (RST) with two requests in flight
+  }
+  ASSERT_TRUE(Eventually([&] { return server->Stats().connections_open == 0; }));
+  handler.Release();
+  ASSERT_TRUE(Eventually([&] { return server->Stats().replies_dropped == 2; }));
+  Client other(server->port());
+  ASSERT_TRUE(other.Send(Purchase(3)));
+  std::optional<Message> r = other.Recv();
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->Get(39), "00");
+}
+
+TEST(ServerIso, ClientClosingMidRequestIsClosedAfterTheLateReply) {
+  TestHandler handler(0ms, /*hold=*/true);
+  auto server = StartServer(TestOptions(), &handler);
+  {
+    Client gone(server->port());
+    ASSERT_TRUE(gone.Send(Purchase(1)));
+    ASSERT_TRUE(Eventually([&] { return handler.held() == 1; }));
+  }  // FIN: the server cannot tell it from a half-close, so it answers first
+  handler.Release();
+  ASSERT_TRUE(Eventually([&] { return server->Stats().connections_open == 0; }));
+  Client other(server->port());
+  ASSERT_TRUE(other.Send(Purchase(3)));
+  EXPECT_TRUE(other.Recv().has_value());
+}
+
+TEST(ServerIso, ClientHalfCloseStillGetsItsReplies) {
+  TestHandler handler(50ms);
+  auto server = StartServer(TestOptions(), &handler);
+  Client c(server->port());
+  for (int i = 1; i <= 3; ++i) ASSERT_TRUE(c.Send(Purchase(i)));
+  // shutdown(SHUT_WR): "no more requests", like `printf ... | nc`.
+  c.ShutdownWrite();
+  for (int i = 0; i < 3; ++i) {
+    std::optional<Message> r = c.Recv();
+    ASSERT_TRUE(r.has_value()) << i;
+  }
+  EXPECT_TRUE(c.WaitClosed(2000));
+}
+
+TEST(ServerIso, GracefulShutdownDrainsInFlightAndRefusesNewRequests) {
+  TestHandler handler(300ms);
+  ServerOptions o = TestOptions();
+  o.shutdown_grace_ms = 3000;
+  auto server = StartServer(o, &handler);
+  Client c(server->port());
+  for (int i = 1; i <= 10; ++i) ASSERT_TRUE(c.Send(Purchase(i)));
+  ASSERT_TRUE(Eventually([&] { return handler.handled() == 10; }));
+  std::thread stopper([&] { server->Shutdown(); });
+  std::this_thread::sleep_for(50ms);
+  // A request that arrives during the drain is answered 91.
+  ASSERT_TRUE(c.Send(Purchase(11)));
+  int approved = 0;
+  int refused = 0;
+  for (int i = 0; i < 11; ++i) {
+    std::optional<Message> r = c.Recv();
+    ASSERT_TRUE(r.has_value()) << i;
+    if (r->Get(39) == "00") ++approved;
+    if (r->Get(39) == "91") ++refused;
+  }
+  EXPECT_EQ(approved, 10);
+  EXPECT_EQ(refused, 1);
+  EXPECT_TRUE(c.WaitClosed(3000));
+  stopper.join();
+  // Not accepting any more.
+  Client late(server->port());
+  EXPECT_TRUE(!late.connected() || late.WaitClosed(1000));
+}
+
+TEST(ServerIso, ShutdownGraceBoundsAStuckHandlerAndLateRepliesAreDropped) {
+  TestHandler handler(0ms, /*hold=*/true);
+  ServerOptions o = TestOptions();
+  o.shutdown_grace_ms = 200;
+  auto server = StartServer(o, &handler);
+  Client c(server->port());
+  ASSERT_TRUE(c.Send(Purchase(1)));
+  ASSERT_TRUE(Eventually([&] { return handler.held() == 1; }));
+  const auto start = Clock::now();
+  server->Shutdown();
+  EXPECT_LT(MsSince(start), 2500);
+  EXPECT_TRUE(c.WaitClosed(1000));
+  handler.Release();  // the reply comes after the server stopped: dropped
+  ASSERT_TRUE(Eventually([&] { return server->Stats().replies_dropped == 1; }));
+  server.reset();
+}
+
+// ---------------------------------------------------------------------------
+// TLS, with certificates made by the openssl command line.
+
+bool HaveOpenssl() { return std::system("openssl version >/dev/null 2>&1") == 0; }
+
+void MakeCert(const std::string& dir, const std::string& name, const std::string& cn,
+              const std::string& ca_name = "") {
+  std::string cmd;
+  if (ca_name.empty()) {
+    cmd =
+        "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 "
+        "-subj '/CN=" +
+        cn + "' -keyout " + dir + "/" + name + ".key -out " + dir + "/" + name + ".crt 2>/dev/null";
+  } else {
+    cmd = "openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj '/CN=" + cn +
+          "' -keyout " + dir + "/" + name + ".key -out " + dir + "/" + name +
+          ".csr 2>/dev/null && openssl x509 -req -days 2 -in " + dir + "/" + name + ".csr -CA " +
+          dir + "/" + ca_name + ".crt -CAkey " + dir + "/" + ca_name +
+          ".key -CAcreateserial -out " + dir + "/" + name + ".crt 2>/dev/null";
+  }
+  NARAE_CHECK(std::system(cmd.c_str()) == 0);
+}
+
+namespace asio = boost::asio;
+namespace ssl = boost::asio::ssl;
+
+// Connects with TLS and does one round trip; returns the response or nullopt.
+std::optional<Message> TlsRoundTrip(uint16_t port, const std::string& ca_file,
+                                    const std::string& cert = "", const std::string& key = "") {
+  asio::io_context ioc;
+  ssl::context ctx(ssl::context::tls_client);
+  ctx.load_verify_file(ca_file);
+  ctx.set_verify_mode(ssl::verify_peer);
+  if (!cert.empty()) {
+    ctx.use_certificate_chain_file(cert);
+    ctx.use_private_key_file(key, ssl::context::pem);
+  }
+  ssl::stream<asio::ip::tcp::socket> stream(ioc, ctx);
+  boost::system::error_code ec;
+  stream.lowest_layer().connect({asio::ip::make_address("127.0.0.1"), port}, ec);
+  if (ec) return std::nullopt;
+  stream.handshake(ssl::stream_base::client, ec);
+  if (ec) return std::nullopt;
+  const std::vector<uint8_t> frame = PackFramed(Purchase(1)).value();
+  asio::write(stream, asio::buffer(frame), ec);
+  if (ec) return std::nullopt;
+  uint8_t header[2];
+  asio::read(stream, asio::buffer(header), ec);
+  if (ec) return std::nullopt;
+  std::vector<uint8_t> body((size_t{header[0]} << 8) | header[1]);
+  asio::read(stream, asio::buffer(body), ec);
+  if (ec) return std::nullopt;
+  Result<Message> m = Unpack(body);
+  if (!m.ok()) return std::nullopt;
+  return std::move(m).value();
+}
+
+TEST(ServerTls, RoundTripOverTls) {
+  if (!HaveOpenssl()) GTEST_SKIP() << "no openssl command line";
+  testing::TempDir dir;
+  MakeCert(dir.path(), "server", "localhost");
+  TestHandler handler;
+  ServerOptions o = TestOptions();
+  o.tls.cert_file = dir.Sub("server.crt");
+  o.tls.key_file = dir.Sub("server.key");
+  auto server = StartServer(o, &handler);
+  std::optional<Message> r = TlsRoundTrip(server->port(), dir.Sub("server.crt"));
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->Get(39), "00");
+  EXPECT_TRUE(handler.last_conn().tls);
+  EXPECT_EQ(handler.last_conn().client_cert_cn, "");
+  // A plain-TCP client speaking ISO 8583 to the TLS port fails the handshake.
+  Client plain(server->port());
+  ASSERT_TRUE(plain.Send(Purchase(2)));
+  EXPECT_TRUE(plain.WaitClosed(3000));
+  EXPECT_TRUE(Eventually([&] { return server->Stats().tls_handshake_failures == 1; }));
+}
+
+TEST(ServerTls, MutualTlsRequiresAClientCertificateAndPassesItsCn) {
+  if (!HaveOpenssl()) GTEST_SKIP() << "no openssl command line";
+  testing::TempDir dir;
+  MakeCert(dir.path(), "server", "localhost");
+  MakeCert(dir.path(), "ca", "Narae Test Acquirer CA");
+  MakeCert(dir.path(), "acquirer", "acquirer-1", "ca");
+  MakeCert(dir.path(), "stranger", "stranger");  // self-signed, not by the CA
+  TestHandler handler;
+  ServerOptions o = TestOptions();
+  o.tls.cert_file = dir.Sub("server.crt");
+  o.tls.key_file = dir.Sub("server.key");
+  o.tls.client_ca_file = dir.Sub("ca.crt");
+  auto server = StartServer(o, &handler);
+  EXPECT_FALSE(TlsRoundTrip(server->port(), dir.Sub("server.crt")).has_value());
+  EXPECT_FALSE(TlsRoundTrip(server->port(), dir.Sub("server.crt"), dir.Sub("stranger.crt"),
+                            dir.Sub("stranger.key"))
+                   .has_value());
+  EXPECT_EQ(handler.handled(), 0u);
+  std::optional<Message> r = TlsRoundTrip(server->port(), dir.Sub("server.crt"),
+                                          dir.Sub("acquirer.crt"), dir.Sub("acquirer.key"));
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->Get(39), "00");
+  EXPECT_EQ(handler.last_conn().client_cert_cn, "acquirer-1");
+}
+
+TEST(ServerTls, MissingCertificateFileIsAnError) {
+  TestHandler handler;
+  ServerOptions o = TestOptions();
+  o.tls.cert_file = "/nonexistent/server.crt";
+  o.tls.key_file = "/nonexistent/server.key";
+  Result<std::unique_ptr<IsoServer>> s = IsoServer::Start(o, &handler, nullptr);
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.status().code(), StatusCode::kIOError);
+}
+
+// ---------------------------------------------------------------------------
+// Logging.
+
+std::vector<std::string> ReadLines(const std::string& path) {
+  std::ifstream in(path);
+  std::vector<std::string> lines;
+  for (std::string line; std::getline(in, line);) lines.push_back(line);
+  return lines;
+}
+
+TEST(ServerLog, LinesAreJsonAndNeverHoldAFullPanOrSecrets) {
+  testing::TempDir dir;
+  const std::string log_path = dir.Sub("switch.log");
+  auto logger = Logger::Open(log_path, LogLevel::kTrace);
+  ASSERT_TRUE(logger.ok());
+  TestHandler handler;
+  ServerOptions o = TestOptions();
+  o.summary_interval_ms = 50;
+  auto server = StartServer(o, &handler, logger->get());
+  Client c(server->port());
+  const std::string pan = "4000001234567899";
+  Message m = Purchase(1, pan);
+  m.Set(35, pan + "=29121010000000000");
+  const uint8_t pin_block[8] = {0x12, 0x34, 0x56, 0x78, 0x9a, 0xbc, 0xde, 0xf0};
+  m.SetBytes(52, pin_block);
+  m.Set(48, "CVV2987");
+  ASSERT_TRUE(c.Send(m));
+  ASSERT_TRUE(c.Recv().has_value());
+  Message declined = Purchase(2, pan);
+  declined.Set(48, "RC=51");
+  ASSERT_TRUE(c.Send(declined));
+  ASSERT_TRUE(c.Recv().has_value());
+  std::vector<uint8_t> bad = Pack(Purchase(3, pan)).value();
+  bad.push_back('!');  // trailing byte: format error
+  ASSERT_TRUE(c.SendRaw(Frame(bad).value()));
+  ASSERT_TRUE(c.Recv().has_value());
+  std::this_thread::sleep_for(150ms);  // a summary line
+  server->Shutdown();
+
+  const std::vector<std::string> lines = ReadLines(log_path);
+  ASSERT_GE(lines.size(), 4u);
+  std::set<std::string> events;
+  int responses_logged = 0;
+  for (const std::string& line : lines) {
+    nlohmann::json j = nlohmann::json::parse(line, nullptr, false);
+    ASSERT_FALSE(j.is_discarded()) << line;
+    ASSERT_TRUE(j.contains("ts") && j.contains("level") && j.contains("event")) << line;
+    events.insert(j["event"].get<std::string>());
+    EXPECT_EQ(line.find(pan), std::string::npos) << line;
+    EXPECT_EQ(line.find("CVV2"), std::string::npos) << line;    // field 48
+    EXPECT_EQ(line.find("=29121"), std::string::npos) << line;  // track 2
+    if (j["event"] == "response") {
+      ++responses_logged;
+      if (j.contains("pan")) {
+        EXPECT_EQ(j["pan"], "400000******7899") << line;
+      }
+    }
+  }
+  EXPECT_EQ(responses_logged, 3);  // approved (trace), declined 51, format error 30
+  EXPECT_TRUE(events.count("listening"));
+  EXPECT_TRUE(events.count("format_error"));
+  EXPECT_TRUE(events.count("summary"));
+  EXPECT_TRUE(events.count("shutdown_done"));
+}
+
+TEST(ServerLog, InfoLevelLogsNoPerRequestLines) {
+  testing::TempDir dir;
+  const std::string log_path = dir.Sub("switch.log");
+  auto logger = Logger::Open(log_path, LogLevel::kInfo);
+  ASSERT_TRUE(logger.ok());
+  TestHandler handler;
+  auto server = StartServer(TestOptions(), &handler, logger->get());
+  Client c(server->port());
+  for (int i = 1; i <= 50; ++i) ASSERT_TRUE(c.Send(Purchase(i)));
+  for (int i = 1; i <= 50; ++i) ASSERT_TRUE(c.Recv().has_value());
+  server->Shutdown();
+  for (const std::string& line : ReadLines(log_path)) {
+    EXPECT_EQ(line.find("\"event\":\"response\""), std::string::npos) << line;
+  }
+}
+
+TEST(ServerLog, EscapesAnythingIntoValidJson) {
+  LogField f("k", std::string_view("a\"b\\c\n\x01\xff", 8));
+  const std::string line = Logger::Format(LogLevel::kWarn, "ev\"", &f, 1);
+  nlohmann::json j = nlohmann::json::parse(line, nullptr, false);
+  ASSERT_FALSE(j.is_discarded()) << line;
+  EXPECT_EQ(j["event"], "ev\"");
+  EXPECT_EQ(j["level"], "warn");
+  EXPECT_TRUE(ParseLogLevel("debug").ok());
+  EXPECT_FALSE(ParseLogLevel("verbose").ok());
+}
+
+TEST(ServerLog, LatencyHistogramPercentiles) {
+  LatencyHistogram h;
+  for (uint64_t us = 1; us <= 1000; ++us) h.Record(us);
+  LatencyHistogram::Summary s = h.Drain();
+  EXPECT_EQ(s.count, 1000u);
+  EXPECT_EQ(s.max_us, 1000u);
+  EXPECT_NEAR(static_cast<double>(s.p50_us), 500, 40);
+  EXPECT_NEAR(static_cast<double>(s.p99_us), 990, 40);
+  EXPECT_EQ(h.Drain().count, 0u);
+  for (uint64_t v : {0ull, 1ull, 15ull, 16ull, 17ull, 1000ull, 123456789ull}) {
+    EXPECT_GE(LatencyHistogram::BucketUpper(LatencyHistogram::BucketOf(v)), v);
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Configuration.
+
+TEST(ServerConfig, JsonOverridesDefaultsAndRejectsUnknownKeys) {
+  SwitchConfig c;
+  ASSERT_OK(ApplyConfigJson(R"({"data": "/tmp/d", "iso_listen": "0.0.0.0:9000",
+      "log_level": "debug",
+      "server": {"max_connections": 10, "read_timeout_ms": 100,
+                 "tls": {"cert_file": "a.crt", "key_file": "a.key"}},
+      "authorization": {"hold_timeout_s": 60}})",
+                            &c));
+  EXPECT_EQ(c.data_dir, "/tmp/d");
+  EXPECT_EQ(c.server.iso_listen, "0.0.0.0:9000");
+  EXPECT_EQ(c.server.max_connections, 10u);
+  EXPECT_EQ(c.server.read_timeout_ms, 100u);
+  EXPECT_EQ(c.server.max_frame_bytes, 8192u);  // default kept
+  EXPECT_EQ(c.server.tls.cert_file, "a.crt");
+  EXPECT_EQ(c.authorization_json, R"({"hold_timeout_s":60})");
+  EXPECT_OK(ValidateConfig(c));
+
+  SwitchConfig d;
+  EXPECT_FALSE(ApplyConfigJson(R"({"dta": "/x"})", &d).ok());
+  EXPECT_FALSE(ApplyConfigJson(R"({"server": {"max_conections": 1}})", &d).ok());
+  EXPECT_FALSE(ApplyConfigJson(R"({"server": {"max_connections": -1}})", &d).ok());
+  EXPECT_FALSE(ApplyConfigJson(R"({"server": {"max_connections": "7"}})", &d).ok());
+  EXPECT_FALSE(ApplyConfigJson("{", &d).ok());
+  EXPECT_FALSE(ValidateConfig(d).ok());  // no data folder
+  d.data_dir = "/x";
+  d.server.iso_listen = "nonsense";
+  EXPECT_FALSE(ValidateConfig(d).ok());
+}
+
+TEST(ServerConfig, BadOptionsAreRefusedAtStart) {
+  TestHandler handler;
+  ServerOptions o = TestOptions();
+  o.max_frame_bytes = 70000;
+  EXPECT_FALSE(IsoServer::Start(o, &handler, nullptr).ok());
+  o = TestOptions();
+  o.iso_listen = "no-such-host:1";
+  EXPECT_FALSE(IsoServer::Start(o, &handler, nullptr).ok());
+  o = TestOptions();
+  auto first = StartServer(o, &handler);
+  o.iso_listen = first->listen_address();  // port in use
+  Result<std::unique_ptr<IsoServer>> second = IsoServer::Start(o, &handler, nullptr);
+  ASSERT_FALSE(second.ok());
+  EXPECT_EQ(second.status().code(), StatusCode::kIOError);
+}
+
+}  // namespace
+}  // namespace narae::switching
