@@ -748,7 +748,7 @@ std::optional<RC> Authorizer::Prepare(const Message& req, Plan& p) {
   p.key = RequestKey(req.Get(41), req.Get(7), req.Get(11), p.clock.ms);
   // The digest tells a retransmission from another request reusing the key.
   std::string d(mti.substr(0, 3));
-  d += mti[2] == '2' || mti[2] == '4' ? '0' : mti[3];
+  d += '0';  // a repeat (0221, 0401, 0421) is the same request
   for (int f : {2, 3, 4, 49, 90}) {
     d += '|';
     d += req.Get(f);
@@ -947,7 +947,7 @@ std::optional<RC> Authorizer::PrepareSim(const Message& req, Plan& p, const Merc
 
 std::optional<RC> Authorizer::PrepareReference(const Message& req, Plan& p) {
   const std::string& mti = req.mti();
-  bool completion = mti[2] == '2';
+  bool completion = mti[1] == '2';  // 0220/0221; else 0400/0401/0420/0421
   p.kind = completion ? Kind::kCompletion : Kind::kReversal;
   if (!req.Has(90)) return RC::kFormatError;
   Result<OriginalData> od = ParseOriginalData(req.Get(90));
@@ -1018,8 +1018,8 @@ void Authorizer::Respond(Plan& p, RC rc, const TransferId* approval) {
     p.response.Set(38, Base36(Mix(approval->value.lo ^ approval->value.hi), 6));
   } else {
     p.response.Clear(38);
-    p.response.Clear(54);
   }
+  if (rc != RC::kApproved) p.response.Clear(54);
 }
 
 void Authorizer::Apply(ledger::Txn& txn, Plan& p) {

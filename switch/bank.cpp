@@ -962,7 +962,7 @@ constexpr DemoMerchantSpec kDemoMerchants[] = {
     {"NOODLE01", "Okryu Noodle House", 5812, 2, true},
     {"SOCKS001", "Pyongyang Sock Factory", 5651, 1, false},
     {"SEAFOOD1", "Haemaji Seafood Service Complex", 5814, 2, false},
-    {"ELECTRO1", "Mirae Electronics Outlet", 5732, 1, true},
+    {"ELECTRO1", "Mirae Electronics Outlet", 5732, 2, true},
     {"LOGIST01", "Okryu Logistics Office", 4215, 1, false},
 };
 
