@@ -1,6 +1,824 @@
-// `narae bench switch`: the switch load generator. (Being written.)
+// `narae bench switch`: the switch load generator (docs/switch.md, "Load generator").
+//
+// Plays the terminals, cards and SIMs of a demo.json against a running
+// narae-switch over ISO 8583: purchases with CVV2 or PIN, authorizations
+// followed by completions, reversals, refunds, SIM-token payments and a few
+// deliberate declines (wrong CVV2). Each connection is a terminal; STANs
+// increase per terminal; each SIM is used by one connection with at most one
+// request in flight, so its counters stay ordered. Closed loop with --depth
+// requests in flight per connection, or open loop at --rate requests/s in
+// total (latency then counts from the scheduled send time).
+#include <utility>
+// clang-format off
+#include <boost/asio.hpp>
+// clang-format on
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <ctime>
+#include <deque>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <random>
+#include <span>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "crypto/crypto.hpp"
+#include "switch/iso8583.hpp"
 #include "tools/cli.hpp"
 
 namespace narae::tools {
-void RegisterSwitchBenchCommands(CLI::App& app) { (void)app; }
+namespace {
+
+namespace asio = boost::asio;
+using tcp = asio::ip::tcp;
+using Clock = std::chrono::steady_clock;
+using boost::system::error_code;
+using switching::Message;
+using Json = nlohmann::json;
+
+constexpr uint32_t kConnectionsMax = 10000;
+constexpr uint32_t kDepthMax = 1024;
+constexpr uint32_t kOpenLoopInFlightMax = 4096;  // per connection, with --rate
+constexpr size_t kFollowUpsMax = 256;            // queued completions/reversals/refunds
+constexpr size_t kSamplesMax = 50'000'000;       // latency samples kept per thread
+constexpr size_t kReadBufferBytes = 1 << 16;
+
+struct Args {
+  std::string iso;
+  std::string credentials;
+  uint32_t connections = 8;
+  uint32_t duration_s = 10;
+  uint32_t rate = 0;  // total requests/s; 0 = closed loop
+  uint32_t depth = 8;
+  uint32_t threads = 1;
+  uint32_t decline_percent = 1;
+  uint64_t seed = 1;
+  bool json = false;
+  bool no_save_counters = false;
+};
+
+// ---- Credentials (demo.json) ----------------------------------------------
+struct Terminal {
+  std::string id;           // 8 characters (field 41)
+  std::string merchant_id;  // as issued (SIM cryptogram)
+  std::string field42;      // merchant id padded to 15 (field 42)
+  std::string mcc;
+  std::vector<uint16_t> currencies;
+  crypto::SecretBytes tpk;
+  crypto::SecretBytes mac_key;  // empty: no MAC
+  std::atomic<uint32_t> stan{0};
+};
+struct Card {
+  std::string pan, expiry, cvv2, pin;
+  uint16_t currency = 0;
+};
+struct Sim {
+  std::string token_id;
+  crypto::SecretBytes key;
+  uint64_t counter = 0;  // the last counter used
+  uint16_t currency = 0;
+  bool busy = false;  // a request in flight (owned by one connection)
+};
+struct Credentials {
+  Json doc;
+  std::vector<std::unique_ptr<Terminal>> terminals;
+  std::vector<Card> cards;
+  std::vector<Sim> sims;
+};
+
+Result<Credentials> LoadCredentials(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return Status::IOError("cannot read " + path);
+  Credentials c;
+  c.doc = Json::parse(in, nullptr, false);
+  if (c.doc.is_discarded() || !c.doc.is_object())
+    return Status::InvalidArgument(path + ": not JSON");
+  try {
+    for (const Json& m : c.doc.at("merchants")) {
+      for (const Json& t : m.at("terminals")) {
+        auto term = std::make_unique<Terminal>();
+        term->id = t.at("id").get<std::string>();
+        term->merchant_id = m.at("id").get<std::string>();
+        term->field42 = term->merchant_id;
+        term->field42.resize(15, ' ');
+        term->mcc = m.value("mcc", "0000");
+        for (const Json& cur : m.at("currencies")) term->currencies.push_back(cur.get<uint16_t>());
+        Result<crypto::SecretBytes> tpk = crypto::SecretFromHex(t.at("tpk_hex").get<std::string>());
+        if (!tpk.ok()) return tpk.status();
+        term->tpk = std::move(*tpk);
+        const std::string mac = t.value("mac_key_hex", "");
+        if (!mac.empty()) {
+          Result<crypto::SecretBytes> k = crypto::SecretFromHex(mac);
+          if (!k.ok()) return k.status();
+          term->mac_key = std::move(*k);
+        }
+        if (term->id.size() != 8) return Status::InvalidArgument("terminal id must be 8 chars");
+        c.terminals.push_back(std::move(term));
+      }
+    }
+    for (const Json& k : c.doc.at("cards")) {
+      c.cards.push_back({k.at("pan").get<std::string>(), k.at("expiry").get<std::string>(),
+                         k.at("cvv2").get<std::string>(), k.at("pin").get<std::string>(),
+                         k.at("currency").get<uint16_t>()});
+    }
+    for (const Json& s : c.doc.at("sims")) {
+      Sim sim;
+      sim.token_id = s.at("token_id").get<std::string>();
+      Result<crypto::SecretBytes> key =
+          crypto::SecretFromHex(s.at("sim_key_hex").get<std::string>());
+      if (!key.ok()) return key.status();
+      sim.key = std::move(*key);
+      sim.counter = s.at("counter").get<uint64_t>();
+      sim.currency = s.at("currency").get<uint16_t>();
+      c.sims.push_back(std::move(sim));
+    }
+  } catch (const Json::exception& e) {
+    return Status::InvalidArgument(path + ": " + e.what());
+  }
+  if (c.terminals.empty() || c.cards.empty()) {
+    return Status::InvalidArgument(path + ": needs at least one terminal and one card");
+  }
+  return c;
+}
+
+// Writes the SIM counters back so the next run continues above them.
+Status SaveCounters(const std::string& path, Credentials& c) {
+  for (size_t i = 0; i < c.sims.size() && i < c.doc["sims"].size(); ++i) {
+    c.doc["sims"][i]["counter"] = c.sims[i].counter;
+  }
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::trunc);
+    out << c.doc.dump(2) << "\n";
+    if (!out) return Status::IOError("cannot write " + tmp);
+  }
+  std::error_code ec;
+  std::filesystem::rename(tmp, path, ec);
+  if (ec) return Status::IOError("rename " + tmp + ": " + ec.message());
+  return Status::Ok();
+}
+
+// ---- Requests --------------------------------------------------------------
+enum class Kind : uint8_t {
+  kPurchaseCvv2,
+  kPurchasePin,
+  kAuthorization,
+  kCompletion,
+  kReversal,
+  kRefund,
+  kSim,
+  kWrongCvv2,
+  kCount,
+};
+constexpr const char* kKindNames[] = {"purchase_cvv2", "purchase_pin", "authorization",
+                                      "completion",    "reversal",     "refund",
+                                      "sim",           "wrong_cvv2"};
+constexpr size_t kKinds = static_cast<size_t>(Kind::kCount);
+
+// What a follow-up (completion, reversal, refund) refers to.
+struct Original {
+  std::string mti, stan, field7, pan;
+  uint64_t amount_minor = 0;
+  uint16_t currency = 0;
+};
+struct FollowUp {
+  Kind kind;
+  Original original;
+};
+
+struct InFlight {
+  Clock::time_point sent;
+  Kind kind;
+  int sim_index = -1;  // index into Credentials::sims, released on the reply
+  Original request;    // to build follow-ups from
+};
+
+// Per-thread results, merged at the end.
+struct Results {
+  uint64_t sent = 0;
+  uint64_t answered = 0;
+  uint64_t approved = 0;
+  uint64_t skipped = 0;  // open loop: in-flight cap reached at a send time
+  uint64_t errors = 0;   // connection or encoding errors
+  uint64_t unanswered = 0;
+  std::map<std::string, uint64_t> codes;
+  std::array<uint64_t, kKinds> kinds_sent{};
+  std::array<uint64_t, kKinds> kinds_approved{};
+  std::vector<uint32_t> latency_us;
+};
+
+std::atomic<uint64_t> g_answered{0};  // progress line
+std::atomic<uint64_t> g_approved{0};
+std::atomic<uint64_t> g_rrn{0};
+
+std::string Utc(const char* format, std::time_t t) {
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[32];
+  const size_t n = std::strftime(buf, sizeof(buf), format, &tm);
+  return std::string(buf, n);
+}
+std::string Local(const char* format, std::time_t t) {
+  std::tm tm{};
+  localtime_r(&t, &tm);
+  char buf[32];
+  const size_t n = std::strftime(buf, sizeof(buf), format, &tm);
+  return std::string(buf, n);
+}
+
+class Connection {
+ public:
+  Connection(asio::io_context& ioc, const Args& args, Credentials& creds, Terminal& terminal,
+             std::vector<int> sims, uint64_t seed, Results& results, Clock::time_point end)
+      : socket_(ioc),
+        signal_(ioc),
+        pace_(ioc),
+        args_(args),
+        creds_(creds),
+        terminal_(terminal),
+        sims_(std::move(sims)),
+        rng_(seed),
+        results_(results),
+        end_(end) {}
+
+  asio::awaitable<void> Run(tcp::endpoint endpoint) {
+    error_code ec;
+    co_await socket_.async_connect(endpoint, asio::redirect_error(asio::use_awaitable, ec));
+    if (ec) {
+      std::fprintf(stderr, "narae bench switch: connect %s: %s\n", args_.iso.c_str(),
+                   ec.message().c_str());
+      ++results_.errors;
+      co_return;
+    }
+    socket_.set_option(tcp::no_delay(true), ec);
+    auto ex = co_await asio::this_coro::executor;
+    asio::co_spawn(ex, Receive(), asio::detached);
+    co_await Send();
+  }
+
+ private:
+  // Builds and writes requests until the end time.
+  asio::awaitable<void> Send() {
+    const bool open_loop = args_.rate > 0;
+    const auto interval =
+        open_loop
+            ? std::chrono::nanoseconds(static_cast<int64_t>(1e9 * args_.connections / args_.rate))
+            : std::chrono::nanoseconds(0);
+    Clock::time_point next = Clock::now();
+    std::vector<uint8_t> out;
+    while (!closed_ && Clock::now() < end_) {  // bounded by --duration
+      out.clear();
+      Clock::time_point stamp = Clock::now();
+      if (open_loop) {
+        pace_.expires_at(next);
+        error_code ec;
+        co_await pace_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+        stamp = next;
+        next += interval;
+        if (in_flight_.size() >= kOpenLoopInFlightMax) {
+          ++results_.skipped;
+          continue;
+        }
+        AppendRequest(stamp, &out);
+      } else {
+        while (!closed_ && in_flight_.size() >= args_.depth) {
+          signal_.expires_at(Clock::time_point::max());
+          error_code ec;
+          co_await signal_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+        }
+        while (in_flight_.size() < args_.depth) AppendRequest(stamp, &out);
+      }
+      if (closed_) break;
+      if (out.empty()) continue;
+      error_code ec;
+      co_await asio::async_write(socket_, asio::buffer(out),
+                                 asio::redirect_error(asio::use_awaitable, ec));
+      if (ec) {
+        Fail("write", ec);
+        co_return;
+      }
+    }
+    // Drain: wait up to 2 s for the replies still in flight, then close.
+    const Clock::time_point drain_end = Clock::now() + std::chrono::seconds(2);
+    while (!closed_ && !in_flight_.empty() && Clock::now() < drain_end) {
+      signal_.expires_at(drain_end);
+      error_code ec;
+      co_await signal_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    }
+    results_.unanswered += in_flight_.size();
+    closed_ = true;
+    error_code ec;
+    socket_.close(ec);
+  }
+
+  asio::awaitable<void> Receive() {
+    std::vector<uint8_t> buf(kReadBufferBytes);
+    size_t have = 0;
+    while (!closed_) {  // ends when the socket closes
+      error_code ec;
+      const size_t n =
+          co_await socket_.async_read_some(asio::buffer(buf.data() + have, buf.size() - have),
+                                           asio::redirect_error(asio::use_awaitable, ec));
+      if (ec) {
+        if (!closed_) Fail("read", ec);
+        co_return;
+      }
+      have += n;
+      size_t pos = 0;
+      while (have - pos >= 2) {
+        const size_t len = (size_t{buf[pos]} << 8) | buf[pos + 1];
+        if (have - pos < 2 + len) break;
+        OnResponse({buf.data() + pos + 2, len});
+        pos += 2 + len;
+      }
+      std::memmove(buf.data(), buf.data() + pos, have - pos);
+      have -= pos;
+      signal_.cancel();
+    }
+  }
+
+  void Fail(const char* what, const error_code& ec) {
+    if (!closed_) {
+      std::fprintf(stderr, "narae bench switch: %s: %s\n", what, ec.message().c_str());
+      ++results_.errors;
+    }
+    results_.unanswered += in_flight_.size();
+    in_flight_.clear();
+    closed_ = true;
+    error_code ignored;
+    socket_.close(ignored);
+    signal_.cancel();
+  }
+
+  void OnResponse(std::span<const uint8_t> body) {
+    Result<Message> m = switching::Unpack(body);
+    if (!m.ok()) {
+      ++results_.errors;
+      return;
+    }
+    Result<uint64_t> stan = switching::ParseDigits(m->Get(11));
+    if (!stan.ok()) {
+      ++results_.errors;
+      return;
+    }
+    auto it = in_flight_.find(static_cast<uint32_t>(*stan));
+    if (it == in_flight_.end()) {
+      ++results_.errors;
+      return;
+    }
+    InFlight f = std::move(it->second);
+    in_flight_.erase(it);
+    const uint64_t us = static_cast<uint64_t>(
+        std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - f.sent).count());
+    if (results_.latency_us.size() < kSamplesMax) {
+      results_.latency_us.push_back(static_cast<uint32_t>(std::min<uint64_t>(us, UINT32_MAX)));
+    }
+    ++results_.answered;
+    g_answered.fetch_add(1, std::memory_order_relaxed);
+    const std::string rc(m->Get(39));
+    ++results_.codes[rc.empty() ? "--" : rc];
+    if (f.sim_index >= 0) creds_.sims[static_cast<size_t>(f.sim_index)].busy = false;
+    if (rc != "00") return;
+    ++results_.approved;
+    ++results_.kinds_approved[static_cast<size_t>(f.kind)];
+    g_approved.fetch_add(1, std::memory_order_relaxed);
+    PlanFollowUp(f);
+  }
+
+  void PlanFollowUp(const InFlight& f) {
+    if (follow_ups_.size() >= kFollowUpsMax) return;
+    const uint32_t roll = Roll(100);
+    if (f.kind == Kind::kAuthorization) {
+      follow_ups_.push_back({Kind::kCompletion, f.request});
+    } else if (f.kind == Kind::kPurchaseCvv2 || f.kind == Kind::kPurchasePin ||
+               f.kind == Kind::kSim) {
+      if (roll < 5)
+        follow_ups_.push_back({Kind::kReversal, f.request});
+      else if (roll < 10)
+        follow_ups_.push_back({Kind::kRefund, f.request});
+    }
+  }
+
+  uint32_t Roll(uint32_t n) { return static_cast<uint32_t>(rng_() % n); }
+
+  std::string NextStan() {
+    uint32_t s = terminal_.stan.fetch_add(1, std::memory_order_relaxed) % 999999 + 1;
+    while (in_flight_.count(s) != 0) {  // bounded: at most kOpenLoopInFlightMax in flight
+      s = terminal_.stan.fetch_add(1, std::memory_order_relaxed) % 999999 + 1;
+    }
+    return switching::FormatDigits(s, 6).value();
+  }
+
+  const Card* PickCard() {
+    for (int tries = 0; tries < 16; ++tries) {  // a card in a currency the merchant takes
+      const Card& c = creds_.cards[Roll(static_cast<uint32_t>(creds_.cards.size()))];
+      if (std::find(terminal_.currencies.begin(), terminal_.currencies.end(), c.currency) !=
+          terminal_.currencies.end()) {
+        return &c;
+      }
+    }
+    return nullptr;
+  }
+
+  int PickSim() {
+    for (int idx : sims_) {
+      Sim& s = creds_.sims[static_cast<size_t>(idx)];
+      if (!s.busy && std::find(terminal_.currencies.begin(), terminal_.currencies.end(),
+                               s.currency) != terminal_.currencies.end()) {
+        return idx;
+      }
+    }
+    return -1;
+  }
+
+  void SetCommon(Message* m, const std::string& stan, std::time_t now) {
+    m->Set(7, Utc("%m%d%H%M%S", now));
+    m->Set(11, stan);
+    m->Set(12, Local("%H%M%S", now));
+    m->Set(13, Local("%m%d", now));
+    const uint64_t rrn = (static_cast<uint64_t>(now) % 10000) * 100'000'000 +
+                         g_rrn.fetch_add(1, std::memory_order_relaxed) % 100'000'000;
+    m->Set(37, switching::FormatDigits(rrn, 12).value());
+    m->Set(41, terminal_.id);
+    m->Set(42, terminal_.field42);
+  }
+
+  // Chooses the next request (a follow-up first), builds it and appends its frame.
+  void AppendRequest(Clock::time_point stamp, std::vector<uint8_t>* out) {
+    const std::time_t now = std::time(nullptr);
+    const std::string stan = NextStan();
+    Message m;
+    InFlight f{stamp, Kind::kPurchaseCvv2, -1, {}};
+    if (!follow_ups_.empty()) {
+      FollowUp fu = std::move(follow_ups_.front());
+      follow_ups_.pop_front();
+      f.kind = fu.kind;
+      BuildFollowUp(fu, stan, now, &m);
+    } else if (!BuildNew(stan, now, &m, &f)) {
+      ++results_.errors;
+      return;
+    }
+    SetCommon(&m, stan, now);
+    f.request.mti = m.mti();
+    f.request.stan = stan;
+    f.request.field7 = std::string(m.Get(7));
+    Result<std::vector<uint8_t>> framed = Sign(m);
+    if (!framed.ok()) {
+      if (f.sim_index >= 0) creds_.sims[static_cast<size_t>(f.sim_index)].busy = false;
+      ++results_.errors;
+      return;
+    }
+    out->insert(out->end(), framed->begin(), framed->end());
+    ++results_.sent;
+    ++results_.kinds_sent[static_cast<size_t>(f.kind)];
+    in_flight_.emplace(static_cast<uint32_t>(std::stoul(stan)), std::move(f));
+  }
+
+  bool BuildNew(const std::string& stan, std::time_t now, Message* m, InFlight* f) {
+    (void)stan;
+    const uint32_t roll = Roll(100);
+    const uint64_t amount = 100 + Roll(50'000);  // 1.00 .. 500.99
+    if (roll >= 70 && roll < 85) {
+      const int sim_index = PickSim();
+      if (sim_index >= 0) return BuildSim(sim_index, amount, now, m, f);
+    }
+    const Card* card = PickCard();
+    if (card == nullptr) return false;
+    Kind kind = Kind::kPurchaseCvv2;
+    if (roll < args_.decline_percent) {
+      kind = Kind::kWrongCvv2;
+    } else if (roll < 35) {
+      kind = Kind::kPurchasePin;
+    } else if (roll < 50) {
+      kind = Kind::kAuthorization;
+    }
+    f->kind = kind;
+    m->set_mti(kind == Kind::kAuthorization ? "0100" : "0200");
+    m->Set(2, card->pan);
+    m->Set(3, "000000");
+    m->Set(4, switching::FormatAmount(amount).value());
+    m->Set(14, card->expiry);
+    m->Set(18, terminal_.mcc);
+    m->Set(49, switching::FormatDigits(card->currency, 3).value());
+    if (kind == Kind::kPurchasePin) {
+      m->Set(22, "011");
+      Result<crypto::Bytes> pin_block = crypto::EncryptPinBlock(
+          crypto::PinBlockFormat::kIso0, terminal_.tpk, card->pin, card->pan);
+      if (!pin_block.ok()) return false;
+      m->SetBytes(52, *pin_block);
+    } else {
+      m->Set(22, "012");
+      std::string cvv2 = card->cvv2;
+      if (kind == Kind::kWrongCvv2) cvv2[0] = cvv2[0] == '9' ? '0' : static_cast<char>(cvv2[0] + 1);
+      m->Set(48, "CVV2" + cvv2);
+    }
+    f->request.pan = card->pan;
+    f->request.amount_minor = amount;
+    f->request.currency = card->currency;
+    return true;
+  }
+
+  bool BuildSim(int sim_index, uint64_t amount, std::time_t now, Message* m, InFlight* f) {
+    Sim& sim = creds_.sims[static_cast<size_t>(sim_index)];
+    crypto::SimPaymentFields pf;
+    pf.token_id = sim.token_id;
+    pf.counter = sim.counter + 1;
+    pf.amount_minor = amount;
+    pf.currency = sim.currency;
+    pf.merchant_id = terminal_.merchant_id;
+    pf.unix_time_s = static_cast<int64_t>(now);
+    Result<crypto::Bytes> cryptogram = crypto::SimCryptogram(sim.key, pf);
+    if (!cryptogram.ok() || cryptogram->size() != switching::kSimCryptogramBytes) return false;
+    switching::SimTokenData token;
+    token.token_id = sim.token_id;
+    token.counter = pf.counter;
+    std::copy(cryptogram->begin(), cryptogram->end(), token.cryptogram.begin());
+    token.time_unix_s = static_cast<uint64_t>(now);
+    Result<std::string> field62 = switching::FormatSimToken(token);
+    if (!field62.ok()) return false;
+    sim.counter = pf.counter;
+    sim.busy = true;
+    f->kind = Kind::kSim;
+    f->sim_index = sim_index;
+    m->set_mti("0200");
+    m->Set(2, sim.token_id);
+    m->Set(3, "000000");
+    m->Set(4, switching::FormatAmount(amount).value());
+    m->Set(18, terminal_.mcc);
+    m->Set(22, "071");
+    m->Set(49, switching::FormatDigits(sim.currency, 3).value());
+    m->Set(62, *field62);
+    f->request.pan = sim.token_id;
+    f->request.amount_minor = amount;
+    f->request.currency = sim.currency;
+    return true;
+  }
+
+  void BuildFollowUp(const FollowUp& fu, const std::string& stan, std::time_t now, Message* m) {
+    (void)stan;
+    (void)now;
+    const Original& o = fu.original;
+    switching::OriginalData od;
+    od.mti = o.mti;
+    od.stan = o.stan;
+    od.transmission_datetime = o.field7;
+    od.acquirer_id = std::string(11, '0');
+    od.forwarder_id = std::string(11, '0');
+    uint64_t amount = o.amount_minor;
+    if (fu.kind == Kind::kCompletion) {
+      m->set_mti("0220");
+      if (Roll(4) == 0) amount = std::max<uint64_t>(1, amount / 2);  // partial completion
+      m->Set(3, "000000");
+    } else if (fu.kind == Kind::kReversal) {
+      m->set_mti("0400");
+      m->Set(3, "000000");
+    } else {
+      m->set_mti("0200");
+      m->Set(3, "200000");
+      amount = std::max<uint64_t>(1, amount / 3);  // a partial refund
+    }
+    m->Set(2, o.pan);
+    m->Set(4, switching::FormatAmount(amount).value());
+    m->Set(49, switching::FormatDigits(o.currency, 3).value());
+    m->Set(90, switching::FormatOriginalData(od).value());
+  }
+
+  // MAC (field 64, or 128 when a field above 64 is present) for terminals
+  // with a MAC key, then pack and frame.
+  Result<std::vector<uint8_t>> Sign(Message& m) {
+    if (terminal_.mac_key.empty()) return switching::PackFramed(m);
+    const int mac_field = m.NextField(64) != 0 ? 128 : 64;
+    const uint8_t zeros[8] = {};
+    m.SetBytes(mac_field, zeros);
+    Result<std::vector<uint8_t>> body = switching::Pack(m);
+    if (!body.ok()) return body.status();
+    Result<crypto::Bytes> mac =
+        crypto::Iso8583Mac(terminal_.mac_key, crypto::ByteView(body->data(), body->size() - 8));
+    if (!mac.ok()) return mac.status();
+    std::copy(mac->begin(), mac->end(), body->end() - 8);
+    return switching::Frame(*body);
+  }
+
+  tcp::socket socket_;
+  asio::steady_timer signal_;  // wakes the sender when a reply arrives
+  asio::steady_timer pace_;    // open loop: the next send time
+  const Args& args_;
+  Credentials& creds_;
+  Terminal& terminal_;
+  std::vector<int> sims_;  // indexes of the SIMs this connection owns
+  std::mt19937_64 rng_;
+  Results& results_;
+  Clock::time_point end_;
+  std::unordered_map<uint32_t, InFlight> in_flight_;  // by STAN
+  std::deque<FollowUp> follow_ups_;                   // <= kFollowUpsMax
+  bool closed_ = false;
+};
+
+uint64_t Percentile(const std::vector<uint32_t>& sorted, double p) {
+  if (sorted.empty()) return 0;
+  size_t idx = static_cast<size_t>(p * static_cast<double>(sorted.size() - 1) + 0.5);
+  return sorted[std::min(idx, sorted.size() - 1)];
+}
+
+Result<tcp::endpoint> Resolve(const std::string& host_port) {
+  const size_t colon = host_port.rfind(':');
+  if (colon == std::string::npos) return Status::InvalidArgument("--iso must be HOST:PORT");
+  asio::io_context ioc;
+  tcp::resolver resolver(ioc);
+  error_code ec;
+  auto results = resolver.resolve(host_port.substr(0, colon), host_port.substr(colon + 1), ec);
+  if (ec || results.empty()) return Status::InvalidArgument("cannot resolve " + host_port);
+  return results.begin()->endpoint();
+}
+
+void PrintProgress(Clock::time_point start, Clock::time_point end, std::atomic<bool>* done) {
+  uint64_t last_answered = 0;
+  uint64_t last_approved = 0;
+  while (!done->load()) {  // ends with the run
+    std::this_thread::sleep_for(std::chrono::seconds(1));
+    if (done->load() || Clock::now() > end + std::chrono::seconds(3)) break;
+    const uint64_t a = g_answered.load();
+    const uint64_t ok = g_approved.load();
+    const double t = std::chrono::duration<double>(Clock::now() - start).count();
+    std::fprintf(stderr, "\r  %5.1f s  %10llu answered  %8llu/s  approved %8llu/s   ", t,
+                 static_cast<unsigned long long>(a),
+                 static_cast<unsigned long long>(a - last_answered),
+                 static_cast<unsigned long long>(ok - last_approved));
+    std::fflush(stderr);
+    last_answered = a;
+    last_approved = ok;
+  }
+  std::fprintf(stderr, "\n");
+}
+
+int RunBenchSwitch(const Args& a) {
+  if (a.connections == 0 || a.connections > kConnectionsMax || a.depth == 0 ||
+      a.depth > kDepthMax || a.duration_s == 0 || a.duration_s > 86400 || a.threads == 0 ||
+      a.threads > 64 || a.decline_percent > 100) {
+    std::fprintf(stderr,
+                 "narae bench switch: invalid arguments (connections 1..%u, depth 1..%u, "
+                 "duration 1..86400, threads 1..64)\n",
+                 kConnectionsMax, kDepthMax);
+    return 2;
+  }
+  Result<Credentials> creds = LoadCredentials(a.credentials);
+  if (!creds.ok()) {
+    std::fprintf(stderr, "narae bench switch: %s\n", creds.status().ToString().c_str());
+    return 2;
+  }
+  Result<tcp::endpoint> endpoint = Resolve(a.iso);
+  if (!endpoint.ok()) {
+    std::fprintf(stderr, "narae bench switch: %s\n", endpoint.status().ToString().c_str());
+    return 2;
+  }
+  // Connection i plays terminal i % T and owns SIMs j with j % C == i.
+  std::vector<std::unique_ptr<asio::io_context>> iocs;
+  std::vector<Results> results(a.threads);
+  for (uint32_t t = 0; t < a.threads; ++t) iocs.push_back(std::make_unique<asio::io_context>(1));
+  const Clock::time_point start = Clock::now();
+  const Clock::time_point end = start + std::chrono::seconds(a.duration_s);
+  std::vector<std::unique_ptr<Connection>> connections;
+  for (uint32_t i = 0; i < a.connections; ++i) {
+    std::vector<int> sims;
+    for (size_t j = i; j < creds->sims.size(); j += a.connections)
+      sims.push_back(static_cast<int>(j));
+    const uint32_t t = i % a.threads;
+    connections.push_back(std::make_unique<Connection>(
+        *iocs[t], a, *creds, *creds->terminals[i % creds->terminals.size()], std::move(sims),
+        a.seed * 1000003 + i, results[t], end));
+    Connection* c = connections.back().get();
+    asio::co_spawn(
+        *iocs[t], [c, ep = *endpoint]() { return c->Run(ep); }, asio::detached);
+  }
+  std::atomic<bool> done{false};
+  std::thread progress;
+  if (!a.json && isatty(STDERR_FILENO)) progress = std::thread(PrintProgress, start, end, &done);
+  std::vector<std::thread> threads;
+  for (uint32_t t = 0; t < a.threads; ++t) threads.emplace_back([&, t] { iocs[t]->run(); });
+  for (auto& th : threads) th.join();
+  const double elapsed = std::chrono::duration<double>(Clock::now() - start).count();
+  done = true;
+  if (progress.joinable()) progress.join();
+
+  Results all;
+  for (Results& r : results) {
+    all.sent += r.sent;
+    all.answered += r.answered;
+    all.approved += r.approved;
+    all.skipped += r.skipped;
+    all.errors += r.errors;
+    all.unanswered += r.unanswered;
+    for (const auto& [code, n] : r.codes) all.codes[code] += n;
+    for (size_t k = 0; k < kKinds; ++k) {
+      all.kinds_sent[k] += r.kinds_sent[k];
+      all.kinds_approved[k] += r.kinds_approved[k];
+    }
+    all.latency_us.insert(all.latency_us.end(), r.latency_us.begin(), r.latency_us.end());
+  }
+  std::sort(all.latency_us.begin(), all.latency_us.end());
+  const double duration = static_cast<double>(a.duration_s);
+  const double rps = static_cast<double>(all.answered) / duration;
+  const double approved_ps = static_cast<double>(all.approved) / duration;
+  const auto ms = [&](double p) {
+    return static_cast<double>(Percentile(all.latency_us, p)) / 1e3;
+  };
+  const double max_ms = all.latency_us.empty() ? 0 : all.latency_us.back() / 1e3;
+
+  if (!a.no_save_counters && !creds->sims.empty()) {
+    Status s = SaveCounters(a.credentials, *creds);
+    if (!s.ok()) std::fprintf(stderr, "narae bench switch: %s\n", s.ToString().c_str());
+  }
+  Json codes = Json::object();
+  for (const auto& [code, n] : all.codes) codes[code] = n;
+  Json kinds = Json::object();
+  for (size_t k = 0; k < kKinds; ++k) {
+    kinds[kKindNames[k]] = {{"sent", all.kinds_sent[k]}, {"approved", all.kinds_approved[k]}};
+  }
+  Json j = {
+      {"bench", "switch"},
+      {"connections", a.connections},
+      {"duration_s", a.duration_s},
+      {"elapsed_s", elapsed},
+      {"mode", a.rate > 0 ? "open" : "closed"},
+      {"rate", a.rate},
+      {"depth", a.depth},
+      {"sent", all.sent},
+      {"answered", all.answered},
+      {"approved", all.approved},
+      {"unanswered", all.unanswered},
+      {"skipped", all.skipped},
+      {"errors", all.errors},
+      {"requests_per_s", rps},
+      {"approved_per_s", approved_ps},
+      {"latency_ms", {{"p50", ms(0.50)}, {"p99", ms(0.99)}, {"p999", ms(0.999)}, {"max", max_ms}}},
+      {"codes", codes},
+      {"kinds", kinds}};
+  if (!a.json) {
+    std::printf("switch bench: %u connections, %u s, %s\n", a.connections, a.duration_s,
+                a.rate > 0 ? ("open loop at " + std::to_string(a.rate) + " requests/s").c_str()
+                           : ("closed loop, depth " + std::to_string(a.depth)).c_str());
+    std::printf("  answered %llu of %llu sent: %.0f requests/s, approved %llu: %.0f/s\n",
+                static_cast<unsigned long long>(all.answered),
+                static_cast<unsigned long long>(all.sent), rps,
+                static_cast<unsigned long long>(all.approved), approved_ps);
+    std::printf("  latency ms: p50 %.3f  p99 %.3f  p99.9 %.3f  max %.3f\n", ms(0.50), ms(0.99),
+                ms(0.999), max_ms);
+    std::printf("  response codes:");
+    for (const auto& [code, n] : all.codes) {
+      std::printf(" %s=%llu", code.c_str(), static_cast<unsigned long long>(n));
+    }
+    std::printf("\n  by kind (approved/sent):");
+    for (size_t k = 0; k < kKinds; ++k) {
+      std::printf(" %s=%llu/%llu", kKindNames[k],
+                  static_cast<unsigned long long>(all.kinds_approved[k]),
+                  static_cast<unsigned long long>(all.kinds_sent[k]));
+    }
+    std::printf("\n  unanswered %llu, skipped %llu, errors %llu\n",
+                static_cast<unsigned long long>(all.unanswered),
+                static_cast<unsigned long long>(all.skipped),
+                static_cast<unsigned long long>(all.errors));
+  }
+  std::printf("%s\n", j.dump().c_str());
+  return all.errors == 0 && all.answered > 0 ? 0 : 1;
+}
+
+}  // namespace
+
+void RegisterSwitchBenchCommands(CLI::App& app) {
+  CLI::App* bench = app.get_subcommand("bench");
+  static Args args;  // NOLINT: lives for the process
+  auto* bs = bench->add_subcommand(
+      "switch", "Load generator: plays demo.json terminals, cards and SIMs against narae-switch");
+  bs->add_option("--iso", args.iso, "narae-switch ISO 8583 address HOST:PORT")->required();
+  bs->add_option("--credentials", args.credentials, "demo.json (narae demo seed)")->required();
+  bs->add_option("--connections", args.connections, "TCP connections (terminals)")
+      ->capture_default_str();
+  bs->add_option("--duration", args.duration_s, "Seconds to run")->capture_default_str();
+  bs->add_option("--rate", args.rate, "Total requests/s, open loop (0 = closed loop)")
+      ->capture_default_str();
+  bs->add_option("--depth", args.depth, "Closed loop: requests in flight per connection")
+      ->capture_default_str();
+  bs->add_option("--threads", args.threads, "Client I/O threads")->capture_default_str();
+  bs->add_option("--decline-percent", args.decline_percent,
+                 "Percent of new requests sent with a wrong CVV2")
+      ->capture_default_str();
+  bs->add_option("--seed", args.seed, "Random seed")->capture_default_str();
+  bs->add_flag("--no-save-counters", args.no_save_counters,
+               "Do not write the SIM counters used back into the credentials file");
+  bs->add_flag("--json", args.json, "Print only the JSON line");
+  bs->callback([] { SetExitCode(RunBenchSwitch(args)); });
+}
+
 }  // namespace narae::tools

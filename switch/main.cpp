@@ -1,0 +1,219 @@
+// narae-switch: the Narae authorization switch (docs/switch.md).
+//
+//   narae-switch --data DIR --iso-listen HOST:PORT [--http-listen HOST:PORT]
+//                [--master-key-file FILE] [--config FILE] [--log-level L] [--log-file FILE]
+//
+// Exit codes: 0 clean shutdown (SIGINT/SIGTERM), 2 bad configuration or data
+// that cannot be opened, 128+signal when a second signal cuts the drain short.
+#include <pthread.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstring>
+#include <exception>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <thread>
+
+#include "crypto/crypto.hpp"
+#include "ledger/ledger.hpp"
+#include "switch/handler.hpp"
+#include "switch/log.hpp"
+#include "switch/switch.hpp"
+
+namespace narae::switching {
+namespace {
+
+constexpr int kExitOk = 0;
+constexpr int kExitConfig = 2;
+
+constexpr const char* kUsage =
+    "usage: narae-switch --data DIR --iso-listen HOST:PORT [--http-listen HOST:PORT]\n"
+    "                    [--master-key-file FILE] [--config FILE] [--log-level LEVEL]\n"
+    "                    [--log-file FILE]\n"
+    "  --data DIR              data folder: DIR/ledger, DIR/keys, DIR/master.key\n"
+    "  --iso-listen HOST:PORT  ISO 8583 listener (default 127.0.0.1:8583)\n"
+    "  --http-listen HOST:PORT HTTP/JSON API listener (not available yet)\n"
+    "  --master-key-file FILE  master key (default DIR/master.key)\n"
+    "  --config FILE           JSON config file (docs/switch.md); the command line wins\n"
+    "  --log-level LEVEL       trace, debug, info (default), warn, error, off\n"
+    "  --log-file FILE         append log lines to FILE (default stderr)\n";
+
+// The command line: "--name value" pairs. Returns nullopt (and prints why)
+// on an unknown option or a missing value; sets *help for --help.
+std::optional<std::map<std::string, std::string>> ParseArgs(int argc, char** argv, bool* help) {
+  static const char* const kOptions[] = {
+      "--data",   "--iso-listen", "--http-listen", "--master-key-file",
+      "--config", "--log-level",  "--log-file"};
+  std::map<std::string, std::string> out;
+  for (int i = 1; i < argc; ++i) {
+    std::string arg = argv[i];
+    if (arg == "--help" || arg == "-h") {
+      *help = true;
+      return out;
+    }
+    std::string value;
+    const size_t eq = arg.find('=');
+    if (arg.starts_with("--") && eq != std::string::npos) {
+      value = arg.substr(eq + 1);
+      arg.resize(eq);
+    } else if (i + 1 < argc) {
+      value = argv[++i];
+    } else {
+      std::fprintf(stderr, "narae-switch: %s needs a value\n%s", arg.c_str(), kUsage);
+      return std::nullopt;
+    }
+    bool known = false;
+    for (const char* name : kOptions) known = known || arg == name;
+    if (!known) {
+      std::fprintf(stderr, "narae-switch: unknown option %s\n%s", arg.c_str(), kUsage);
+      return std::nullopt;
+    }
+    out[arg] = value;
+  }
+  return out;
+}
+
+Status BuildConfig(const std::map<std::string, std::string>& args, SwitchConfig* config) {
+  if (auto it = args.find("--config"); it != args.end()) {
+    NARAE_RETURN_IF_ERROR(LoadConfigFile(it->second, config));
+  }
+  const auto set = [&](const char* name, std::string* field) {
+    if (auto it = args.find(name); it != args.end()) *field = it->second;
+  };
+  set("--data", &config->data_dir);
+  set("--iso-listen", &config->server.iso_listen);
+  set("--http-listen", &config->server.http_listen);
+  set("--master-key-file", &config->master_key_file);
+  set("--log-level", &config->log_level);
+  set("--log-file", &config->log_file);
+  if (config->master_key_file.empty()) config->master_key_file = config->data_dir + "/master.key";
+  return ValidateConfig(*config);
+}
+
+// Everything the switch runs on, in the order it must be torn down.
+struct Runtime {
+  std::unique_ptr<ledger::Ledger> ledger;
+  std::unique_ptr<crypto::KeyStore> keys;
+  std::unique_ptr<IsoHandler> handler;
+  std::unique_ptr<IsoServer> server;
+};
+
+Status OpenRuntime(const SwitchConfig& config, Logger* logger, Runtime* rt) {
+  ledger::Options lo;
+  lo.path = config.data_dir + "/ledger";
+  Result<std::unique_ptr<ledger::Ledger>> ledger = ledger::Ledger::Open(lo);
+  if (!ledger.ok()) return Status::IOError("ledger " + lo.path + ": " + ledger.status().ToString());
+  rt->ledger = std::move(ledger).value();
+  Result<crypto::SecretBytes> master = crypto::LoadMasterKeyFile(config.master_key_file);
+  if (!master.ok()) {
+    return Status::IOError("master key " + config.master_key_file + ": " +
+                           master.status().ToString());
+  }
+  Result<std::unique_ptr<crypto::KeyStore>> keys =
+      crypto::KeyStore::Open(config.data_dir + "/keys", std::move(master).value());
+  if (!keys.ok()) return Status::IOError("key store: " + keys.status().ToString());
+  rt->keys = std::move(keys).value();
+  Result<std::unique_ptr<IsoHandler>> handler =
+      MakeAuthorizer(AuthorizerDeps{rt->ledger.get(), rt->keys.get()}, config.authorization_json);
+  if (!handler.ok()) return Status::InvalidArgument("authorizer: " + handler.status().ToString());
+  rt->handler = std::move(handler).value();
+  Result<std::unique_ptr<IsoServer>> server =
+      IsoServer::Start(config.server, rt->handler.get(), logger);
+  if (!server.ok()) return server.status();
+  rt->server = std::move(server).value();
+  return Status::Ok();
+}
+
+// Stops the server (drain), then the ledger (flush), then the handler.
+Status CloseRuntime(Runtime* rt) {
+  if (rt->server) rt->server->Shutdown();
+  Status s = rt->ledger ? rt->ledger->Close() : Status::Ok();
+  rt->server.reset();
+  rt->handler.reset();
+  rt->keys.reset();
+  rt->ledger.reset();
+  return s;
+}
+
+int Run(int argc, char** argv) {
+  bool help = false;
+  std::optional<std::map<std::string, std::string>> args = ParseArgs(argc, argv, &help);
+  if (help) {
+    std::fputs(kUsage, stdout);
+    return kExitOk;
+  }
+  if (!args) return kExitConfig;
+  SwitchConfig config;
+  if (Status s = BuildConfig(*args, &config); !s.ok()) {
+    std::fprintf(stderr, "narae-switch: %s\n", s.message().c_str());
+    return kExitConfig;
+  }
+  Result<std::unique_ptr<Logger>> logger =
+      Logger::Open(config.log_file, ParseLogLevel(config.log_level).value());
+  if (!logger.ok()) {
+    std::fprintf(stderr, "narae-switch: %s\n", logger.status().ToString().c_str());
+    return kExitConfig;
+  }
+  Logger& log = **logger;
+  if (!config.server.http_listen.empty()) {
+    log.Log(LogLevel::kError, "http_not_available",
+            {{"http_listen", config.server.http_listen},
+             {"detail", "the HTTP/JSON API is not built yet; remove --http-listen"}});
+    return kExitConfig;
+  }
+  // Every thread started from here inherits the mask: only sigwait() below
+  // sees SIGINT/SIGTERM.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  Runtime rt;
+  if (Status s = OpenRuntime(config, &log, &rt); !s.ok()) {
+    log.Log(LogLevel::kError, "start_failed", {{"error", s.ToString()}});
+    std::fprintf(stderr, "narae-switch: %s\n", s.ToString().c_str());
+    (void)CloseRuntime(&rt);
+    return kExitConfig;
+  }
+  std::printf("narae-switch: ISO 8583 on %s%s, data %s\n", rt.server->listen_address().c_str(),
+              config.server.tls.enabled() ? " (TLS)" : "", config.data_dir.c_str());
+  std::fflush(stdout);
+
+  int sig = 0;
+  sigwait(&signals, &sig);
+  log.Log(LogLevel::kInfo, "signal",
+          {{"signal", static_cast<int64_t>(sig)},
+           {"action", "graceful shutdown; send again to exit now"}});
+  // A second signal exits at once: safe, the ledger is crash-consistent.
+  std::thread([signals] {
+    int second = 0;
+    sigwait(&signals, &second);
+    static const char kMsg[] = "narae-switch: second signal, exiting now\n";
+    (void)!write(STDERR_FILENO, kMsg, sizeof(kMsg) - 1);
+    _exit(128 + second);
+  }).detach();
+  Status closed = CloseRuntime(&rt);
+  if (!closed.ok()) {
+    log.Log(LogLevel::kError, "ledger_close_failed", {{"error", closed.ToString()}});
+    return 1;
+  }
+  log.Log(LogLevel::kInfo, "stopped", {});
+  return kExitOk;
+}
+
+}  // namespace
+}  // namespace narae::switching
+
+int main(int argc, char** argv) {
+  try {
+    return narae::switching::Run(argc, argv);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "narae-switch: %s\n", e.what());
+    return 1;
+  }
+}
