@@ -58,7 +58,7 @@ void serialize(Archive& ar, Expiry& e, const std::uint32_t version) {
 template <class Archive>
 void serialize(Archive& ar, Meta& m, const std::uint32_t version) {
   CheckVersion(version);
-  ar(m.last_timestamp, m.journal_sequence, m.journal_hash);
+  ar(m.last_timestamp, m.journal_sequence, m.journal_hash, m.accounts_snapshot_ts);
 }
 }  // namespace codec
 }  // namespace narae::ledger

@@ -43,6 +43,9 @@ struct Meta {
   uint64_t last_timestamp = 0;
   uint64_t journal_sequence = 0;  // of the last entry; 0 = none yet
   std::array<uint8_t, 32> journal_hash{};
+  // The accounts family holds balances as of this timestamp; later events
+  // are replayed on open (account snapshots are written lazily).
+  uint64_t accounts_snapshot_ts = 0;
 };
 
 // Fixed-width big-endian helpers.

@@ -88,11 +88,93 @@ struct Engine::Undo {
   OpenHold hold;
 };
 
-void Engine::LoadAccount(const Account& a) { accounts_[a.id] = a; }
+void Engine::LoadAccount(const Account& a) { accounts_[a.id].a = a; }
+
+std::vector<AccountId> Engine::TakeDirty() {
+  std::vector<AccountId> out;
+  out.swap(dirty_);
+  for (const AccountId& id : out) {
+    auto it = accounts_.find(id);
+    if (it != accounts_.end()) it->second.dirty = false;
+  }
+  return out;
+}
+
+std::unordered_map<AccountId, Account, IdHash> Engine::CopyAccounts() const {
+  std::unordered_map<AccountId, Account, IdHash> out;
+  out.reserve(accounts_.size());
+  for (const auto& [id, slot] : accounts_) out.emplace(id, slot.a);
+  return out;
+}
 
 void Engine::LoadOpenHold(const OpenHold& h) {
   open_holds_[h.hold.id] = h;
   if (h.expires_at != 0) expiry_queue_.emplace(h.expires_at, h.hold.id);
+}
+
+bool Engine::ReplayEvent(const codec::Event& e) {
+  switch (e.kind) {
+    case codec::EventKind::kAccountCreated:
+      accounts_[e.account.id].a = e.account;
+      return true;
+    case codec::EventKind::kAccountChanged: {
+      auto it = accounts_.find(e.change.id);
+      if (it == accounts_.end()) return false;
+      uint16_t& f = it->second.a.flags;
+      switch (e.change.action) {
+        case AccountAction::kClose: f |= af::kClosed; break;
+        case AccountAction::kReopen: f &= static_cast<uint16_t>(~af::kClosed); break;
+        case AccountAction::kFreeze: f |= af::kFrozen; break;
+        case AccountAction::kUnfreeze: f &= static_cast<uint16_t>(~af::kFrozen); break;
+        default: return false;
+      }
+      return true;
+    }
+    case codec::EventKind::kHoldExpired: {
+      auto d = accounts_.find(e.expiry.debit_account_id);
+      auto c = accounts_.find(e.expiry.credit_account_id);
+      if (d == accounts_.end() || c == accounts_.end()) return false;
+      if (d->second.a.debits_pending < e.expiry.amount_minor) return false;
+      if (c->second.a.credits_pending < e.expiry.amount_minor) return false;
+      d->second.a.debits_pending -= e.expiry.amount_minor;
+      c->second.a.credits_pending -= e.expiry.amount_minor;
+      return true;
+    }
+    case codec::EventKind::kTransfer: break;
+  }
+  const Transfer& t = e.transfer;
+  auto d = accounts_.find(t.debit_account_id);
+  auto c = accounts_.find(t.credit_account_id);
+  if (d == accounts_.end() || c == accounts_.end()) return false;
+  Account& dr = d->second.a;
+  Account& cr = c->second.a;
+  if (IsPostOrVoid(t)) {
+    std::optional<Transfer> p = store_->FindTransfer(t.pending_id);
+    if (!p || dr.debits_pending < p->amount_minor || cr.credits_pending < p->amount_minor) {
+      return false;
+    }
+    dr.debits_pending -= p->amount_minor;
+    cr.credits_pending -= p->amount_minor;
+    if (t.flags & tf::kPostPendingTransfer) {
+      if (AddOverflows(dr.debits_posted, t.amount_minor)) return false;
+      if (AddOverflows(cr.credits_posted, t.amount_minor)) return false;
+      dr.debits_posted += t.amount_minor;
+      cr.credits_posted += t.amount_minor;
+    }
+    return true;
+  }
+  if (t.flags & tf::kPending) {
+    if (AddOverflows(dr.debits_pending, t.amount_minor)) return false;
+    if (AddOverflows(cr.credits_pending, t.amount_minor)) return false;
+    dr.debits_pending += t.amount_minor;
+    cr.credits_pending += t.amount_minor;
+  } else {
+    if (AddOverflows(dr.debits_posted, t.amount_minor)) return false;
+    if (AddOverflows(cr.credits_posted, t.amount_minor)) return false;
+    dr.debits_posted += t.amount_minor;
+    cr.credits_posted += t.amount_minor;
+  }
+  return true;
 }
 
 void Engine::Clear() {
@@ -108,6 +190,7 @@ void Engine::Clear() {
 void Engine::BeginGroup(Group* group, uint64_t clock_ns) {
   NARAE_CHECK(group != nullptr);
   group_ = group;
+  ++group_seq_;
   group_base_ = std::max(clock_ns, last_timestamp_ + 1);
   last_timestamp_ = group_base_ - 1;
   group_transfers_.clear();
@@ -127,8 +210,20 @@ uint64_t Engine::NextExpiry() const {
   return expiry_queue_.empty() ? 0 : expiry_queue_.begin()->first;
 }
 
-void Engine::Touch(const Account& a, uint64_t ts) {
-  group_->touched_accounts.insert(a.id);
+void Engine::MarkTouched(Slot& slot) {
+  if (slot.touched_group != group_seq_) {
+    slot.touched_group = group_seq_;
+    group_->touched_accounts.push_back(&slot.a);
+  }
+  if (!slot.dirty) {
+    slot.dirty = true;
+    dirty_.push_back(slot.a.id);
+  }
+}
+
+void Engine::Touch(Slot& slot, uint64_t ts) {
+  MarkTouched(slot);
+  const Account& a = slot.a;
   bool history = (a.flags & af::kHistory) != 0;
   group_->index_rows.push_back({a.id, ts, history, a.debits_pending, a.debits_posted,
                                 a.credits_pending, a.credits_posted});
@@ -143,8 +238,10 @@ size_t Engine::ExpireDue(size_t max) {
     auto it = open_holds_.find(id);
     NARAE_CHECK(it != open_holds_.end());
     const Transfer& h = it->second.hold;
-    Account& dr = accounts_.at(h.debit_account_id);
-    Account& cr = accounts_.at(h.credit_account_id);
+    Slot& dslot = accounts_.at(h.debit_account_id);
+    Slot& cslot = accounts_.at(h.credit_account_id);
+    Account& dr = dslot.a;
+    Account& cr = cslot.a;
     NARAE_CHECK(dr.debits_pending >= h.amount_minor && cr.credits_pending >= h.amount_minor);
     dr.debits_pending -= h.amount_minor;
     cr.credits_pending -= h.amount_minor;
@@ -153,8 +250,8 @@ size_t Engine::ExpireDue(size_t max) {
     ev.kind = codec::EventKind::kHoldExpired;
     ev.expiry = {h.id, h.debit_account_id, h.credit_account_id, h.amount_minor, h.ledger, ts};
     group_->events.push_back(ev);
-    Touch(dr, ts);
-    Touch(cr, ts);
+    Touch(dslot, ts);
+    Touch(cslot, ts);
     HoldDone done{HoldState::kExpired, ts, 0};
     group_->holds_done.emplace_back(id, done);
     group_holds_done_[id] = done;
@@ -180,8 +277,17 @@ void Engine::Truncate(const Marks& m) {
 void Engine::Rollback(std::vector<Undo>* undo) {
   for (auto it = undo->rbegin(); it != undo->rend(); ++it) {
     switch (it->kind) {
-      case Undo::Kind::kAccountState: accounts_[it->account.id] = it->account; break;
-      case Undo::Kind::kAccountCreated: accounts_.erase(it->account.id); break;
+      case Undo::Kind::kAccountState: accounts_[it->account.id].a = it->account; break;
+      case Undo::Kind::kAccountCreated: {
+        auto slot = accounts_.find(it->account.id);
+        NARAE_CHECK(slot != accounts_.end());
+        const Account* gone = &slot->second.a;
+        auto& touched = group_->touched_accounts;
+        touched.erase(std::remove(touched.begin(), touched.end(), gone), touched.end());
+        if (slot->second.dirty) dirty_.erase(std::remove(dirty_.begin(), dirty_.end(), slot->first), dirty_.end());
+        accounts_.erase(slot);
+        break;
+      }
       case Undo::Kind::kTransferCreated: group_transfers_.erase(it->transfer_id); break;
       case Undo::Kind::kHoldOpened: {
         auto h = open_holds_.find(it->transfer_id);
@@ -382,15 +488,15 @@ TR Engine::CheckExists(const Transfer& t, const Transfer& s) const {
   return TR::kExists;
 }
 
-void Engine::RecordTransfer(const Transfer& t, std::vector<Undo>* undo) {
+void Engine::RecordTransfer(const Transfer& t, Slot& dr, Slot& cr, std::vector<Undo>* undo) {
   codec::Event ev;
   ev.kind = codec::EventKind::kTransfer;
   ev.transfer = t;
   group_->events.push_back(ev);
   group_transfers_[t.id] = t;
   undo->push_back({Undo::Kind::kTransferCreated, {}, t.id, {}});
-  Touch(accounts_.at(t.debit_account_id), t.timestamp);
-  Touch(accounts_.at(t.credit_account_id), t.timestamp);
+  Touch(dr, t.timestamp);
+  Touch(cr, t.timestamp);
 }
 
 TR Engine::ApplyTransfer(const Transfer& t, TransferOutcome* out, std::vector<Undo>* undo) {
@@ -398,8 +504,8 @@ TR Engine::ApplyTransfer(const Transfer& t, TransferOutcome* out, std::vector<Un
   if (dit == accounts_.end()) return TR::kDebitAccountNotFound;
   auto cit = accounts_.find(t.credit_account_id);
   if (cit == accounts_.end()) return TR::kCreditAccountNotFound;
-  Account& dr = dit->second;
-  Account& cr = cit->second;
+  Account& dr = dit->second.a;
+  Account& cr = cit->second.a;
   if (dr.ledger != cr.ledger) return TR::kAccountsMustHaveTheSameLedger;
   if (t.ledger != dr.ledger) return TR::kTransferMustHaveTheSameLedgerAsAccounts;
   if (dr.flags & af::kClosed) return TR::kDebitAccountClosed;
@@ -447,7 +553,7 @@ TR Engine::ApplyTransfer(const Transfer& t, TransferOutcome* out, std::vector<Un
   Transfer stored = t;
   stored.amount_minor = amount;
   stored.timestamp = NextTimestamp();
-  RecordTransfer(stored, undo);
+  RecordTransfer(stored, dit->second, cit->second, undo);
   if (pending) {
     OpenHold hold{stored, expires_at};
     open_holds_[stored.id] = hold;
@@ -500,8 +606,10 @@ TR Engine::ApplyPostOrVoid(const Transfer& t, TransferOutcome* out, std::vector<
       default: return TR::kPendingTransferExpired;
     }
   }
-  Account& dr = accounts_.at(p->debit_account_id);
-  Account& cr = accounts_.at(p->credit_account_id);
+  Slot& dslot = accounts_.at(p->debit_account_id);
+  Slot& cslot = accounts_.at(p->credit_account_id);
+  Account& dr = dslot.a;
+  Account& cr = cslot.a;
   if (post) {
     if (dr.flags & af::kClosed) return TR::kDebitAccountClosed;
     if (cr.flags & af::kClosed) return TR::kCreditAccountClosed;
@@ -526,7 +634,7 @@ TR Engine::ApplyPostOrVoid(const Transfer& t, TransferOutcome* out, std::vector<
   stored.code = p->code;
   stored.amount_minor = amount;
   stored.timestamp = NextTimestamp();
-  RecordTransfer(stored, undo);
+  RecordTransfer(stored, dslot, cslot, undo);
 
   OpenHold hold = hold_it->second;
   if (hold.expires_at != 0) expiry_queue_.erase({hold.expires_at, t.pending_id});
@@ -550,7 +658,7 @@ std::vector<AccountOutcome> Engine::CreateAccounts(std::span<const Account> acco
   auto apply = MakeChainApply(
       [&](const Account& a, AccountOutcome* o) {
         AR r = ApplyAccount(a, &undo);
-        if (r == AR::kOk || r == AR::kExists) o->timestamp = accounts_.at(a.id).timestamp;
+        if (r == AR::kOk || r == AR::kExists) o->timestamp = accounts_.at(a.id).a.timestamp;
         return r;
       },
       [&] {
@@ -582,7 +690,7 @@ AR Engine::ApplyAccount(const Account& a, std::vector<Undo>* undo) {
     return AR::kLimitRequiresBalanceFlag;
   }
   if (auto it = accounts_.find(a.id); it != accounts_.end()) {
-    const Account& s = it->second;
+    const Account& s = it->second.a;
     constexpr uint16_t kCreationFlags =
         af::kDebitsMustNotExceedCredits | af::kCreditsMustNotExceedDebits | af::kHistory;
     if ((s.flags & kCreationFlags) != (a.flags & kCreationFlags)) {
@@ -604,13 +712,14 @@ AR Engine::ApplyAccount(const Account& a, std::vector<Undo>* undo) {
   Account stored = a;
   stored.flags = static_cast<uint16_t>(a.flags & ~af::kLinked);
   stored.timestamp = NextTimestamp();
-  accounts_[stored.id] = stored;
+  Slot& slot = accounts_[stored.id];
+  slot.a = stored;
   undo->push_back({Undo::Kind::kAccountCreated, stored, {}, {}});
   codec::Event ev;
   ev.kind = codec::EventKind::kAccountCreated;
   ev.account = stored;
   group_->events.push_back(ev);
-  group_->touched_accounts.insert(stored.id);
+  MarkTouched(slot);
   return AR::kOk;
 }
 
@@ -642,7 +751,7 @@ CR Engine::ApplyChange(const AccountChange& c, std::vector<Undo>* undo) {
   }
   auto it = accounts_.find(c.id);
   if (it == accounts_.end()) return CR::kAccountNotFound;
-  Account& a = it->second;
+  Account& a = it->second.a;
   uint16_t flags = a.flags;
   switch (c.action) {
     case AccountAction::kClose:
@@ -671,14 +780,14 @@ CR Engine::ApplyChange(const AccountChange& c, std::vector<Undo>* undo) {
   ev.change.flags = static_cast<uint16_t>(c.flags & ~af::kLinked);
   ev.change.timestamp = NextTimestamp();
   group_->events.push_back(ev);
-  group_->touched_accounts.insert(a.id);
+  MarkTouched(it->second);
   return CR::kOk;
 }
 
 std::optional<Account> Engine::PeekAccount(AccountId id) const {
   auto it = accounts_.find(id);
   if (it == accounts_.end()) return std::nullopt;
-  return it->second;
+  return it->second.a;
 }
 
 std::optional<Transfer> Engine::PeekTransfer(TransferId id) {

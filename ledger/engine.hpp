@@ -45,7 +45,8 @@ struct Group {
   uint64_t first_timestamp = 0;
   uint64_t last_timestamp = 0;
   std::vector<codec::Event> events;
-  std::unordered_set<AccountId, IdHash> touched_accounts;
+  // Accounts whose state this group changed (each once), in touch order.
+  std::vector<const Account*> touched_accounts;
   std::vector<std::pair<TransferId, uint32_t>> failed;
   std::vector<std::pair<TransferId, OpenHold>> holds_opened;
   std::vector<std::pair<TransferId, HoldDone>> holds_done;
@@ -68,6 +69,11 @@ class Engine {
   // State loading (at open).
   void LoadAccount(const Account& a);
   void LoadOpenHold(const OpenHold& h);
+  // Applies a committed event's effect on balances and flags (used on open
+  // to bring the lazily written account snapshots up to date). Returns
+  // false when the event does not fit the state (corruption).
+  bool ReplayEvent(const codec::Event& e);
+  std::unordered_map<AccountId, Account, IdHash> CopyAccounts() const;
 
   // Starts a group whose first timestamp is > every earlier one.
   void BeginGroup(Group* group, uint64_t clock_ns);
@@ -81,8 +87,11 @@ class Engine {
   std::optional<Account> PeekAccount(AccountId id) const;
   const Account* FindAccount(AccountId id) const {
     auto it = accounts_.find(id);
-    return it == accounts_.end() ? nullptr : &it->second;
+    return it == accounts_.end() ? nullptr : &it->second.a;
   }
+  // Accounts changed since the last call (for lazy snapshots), and forget.
+  std::vector<AccountId> TakeDirty();
+  size_t dirty_count() const { return dirty_.size(); }
   std::optional<HoldInfo> PeekHold(TransferId id);
   std::optional<Transfer> PeekTransfer(TransferId id);
 
@@ -102,6 +111,7 @@ class Engine {
 
  private:
   struct Undo;
+  struct Slot;
   uint64_t NextTimestamp();
   CreateTransferResult Validate(const Transfer& t) const;
   CreateTransferResult CheckExists(const Transfer& t, const Transfer& stored) const;
@@ -111,8 +121,9 @@ class Engine {
                                        std::vector<Undo>* undo);
   CreateAccountResult ApplyAccount(const Account& a, std::vector<Undo>* undo);
   ChangeAccountResult ApplyChange(const AccountChange& c, std::vector<Undo>* undo);
-  void RecordTransfer(const Transfer& t, std::vector<Undo>* undo);
-  void Touch(const Account& a, uint64_t ts);
+  void RecordTransfer(const Transfer& t, Slot& dr, Slot& cr, std::vector<Undo>* undo);
+  void Touch(Slot& slot, uint64_t ts);
+  void MarkTouched(Slot& slot);
   void Rollback(std::vector<Undo>* undo);
   struct Marks {
     size_t events, failed, holds_opened, holds_done, index_rows;
@@ -124,7 +135,15 @@ class Engine {
   Group* group_ = nullptr;
   uint64_t last_timestamp_ = 0;
   uint64_t group_base_ = 0;
-  std::unordered_map<AccountId, Account, IdHash> accounts_;
+  // An account and the engine's bookkeeping marks for it.
+  struct Slot {
+    Account a;
+    uint64_t touched_group = 0;  // group_seq_ when last added to touched
+    bool dirty = false;          // in dirty_ since the last TakeDirty()
+  };
+  std::unordered_map<AccountId, Slot, IdHash> accounts_;
+  std::vector<AccountId> dirty_;
+  uint64_t group_seq_ = 0;
   std::unordered_map<TransferId, OpenHold, IdHash> open_holds_;
   std::set<std::pair<uint64_t, TransferId>> expiry_queue_;
   std::unordered_map<TransferId, Transfer, IdHash> group_transfers_;

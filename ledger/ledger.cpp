@@ -29,6 +29,7 @@
 #include <rocksdb/utilities/checkpoint.h>
 #include <rocksdb/write_batch.h>
 #include <pthread.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -41,8 +42,10 @@
 #include <future>
 #include <map>
 #include <mutex>
+#include <shared_mutex>
 #include <thread>
 #include <unordered_map>
+#include <unordered_set>
 
 #include "ledger/codec.hpp"
 #include "ledger/engine.hpp"
@@ -147,6 +150,14 @@ const char* const kCfNames[kCfCount] = {"default",    "accounts",   "events",   
                                         "account_index", "user_data", "holds_open", "holds_done",
                                         "failed",     "journal",    "aux"};
 
+// CPU time of the calling thread, microseconds (not disturbed by other
+// processes competing for the cores, unlike wall time).
+uint64_t ThreadCpuUs() {
+  timespec ts{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1'000'000 + static_cast<uint64_t>(ts.tv_nsec) / 1000;
+}
+
 uint64_t SystemClockNs() {
   return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
                                    std::chrono::system_clock::now().time_since_epoch())
@@ -188,6 +199,7 @@ struct PendingWrite {
   rocksdb::WriteBatch batch;
   std::vector<DoneFn> dones;
   size_t events = 0;
+  std::vector<Account> accounts;  // touched accounts' new state, for readers
 };
 
 }  // namespace
@@ -259,8 +271,7 @@ class LedgerImpl final : public Ledger, private Store {
   void WriterLoop();
   void RunGroup(std::deque<Submission>* subs);
   void FinishGroup(Group* group, std::vector<DoneFn> dones,
-                   std::vector<std::pair<std::string, std::string>> aux,
-                   std::chrono::steady_clock::time_point t0);
+                   std::vector<std::pair<std::string, std::string>> aux, uint64_t cpu0);
   void FailPipeline(const Status& s);
   bool TryRecover();
 
@@ -282,6 +293,8 @@ class LedgerImpl final : public Ledger, private Store {
   std::mutex write_mu_;
   std::condition_variable write_cv_;
   std::deque<std::unique_ptr<PendingWrite>> writes_;
+  std::vector<std::unique_ptr<PendingWrite>> free_writes_;  // GUARDED_BY(write_mu_)
+  Group group_buf_;  // sequencer only
   bool writer_stop_ = false;
   uint64_t group_sequence_ = 0;
 
@@ -301,6 +314,16 @@ class LedgerImpl final : public Ledger, private Store {
   std::thread sequencer_;
   std::thread writer_;
   std::thread::id sequencer_id_, writer_id_;
+
+  // Lazy account snapshots (sequencer thread).
+  std::chrono::steady_clock::time_point last_snapshot_ = std::chrono::steady_clock::now();
+  bool force_snapshot_ = false;
+  // Durable account state served to readers: updated by the writer after
+  // each successful write (or by replay on a read-only instance).
+  std::shared_mutex committed_mu_;
+  std::unordered_map<AccountId, Account, IdHash> committed_;
+  uint64_t replayed_ts_ = 0;  // read-only: events replayed up to here
+  Status ReplayTail(uint64_t after_ts);
   bool closed_ = false;
   std::mutex close_mu_;
 };
@@ -391,10 +414,22 @@ Status LedgerImpl::OpenDb() {
   by_id.memtable_whole_key_filtering = true;
   by_id.memtable_prefix_bloom_size_ratio = 0.05;
 
+  // The history indexes are written on every transfer but only read by
+  // queries: an append-only vector memtable (sorted when flushed or read)
+  // makes their inserts nearly free. Small buffers bound the sort a query
+  // may trigger on the live memtable.
+  rocksdb::ColumnFamilyOptions index = cf_opts;
+  index.memtable_factory.reset(new rocksdb::VectorRepFactory(1 << 16));
+  index.write_buffer_size = 16 << 20;
+
   std::vector<rocksdb::ColumnFamilyDescriptor> descs;
   for (size_t i = 0; i < kCfCount; ++i) {
-    bool keyed_by_id = i == kAccounts || i == kTransferIds || i == kAccountIndex ||
-                       i == kUserData || i == kHoldsOpen || i == kHoldsDone || i == kFailed;
+    if (i == kAccountIndex || i == kUserData) {
+      descs.emplace_back(kCfNames[i], index);
+      continue;
+    }
+    bool keyed_by_id = i == kAccounts || i == kTransferIds || i == kHoldsOpen ||
+                       i == kHoldsDone || i == kFailed;
     descs.emplace_back(kCfNames[i], keyed_by_id ? by_id : cf_opts);
   }
   rocksdb::DB* raw = nullptr;
@@ -434,6 +469,12 @@ Status LedgerImpl::LoadState() {
     engine_.LoadAccount(a);
   }
   NARAE_RETURN_IF_ERROR(FromRocks(it->status(), "scan accounts"));
+  replayed_ts_ = meta_.accounts_snapshot_ts;
+  NARAE_RETURN_IF_ERROR(ReplayTail(meta_.accounts_snapshot_ts));
+  {
+    std::unique_lock<std::shared_mutex> lock(committed_mu_);
+    committed_ = engine_.CopyAccounts();
+  }
   it.reset(db_->NewIterator(total, cfs_[kHoldsOpen]));
   for (it->SeekToFirst(); it->Valid(); it->Next()) {
     if (it->key().size() != 16 || it->value().size() != 8) {
@@ -448,6 +489,25 @@ Status LedgerImpl::LoadState() {
   stat_accounts_ = engine_.account_count();
   stat_open_holds_ = engine_.open_hold_count();
   return Status::Ok();
+}
+
+// Brings the accounts up to date with the events after `after_ts` (the
+// snapshot written last), in order.
+Status LedgerImpl::ReplayTail(uint64_t after_ts) {
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator({}, cfs_[kEvents]));
+  for (it->Seek(codec::KeyTs(after_ts + 1)); it->Valid(); it->Next()) {
+    codec::Event e;
+    if (it->key().size() != 8 ||
+        !codec::DecodeEvent(std::string_view(it->value().data(), it->value().size()), &e)) {
+      return Status::Corruption("event record during replay");
+    }
+    if (!engine_.ReplayEvent(e)) {
+      return Status::Corruption("event at " + std::to_string(e.timestamp()) +
+                                " does not apply to the stored accounts");
+    }
+    replayed_ts_ = codec::GetU64(it->key().data());
+  }
+  return FromRocks(it->status(), "replay events");
 }
 
 void LedgerImpl::Start() {
@@ -559,7 +619,14 @@ void LedgerImpl::SequencerLoop() {
         // Sleep until the next expiry (at most 100 ms, the clock may be fake).
         cv_.wait_for(lock, std::chrono::milliseconds(100));
       }
-      if (queue_.empty() && stopping_) break;
+      if (queue_.empty() && stopping_) {
+        lock.unlock();
+        if (healthy_.load() && engine_.dirty_count() > 0) {
+          force_snapshot_ = true;  // a fast restart: no tail to replay
+          RunGroup(&subs);
+        }
+        break;
+      }
       tick_requested_ = false;
       subs.swap(queue_);
     }
@@ -586,8 +653,16 @@ void LedgerImpl::SequencerLoop() {
 }
 
 void LedgerImpl::RunGroup(std::deque<Submission>* subs) {
-  const auto t0 = std::chrono::steady_clock::now();
-  Group group;
+  const uint64_t cpu0 = ThreadCpuUs();
+  Group& group = group_buf_;  // reused: its vectors keep their capacity
+  group.first_timestamp = group.last_timestamp = 0;
+  group.events.clear();
+  group.touched_accounts.clear();
+  group.failed.clear();
+  group.holds_opened.clear();
+  group.holds_done.clear();
+  group.index_rows.clear();
+  group.aux.clear();
   engine_.BeginGroup(&group, options_.clock_ns());
   engine_.ExpireDue(kExpiriesPerGroupMax);
   std::vector<std::pair<std::string, std::string>> aux;
@@ -599,13 +674,21 @@ void LedgerImpl::RunGroup(std::deque<Submission>* subs) {
     s.fn(txn);
     dones.push_back(std::move(s.done));
   }
-  FinishGroup(&group, std::move(dones), std::move(aux), t0);
+  FinishGroup(&group, std::move(dones), std::move(aux), cpu0);
 }
 
 void LedgerImpl::FinishGroup(Group* group, std::vector<DoneFn> dones,
                              std::vector<std::pair<std::string, std::string>> aux,
-                             std::chrono::steady_clock::time_point t0) {
-  auto w = std::make_unique<PendingWrite>();
+                             uint64_t cpu0) {
+  std::unique_ptr<PendingWrite> w;
+  {
+    std::lock_guard<std::mutex> lock(write_mu_);
+    if (!free_writes_.empty()) {
+      w = std::move(free_writes_.back());
+      free_writes_.pop_back();
+    }
+  }
+  if (!w) w = std::make_unique<PendingWrite>();
   w->sequence = ++group_sequence_;
   w->dones = std::move(dones);
   w->events = group->events.size();
@@ -652,12 +735,22 @@ void LedgerImpl::FinishGroup(Group* group, std::vector<DoneFn> dones,
     NARAE_CHECK(b.Put(cfs_[kAccountIndex], codec::Key128Ts(r.account.value, r.timestamp), value)
                     .ok());
   }
-  std::vector<AccountId> touched(group->touched_accounts.begin(), group->touched_accounts.end());
-  std::sort(touched.begin(), touched.end());
-  for (const AccountId& id : touched) {
-    const Account* a = engine_.FindAccount(id);
-    if (a == nullptr) continue;  // created by a chain that was rolled back
-    NARAE_CHECK(b.Put(cfs_[kAccounts], codec::Key128(id.value), codec::EncodeAccount(*a)).ok());
+  w->accounts.reserve(group->touched_accounts.size());
+  for (const Account* a : group->touched_accounts) w->accounts.push_back(*a);
+  const auto now = std::chrono::steady_clock::now();
+  if (engine_.dirty_count() > 0 &&
+      (force_snapshot_ || engine_.dirty_count() >= options_.account_snapshot_dirty_max ||
+       now - last_snapshot_ >=
+           std::chrono::milliseconds(options_.account_snapshot_interval_ms))) {
+    std::vector<AccountId> ids = engine_.TakeDirty();
+    std::sort(ids.begin(), ids.end());
+    for (const AccountId& id : ids) {
+      const Account* a = engine_.FindAccount(id);
+      if (a == nullptr) continue;
+      NARAE_CHECK(b.Put(cfs_[kAccounts], codec::Key128(id.value), codec::EncodeAccount(*a)).ok());
+    }
+    meta_.accounts_snapshot_ts = engine_.last_timestamp();
+    last_snapshot_ = now;
   }
   for (const auto& [id, hold] : group->holds_opened) {
     value.clear();
@@ -700,9 +793,7 @@ void LedgerImpl::FinishGroup(Group* group, std::vector<DoneFn> dones,
   }
   stat_accounts_ = engine_.account_count();
   stat_open_holds_ = engine_.open_hold_count();
-  stat_sequencer_busy_us_ += static_cast<uint64_t>(
-      std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t0)
-          .count());
+  stat_sequencer_busy_us_ += ThreadCpuUs() - cpu0;
   {
     std::unique_lock<std::mutex> lock(write_mu_);
     write_cv_.wait(lock, [&] { return writes_.size() < kPipelineDepth; });
@@ -729,14 +820,19 @@ void LedgerImpl::WriterLoop() {
       st = Status::Unavailable("an earlier group failed to write");
     } else if (w->batch.Count() > 0) {
       auto t0 = std::chrono::steady_clock::now();
+      const uint64_t cpu0 = ThreadCpuUs();
       st = FromRocks(db_->Write(wo, &w->batch), "write group");
+      stat_writer_busy_us_ += ThreadCpuUs() - cpu0;
       auto us = std::chrono::duration_cast<std::chrono::microseconds>(
                     std::chrono::steady_clock::now() - t0)
                     .count();
       stat_last_fsync_us_ = static_cast<uint64_t>(us);
-      stat_writer_busy_us_ += static_cast<uint64_t>(us);
     }
     if (st.ok()) {
+      if (!w->accounts.empty()) {
+        std::unique_lock<std::shared_mutex> lock(committed_mu_);
+        for (const Account& a : w->accounts) committed_[a.id] = a;
+      }
       stat_groups_++;
       stat_events_ += w->events;
       stat_last_group_events_ = w->events;
@@ -753,6 +849,12 @@ void LedgerImpl::WriterLoop() {
     for (auto& done : w->dones) {
       if (done) done(st);
     }
+    // Recycle the buffers: fresh multi-megabyte allocations cost page faults.
+    w->batch.Clear();
+    w->dones.clear();
+    w->accounts.clear();
+    std::lock_guard<std::mutex> lock(write_mu_);
+    if (free_writes_.size() < kPipelineDepth + 1) free_writes_.push_back(std::move(w));
   }
 }
 
@@ -815,10 +917,10 @@ Status LedgerImpl::Close() {
 }
 
 std::optional<Account> LedgerImpl::LookupAccount(AccountId id) {
-  auto v = DbGet(kAccounts, codec::Key128(id.value));
-  Account a;
-  if (!v || !codec::DecodeAccount(*v, &a)) return std::nullopt;
-  return a;
+  std::shared_lock<std::shared_mutex> lock(committed_mu_);
+  auto it = committed_.find(id);
+  if (it == committed_.end()) return std::nullopt;
+  return it->second;
 }
 
 std::optional<HoldInfo> LedgerImpl::LookupHold(TransferId id) {
@@ -930,22 +1032,18 @@ Result<std::vector<Transfer>> LedgerImpl::QueryTransfersByUserData(U128 ud, uint
 }
 
 Status LedgerImpl::ScanAccounts(const std::function<bool(const Account&)>& fn) {
-  // A secondary instance is already a fixed view between catch-ups and has
-  // no snapshots; the primary reads one consistent snapshot.
-  std::optional<rocksdb::ManagedSnapshot> snap;
-  if (!options_.read_only) snap.emplace(db_.get());
-  rocksdb::ReadOptions ro;
-  ro.snapshot = snap ? snap->snapshot() : nullptr;
-  ro.total_order_seek = true;
-  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, cfs_[kAccounts]));
-  for (it->SeekToFirst(); it->Valid(); it->Next()) {
-    Account a;
-    if (!codec::DecodeAccount(std::string_view(it->value().data(), it->value().size()), &a)) {
-      return Status::Corruption("account record");
-    }
+  std::vector<Account> all;
+  {
+    std::shared_lock<std::shared_mutex> lock(committed_mu_);
+    all.reserve(committed_.size());
+    for (const auto& [id, a] : committed_) all.push_back(a);
+  }
+  std::sort(all.begin(), all.end(),
+            [](const Account& x, const Account& y) { return x.id < y.id; });
+  for (const Account& a : all) {
     if (!fn(a)) break;
   }
-  return FromRocks(it->status(), "scan accounts");
+  return Status::Ok();
 }
 
 Status LedgerImpl::ScanTransfers(uint64_t from_ts, uint64_t to_ts,
@@ -1010,7 +1108,11 @@ Result<JournalEntry> LedgerImpl::JournalHead() {
 
 Status LedgerImpl::CatchUp() {
   if (!options_.read_only) return Status::Ok();
-  return FromRocks(db_->TryCatchUpWithPrimary(), "catch up with primary");
+  NARAE_RETURN_IF_ERROR(FromRocks(db_->TryCatchUpWithPrimary(), "catch up with primary"));
+  NARAE_RETURN_IF_ERROR(ReplayTail(replayed_ts_));
+  std::unique_lock<std::shared_mutex> lock(committed_mu_);
+  committed_ = engine_.CopyAccounts();
+  return Status::Ok();
 }
 
 Result<VerifyReport> LedgerImpl::Verify(const std::function<void(uint64_t)>& progress) {
@@ -1028,6 +1130,12 @@ Result<VerifyReport> LedgerImpl::Verify(const std::function<void(uint64_t)>& pro
   src.accounts.reset(db_->NewIterator(ro, cfs_[kAccounts]));
   src.holds_open.reset(db_->NewIterator(ro, cfs_[kHoldsOpen]));
   src.meta = DbGet(kDefault, kMetaKey, ro);
+  if (options_.read_only) {
+    std::unique_lock<std::shared_mutex> lock(committed_mu_);
+    src.current = committed_;
+  }
+  // On the primary the live state may move on during the scan: compare it
+  // only on a read-only follower (a fixed view).
   return RunVerify(&src, progress);
 }
 

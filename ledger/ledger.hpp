@@ -384,6 +384,11 @@ struct Options {
   size_t queue_submissions_max = 65536;
   // The clock (ns since the epoch). Tests inject a fake one.
   std::function<uint64_t()> clock_ns;
+  // Account balances are written to disk lazily (the events are the record;
+  // balances are replayed from them on open): at most this often...
+  uint32_t account_snapshot_interval_ms = 1000;
+  // ...or when this many accounts changed since the last snapshot.
+  size_t account_snapshot_dirty_max = 262144;
   // RocksDB block cache, bytes.
   size_t block_cache_bytes = 256u << 20;
 };
@@ -404,8 +409,8 @@ struct LedgerStats {
   uint64_t last_fsync_us = 0;
   uint64_t accounts = 0;
   uint64_t open_holds = 0;
-  uint64_t sequencer_busy_us = 0;  // time spent applying and encoding groups
-  uint64_t writer_busy_us = 0;     // time spent in RocksDB writes (incl. fsync)
+  uint64_t sequencer_busy_us = 0;  // CPU time applying and encoding groups
+  uint64_t writer_busy_us = 0;     // CPU time in RocksDB writes (fsync waits excluded)
   bool healthy = true;  // false after a write error, until recovered
 };
 

@@ -11,6 +11,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 
 #include "ledger/ledger.hpp"
 
@@ -30,6 +31,9 @@ struct VerifySource {
   std::unique_ptr<rocksdb::Iterator> accounts;
   std::unique_ptr<rocksdb::Iterator> holds_open;
   std::optional<std::string> meta;
+  // Balances a reader is served now (read-only followers): must equal the
+  // replay of every event. Empty: not compared.
+  std::unordered_map<AccountId, Account, IdHash> current;
 };
 
 Result<VerifyReport> RunVerify(VerifySource* src, const std::function<void(uint64_t)>& progress);

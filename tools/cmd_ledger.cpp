@@ -178,8 +178,8 @@ int RunBenchLedger(const BenchArgs& a) {
                       {"batch_latency_us_max", Percentile(latencies_us, 1.0)},
                       {"rejected", rejected.load()},
                       {"groups", stats.groups_committed},
-                      {"sequencer_busy_s", double(stats.sequencer_busy_us) / 1e6},
-                      {"writer_busy_s", double(stats.writer_busy_us) / 1e6}};
+                      {"sequencer_cpu_s", double(stats.sequencer_busy_us) / 1e6},
+                      {"writer_cpu_s", double(stats.writer_busy_us) / 1e6}};
   if (!a.json) {
     std::printf("ledger bench: %llu transfers, %llu accounts, batch %u, hot %u%%%s%s\n",
                 (unsigned long long)a.transfers, (unsigned long long)a.accounts, a.batch,
