@@ -17,5 +17,7 @@ void RegisterBankCommands(CLI::App& app);
 // bench switch: the load generator (tools/cmd_bench_switch.cpp); adds to
 // the "bench" subcommand created by RegisterLedgerCommands.
 void RegisterSwitchBenchCommands(CLI::App& app);
+// trial-balance, statement, backup, restore (tools/cmd_audit.cpp)
+void RegisterAuditCommands(CLI::App& app);
 
 }  // namespace narae::tools

@@ -21,6 +21,7 @@ int main(int argc, char** argv) {
   narae::tools::RegisterHsmCommands(app);
   narae::tools::RegisterBankCommands(app);
   narae::tools::RegisterSwitchBenchCommands(app);
+  narae::tools::RegisterAuditCommands(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
