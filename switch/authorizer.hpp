@@ -17,11 +17,17 @@
 //   au/d/c/<card id>, au/d/s/<token id>            CredentialState (bank.hpp)
 //
 // Thread safety: Handle() may be called from any number of threads.
+// REQUIRES: every reply has been delivered (or the ledger closed, which
+// calls back every pending submission) before the handler is destroyed.
+// Bank records changed by `narae` while the handler runs are not seen: the
+// cache is loaded at start (the commands refuse to run while the switch holds
+// the ledger anyway).
 #pragma once
 
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -75,6 +81,7 @@ std::string BuildField48(std::string_view cvv2, std::string_view order_ref = {})
 // Field 55 chip data: the ARQC transaction data (values of 9F02 9F03 9F1A
 // 95 5F2A 9A 9C 9F37 82 9F36 9F10, in this order, those present) and the
 // tags Narae reads. Exposed for tests and test clients.
+// BuildChipData() covers 9F02, 5F2A, 9C (00), 9F37 and 9F36.
 struct ChipData {
   std::vector<uint8_t> arqc;  // 9F26, 8 bytes
   uint16_t atc = 0;           // 9F36
@@ -83,7 +90,7 @@ struct ChipData {
   std::vector<uint8_t> transaction_data;
 };
 Result<ChipData> ParseChipData(std::string_view field55);
-// Builds field 55 with 9F02, 5F2A, 9A, 9C, 9F37, 9F36 and 9F26 (a test client).
+// Builds field 55 with 9F02, 5F2A, 9C, 9F37, 9F36 and 9F26 (a test client).
 std::string BuildChipData(uint64_t amount_minor, uint16_t currency, uint16_t atc,
                           uint32_t unpredictable_number, std::span<const uint8_t> arqc);
 // The transaction data BuildChipData() covers (for computing the ARQC).
