@@ -351,8 +351,8 @@ class LedgerImpl::TxnImpl final : public Txn {
     return l_->engine_.PeekTransfer(id);
   }
   std::optional<std::string> GetAux(std::string_view key) override {
-    for (auto it = aux_->rbegin(); it != aux_->rend(); ++it) {
-      if (it->first == key) return it->second;
+    if (auto it = latest_.find(std::string(key)); it != latest_.end()) {
+      return (*aux_)[it->second].second;
     }
     {
       std::lock_guard<std::mutex> lock(l_->overlay_mu_);
@@ -364,6 +364,7 @@ class LedgerImpl::TxnImpl final : public Txn {
   void PutAux(std::string_view key, std::string_view value) override {
     NARAE_CHECK(!key.empty() && key.size() <= kAuxKeyBytesMax);
     NARAE_CHECK(value.size() <= kAuxValueBytesMax);
+    latest_[std::string(key)] = aux_->size();
     aux_->emplace_back(std::string(key), std::string(value));
   }
   uint64_t now_ns() const override { return l_->engine_.group_base(); }
@@ -371,6 +372,8 @@ class LedgerImpl::TxnImpl final : public Txn {
  private:
   LedgerImpl* l_;
   std::vector<std::pair<std::string, std::string>>* aux_;
+  // key -> index of its latest put in aux_ (puts stay in order for the batch)
+  std::unordered_map<std::string, size_t> latest_;
 };
 
 Result<std::unique_ptr<Ledger>> Ledger::Open(const Options& options) {
