@@ -128,6 +128,9 @@ TEST_F(AuditCliTest, TrialBalanceOfALiveLedger) {
   CmdResult ns = Narae("trial-balance --json --data " + Data() + " --at " +
                        std::to_string(kDay1 + 12 * kHourNs));
   ASSERT_EQ(ns.code, 0);
+  CmdResult table = Narae("trial-balance --data " + Data() + " --at 2027-01-15T12:00:00Z");
+  EXPECT_EQ(table.code, 0);
+  EXPECT_TRUE(table.err.empty()) << "no progress line when stderr is not a terminal: " << table.err;
   EXPECT_EQ(nlohmann::json::parse(ns.out)["totals"], d["totals"]);
 }
 

@@ -232,6 +232,73 @@ TEST_F(AuditTest, TrialBalanceAtAnInstantReplaysHoldsPostsVoidsAndExpiries) {
   }
 }
 
+// A ledger whose accounts do not balance (the real one cannot be made so
+// through its API): only ScanAccounts answers.
+class UnbalancedLedger : public Ledger {
+ public:
+  Result<std::vector<AccountOutcome>> CreateAccounts(std::span<const Account>) override {
+    return Status::Internal("unused");
+  }
+  Result<std::vector<TransferOutcome>> CreateTransfers(std::span<const Transfer>) override {
+    return Status::Internal("unused");
+  }
+  Result<std::vector<ChangeOutcome>> ChangeAccounts(std::span<const AccountChange>) override {
+    return Status::Internal("unused");
+  }
+  Status Submit(TxnFn, DoneFn) override { return Status::Internal("unused"); }
+  Status Execute(TxnFn) override { return Status::Internal("unused"); }
+  std::optional<Account> LookupAccount(AccountId) override { return std::nullopt; }
+  std::optional<Transfer> LookupTransfer(TransferId) override { return std::nullopt; }
+  std::optional<HoldInfo> LookupHold(TransferId) override { return std::nullopt; }
+  Result<std::vector<AccountEntry>> GetAccountEntries(const AccountFilter&) override {
+    return Status::Internal("unused");
+  }
+  Result<std::vector<Transfer>> QueryTransfersByUserData(U128, uint32_t) override {
+    return Status::Internal("unused");
+  }
+  Status ScanAccounts(const std::function<bool(const Account&)>& fn) override {
+    Account a = LedgerTest::Acc(1, 0, kKpw, 1);
+    a.credits_posted = 100;
+    Account b = LedgerTest::Acc(2, 0, kKpw, 8);
+    b.debits_posted = 99;  // one minor unit short
+    Account c = LedgerTest::Acc(3, 0, kUsd, 1);
+    c.credits_pending = c.debits_pending = ~uint64_t{0};  // 128-bit sums, balanced
+    Account d = LedgerTest::Acc(4, 0, kUsd, 1);
+    d.credits_pending = d.debits_pending = ~uint64_t{0};
+    for (const Account& x : {a, b, c, d}) fn(x);
+    return Status::Ok();
+  }
+  Status ScanTransfers(uint64_t, uint64_t, const std::function<bool(const Transfer&)>&) override {
+    return Status::Ok();
+  }
+  std::optional<std::string> GetAux(std::string_view) override { return std::nullopt; }
+  Status ScanAux(std::string_view,
+                 const std::function<bool(std::string_view, std::string_view)>&) override {
+    return Status::Ok();
+  }
+  Result<JournalEntry> JournalHead() override { return JournalEntry{}; }
+  Status CatchUp() override { return Status::Ok(); }
+  Result<VerifyReport> Verify(const std::function<void(uint64_t)>&) override {
+    return VerifyReport{};
+  }
+  Status Checkpoint(const std::string&) override { return Status::Internal("unused"); }
+  LedgerStats Stats() override { return {}; }
+  Status Tick() override { return Status::Ok(); }
+  Status Close() override { return Status::Ok(); }
+};
+
+TEST(AuditTrialBalance, ReportsACurrencyThatDoesNotBalance) {
+  UnbalancedLedger ledger;
+  auto tb = tools::ComputeTrialBalance(ledger, std::nullopt);
+  ASSERT_TRUE(tb.ok());
+  EXPECT_FALSE(tb->balanced());
+  ASSERT_EQ(tb->totals.size(), 2u);
+  EXPECT_EQ(tb->totals[0].ledger, kKpw);  // ordered by ledger number: 408 < 840
+  EXPECT_FALSE(tb->totals[0].balanced());
+  EXPECT_TRUE(tb->totals[1].balanced());
+  EXPECT_EQ(tb->totals[1].debits_pending, static_cast<tools::UInt128>(~uint64_t{0}) * 2);
+}
+
 // ---- statements ------------------------------------------------------------------------
 
 TEST_F(AuditTest, StatementOpeningPlusEntriesIsClosingAcrossAHoldsLife) {
