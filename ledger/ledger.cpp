@@ -200,6 +200,9 @@ struct PendingWrite {
   std::vector<DoneFn> dones;
   size_t events = 0;
   std::vector<Account> accounts;  // touched accounts' new state, for readers
+  // Overlay entries this group added, erased once it is written.
+  std::vector<TransferId> ov_transfers, ov_failed, ov_holds;
+  std::vector<std::string> ov_aux;
 };
 
 }  // namespace
@@ -789,10 +792,22 @@ void LedgerImpl::FinishGroup(Group* group, std::vector<DoneFn> dones,
 
   {
     std::lock_guard<std::mutex> lock(overlay_mu_);
-    for (const auto& [id, t] : engine_.group_transfers()) ov_transfers_[id] = {t, w->sequence};
-    for (const auto& [id, code] : group->failed) ov_failed_[id] = {code, w->sequence};
-    for (const auto& [id, done] : group->holds_done) ov_holds_done_[id] = {done, w->sequence};
-    for (const auto& [k, v] : aux) ov_aux_[k] = {v, w->sequence};
+    for (const auto& [id, t] : engine_.group_transfers()) {
+      ov_transfers_[id] = {t, w->sequence};
+      w->ov_transfers.push_back(id);
+    }
+    for (const auto& [id, code] : group->failed) {
+      ov_failed_[id] = {code, w->sequence};
+      w->ov_failed.push_back(id);
+    }
+    for (const auto& [id, done] : group->holds_done) {
+      ov_holds_done_[id] = {done, w->sequence};
+      w->ov_holds.push_back(id);
+    }
+    for (auto& [k, v] : aux) {
+      w->ov_aux.push_back(k);
+      ov_aux_[std::move(k)] = {std::move(v), w->sequence};
+    }
   }
   stat_accounts_ = engine_.account_count();
   stat_open_holds_ = engine_.open_hold_count();
@@ -844,10 +859,17 @@ void LedgerImpl::WriterLoop() {
     }
     {
       std::lock_guard<std::mutex> lock(overlay_mu_);
-      std::erase_if(ov_transfers_, [&](const auto& e) { return e.second.second <= w->sequence; });
-      std::erase_if(ov_failed_, [&](const auto& e) { return e.second.second <= w->sequence; });
-      std::erase_if(ov_holds_done_, [&](const auto& e) { return e.second.second <= w->sequence; });
-      std::erase_if(ov_aux_, [&](const auto& e) { return e.second.second <= w->sequence; });
+      // Erase exactly what this group added, unless a later group replaced it.
+      auto erase_own = [&](auto& map, const auto& keys) {
+        for (const auto& k : keys) {
+          auto it = map.find(k);
+          if (it != map.end() && it->second.second == w->sequence) map.erase(it);
+        }
+      };
+      erase_own(ov_transfers_, w->ov_transfers);
+      erase_own(ov_failed_, w->ov_failed);
+      erase_own(ov_holds_done_, w->ov_holds);
+      erase_own(ov_aux_, w->ov_aux);
     }
     for (auto& done : w->dones) {
       if (done) done(st);
@@ -856,6 +878,10 @@ void LedgerImpl::WriterLoop() {
     w->batch.Clear();
     w->dones.clear();
     w->accounts.clear();
+    w->ov_transfers.clear();
+    w->ov_failed.clear();
+    w->ov_holds.clear();
+    w->ov_aux.clear();
     std::lock_guard<std::mutex> lock(write_mu_);
     if (free_writes_.size() < kPipelineDepth + 1) free_writes_.push_back(std::move(w));
   }
