@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "crypto/crypto.hpp"
 #include "tests/ledger_fixture.hpp"
 
 namespace narae::testing {
@@ -222,6 +223,47 @@ TEST_F(AuditCliTest, SignedStatementVerifiesAndTamperingIsCaught) {
                   " --public-key " + Quote(pub))
                 .code,
             2);
+}
+
+TEST_F(AuditCliTest, SignsWithAKeyStoreStatementKey) {
+  const std::string keys = dir_.Sub("keys"), master = dir_.Sub("master.key");
+  std::filesystem::create_directories(keys);
+  auto kcv = crypto::CreateMasterKeyFile(master);
+  ASSERT_TRUE(kcv.ok()) << kcv.status().ToString();
+  {
+    auto mk = crypto::LoadMasterKeyFile(master);
+    ASSERT_TRUE(mk.ok());
+    auto store = crypto::KeyStore::Open(keys, std::move(mk).value());
+    ASSERT_TRUE(store.ok()) << store.status().ToString();
+    auto info = (*store)->Generate("stmt-2027", crypto::KeyType::kStatementSigning,
+                                   crypto::KeyAlgorithm::kEd25519, 32);
+    ASSERT_TRUE(info.ok()) << info.status().ToString();
+    ASSERT_TRUE(
+        (*store)->Generate("cvk", crypto::KeyType::kCvk, crypto::KeyAlgorithm::kTdes, 16).ok());
+  }
+  const std::string store_args =
+      " --keys " + Quote(keys) + " --master-key " + Quote(master) + " --key-id ";
+  const std::string file = dir_.Sub("ks.mt940"), pub = dir_.Sub("ks.pub");
+  CmdResult s = Narae("statement --data " + Data() +
+                      " --account 1 --from 2027-01-15 --to 2027-01-16 --format mt940 --out " +
+                      Quote(file) + " --sign" + store_args + "stmt-2027");
+  ASSERT_EQ(s.code, 0) << s.err;
+  CmdResult p = Narae("statement public-key" + store_args + "stmt-2027 --out " + Quote(pub));
+  ASSERT_EQ(p.code, 0) << p.err;
+  EXPECT_EQ(Narae("statement verify " + Quote(file) + " " + Quote(file + ".sig") +
+                  " --public-key " + Quote(pub))
+                .code,
+            0);
+  // A key of another type is refused, before anything is written.
+  CmdResult wrong = Narae("statement --data " + Data() +
+                          " --account 1 --from 2027-01-15 --to 2027-01-16 --format csv --out " +
+                          Quote(dir_.Sub("w.csv")) + " --sign" + store_args + "cvk");
+  EXPECT_EQ(wrong.code, 2);
+  EXPECT_FALSE(wrong.err.empty());
+  EXPECT_FALSE(std::filesystem::exists(dir_.Sub("w.csv")));
+  EXPECT_EQ(
+      Narae("statement public-key" + store_args + "nope --out " + Quote(dir_.Sub("n.pub"))).code,
+      2);
 }
 
 TEST_F(AuditCliTest, BackupAndRestoreVerify) {

@@ -173,8 +173,19 @@ int RunTrialBalance(const TrialBalanceArgs& a) {
 
 // ---- statement ----------------------------------------------------------------------
 
+// The key store in `keys_dir`, unlocked with the master key file (or
+// NARAE_MASTER_KEY when no file is given).
+Result<std::unique_ptr<crypto::KeyStore>> OpenKeyStore(const std::string& keys_dir,
+                                                       const std::string& master_key) {
+  auto mk =
+      master_key.empty() ? crypto::LoadMasterKeyFromEnv() : crypto::LoadMasterKeyFile(master_key);
+  if (!mk.ok()) return mk.status();
+  return crypto::KeyStore::Open(keys_dir, std::move(mk).value());
+}
+
 struct StatementArgs {
   std::string data, account, from, to, format, out, key_file;
+  std::string keys, key_id, master_key;  // key store signing
   bool sign = false;
   bool json = false;
 };
@@ -231,10 +242,22 @@ int RunStatement(const StatementArgs& a) {
   if (*from > *to) {
     return Fail(cmd, a.json, kExitError, "--from " + a.from + " is after --to " + a.to);
   }
-  if (a.sign && a.key_file.empty()) return Fail(cmd, a.json, kExitError, "--sign needs --key-file");
+  const bool use_store = !a.key_id.empty();
+  if (a.sign && a.key_file.empty() == !use_store) {
+    return Fail(cmd, a.json, kExitError,
+                "--sign needs --key-file, or --key-id with --keys (and --master-key)");
+  }
+  if (use_store && a.keys.empty()) return Fail(cmd, a.json, kExitError, "--key-id needs --keys");
   if (a.sign && a.out == "-") return Fail(cmd, a.json, kExitError, "--sign needs a file for --out");
   std::optional<crypto::SecretBytes> key;
-  if (a.sign) {  // before any work: a bad key fails fast
+  std::unique_ptr<crypto::KeyStore> store;
+  if (a.sign && use_store) {  // before any work: a bad key fails fast
+    auto opened_store = OpenKeyStore(a.keys, a.master_key);
+    if (!opened_store.ok()) return Fail(cmd, a.json, opened_store.status());
+    store = std::move(opened_store).value();
+    auto usable = store->Use(a.key_id, crypto::KeyType::kStatementSigning);
+    if (!usable.ok()) return Fail(cmd, a.json, usable.status());
+  } else if (a.sign) {
     auto k = LoadSigningKey(a.key_file);
     if (!k.ok()) return Fail(cmd, a.json, k.status());
     key = std::move(k).value();
@@ -255,9 +278,10 @@ int RunStatement(const StatementArgs& a) {
   Status written = WriteStatementFile(*s, *format, a.out);
   if (!written.ok()) return Fail(cmd, a.json, written);
   std::string sig_path;
-  if (key) {
+  if (a.sign) {
     sig_path = a.out + ".sig";
-    Status signed_ok = SignFile(a.out, *key, sig_path);
+    Status signed_ok = store ? SignFileWithKeyStore(a.out, *store, a.key_id, sig_path)
+                             : SignFile(a.out, *key, sig_path);
     if (!signed_ok.ok()) return Fail(cmd, a.json, signed_ok);
   }
   const uint8_t ex = s->currency.exponent;
@@ -303,6 +327,27 @@ int RunStatementVerify(const VerifyArgs& a) {
                 valid ? "signature OK" : "SIGNATURE INVALID (the file or signature was changed)");
   }
   return valid ? kExitOk : kExitCheckFailed;
+}
+
+struct PublicKeyArgs {
+  std::string keys, key_id, master_key, out;
+  bool json = false;
+};
+
+int RunStatementPublicKey(const PublicKeyArgs& a) {
+  const char* cmd = "statement public-key";
+  auto store = OpenKeyStore(a.keys, a.master_key);
+  if (!store.ok()) return Fail(cmd, a.json, store.status());
+  Status st = ExportKeyStorePublicKey(**store, a.key_id, a.out);
+  if (!st.ok()) return Fail(cmd, a.json, st);
+  if (a.json) {
+    std::printf(
+        "%s\n",
+        nlohmann::json({{"ok", true}, {"key_id", a.key_id}, {"public_key", a.out}}).dump().c_str());
+  } else {
+    std::printf("statement public-key: %s -> %s\n", a.key_id.c_str(), a.out.c_str());
+  }
+  return kExitOk;
 }
 
 struct KeygenArgs {
@@ -507,6 +552,10 @@ void RegisterAuditCommands(CLI::App& app) {
   s->add_option("--out", st.out, "Output file ('-' for stdout, not with --sign)");
   s->add_flag("--sign", st.sign, "Write an Ed25519 detached signature to FILE.sig");
   s->add_option("--key-file", st.key_file, "Signing key: PKCS#8 PEM or 64 hex digits (mode 0600)");
+  s->add_option("--keys", st.keys, "Key store folder (keys.txt), to sign with --key-id");
+  s->add_option("--key-id", st.key_id, "STATEMENT_SIGNING key of the key store");
+  s->add_option("--master-key", st.master_key,
+                "Master key file of the key store (default: $NARAE_MASTER_KEY)");
   s->add_flag("--json", st.json, "JSON summary on stdout");
   s->require_subcommand(0, 1);
 
@@ -528,9 +577,18 @@ void RegisterAuditCommands(CLI::App& app) {
   k->add_flag("--json", kg.json, "JSON output");
   k->callback([] { SetExitCode(RunStatementKeygen(kg)); });
 
-  s->callback([s, v, k] {
-    if (v->parsed() || k->parsed()) return;
-    (void)s;
+  static PublicKeyArgs pk;  // NOLINT
+  auto* p = s->add_subcommand("public-key",
+                              "Export the PEM public key of a key store's statement-signing key");
+  p->add_option("--keys", pk.keys, "Key store folder (keys.txt)")->required();
+  p->add_option("--key-id", pk.key_id, "STATEMENT_SIGNING key id")->required();
+  p->add_option("--master-key", pk.master_key, "Master key file (default: $NARAE_MASTER_KEY)");
+  p->add_option("--out", pk.out, "Public key file to create (PEM)")->required();
+  p->add_flag("--json", pk.json, "JSON output");
+  p->callback([] { SetExitCode(RunStatementPublicKey(pk)); });
+
+  s->callback([v, k, p] {
+    if (v->parsed() || k->parsed() || p->parsed()) return;
     SetExitCode(RunStatement(st));
   });
 

@@ -1076,18 +1076,46 @@ Status GenerateSigningKeyPair(const std::string& private_path, const std::string
   return WriteNewFile(public_path, *pem, 0644);
 }
 
-Status SignFile(const std::string& file, const crypto::SecretBytes& seed,
-                const std::string& signature_path) {
+namespace {
+
+Status SignFileWith(const std::string& file,
+                    const std::function<Result<crypto::Bytes>(crypto::ByteView)>& sign,
+                    const std::string& signature_path) {
   auto data = ReadFile(file, kSignedFileBytesMax);
   if (!data.ok()) return data.status();
-  auto sig = crypto::Ed25519Sign(
-      seed, crypto::ByteView(reinterpret_cast<const uint8_t*>(data->data()), data->size()));
+  auto sig = sign(crypto::ByteView(reinterpret_cast<const uint8_t*>(data->data()), data->size()));
   if (!sig.ok()) return sig.status();
+  if (sig->size() != 64) return Status::Internal("Ed25519 signature is not 64 bytes");
   std::ofstream out(signature_path, std::ios::binary | std::ios::trunc);
   out.write(reinterpret_cast<const char*>(sig->data()), static_cast<std::streamsize>(sig->size()));
   out.close();
   if (!out) return Status::IOError("cannot write " + signature_path);
   return Status::Ok();
+}
+
+}  // namespace
+
+Status SignFile(const std::string& file, const crypto::SecretBytes& seed,
+                const std::string& signature_path) {
+  return SignFileWith(
+      file, [&](crypto::ByteView m) { return crypto::Ed25519Sign(seed, m); }, signature_path);
+}
+
+Status SignFileWithKeyStore(const std::string& file, const crypto::KeyStore& store,
+                            const std::string& key_id, const std::string& signature_path) {
+  return SignFileWith(
+      file, [&](crypto::ByteView m) { return store.SignStatement(key_id, m); }, signature_path);
+}
+
+Status ExportKeyStorePublicKey(const crypto::KeyStore& store, const std::string& key_id,
+                               const std::string& public_path) {
+  auto seed = store.Use(key_id, crypto::KeyType::kStatementSigning);
+  if (!seed.ok()) return seed.status();
+  auto pub = crypto::Ed25519PublicKey(*seed);
+  if (!pub.ok()) return pub.status();
+  auto pem = crypto::Ed25519PublicToPem(*pub);
+  if (!pem.ok()) return pem.status();
+  return WriteNewFile(public_path, *pem, 0644);
 }
 
 Status VerifyFileSignature(const std::string& file, const std::string& signature_path,

@@ -169,6 +169,12 @@ Status GenerateSigningKeyPair(const std::string& private_path, const std::string
 // `signature_path` (readable by `openssl pkeyutl -verify -rawin`).
 Status SignFile(const std::string& file, const crypto::SecretBytes& seed,
                 const std::string& signature_path);
+// The same with a key store's STATEMENT_SIGNING key (KeyStore::SignStatement).
+Status SignFileWithKeyStore(const std::string& file, const crypto::KeyStore& store,
+                            const std::string& key_id, const std::string& signature_path);
+// Writes the PEM public key of a key store's STATEMENT_SIGNING key (new file).
+Status ExportKeyStorePublicKey(const crypto::KeyStore& store, const std::string& key_id,
+                               const std::string& public_path);
 // OK when `signature_path` (raw 64 bytes, or base64 text) is a valid
 // signature of `file` under the PEM public key; PermissionDenied when it is
 // not; other codes for missing or malformed files.
