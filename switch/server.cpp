@@ -10,6 +10,11 @@
 //
 // Boost 1.74 + GCC 12: <utility> must come before the Asio coroutine headers.
 #include <utility>
+// GCC's TSan cannot see Asio's std::atomic_thread_fence (std_fenced_block);
+// the scheduler's mutexes order the handlers. Only the warning is silenced.
+#if defined(__SANITIZE_THREAD__)
+#pragma GCC diagnostic ignored "-Wtsan"
+#endif
 // clang-format off
 #include <boost/asio.hpp>
 #include <boost/asio/ssl.hpp>

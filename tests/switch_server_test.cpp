@@ -1,6 +1,11 @@
 // Tests of the ISO 8583 server (switch/server.*, switch/log.*, switch/config.cpp):
 // the real server on a loopback port with a test handler, driven over TCP.
 #include <utility>
+// GCC's TSan cannot see Asio's std::atomic_thread_fence (std_fenced_block);
+// the scheduler's mutexes order the handlers. Only the warning is silenced.
+#if defined(__SANITIZE_THREAD__)
+#pragma GCC diagnostic ignored "-Wtsan"
+#endif
 // clang-format off
 #include <boost/asio.hpp>
 #include <boost/asio/ssl.hpp>
@@ -897,6 +902,207 @@ TEST(ServerConfig, BadOptionsAreRefusedAtStart) {
   Result<std::unique_ptr<IsoServer>> second = IsoServer::Start(o, &handler, nullptr);
   ASSERT_FALSE(second.ok());
   EXPECT_EQ(second.status().code(), StatusCode::kIOError);
+}
+
+// ---------------------------------------------------------------------------
+// Throughput of the server alone (inline handler): figures for docs/switch.md.
+
+TEST(ServerPerf, PipelinedThroughputWithInlineHandler) {
+  TestHandler handler;
+  ServerOptions o = TestOptions();
+  o.max_in_flight_per_connection = 256;
+  auto server = StartServer(o, &handler);
+  constexpr int kClients = 4;
+  constexpr int kDepth = 64;
+  const auto duration = 1000ms;
+  std::atomic<uint64_t> answered{0};
+  std::vector<std::thread> clients;
+  const auto start = Clock::now();
+  for (int t = 0; t < kClients; ++t) {
+    clients.emplace_back([&] {
+      Client c(server->port());
+      std::vector<uint8_t> batch;
+      for (int i = 0; i < kDepth; ++i) {
+        std::vector<uint8_t> f = PackFramed(Purchase(i + 1)).value();
+        batch.insert(batch.end(), f.begin(), f.end());
+      }
+      // Every response is a 0210 of the same size: read a batch in one go.
+      Message expected = Purchase(1);
+      expected.set_mti("0210");
+      expected.Set(39, "00");
+      std::vector<uint8_t> in(PackFramed(expected).value().size() * kDepth);
+      while (Clock::now() - start < duration) {
+        if (!c.SendRaw(batch)) return;
+        if (!c.ReadExact(in.data(), in.size(), 5000)) return;
+        answered.fetch_add(kDepth);
+      }
+    });
+  }
+  for (auto& t : clients) t.join();
+  const double secs = std::chrono::duration<double>(Clock::now() - start).count();
+  const double per_s = static_cast<double>(answered.load()) / secs;
+  std::printf("[ server ] %d connections x depth %d, inline handler: %.0f requests/s\n", kClients,
+              kDepth, per_s);
+  EXPECT_GT(answered.load(), 1000u);
+}
+
+// ---------------------------------------------------------------------------
+// The real narae-switch binary on a seeded demo bank.
+
+struct Child {
+  pid_t pid = -1;
+  int stdout_fd = -1;
+};
+
+Child Spawn(const std::vector<std::string>& argv) {
+  int fds[2];
+  NARAE_CHECK(::pipe(fds) == 0);
+  Child c;
+  c.pid = ::fork();
+  NARAE_CHECK(c.pid >= 0);
+  if (c.pid == 0) {
+    ::dup2(fds[1], STDOUT_FILENO);
+    ::close(fds[0]);
+    ::close(fds[1]);
+    std::vector<char*> args;
+    for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+    args.push_back(nullptr);
+    ::execv(args[0], args.data());
+    ::_exit(127);
+  }
+  ::close(fds[1]);
+  c.stdout_fd = fds[0];
+  return c;
+}
+
+// Reads the child's stdout until `needle` appears (or EOF / timeout).
+std::string ReadUntil(int fd, const std::string& needle, int timeout_ms) {
+  std::string out;
+  const auto deadline = Clock::now() + std::chrono::milliseconds(timeout_ms);
+  char buf[512];
+  while (out.find(needle) == std::string::npos && Clock::now() < deadline) {
+    pollfd p{fd, POLLIN, 0};
+    if (::poll(&p, 1, 100) <= 0) continue;
+    const ssize_t n = ::read(fd, buf, sizeof(buf));
+    if (n <= 0) break;
+    out.append(buf, static_cast<size_t>(n));
+  }
+  return out;
+}
+
+int WaitExit(pid_t pid, int timeout_ms) {
+  const auto deadline = Clock::now() + std::chrono::milliseconds(timeout_ms);
+  while (Clock::now() < deadline) {
+    int status = 0;
+    if (::waitpid(pid, &status, WNOHANG) == pid) {
+      return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    }
+    std::this_thread::sleep_for(10ms);
+  }
+  ::kill(pid, SIGKILL);
+  ::waitpid(pid, nullptr, 0);
+  return -1;
+}
+
+std::string Slurp(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+TEST(ServerBinary, SeedEchoBenchAndSigtermExitsZero) {
+  const std::string bin = NARAE_BIN_DIR;
+  const std::string narae = bin + "/tools/narae";
+  const std::string sw = bin + "/switch/narae-switch";
+  if (::access(sw.c_str(), X_OK) != 0 || ::access(narae.c_str(), X_OK) != 0) {
+    GTEST_SKIP() << "narae-switch or narae not built";
+  }
+  testing::TempDir dir;
+  const std::string data = dir.Sub("data");
+  const std::string demo = dir.Sub("demo.json");
+  const std::string log = dir.Sub("switch.log");
+  ASSERT_EQ(std::system((narae + " demo seed --data " + data + " --out " + demo +
+                         " --customers 2 >/dev/null")
+                            .c_str()),
+            0);
+  Child child = Spawn({sw, "--data", data, "--iso-listen", "127.0.0.1:0", "--log-file", log,
+                       "--log-level", "debug"});
+  const std::string line = ReadUntil(child.stdout_fd, "\n", 10000);
+  const size_t at = line.find("127.0.0.1:");
+  ASSERT_NE(at, std::string::npos) << line;
+  const uint16_t port = static_cast<uint16_t>(std::stoi(line.substr(at + 10)));
+
+  // Echo test, 0800 / 301.
+  Client c(port);
+  ASSERT_TRUE(c.connected());
+  Message echo("0800");
+  echo.Set(7, "0101120000");
+  echo.Set(11, "000001");
+  echo.Set(70, "301");
+  ASSERT_TRUE(c.Send(echo));
+  std::optional<Message> r = c.Recv();
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->mti(), "0810");
+  EXPECT_EQ(r->Get(39), "00");
+
+  // Two seconds of load from the load generator: every kind answered.
+  const std::string bench_out = dir.Sub("bench.json");
+  ASSERT_EQ(
+      std::system((narae + " bench switch --iso 127.0.0.1:" + std::to_string(port) +
+                   " --credentials " + demo + " --connections 2 --duration 2 --json > " + bench_out)
+                      .c_str()),
+      0)
+      << Slurp(bench_out);
+  nlohmann::json j = nlohmann::json::parse(Slurp(bench_out), nullptr, false);
+  ASSERT_FALSE(j.is_discarded()) << Slurp(bench_out);
+  EXPECT_GT(j["approved"].get<uint64_t>(), 100u);
+  EXPECT_EQ(j["errors"].get<uint64_t>(), 0u);
+  EXPECT_EQ(j["unanswered"].get<uint64_t>(), 0u);
+  for (const char* kind : {"purchase_cvv2", "purchase_pin", "authorization", "completion", "sim"}) {
+    EXPECT_GT(j["kinds"][kind]["approved"].get<uint64_t>(), 0u) << kind;
+  }
+  EXPECT_GT(j["codes"]["05"].get<uint64_t>(), 0u);  // the wrong CVV2s
+  c.Close();
+
+  ASSERT_EQ(::kill(child.pid, SIGTERM), 0);
+  EXPECT_EQ(WaitExit(child.pid, 15000), 0);
+  ::close(child.stdout_fd);
+
+  // No full PAN, SIM token id or key of demo.json in the log (debug level:
+  // every decline is logged).
+  const std::string text = Slurp(log);
+  EXPECT_NE(text.find("\"event\":\"response\""), std::string::npos);
+  nlohmann::json creds = nlohmann::json::parse(Slurp(demo));
+  for (const auto& card : creds["cards"]) {
+    EXPECT_EQ(text.find(card["pan"].get<std::string>()), std::string::npos);
+  }
+  for (const auto& sim : creds["sims"]) {
+    EXPECT_EQ(text.find(sim["token_id"].get<std::string>()), std::string::npos);
+    EXPECT_EQ(text.find(sim["sim_key_hex"].get<std::string>()), std::string::npos);
+  }
+  for (const auto& m : creds["merchants"]) {
+    for (const auto& t : m["terminals"]) {
+      EXPECT_EQ(text.find(t["tpk_hex"].get<std::string>()), std::string::npos);
+    }
+  }
+}
+
+TEST(ServerBinary, BadConfigurationExitsTwo) {
+  const std::string sw = std::string(NARAE_BIN_DIR) + "/switch/narae-switch";
+  if (::access(sw.c_str(), X_OK) != 0) GTEST_SKIP() << "narae-switch not built";
+  testing::TempDir dir;
+  const auto run = [&](const std::string& args) {
+    const int status = std::system((sw + " " + args + " >/dev/null 2>&1").c_str());
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  };
+  EXPECT_EQ(run("--iso-listen 127.0.0.1:0"), 2);                             // no --data
+  EXPECT_EQ(run("--data " + dir.path() + " --bogus 1"), 2);                  // unknown option
+  EXPECT_EQ(run("--data " + dir.path() + " --iso-listen 127.0.0.1:0"), 2);   // no master key
+  EXPECT_EQ(run("--data " + dir.path() + " --http-listen 127.0.0.1:0"), 2);  // not yet
+  std::ofstream(dir.Sub("bad.json")) << R"({"server": {"max_frame_bytes": "big"}})";
+  EXPECT_EQ(run("--data " + dir.path() + " --config " + dir.Sub("bad.json")), 2);
+  EXPECT_EQ(run("--help"), 0);
 }
 
 }  // namespace
