@@ -527,7 +527,7 @@ class Connection {
       m->Set(22, "012");
       std::string cvv2 = card->cvv2;
       if (kind == Kind::kWrongCvv2) cvv2[0] = cvv2[0] == '9' ? '0' : static_cast<char>(cvv2[0] + 1);
-      m->Set(48, "CVV2" + cvv2);
+      m->Set(48, "CVV203" + cvv2);  // element: tag CVV2, length 03 (docs/authorization.md)
     }
     f->request.pan = card->pan;
     f->request.amount_minor = amount;
