@@ -114,12 +114,18 @@ void Engine::LoadOpenHold(const OpenHold& h) {
 
 bool Engine::ReplayEvent(const codec::Event& e) {
   switch (e.kind) {
-    case codec::EventKind::kAccountCreated:
-      accounts_[e.account.id].a = e.account;
+    case codec::EventKind::kAccountCreated: {
+      // Replayed changes are newer than the stored snapshot: the next
+      // snapshot must write them (MarkDirty), or it would claim them.
+      Slot& slot = accounts_[e.account.id];
+      slot.a = e.account;
+      MarkDirty(slot);
       return true;
+    }
     case codec::EventKind::kAccountChanged: {
       auto it = accounts_.find(e.change.id);
       if (it == accounts_.end()) return false;
+      MarkDirty(it->second);
       uint16_t& f = it->second.a.flags;
       switch (e.change.action) {
         case AccountAction::kClose: f |= af::kClosed; break;
@@ -136,6 +142,8 @@ bool Engine::ReplayEvent(const codec::Event& e) {
       if (d == accounts_.end() || c == accounts_.end()) return false;
       if (d->second.a.debits_pending < e.expiry.amount_minor) return false;
       if (c->second.a.credits_pending < e.expiry.amount_minor) return false;
+      MarkDirty(d->second);
+      MarkDirty(c->second);
       d->second.a.debits_pending -= e.expiry.amount_minor;
       c->second.a.credits_pending -= e.expiry.amount_minor;
       return true;
@@ -146,6 +154,8 @@ bool Engine::ReplayEvent(const codec::Event& e) {
   auto d = accounts_.find(t.debit_account_id);
   auto c = accounts_.find(t.credit_account_id);
   if (d == accounts_.end() || c == accounts_.end()) return false;
+  MarkDirty(d->second);
+  MarkDirty(c->second);
   Account& dr = d->second.a;
   Account& cr = c->second.a;
   if (IsPostOrVoid(t)) {
@@ -210,15 +220,19 @@ uint64_t Engine::NextExpiry() const {
   return expiry_queue_.empty() ? 0 : expiry_queue_.begin()->first;
 }
 
+void Engine::MarkDirty(Slot& slot) {
+  if (!slot.dirty) {
+    slot.dirty = true;
+    dirty_.push_back(slot.a.id);
+  }
+}
+
 void Engine::MarkTouched(Slot& slot) {
   if (slot.touched_group != group_seq_) {
     slot.touched_group = group_seq_;
     group_->touched_accounts.push_back(&slot.a);
   }
-  if (!slot.dirty) {
-    slot.dirty = true;
-    dirty_.push_back(slot.a.id);
-  }
+  MarkDirty(slot);
 }
 
 void Engine::Touch(Slot& slot, uint64_t ts) {

@@ -124,6 +124,7 @@ class Engine {
   void RecordTransfer(const Transfer& t, Slot& dr, Slot& cr, std::vector<Undo>* undo);
   void Touch(Slot& slot, uint64_t ts);
   void MarkTouched(Slot& slot);
+  void MarkDirty(Slot& slot);
   void Rollback(std::vector<Undo>* undo);
   struct Marks {
     size_t events, failed, holds_opened, holds_done, index_rows;
