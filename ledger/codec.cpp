@@ -32,9 +32,8 @@ void serialize(Archive& ar, Account& a, const std::uint32_t version) {
 template <class Archive>
 void serialize(Archive& ar, Transfer& t, const std::uint32_t version) {
   CheckVersion(version);
-  ar(t.id, t.debit_account_id, t.credit_account_id, t.amount_minor, t.pending_id,
-     t.user_data_128, t.user_data_64, t.user_data_32, t.timeout_s, t.ledger, t.code, t.flags,
-     t.timestamp);
+  ar(t.id, t.debit_account_id, t.credit_account_id, t.amount_minor, t.pending_id, t.user_data_128,
+     t.user_data_64, t.user_data_32, t.timeout_s, t.ledger, t.code, t.flags, t.timestamp);
 }
 template <class Archive>
 void serialize(Archive& ar, AccountChange& c, const std::uint32_t version) {
@@ -52,8 +51,7 @@ namespace codec {
 template <class Archive>
 void serialize(Archive& ar, Expiry& e, const std::uint32_t version) {
   CheckVersion(version);
-  ar(e.pending_id, e.debit_account_id, e.credit_account_id, e.amount_minor, e.ledger,
-     e.timestamp);
+  ar(e.pending_id, e.debit_account_id, e.credit_account_id, e.amount_minor, e.ledger, e.timestamp);
 }
 template <class Archive>
 void serialize(Archive& ar, Meta& m, const std::uint32_t version) {
@@ -127,10 +125,14 @@ bool Decode(std::string_view data, T* value) {
 
 uint64_t Event::timestamp() const {
   switch (kind) {
-    case EventKind::kAccountCreated: return account.timestamp;
-    case EventKind::kTransfer: return transfer.timestamp;
-    case EventKind::kAccountChanged: return change.timestamp;
-    case EventKind::kHoldExpired: return expiry.timestamp;
+    case EventKind::kAccountCreated:
+      return account.timestamp;
+    case EventKind::kTransfer:
+      return transfer.timestamp;
+    case EventKind::kAccountChanged:
+      return change.timestamp;
+    case EventKind::kHoldExpired:
+      return expiry.timestamp;
   }
   return 0;
 }
@@ -185,10 +187,18 @@ bool DecodeAccount(std::string_view data, Account* a) { return Decode(data, a); 
 void EncodeEvent(const Event& e, std::string* out) {
   out->push_back(static_cast<char>(e.kind));
   switch (e.kind) {
-    case EventKind::kAccountCreated: Encode(e.account, out); break;
-    case EventKind::kTransfer: Encode(e.transfer, out); break;
-    case EventKind::kAccountChanged: Encode(e.change, out); break;
-    case EventKind::kHoldExpired: Encode(e.expiry, out); break;
+    case EventKind::kAccountCreated:
+      Encode(e.account, out);
+      break;
+    case EventKind::kTransfer:
+      Encode(e.transfer, out);
+      break;
+    case EventKind::kAccountChanged:
+      Encode(e.change, out);
+      break;
+    case EventKind::kHoldExpired:
+      Encode(e.expiry, out);
+      break;
   }
 }
 
@@ -209,7 +219,8 @@ bool DecodeEvent(std::string_view data, Event* e) {
     case static_cast<uint8_t>(EventKind::kHoldExpired):
       e->kind = EventKind::kHoldExpired;
       return Decode(data, &e->expiry);
-    default: return false;
+    default:
+      return false;
   }
 }
 

@@ -32,10 +32,10 @@ struct Expiry {
 
 struct Event {
   EventKind kind = EventKind::kTransfer;
-  Account account;        // kAccountCreated (as created: zero balances)
-  Transfer transfer;      // kTransfer
-  AccountChange change;   // kAccountChanged
-  Expiry expiry;          // kHoldExpired
+  Account account;       // kAccountCreated (as created: zero balances)
+  Transfer transfer;     // kTransfer
+  AccountChange change;  // kAccountChanged
+  Expiry expiry;         // kHoldExpired
   uint64_t timestamp() const;
 };
 

@@ -19,9 +19,7 @@ bool AddOverflows(uint64_t a, uint64_t b) { return a > std::numeric_limits<uint6
 
 // Failures that depend on stored state: a retry of the same id could
 // otherwise succeed later, so they are remembered (id_already_failed).
-bool IsTransient(TR r) {
-  return r >= TR::kDebitAccountNotFound && r != TR::kIdAlreadyFailed;
-}
+bool IsTransient(TR r) { return r >= TR::kDebitAccountNotFound && r != TR::kIdAlreadyFailed; }
 
 // The debit side's limit (accounts whose debits must not exceed credits).
 TR DebitLimit(const Account& a, uint64_t amount) {
@@ -75,12 +73,12 @@ bool IsPostOrVoid(const Transfer& t) {
 
 struct Engine::Undo {
   enum class Kind : uint8_t {
-    kAccountState,    // restore `account`
-    kAccountCreated,  // erase account_id
-    kTransferCreated, // erase transfer_id from group_transfers_
-    kHoldOpened,      // erase transfer_id from open holds
-    kHoldClosed,      // reinsert `hold`
-    kHoldDone,        // erase transfer_id from group_holds_done_
+    kAccountState,     // restore `account`
+    kAccountCreated,   // erase account_id
+    kTransferCreated,  // erase transfer_id from group_transfers_
+    kHoldOpened,       // erase transfer_id from open holds
+    kHoldClosed,       // reinsert `hold`
+    kHoldDone,         // erase transfer_id from group_holds_done_
   };
   Kind kind;
   Account account;
@@ -128,11 +126,20 @@ bool Engine::ReplayEvent(const codec::Event& e) {
       MarkDirty(it->second);
       uint16_t& f = it->second.a.flags;
       switch (e.change.action) {
-        case AccountAction::kClose: f |= af::kClosed; break;
-        case AccountAction::kReopen: f &= static_cast<uint16_t>(~af::kClosed); break;
-        case AccountAction::kFreeze: f |= af::kFrozen; break;
-        case AccountAction::kUnfreeze: f &= static_cast<uint16_t>(~af::kFrozen); break;
-        default: return false;
+        case AccountAction::kClose:
+          f |= af::kClosed;
+          break;
+        case AccountAction::kReopen:
+          f &= static_cast<uint16_t>(~af::kClosed);
+          break;
+        case AccountAction::kFreeze:
+          f |= af::kFrozen;
+          break;
+        case AccountAction::kUnfreeze:
+          f &= static_cast<uint16_t>(~af::kFrozen);
+          break;
+        default:
+          return false;
       }
       return true;
     }
@@ -148,7 +155,8 @@ bool Engine::ReplayEvent(const codec::Event& e) {
       c->second.a.credits_pending -= e.expiry.amount_minor;
       return true;
     }
-    case codec::EventKind::kTransfer: break;
+    case codec::EventKind::kTransfer:
+      break;
   }
   const Transfer& t = e.transfer;
   auto d = accounts_.find(t.debit_account_id);
@@ -239,8 +247,8 @@ void Engine::Touch(Slot& slot, uint64_t ts) {
   MarkTouched(slot);
   const Account& a = slot.a;
   bool history = (a.flags & af::kHistory) != 0;
-  group_->index_rows.push_back({a.id, ts, history, a.debits_pending, a.debits_posted,
-                                a.credits_pending, a.credits_posted});
+  group_->index_rows.push_back(
+      {a.id, ts, history, a.debits_pending, a.debits_posted, a.credits_pending, a.credits_posted});
 }
 
 size_t Engine::ExpireDue(size_t max) {
@@ -291,18 +299,23 @@ void Engine::Truncate(const Marks& m) {
 void Engine::Rollback(std::vector<Undo>* undo) {
   for (auto it = undo->rbegin(); it != undo->rend(); ++it) {
     switch (it->kind) {
-      case Undo::Kind::kAccountState: accounts_[it->account.id].a = it->account; break;
+      case Undo::Kind::kAccountState:
+        accounts_[it->account.id].a = it->account;
+        break;
       case Undo::Kind::kAccountCreated: {
         auto slot = accounts_.find(it->account.id);
         NARAE_CHECK(slot != accounts_.end());
         const Account* gone = &slot->second.a;
         auto& touched = group_->touched_accounts;
         touched.erase(std::remove(touched.begin(), touched.end(), gone), touched.end());
-        if (slot->second.dirty) dirty_.erase(std::remove(dirty_.begin(), dirty_.end(), slot->first), dirty_.end());
+        if (slot->second.dirty)
+          dirty_.erase(std::remove(dirty_.begin(), dirty_.end(), slot->first), dirty_.end());
         accounts_.erase(slot);
         break;
       }
-      case Undo::Kind::kTransferCreated: group_transfers_.erase(it->transfer_id); break;
+      case Undo::Kind::kTransferCreated:
+        group_transfers_.erase(it->transfer_id);
+        break;
       case Undo::Kind::kHoldOpened: {
         auto h = open_holds_.find(it->transfer_id);
         NARAE_CHECK(h != open_holds_.end());
@@ -314,7 +327,9 @@ void Engine::Rollback(std::vector<Undo>* undo) {
         open_holds_[it->transfer_id] = it->hold;
         if (it->hold.expires_at != 0) expiry_queue_.emplace(it->hold.expires_at, it->transfer_id);
         break;
-      case Undo::Kind::kHoldDone: group_holds_done_.erase(it->transfer_id); break;
+      case Undo::Kind::kHoldDone:
+        group_holds_done_.erase(it->transfer_id);
+        break;
     }
   }
   undo->clear();
@@ -615,9 +630,12 @@ TR Engine::ApplyPostOrVoid(const Transfer& t, TransferOutcome* out, std::vector<
     }
     if (!done) return TR::kPendingTransferNotFound;
     switch (done->state) {
-      case HoldState::kPosted: return TR::kPendingTransferAlreadyPosted;
-      case HoldState::kVoided: return TR::kPendingTransferAlreadyVoided;
-      default: return TR::kPendingTransferExpired;
+      case HoldState::kPosted:
+        return TR::kPendingTransferAlreadyPosted;
+      case HoldState::kVoided:
+        return TR::kPendingTransferAlreadyVoided;
+      default:
+        return TR::kPendingTransferExpired;
     }
   }
   Slot& dslot = accounts_.at(p->debit_account_id);

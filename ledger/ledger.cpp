@@ -21,6 +21,7 @@
 #include "ledger/ledger.hpp"
 
 #include <openssl/evp.h>
+#include <pthread.h>
 #include <rocksdb/db.h>
 #include <rocksdb/filter_policy.h>
 #include <rocksdb/memtablerep.h>
@@ -28,7 +29,6 @@
 #include <rocksdb/table.h>
 #include <rocksdb/utilities/checkpoint.h>
 #include <rocksdb/write_batch.h>
-#include <pthread.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -75,10 +75,14 @@ const char* ResultName(ChangeAccountResult r) {
 
 const char* HoldStateName(HoldState s) {
   switch (s) {
-    case HoldState::kPending: return "pending";
-    case HoldState::kPosted: return "posted";
-    case HoldState::kVoided: return "voided";
-    case HoldState::kExpired: return "expired";
+    case HoldState::kPending:
+      return "pending";
+    case HoldState::kPosted:
+      return "posted";
+    case HoldState::kVoided:
+      return "voided";
+    case HoldState::kExpired:
+      return "expired";
   }
   return "unknown";
 }
@@ -146,9 +150,9 @@ enum Cf : size_t {
   kAux,
   kCfCount,
 };
-const char* const kCfNames[kCfCount] = {"default",    "accounts",   "events",     "transfer_ids",
+const char* const kCfNames[kCfCount] = {"default",       "accounts",  "events",     "transfer_ids",
                                         "account_index", "user_data", "holds_open", "holds_done",
-                                        "failed",     "journal",    "aux"};
+                                        "failed",        "journal",   "aux"};
 
 // CPU time of the calling thread, microseconds (not disturbed by other
 // processes competing for the cores, unlike wall time).
@@ -297,7 +301,7 @@ class LedgerImpl final : public Ledger, private Store {
   std::condition_variable write_cv_;
   std::deque<std::unique_ptr<PendingWrite>> writes_;
   std::vector<std::unique_ptr<PendingWrite>> free_writes_;  // GUARDED_BY(write_mu_)
-  Group group_buf_;  // sequencer only
+  Group group_buf_;                                         // sequencer only
   bool writer_stop_ = false;
   uint64_t group_sequence_ = 0;
 
@@ -434,8 +438,8 @@ Status LedgerImpl::OpenDb() {
       descs.emplace_back(kCfNames[i], index);
       continue;
     }
-    bool keyed_by_id = i == kAccounts || i == kTransferIds || i == kHoldsOpen ||
-                       i == kHoldsDone || i == kFailed;
+    bool keyed_by_id =
+        i == kAccounts || i == kTransferIds || i == kHoldsOpen || i == kHoldsDone || i == kFailed;
     descs.emplace_back(kCfNames[i], keyed_by_id ? by_id : cf_opts);
   }
   rocksdb::DB* raw = nullptr;
@@ -684,8 +688,7 @@ void LedgerImpl::RunGroup(std::deque<Submission>* subs) {
 }
 
 void LedgerImpl::FinishGroup(Group* group, std::vector<DoneFn> dones,
-                             std::vector<std::pair<std::string, std::string>> aux,
-                             uint64_t cpu0) {
+                             std::vector<std::pair<std::string, std::string>> aux, uint64_t cpu0) {
   std::unique_ptr<PendingWrite> w;
   {
     std::lock_guard<std::mutex> lock(write_mu_);
@@ -714,8 +717,7 @@ void LedgerImpl::FinishGroup(Group* group, std::vector<DoneFn> dones,
       const Transfer& t = ev.transfer;
       NARAE_CHECK(b.Put(cfs_[kTransferIds], codec::Key128(t.id.value), key).ok());
       if (!t.user_data_128.IsZero()) {
-        NARAE_CHECK(
-            b.Put(cfs_[kUserData], codec::Key128Ts(t.user_data_128, t.timestamp), "").ok());
+        NARAE_CHECK(b.Put(cfs_[kUserData], codec::Key128Ts(t.user_data_128, t.timestamp), "").ok());
       }
     }
   }
@@ -738,16 +740,15 @@ void LedgerImpl::FinishGroup(Group* group, std::vector<DoneFn> dones,
       codec::PutU64(&value, r.cp);
       codec::PutU64(&value, r.cpo);
     }
-    NARAE_CHECK(b.Put(cfs_[kAccountIndex], codec::Key128Ts(r.account.value, r.timestamp), value)
-                    .ok());
+    NARAE_CHECK(
+        b.Put(cfs_[kAccountIndex], codec::Key128Ts(r.account.value, r.timestamp), value).ok());
   }
   w->accounts.reserve(group->touched_accounts.size());
   for (const Account* a : group->touched_accounts) w->accounts.push_back(*a);
   const auto now = std::chrono::steady_clock::now();
   if (engine_.dirty_count() > 0 &&
       (force_snapshot_ || engine_.dirty_count() >= options_.account_snapshot_dirty_max ||
-       now - last_snapshot_ >=
-           std::chrono::milliseconds(options_.account_snapshot_interval_ms))) {
+       now - last_snapshot_ >= std::chrono::milliseconds(options_.account_snapshot_interval_ms))) {
     std::vector<AccountId> ids = engine_.TakeDirty();
     std::sort(ids.begin(), ids.end());
     for (const AccountId& id : ids) {
@@ -1067,8 +1068,7 @@ Status LedgerImpl::ScanAccounts(const std::function<bool(const Account&)>& fn) {
     all.reserve(committed_.size());
     for (const auto& [id, a] : committed_) all.push_back(a);
   }
-  std::sort(all.begin(), all.end(),
-            [](const Account& x, const Account& y) { return x.id < y.id; });
+  std::sort(all.begin(), all.end(), [](const Account& x, const Account& y) { return x.id < y.id; });
   for (const Account& a : all) {
     if (!fn(a)) break;
   }

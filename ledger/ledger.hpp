@@ -78,8 +78,8 @@ struct IdHash {
 };
 
 // Limits (named and checked, never implicit).
-inline constexpr size_t kBatchEventsMax = 8189;          // events per call
-inline constexpr size_t kQueryLimitMax = 8189;           // rows per query
+inline constexpr size_t kBatchEventsMax = 8189;                  // events per call
+inline constexpr size_t kQueryLimitMax = 8189;                   // rows per query
 inline constexpr uint32_t kTimeoutSecondsMax = 400 * 24 * 3600;  // 400 days
 
 // Account types used by Narae (the ledger itself only requires code != 0).
@@ -156,112 +156,112 @@ struct Transfer {
 };
 
 // Every way creating an account can end, in the order they are checked.
-#define NARAE_ACCOUNT_RESULTS(X)        \
-  X(kOk, ok)                            \
-  X(kLinkedEventFailed, linked_event_failed) \
-  X(kLinkedEventChainOpen, linked_event_chain_open) \
-  X(kTimestampMustBeZero, timestamp_must_be_zero) \
-  X(kReservedFlag, reserved_flag)       \
-  X(kIdMustNotBeZero, id_must_not_be_zero) \
-  X(kIdMustNotBeIntMax, id_must_not_be_int_max) \
-  X(kFlagsAreMutuallyExclusive, flags_are_mutually_exclusive) \
-  X(kStateFlagsMustNotBeSet, state_flags_must_not_be_set) \
-  X(kDebitsPendingMustBeZero, debits_pending_must_be_zero) \
-  X(kDebitsPostedMustBeZero, debits_posted_must_be_zero) \
-  X(kCreditsPendingMustBeZero, credits_pending_must_be_zero) \
-  X(kCreditsPostedMustBeZero, credits_posted_must_be_zero) \
-  X(kLedgerMustNotBeZero, ledger_must_not_be_zero) \
-  X(kCodeMustNotBeZero, code_must_not_be_zero) \
-  X(kLimitRequiresBalanceFlag, limit_requires_balance_flag) \
-  X(kExistsWithDifferentFlags, exists_with_different_flags) \
-  X(kExistsWithDifferentUserData128, exists_with_different_user_data_128) \
-  X(kExistsWithDifferentUserData64, exists_with_different_user_data_64) \
-  X(kExistsWithDifferentUserData32, exists_with_different_user_data_32) \
-  X(kExistsWithDifferentLedger, exists_with_different_ledger) \
-  X(kExistsWithDifferentCode, exists_with_different_code) \
+#define NARAE_ACCOUNT_RESULTS(X)                                               \
+  X(kOk, ok)                                                                   \
+  X(kLinkedEventFailed, linked_event_failed)                                   \
+  X(kLinkedEventChainOpen, linked_event_chain_open)                            \
+  X(kTimestampMustBeZero, timestamp_must_be_zero)                              \
+  X(kReservedFlag, reserved_flag)                                              \
+  X(kIdMustNotBeZero, id_must_not_be_zero)                                     \
+  X(kIdMustNotBeIntMax, id_must_not_be_int_max)                                \
+  X(kFlagsAreMutuallyExclusive, flags_are_mutually_exclusive)                  \
+  X(kStateFlagsMustNotBeSet, state_flags_must_not_be_set)                      \
+  X(kDebitsPendingMustBeZero, debits_pending_must_be_zero)                     \
+  X(kDebitsPostedMustBeZero, debits_posted_must_be_zero)                       \
+  X(kCreditsPendingMustBeZero, credits_pending_must_be_zero)                   \
+  X(kCreditsPostedMustBeZero, credits_posted_must_be_zero)                     \
+  X(kLedgerMustNotBeZero, ledger_must_not_be_zero)                             \
+  X(kCodeMustNotBeZero, code_must_not_be_zero)                                 \
+  X(kLimitRequiresBalanceFlag, limit_requires_balance_flag)                    \
+  X(kExistsWithDifferentFlags, exists_with_different_flags)                    \
+  X(kExistsWithDifferentUserData128, exists_with_different_user_data_128)      \
+  X(kExistsWithDifferentUserData64, exists_with_different_user_data_64)        \
+  X(kExistsWithDifferentUserData32, exists_with_different_user_data_32)        \
+  X(kExistsWithDifferentLedger, exists_with_different_ledger)                  \
+  X(kExistsWithDifferentCode, exists_with_different_code)                      \
   X(kExistsWithDifferentMinimumBalance, exists_with_different_minimum_balance) \
   X(kExistsWithDifferentOverdraftLimit, exists_with_different_overdraft_limit) \
   X(kExists, exists)
 
 // Every way creating a transfer can end, in the order they are checked.
-#define NARAE_TRANSFER_RESULTS(X)                                         \
-  X(kOk, ok)                                                              \
-  X(kLinkedEventFailed, linked_event_failed)                              \
-  X(kLinkedEventChainOpen, linked_event_chain_open)                       \
-  X(kTimestampMustBeZero, timestamp_must_be_zero)                         \
-  X(kReservedFlag, reserved_flag)                                         \
-  X(kIdMustNotBeZero, id_must_not_be_zero)                                \
-  X(kIdMustNotBeIntMax, id_must_not_be_int_max)                           \
-  X(kFlagsAreMutuallyExclusive, flags_are_mutually_exclusive)             \
-  X(kDebitAccountIdMustNotBeZero, debit_account_id_must_not_be_zero)      \
-  X(kDebitAccountIdMustNotBeIntMax, debit_account_id_must_not_be_int_max) \
-  X(kCreditAccountIdMustNotBeZero, credit_account_id_must_not_be_zero)    \
-  X(kCreditAccountIdMustNotBeIntMax, credit_account_id_must_not_be_int_max) \
-  X(kAccountsMustBeDifferent, accounts_must_be_different)                 \
-  X(kPendingIdMustBeZero, pending_id_must_be_zero)                        \
-  X(kPendingIdMustNotBeZero, pending_id_must_not_be_zero)                 \
-  X(kPendingIdMustNotBeIntMax, pending_id_must_not_be_int_max)            \
-  X(kPendingIdMustBeDifferent, pending_id_must_be_different)              \
-  X(kTimeoutReservedForPendingTransfer, timeout_reserved_for_pending_transfer) \
-  X(kTimeoutTooLarge, timeout_too_large)                                  \
-  X(kLedgerMustNotBeZero, ledger_must_not_be_zero)                        \
-  X(kCodeMustNotBeZero, code_must_not_be_zero)                            \
-  X(kAmountMustNotBeZero, amount_must_not_be_zero)                        \
-  X(kExistsWithDifferentFlags, exists_with_different_flags)               \
-  X(kExistsWithDifferentPendingId, exists_with_different_pending_id)      \
-  X(kExistsWithDifferentTimeout, exists_with_different_timeout)           \
-  X(kExistsWithDifferentDebitAccountId, exists_with_different_debit_account_id) \
-  X(kExistsWithDifferentCreditAccountId, exists_with_different_credit_account_id) \
-  X(kExistsWithDifferentAmount, exists_with_different_amount)             \
-  X(kExistsWithDifferentUserData128, exists_with_different_user_data_128) \
-  X(kExistsWithDifferentUserData64, exists_with_different_user_data_64)   \
-  X(kExistsWithDifferentUserData32, exists_with_different_user_data_32)   \
-  X(kExistsWithDifferentLedger, exists_with_different_ledger)             \
-  X(kExistsWithDifferentCode, exists_with_different_code)                 \
-  X(kExists, exists)                                                      \
-  X(kIdAlreadyFailed, id_already_failed)                                  \
-  X(kDebitAccountNotFound, debit_account_not_found)                       \
-  X(kCreditAccountNotFound, credit_account_not_found)                     \
-  X(kAccountsMustHaveTheSameLedger, accounts_must_have_the_same_ledger)   \
-  X(kTransferMustHaveTheSameLedgerAsAccounts, transfer_must_have_the_same_ledger_as_accounts) \
-  X(kPendingTransferNotFound, pending_transfer_not_found)                 \
-  X(kPendingTransferNotPending, pending_transfer_not_pending)             \
-  X(kPendingTransferHasDifferentDebitAccountId, pending_transfer_has_different_debit_account_id) \
+#define NARAE_TRANSFER_RESULTS(X)                                                                  \
+  X(kOk, ok)                                                                                       \
+  X(kLinkedEventFailed, linked_event_failed)                                                       \
+  X(kLinkedEventChainOpen, linked_event_chain_open)                                                \
+  X(kTimestampMustBeZero, timestamp_must_be_zero)                                                  \
+  X(kReservedFlag, reserved_flag)                                                                  \
+  X(kIdMustNotBeZero, id_must_not_be_zero)                                                         \
+  X(kIdMustNotBeIntMax, id_must_not_be_int_max)                                                    \
+  X(kFlagsAreMutuallyExclusive, flags_are_mutually_exclusive)                                      \
+  X(kDebitAccountIdMustNotBeZero, debit_account_id_must_not_be_zero)                               \
+  X(kDebitAccountIdMustNotBeIntMax, debit_account_id_must_not_be_int_max)                          \
+  X(kCreditAccountIdMustNotBeZero, credit_account_id_must_not_be_zero)                             \
+  X(kCreditAccountIdMustNotBeIntMax, credit_account_id_must_not_be_int_max)                        \
+  X(kAccountsMustBeDifferent, accounts_must_be_different)                                          \
+  X(kPendingIdMustBeZero, pending_id_must_be_zero)                                                 \
+  X(kPendingIdMustNotBeZero, pending_id_must_not_be_zero)                                          \
+  X(kPendingIdMustNotBeIntMax, pending_id_must_not_be_int_max)                                     \
+  X(kPendingIdMustBeDifferent, pending_id_must_be_different)                                       \
+  X(kTimeoutReservedForPendingTransfer, timeout_reserved_for_pending_transfer)                     \
+  X(kTimeoutTooLarge, timeout_too_large)                                                           \
+  X(kLedgerMustNotBeZero, ledger_must_not_be_zero)                                                 \
+  X(kCodeMustNotBeZero, code_must_not_be_zero)                                                     \
+  X(kAmountMustNotBeZero, amount_must_not_be_zero)                                                 \
+  X(kExistsWithDifferentFlags, exists_with_different_flags)                                        \
+  X(kExistsWithDifferentPendingId, exists_with_different_pending_id)                               \
+  X(kExistsWithDifferentTimeout, exists_with_different_timeout)                                    \
+  X(kExistsWithDifferentDebitAccountId, exists_with_different_debit_account_id)                    \
+  X(kExistsWithDifferentCreditAccountId, exists_with_different_credit_account_id)                  \
+  X(kExistsWithDifferentAmount, exists_with_different_amount)                                      \
+  X(kExistsWithDifferentUserData128, exists_with_different_user_data_128)                          \
+  X(kExistsWithDifferentUserData64, exists_with_different_user_data_64)                            \
+  X(kExistsWithDifferentUserData32, exists_with_different_user_data_32)                            \
+  X(kExistsWithDifferentLedger, exists_with_different_ledger)                                      \
+  X(kExistsWithDifferentCode, exists_with_different_code)                                          \
+  X(kExists, exists)                                                                               \
+  X(kIdAlreadyFailed, id_already_failed)                                                           \
+  X(kDebitAccountNotFound, debit_account_not_found)                                                \
+  X(kCreditAccountNotFound, credit_account_not_found)                                              \
+  X(kAccountsMustHaveTheSameLedger, accounts_must_have_the_same_ledger)                            \
+  X(kTransferMustHaveTheSameLedgerAsAccounts, transfer_must_have_the_same_ledger_as_accounts)      \
+  X(kPendingTransferNotFound, pending_transfer_not_found)                                          \
+  X(kPendingTransferNotPending, pending_transfer_not_pending)                                      \
+  X(kPendingTransferHasDifferentDebitAccountId, pending_transfer_has_different_debit_account_id)   \
   X(kPendingTransferHasDifferentCreditAccountId, pending_transfer_has_different_credit_account_id) \
-  X(kPendingTransferHasDifferentLedger, pending_transfer_has_different_ledger) \
-  X(kPendingTransferHasDifferentCode, pending_transfer_has_different_code) \
-  X(kExceedsPendingTransferAmount, exceeds_pending_transfer_amount)       \
-  X(kPendingTransferHasDifferentAmount, pending_transfer_has_different_amount) \
-  X(kPendingTransferAlreadyPosted, pending_transfer_already_posted)       \
-  X(kPendingTransferAlreadyVoided, pending_transfer_already_voided)       \
-  X(kPendingTransferExpired, pending_transfer_expired)                    \
-  X(kDebitAccountClosed, debit_account_closed)                            \
-  X(kCreditAccountClosed, credit_account_closed)                          \
-  X(kDebitAccountFrozen, debit_account_frozen)                            \
-  X(kCreditAccountFrozen, credit_account_frozen)                          \
-  X(kOverflowsDebitsPending, overflows_debits_pending)                    \
-  X(kOverflowsCreditsPending, overflows_credits_pending)                  \
-  X(kOverflowsDebitsPosted, overflows_debits_posted)                      \
-  X(kOverflowsCreditsPosted, overflows_credits_posted)                    \
-  X(kOverflowsDebits, overflows_debits)                                   \
-  X(kOverflowsCredits, overflows_credits)                                 \
-  X(kOverflowsTimeout, overflows_timeout)                                 \
-  X(kBelowMinimumBalance, below_minimum_balance)                          \
-  X(kExceedsOverdraftLimit, exceeds_overdraft_limit)                      \
-  X(kExceedsCredits, exceeds_credits)                                     \
+  X(kPendingTransferHasDifferentLedger, pending_transfer_has_different_ledger)                     \
+  X(kPendingTransferHasDifferentCode, pending_transfer_has_different_code)                         \
+  X(kExceedsPendingTransferAmount, exceeds_pending_transfer_amount)                                \
+  X(kPendingTransferHasDifferentAmount, pending_transfer_has_different_amount)                     \
+  X(kPendingTransferAlreadyPosted, pending_transfer_already_posted)                                \
+  X(kPendingTransferAlreadyVoided, pending_transfer_already_voided)                                \
+  X(kPendingTransferExpired, pending_transfer_expired)                                             \
+  X(kDebitAccountClosed, debit_account_closed)                                                     \
+  X(kCreditAccountClosed, credit_account_closed)                                                   \
+  X(kDebitAccountFrozen, debit_account_frozen)                                                     \
+  X(kCreditAccountFrozen, credit_account_frozen)                                                   \
+  X(kOverflowsDebitsPending, overflows_debits_pending)                                             \
+  X(kOverflowsCreditsPending, overflows_credits_pending)                                           \
+  X(kOverflowsDebitsPosted, overflows_debits_posted)                                               \
+  X(kOverflowsCreditsPosted, overflows_credits_posted)                                             \
+  X(kOverflowsDebits, overflows_debits)                                                            \
+  X(kOverflowsCredits, overflows_credits)                                                          \
+  X(kOverflowsTimeout, overflows_timeout)                                                          \
+  X(kBelowMinimumBalance, below_minimum_balance)                                                   \
+  X(kExceedsOverdraftLimit, exceeds_overdraft_limit)                                               \
+  X(kExceedsCredits, exceeds_credits)                                                              \
   X(kExceedsDebits, exceeds_debits)
 
-#define NARAE_CHANGE_RESULTS(X)                 \
-  X(kOk, ok)                                    \
-  X(kLinkedEventFailed, linked_event_failed)    \
+#define NARAE_CHANGE_RESULTS(X)                     \
+  X(kOk, ok)                                        \
+  X(kLinkedEventFailed, linked_event_failed)        \
   X(kLinkedEventChainOpen, linked_event_chain_open) \
-  X(kReservedFlag, reserved_flag)               \
-  X(kInvalidAction, invalid_action)             \
-  X(kAccountNotFound, account_not_found)        \
-  X(kAccountAlreadyClosed, account_already_closed) \
-  X(kAccountNotClosed, account_not_closed)      \
-  X(kAccountAlreadyFrozen, account_already_frozen) \
-  X(kAccountNotFrozen, account_not_frozen)      \
+  X(kReservedFlag, reserved_flag)                   \
+  X(kInvalidAction, invalid_action)                 \
+  X(kAccountNotFound, account_not_found)            \
+  X(kAccountAlreadyClosed, account_already_closed)  \
+  X(kAccountNotClosed, account_not_closed)          \
+  X(kAccountAlreadyFrozen, account_already_frozen)  \
+  X(kAccountNotFrozen, account_not_frozen)          \
   X(kAccountHasPendingBalance, account_has_pending_balance)
 
 #define NARAE_ENUM_VALUE(name, text) name,
@@ -287,9 +287,9 @@ struct TransferOutcome {
 
 // Explicit, recorded changes of an account's state. Accounts are never deleted.
 enum class AccountAction : uint8_t {
-  kClose = 1,     // no new transfers; REQUIRES no pending balance
-  kReopen = 2,    // undo a close
-  kFreeze = 3,    // no new transfers or posts; voids and expiries still release
+  kClose = 1,   // no new transfers; REQUIRES no pending balance
+  kReopen = 2,  // undo a close
+  kFreeze = 3,  // no new transfers or posts; voids and expiries still release
   kUnfreeze = 4,
 };
 struct AccountChange {
@@ -307,10 +307,10 @@ struct ChangeOutcome {
 enum class HoldState : uint8_t { kPending = 1, kPosted = 2, kVoided = 3, kExpired = 4 };
 const char* HoldStateName(HoldState s);
 struct HoldInfo {
-  Transfer hold;                 // the pending transfer
+  Transfer hold;  // the pending transfer
   HoldState state = HoldState::kPending;
-  uint64_t expires_at = 0;       // ns; 0 = never
-  uint64_t resolved_at = 0;      // ns of the post/void/expiry
+  uint64_t expires_at = 0;   // ns; 0 = never
+  uint64_t resolved_at = 0;  // ns of the post/void/expiry
   uint64_t posted_amount_minor = 0;
 };
 
@@ -411,7 +411,7 @@ struct LedgerStats {
   uint64_t open_holds = 0;
   uint64_t sequencer_busy_us = 0;  // CPU time applying and encoding groups
   uint64_t writer_busy_us = 0;     // CPU time in RocksDB writes (fsync waits excluded)
-  bool healthy = true;  // false after a write error, until recovered
+  bool healthy = true;             // false after a write error, until recovered
 };
 
 class Ledger {

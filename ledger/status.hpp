@@ -25,8 +25,8 @@ namespace narae {
   std::abort();
 }
 
-#define NARAE_CHECK(cond)                                     \
-  do {                                                        \
+#define NARAE_CHECK(cond)                                         \
+  do {                                                            \
     if (!(cond)) ::narae::CheckFailed(#cond, __FILE__, __LINE__); \
   } while (0)
 
@@ -89,17 +89,28 @@ class [[nodiscard]] Status {
 
 inline const char* StatusCodeName(StatusCode code) {
   switch (code) {
-    case StatusCode::kOk: return "OK";
-    case StatusCode::kInvalidArgument: return "InvalidArgument";
-    case StatusCode::kNotFound: return "NotFound";
-    case StatusCode::kAlreadyExists: return "AlreadyExists";
-    case StatusCode::kCorruption: return "Corruption";
-    case StatusCode::kIOError: return "IOError";
-    case StatusCode::kPermissionDenied: return "PermissionDenied";
-    case StatusCode::kUnavailable: return "Unavailable";
-    case StatusCode::kFailedPrecondition: return "FailedPrecondition";
-    case StatusCode::kCrypto: return "Crypto";
-    case StatusCode::kInternal: return "Internal";
+    case StatusCode::kOk:
+      return "OK";
+    case StatusCode::kInvalidArgument:
+      return "InvalidArgument";
+    case StatusCode::kNotFound:
+      return "NotFound";
+    case StatusCode::kAlreadyExists:
+      return "AlreadyExists";
+    case StatusCode::kCorruption:
+      return "Corruption";
+    case StatusCode::kIOError:
+      return "IOError";
+    case StatusCode::kPermissionDenied:
+      return "PermissionDenied";
+    case StatusCode::kUnavailable:
+      return "Unavailable";
+    case StatusCode::kFailedPrecondition:
+      return "FailedPrecondition";
+    case StatusCode::kCrypto:
+      return "Crypto";
+    case StatusCode::kInternal:
+      return "Internal";
   }
   return "Unknown";
 }
@@ -109,7 +120,7 @@ inline const char* StatusCodeName(StatusCode code) {
 template <typename T>
 class [[nodiscard]] Result {
  public:
-  Result(T value) : value_(std::move(value)) {}  // NOLINT: implicit by design
+  Result(T value) : value_(std::move(value)) {}         // NOLINT: implicit by design
   Result(Status status) : status_(std::move(status)) {  // NOLINT
     NARAE_CHECK(!status_.ok());
   }
@@ -137,10 +148,10 @@ class [[nodiscard]] Result {
   Status status_;
 };
 
-#define NARAE_RETURN_IF_ERROR(expr)      \
-  do {                                   \
-    ::narae::Status _st = (expr);        \
-    if (!_st.ok()) return _st;           \
+#define NARAE_RETURN_IF_ERROR(expr) \
+  do {                              \
+    ::narae::Status _st = (expr);   \
+    if (!_st.ok()) return _st;      \
   } while (0)
 
 }  // namespace narae

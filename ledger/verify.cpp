@@ -55,18 +55,29 @@ class Replay {
         if (it == accounts_.end()) return "change of unknown account " + e.change.id.ToHex();
         uint16_t& f = it->second.flags;
         switch (e.change.action) {
-          case AccountAction::kClose: f |= account_flags::kClosed; break;
-          case AccountAction::kReopen: f &= uint16_t(~account_flags::kClosed); break;
-          case AccountAction::kFreeze: f |= account_flags::kFrozen; break;
-          case AccountAction::kUnfreeze: f &= uint16_t(~account_flags::kFrozen); break;
-          default: return "unknown account action";
+          case AccountAction::kClose:
+            f |= account_flags::kClosed;
+            break;
+          case AccountAction::kReopen:
+            f &= uint16_t(~account_flags::kClosed);
+            break;
+          case AccountAction::kFreeze:
+            f |= account_flags::kFrozen;
+            break;
+          case AccountAction::kUnfreeze:
+            f &= uint16_t(~account_flags::kFrozen);
+            break;
+          default:
+            return "unknown account action";
         }
         return "";
       }
-      case codec::EventKind::kTransfer: return ApplyTransfer(e.transfer);
+      case codec::EventKind::kTransfer:
+        return ApplyTransfer(e.transfer);
       case codec::EventKind::kHoldExpired: {
         auto p = pending_.find(e.expiry.pending_id);
-        if (p == pending_.end()) return "expiry of a hold not pending " + e.expiry.pending_id.ToHex();
+        if (p == pending_.end())
+          return "expiry of a hold not pending " + e.expiry.pending_id.ToHex();
         if (!Release(p->second)) return "expiry underflows pending balances";
         pending_.erase(p);
         return "";
@@ -181,7 +192,8 @@ Result<VerifyReport> RunVerify(VerifySource* src, const std::function<void(uint6
       }
       if (a.flags != b.flags) return "account " + a.id.ToHex() + ": flags differ";
     }
-    if (!src->accounts->status().ok()) return "reading accounts: " + src->accounts->status().ToString();
+    if (!src->accounts->status().ok())
+      return "reading accounts: " + src->accounts->status().ToString();
     if (stored != replay.accounts().size()) return "accounts missing from the store";
     return "";
   };

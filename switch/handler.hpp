@@ -17,7 +17,7 @@ namespace narae::switching {
 // Who sent a request: filled by the server for every connection.
 struct ConnectionInfo {
   uint64_t connection_id = 0;
-  std::string peer;            // "127.0.0.1:53422"
+  std::string peer;  // "127.0.0.1:53422"
   bool tls = false;
   std::string client_cert_cn;  // mutual TLS: the acquirer's certificate CN, else ""
 };

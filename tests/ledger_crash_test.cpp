@@ -158,10 +158,11 @@ TEST(LedgerCrash, SigkillLosesNothingAcknowledgedAndLeavesNoPartialBatch) {
     ASSERT_TRUE(rep->ok) << "round " << round << ": " << rep->first_problem;
     ASSERT_OK(ledger.Close());
   }
-  std::printf("crash test: %d kills, %llu batches attempted, %llu acknowledged batches checked, "
-              "%llu lost, %llu partial\n",
-              kRounds, (unsigned long long)intents_total, (unsigned long long)acked_total,
-              (unsigned long long)lost, (unsigned long long)partial);
+  std::printf(
+      "crash test: %d kills, %llu batches attempted, %llu acknowledged batches checked, "
+      "%llu lost, %llu partial\n",
+      kRounds, (unsigned long long)intents_total, (unsigned long long)acked_total,
+      (unsigned long long)lost, (unsigned long long)partial);
   EXPECT_EQ(lost, 0u);
   EXPECT_EQ(partial, 0u);
   EXPECT_GT(acked_total, uint64_t{kRounds});

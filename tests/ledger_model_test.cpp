@@ -70,10 +70,14 @@ struct Model {
       if (post && t.amount_minor != 0) amount = t.amount_minor;
       if (post && amount > p->second.amount_minor) return TR::kExceedsPendingTransferAmount;
       switch (holds.at(pid)) {
-        case MHold::kPosted: return TR::kPendingTransferAlreadyPosted;
-        case MHold::kVoided: return TR::kPendingTransferAlreadyVoided;
-        case MHold::kExpired: return TR::kPendingTransferExpired;
-        case MHold::kOpen: break;
+        case MHold::kPosted:
+          return TR::kPendingTransferAlreadyPosted;
+        case MHold::kVoided:
+          return TR::kPendingTransferAlreadyVoided;
+        case MHold::kExpired:
+          return TR::kPendingTransferExpired;
+        case MHold::kOpen:
+          break;
       }
       MAccount& d = accounts[p->second.debit_account_id.value.lo];
       MAccount& c = accounts[p->second.credit_account_id.value.lo];
@@ -151,24 +155,26 @@ TEST_P(LedgerModel, RandomBatchesMatchTheModel) {
       const uint64_t kind = uniform(0, 99);
       if (kind < 8 && !sent.empty()) {
         t = sent[uniform(0, sent.size() - 1)];  // a retry, maybe altered
-        if (uniform(0, 2) == 0 && !(t.flags & (tf::kPostPendingTransfer | tf::kVoidPendingTransfer))) {
+        if (uniform(0, 2) == 0 &&
+            !(t.flags & (tf::kPostPendingTransfer | tf::kVoidPendingTransfer))) {
           t.amount_minor += 1;
         }
         t.flags &= static_cast<uint16_t>(~tf::kLinked);
       } else if (kind < 30 && !pending_ids.empty()) {
         uint64_t pid = pending_ids[uniform(0, pending_ids.size() - 1)];
         t = uniform(0, 2) == 0 ? VoidOf(next_id++, pid) : PostOf(next_id++, pid);
-        if (t.flags & tf::kPostPendingTransfer) t.amount_minor = uniform(0, 1) ? uniform(1, 400) : 0;
+        if (t.flags & tf::kPostPendingTransfer)
+          t.amount_minor = uniform(0, 1) ? uniform(1, 400) : 0;
       } else {
         bool usd = uniform(0, 3) == 0;
         uint64_t base = usd ? 8 : 0;
         uint64_t dr = base + uniform(1, 8), cr = base + uniform(1, 8);
-        if (uniform(0, 40) == 0) cr = 50;               // unknown account
-        if (uniform(0, 40) == 0) cr = usd ? 2 : 10;     // other currency
+        if (uniform(0, 40) == 0) cr = 50;            // unknown account
+        if (uniform(0, 40) == 0) cr = usd ? 2 : 10;  // other currency
         if (dr == cr) cr = base + (cr % 8) + 1;
         if (dr == cr) continue;
         t = Xfer(next_id++, dr, cr, uniform(1, 500), 0, usd ? kUsd : kKpw);
-        if (dr == base + 1) t.amount_minor *= 20;       // funding
+        if (dr == base + 1) t.amount_minor *= 20;  // funding
         if (uniform(0, 2) == 0) {
           t.flags = tf::kPending;
           t.timeout_s = static_cast<uint32_t>(uniform(0, 1) ? uniform(1, 6) : 0);
@@ -192,7 +198,8 @@ TEST_P(LedgerModel, RandomBatchesMatchTheModel) {
       std::vector<TR> results;
       bool failed = false;
       for (size_t k = i; k <= end; ++k) {
-        TR r = (open && k == end) ? TR::kLinkedEventChainOpen : model.Apply(b[k], (*out)[k].timestamp);
+        TR r =
+            (open && k == end) ? TR::kLinkedEventChainOpen : model.Apply(b[k], (*out)[k].timestamp);
         results.push_back(r);
         if (r != TR::kOk && r != TR::kExists) {
           failed = true;
@@ -239,12 +246,13 @@ TEST_P(LedgerModel, RandomBatchesMatchTheModel) {
             int ls = h ? int(h->state) : -1;
             int ms = int(st) + 1;
             if (ls != ms) {
-              std::printf("hold %llu: ledger state %d, model %d, expires %llu now %llu amount %llu cr %llu\n",
-                          (unsigned long long)hid, ls, ms,
-                          (unsigned long long)model.expires_at[hid],
-                          (unsigned long long)clock_ns_.load(),
-                          (unsigned long long)model.transfers[hid].amount_minor,
-                          (unsigned long long)model.transfers[hid].credit_account_id.value.lo);
+              std::printf(
+                  "hold %llu: ledger state %d, model %d, expires %llu now %llu amount %llu cr "
+                  "%llu\n",
+                  (unsigned long long)hid, ls, ms, (unsigned long long)model.expires_at[hid],
+                  (unsigned long long)clock_ns_.load(),
+                  (unsigned long long)model.transfers[hid].amount_minor,
+                  (unsigned long long)model.transfers[hid].credit_account_id.value.lo);
             }
           }
         }

@@ -27,8 +27,8 @@ class TransferResults : public LedgerTest {
  protected:
   void SetUp() override {
     LedgerTest::SetUp();
-    Funded(1, 1000);                               // customer, protected
-    ASSERT_EQ(CreateAccount(Acc(2)), AR::kOk);     // merchant clearing
+    Funded(1, 1000);                            // customer, protected
+    ASSERT_EQ(CreateAccount(Acc(2)), AR::kOk);  // merchant clearing
     ASSERT_EQ(CreateAccount(Acc(3, 0, kUsd)), AR::kOk);
     ASSERT_EQ(CreateAccount(Acc(4, af::kCreditsMustNotExceedDebits)), AR::kOk);
     Funded(5, 1000, /*minimum=*/100);
@@ -36,7 +36,7 @@ class TransferResults : public LedgerTest {
     ASSERT_EQ(CreateAccount(Acc(7)), AR::kOk);
     ASSERT_EQ(CreateAccount(Acc(8)), AR::kOk);
     ASSERT_EQ(Create(Xfer(100, 1, 2, 10, tf::kPending)).result, TR::kOk);  // an open hold
-    ASSERT_EQ(Create(Xfer(101, 1, 2, 10)).result, TR::kOk);               // a posted transfer
+    ASSERT_EQ(Create(Xfer(101, 1, 2, 10)).result, TR::kOk);                // a posted transfer
   }
 };
 
@@ -87,8 +87,7 @@ std::vector<Case> Cases() {
       {"ledger_zero", TR::kLedgerMustNotBeZero, simple(L::Xfer(500, 1, 2, 1, 0, 0))},
       {"code_zero", TR::kCodeMustNotBeZero, simple(edit(ok, [](Transfer& t) { t.code = 0; }))},
       {"amount_zero", TR::kAmountMustNotBeZero, simple(L::Xfer(500, 1, 2, 0))},
-      {"exists_flags", TR::kExistsWithDifferentFlags,
-       simple(L::Xfer(101, 1, 2, 10, tf::kPending))},
+      {"exists_flags", TR::kExistsWithDifferentFlags, simple(L::Xfer(101, 1, 2, 10, tf::kPending))},
       {"exists_pending_id", TR::kExistsWithDifferentPendingId,
        [](LedgerTest* f) {
          NARAE_CHECK(f->Create(L::Xfer(402, 1, 2, 10, tf::kPending)).result == TR::kOk);
@@ -106,8 +105,7 @@ std::vector<Case> Cases() {
        simple(edit(L::Xfer(101, 1, 2, 10), [](Transfer& t) { t.user_data_64 = 1; }))},
       {"exists_ud32", TR::kExistsWithDifferentUserData32,
        simple(edit(L::Xfer(101, 1, 2, 10), [](Transfer& t) { t.user_data_32 = 1; }))},
-      {"exists_ledger", TR::kExistsWithDifferentLedger,
-       simple(L::Xfer(101, 1, 2, 10, 0, kUsd))},
+      {"exists_ledger", TR::kExistsWithDifferentLedger, simple(L::Xfer(101, 1, 2, 10, 0, kUsd))},
       {"exists_code", TR::kExistsWithDifferentCode,
        simple(edit(L::Xfer(101, 1, 2, 10), [](Transfer& t) { t.code = 2; }))},
       {"exists", TR::kExists, simple(L::Xfer(101, 1, 2, 10))},

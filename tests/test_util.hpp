@@ -9,15 +9,15 @@
 
 #include "ledger/status.hpp"
 
-#define ASSERT_OK(expr)                                \
-  do {                                                 \
-    const ::narae::Status _s = (expr);                 \
-    ASSERT_TRUE(_s.ok()) << _s.ToString();             \
+#define ASSERT_OK(expr)                    \
+  do {                                     \
+    const ::narae::Status _s = (expr);     \
+    ASSERT_TRUE(_s.ok()) << _s.ToString(); \
   } while (0)
-#define EXPECT_OK(expr)                                \
-  do {                                                 \
-    const ::narae::Status _s = (expr);                 \
-    EXPECT_TRUE(_s.ok()) << _s.ToString();             \
+#define EXPECT_OK(expr)                    \
+  do {                                     \
+    const ::narae::Status _s = (expr);     \
+    EXPECT_TRUE(_s.ok()) << _s.ToString(); \
   } while (0)
 
 namespace narae::testing {

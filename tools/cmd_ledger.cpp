@@ -1,5 +1,6 @@
 // `narae bench ledger` and `narae verify`: the ledger's benchmark and the
 // auditor's full check of the journal and every balance.
+#include <unistd.h>
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -8,7 +9,6 @@
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <random>
-#include <unistd.h>
 #include <vector>
 
 #include "ledger/ledger.hpp"
@@ -56,8 +56,10 @@ int RunBenchLedger(const BenchArgs& a) {
   }
   std::unique_ptr<Ledger> ledger = std::move(opened.value());
   // Account ids live above any earlier run's (benchmarks may share a folder).
-  const uint64_t base = static_cast<uint64_t>(
-      std::chrono::system_clock::now().time_since_epoch().count() & 0xffffffffffull) << 20;
+  const uint64_t base =
+      static_cast<uint64_t>(std::chrono::system_clock::now().time_since_epoch().count() &
+                            0xffffffffffull)
+      << 20;
   std::vector<Account> accounts;
   for (uint64_t i = 0; i < a.accounts; ++i) {
     Account acc;
@@ -129,8 +131,7 @@ int RunBenchLedger(const BenchArgs& a) {
         [results, batch](Txn& txn) { *results = txn.CreateTransfers(*batch); },
         [&, results, start](Status st) {
           uint64_t us = static_cast<uint64_t>(
-              std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - start)
-                  .count());
+              std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - start).count());
           for (const auto& r : *results) {
             if (r.result != CreateTransferResult::kOk) rejected++;
           }
@@ -190,8 +191,7 @@ int RunBenchLedger(const BenchArgs& a) {
     std::printf("  batch latency p50 %.2f ms, p99 %.2f ms, max %.2f ms; rejected %llu\n",
                 double(Percentile(latencies_us, 0.5)) / 1000,
                 double(Percentile(latencies_us, 0.99)) / 1000,
-                double(Percentile(latencies_us, 1.0)) / 1000,
-                (unsigned long long)rejected.load());
+                double(Percentile(latencies_us, 1.0)) / 1000, (unsigned long long)rejected.load());
   }
   std::printf("%s\n", j.dump().c_str());
   return rejected.load() == 0 ? 0 : 1;
@@ -254,7 +254,7 @@ void RegisterLedgerCommands(CLI::App& app) {
   bl->add_flag("--json", args.json, "Print only the JSON line");
   bl->callback([] { SetExitCode(RunBenchLedger(args)); });
 
-  static std::string verify_data;  // NOLINT
+  static std::string verify_data;   // NOLINT
   static bool verify_json = false;  // NOLINT
   auto* v = app.add_subcommand(
       "verify", "Recompute the journal hash chain and every balance; exit 0 only if all agree");
