@@ -391,7 +391,6 @@ struct ChainApply {
   MarkFn mark;
   TruncFn truncate;
   RollFn roll;
-  std::vector<char> dummy;
   decltype(mark()) marks{};
   void begin() { marks = mark(); }
   void commit() {}
@@ -406,7 +405,7 @@ struct ChainApply {
 };
 template <typename Fn, typename MarkFn, typename TruncFn, typename RollFn>
 ChainApply<Fn, MarkFn, TruncFn, RollFn> MakeChainApply(Fn f, MarkFn m, TruncFn t, RollFn r) {
-  return {f, m, t, r, {}, {}};
+  return {f, m, t, r, {}};
 }
 }  // namespace
 

@@ -192,6 +192,18 @@ std::optional<HoldDone> DecodeHoldDone(std::string_view v) {
                   codec::GetU64(v.data() + 9)};
 }
 
+// Read options over one consistent view: the primary reads a snapshot; a
+// secondary instance is already a fixed view between catch-ups (and has no
+// snapshots).
+struct ConsistentRead {
+  ConsistentRead(rocksdb::DB* db, bool read_only) {
+    if (!read_only) snapshot.emplace(db);
+    options.snapshot = snapshot ? snapshot->snapshot() : nullptr;
+  }
+  std::optional<rocksdb::ManagedSnapshot> snapshot;
+  rocksdb::ReadOptions options;
+};
+
 struct Submission {
   TxnFn fn;
   DoneFn done;
@@ -279,7 +291,7 @@ class LedgerImpl final : public Ledger, private Store {
   void RunGroup(std::deque<Submission>* subs);
   void FinishGroup(Group* group, std::vector<DoneFn> dones,
                    std::vector<std::pair<std::string, std::string>> aux, uint64_t cpu0);
-  void FailPipeline(const Status& s);
+  void FailPipeline();
   bool TryRecover();
 
   Options options_;
@@ -294,7 +306,6 @@ class LedgerImpl final : public Ledger, private Store {
   std::condition_variable cv_;
   std::deque<Submission> queue_;
   bool stopping_ = false;
-  bool tick_requested_ = false;
 
   // Pipeline to the writer.
   std::mutex write_mu_;
@@ -623,7 +634,7 @@ void LedgerImpl::SequencerLoop() {
     {
       std::unique_lock<std::mutex> lock(mu_);
       for (;;) {
-        if (!queue_.empty() || stopping_ || tick_requested_ || !healthy_.load()) break;
+        if (!queue_.empty() || stopping_ || !healthy_.load()) break;
         uint64_t next = engine_.NextExpiry();
         if (next != 0 && healthy_.load() && next <= options_.clock_ns()) break;
         // Sleep until the next expiry (at most 100 ms, the clock may be fake).
@@ -637,7 +648,6 @@ void LedgerImpl::SequencerLoop() {
         }
         break;
       }
-      tick_requested_ = false;
       subs.swap(queue_);
     }
     if (!healthy_.load()) {
@@ -856,7 +866,7 @@ void LedgerImpl::WriterLoop() {
       stat_events_ += w->events;
       stat_last_group_events_ = w->events;
     } else {
-      FailPipeline(st);
+      FailPipeline();
     }
     {
       std::lock_guard<std::mutex> lock(overlay_mu_);
@@ -890,8 +900,7 @@ void LedgerImpl::WriterLoop() {
 
 // A write failed: the in-memory state is ahead of the disk. Refuse new work
 // until the sequencer reloads the durable state (TryRecover).
-void LedgerImpl::FailPipeline(const Status& s) {
-  (void)s;
+void LedgerImpl::FailPipeline() {
   failed_pipeline_ = true;
   healthy_ = false;
 }
@@ -954,12 +963,8 @@ std::optional<Account> LedgerImpl::LookupAccount(AccountId id) {
 }
 
 std::optional<HoldInfo> LedgerImpl::LookupHold(TransferId id) {
-  // A secondary instance is already a fixed view between catch-ups and has
-  // no snapshots; the primary reads one consistent snapshot.
-  std::optional<rocksdb::ManagedSnapshot> snap;
-  if (!options_.read_only) snap.emplace(db_.get());
-  rocksdb::ReadOptions ro;
-  ro.snapshot = snap ? snap->snapshot() : nullptr;
+  ConsistentRead read(db_.get(), options_.read_only);
+  rocksdb::ReadOptions& ro = read.options;
   std::optional<Transfer> t = ReadTransfer(id, ro);
   if (!t || !(t->flags & transfer_flags::kPending)) return std::nullopt;
   HoldInfo info;
@@ -986,12 +991,8 @@ Result<std::vector<AccountEntry>> LedgerImpl::GetAccountEntries(const AccountFil
   uint64_t lo = f.timestamp_min;
   uint64_t hi = f.timestamp_max == 0 ? ~uint64_t{0} : f.timestamp_max;
   if (lo > hi) return Status::InvalidArgument("timestamp_min > timestamp_max");
-  // A secondary instance is already a fixed view between catch-ups and has
-  // no snapshots; the primary reads one consistent snapshot.
-  std::optional<rocksdb::ManagedSnapshot> snap;
-  if (!options_.read_only) snap.emplace(db_.get());
-  rocksdb::ReadOptions ro;
-  ro.snapshot = snap ? snap->snapshot() : nullptr;
+  ConsistentRead read(db_.get(), options_.read_only);
+  rocksdb::ReadOptions& ro = read.options;
   std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, cfs_[kAccountIndex]));
   std::vector<AccountEntry> out;
   const std::string lo_key = codec::Key128Ts(f.account_id.value, lo);
@@ -1039,12 +1040,8 @@ Result<std::vector<AccountEntry>> LedgerImpl::GetAccountEntries(const AccountFil
 
 Result<std::vector<Transfer>> LedgerImpl::QueryTransfersByUserData(U128 ud, uint32_t limit) {
   if (limit == 0 || limit > kQueryLimitMax) return Status::InvalidArgument("limit");
-  // A secondary instance is already a fixed view between catch-ups and has
-  // no snapshots; the primary reads one consistent snapshot.
-  std::optional<rocksdb::ManagedSnapshot> snap;
-  if (!options_.read_only) snap.emplace(db_.get());
-  rocksdb::ReadOptions ro;
-  ro.snapshot = snap ? snap->snapshot() : nullptr;
+  ConsistentRead read(db_.get(), options_.read_only);
+  rocksdb::ReadOptions& ro = read.options;
   std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, cfs_[kUserData]));
   const std::string prefix = codec::Key128(ud);
   std::vector<Transfer> out;
@@ -1077,12 +1074,8 @@ Status LedgerImpl::ScanAccounts(const std::function<bool(const Account&)>& fn) {
 
 Status LedgerImpl::ScanTransfers(uint64_t from_ts, uint64_t to_ts,
                                  const std::function<bool(const Transfer&)>& fn) {
-  // A secondary instance is already a fixed view between catch-ups and has
-  // no snapshots; the primary reads one consistent snapshot.
-  std::optional<rocksdb::ManagedSnapshot> snap;
-  if (!options_.read_only) snap.emplace(db_.get());
-  rocksdb::ReadOptions ro;
-  ro.snapshot = snap ? snap->snapshot() : nullptr;
+  ConsistentRead read(db_.get(), options_.read_only);
+  rocksdb::ReadOptions& ro = read.options;
   std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, cfs_[kEvents]));
   const std::string hi_key = codec::KeyTs(to_ts);
   for (it->Seek(codec::KeyTs(from_ts)); it->Valid(); it->Next()) {
@@ -1104,12 +1097,8 @@ std::optional<std::string> LedgerImpl::GetAux(std::string_view key) {
 
 Status LedgerImpl::ScanAux(std::string_view prefix,
                            const std::function<bool(std::string_view, std::string_view)>& fn) {
-  // A secondary instance is already a fixed view between catch-ups and has
-  // no snapshots; the primary reads one consistent snapshot.
-  std::optional<rocksdb::ManagedSnapshot> snap;
-  if (!options_.read_only) snap.emplace(db_.get());
-  rocksdb::ReadOptions ro;
-  ro.snapshot = snap ? snap->snapshot() : nullptr;
+  ConsistentRead read(db_.get(), options_.read_only);
+  rocksdb::ReadOptions& ro = read.options;
   std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, cfs_[kAux]));
   rocksdb::Slice p(prefix.data(), prefix.size());
   for (it->Seek(p); it->Valid() && it->key().starts_with(p); it->Next()) {
@@ -1145,12 +1134,8 @@ Status LedgerImpl::CatchUp() {
 }
 
 Result<VerifyReport> LedgerImpl::Verify(const std::function<void(uint64_t)>& progress) {
-  // A secondary instance is already a fixed view between catch-ups and has
-  // no snapshots; the primary reads one consistent snapshot.
-  std::optional<rocksdb::ManagedSnapshot> snap;
-  if (!options_.read_only) snap.emplace(db_.get());
-  rocksdb::ReadOptions ro;
-  ro.snapshot = snap ? snap->snapshot() : nullptr;
+  ConsistentRead read(db_.get(), options_.read_only);
+  rocksdb::ReadOptions& ro = read.options;
   ro.fill_cache = false;
   ro.total_order_seek = true;
   VerifySource src;

@@ -392,12 +392,13 @@ class Tamper {
   std::map<std::string, rocksdb::ColumnFamilyHandle*> names_;
 };
 
-// Finds an 8-byte big-endian `from` in `v` and replaces it with `to`.
+// Finds the little-endian u64 `from` (cereal's portable encoding) in `v`
+// and replaces it with `to`.
 bool ReplaceU64(std::string* v, uint64_t from, uint64_t to) {
-  std::string f, t;
-  for (int i = 7; i >= 0; --i) {
-    f.push_back(static_cast<char>((from >> (8 * i)) & 0xff));
-    t.push_back(static_cast<char>((to >> (8 * i)) & 0xff));
+  std::string f(8, '\0'), t(8, '\0');
+  for (int i = 0; i < 8; ++i) {
+    f[i] = static_cast<char>((from >> (8 * i)) & 0xff);
+    t[i] = static_cast<char>((to >> (8 * i)) & 0xff);
   }
   size_t pos = v->find(f);
   if (pos == std::string::npos) return false;
@@ -405,78 +406,45 @@ bool ReplaceU64(std::string* v, uint64_t from, uint64_t to) {
   return true;
 }
 
-TEST_F(LedgerTest, VerifyCatchesATamperedTransfer) {
-  Funded(1, 1000);
-  ASSERT_EQ(CreateAccount(Acc(2)), AR::kOk);
-  ASSERT_EQ(Create(Xfer(10, 1, 2, 777)).result, TR::kOk);
-  ExpectVerified();
-  ASSERT_OK(ledger_->Close());
-  ledger_.reset();
+// A ledger with one transfer of 777, closed; `edit` changes the first
+// record of family `cf` it accepts; returns what verify says afterwards.
+std::string TamperAndVerify(LedgerTest* f, const std::string& cf,
+                            const std::function<bool(std::string*)>& edit) {
+  f->Funded(1, 1000);
+  NARAE_CHECK(f->CreateAccount(LedgerTest::Acc(2)) == AR::kOk);
+  NARAE_CHECK(f->Create(LedgerTest::Xfer(10, 1, 2, 777)).result == TR::kOk);
+  f->ExpectVerified();
+  NARAE_CHECK(f->ledger_->Close().ok());
+  f->ledger_.reset();
   {
-    Tamper t(dir_.Sub("db"));
-    // Change the amount in the stored event (cereal stores it little-endian
-    // in portable mode on this machine, so search both byte orders).
-    t.EditFirst("events", [](std::string* v) {
-      std::string le(8, '\0');
-      uint64_t amount = 777;
-      for (int i = 0; i < 8; ++i) le[i] = static_cast<char>((amount >> (8 * i)) & 0xff);
-      size_t pos = v->find(le);
-      if (pos == std::string::npos) return ReplaceU64(v, 777, 700);
-      (*v)[pos] = static_cast<char>(700 & 0xff);
-      (*v)[pos + 1] = static_cast<char>(700 >> 8);
-      return true;
-    });
+    Tamper t(f->dir_.Sub("db"));
+    t.EditFirst(cf, edit);
   }
-  Open();
-  auto rep = ledger_->Verify();
-  ASSERT_TRUE(rep.ok());
+  f->Open();
+  auto rep = f->ledger_->Verify();
+  NARAE_CHECK(rep.ok());
   EXPECT_FALSE(rep->ok);
-  EXPECT_NE(rep->first_problem.find("digest"), std::string::npos) << rep->first_problem;
+  return rep->first_problem;
+}
+
+TEST_F(LedgerTest, VerifyCatchesATamperedTransfer) {
+  std::string problem =
+      TamperAndVerify(this, "events", [](std::string* v) { return ReplaceU64(v, 777, 700); });
+  EXPECT_NE(problem.find("digest"), std::string::npos) << problem;
 }
 
 TEST_F(LedgerTest, VerifyCatchesATamperedBalance) {
-  Funded(1, 1000);
-  ASSERT_EQ(CreateAccount(Acc(2)), AR::kOk);
-  ASSERT_EQ(Create(Xfer(10, 1, 2, 777)).result, TR::kOk);
-  ASSERT_OK(ledger_->Close());
-  ledger_.reset();
-  {
-    Tamper t(dir_.Sub("db"));
-    t.EditFirst("accounts", [](std::string* v) {
-      std::string le(8, '\0');
-      uint64_t amount = 777;
-      for (int i = 0; i < 8; ++i) le[i] = static_cast<char>((amount >> (8 * i)) & 0xff);
-      size_t pos = v->find(le);
-      if (pos == std::string::npos) return false;
-      (*v)[pos] = 1;  // 777 -> 769
-      return true;
-    });
-  }
-  Open();
-  auto rep = ledger_->Verify();
-  ASSERT_TRUE(rep.ok());
-  EXPECT_FALSE(rep->ok);
-  EXPECT_NE(rep->first_problem.find("balances differ"), std::string::npos) << rep->first_problem;
+  std::string problem =
+      TamperAndVerify(this, "accounts", [](std::string* v) { return ReplaceU64(v, 777, 769); });
+  EXPECT_NE(problem.find("balances differ"), std::string::npos) << problem;
 }
 
-TEST_F(LedgerTest, VerifyCatchesADeletedJournalEntry) {
-  Funded(1, 1000);
-  ASSERT_EQ(CreateAccount(Acc(2)), AR::kOk);
-  ASSERT_EQ(Create(Xfer(10, 1, 2, 777)).result, TR::kOk);
-  ASSERT_OK(ledger_->Close());
-  ledger_.reset();
-  {
-    Tamper t(dir_.Sub("db"));
-    t.EditFirst("journal", [](std::string* v) {
-      (*v)[v->size() - 1] ^= 1;  // flip a bit of the stored hash
-      return true;
-    });
-  }
-  Open();
-  auto rep = ledger_->Verify();
-  ASSERT_TRUE(rep.ok());
-  EXPECT_FALSE(rep->ok);
-  EXPECT_FALSE(rep->first_problem.empty());
+TEST_F(LedgerTest, VerifyCatchesATamperedJournalHash) {
+  std::string problem = TamperAndVerify(this, "journal", [](std::string* v) {
+    (*v)[v->size() - 1] ^= 1;  // flip a bit of the stored hash
+    return true;
+  });
+  EXPECT_FALSE(problem.empty());
 }
 
 TEST(LedgerOpen, RejectsBadOptions) {
