@@ -5,17 +5,11 @@
 
 #include "crypto/crypto.hpp"
 #include "crypto/internal.hpp"
+#include "tests/crypto_test_util.hpp"
 
 namespace narae::crypto {
 namespace {
 
-#define ASSERT_OK(expr) ASSERT_TRUE((expr).ok()) << (expr).status().ToString()
-
-Bytes H(std::string_view hex) {
-  Result<Bytes> b = FromHex(hex);
-  EXPECT_TRUE(b.ok()) << hex;
-  return b.ok() ? *b : Bytes{};
-}
 const Bytes kTestKey = H("0123456789ABCDEFFEDCBA9876543210");  // the usual test CVK/PVK
 
 TEST(Pan, LuhnBuildAndMask) {

@@ -4,17 +4,11 @@
 #include <string>
 
 #include "crypto/crypto.hpp"
+#include "tests/crypto_test_util.hpp"
 
 namespace narae::crypto {
 namespace {
 
-#define ASSERT_OK(expr) ASSERT_TRUE((expr).ok()) << (expr).status().ToString()
-
-Bytes H(std::string_view hex) {
-  Result<Bytes> b = FromHex(hex);
-  EXPECT_TRUE(b.ok()) << hex;
-  return b.ok() ? *b : Bytes{};
-}
 const Bytes kImk = H("0123456789ABCDEFFEDCBA9876543210");
 
 std::string Kcv4(const SecretBytes& key) {

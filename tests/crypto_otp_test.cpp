@@ -4,11 +4,10 @@
 #include <string>
 
 #include "crypto/crypto.hpp"
+#include "tests/crypto_test_util.hpp"
 
 namespace narae::crypto {
 namespace {
-
-#define ASSERT_OK(expr) ASSERT_TRUE((expr).ok()) << (expr).status().ToString()
 
 Bytes S(std::string_view s) { return Bytes(s.begin(), s.end()); }
 const Bytes kSeed20 = S("12345678901234567890");

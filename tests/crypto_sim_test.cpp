@@ -5,17 +5,10 @@
 #include <string>
 
 #include "crypto/crypto.hpp"
+#include "tests/crypto_test_util.hpp"
 
 namespace narae::crypto {
 namespace {
-
-#define ASSERT_OK(expr) ASSERT_TRUE((expr).ok()) << (expr).status().ToString()
-
-Bytes H(std::string_view hex) {
-  Result<Bytes> b = FromHex(hex);
-  EXPECT_TRUE(b.ok()) << hex;
-  return b.ok() ? *b : Bytes{};
-}
 
 const Bytes kImkSim = H("000102030405060708090A0B0C0D0E0F101112131415161718191A1B1C1D1E1F");
 constexpr char kIccid[] = "8985001234567890122";  // 19 digits, Luhn valid
