@@ -1,10 +1,13 @@
 #include "ledger/codec.hpp"
 
+#include <bit>
 #include <cereal/archives/portable_binary.hpp>
 #include <cereal/types/array.hpp>
+#include <cstring>
 #include <istream>
 #include <ostream>
 #include <streambuf>
+#include <type_traits>
 
 namespace narae::ledger {
 namespace {
@@ -99,12 +102,60 @@ class SpanSource : public std::streambuf {
   }
 };
 
+// The hot records (events, account snapshots) are written without
+// cereal's stream machinery: FastOut walks the same serialize() functions
+// and appends the bytes cereal's portable binary archive writes on a
+// little-endian host (an endianness byte, the class version as uint32,
+// then each arithmetic field's bytes), so DecodeEvent/DecodeAccount (cereal)
+// read them; tests check the round trip. About 5x cheaper than a
+// std::ostream per record.
+static_assert(std::endian::native == std::endian::little, "FastOut writes host byte order");
+class FastOut {
+ public:
+  explicit FastOut(std::string* out) : out_(out) { Put(static_cast<uint8_t>(1)); }
+  template <typename T>
+  void Top(const T& value) {
+    Put(static_cast<std::uint32_t>(1));           // CEREAL_CLASS_VERSION of every record is 1
+    serialize(*this, const_cast<T&>(value), 1u);  // NOLINT: serialize only reads here
+  }
+  template <typename... Ts>
+  void operator()(Ts&... fields) {
+    (Field(fields), ...);
+  }
+
+ private:
+  template <typename T>
+  requires std::is_arithmetic_v<T>
+  void Field(T& v) { Put(v); }
+  template <typename T>
+  requires std::is_enum_v<T>
+  void Field(T& v) { Put(static_cast<std::underlying_type_t<T>>(v)); }
+  void Field(U128& v) { serialize(*this, v); }
+  template <typename Tag>
+  void Field(Id<Tag>& v) {
+    serialize(*this, v);
+  }
+  template <typename T>
+  requires std::is_arithmetic_v<T>
+  void Put(T v) {
+    char b[sizeof(T)];
+    std::memcpy(b, &v, sizeof(T));
+    out_->append(b, sizeof(T));
+  }
+  std::string* out_;
+};
+
 template <typename T>
 void Encode(const T& value, std::string* out) {
   StringSink sink(out);
   std::ostream os(&sink);
   cereal::PortableBinaryOutputArchive ar(os);
   ar(value);
+}
+template <typename T>
+void EncodeFast(const T& value, std::string* out) {
+  FastOut ar(out);
+  ar.Top(value);
 }
 
 template <typename T>
@@ -179,7 +230,7 @@ std::string KeyTs(uint64_t ts) {
 std::string EncodeAccount(const Account& a) {
   std::string out;
   out.reserve(128);
-  Encode(a, &out);
+  EncodeFast(a, &out);
   return out;
 }
 bool DecodeAccount(std::string_view data, Account* a) { return Decode(data, a); }
@@ -188,16 +239,16 @@ void EncodeEvent(const Event& e, std::string* out) {
   out->push_back(static_cast<char>(e.kind));
   switch (e.kind) {
     case EventKind::kAccountCreated:
-      Encode(e.account, out);
+      EncodeFast(e.account, out);
       break;
     case EventKind::kTransfer:
-      Encode(e.transfer, out);
+      EncodeFast(e.transfer, out);
       break;
     case EventKind::kAccountChanged:
-      Encode(e.change, out);
+      EncodeFast(e.change, out);
       break;
     case EventKind::kHoldExpired:
-      Encode(e.expiry, out);
+      EncodeFast(e.expiry, out);
       break;
   }
 }

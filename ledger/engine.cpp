@@ -419,10 +419,13 @@ std::vector<TransferOutcome> Engine::CreateTransfers(std::span<const Transfer> t
         TR r = Validate(t);
         if (r != TR::kOk) return r;
         std::optional<Transfer> stored;
+        bool failed_before = group_failed_.count(t.id) > 0;
         if (auto g = group_transfers_.find(t.id); g != group_transfers_.end()) {
           stored = g->second;
-        } else {
-          stored = store_->FindTransfer(t.id);
+        } else if (!failed_before) {
+          Store::IdState state = store_->FindId(t.id);
+          stored = std::move(state.transfer);
+          failed_before = state.failed_code.has_value();
         }
         if (stored) {
           r = CheckExists(t, *stored);
@@ -432,7 +435,7 @@ std::vector<TransferOutcome> Engine::CreateTransfers(std::span<const Transfer> t
           }
           return r;
         }
-        if (group_failed_.count(t.id) || store_->FindFailed(t.id)) return TR::kIdAlreadyFailed;
+        if (failed_before) return TR::kIdAlreadyFailed;
         if (IsPostOrVoid(t)) return ApplyPostOrVoid(t, o, &undo);
         return ApplyTransfer(t, o, &undo);
       },

@@ -31,7 +31,13 @@ class Store {
  public:
   virtual ~Store() = default;
   virtual std::optional<Transfer> FindTransfer(TransferId id) = 0;
-  virtual std::optional<uint32_t> FindFailed(TransferId id) = 0;
+  // What an id already is: a stored transfer, a failed id (its result
+  // code), or neither. One lookup answers both (the idempotency check).
+  struct IdState {
+    std::optional<Transfer> transfer;
+    std::optional<uint32_t> failed_code;
+  };
+  virtual IdState FindId(TransferId id) = 0;
   virtual std::optional<HoldDone> FindHoldDone(TransferId id) = 0;
 };
 

@@ -145,14 +145,17 @@ enum Cf : size_t {
   kUserData,
   kHoldsOpen,
   kHoldsDone,
-  kFailed,
   kJournal,
   kAux,
   kCfCount,
 };
 const char* const kCfNames[kCfCount] = {"default",       "accounts",  "events",     "transfer_ids",
                                         "account_index", "user_data", "holds_open", "holds_done",
-                                        "failed",        "journal",   "aux"};
+                                        "journal",       "aux"};
+// transfer_ids values: the event key (8 bytes) of a stored transfer, or
+// kFailedMarker + the result code (8 bytes) of an id that failed.
+constexpr char kFailedMarker = 'F';
+constexpr size_t kFailedValueBytes = 9;
 
 // CPU time of the calling thread, microseconds (not disturbed by other
 // processes competing for the cores, unlike wall time).
@@ -279,7 +282,7 @@ class LedgerImpl final : public Ledger, private Store {
   class TxnImpl;
   // --- Store (sequencer thread) ---
   std::optional<Transfer> FindTransfer(TransferId id) override;
-  std::optional<uint32_t> FindFailed(TransferId id) override;
+  IdState FindId(TransferId id) override;
   std::optional<HoldDone> FindHoldDone(TransferId id) override;
 
   std::optional<Transfer> ReadTransfer(TransferId id, const rocksdb::ReadOptions& ro);
@@ -449,8 +452,7 @@ Status LedgerImpl::OpenDb() {
       descs.emplace_back(kCfNames[i], index);
       continue;
     }
-    bool keyed_by_id =
-        i == kAccounts || i == kTransferIds || i == kHoldsOpen || i == kHoldsDone || i == kFailed;
+    bool keyed_by_id = i == kAccounts || i == kTransferIds || i == kHoldsOpen || i == kHoldsDone;
     descs.emplace_back(kCfNames[i], keyed_by_id ? by_id : cf_opts);
   }
   rocksdb::DB* raw = nullptr;
@@ -573,15 +575,31 @@ std::optional<Transfer> LedgerImpl::FindTransfer(TransferId id) {
   return ReadTransfer(id, {});
 }
 
-std::optional<uint32_t> LedgerImpl::FindFailed(TransferId id) {
+Store::IdState LedgerImpl::FindId(TransferId id) {
+  IdState state;
   {
     std::lock_guard<std::mutex> lock(overlay_mu_);
-    auto it = ov_failed_.find(id);
-    if (it != ov_failed_.end()) return it->second.first;
+    if (auto it = ov_transfers_.find(id); it != ov_transfers_.end()) {
+      state.transfer = it->second.first;
+      return state;
+    }
+    if (auto it = ov_failed_.find(id); it != ov_failed_.end()) {
+      state.failed_code = it->second.first;
+      return state;
+    }
   }
-  auto v = DbGet(kFailed, codec::Key128(id.value));
-  if (!v || v->size() != 8) return std::nullopt;
-  return static_cast<uint32_t>(codec::GetU64(v->data()));
+  auto v = DbGet(kTransferIds, codec::Key128(id.value));
+  if (!v) return state;
+  if (v->size() == kFailedValueBytes && (*v)[0] == kFailedMarker) {
+    state.failed_code = static_cast<uint32_t>(codec::GetU64(v->data() + 1));
+    return state;
+  }
+  NARAE_CHECK(v->size() == 8);
+  auto ev = DbGet(kEvents, rocksdb::Slice(*v));
+  codec::Event e;
+  NARAE_CHECK(ev && codec::DecodeEvent(*ev, &e) && e.kind == codec::EventKind::kTransfer);
+  state.transfer = e.transfer;
+  return state;
 }
 
 std::optional<HoldDone> LedgerImpl::FindHoldDone(TransferId id) {
@@ -779,9 +797,9 @@ void LedgerImpl::FinishGroup(Group* group, std::vector<DoneFn> dones,
     NARAE_CHECK(b.Put(cfs_[kHoldsDone], codec::Key128(id.value), EncodeHoldDone(done)).ok());
   }
   for (const auto& [id, code] : group->failed) {
-    value.clear();
+    value.assign(1, kFailedMarker);
     codec::PutU64(&value, code);
-    NARAE_CHECK(b.Put(cfs_[kFailed], codec::Key128(id.value), value).ok());
+    NARAE_CHECK(b.Put(cfs_[kTransferIds], codec::Key128(id.value), value).ok());
   }
   for (const auto& [k, v] : aux) NARAE_CHECK(b.Put(cfs_[kAux], k, v).ok());
 
