@@ -377,8 +377,12 @@ struct Options {
   bool read_only = false;
   // Durability: sync the WAL before acknowledging. Only tests turn it off.
   bool sync = true;
-  // Group commit: at most this many events in one RocksDB batch.
-  size_t group_events_max = 4 * kBatchEventsMax;
+  // Group commit: at most this many events in one RocksDB batch. Small
+  // enough that the sequencer can build the next group while the writer
+  // writes this one: a group that swallowed every queued submission would
+  // leave the sequencer idle until it is durable (the two threads would
+  // alternate instead of overlapping).
+  size_t group_events_max = 2 * kBatchEventsMax;
   // Back-pressure: at most this many submissions queued; further Submit()
   // calls fail with Unavailable.
   size_t queue_submissions_max = 65536;
