@@ -36,7 +36,7 @@ constexpr uint16_t kCodeRefund = 103;
 constexpr uint16_t kCodeReversal = 104;
 constexpr size_t kTlvElementsMax = 64;
 constexpr size_t kField48ElementsMax = 32;
-constexpr uint8_t kRecordVersion = 1;
+constexpr uint8_t kRecordVersion = 2;  // 1: without the trailing original key
 constexpr size_t kCredKeyBytesMax = 255;
 constexpr int64_t kMsPerDay = 86'400'000;
 constexpr int64_t kMsPerMinute = 60'000;
@@ -68,6 +68,9 @@ struct TxnRecord {
   uint32_t day = 0;
   std::string cred_key;  // au/d/... of the card or SIM
   std::string response;  // packed response body without 55 and 64
+  // A completion: the request key (without "au/x/") of the hold it posted,
+  // so that a reversal of the completion finds the hold's record.
+  std::string orig_key;
 };
 
 void PutBe(std::string* out, uint64_t v, int bytes) {
@@ -94,8 +97,9 @@ constexpr size_t kRecordFixedBytes = 1 + 1 + 1 + 8 + 8 + 2 + 16 * 3 + 8 + 8 + 4 
 std::string EncodeRecord(const TxnRecord& r) {
   NARAE_CHECK(r.cred_key.size() <= kCredKeyBytesMax);
   NARAE_CHECK(r.response.size() <= 0xffff);
+  NARAE_CHECK(r.orig_key.size() <= kCredKeyBytesMax);
   std::string out;
-  out.reserve(kRecordFixedBytes + r.cred_key.size() + r.response.size());
+  out.reserve(kRecordFixedBytes + 1 + r.cred_key.size() + r.response.size() + r.orig_key.size());
   PutBe(&out, kRecordVersion, 1);
   PutBe(&out, static_cast<uint8_t>(r.kind), 1);
   PutBe(&out, r.response_code, 1);
@@ -112,11 +116,14 @@ std::string EncodeRecord(const TxnRecord& r) {
   out += r.cred_key;
   PutBe(&out, r.response.size(), 2);
   out += r.response;
+  PutBe(&out, r.orig_key.size(), 1);
+  out += r.orig_key;
   return out;
 }
 
 std::optional<TxnRecord> DecodeRecord(std::string_view in) {
-  if (in.size() < kRecordFixedBytes || static_cast<uint8_t>(in[0]) != kRecordVersion) {
+  const uint8_t version = in.empty() ? 0 : static_cast<uint8_t>(in[0]);
+  if (in.size() < kRecordFixedBytes || version < 1 || version > kRecordVersion) {
     return std::nullopt;
   }
   TxnRecord r;
@@ -137,8 +144,14 @@ std::optional<TxnRecord> DecodeRecord(std::string_view in) {
   r.cred_key.assign(in.substr(pos, cred));
   pos += cred;
   size_t resp = GetBe(in, &pos, 2);
-  if (in.size() != pos + resp) return std::nullopt;
+  if (in.size() < pos + resp) return std::nullopt;
   r.response.assign(in.substr(pos, resp));
+  pos += resp;
+  if (version == 1) return in.size() == pos ? std::optional<TxnRecord>(r) : std::nullopt;
+  if (in.size() < pos + 1) return std::nullopt;
+  size_t orig = GetBe(in, &pos, 1);
+  if (in.size() != pos + orig) return std::nullopt;
+  r.orig_key.assign(in.substr(pos, orig));
   return r;
 }
 
@@ -612,6 +625,7 @@ class Authorizer final : public IsoHandler {
   RC ApplyRefund(ledger::Txn& txn, Plan& p, TxnRecord& rec);
   RC ApplyReversal(ledger::Txn& txn, Plan& p, TxnRecord& rec);
   RC ReversePosted(ledger::Txn& txn, Plan& p, TxnRecord& orig, TxnRecord& rec);
+  RC ReverseCompletion(ledger::Txn& txn, Plan& p, TxnRecord& completion, TxnRecord& rec);
   void ReleaseDaily(Plan& p, ledger::Txn& txn, const TxnRecord& orig, uint64_t amount);
   void SetAvailableBalance(ledger::Txn& txn, Plan& p, AccountId account);
   void Respond(Plan& p, RC rc, const TransferId* approval);
@@ -1248,6 +1262,8 @@ RC Authorizer::ApplyCompletion(ledger::Txn& txn, Plan& p, TxnRecord& rec) {
   rec.debit = orig->debit;
   rec.credit = orig->credit;
   rec.cred_key = orig->cred_key;
+  rec.captured_minor = p.amount_minor;  // what a reversal of this completion may return
+  rec.orig_key = p.orig_key.substr(kAuxTxnPrefix.size());
   orig->captured_minor = p.amount_minor;
   Write(txn, p, p.orig_key, EncodeRecord(*orig));
   ReleaseDaily(p, txn, *orig, hold->hold.amount_minor - p.amount_minor);
@@ -1312,6 +1328,40 @@ RC Authorizer::ReversePosted(ledger::Txn& txn, Plan& p, TxnRecord& orig, TxnReco
   return RC::kApproved;
 }
 
+// A reversal of a 0220 completion returns what the completion posted (less
+// field 95's replacement amount), capped by what still stands on its hold
+// after refunds and reversals of the 0100; the hold is not restored.
+RC Authorizer::ReverseCompletion(ledger::Txn& txn, Plan& p, TxnRecord& completion, TxnRecord& rec) {
+  if (completion.orig_key.empty()) return RC::kInvalidTransaction;  // a version 1 record
+  const std::string hold_key = std::string(kAuxTxnPrefix) + completion.orig_key;
+  std::optional<TxnRecord> hold = ReadRecord(Read(hold_key, p));
+  if (!hold || hold->kind != Kind::kHold) return RC::kSystemMalfunction;
+  uint64_t keep = p.partial ? p.remaining_minor : 0;
+  if (keep > completion.amount_minor) return RC::kInvalidAmount;
+  uint64_t hold_net = hold->captured_minor - std::min(hold->refunded_minor, hold->captured_minor);
+  uint64_t standing = std::min(completion.captured_minor, hold_net);
+  if (keep >= standing) return RC::kApproved;  // nothing left to reverse
+  uint64_t amount = standing - keep;
+  ledger::Transfer t;
+  t.id = RequestTransferId(p.key, 1);
+  t.debit_account_id = completion.credit;
+  t.credit_account_id = completion.debit;
+  t.amount_minor = amount;
+  t.ledger = hold->currency;
+  t.code = kCodeReversal;
+  t.user_data_128 = U128{0, hold->digest};
+  std::vector<ledger::TransferOutcome> out = txn.CreateTransfers({&t, 1});
+  RC rc = out.size() == 1 ? MapTransferResult(out[0].result) : RC::kSystemMalfunction;
+  if (rc != RC::kApproved) return rc;
+  rec.transfer = t.id;
+  completion.captured_minor -= amount;
+  hold->captured_minor -= amount;
+  Write(txn, p, p.orig_key, EncodeRecord(completion));
+  Write(txn, p, hold_key, EncodeRecord(*hold));
+  ReleaseDaily(p, txn, *hold, amount);
+  return RC::kApproved;
+}
+
 RC Authorizer::ApplyReversal(ledger::Txn& txn, Plan& p, TxnRecord& rec) {
   std::optional<TxnRecord> orig = ReadRecord(Read(p.orig_key, p));
   if (!orig) {
@@ -1328,6 +1378,7 @@ RC Authorizer::ApplyReversal(ledger::Txn& txn, Plan& p, TxnRecord& rec) {
   rec.cred_key = orig->cred_key;
   if (orig->response_code != 0) return RC::kApproved;  // a declined original moved nothing
   if (orig->kind == Kind::kPurchase) return ReversePosted(txn, p, *orig, rec);
+  if (orig->kind == Kind::kCompletion) return ReverseCompletion(txn, p, *orig, rec);
   if (orig->kind != Kind::kHold) return RC::kInvalidTransaction;
   std::optional<ledger::HoldInfo> hold = txn.PeekHold(orig->transfer);
   if (!hold) return RC::kUnableToLocateOriginal;
