@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <future>
 #include <mutex>
+#include <thread>
 
 #include "crypto/crypto.hpp"
 #include "ledger/ledger.hpp"
@@ -481,6 +482,66 @@ TEST_F(AuthTest, PartialReversalOfAPurchaseKeepsField95) {
   Message odd = Reference("0400", buy, 5000);
   odd.Set(95, "0000000ABCDE" + Field95(0).substr(12));
   EXPECT_EQ(Rc(Send(odd)), "30");
+}
+
+// Requests in flight at once land in the same and in consecutive ledger
+// groups: each sees the earlier ones' records before they are durable.
+TEST_F(AuthTest, ConcurrentDuplicatesAndLimitsSeeUndurableWrites) {
+  RiskLimits limits;
+  limits.daily_count_max = 7;
+  DemoCard card = CardWithLimits(limits);
+  AccountId acc = card.issued.card.account_id;
+  const uint64_t posted_before = Account(acc).debits_posted;
+  constexpr int kThreads = 4;
+  constexpr int kCopies = 25;
+  std::vector<Message> distinct;
+  for (int i = 0; i < 20; ++i) distinct.push_back(CardRequest("0200", card, 100 + i));
+  const Message dup = CardRequest("0200", card, 999);
+  std::mutex mu;
+  std::condition_variable cv;
+  std::vector<Message> dup_answers;
+  std::vector<Message> distinct_answers;
+  auto collect = [&](std::vector<Message>* to) {
+    return [&, to](Message r) {
+      std::lock_guard<std::mutex> lock(mu);
+      to->push_back(std::move(r));
+      cv.notify_all();
+    };
+  };
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kCopies; ++i) {
+        auth_->Handle(dup, ConnectionInfo{}, collect(&dup_answers));
+        if (i == t) {
+          for (int j = t; j < 20; j += kThreads)
+            auth_->Handle(distinct[static_cast<size_t>(j)], ConnectionInfo{},
+                          collect(&distinct_answers));
+        }
+      }
+    });
+  }
+  for (std::thread& th : threads) th.join();
+  std::unique_lock<std::mutex> lock(mu);
+  ASSERT_TRUE(cv.wait_for(lock, std::chrono::seconds(30), [&] {
+    return dup_answers.size() == kThreads * kCopies && distinct_answers.size() == 20;
+  }));
+  // Every copy of the duplicate gets the first answer, byte for byte.
+  for (const Message& m : dup_answers) EXPECT_EQ(m, dup_answers[0]);
+  // The count limit (7 a day) holds across the in-flight requests.
+  size_t approved = 0;
+  uint64_t approved_minor = 0;
+  for (const Message& m : distinct_answers) {
+    if (Rc(m) == "00") {
+      ++approved;
+      approved_minor += *ParseAmount(m.Get(4));
+    } else {
+      EXPECT_EQ(Rc(m), "65");
+    }
+  }
+  const bool dup_approved = Rc(dup_answers[0]) == "00";
+  EXPECT_EQ(approved + (dup_approved ? 1 : 0), 7u);
+  EXPECT_EQ(Account(acc).debits_posted, posted_before + (dup_approved ? 999 : 0) + approved_minor);
 }
 
 TEST_F(AuthTest, RefundNeverExceedsWhatWasCaptured) {
