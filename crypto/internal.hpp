@@ -47,6 +47,15 @@ using KdfCtxPtr = std::unique_ptr<EVP_KDF_CTX, KdfCtxFree>;
 using PkeyPtr = std::unique_ptr<EVP_PKEY, PkeyFree>;
 using MdCtxPtr = std::unique_ptr<EVP_MD_CTX, MdCtxFree>;
 
+// Algorithms fetched once per thread and kept until the thread ends (an
+// EVP_CIPHER, EVP_MAC, EVP_KDF or EVP_MD holds no key; a fetch is a locked
+// lookup in the provider store, the largest cost of a one-block operation).
+// nullptr when the provider lacks the algorithm. At most 64 names per thread.
+EVP_CIPHER* FetchCipher(const char* name);
+EVP_MAC* FetchMac(const char* name);
+EVP_KDF* FetchKdf(const char* name);
+EVP_MD* FetchMd(const char* name);
+
 // Drains the OpenSSL error queue into a kCrypto Status: "<what>: <reason>".
 Status OpenSslError(std::string_view what);
 

@@ -43,9 +43,9 @@ const char* AesCbcName(size_t key_size) {
 // One-shot EVP_MAC ("HMAC" with a digest or "CMAC" with a cipher).
 Result<Bytes> MacOneShot(const char* mac_name, const char* param_name, const char* param_value,
                          ByteView key, ByteView data) {
-  internal::MacPtr mac(EVP_MAC_fetch(nullptr, mac_name, nullptr));
+  EVP_MAC* mac = internal::FetchMac(mac_name);
   if (!mac) return OpenSslError(std::string("fetch ") + mac_name);
-  internal::MacCtxPtr ctx(EVP_MAC_CTX_new(mac.get()));
+  internal::MacCtxPtr ctx(EVP_MAC_CTX_new(mac));
   if (!ctx) return OpenSslError("EVP_MAC_CTX_new");
   OSSL_PARAM params[] = {
       OSSL_PARAM_construct_utf8_string(param_name, const_cast<char*>(param_value), 0),
@@ -73,7 +73,8 @@ Result<Bytes> Sha256(ByteView data) {
   Bytes out(32);
   unsigned int len = 0;
   internal::MdCtxPtr ctx(EVP_MD_CTX_new());
-  if (!ctx || EVP_DigestInit_ex2(ctx.get(), EVP_sha256(), nullptr) != 1 ||
+  const EVP_MD* md = internal::FetchMd("SHA256");
+  if (!ctx || !md || EVP_DigestInit_ex2(ctx.get(), md, nullptr) != 1 ||
       EVP_DigestUpdate(ctx.get(), data.data(), data.size()) != 1 ||
       EVP_DigestFinal_ex(ctx.get(), out.data(), &len) != 1) {
     return OpenSslError("SHA-256");
@@ -94,9 +95,9 @@ Result<Bytes> AesCmac(ByteView key, ByteView data) {
 
 Result<SecretBytes> HkdfSha256(ByteView ikm, ByteView salt, ByteView info, size_t length) {
   if (length == 0 || length > 255 * 32) return Status::InvalidArgument("HKDF length");
-  internal::KdfPtr kdf(EVP_KDF_fetch(nullptr, "HKDF", nullptr));
+  EVP_KDF* kdf = internal::FetchKdf("HKDF");
   if (!kdf) return OpenSslError("fetch HKDF");
-  internal::KdfCtxPtr ctx(EVP_KDF_CTX_new(kdf.get()));
+  internal::KdfCtxPtr ctx(EVP_KDF_CTX_new(kdf));
   if (!ctx) return OpenSslError("EVP_KDF_CTX_new");
   OSSL_PARAM params[5];
   size_t n = 0;
@@ -125,9 +126,9 @@ Result<SecretBytes> KbkdfCmacCounter(ByteView key, ByteView label, ByteView cont
   const char* cipher = AesCbcName(key.size());
   if (cipher == nullptr) return Status::InvalidArgument("KBKDF key must be an AES key");
   if (length == 0 || length > 1024) return Status::InvalidArgument("KBKDF length");
-  internal::KdfPtr kdf(EVP_KDF_fetch(nullptr, "KBKDF", nullptr));
+  EVP_KDF* kdf = internal::FetchKdf("KBKDF");
   if (!kdf) return OpenSslError("fetch KBKDF");
-  internal::KdfCtxPtr ctx(EVP_KDF_CTX_new(kdf.get()));
+  internal::KdfCtxPtr ctx(EVP_KDF_CTX_new(kdf));
   if (!ctx) return OpenSslError("EVP_KDF_CTX_new");
   int use_l = options.use_length ? 1 : 0;
   int use_sep = options.use_separator ? 1 : 0;

@@ -4,6 +4,9 @@
 #include <openssl/rand.h>
 
 #include <cstring>
+#include <memory>
+#include <string>
+#include <vector>
 
 #include "crypto/crypto.hpp"
 #include "crypto/internal.hpp"
@@ -101,6 +104,38 @@ Result<SecretBytes> RandomKey(size_t size) {
 
 namespace internal {
 
+namespace {
+constexpr size_t kFetchedPerThreadMax = 64;
+
+template <typename T, typename Free, T* (*kFetch)(OSSL_LIB_CTX*, const char*, const char*)>
+T* FetchCached(const char* name) {
+  struct Entry {
+    std::string name;
+    std::unique_ptr<T, Free> algorithm;
+  };
+  thread_local std::vector<Entry> cache;  // a handful of names: a linear scan
+  for (const Entry& e : cache) {
+    if (e.name == name) return e.algorithm.get();
+  }
+  std::unique_ptr<T, Free> fetched(kFetch(nullptr, name, nullptr));
+  if (!fetched) return nullptr;
+  NARAE_CHECK(cache.size() < kFetchedPerThreadMax);  // names are compile-time constants
+  cache.push_back(Entry{name, std::move(fetched)});
+  return cache.back().algorithm.get();
+}
+
+struct MdFree {
+  void operator()(EVP_MD* p) const { EVP_MD_free(p); }
+};
+}  // namespace
+
+EVP_CIPHER* FetchCipher(const char* name) {
+  return FetchCached<EVP_CIPHER, CipherFree, EVP_CIPHER_fetch>(name);
+}
+EVP_MAC* FetchMac(const char* name) { return FetchCached<EVP_MAC, MacFree, EVP_MAC_fetch>(name); }
+EVP_KDF* FetchKdf(const char* name) { return FetchCached<EVP_KDF, KdfFree, EVP_KDF_fetch>(name); }
+EVP_MD* FetchMd(const char* name) { return FetchCached<EVP_MD, MdFree, EVP_MD_fetch>(name); }
+
 Status OpenSslError(std::string_view what) {
   std::string msg(what);
   unsigned long code = 0;  // NOLINT: OpenSSL's type
@@ -125,15 +160,14 @@ Result<SecretBytes> EcbRaw(const char* name, ByteView key, ByteView data, bool e
   if (data.empty() || data.size() % block != 0) {
     return Status::InvalidArgument("data must be whole cipher blocks");
   }
-  CipherPtr cipher(EVP_CIPHER_fetch(nullptr, name, nullptr));
+  const EVP_CIPHER* cipher = FetchCipher(name);
   if (!cipher) return OpenSslError(std::string("fetch ") + name);
-  if (static_cast<size_t>(EVP_CIPHER_get_key_length(cipher.get())) != key.size()) {
+  if (static_cast<size_t>(EVP_CIPHER_get_key_length(cipher)) != key.size()) {
     return Status::InvalidArgument("wrong key length for " + std::string(name));
   }
   CipherCtxPtr ctx(EVP_CIPHER_CTX_new());
   if (!ctx) return OpenSslError("EVP_CIPHER_CTX_new");
-  if (EVP_CipherInit_ex2(ctx.get(), cipher.get(), key.data(), nullptr, encrypt ? 1 : 0, nullptr) !=
-          1 ||
+  if (EVP_CipherInit_ex2(ctx.get(), cipher, key.data(), nullptr, encrypt ? 1 : 0, nullptr) != 1 ||
       EVP_CIPHER_CTX_set_padding(ctx.get(), 0) != 1) {
     return OpenSslError("cipher init");
   }

@@ -2,13 +2,13 @@
 //
 // Cost sketch per request: on the I/O thread a cache lookup or two (shared
 // lock), the credential crypto (one 3DES/CMAC family operation each) and
-// one Submit; on the ledger's sequencer thread two aux reads (mostly from
-// the in-memory overlay below), one CreateTransfers, three aux writes; on
-// the writer thread the ARPC/MAC (when used) and the reply.
+// one Submit; on the ledger's sequencer thread two aux reads (Txn::GetAux,
+// mostly from the ledger's overlay of groups not yet durable), one
+// CreateTransfers, three aux writes; on the writer thread the ARPC/MAC (when
+// used) and the reply.
 #include "switch/authorizer.hpp"
 
 #include <algorithm>
-#include <atomic>
 #include <chrono>
 #include <ctime>
 #include <mutex>
@@ -36,7 +36,7 @@ constexpr uint16_t kCodeRefund = 103;
 constexpr uint16_t kCodeReversal = 104;
 constexpr size_t kTlvElementsMax = 64;
 constexpr size_t kField48ElementsMax = 32;
-constexpr uint8_t kRecordVersion = 1;
+constexpr uint8_t kRecordVersion = 2;  // 1: without the trailing original key
 constexpr size_t kCredKeyBytesMax = 255;
 constexpr int64_t kMsPerDay = 86'400'000;
 constexpr int64_t kMsPerMinute = 60'000;
@@ -68,6 +68,9 @@ struct TxnRecord {
   uint32_t day = 0;
   std::string cred_key;  // au/d/... of the card or SIM
   std::string response;  // packed response body without 55 and 64
+  // A completion: the request key (without "au/x/") of the hold it posted,
+  // so that a reversal of the completion finds the hold's record.
+  std::string orig_key;
 };
 
 void PutBe(std::string* out, uint64_t v, int bytes) {
@@ -94,8 +97,9 @@ constexpr size_t kRecordFixedBytes = 1 + 1 + 1 + 8 + 8 + 2 + 16 * 3 + 8 + 8 + 4 
 std::string EncodeRecord(const TxnRecord& r) {
   NARAE_CHECK(r.cred_key.size() <= kCredKeyBytesMax);
   NARAE_CHECK(r.response.size() <= 0xffff);
+  NARAE_CHECK(r.orig_key.size() <= kCredKeyBytesMax);
   std::string out;
-  out.reserve(kRecordFixedBytes + r.cred_key.size() + r.response.size());
+  out.reserve(kRecordFixedBytes + 1 + r.cred_key.size() + r.response.size() + r.orig_key.size());
   PutBe(&out, kRecordVersion, 1);
   PutBe(&out, static_cast<uint8_t>(r.kind), 1);
   PutBe(&out, r.response_code, 1);
@@ -112,11 +116,14 @@ std::string EncodeRecord(const TxnRecord& r) {
   out += r.cred_key;
   PutBe(&out, r.response.size(), 2);
   out += r.response;
+  PutBe(&out, r.orig_key.size(), 1);
+  out += r.orig_key;
   return out;
 }
 
 std::optional<TxnRecord> DecodeRecord(std::string_view in) {
-  if (in.size() < kRecordFixedBytes || static_cast<uint8_t>(in[0]) != kRecordVersion) {
+  const uint8_t version = in.empty() ? 0 : static_cast<uint8_t>(in[0]);
+  if (in.size() < kRecordFixedBytes || version < 1 || version > kRecordVersion) {
     return std::nullopt;
   }
   TxnRecord r;
@@ -137,8 +144,14 @@ std::optional<TxnRecord> DecodeRecord(std::string_view in) {
   r.cred_key.assign(in.substr(pos, cred));
   pos += cred;
   size_t resp = GetBe(in, &pos, 2);
-  if (in.size() != pos + resp) return std::nullopt;
+  if (in.size() < pos + resp) return std::nullopt;
   r.response.assign(in.substr(pos, resp));
+  pos += resp;
+  if (version == 1) return in.size() == pos ? std::optional<TxnRecord>(r) : std::nullopt;
+  if (in.size() < pos + 1) return std::nullopt;
+  size_t orig = GetBe(in, &pos, 1);
+  if (in.size() != pos + orig) return std::nullopt;
+  r.orig_key.assign(in.substr(pos, orig));
   return r;
 }
 
@@ -249,55 +262,6 @@ RC MapTransferResult(ledger::CreateTransferResult r) {
   }
 }
 
-// ---- Overlay of this engine's not-yet-durable aux writes -------------------
-//
-// Txn::GetAux scans the whole group's writes; this map answers in O(1). An
-// entry lives from the Txn that writes it until that write's done callback;
-// later reads miss it and go to the ledger's durable store, which by then
-// holds the value (the writer writes before it calls back).
-struct WriteState {
-  std::atomic<int> state{0};  // 0 pending, 1 durable, 2 failed
-};
-
-class Overlay {
- public:
-  struct Hit {
-    std::string value;
-    std::shared_ptr<WriteState> writer;
-  };
-  void Put(const std::string& key, std::string value, const std::shared_ptr<WriteState>& w) {
-    std::lock_guard<std::mutex> lock(mu_);
-    Entry& e = map_[key];
-    e.value = std::move(value);
-    e.writer = w;
-  }
-  std::optional<Hit> Get(const std::string& key) {
-    std::lock_guard<std::mutex> lock(mu_);
-    auto it = map_.find(key);
-    if (it == map_.end()) return std::nullopt;
-    return Hit{it->second.value, it->second.writer};
-  }
-  void Release(const std::vector<std::string>& keys, const std::shared_ptr<WriteState>& w) {
-    std::lock_guard<std::mutex> lock(mu_);
-    for (const std::string& k : keys) {
-      auto it = map_.find(k);
-      if (it != map_.end() && it->second.writer == w) map_.erase(it);
-    }
-  }
-  size_t size() {
-    std::lock_guard<std::mutex> lock(mu_);
-    return map_.size();
-  }
-
- private:
-  struct Entry {
-    std::string value;
-    std::shared_ptr<WriteState> writer;
-  };
-  std::mutex mu_;
-  std::unordered_map<std::string, Entry> map_;  // GUARDED_BY(mu_)
-};
-
 // ---- A request on its way through the engine ------------------------------
 
 struct Plan {
@@ -335,9 +299,6 @@ struct Plan {
   std::vector<uint8_t> arqc;
   std::shared_ptr<const crypto::SecretBytes> mac_key;
   // Outcome.
-  std::shared_ptr<WriteState> write = std::make_shared<WriteState>();
-  std::shared_ptr<WriteState> depends_on;  // served from another request's unacknowledged write
-  std::vector<std::string> written;
   std::optional<Card> card_update;  // applied to the cache once durable
 };
 
@@ -602,9 +563,9 @@ class Authorizer final : public IsoHandler {
 
   // Sequencer thread.
   void Apply(ledger::Txn& txn, Plan& p);
-  std::optional<std::string> Read(const std::string& key, Plan& p);
-  void Write(ledger::Txn& txn, Plan& p, const std::string& key, std::string value);
-  CredentialState ReadState(const std::string& key, Plan& p);
+  std::optional<std::string> Read(ledger::Txn& txn, const std::string& key);
+  void Write(ledger::Txn& txn, const std::string& key, const std::string& value);
+  CredentialState ReadState(ledger::Txn& txn, const std::string& key);
   std::optional<RC> CredentialStep(CredentialState& st, Plan& p);
   RC ApplyPayment(ledger::Txn& txn, Plan& p, TxnRecord& rec);
   RC ApplyBalance(ledger::Txn& txn, Plan& p);
@@ -612,7 +573,8 @@ class Authorizer final : public IsoHandler {
   RC ApplyRefund(ledger::Txn& txn, Plan& p, TxnRecord& rec);
   RC ApplyReversal(ledger::Txn& txn, Plan& p, TxnRecord& rec);
   RC ReversePosted(ledger::Txn& txn, Plan& p, TxnRecord& orig, TxnRecord& rec);
-  void ReleaseDaily(Plan& p, ledger::Txn& txn, const TxnRecord& orig, uint64_t amount);
+  RC ReverseCompletion(ledger::Txn& txn, Plan& p, TxnRecord& completion, TxnRecord& rec);
+  void ReleaseDaily(ledger::Txn& txn, const TxnRecord& orig, uint64_t amount);
   void SetAvailableBalance(ledger::Txn& txn, Plan& p, AccountId account);
   void Respond(Plan& p, RC rc, const TransferId* approval);
 
@@ -623,7 +585,6 @@ class Authorizer final : public IsoHandler {
   crypto::KeyStore* keys_;
   AuthorizerOptions options_;
   std::unique_ptr<BankCache> bank_;
-  Overlay overlay_;
   uint64_t rrn_last_ = 0;  // sequencer thread only
   std::mutex key_mu_;
   std::unordered_map<std::string, std::shared_ptr<const crypto::SecretBytes>> key_cache_;
@@ -980,29 +941,28 @@ void Authorizer::Submit(std::shared_ptr<Plan> p) {
   if (!s.ok()) {
     SetResponseCode(p->response, s.code() == StatusCode::kUnavailable ? RC::kIssuerUnavailable
                                                                       : RC::kSystemMalfunction);
-    p->write->state = 2;
     Finish(*p, Status::Ok());
   }
 }
 
 // ---- Sequencer thread ----------------------------------------------------------
 
-std::optional<std::string> Authorizer::Read(const std::string& key, Plan& p) {
-  if (std::optional<Overlay::Hit> hit = overlay_.Get(key)) {
-    if (hit->writer->state.load() != 1) p.depends_on = hit->writer;
-    return std::move(hit->value);
-  }
-  return ledger_->GetAux(key);
+// Txn::GetAux sees the writes of every earlier submission, durable or not
+// (the ledger's overlay, O(1)). A request answered from a record that is not
+// durable yet is in the same or a later group than its writer, and a group
+// is never acknowledged after an earlier group failed (the writer fails
+// every later group until it recovers): so a duplicate never reports an
+// approval that did not become durable.
+std::optional<std::string> Authorizer::Read(ledger::Txn& txn, const std::string& key) {
+  return txn.GetAux(key);
 }
 
-void Authorizer::Write(ledger::Txn& txn, Plan& p, const std::string& key, std::string value) {
+void Authorizer::Write(ledger::Txn& txn, const std::string& key, const std::string& value) {
   txn.PutAux(key, value);
-  overlay_.Put(key, std::move(value), p.write);
-  p.written.push_back(key);
 }
 
-CredentialState Authorizer::ReadState(const std::string& key, Plan& p) {
-  std::optional<std::string> v = Read(key, p);
+CredentialState Authorizer::ReadState(ledger::Txn& txn, const std::string& key) {
+  std::optional<std::string> v = Read(txn, key);
   Result<CredentialState> s = DecodeCredentialState(v ? *v : "");
   return s.ok() ? *s : CredentialState{};
 }
@@ -1023,7 +983,7 @@ void Authorizer::Respond(Plan& p, RC rc, const TransferId* approval) {
 }
 
 void Authorizer::Apply(ledger::Txn& txn, Plan& p) {
-  if (std::optional<std::string> old = Read(p.key, p)) {
+  if (std::optional<std::string> old = Read(txn, p.key)) {
     std::optional<TxnRecord> rec = DecodeRecord(*old);
     if (!rec) {
       Respond(p, RC::kSystemMalfunction, nullptr);
@@ -1041,7 +1001,6 @@ void Authorizer::Apply(ledger::Txn& txn, Plan& p) {
     }
     return;
   }
-  p.depends_on.reset();
   if (p.kind == Kind::kDecline) {
     Respond(p, p.decided, nullptr);
     return;
@@ -1076,16 +1035,15 @@ void Authorizer::Apply(ledger::Txn& txn, Plan& p) {
     default:
       break;
   }
-  p.depends_on.reset();  // only a served duplicate depends on an earlier write
   const bool approved = rc == RC::kApproved && !rec.transfer.IsZero();
   Respond(p, rc, approved ? &rec.transfer : nullptr);
   rec.response_code = static_cast<uint8_t>(rc);
   Result<std::vector<uint8_t>> packed = Pack(p.response);
   if (!packed.ok()) return;  // not recorded; the reply still goes out
   rec.response.assign(packed->begin(), packed->end());
-  Write(txn, p, p.key, EncodeRecord(rec));
+  Write(txn, p.key, EncodeRecord(rec));
   if (approved && (p.kind == Kind::kHold || p.kind == Kind::kPurchase)) {
-    Write(txn, p, std::string(kAuxRrnPrefix) + std::string(p.response.Get(37)),
+    Write(txn, std::string(kAuxRrnPrefix) + std::string(p.response.Get(37)),
           p.key.substr(kAuxTxnPrefix.size()));
   }
 }
@@ -1142,7 +1100,7 @@ void Authorizer::SetAvailableBalance(ledger::Txn& txn, Plan& p, AccountId accoun
 }
 
 RC Authorizer::ApplyPayment(ledger::Txn& txn, Plan& p, TxnRecord& rec) {
-  CredentialState st = ReadState(p.cred_key, p);
+  CredentialState st = ReadState(txn, p.cred_key);
   const CredentialState before = st;
   std::optional<RC> decline = CredentialStep(st, p);
   RC rc = RC::kApproved;
@@ -1194,20 +1152,20 @@ RC Authorizer::ApplyPayment(ledger::Txn& txn, Plan& p, TxnRecord& rec) {
       SetAvailableBalance(txn, p, p.debit);
     }
   }
-  if (!(st == before)) Write(txn, p, p.cred_key, EncodeCredentialState(st));
+  if (!(st == before)) Write(txn, p.cred_key, EncodeCredentialState(st));
   if (p.card_update) {
-    Write(txn, p, CardKey(p.card_update->card_id), EncodeCard(*p.card_update));
+    Write(txn, CardKey(p.card_update->card_id), EncodeCard(*p.card_update));
   }
   return rc;
 }
 
 RC Authorizer::ApplyBalance(ledger::Txn& txn, Plan& p) {
-  CredentialState st = ReadState(p.cred_key, p);
+  CredentialState st = ReadState(txn, p.cred_key);
   const CredentialState before = st;
   std::optional<RC> decline = CredentialStep(st, p);
-  if (!(st == before)) Write(txn, p, p.cred_key, EncodeCredentialState(st));
+  if (!(st == before)) Write(txn, p.cred_key, EncodeCredentialState(st));
   if (p.card_update) {
-    Write(txn, p, CardKey(p.card_update->card_id), EncodeCard(*p.card_update));
+    Write(txn, CardKey(p.card_update->card_id), EncodeCard(*p.card_update));
   }
   if (decline) return *decline;
   SetAvailableBalance(txn, p, p.debit);
@@ -1219,16 +1177,16 @@ std::optional<TxnRecord> ReadRecord(std::optional<std::string> v) {
   return DecodeRecord(*v);
 }
 
-void Authorizer::ReleaseDaily(Plan& p, ledger::Txn& txn, const TxnRecord& orig, uint64_t amount) {
+void Authorizer::ReleaseDaily(ledger::Txn& txn, const TxnRecord& orig, uint64_t amount) {
   if (orig.cred_key.empty() || amount == 0) return;
-  CredentialState st = ReadState(orig.cred_key, p);
+  CredentialState st = ReadState(txn, orig.cred_key);
   if (st.day != orig.day) return;
   st.day_amount_minor -= std::min(amount, st.day_amount_minor);
-  Write(txn, p, orig.cred_key, EncodeCredentialState(st));
+  Write(txn, orig.cred_key, EncodeCredentialState(st));
 }
 
 RC Authorizer::ApplyCompletion(ledger::Txn& txn, Plan& p, TxnRecord& rec) {
-  std::optional<TxnRecord> orig = ReadRecord(Read(p.orig_key, p));
+  std::optional<TxnRecord> orig = ReadRecord(Read(txn, p.orig_key));
   if (!orig || orig->kind == Kind::kTombstone) return RC::kUnableToLocateOriginal;
   if (orig->kind != Kind::kHold || orig->response_code != 0) return RC::kInvalidTransaction;
   if (orig->currency != p.currency) return RC::kInvalidTransaction;
@@ -1248,20 +1206,22 @@ RC Authorizer::ApplyCompletion(ledger::Txn& txn, Plan& p, TxnRecord& rec) {
   rec.debit = orig->debit;
   rec.credit = orig->credit;
   rec.cred_key = orig->cred_key;
+  rec.captured_minor = p.amount_minor;  // what a reversal of this completion may return
+  rec.orig_key = p.orig_key.substr(kAuxTxnPrefix.size());
   orig->captured_minor = p.amount_minor;
-  Write(txn, p, p.orig_key, EncodeRecord(*orig));
-  ReleaseDaily(p, txn, *orig, hold->hold.amount_minor - p.amount_minor);
+  Write(txn, p.orig_key, EncodeRecord(*orig));
+  ReleaseDaily(txn, *orig, hold->hold.amount_minor - p.amount_minor);
   return RC::kApproved;
 }
 
 RC Authorizer::ApplyRefund(ledger::Txn& txn, Plan& p, TxnRecord& rec) {
   std::string orig_key = p.orig_key;
   if (orig_key.empty()) {
-    std::optional<std::string> k = Read(std::string(kAuxRrnPrefix) + p.rrn_ref, p);
+    std::optional<std::string> k = Read(txn, std::string(kAuxRrnPrefix) + p.rrn_ref);
     if (!k) return RC::kUnableToLocateOriginal;
     orig_key = std::string(kAuxTxnPrefix) + *k;
   }
-  std::optional<TxnRecord> orig = ReadRecord(Read(orig_key, p));
+  std::optional<TxnRecord> orig = ReadRecord(Read(txn, orig_key));
   if (!orig || orig->kind == Kind::kTombstone) return RC::kUnableToLocateOriginal;
   if ((orig->kind != Kind::kHold && orig->kind != Kind::kPurchase) || orig->response_code != 0 ||
       orig->cred_key != p.cred_key || orig->currency != p.currency) {
@@ -1284,7 +1244,7 @@ RC Authorizer::ApplyRefund(ledger::Txn& txn, Plan& p, TxnRecord& rec) {
   rec.debit = orig->credit;
   rec.credit = orig->debit;
   orig->refunded_minor += p.amount_minor;
-  Write(txn, p, orig_key, EncodeRecord(*orig));
+  Write(txn, orig_key, EncodeRecord(*orig));
   return RC::kApproved;
 }
 
@@ -1307,18 +1267,52 @@ RC Authorizer::ReversePosted(ledger::Txn& txn, Plan& p, TxnRecord& orig, TxnReco
   if (rc != RC::kApproved) return rc;
   rec.transfer = t.id;
   orig.captured_minor -= amount;
-  Write(txn, p, p.orig_key, EncodeRecord(orig));
-  ReleaseDaily(p, txn, orig, amount);
+  Write(txn, p.orig_key, EncodeRecord(orig));
+  ReleaseDaily(txn, orig, amount);
+  return RC::kApproved;
+}
+
+// A reversal of a 0220 completion returns what the completion posted (less
+// field 95's replacement amount), capped by what still stands on its hold
+// after refunds and reversals of the 0100; the hold is not restored.
+RC Authorizer::ReverseCompletion(ledger::Txn& txn, Plan& p, TxnRecord& completion, TxnRecord& rec) {
+  if (completion.orig_key.empty()) return RC::kInvalidTransaction;  // a version 1 record
+  const std::string hold_key = std::string(kAuxTxnPrefix) + completion.orig_key;
+  std::optional<TxnRecord> hold = ReadRecord(Read(txn, hold_key));
+  if (!hold || hold->kind != Kind::kHold) return RC::kSystemMalfunction;
+  uint64_t keep = p.partial ? p.remaining_minor : 0;
+  if (keep > completion.amount_minor) return RC::kInvalidAmount;
+  uint64_t hold_net = hold->captured_minor - std::min(hold->refunded_minor, hold->captured_minor);
+  uint64_t standing = std::min(completion.captured_minor, hold_net);
+  if (keep >= standing) return RC::kApproved;  // nothing left to reverse
+  uint64_t amount = standing - keep;
+  ledger::Transfer t;
+  t.id = RequestTransferId(p.key, 1);
+  t.debit_account_id = completion.credit;
+  t.credit_account_id = completion.debit;
+  t.amount_minor = amount;
+  t.ledger = hold->currency;
+  t.code = kCodeReversal;
+  t.user_data_128 = U128{0, hold->digest};
+  std::vector<ledger::TransferOutcome> out = txn.CreateTransfers({&t, 1});
+  RC rc = out.size() == 1 ? MapTransferResult(out[0].result) : RC::kSystemMalfunction;
+  if (rc != RC::kApproved) return rc;
+  rec.transfer = t.id;
+  completion.captured_minor -= amount;
+  hold->captured_minor -= amount;
+  Write(txn, p.orig_key, EncodeRecord(completion));
+  Write(txn, hold_key, EncodeRecord(*hold));
+  ReleaseDaily(txn, *hold, amount);
   return RC::kApproved;
 }
 
 RC Authorizer::ApplyReversal(ledger::Txn& txn, Plan& p, TxnRecord& rec) {
-  std::optional<TxnRecord> orig = ReadRecord(Read(p.orig_key, p));
+  std::optional<TxnRecord> orig = ReadRecord(Read(txn, p.orig_key));
   if (!orig) {
     TxnRecord tomb;
     tomb.kind = Kind::kTombstone;
     tomb.response_code = static_cast<uint8_t>(RC::kUnableToLocateOriginal);
-    Write(txn, p, p.orig_key, EncodeRecord(tomb));
+    Write(txn, p.orig_key, EncodeRecord(tomb));
     return RC::kUnableToLocateOriginal;
   }
   if (orig->kind == Kind::kTombstone) return RC::kUnableToLocateOriginal;
@@ -1328,6 +1322,7 @@ RC Authorizer::ApplyReversal(ledger::Txn& txn, Plan& p, TxnRecord& rec) {
   rec.cred_key = orig->cred_key;
   if (orig->response_code != 0) return RC::kApproved;  // a declined original moved nothing
   if (orig->kind == Kind::kPurchase) return ReversePosted(txn, p, *orig, rec);
+  if (orig->kind == Kind::kCompletion) return ReverseCompletion(txn, p, *orig, rec);
   if (orig->kind != Kind::kHold) return RC::kInvalidTransaction;
   std::optional<ledger::HoldInfo> hold = txn.PeekHold(orig->transfer);
   if (!hold) return RC::kUnableToLocateOriginal;
@@ -1359,9 +1354,9 @@ RC Authorizer::ApplyReversal(ledger::Txn& txn, Plan& p, TxnRecord& rec) {
   rec.transfer = v.id;
   if (p.partial) {
     orig->transfer = ts[1].id;
-    Write(txn, p, p.orig_key, EncodeRecord(*orig));
+    Write(txn, p.orig_key, EncodeRecord(*orig));
   }
-  ReleaseDaily(p, txn, *orig, held - (p.partial ? p.remaining_minor : 0));
+  ReleaseDaily(txn, *orig, held - (p.partial ? p.remaining_minor : 0));
   return RC::kApproved;
 }
 
@@ -1369,17 +1364,13 @@ RC Authorizer::ApplyReversal(ledger::Txn& txn, Plan& p, TxnRecord& rec) {
 
 void Authorizer::Finish(Plan& p, const Status& status) {
   Message& resp = p.response;
-  bool failed = !status.ok() || p.write->state.load() == 2;
-  if (p.depends_on && p.depends_on->state.load() == 2) failed = true;
-  if (!status.ok() || (p.depends_on && p.depends_on->state.load() == 2)) {
-    SetResponseCode(resp, status.code() == StatusCode::kUnavailable || status.ok()
-                              ? RC::kIssuerUnavailable
-                              : RC::kSystemMalfunction);
+  const bool failed = !status.ok();
+  if (failed) {
+    SetResponseCode(resp, status.code() == StatusCode::kUnavailable ? RC::kIssuerUnavailable
+                                                                    : RC::kSystemMalfunction);
     resp.Clear(38);
     resp.Clear(54);
   }
-  p.write->state = failed ? 2 : 1;
-  if (!p.written.empty()) overlay_.Release(p.written, p.write);
   if (!failed && p.card_update) bank_->Update(*p.card_update);
   if (p.card_key && p.arqc.size() == 8) {
     std::string_view arc = resp.Get(39);

@@ -539,10 +539,10 @@ std::shared_ptr<const Card> BankCache::FindCardById(std::string_view card_id) co
   return FindIn(mu_, cards_, card_id);
 }
 std::shared_ptr<const Card> BankCache::FindCardByPan(std::string_view pan) const {
-  std::string id = CardIdFromPan(pan);
-  if (id.empty()) return nullptr;
-  std::shared_ptr<const Card> c = FindCardById(id);
-  if (c && c->pan_hash != PanHashHex(pan)) return nullptr;
+  const std::string hash = PanHashHex(pan);  // one hash: the card id is its first 32 digits
+  if (hash.empty()) return nullptr;
+  std::shared_ptr<const Card> c = FindCardById(std::string_view(hash).substr(0, 32));
+  if (c && c->pan_hash != hash) return nullptr;
   return c;
 }
 std::shared_ptr<const Sim> BankCache::FindSim(std::string_view token_id) const {
@@ -1026,6 +1026,18 @@ Status SeedCustomer(ledger::Ledger& ledger, crypto::KeyStore& keys, const SeedOp
 }
 
 }  // namespace
+
+void ApplyBenchSeedOptions(SeedOptions* options) {
+  NARAE_CHECK(options != nullptr);
+  RiskLimits l;
+  l.single_amount_max_minor = DefaultLimits(408).single_amount_max_minor;
+  l.daily_amount_max_minor = 0;  // none
+  l.daily_count_max = 0;
+  l.per_minute_max = 0;
+  options->limits = l;
+  options->kpw_deposit_minor = 100'000'000'000'000;  // KPW 1,000,000,000,000.00
+  options->usd_deposit_minor = 1'000'000'000'000;    // USD 10,000,000,000.00
+}
 
 Result<DemoBank> SeedDemo(ledger::Ledger& ledger, crypto::KeyStore& keys,
                           const SeedOptions& options) {

@@ -329,6 +329,11 @@ struct SeedOptions {
   uint64_t usd_minimum_minor = 1'000;           // USD 10.00
   std::optional<RiskLimits> limits;             // default: DefaultLimits()
 };
+// `narae demo seed --bench`: per-card limits without daily amount or count
+// (single amount as DefaultLimits), deposits of KPW 1,000,000,000,000.00
+// and USD 10,000,000,000.00 per customer, so that long load runs are not
+// declined for limits (61/65) or funds (51). Never for a real bank.
+void ApplyBenchSeedOptions(SeedOptions* options);
 struct DemoTerminal {
   std::string id;
   std::string tpk_hex;

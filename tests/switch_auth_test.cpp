@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <future>
 #include <mutex>
+#include <thread>
 
 #include "crypto/crypto.hpp"
 #include "ledger/ledger.hpp"
@@ -350,6 +351,197 @@ TEST_F(AuthTest, ReversalsVoidHoldsAndReturnPurchases) {
   EXPECT_EQ(Account(Clearing("SOCKS001", 408)).credits_posted -
                 Account(Clearing("SOCKS001", 408)).debits_posted,
             3000u);
+}
+
+// Field 95 (replacement amounts) keeping `amount_minor` of the original.
+std::string Field95(uint64_t amount_minor) {
+  std::string a = *FormatAmount(amount_minor);
+  return a + a + "C00000000C00000000";
+}
+
+TEST_F(AuthTest, ReversalOfACompletionReturnsWhatItPostedAlsoAcrossARestart) {
+  const DemoCard& card = KpwCard();
+  AccountId acc = card.issued.card.account_id;
+  const uint64_t deposit = Account(acc).credits_posted;
+  auto clearing_net = [&] {
+    auto c = Account(Clearing("SOCKS001", 408));
+    return c.credits_posted - c.debits_posted;
+  };
+  Message hold = CardRequest("0100", card, 10000);
+  ASSERT_EQ(Rc(Send(hold)), "00");
+  Message completion = Reference("0220", hold, 7000);  // a partial completion
+  ASSERT_EQ(Rc(Send(completion)), "00");
+  ASSERT_EQ(clearing_net(), 7000u);
+  // A partial reversal of the completion keeps 5000 (field 95): 2000 returns.
+  Message partial = Reference("0400", completion, 7000);
+  partial.Set(95, Field95(5000));
+  Message pr = Send(partial);
+  EXPECT_EQ(pr.mti(), "0410");
+  ASSERT_EQ(Rc(pr), "00");
+  EXPECT_EQ(pr.Get(38).size(), 6u);
+  EXPECT_EQ(Account(acc).credits_posted, deposit + 2000);
+  EXPECT_EQ(clearing_net(), 5000u);
+  // Its duplicate, also after a restart, gets the same answer and moves nothing.
+  EXPECT_EQ(Send(partial), pr);
+  Restart();
+  EXPECT_EQ(Send(partial), pr);
+  EXPECT_EQ(clearing_net(), 5000u);
+  // Keeping more than the completion posted is 13; keeping more than stands is a no-op.
+  Message too_much = Reference("0400", completion, 7000);
+  too_much.Set(95, Field95(7001));
+  EXPECT_EQ(Rc(Send(too_much)), "13");
+  Message keep_more = Reference("0400", completion, 7000);
+  keep_more.Set(95, Field95(6000));
+  EXPECT_EQ(Rc(Send(keep_more)), "00");
+  EXPECT_EQ(clearing_net(), 5000u);
+  // A full 0420 of the completion returns the rest.
+  Message full = Reference("0420", completion, 7000);
+  Message fr = Send(full);
+  EXPECT_EQ(fr.mti(), "0430");
+  ASSERT_EQ(Rc(fr), "00");
+  EXPECT_EQ(clearing_net(), 0u);
+  EXPECT_EQ(Account(acc).credits_posted, deposit + 7000);
+  EXPECT_EQ(Account(acc).debits_posted, 7000u);
+  EXPECT_EQ(Account(acc).debits_pending, 0u);
+  // The hold's record knows: reversing the 0100 too returns nothing more, and
+  // a refund of it finds nothing captured.
+  EXPECT_EQ(Rc(Send(Reference("0400", hold, 10000))), "00");
+  Message refund = Reference("0200", hold, 1);
+  refund.Set(3, "200000");
+  refund.Clear(48);
+  EXPECT_EQ(Rc(Send(refund)), "13");
+  EXPECT_EQ(clearing_net(), 0u);
+  EXPECT_EQ(Account(acc).credits_posted, deposit + 7000);
+}
+
+TEST_F(AuthTest, ReversingTheHoldAndItsCompletionReturnsTheMoneyOnce) {
+  const DemoCard& card = KpwCard();
+  AccountId acc = card.issued.card.account_id;
+  const uint64_t deposit = Account(acc).credits_posted;
+  Message hold = CardRequest("0100", card, 6000);
+  ASSERT_EQ(Rc(Send(hold)), "00");
+  Message completion = Reference("0220", hold, 6000);
+  ASSERT_EQ(Rc(Send(completion)), "00");
+  ASSERT_EQ(Rc(Send(Reference("0400", hold, 6000))), "00");
+  EXPECT_EQ(Account(acc).credits_posted, deposit + 6000);
+  ASSERT_EQ(Rc(Send(Reference("0420", completion, 6000))), "00");
+  EXPECT_EQ(Account(acc).credits_posted, deposit + 6000);
+  // The other order: a refund of part, then the completion's reversal returns the rest.
+  Message hold2 = CardRequest("0100", card, 5000);
+  ASSERT_EQ(Rc(Send(hold2)), "00");
+  Message completion2 = Reference("0220", hold2, 5000);
+  ASSERT_EQ(Rc(Send(completion2)), "00");
+  Message refund = Reference("0200", hold2, 1500);
+  refund.Set(3, "200000");
+  refund.Clear(48);
+  ASSERT_EQ(Rc(Send(refund)), "00");
+  ASSERT_EQ(Rc(Send(Reference("0400", completion2, 5000))), "00");
+  EXPECT_EQ(Account(acc).credits_posted, deposit + 6000 + 5000);
+  EXPECT_EQ(Account(acc).debits_posted, 11000u);
+}
+
+TEST_F(AuthTest, ReversalOfAnUnseenCompletionDeclinesTheLateCompletion) {
+  const DemoCard& card = KpwCard();
+  AccountId acc = card.issued.card.account_id;
+  Message hold = CardRequest("0100", card, 4000);
+  ASSERT_EQ(Rc(Send(hold)), "00");
+  Message completion = Reference("0220", hold, 4000);
+  Message rev = Reference("0420", completion, 4000);
+  Message r = Send(rev);
+  EXPECT_EQ(Rc(r), "25");
+  Restart();
+  EXPECT_EQ(Send(rev), r);
+  EXPECT_EQ(Rc(Send(completion)), "12");  // the late completion
+  EXPECT_EQ(Account(acc).debits_posted, 0u);
+  EXPECT_EQ(Account(acc).debits_pending, 4000u);  // the hold stands until reversed
+  ASSERT_EQ(Rc(Send(Reference("0400", hold, 4000))), "00");
+  EXPECT_EQ(Account(acc).debits_pending, 0u);
+}
+
+TEST_F(AuthTest, PartialReversalOfAPurchaseKeepsField95) {
+  const DemoCard& card = KpwCard();
+  AccountId acc = card.issued.card.account_id;
+  const uint64_t deposit = Account(acc).credits_posted;
+  Message buy = CardRequest("0200", card, 5000);
+  ASSERT_EQ(Rc(Send(buy)), "00");
+  Message partial = Reference("0400", buy, 5000);
+  partial.Set(95, Field95(1500));
+  Message pr = Send(partial);
+  ASSERT_EQ(Rc(pr), "00");
+  EXPECT_EQ(Account(acc).credits_posted, deposit + 3500);
+  Restart();
+  EXPECT_EQ(Send(partial), pr);
+  EXPECT_EQ(Account(acc).credits_posted, deposit + 3500);
+  // Keeping 2000 of what now stands at 1500 moves nothing; a full reversal the rest.
+  Message keep = Reference("0400", buy, 5000);
+  keep.Set(95, Field95(2000));
+  EXPECT_EQ(Rc(Send(keep)), "00");
+  EXPECT_EQ(Account(acc).credits_posted, deposit + 3500);
+  EXPECT_EQ(Rc(Send(Reference("0420", buy, 5000))), "00");
+  EXPECT_EQ(Account(acc).credits_posted, deposit + 5000);
+  Message odd = Reference("0400", buy, 5000);
+  odd.Set(95, "0000000ABCDE" + Field95(0).substr(12));
+  EXPECT_EQ(Rc(Send(odd)), "30");
+}
+
+// Requests in flight at once land in the same and in consecutive ledger
+// groups: each sees the earlier ones' records before they are durable.
+TEST_F(AuthTest, ConcurrentDuplicatesAndLimitsSeeUndurableWrites) {
+  RiskLimits limits;
+  limits.daily_count_max = 7;
+  DemoCard card = CardWithLimits(limits);
+  AccountId acc = card.issued.card.account_id;
+  const uint64_t posted_before = Account(acc).debits_posted;
+  constexpr int kThreads = 4;
+  constexpr int kCopies = 25;
+  std::vector<Message> distinct;
+  for (int i = 0; i < 20; ++i) distinct.push_back(CardRequest("0200", card, 100 + i));
+  const Message dup = CardRequest("0200", card, 999);
+  std::mutex mu;
+  std::condition_variable cv;
+  std::vector<Message> dup_answers;
+  std::vector<Message> distinct_answers;
+  auto collect = [&](std::vector<Message>* to) {
+    return [&, to](Message r) {
+      std::lock_guard<std::mutex> lock(mu);
+      to->push_back(std::move(r));
+      cv.notify_all();
+    };
+  };
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kCopies; ++i) {
+        auth_->Handle(dup, ConnectionInfo{}, collect(&dup_answers));
+        if (i == t) {
+          for (int j = t; j < 20; j += kThreads)
+            auth_->Handle(distinct[static_cast<size_t>(j)], ConnectionInfo{},
+                          collect(&distinct_answers));
+        }
+      }
+    });
+  }
+  for (std::thread& th : threads) th.join();
+  std::unique_lock<std::mutex> lock(mu);
+  ASSERT_TRUE(cv.wait_for(lock, std::chrono::seconds(30), [&] {
+    return dup_answers.size() == kThreads * kCopies && distinct_answers.size() == 20;
+  }));
+  // Every copy of the duplicate gets the first answer, byte for byte.
+  for (const Message& m : dup_answers) EXPECT_EQ(m, dup_answers[0]);
+  // The count limit (7 a day) holds across the in-flight requests.
+  size_t approved = 0;
+  uint64_t approved_minor = 0;
+  for (const Message& m : distinct_answers) {
+    if (Rc(m) == "00") {
+      ++approved;
+      approved_minor += *ParseAmount(m.Get(4));
+    } else {
+      EXPECT_EQ(Rc(m), "65");
+    }
+  }
+  const bool dup_approved = Rc(dup_answers[0]) == "00";
+  EXPECT_EQ(approved + (dup_approved ? 1 : 0), 7u);
+  EXPECT_EQ(Account(acc).debits_posted, posted_before + (dup_approved ? 999 : 0) + approved_minor);
 }
 
 TEST_F(AuthTest, RefundNeverExceedsWhatWasCaptured) {

@@ -162,6 +162,43 @@ CliRun Narae(const std::string& args) {
   return r;
 }
 
+// `narae demo seed --bench`: no daily limits and large deposits; the
+// defaults stay as they are.
+TEST(BankRecords, BenchSeedLiftsDailyLimitsOnlyWhenAsked) {
+  SeedOptions defaults;
+  EXPECT_FALSE(defaults.limits.has_value());
+  EXPECT_NE(DefaultLimits(408).daily_amount_max_minor, 0u);
+  SeedOptions so;
+  ApplyBenchSeedOptions(&so);
+  ASSERT_TRUE(so.limits.has_value());
+  EXPECT_EQ(so.limits->daily_amount_max_minor, 0u);
+  EXPECT_EQ(so.limits->daily_count_max, 0u);
+  EXPECT_EQ(so.limits->per_minute_max, 0u);
+  EXPECT_EQ(so.limits->single_amount_max_minor, DefaultLimits(408).single_amount_max_minor);
+  narae::testing::TempDir dir;
+  ASSERT_TRUE(crypto::CreateMasterKeyFile(dir.Sub("master.key")).ok());
+  auto mk = crypto::LoadMasterKeyFile(dir.Sub("master.key"));
+  std::filesystem::create_directories(dir.Sub("keys"));
+  auto keys = crypto::KeyStore::Open(dir.Sub("keys"), *mk);
+  ASSERT_TRUE(keys.ok());
+  ledger::Options o;
+  o.path = dir.Sub("ledger");
+  o.sync = false;
+  auto l = ledger::Ledger::Open(o);
+  ASSERT_TRUE(l.ok());
+  so.customers = 2;
+  auto bank = SeedDemo(**l, **keys, so);
+  ASSERT_TRUE(bank.ok()) << bank.status().ToString();
+  for (const DemoCard& c : bank->cards) {
+    EXPECT_EQ(c.issued.card.limits.daily_amount_max_minor, 0u);
+    auto acc = (*l)->LookupAccount(c.issued.card.account_id);
+    ASSERT_TRUE(acc.has_value());
+    EXPECT_EQ(acc->credits_posted,
+              c.issued.card.currency == 408 ? so.kpw_deposit_minor : so.usd_deposit_minor);
+  }
+  for (const EnrolledSim& s : bank->sims) EXPECT_EQ(s.sim.limits.daily_amount_max_minor, 0u);
+}
+
 class BankCli : public ::testing::Test {
  protected:
   void SetUp() override {

@@ -1093,6 +1093,85 @@ TEST(ServerBinary, SeedEchoBenchAndSigtermExitsZero) {
   }
 }
 
+// `narae bench switch --tls` against a mutual-TLS listener of the real
+// binary (demo seeded with --bench): answers with the client certificate,
+// a failed handshake (and exit 1) without it or with an untrusted server.
+TEST(ServerBinary, BenchOverMutualTls) {
+  const std::string bin = NARAE_BIN_DIR;
+  const std::string narae = bin + "/tools/narae";
+  const std::string sw = bin + "/switch/narae-switch";
+  if (::access(sw.c_str(), X_OK) != 0 || ::access(narae.c_str(), X_OK) != 0) {
+    GTEST_SKIP() << "narae-switch or narae not built";
+  }
+  if (!HaveOpenssl()) GTEST_SKIP() << "no openssl command line";
+#if defined(__SANITIZE_THREAD__)
+  GTEST_SKIP() << "not under ThreadSanitizer";  // as SeedEchoBenchAndSigtermExitsZero
+#endif
+  testing::TempDir dir;
+  MakeCert(dir.path(), "server", "localhost");
+  MakeCert(dir.path(), "ca", "Narae Test Acquirer CA");
+  MakeCert(dir.path(), "acquirer", "acquirer-1", "ca");
+  MakeCert(dir.path(), "other", "other");  // a CA that did not sign the server
+  const std::string data = dir.Sub("data");
+  const std::string demo = dir.Sub("demo.json");
+  ASSERT_EQ(std::system((narae + " demo seed --bench --data " + data + " --out " + demo +
+                         " --customers 2 >/dev/null")
+                            .c_str()),
+            0);
+  {
+    std::ofstream cfg(dir.Sub("switch.json"));
+    cfg << nlohmann::json{{"server",
+                           {{"tls",
+                             {{"cert_file", dir.Sub("server.crt")},
+                              {"key_file", dir.Sub("server.key")},
+                              {"client_ca_file", dir.Sub("ca.crt")}}}}}}
+               .dump();
+  }
+  Child child = Spawn({sw, "--data", data, "--iso-listen", "127.0.0.1:0", "--config",
+                       dir.Sub("switch.json"), "--log-file", dir.Sub("switch.log")});
+  const std::string line = ReadUntil(child.stdout_fd, "\n", 10000);
+  const size_t at = line.find("127.0.0.1:");
+  ASSERT_NE(at, std::string::npos) << line;
+  const std::string iso = "127.0.0.1:" + std::to_string(std::stoi(line.substr(at + 10)));
+  const std::string bench = narae + " bench switch --iso " + iso + " --credentials " + demo +
+                            " --connections 2 --duration 1 --json";
+  const std::string out = dir.Sub("bench.json");
+  const std::string tls = " --tls --ca " + dir.Sub("server.crt");
+  const std::string client =
+      " --cert " + dir.Sub("acquirer.crt") + " --key " + dir.Sub("acquirer.key");
+  ASSERT_EQ(std::system((bench + tls + client + " > " + out + " 2>/dev/null").c_str()), 0)
+      << Slurp(out);
+  nlohmann::json j = nlohmann::json::parse(Slurp(out), nullptr, false);
+  ASSERT_FALSE(j.is_discarded()) << Slurp(out);
+  EXPECT_TRUE(j["tls"].get<bool>());
+  EXPECT_GT(j["approved"].get<uint64_t>(), 50u);
+  EXPECT_EQ(j["errors"].get<uint64_t>(), 0u);
+  EXPECT_EQ(j["unanswered"].get<uint64_t>(), 0u);
+  for (const char* code : {"51", "61", "65"}) EXPECT_FALSE(j["codes"].contains(code)) << code;
+  // Without the client certificate, with an untrusted server or in plain
+  // TCP: no answers, errors, exit status 1.
+  for (const std::string& args :
+       {tls, " --tls --ca " + dir.Sub("other.crt") + client, std::string()}) {
+    const int rc = std::system((bench + args + " > " + out + " 2>/dev/null").c_str());
+    ASSERT_TRUE(WIFEXITED(rc)) << args;
+    EXPECT_EQ(WEXITSTATUS(rc), 1) << args;
+    j = nlohmann::json::parse(Slurp(out), nullptr, false);
+    ASSERT_FALSE(j.is_discarded()) << args << Slurp(out);
+    EXPECT_EQ(j["approved"].get<uint64_t>(), 0u) << args;
+    EXPECT_GT(j["errors"].get<uint64_t>(), 0u) << args;
+  }
+  // --ca without --tls and --cert without --key are refused (exit 2).
+  EXPECT_EQ(WEXITSTATUS(std::system(
+                (bench + " --ca " + dir.Sub("server.crt") + " >/dev/null 2>&1").c_str())),
+            2);
+  EXPECT_EQ(WEXITSTATUS(std::system(
+                (bench + " --tls --cert " + dir.Sub("acquirer.crt") + " >/dev/null 2>&1").c_str())),
+            2);
+  ASSERT_EQ(::kill(child.pid, SIGTERM), 0);
+  EXPECT_EQ(WaitExit(child.pid, 15000), 0);
+  ::close(child.stdout_fd);
+}
+
 TEST(ServerBinary, BadConfigurationExitsTwo) {
   const std::string sw = std::string(NARAE_BIN_DIR) + "/switch/narae-switch";
   if (::access(sw.c_str(), X_OK) != 0) GTEST_SKIP() << "narae-switch not built";

@@ -186,6 +186,7 @@ void AddDemo(CLI::App& app) {
     Common c;
     std::string out = "demo.json";
     uint32_t customers = 10;
+    bool bench = false;
   };
   auto o = std::make_shared<Opts>();
   CLI::App* seed = demo->add_subcommand(
@@ -195,6 +196,10 @@ void AddDemo(CLI::App& app) {
   seed->add_option("--customers", o->customers,
                    "customers (each: KPW+USD accounts, 2 cards, 1 SIM)")
       ->check(CLI::Range(1u, static_cast<unsigned>(sw::kSeedCustomersMax)));
+  seed->add_flag("--bench", o->bench,
+                 "a bank for load tests: cards and SIMs without daily amount or count limits "
+                 "and deposits that long runs of `narae bench switch` cannot exhaust "
+                 "(never for a real bank)");
   seed->callback([o] {
     const Common& c = o->c;
     std::error_code ec;
@@ -209,6 +214,7 @@ void AddDemo(CLI::App& app) {
     if (!bank) return;
     sw::SeedOptions so;
     so.customers = o->customers;
+    if (o->bench) sw::ApplyBenchSeedOptions(&so);
     Result<sw::DemoBank> demo = sw::SeedDemo(*bank->ledger, *bank->keys, so);
     if (!demo.ok()) return Fail(c, demo.status());
     std::string text = sw::DemoBankJson(*demo, c.data + "/ledger", c.data + "/keys", mk);

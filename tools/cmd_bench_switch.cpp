@@ -16,6 +16,7 @@
 #endif
 // clang-format off
 #include <boost/asio.hpp>
+#include <boost/asio/ssl.hpp>
 // clang-format on
 
 #include <unistd.h>
@@ -32,6 +33,7 @@
 #include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <random>
 #include <span>
 #include <string>
@@ -47,6 +49,7 @@ namespace narae::tools {
 namespace {
 
 namespace asio = boost::asio;
+namespace ssl = boost::asio::ssl;
 using tcp = asio::ip::tcp;
 using Clock = std::chrono::steady_clock;
 using boost::system::error_code;
@@ -72,6 +75,10 @@ struct Args {
   uint64_t seed = 1;
   bool json = false;
   bool no_save_counters = false;
+  // TLS (--tls): the server's chain is verified against ca_file (or the
+  // system's CAs); cert_file + key_file = the client certificate (mutual TLS).
+  bool tls = false;
+  std::string ca_file, cert_file, key_file;
 };
 
 // ---- Credentials (demo.json) ----------------------------------------------
@@ -245,8 +252,9 @@ std::string Local(const char* format, std::time_t t) {
 
 class Connection {
  public:
-  Connection(asio::io_context& ioc, const Args& args, Credentials& creds, Terminal& terminal,
-             std::vector<int> sims, uint64_t seed, Results& results, Clock::time_point end)
+  Connection(asio::io_context& ioc, ssl::context* tls, const Args& args, Credentials& creds,
+             Terminal& terminal, std::vector<int> sims, uint64_t seed, Results& results,
+             Clock::time_point end)
       : socket_(ioc),
         signal_(ioc),
         pace_(ioc),
@@ -256,24 +264,53 @@ class Connection {
         sims_(std::move(sims)),
         rng_(seed),
         results_(results),
-        end_(end) {}
+        end_(end) {
+    if (tls != nullptr) tls_.emplace(ioc, *tls);
+  }
 
   asio::awaitable<void> Run(tcp::endpoint endpoint) {
     error_code ec;
-    co_await socket_.async_connect(endpoint, asio::redirect_error(asio::use_awaitable, ec));
+    co_await Socket().async_connect(endpoint, asio::redirect_error(asio::use_awaitable, ec));
     if (ec) {
       std::fprintf(stderr, "narae bench switch: connect %s: %s\n", args_.iso.c_str(),
                    ec.message().c_str());
       ++results_.errors;
       co_return;
     }
-    socket_.set_option(tcp::no_delay(true), ec);
+    Socket().set_option(tcp::no_delay(true), ec);
+    if (tls_) {
+      co_await tls_->async_handshake(ssl::stream_base::client,
+                                     asio::redirect_error(asio::use_awaitable, ec));
+      if (ec) {
+        std::fprintf(stderr, "narae bench switch: TLS handshake with %s: %s\n", args_.iso.c_str(),
+                     ec.message().c_str());
+        ++results_.errors;
+        closed_ = true;
+        Socket().close(ec);
+        co_return;
+      }
+    }
     auto ex = co_await asio::this_coro::executor;
     asio::co_spawn(ex, Receive(), asio::detached);
     co_await Send();
   }
 
  private:
+  tcp::socket& Socket() { return tls_ ? tls_->next_layer() : socket_; }
+
+  asio::awaitable<void> WriteAll(asio::const_buffer b, error_code& ec) {
+    if (tls_) {
+      co_await asio::async_write(*tls_, b, asio::redirect_error(asio::use_awaitable, ec));
+    } else {
+      co_await asio::async_write(socket_, b, asio::redirect_error(asio::use_awaitable, ec));
+    }
+  }
+  asio::awaitable<size_t> ReadSome(asio::mutable_buffer b, error_code& ec) {
+    if (tls_)
+      co_return co_await tls_->async_read_some(b, asio::redirect_error(asio::use_awaitable, ec));
+    co_return co_await socket_.async_read_some(b, asio::redirect_error(asio::use_awaitable, ec));
+  }
+
   // Builds and writes requests until the end time.
   asio::awaitable<void> Send() {
     const bool open_loop = args_.rate > 0;
@@ -308,8 +345,7 @@ class Connection {
       if (closed_) break;
       if (out.empty()) continue;
       error_code ec;
-      co_await asio::async_write(socket_, asio::buffer(out),
-                                 asio::redirect_error(asio::use_awaitable, ec));
+      co_await WriteAll(asio::buffer(out), ec);
       if (ec) {
         Fail("write", ec);
         co_return;
@@ -325,7 +361,7 @@ class Connection {
     results_.unanswered += in_flight_.size();
     closed_ = true;
     error_code ec;
-    socket_.close(ec);
+    Socket().close(ec);
   }
 
   asio::awaitable<void> Receive() {
@@ -333,9 +369,7 @@ class Connection {
     size_t have = 0;
     while (!closed_) {  // ends when the socket closes
       error_code ec;
-      const size_t n =
-          co_await socket_.async_read_some(asio::buffer(buf.data() + have, buf.size() - have),
-                                           asio::redirect_error(asio::use_awaitable, ec));
+      const size_t n = co_await ReadSome(asio::buffer(buf.data() + have, buf.size() - have), ec);
       if (ec) {
         if (!closed_) Fail("read", ec);
         co_return;
@@ -363,7 +397,7 @@ class Connection {
     in_flight_.clear();
     closed_ = true;
     error_code ignored;
-    socket_.close(ignored);
+    Socket().close(ignored);
     signal_.cancel();
   }
 
@@ -449,10 +483,16 @@ class Connection {
   }
 
   void SetCommon(Message* m, const std::string& stan, std::time_t now) {
-    m->Set(7, Utc("%m%d%H%M%S", now));
+    if (now != times_.second) {  // the time fields change once a second
+      times_.second = now;
+      times_.field7 = Utc("%m%d%H%M%S", now);
+      times_.field12 = Local("%H%M%S", now);
+      times_.field13 = Local("%m%d", now);
+    }
+    m->Set(7, times_.field7);
     m->Set(11, stan);
-    m->Set(12, Local("%H%M%S", now));
-    m->Set(13, Local("%m%d", now));
+    m->Set(12, times_.field12);
+    m->Set(13, times_.field13);
     const uint64_t rrn = (static_cast<uint64_t>(now) % 10000) * 100'000'000 +
                          g_rrn.fetch_add(1, std::memory_order_relaxed) % 100'000'000;
     m->Set(37, switching::FormatDigits(rrn, 12).value());
@@ -616,9 +656,10 @@ class Connection {
     return switching::Frame(*body);
   }
 
-  tcp::socket socket_;
-  asio::steady_timer signal_;  // wakes the sender when a reply arrives
-  asio::steady_timer pace_;    // open loop: the next send time
+  tcp::socket socket_;                           // plain TCP
+  std::optional<ssl::stream<tcp::socket>> tls_;  // --tls (its own socket)
+  asio::steady_timer signal_;                    // wakes the sender when a reply arrives
+  asio::steady_timer pace_;                      // open loop: the next send time
   const Args& args_;
   Credentials& creds_;
   Terminal& terminal_;
@@ -628,6 +669,10 @@ class Connection {
   Clock::time_point end_;
   std::unordered_map<uint32_t, InFlight> in_flight_;  // by STAN
   std::deque<FollowUp> follow_ups_;                   // <= kFollowUpsMax
+  struct {
+    std::time_t second = -1;
+    std::string field7, field12, field13;
+  } times_;  // SetCommon's fields of the current second
   bool closed_ = false;
 };
 
@@ -668,6 +713,33 @@ void PrintProgress(Clock::time_point start, Clock::time_point end, std::atomic<b
   std::fprintf(stderr, "\n");
 }
 
+// TLS 1.2 or 1.3; the server's chain verified against --ca (else the system's
+// CAs; the host name is not checked); --cert/--key for mutual TLS.
+Result<ssl::context> MakeTlsContext(const Args& a) {
+  if (!a.tls) return Status::InvalidArgument("--ca, --cert and --key need --tls");
+  if (a.cert_file.empty() != a.key_file.empty()) {
+    return Status::InvalidArgument("--cert and --key go together");
+  }
+  try {
+    ssl::context ctx(ssl::context::tls_client);
+    ctx.set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 |
+                    ssl::context::no_sslv3 | ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1);
+    if (a.ca_file.empty()) {
+      ctx.set_default_verify_paths();
+    } else {
+      ctx.load_verify_file(a.ca_file);
+    }
+    ctx.set_verify_mode(ssl::verify_peer);
+    if (!a.cert_file.empty()) {
+      ctx.use_certificate_chain_file(a.cert_file);
+      ctx.use_private_key_file(a.key_file, ssl::context::pem);
+    }
+    return ctx;
+  } catch (const boost::system::system_error& e) {
+    return Status::InvalidArgument(std::string("TLS files: ") + e.what());
+  }
+}
+
 int RunBenchSwitch(const Args& a) {
   if (a.connections == 0 || a.connections > kConnectionsMax || a.depth == 0 ||
       a.depth > kDepthMax || a.duration_s == 0 || a.duration_s > 86400 || a.threads == 0 ||
@@ -688,6 +760,15 @@ int RunBenchSwitch(const Args& a) {
     std::fprintf(stderr, "narae bench switch: %s\n", endpoint.status().ToString().c_str());
     return 2;
   }
+  std::optional<ssl::context> tls;
+  if (a.tls || !a.ca_file.empty() || !a.cert_file.empty() || !a.key_file.empty()) {
+    Result<ssl::context> ctx = MakeTlsContext(a);
+    if (!ctx.ok()) {
+      std::fprintf(stderr, "narae bench switch: %s\n", ctx.status().ToString().c_str());
+      return 2;
+    }
+    tls.emplace(std::move(*ctx));
+  }
   // Connection i plays terminal i % T and owns SIMs j with j % C == i.
   std::vector<std::unique_ptr<asio::io_context>> iocs;
   std::vector<Results> results(a.threads);
@@ -701,8 +782,8 @@ int RunBenchSwitch(const Args& a) {
       sims.push_back(static_cast<int>(j));
     const uint32_t t = i % a.threads;
     connections.push_back(std::make_unique<Connection>(
-        *iocs[t], a, *creds, *creds->terminals[i % creds->terminals.size()], std::move(sims),
-        a.seed * 1000003 + i, results[t], end));
+        *iocs[t], tls ? &*tls : nullptr, a, *creds, *creds->terminals[i % creds->terminals.size()],
+        std::move(sims), a.seed * 1000003 + i, results[t], end));
     Connection* c = connections.back().get();
     asio::co_spawn(
         *iocs[t], [c, ep = *endpoint]() { return c->Run(ep); }, asio::detached);
@@ -757,6 +838,7 @@ int RunBenchSwitch(const Args& a) {
       {"duration_s", a.duration_s},
       {"elapsed_s", elapsed},
       {"mode", a.rate > 0 ? "open" : "closed"},
+      {"tls", a.tls},
       {"rate", a.rate},
       {"depth", a.depth},
       {"sent", all.sent},
@@ -771,7 +853,8 @@ int RunBenchSwitch(const Args& a) {
       {"codes", codes},
       {"kinds", kinds}};
   if (!a.json) {
-    std::printf("switch bench: %u connections, %u s, %s\n", a.connections, a.duration_s,
+    std::printf("switch bench: %u connections%s, %u s, %s\n", a.connections,
+                a.tls ? " over TLS" : "", a.duration_s,
                 a.rate > 0 ? ("open loop at " + std::to_string(a.rate) + " requests/s").c_str()
                            : ("closed loop, depth " + std::to_string(a.depth)).c_str());
     std::printf("  answered %llu of %llu sent: %.0f requests/s, approved %llu: %.0f/s\n",
@@ -823,6 +906,11 @@ void RegisterSwitchBenchCommands(CLI::App& app) {
   bs->add_flag("--no-save-counters", args.no_save_counters,
                "Do not write the SIM counters used back into the credentials file");
   bs->add_flag("--json", args.json, "Print only the JSON line");
+  bs->add_flag("--tls", args.tls, "Speak TLS to the switch (server.tls set)");
+  bs->add_option("--ca", args.ca_file,
+                 "With --tls: PEM CA bundle to verify the switch's certificate");
+  bs->add_option("--cert", args.cert_file, "With --tls: PEM client certificate chain (mutual TLS)");
+  bs->add_option("--key", args.key_file, "With --tls: PEM private key of --cert");
   bs->callback([] { SetExitCode(RunBenchSwitch(args)); });
 }
 
