@@ -162,7 +162,9 @@ class Terminal {
     const Op& op = ops_[static_cast<size_t>(index)];
     std::optional<Message> r = c.Call(op.frame, 10000);
     if (!r) return false;
-    if (r->Get(39) == op.rc && r->Get(38) == op.approval) {
+    // Field 2 is not stored with the answer (no PAN at rest): it comes back
+    // from the retransmitted request.
+    if (r->Get(39) == op.rc && r->Get(38) == op.approval && r->Get(2) == op.request.Get(2)) {
       counters_->retries_same.fetch_add(1);
     } else {
       counters_->retries_different.fetch_add(1);
