@@ -67,7 +67,7 @@ struct TxnRecord {
   uint64_t refunded_minor = 0;
   uint32_t day = 0;
   std::string cred_key;  // au/d/... of the card or SIM
-  std::string response;  // packed response body without 55 and 64
+  std::string response;  // packed response body without 2 (PAN), 55 and 64
   // A completion: the request key (without "au/x/") of the hold it posted,
   // so that a reversal of the completion finds the hold's record.
   std::string orig_key;
@@ -996,6 +996,10 @@ void Authorizer::Apply(ledger::Txn& txn, Plan& p) {
       if (!m.ok()) {
         Respond(p, RC::kSystemMalfunction, nullptr);
       } else {
+        // The record holds no PAN: field 2 comes back from this request
+        // (the digest matched, so it is the original's).
+        std::optional<std::string_view> pan = p.response.Find(2);
+        if (pan) m->Set(2, *pan);
         p.response = std::move(*m);
       }
     }
@@ -1038,7 +1042,9 @@ void Authorizer::Apply(ledger::Txn& txn, Plan& p) {
   const bool approved = rc == RC::kApproved && !rec.transfer.IsZero();
   Respond(p, rc, approved ? &rec.transfer : nullptr);
   rec.response_code = static_cast<uint8_t>(rc);
-  Result<std::vector<uint8_t>> packed = Pack(p.response);
+  Message stored = p.response;
+  stored.Clear(2);  // never store a full PAN (put back from a duplicate's request)
+  Result<std::vector<uint8_t>> packed = Pack(stored);
   if (!packed.ok()) return;  // not recorded; the reply still goes out
   rec.response.assign(packed->begin(), packed->end());
   Write(txn, p.key, EncodeRecord(rec));
