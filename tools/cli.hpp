@@ -19,5 +19,7 @@ void RegisterBankCommands(CLI::App& app);
 void RegisterSwitchBenchCommands(CLI::App& app);
 // trial-balance, statement, backup, restore (tools/cmd_audit.cpp)
 void RegisterAuditCommands(CLI::App& app);
+// day, fees, bank, settle, bench settle (tools/cmd_settle.cpp)
+void RegisterSettleCommands(CLI::App& app);
 
 }  // namespace narae::tools
