@@ -19,5 +19,7 @@ void RegisterBankCommands(CLI::App& app);
 void RegisterSwitchBenchCommands(CLI::App& app);
 // trial-balance, statement, backup, restore (tools/cmd_audit.cpp)
 void RegisterAuditCommands(CLI::App& app);
+// reconcile, bench reconcile (tools/cmd_reconcile.cpp); after the bench group exists
+void RegisterReconcileCommands(CLI::App& app);
 
 }  // namespace narae::tools

@@ -22,6 +22,7 @@ int main(int argc, char** argv) {
   narae::tools::RegisterBankCommands(app);
   narae::tools::RegisterSwitchBenchCommands(app);
   narae::tools::RegisterAuditCommands(app);
+  narae::tools::RegisterReconcileCommands(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
