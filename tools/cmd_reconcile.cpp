@@ -12,8 +12,10 @@
 #include <fstream>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <span>
 #include <string>
+#include <thread>
 
 #include "ledger/ledger.hpp"
 #include "switch/authorizer.hpp"
@@ -214,16 +216,20 @@ int RunReconcile(const ReconcileArgs& a) {
   if (!fs::is_regular_file(fs::path(a.data) / "CURRENT", ec)) {
     return Fail(cmd, a.json, "no ledger at " + a.data);
   }
-  Result<std::vector<FileRow>> rows = ReadReconcileFile(a.file, *format);
-  if (!rows.ok()) return Fail(cmd, a.json, rows.status().message());
+  // The file is parsed while the ledger opens (a follower replays the
+  // primary's recent log: seconds on a busy bank).
+  std::optional<Result<std::vector<FileRow>>> rows;
+  std::thread parse([&] { rows = ReadReconcileFile(a.file, *format); });
   ledger::Options o;
   o.path = a.data;
   o.read_only = true;  // a follower: works while narae-switch runs
   Result<std::unique_ptr<Ledger>> ledger = Ledger::Open(o);
+  parse.join();
+  if (!rows->ok()) return Fail(cmd, a.json, rows->status().message());
   if (!ledger.ok()) return Fail(cmd, a.json, ledger.status().ToString());
   PhaseProgress progress(a.json);
   Result<ReconcileReport> report =
-      Reconcile(**ledger, ReconcileRequest{*day, now_ns}, *rows,
+      Reconcile(**ledger, ReconcileRequest{*day, now_ns}, **rows,
                 [&](const char* phase, uint64_t done) { progress(phase, done); });
   progress.Finish();
   (void)(*ledger)->Close();
@@ -427,15 +433,24 @@ int RunBenchReconcile(const BenchArgs& a) {
       std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 
   // The measured part: what `narae reconcile` does after parsing arguments.
+  // As `narae reconcile` does it: the file parsed while the ledger opens.
   const auto t1 = std::chrono::steady_clock::now();
-  Result<std::vector<FileRow>> rows = ReadReconcileFile(file, ReconcileFileFormat::kCsv);
-  if (!rows.ok()) return Fail(cmd, a.json, rows.status().ToString());
-  const auto t2 = std::chrono::steady_clock::now();
+  std::optional<Result<std::vector<FileRow>>> parsed;
+  std::chrono::steady_clock::time_point parsed_at;
+  std::thread parse([&] {
+    parsed = ReadReconcileFile(file, ReconcileFileFormat::kCsv);
+    parsed_at = std::chrono::steady_clock::now();
+  });
   ledger::Options o;
   o.path = db;
   o.read_only = true;
   Result<std::unique_ptr<Ledger>> ledger = Ledger::Open(o);
+  const auto opened_at = std::chrono::steady_clock::now();
+  parse.join();
+  if (!parsed->ok()) return Fail(cmd, a.json, parsed->status().ToString());
   if (!ledger.ok()) return Fail(cmd, a.json, ledger.status().ToString());
+  const std::vector<FileRow>* rows = &**parsed;
+  const auto t2 = std::chrono::steady_clock::now();
   Result<ReconcileReport> report = Reconcile(**ledger, ReconcileRequest{day, now_ns}, *rows);
   const auto t3 = std::chrono::steady_clock::now();
   (void)(*ledger)->Close();
@@ -453,7 +468,8 @@ int RunBenchReconcile(const BenchArgs& a) {
       {"payments", a.rows},
       {"file_rows", rows->size()},
       {"build_s", build_s},
-      {"parse_s", secs(t2 - t1)},
+      {"parse_s", secs(parsed_at - t1)},
+      {"open_s", secs(opened_at - t1)},
       {"reconcile_s", secs(t3 - t2)},
       {"total_s", secs(t3 - t1)},
       {"rows_per_second",
@@ -467,8 +483,9 @@ int RunBenchReconcile(const BenchArgs& a) {
                 static_cast<unsigned long long>(a.rows), rows->size(),
                 static_cast<unsigned long long>(a.break_every));
     std::printf("  build %.2f s (not timed below)\n", build_s);
-    std::printf("  parse file %.2f s, reconcile %.2f s, total %.2f s\n", secs(t2 - t1),
-                secs(t3 - t2), secs(t3 - t1));
+    std::printf(
+        "  parse file %.2f s while opening the ledger %.2f s; reconcile %.2f s; total %.2f s\n",
+        secs(parsed_at - t1), secs(opened_at - t1), secs(t3 - t2), secs(t3 - t1));
     std::printf("  matched %llu, breaks %zu (%s)\n",
                 static_cast<unsigned long long>(report->matched.count), report->breaks.size(),
                 as_planted ? "exactly as planted" : "NOT as planted");

@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <nlohmann/json.hpp>
+#include <thread>
 
 #include "switch/authorizer.hpp"
 #include "tools/statement.hpp"
@@ -752,12 +753,18 @@ Result<ReconcileReport> Reconcile(ledger::Ledger& ledger, const ReconcileRequest
     return Status::InvalidArgument("day " + FormatDate(day_start_ns) + " has not begun");
   }
   if (file.size() > kReconcileRowsMax) return Status::InvalidArgument("too many file rows");
-  Result<SwitchLog> log = ScanSwitchLog(ledger, request.day, progress);
-  if (!log.ok()) return log.status();
   const uint64_t from_ns =
       day_start_ns > kReconcileDayGraceNs ? day_start_ns - kReconcileDayGraceNs : 0;
-  Result<LedgerView> lv = ScanLedger(ledger, from_ns, progress);
-  if (!lv.ok()) return lv.status();
+  // The two scans are independent reads: the ledger's on a second thread.
+  std::optional<Result<LedgerView>> lv;
+  std::thread ledger_scan([&] { lv = ScanLedger(ledger, from_ns, {}); });
+  Result<SwitchLog> log = ScanSwitchLog(ledger, request.day, progress);
+  ledger_scan.join();
+  if (!log.ok()) return log.status();
+  if (!lv->ok()) return lv->status();
+  // Matching in transfer-id order walks the ledger's sorted vectors in order.
+  std::sort(log->payments.begin(), log->payments.end(),
+            [](const Payment& a, const Payment& b) { return a.transfer < b.transfer; });
 
   ReconcileReport report;
   report.day = request.day;
@@ -771,10 +778,10 @@ Result<ReconcileReport> Reconcile(ledger::Ledger& ledger, const ReconcileRequest
   uint64_t n = 0;
   for (const reconcile_internal::Payment& p : log->payments) {
     if (++n % kProgressEvery == 0 && progress) progress("matching", n);
-    m.MatchPayment(p, *lv, ix);
+    m.MatchPayment(p, **lv, ix);
   }
   const uint64_t day_end_ns = day_start_ns + kNsPerDay;
-  for (const LedgerPayment& l : lv->payments) {
+  for (const LedgerPayment& l : (*lv)->payments) {
     if (l.timestamp < day_start_ns || l.timestamp >= day_end_ns) continue;
     report.ledger_payments++;
     if (std::binary_search(log->known.begin(), log->known.end(), l.id)) continue;

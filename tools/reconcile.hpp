@@ -22,7 +22,8 @@
 // in memory, then sorts and binary searches: O(n log n), ~100 bytes a row.
 //
 // Errors are Status/Result values; nothing throws across this boundary.
-// Thread safety: free functions; Reconcile() only reads the given ledger.
+// Thread safety: free functions; Reconcile() only reads the given ledger
+// (from two threads: the switch log and the transfers are scanned in parallel).
 #pragma once
 
 #include <array>
@@ -124,7 +125,7 @@ struct ReconcileReport {
   ReconcileTotal released;              // released without money moving, not in the file
   ReconcileTotal unmatched;             // payments and file rows with at least one break
   std::array<ReconcileTotal, kBreakClassCount> by_class;
-  std::vector<ReconcileBreak> breaks;  // in payment order, then ledger-only, then file-only
+  std::vector<ReconcileBreak> breaks;  // by payment (transfer id), then ledger-only, then file-only
   bool ok() const { return breaks.empty(); }
 };
 
