@@ -10,7 +10,9 @@
 #include "tools/reconcile.cpp"  // NOLINT: the unit under test
 
 #include <gtest/gtest.h>
+#include <pty.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <fstream>
@@ -474,6 +476,44 @@ TEST_F(ReconcileCliTest, BadInputsExitTwoWithAMessage) {
   CmdResult help = Narae("reconcile --help");
   EXPECT_EQ(help.code, 0);
   EXPECT_NE(help.out.find("--json"), std::string::npos);
+}
+
+// On a terminal, reconcile and verify draw a progress line on stderr (and
+// clear it); piped, they stay quiet (checked above: stderr is empty).
+std::string RunOnTerminal(const std::vector<std::string>& argv) {
+  int master = -1;
+  const pid_t pid = forkpty(&master, nullptr, nullptr, nullptr);
+  NARAE_CHECK(pid >= 0);
+  if (pid == 0) {
+    std::vector<char*> args;
+    for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+    args.push_back(nullptr);
+    ::execv(args[0], args.data());
+    ::_exit(127);
+  }
+  std::string out;
+  char buf[4096];
+  while (true) {
+    const ssize_t n = ::read(master, buf, sizeof buf);
+    if (n <= 0) break;  // EIO once the child has exited
+    out.append(buf, static_cast<size_t>(n));
+  }
+  ::close(master);
+  ::waitpid(pid, nullptr, 0);
+  return out;
+}
+
+TEST_F(ReconcileCliTest, ShowsProgressOnATerminal) {
+  const std::string file = Write("day.csv", PlantDay());
+  const std::string narae = std::string(NARAE_BIN_DIR) + "/tools/narae";
+  const std::string rec = RunOnTerminal(
+      {narae, "reconcile", "--data", dir_.Sub("db"), "--day", Date(), "--file", file});
+  EXPECT_NE(rec.find("switch log: 1"), std::string::npos) << rec;
+  EXPECT_NE(rec.find("BREAKS"), std::string::npos) << rec;
+  const std::string ver = RunOnTerminal({narae, "verify", "--data", dir_.Sub("db")});
+  EXPECT_NE(ver.find("verified events"), std::string::npos) << ver;
+  const std::string quiet = RunOnTerminal({narae, "verify", "--data", dir_.Sub("db"), "--json"});
+  EXPECT_EQ(quiet.find("verified events"), std::string::npos) << quiet;
 }
 
 }  // namespace

@@ -369,7 +369,7 @@ Result<SwitchLog> ScanSwitchLog(ledger::Ledger& ledger, uint32_t day,
   Status bad = Status::Ok();
   Status st = ledger.ScanAux(switching::kRequestRecordPrefix, [&](std::string_view key,
                                                                   std::string_view value) {
-    if (++log.scanned % kProgressEvery == 0 && progress) progress("switch log", log.scanned);
+    if (++log.scanned % kProgressEvery == 1 && progress) progress("switch log", log.scanned);
     std::optional<RequestRecord> r = switching::ParseRequestRecord(value);
     if (!r) {
       bad = Status::Corruption("unreadable switch record " + std::string(key));
@@ -777,7 +777,7 @@ Result<ReconcileReport> Reconcile(ledger::Ledger& ledger, const ReconcileRequest
   Matcher m(request, file, &report);
   uint64_t n = 0;
   for (const reconcile_internal::Payment& p : log->payments) {
-    if (++n % kProgressEvery == 0 && progress) progress("matching", n);
+    if (++n % kProgressEvery == 1 && progress) progress("matching", n);
     m.MatchPayment(p, **lv, ix);
   }
   const uint64_t day_end_ns = day_start_ns + kNsPerDay;
