@@ -1424,4 +1424,64 @@ Result<std::unique_ptr<IsoHandler>> MakeAuthorizer(const AuthorizerDeps& deps,
   return MakeAuthorizerWithOptions(deps, std::move(*o));
 }
 
+// ---- Request records for tools ------------------------------------------------
+
+static_assert(static_cast<uint8_t>(RequestKind::kHold) == static_cast<uint8_t>(Kind::kHold));
+static_assert(static_cast<uint8_t>(RequestKind::kPurchase) ==
+              static_cast<uint8_t>(Kind::kPurchase));
+static_assert(static_cast<uint8_t>(RequestKind::kTombstone) ==
+              static_cast<uint8_t>(Kind::kTombstone));
+static_assert(kTransferCodeHold == kCodeHold && kTransferCodePurchase == kCodePurchase);
+static_assert(kRequestRecordPrefix == kAuxTxnPrefix);
+
+std::optional<RequestRecord> ParseRequestRecord(std::string_view value) {
+  std::optional<TxnRecord> r = DecodeRecord(value);
+  if (!r) return std::nullopt;
+  RequestRecord out;
+  out.kind = static_cast<RequestKind>(r->kind);
+  out.response_code = r->response_code;
+  out.digest = r->digest;
+  out.amount_minor = r->amount_minor;
+  out.currency = r->currency;
+  out.debit = r->debit;
+  out.credit = r->credit;
+  out.transfer = r->transfer;
+  out.captured_minor = r->captured_minor;
+  out.refunded_minor = r->refunded_minor;
+  out.day = r->day;
+  out.cred_key = std::move(r->cred_key);
+  if (!r->response.empty()) {
+    Result<Message> m = Unpack(Bytes(r->response));
+    if (!m.ok()) return std::nullopt;
+    out.rrn = std::string(m->Get(37));
+  }
+  return out;
+}
+
+std::string EncodeRequestRecord(const RequestRecord& record) {
+  NARAE_CHECK(record.rrn.empty() || record.rrn.size() == 12);
+  TxnRecord r;
+  r.kind = static_cast<Kind>(record.kind);
+  r.response_code = record.response_code;
+  r.digest = record.digest;
+  r.amount_minor = record.amount_minor;
+  r.currency = record.currency;
+  r.debit = record.debit;
+  r.credit = record.credit;
+  r.transfer = record.transfer;
+  r.captured_minor = record.captured_minor;
+  r.refunded_minor = record.refunded_minor;
+  r.day = record.day;
+  r.cred_key = record.cred_key;
+  if (!record.rrn.empty()) {
+    Message m(record.kind == RequestKind::kHold ? "0110" : "0210");
+    m.Set(37, record.rrn);
+    m.Set(39, ResponseCodeText(static_cast<ResponseCode>(record.response_code)));
+    Result<std::vector<uint8_t>> packed = Pack(m);
+    NARAE_CHECK(packed.ok());
+    r.response.assign(packed->begin(), packed->end());
+  }
+  return EncodeRecord(r);
+}
+
 }  // namespace narae::switching

@@ -27,6 +27,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -96,5 +97,42 @@ std::string BuildChipData(uint64_t amount_minor, uint16_t currency, uint16_t atc
 // The transaction data BuildChipData() covers (for computing the ARQC).
 std::vector<uint8_t> ChipTransactionData(uint64_t amount_minor, uint16_t currency, uint16_t atc,
                                          uint32_t unpredictable_number);
+
+// ---- The request records, for tools (`narae reconcile`) ---------------------
+// The authorizer's au/x records as read back by tools; the encoding itself
+// stays private to authorizer.cpp.
+inline constexpr std::string_view kRequestRecordPrefix = "au/x/";
+inline constexpr uint16_t kTransferCodeHold = 101;      // the 0100 hold (pending transfer)
+inline constexpr uint16_t kTransferCodePurchase = 102;  // the 0200 purchase (posted transfer)
+enum class RequestKind : uint8_t {
+  kHold = 1,
+  kPurchase = 2,
+  kRefund = 3,
+  kCompletion = 4,
+  kReversal = 5,
+  kBalance = 6,
+  kTombstone = 8,  // a reversal that arrived before its original
+};
+struct RequestRecord {
+  RequestKind kind = RequestKind::kHold;
+  uint8_t response_code = 0;  // ResponseCode value; 0 = approved
+  uint64_t digest = 0;
+  uint64_t amount_minor = 0;  // requested (authorized) amount
+  uint16_t currency = 0;      // ISO 4217 numeric
+  ledger::AccountId debit;
+  ledger::AccountId credit;
+  ledger::TransferId transfer;  // holds: the current hold (a partial reversal replaces it)
+  uint64_t captured_minor = 0;  // purchases: amount net of reversals; holds: the completion
+  uint64_t refunded_minor = 0;
+  uint32_t day = 0;      // UTC day (days since 1970-01-01) of the authorizer's clock
+  std::string rrn;       // field 37 of the response (12 characters), "" for tombstones
+  std::string cred_key;  // au/d/... of the card or SIM
+};
+// Decodes an au/x value; nullopt when it is not a valid record.
+std::optional<RequestRecord> ParseRequestRecord(std::string_view value);
+// Encodes a record as the authorizer writes it (tests and `narae bench
+// reconcile` build switch logs with it). The stored response carries only
+// fields 37 and 39. REQUIRES rrn is empty or 12 characters.
+std::string EncodeRequestRecord(const RequestRecord& record);
 
 }  // namespace narae::switching

@@ -21,5 +21,7 @@ void RegisterSwitchBenchCommands(CLI::App& app);
 void RegisterAuditCommands(CLI::App& app);
 // day, fees, bank, settle, bench settle (tools/cmd_settle.cpp)
 void RegisterSettleCommands(CLI::App& app);
+// reconcile, bench reconcile (tools/cmd_reconcile.cpp); after the bench group exists
+void RegisterReconcileCommands(CLI::App& app);
 
 }  // namespace narae::tools

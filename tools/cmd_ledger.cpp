@@ -13,6 +13,7 @@
 
 #include "ledger/ledger.hpp"
 #include "tools/cli.hpp"
+#include "tools/progress.hpp"
 
 namespace narae::tools {
 namespace {
@@ -206,11 +207,11 @@ int RunVerify(const std::string& data, bool json) {
     std::fprintf(stderr, "narae verify: %s\n", opened.status().ToString().c_str());
     return 2;
   }
-  const bool tty = isatty(STDERR_FILENO) && !json;
-  auto rep = (*opened)->Verify([&](uint64_t events) {
-    if (tty) std::fprintf(stderr, "\r  verified %llu events", (unsigned long long)events);
-  });
-  if (tty) std::fprintf(stderr, "\r");
+  // A progress line on a terminal only (tools/progress.hpp); quiet when piped or --json.
+  Progress progress("verified events", 0, json);
+  progress.Update(0);  // at once: the ledger reports every many thousand events
+  auto rep = (*opened)->Verify([&](uint64_t events) { progress.Update(events); });
+  progress.Finish();
   if (!rep.ok()) {
     std::fprintf(stderr, "narae verify: %s\n", rep.status().ToString().c_str());
     return 2;

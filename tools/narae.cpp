@@ -23,6 +23,7 @@ int main(int argc, char** argv) {
   narae::tools::RegisterSwitchBenchCommands(app);
   narae::tools::RegisterAuditCommands(app);
   narae::tools::RegisterSettleCommands(app);
+  narae::tools::RegisterReconcileCommands(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
