@@ -7,6 +7,7 @@
 // aux writes (idempotency record, metadata, list index, event) next to the
 // authorizer's; the reply leaves from the ledger's done callback.
 #include "switch/api.hpp"
+#include "switch/api_parse.hpp"
 
 #include <algorithm>
 #include <atomic>
@@ -139,29 +140,6 @@ ApiError DeclineError(RC rc, Op op, bool sim) {
 
 // ---- Currencies and amounts -------------------------------------------------
 
-struct CurrencyCode {
-  const char* alpha;
-  uint16_t numeric;
-};
-constexpr CurrencyCode kCurrencies[] = {{"KPW", 408}, {"USD", 840}, {"EUR", 978}, {"CNY", 156},
-                                        {"RUB", 643}, {"JPY", 392}, {"GBP", 826}};
-
-// An amount: a JSON integer, or a string of digits (for values above 2^53).
-std::optional<uint64_t> ParseAmountJson(const json& v) {
-  uint64_t out = 0;
-  if (v.is_number_unsigned()) {
-    out = v.get<uint64_t>();
-  } else if (v.is_string()) {
-    const std::string& s = v.get_ref<const std::string&>();
-    if (!AllDigits(s) || s.size() > 19) return std::nullopt;
-    for (char c : s) out = out * 10 + static_cast<uint64_t>(c - '0');
-  } else {
-    return std::nullopt;
-  }
-  if (out == 0 || out > kAmountMinorMax) return std::nullopt;
-  return out;
-}
-
 std::string Field7(int64_t ms) {
   std::time_t t = static_cast<std::time_t>(ms / 1000);
   std::tm tm{};
@@ -293,7 +271,8 @@ struct PostCtx {
   std::string orig_rrn;
   ledger::AccountId logistics;  // delivery split destination
   // Outcome, set on the sequencer thread (read after the done callback).
-  bool replayed = false;
+  bool replayed = false;       // answered from the idempotency record
+  bool hook_answered = false;  // answered by Before() (the hold's state)
   bool retry = false;
   bool decided = false;
   std::string seen_rc;
@@ -301,24 +280,6 @@ struct PostCtx {
   std::string body;
   std::function<void(HttpResponse)> done;
 };
-
-std::string IdemValue(const std::string& fingerprint, unsigned status, const std::string& body) {
-  return fingerprint + "\n" + std::to_string(status) + "\n" + body;
-}
-// Splits an idempotency record; false when corrupt.
-bool ParseIdemValue(std::string_view v, std::string* fingerprint, unsigned* status,
-                    std::string* body) {
-  size_t a = v.find('\n');
-  if (a == std::string_view::npos) return false;
-  size_t b = v.find('\n', a + 1);
-  if (b == std::string_view::npos || b - a - 1 != 3) return false;
-  *fingerprint = std::string(v.substr(0, a));
-  std::string_view st = v.substr(a + 1, 3);
-  if (!AllDigits(st)) return false;
-  *status = static_cast<unsigned>(std::stoi(std::string(st)));
-  *body = std::string(v.substr(b + 1));
-  return true;
-}
 
 class RateLimiter {
  public:
@@ -904,12 +865,14 @@ void ApiImpl::Submit(std::shared_ptr<PostCtx> ctx) {
 
 void ApiImpl::Finish(const std::shared_ptr<PostCtx>& ctx, const Message& response) {
   HttpResponse r;
-  if (ctx->replayed) {
-    // Set in Before() from the idempotency record; body in ctx.
-    replays_.fetch_add(1, std::memory_order_relaxed);
+  if (ctx->replayed || ctx->hook_answered) {
+    // Set in Before(): from the idempotency record, or the hold's state.
     r.status = ctx->status;
     r.body = ctx->body;
-    r.headers.emplace_back("Idempotent-Replayed", "true");
+    if (ctx->replayed) {
+      replays_.fetch_add(1, std::memory_order_relaxed);
+      r.headers.emplace_back("Idempotent-Replayed", "true");
+    }
   } else if (ctx->retry && ctx->attempts + 1 < kSubmitRetriesMax) {
     // Our (terminal, time, STAN) was taken: a fresh STAN and time.
     ctx->retry = false;
@@ -970,7 +933,7 @@ bool ApiImpl::Before(ledger::Txn& txn, PostCtx& ctx) {
   }
   ctx.decided = false;
   RecordAnswer(txn, ctx, e.status, ErrorBody(e, ctx.request_id));
-  ctx.replayed = true;  // answered by the hook: no field 39
+  ctx.hook_answered = true;  // no field 39 in the engine's reply
   return true;
 }
 
@@ -1142,21 +1105,6 @@ HttpResponse ApiImpl::GetPayment(std::string_view payment_id, const std::string&
   }
   r.body = PaymentJson(*v).dump();
   return r;
-}
-
-// Query parameters (no percent-decoding: the values Narae takes are plain).
-std::map<std::string, std::string, std::less<>> ParseQuery(std::string_view q) {
-  std::map<std::string, std::string, std::less<>> out;
-  for (size_t n = 0; n < 16 && !q.empty(); ++n) {
-    size_t amp = q.find('&');
-    std::string_view pair = q.substr(0, amp);
-    size_t eq = pair.find('=');
-    out[std::string(pair.substr(0, eq))] =
-        eq == std::string_view::npos ? "" : std::string(pair.substr(eq + 1));
-    if (amp == std::string_view::npos) break;
-    q.remove_prefix(amp + 1);
-  }
-  return out;
 }
 
 // Visits aux keys under `prefix` whose suffix sorts after `after` (the last
@@ -1369,20 +1317,6 @@ void ApiImpl::AppendMetrics(std::string* out) {
 }  // namespace
 
 // ---- Public functions ---------------------------------------------------------
-
-uint16_t CurrencyNumeric(std::string_view alpha) {
-  for (const CurrencyCode& c : kCurrencies) {
-    if (alpha == c.alpha) return c.numeric;
-  }
-  return 0;
-}
-
-std::string CurrencyAlpha(uint16_t numeric) {
-  for (const CurrencyCode& c : kCurrencies) {
-    if (numeric == c.numeric) return c.alpha;
-  }
-  return "";
-}
 
 std::string VirtualTerminalId(std::string_view merchant_id) {
   static constexpr char kDigits[] = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ";

@@ -55,8 +55,8 @@ struct ApiOptions {
   size_t nonce_cache_max = 200000;
   // Per-merchant request rate: a token bucket of this many requests per
   // second and this burst; over it: 429 with Retry-After. 0 = no limit.
-  uint32_t rate_per_s = 5000;
-  uint32_t rate_burst = 10000;
+  uint32_t rate_per_s = 10000;
+  uint32_t rate_burst = 20000;
   // The clock (ms since the epoch). Tests inject one; empty = system clock.
   std::function<int64_t()> clock_ms;
 };

@@ -178,6 +178,7 @@ class HttpServerImpl final : public HttpServer {
         socket.close(ec);
         continue;
       }
+      socket.set_option(tcp::no_delay(true), ec);  // request/response: no Nagle delay
       counters_.connections_accepted++;
       counters_.connections_open++;
       auto sock = std::make_shared<beast::tcp_stream>(std::move(socket));

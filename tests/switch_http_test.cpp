@@ -139,7 +139,7 @@ class HttpTest : public ::testing::Test {
   }
   void Start() {
     ASSERT_OK(EnsureApiTerminals(*ledger_, *keys_));
-    auto a = MakeAuthorizer({ledger_.get(), keys_.get()}, "{}");
+    auto a = MakeAuthorizer({ledger_.get(), keys_.get()}, authorization_json_);
     ASSERT_TRUE(a.ok()) << a.status().ToString();
     auth_ = std::move(*a);
     auto api = Api::Create({ledger_.get(), keys_.get(), auth_.get()}, api_options_);
@@ -262,6 +262,7 @@ class HttpTest : public ::testing::Test {
   std::unique_ptr<HttpServer> server_;
   std::unique_ptr<Client> client_;
   ApiOptions api_options_;
+  std::string authorization_json_ = "{}";
   HttpServerOptions server_options_;
   int nonce_seq_ = 0;
   int key_seq_ = 0;
@@ -302,9 +303,13 @@ TEST_F(HttpTest, HoldCaptureRefundLifecycle) {
   EXPECT_EQ(hold->state, ledger::HoldState::kPosted);
   EXPECT_EQ(hold->posted_amount_minor, 7000u);
 
-  Resp again = Call("POST", "/v1/payments/" + id + "/capture", "{}", NextKey());
+  const std::string again_key = NextKey();
+  Resp again = Call("POST", "/v1/payments/" + id + "/capture", "{}", again_key);
   EXPECT_EQ(again.status, 409u) << again.body;
   EXPECT_EQ(again.Code(), "invalid_state");
+  Resp again2 = Call("POST", "/v1/payments/" + id + "/capture", "{}", again_key);
+  EXPECT_EQ(again2.body, again.body);  // the refusal is stored under its key too
+  EXPECT_EQ(again2.headers["Idempotent-Replayed"], "true");
   Resp v = Call("POST", "/v1/payments/" + id + "/void", "{}", NextKey());
   EXPECT_EQ(v.status, 409u);
   EXPECT_EQ(v.Code(), "invalid_state");
@@ -364,6 +369,24 @@ TEST_F(HttpTest, AutomaticCaptureVoidAndDeliverySplit) {
       }(),
       NextKey());
   EXPECT_EQ(bad.status, 400u);
+}
+
+TEST_F(HttpTest, ExpiredHoldCannotBeCaptured) {
+  Stop();
+  authorization_json_ = R"({"hold_timeout_s": 1})";
+  OpenLedger();
+  Start();
+  Resp p = Pay(500);
+  ASSERT_EQ(p.status, 201u) << p.body;
+  const std::string id = p.j["id"];
+  std::this_thread::sleep_for(std::chrono::milliseconds(1300));
+  ASSERT_OK(ledger_->Tick());
+  Resp c = Call("POST", "/v1/payments/" + id + "/capture", "{}", NextKey());
+  EXPECT_EQ(c.status, 410u) << c.body;
+  EXPECT_EQ(c.Code(), "payment_expired");
+  Resp v = Call("POST", "/v1/payments/" + id + "/void", "{}", NextKey());
+  EXPECT_EQ(v.Code(), "payment_expired");
+  EXPECT_EQ(Call("GET", "/v1/payments/" + id).j["status"], "expired");
 }
 
 TEST_F(HttpTest, IdempotentReplayAndConflictSurviveRestart) {

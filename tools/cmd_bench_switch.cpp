@@ -41,6 +41,7 @@
 
 #include "crypto/crypto.hpp"
 #include "switch/iso8583.hpp"
+#include "tools/bench_http.hpp"
 #include "tools/cli.hpp"
 
 namespace narae::tools {
@@ -806,7 +807,10 @@ void RegisterSwitchBenchCommands(CLI::App& app) {
   static Args args;  // NOLINT: lives for the process
   auto* bs = bench->add_subcommand(
       "switch", "Load generator: plays demo.json terminals, cards and SIMs against narae-switch");
-  bs->add_option("--iso", args.iso, "narae-switch ISO 8583 address HOST:PORT")->required();
+  bs->add_option("--iso", args.iso, "narae-switch ISO 8583 address HOST:PORT");
+  static BenchHttpArgs http;  // NOLINT: lives for the process
+  bs->add_option("--http", http.http,
+                 "narae-switch HTTP API address HOST:PORT (load the storefront API instead)");
   bs->add_option("--credentials", args.credentials, "demo.json (narae demo seed)")->required();
   bs->add_option("--connections", args.connections, "TCP connections (terminals)")
       ->capture_default_str();
@@ -823,7 +827,21 @@ void RegisterSwitchBenchCommands(CLI::App& app) {
   bs->add_flag("--no-save-counters", args.no_save_counters,
                "Do not write the SIM counters used back into the credentials file");
   bs->add_flag("--json", args.json, "Print only the JSON line");
-  bs->callback([] { SetExitCode(RunBenchSwitch(args)); });
+  bs->callback([] {
+    if (!http.http.empty()) {  // tools/cmd_bench_http.cpp
+      http.credentials = args.credentials;
+      http.connections = args.connections;
+      http.duration_s = args.duration_s;
+      http.threads = args.threads;
+      http.json = args.json;
+      return SetExitCode(RunBenchHttp(http));
+    }
+    if (args.iso.empty()) {
+      std::fprintf(stderr, "bench switch: --iso or --http is required\n");
+      return SetExitCode(2);
+    }
+    SetExitCode(RunBenchSwitch(args));
+  });
 }
 
 }  // namespace narae::tools
