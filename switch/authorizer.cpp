@@ -300,6 +300,7 @@ struct Plan {
   std::shared_ptr<const crypto::SecretBytes> mac_key;
   // Outcome.
   std::optional<Card> card_update;  // applied to the cache once durable
+  std::shared_ptr<TxnHook> hook;    // the HTTP API's work in the same transaction
 };
 
 }  // namespace
@@ -527,7 +528,7 @@ namespace {
 
 // ---- The engine --------------------------------------------------------------
 
-class Authorizer final : public IsoHandler {
+class Authorizer final : public HookedHandler {
  public:
   Authorizer(const AuthorizerDeps& deps, AuthorizerOptions options, std::unique_ptr<BankCache> bank)
       : ledger_(deps.ledger),
@@ -536,7 +537,12 @@ class Authorizer final : public IsoHandler {
         bank_(std::move(bank)) {}
 
   void Handle(Message request, const ConnectionInfo& conn,
-              std::function<void(Message response)> reply) override;
+              std::function<void(Message response)> reply) override {
+    (void)conn;
+    HandleHooked(std::move(request), nullptr, std::move(reply));
+  }
+  void HandleHooked(Message request, std::shared_ptr<TxnHook> hook,
+                    std::function<void(Message response)> reply) override;
   HealthInfo Health() override {
     ledger::LedgerStats s = ledger_->Stats();
     return HealthInfo{s.healthy, s.open_holds, s.accounts};
@@ -563,6 +569,7 @@ class Authorizer final : public IsoHandler {
 
   // Sequencer thread.
   void Apply(ledger::Txn& txn, Plan& p);
+  void ApplyHooked(ledger::Txn& txn, Plan& p);
   std::optional<std::string> Read(ledger::Txn& txn, const std::string& key);
   void Write(ledger::Txn& txn, const std::string& key, const std::string& value);
   CredentialState ReadState(ledger::Txn& txn, const std::string& key);
@@ -625,9 +632,8 @@ Result<std::vector<uint8_t>> MacData(const Message& m) {
   return body;
 }
 
-void Authorizer::Handle(Message request, const ConnectionInfo& conn,
-                        std::function<void(Message response)> reply) {
-  (void)conn;
+void Authorizer::HandleHooked(Message request, std::shared_ptr<TxnHook> hook,
+                              std::function<void(Message response)> reply) {
   Result<std::string> rmti = ResponseMti(request.mti());
   if (!rmti.ok()) {
     std::string mti = request.mti();
@@ -648,6 +654,7 @@ void Authorizer::Handle(Message request, const ConnectionInfo& conn,
   auto p = std::make_shared<Plan>();
   p->response = std::move(resp);
   p->reply = std::move(reply);
+  p->hook = std::move(hook);
   p->clock = MakeClock(NowMs());
   std::optional<RC> rc = Prepare(request, *p);
   if (rc) {
@@ -752,8 +759,10 @@ std::optional<RC> Authorizer::Prepare(const Message& req, Plan& p) {
               options_.food_mccs.end();
   p.timeout_s = food ? options_.food_hold_timeout_s : options_.hold_timeout_s;
   if (p.kind == Kind::kRefund) {
-    if (req.Has(62) || !req.Has(2)) return RC::kFormatError;
-    if (std::shared_ptr<const Sim> sim = bank_->FindSim(req.Get(2))) {
+    if (req.Has(62) || (!req.Has(2) && !p.hook)) return RC::kFormatError;
+    if (!req.Has(2)) {
+      // A hooked (HTTP API) refund: the original's card or SIM, found in ApplyRefund.
+    } else if (std::shared_ptr<const Sim> sim = bank_->FindSim(req.Get(2))) {
       p.sim = sim;
       p.cred_key = std::string(kAuxSimStatePrefix) + sim->token_id;
       p.debit = sim->account_id;
@@ -936,7 +945,7 @@ std::optional<RC> Authorizer::PrepareReference(const Message& req, Plan& p) {
 
 void Authorizer::Submit(std::shared_ptr<Plan> p) {
   Plan* raw = p.get();
-  Status s = ledger_->Submit([this, raw](ledger::Txn& txn) { Apply(txn, *raw); },
+  Status s = ledger_->Submit([this, raw](ledger::Txn& txn) { ApplyHooked(txn, *raw); },
                              [this, p](Status st) { Finish(*p, st); });
   if (!s.ok()) {
     SetResponseCode(p->response, s.code() == StatusCode::kUnavailable ? RC::kIssuerUnavailable
@@ -980,6 +989,12 @@ void Authorizer::Respond(Plan& p, RC rc, const TransferId* approval) {
     p.response.Clear(38);
   }
   if (rc != RC::kApproved) p.response.Clear(54);
+}
+
+void Authorizer::ApplyHooked(ledger::Txn& txn, Plan& p) {
+  if (p.hook && p.hook->before && p.hook->before(txn)) return;  // the hook answers
+  Apply(txn, p);
+  if (p.hook && p.hook->after) p.hook->after(txn, p.response);
 }
 
 void Authorizer::Apply(ledger::Txn& txn, Plan& p) {
@@ -1230,7 +1245,8 @@ RC Authorizer::ApplyRefund(ledger::Txn& txn, Plan& p, TxnRecord& rec) {
   std::optional<TxnRecord> orig = ReadRecord(Read(txn, orig_key));
   if (!orig || orig->kind == Kind::kTombstone) return RC::kUnableToLocateOriginal;
   if ((orig->kind != Kind::kHold && orig->kind != Kind::kPurchase) || orig->response_code != 0 ||
-      orig->cred_key != p.cred_key || orig->currency != p.currency) {
+      (orig->cred_key != p.cred_key && !(p.hook && p.cred_key.empty())) ||
+      orig->currency != p.currency) {
     return RC::kInvalidTransaction;
   }
   uint64_t net = orig->captured_minor - std::min(orig->refunded_minor, orig->captured_minor);
@@ -1415,6 +1431,33 @@ Result<std::unique_ptr<IsoHandler>> MakeAuthorizerWithOptions(const AuthorizerDe
   std::unique_ptr<IsoHandler> h =
       std::make_unique<Authorizer>(deps, std::move(options), std::move(*bank));
   return h;
+}
+
+std::optional<PaymentRecord> LookupPaymentByRrn(ledger::Ledger& ledger, std::string_view rrn) {
+  if (rrn.empty() || rrn.size() > 12) return std::nullopt;
+  std::optional<std::string> key = ledger.GetAux(std::string(kAuxRrnPrefix) + std::string(rrn));
+  if (!key) return std::nullopt;
+  constexpr size_t kKeyBytes = kTerminalIdBytes + 4 + 10 + 6;
+  if (key->size() != kKeyBytes) return std::nullopt;
+  std::string full = std::string(kAuxTxnPrefix) + *key;
+  std::optional<TxnRecord> rec = ReadRecord(ledger.GetAux(full));
+  if (!rec || (rec->kind != Kind::kHold && rec->kind != Kind::kPurchase)) return std::nullopt;
+  PaymentRecord out;
+  out.request_key = std::move(full);
+  out.terminal_id = key->substr(0, kTerminalIdBytes);
+  out.field7 = key->substr(kTerminalIdBytes + 4, 10);
+  out.stan = key->substr(kTerminalIdBytes + 14, 6);
+  out.hold = rec->kind == Kind::kHold;
+  out.response_code = rec->response_code;
+  out.amount_minor = rec->amount_minor;
+  out.currency = rec->currency;
+  out.debit = rec->debit;
+  out.credit = rec->credit;
+  out.transfer = rec->transfer;
+  out.captured_minor = rec->captured_minor;
+  out.refunded_minor = rec->refunded_minor;
+  out.cred_key = rec->cred_key;
+  return out;
 }
 
 Result<std::unique_ptr<IsoHandler>> MakeAuthorizer(const AuthorizerDeps& deps,

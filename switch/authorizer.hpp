@@ -135,4 +135,48 @@ std::optional<RequestRecord> ParseRequestRecord(std::string_view value);
 // fields 37 and 39. REQUIRES rrn is empty or 12 characters.
 std::string EncodeRequestRecord(const RequestRecord& record);
 
+// ---- The HTTP API's seam (switch/api.cpp) -----------------------------------
+
+// Work the HTTP API adds to a request's ledger transaction (its idempotency
+// record, payment index and events), run on the ledger's sequencer thread so
+// it commits atomically with the request's effect.
+struct TxnHook {
+  // First, before the request: returning true skips the request entirely
+  // (the hook has its own answer, e.g. an idempotent replay); the reply then
+  // carries no field 39.
+  std::function<bool(ledger::Txn&)> before;
+  // After the request was applied (approved or declined), with its response.
+  std::function<void(ledger::Txn&, const Message& response)> after;
+};
+
+// The authorizer made by MakeAuthorizer*() implements this too.
+class HookedHandler : public IsoHandler {
+ public:
+  // Handle() with `hook` run in the request's ledger transaction. A hooked
+  // refund (0200, processing code 20) may omit field 2: the original
+  // payment's card or SIM is refunded.
+  virtual void HandleHooked(Message request, std::shared_ptr<TxnHook> hook,
+                            std::function<void(Message response)> reply) = 0;
+};
+
+// A hold or purchase as its request record (au/x/...) holds it, found by the
+// RRN (field 37) of its approval. Durable state only.
+struct PaymentRecord {
+  std::string request_key;  // au/x/...
+  std::string terminal_id;  // field 41 of the original
+  std::string field7;       // field 7 of the original
+  std::string stan;         // field 11 of the original
+  bool hold = false;        // 0100 (else 0200 purchase)
+  uint8_t response_code = 0;
+  uint64_t amount_minor = 0;
+  uint16_t currency = 0;
+  ledger::AccountId debit;
+  ledger::AccountId credit;
+  ledger::TransferId transfer;  // the hold (or the purchase transfer)
+  uint64_t captured_minor = 0;
+  uint64_t refunded_minor = 0;
+  std::string cred_key;  // au/d/c/<card id> or au/d/s/<token id>
+};
+std::optional<PaymentRecord> LookupPaymentByRrn(ledger::Ledger& ledger, std::string_view rrn);
+
 }  // namespace narae::switching

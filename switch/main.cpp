@@ -20,7 +20,9 @@
 
 #include "crypto/crypto.hpp"
 #include "ledger/ledger.hpp"
+#include "switch/api.hpp"
 #include "switch/handler.hpp"
+#include "switch/http_server.hpp"
 #include "switch/log.hpp"
 #include "switch/switch.hpp"
 
@@ -36,7 +38,7 @@ constexpr const char* kUsage =
     "                    [--log-file FILE]\n"
     "  --data DIR              data folder: DIR/ledger, DIR/keys, DIR/master.key\n"
     "  --iso-listen HOST:PORT  ISO 8583 listener (default 127.0.0.1:8583)\n"
-    "  --http-listen HOST:PORT HTTP/JSON API listener (not available yet)\n"
+    "  --http-listen HOST:PORT HTTP/JSON storefront API listener (docs/api.md)\n"
     "  --master-key-file FILE  master key (default DIR/master.key)\n"
     "  --config FILE           JSON config file (docs/switch.md); the command line wins\n"
     "  --log-level LEVEL       trace, debug, info (default), warn, error, off\n"
@@ -100,6 +102,8 @@ struct Runtime {
   std::unique_ptr<crypto::KeyStore> keys;
   std::unique_ptr<IsoHandler> handler;
   std::unique_ptr<IsoServer> server;
+  std::unique_ptr<Api> api;          // with --http-listen
+  std::unique_ptr<HttpServer> http;  // with --http-listen
 };
 
 Status OpenRuntime(const SwitchConfig& config, Logger* logger, Runtime* rt) {
@@ -117,6 +121,8 @@ Status OpenRuntime(const SwitchConfig& config, Logger* logger, Runtime* rt) {
       crypto::KeyStore::Open(config.data_dir + "/keys", std::move(master).value());
   if (!keys.ok()) return Status::IOError("key store: " + keys.status().ToString());
   rt->keys = std::move(keys).value();
+  const bool with_http = !config.server.http_listen.empty();
+  if (with_http) NARAE_RETURN_IF_ERROR(EnsureApiTerminals(*rt->ledger, *rt->keys));
   Result<std::unique_ptr<IsoHandler>> handler =
       MakeAuthorizer(AuthorizerDeps{rt->ledger.get(), rt->keys.get()}, config.authorization_json);
   if (!handler.ok()) return Status::InvalidArgument("authorizer: " + handler.status().ToString());
@@ -125,13 +131,29 @@ Status OpenRuntime(const SwitchConfig& config, Logger* logger, Runtime* rt) {
       IsoServer::Start(config.server, rt->handler.get(), logger);
   if (!server.ok()) return server.status();
   rt->server = std::move(server).value();
+  if (!with_http) return Status::Ok();
+  Result<std::unique_ptr<Api>> api =
+      Api::Create({rt->ledger.get(), rt->keys.get(), rt->handler.get()}, ApiOptions{});
+  if (!api.ok()) return api.status();
+  rt->api = std::move(api).value();
+  HttpServerOptions ho;
+  ho.listen = config.server.http_listen;
+  ho.threads = config.server.threads;
+  ho.max_connections = config.server.max_connections;
+  Result<std::unique_ptr<HttpServer>> http =
+      HttpServer::Start(ho, rt->api.get(), rt->handler.get(), logger);
+  if (!http.ok()) return http.status();
+  rt->http = std::move(http).value();
   return Status::Ok();
 }
 
 // Stops the server (drain), then the ledger (flush), then the handler.
 Status CloseRuntime(Runtime* rt) {
+  if (rt->http) rt->http->Shutdown();
   if (rt->server) rt->server->Shutdown();
   Status s = rt->ledger ? rt->ledger->Close() : Status::Ok();
+  rt->http.reset();
+  rt->api.reset();
   rt->server.reset();
   rt->handler.reset();
   rt->keys.reset();
@@ -159,12 +181,6 @@ int Run(int argc, char** argv) {
     return kExitConfig;
   }
   Logger& log = **logger;
-  if (!config.server.http_listen.empty()) {
-    log.Log(LogLevel::kError, "http_not_available",
-            {{"http_listen", config.server.http_listen},
-             {"detail", "the HTTP/JSON API is not built yet; remove --http-listen"}});
-    return kExitConfig;
-  }
   // Every thread started from here inherits the mask: only sigwait() below
   // sees SIGINT/SIGTERM.
   sigset_t signals;
@@ -182,6 +198,7 @@ int Run(int argc, char** argv) {
   }
   std::printf("narae-switch: ISO 8583 on %s%s, data %s\n", rt.server->listen_address().c_str(),
               config.server.tls.enabled() ? " (TLS)" : "", config.data_dir.c_str());
+  if (rt.http) std::printf("narae-switch: HTTP API on %s\n", rt.http->listen_address().c_str());
   std::fflush(stdout);
 
   int sig = 0;

@@ -1183,7 +1183,7 @@ TEST(ServerBinary, BadConfigurationExitsTwo) {
   EXPECT_EQ(run("--iso-listen 127.0.0.1:0"), 2);                             // no --data
   EXPECT_EQ(run("--data " + dir.path() + " --bogus 1"), 2);                  // unknown option
   EXPECT_EQ(run("--data " + dir.path() + " --iso-listen 127.0.0.1:0"), 2);   // no master key
-  EXPECT_EQ(run("--data " + dir.path() + " --http-listen 127.0.0.1:0"), 2);  // not yet
+  EXPECT_EQ(run("--data " + dir.path() + " --http-listen 127.0.0.1:0"), 2);  // no master key
   std::ofstream(dir.Sub("bad.json")) << R"({"server": {"max_frame_bytes": "big"}})";
   EXPECT_EQ(run("--data " + dir.path() + " --config " + dir.Sub("bad.json")), 2);
   EXPECT_EQ(run("--help"), 0);

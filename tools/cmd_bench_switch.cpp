@@ -43,6 +43,7 @@
 
 #include "crypto/crypto.hpp"
 #include "switch/iso8583.hpp"
+#include "tools/bench_http.hpp"
 #include "tools/cli.hpp"
 
 namespace narae::tools {
@@ -889,7 +890,10 @@ void RegisterSwitchBenchCommands(CLI::App& app) {
   static Args args;  // NOLINT: lives for the process
   auto* bs = bench->add_subcommand(
       "switch", "Load generator: plays demo.json terminals, cards and SIMs against narae-switch");
-  bs->add_option("--iso", args.iso, "narae-switch ISO 8583 address HOST:PORT")->required();
+  bs->add_option("--iso", args.iso, "narae-switch ISO 8583 address HOST:PORT");
+  static BenchHttpArgs http;  // NOLINT: lives for the process
+  bs->add_option("--http", http.http,
+                 "narae-switch HTTP API address HOST:PORT (load the storefront API instead)");
   bs->add_option("--credentials", args.credentials, "demo.json (narae demo seed)")->required();
   bs->add_option("--connections", args.connections, "TCP connections (terminals)")
       ->capture_default_str();
@@ -911,7 +915,21 @@ void RegisterSwitchBenchCommands(CLI::App& app) {
                  "With --tls: PEM CA bundle to verify the switch's certificate");
   bs->add_option("--cert", args.cert_file, "With --tls: PEM client certificate chain (mutual TLS)");
   bs->add_option("--key", args.key_file, "With --tls: PEM private key of --cert");
-  bs->callback([] { SetExitCode(RunBenchSwitch(args)); });
+  bs->callback([] {
+    if (!http.http.empty()) {  // tools/cmd_bench_http.cpp
+      http.credentials = args.credentials;
+      http.connections = args.connections;
+      http.duration_s = args.duration_s;
+      http.threads = args.threads;
+      http.json = args.json;
+      return SetExitCode(RunBenchHttp(http));
+    }
+    if (args.iso.empty()) {
+      std::fprintf(stderr, "bench switch: --iso or --http is required\n");
+      return SetExitCode(2);
+    }
+    SetExitCode(RunBenchSwitch(args));
+  });
 }
 
 }  // namespace narae::tools

@@ -1,0 +1,1396 @@
+// The storefront HTTP/JSON API (see api.hpp and docs/api.md).
+//
+// Cost sketch per payment: on the calling I/O thread one HMAC-SHA256 of the
+// request, one SHA-256 of the body, a JSON parse and a message build, then
+// the authorizer's own I/O-thread work; on the ledger's sequencer thread, in
+// the authorizer's transaction, one aux read (the idempotency key) and four
+// aux writes (idempotency record, metadata, list index, event) next to the
+// authorizer's; the reply leaves from the ledger's done callback.
+#include "switch/api.hpp"
+#include "switch/api_parse.hpp"
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <ctime>
+#include <map>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <unordered_map>
+
+#include "crypto/crypto.hpp"
+#include "ledger/ledger.hpp"
+#include "switch/authorizer.hpp"
+#include "switch/bank.hpp"
+#include "switch/iso8583.hpp"
+
+namespace narae::switching {
+namespace {
+
+using json = nlohmann::json;
+using RC = ResponseCode;
+
+constexpr std::string_view kAuxIdemPrefix = "ap/i/";
+constexpr std::string_view kAuxMetaPrefix = "ap/p/";
+constexpr std::string_view kAuxListPrefix = "ap/l/";
+constexpr std::string_view kAuxEventPrefix = "ap/e/";
+constexpr std::string_view kPaymentIdPrefix = "pay_";
+constexpr size_t kRrnBytes = 12;
+constexpr uint32_t kStanPhysicalBase = 900000;  // STANs the API uses on physical terminals
+constexpr uint32_t kStanRange = 100000;
+constexpr uint32_t kListScanRowsMax = 10000;  // rows examined per list call (order_ref filter)
+constexpr uint16_t kCodeDeliverySplit = 110;
+
+crypto::ByteView Bytes(std::string_view s) {
+  return crypto::ByteView(reinterpret_cast<const uint8_t*>(s.data()), s.size());
+}
+
+std::string LowerHex(crypto::ByteView b) {
+  std::string s = crypto::ToHex(b);
+  for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return s;
+}
+
+std::string Sha256Hex(std::string_view s) {
+  Result<crypto::Bytes> h = crypto::Sha256(Bytes(s));
+  NARAE_CHECK(h.ok());
+  return LowerHex(*h);
+}
+
+std::string Hex16(uint64_t v) {
+  char buf[17];
+  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(v));
+  return buf;
+}
+
+bool AllDigits(std::string_view s) {
+  return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
+}
+
+std::string Pad15(std::string_view id) {
+  std::string s(id);
+  s.resize(15, ' ');
+  return s;
+}
+
+// ---- Errors -------------------------------------------------------------------
+
+struct ApiError {
+  unsigned status = 400;
+  std::string code;
+  std::string message;
+};
+
+std::string ErrorBody(const ApiError& e, std::string_view request_id) {
+  json j = {{"error", {{"code", e.code}, {"message", e.message}, {"request_id", request_id}}}};
+  return j.dump();
+}
+
+ApiError BadRequest(std::string message) { return {400, "invalid_request", std::move(message)}; }
+
+// The answer to a response code of the authorizer, for an operation.
+enum class Op : uint8_t { kPay, kCapture, kVoid, kRefund };
+
+ApiError DeclineError(RC rc, Op op, bool sim) {
+  switch (rc) {
+    case RC::kInsufficientFunds:
+      return {402, "insufficient_funds", "the account's available balance is too low"};
+    case RC::kDoNotHonour:
+      if (sim) return {402, "invalid_cryptogram", "the SIM cryptogram was refused"};
+      return {402, "invalid_cvv", "the card verification failed"};
+    case RC::kRestrictedCard:
+      if (sim) return {402, "sim_counter_replayed", "the SIM counter was already used"};
+      return {402, "card_blocked", "the card is blocked"};
+    case RC::kLostCard:
+    case RC::kStolenCard:
+    case RC::kPinTriesExceeded:
+      return {402, "card_blocked", "the card is blocked"};
+    case RC::kExpiredCard:
+      return {402, "card_expired", "the card is expired or the expiry does not match"};
+    case RC::kInvalidCardNumber:
+      return {402, "invalid_card", "no such card or SIM token"};
+    case RC::kNotPermittedToCardholder:
+      return {402, "not_permitted", "the card or SIM may not pay here (currency or category)"};
+    case RC::kNotPermittedToTerminal:
+      return {402, "merchant_not_permitted", "the merchant may not take this payment"};
+    case RC::kExceedsWithdrawalLimit:
+      return {402, "limit_exceeded", "the amount exceeds the card's or SIM's limits"};
+    case RC::kExceedsFrequencyLimit:
+      return {402, "frequency_limit_exceeded", "too many payments with this card or SIM"};
+    case RC::kInvalidAmount:
+      if (op == Op::kCapture)
+        return {422, "amount_exceeds_authorized", "more than the authorized amount"};
+      if (op == Op::kRefund)
+        return {422, "amount_exceeds_captured", "more than the captured amount not yet refunded"};
+      return {422, "invalid_amount", "the amount is not valid"};
+    case RC::kUnableToLocateOriginal:
+      return {404, "payment_not_found", "no such payment"};
+    case RC::kInvalidTransaction:
+      return {409, "invalid_state", "the payment's state does not allow this"};
+    case RC::kFormatError:
+      return BadRequest("the request could not be processed");
+    case RC::kIssuerUnavailable:
+      return {503, "service_unavailable", "the ledger is unavailable; retry later"};
+    default:
+      return {500, "internal_error", "the request failed"};
+  }
+}
+
+// ---- Currencies and amounts -------------------------------------------------
+
+std::string Field7(int64_t ms) {
+  std::time_t t = static_cast<std::time_t>(ms / 1000);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%02d%02d%02d%02d%02d", tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
+                tm.tm_min, tm.tm_sec);
+  return buf;
+}
+
+// ---- Payments as JSON -------------------------------------------------------
+
+// The API's metadata of a payment it made (ap/p/<RRN>).
+struct Meta {
+  std::string merchant;
+  std::string order_ref;
+  bool automatic = false;
+  uint64_t delivery_fee_minor = 0;
+  int64_t created_ms = 0;
+  std::string method;  // "card" or "sim"
+  std::string masked;  // masked PAN or masked token
+};
+
+std::string EncodeMeta(const Meta& m) {
+  return json{{"v", 1},
+              {"m", m.merchant},
+              {"o", m.order_ref},
+              {"a", m.automatic},
+              {"d", m.delivery_fee_minor},
+              {"t", m.created_ms},
+              {"k", m.method},
+              {"p", m.masked}}
+      .dump();
+}
+std::optional<Meta> DecodeMeta(std::string_view text) {
+  json j = json::parse(text, nullptr, false);
+  if (j.is_discarded() || !j.is_object()) return std::nullopt;
+  try {
+    Meta m;
+    m.merchant = j.at("m").get<std::string>();
+    m.order_ref = j.at("o").get<std::string>();
+    m.automatic = j.at("a").get<bool>();
+    m.delivery_fee_minor = j.at("d").get<uint64_t>();
+    m.created_ms = j.at("t").get<int64_t>();
+    m.method = j.at("k").get<std::string>();
+    m.masked = j.at("p").get<std::string>();
+    return m;
+  } catch (const std::exception&) {
+    return std::nullopt;
+  }
+}
+
+struct PaymentView {
+  std::string id;
+  std::string merchant;
+  std::string status;  // authorized, captured, voided, expired, refunded, partially_refunded
+  uint64_t amount_minor = 0;
+  uint16_t currency = 0;
+  uint64_t captured_minor = 0;
+  uint64_t refunded_minor = 0;
+  std::optional<Meta> meta;
+  std::string terminal_id;  // the original ISO 8583 request, for ISO clients
+  std::string field7;
+  std::string stan;
+  bool hold = true;
+};
+
+json PaymentJson(const PaymentView& v) {
+  json j = {{"id", v.id},
+            {"object", "payment"},
+            {"merchant_id", v.merchant},
+            {"status", v.status},
+            {"amount", v.amount_minor},
+            {"currency", CurrencyAlpha(v.currency)},
+            {"amount_captured", v.captured_minor},
+            {"amount_refunded", v.refunded_minor},
+            {"iso8583",
+             {{"rrn", v.id.substr(kPaymentIdPrefix.size())},
+              {"mti", v.hold ? "0100" : "0200"},
+              {"terminal_id", v.terminal_id},
+              {"stan", v.stan},
+              {"transmission_datetime", v.field7}}}};
+  if (v.meta) {
+    j["order_ref"] = v.meta->order_ref;
+    j["capture"] = v.meta->automatic ? "automatic" : "manual";
+    j["created_at_ms"] = v.meta->created_ms;
+    j["payment_method"] = {{"type", v.meta->method}, {"masked", v.meta->masked}};
+    if (v.meta->delivery_fee_minor != 0) {
+      j["split"] = {{"delivery_fee", v.meta->delivery_fee_minor}};
+    }
+    j["channel"] = "api";
+  } else {
+    j["channel"] = "iso8583";
+  }
+  return j;
+}
+
+std::string StatusOf(const PaymentRecord& r, std::optional<ledger::HoldState> hold) {
+  if (r.hold && hold) {
+    if (*hold == ledger::HoldState::kPending) return "authorized";
+    if (*hold == ledger::HoldState::kVoided) return "voided";
+    if (*hold == ledger::HoldState::kExpired) return "expired";
+  }
+  if (r.refunded_minor != 0) {
+    return r.refunded_minor >= r.captured_minor ? "refunded" : "partially_refunded";
+  }
+  if (r.captured_minor == 0) return "voided";  // a purchase reversed over ISO 8583
+  return "captured";
+}
+
+// ---- Requests on their way through the engine ------------------------------
+
+struct PostCtx {
+  Op op = Op::kPay;
+  std::string merchant;
+  std::string request_id;
+  std::string idem_key;     // ap/i/...
+  std::string fingerprint;  // SHA-256 of method, path, body
+  Message message;          // the ISO 8583 request (resubmitted on a STAN collision)
+  int attempts = 0;
+  bool sim = false;
+  // Payment (kPay): what goes into the metadata.
+  Meta meta;
+  uint64_t amount_minor = 0;
+  uint16_t currency = 0;
+  ledger::AccountId debit;  // the paying account (below-minimum vs insufficient)
+  // Capture/void/refund: the original.
+  std::optional<PaymentRecord> orig;
+  std::string orig_rrn;
+  ledger::AccountId logistics;  // delivery split destination
+  // Outcome, set on the sequencer thread (read after the done callback).
+  bool replayed = false;       // answered from the idempotency record
+  bool hook_answered = false;  // answered by Before() (the hold's state)
+  bool retry = false;
+  bool decided = false;
+  std::string seen_rc;
+  unsigned status = 500;
+  std::string body;
+  std::function<void(HttpResponse)> done;
+};
+
+class RateLimiter {
+ public:
+  RateLimiter(uint32_t per_s, uint32_t burst) : per_s_(per_s), burst_(burst) {}
+  // 0 when allowed, else the seconds to wait.
+  uint32_t Take(const std::string& merchant, int64_t now_ms) {
+    if (per_s_ == 0) return 0;
+    std::lock_guard<std::mutex> lock(mu_);
+    Bucket& b = buckets_[merchant];
+    if (b.last_ms == 0) {
+      b.tokens = burst_;
+      b.last_ms = now_ms;
+    }
+    double refill = static_cast<double>(now_ms - b.last_ms) * per_s_ / 1000.0;
+    b.tokens = std::min<double>(burst_, b.tokens + std::max(0.0, refill));
+    b.last_ms = std::max(b.last_ms, now_ms);
+    if (b.tokens >= 1.0) {
+      b.tokens -= 1.0;
+      return 0;
+    }
+    return static_cast<uint32_t>((1.0 - b.tokens) / per_s_) + 1;
+  }
+
+ private:
+  struct Bucket {
+    double tokens = 0;  // not money: request tokens
+    int64_t last_ms = 0;
+  };
+  uint32_t per_s_;
+  uint32_t burst_;
+  std::mutex mu_;
+  std::unordered_map<std::string, Bucket> buckets_;  // GUARDED_BY(mu_)
+};
+
+// Counters for /metrics.
+enum class Endpoint : uint8_t {
+  kCreate,
+  kCapture,
+  kVoid,
+  kRefund,
+  kGet,
+  kList,
+  kEvents,
+  kOther,
+  kCount
+};
+constexpr const char* kEndpointNames[] = {"create_payment", "capture", "void",   "refund",
+                                          "get_payment",    "list",    "events", "other"};
+constexpr int kStatusClasses = 6;  // 1xx..5xx by index 1..5
+constexpr uint64_t kLatencyBucketsUs[] = {500,   1000,  2000,   5000,   10000,
+                                          20000, 50000, 100000, 250000, 1000000};
+constexpr size_t kLatencyBuckets = std::size(kLatencyBucketsUs);
+
+class ApiImpl final : public Api {
+ public:
+  ApiImpl(const ApiDeps& deps, ApiOptions options, HookedHandler* handler,
+          std::unique_ptr<BankCache> bank)
+      : ledger_(deps.ledger),
+        keys_(deps.keys),
+        handler_(handler),
+        options_(std::move(options)),
+        bank_(std::move(bank)),
+        rate_(options_.rate_per_s, options_.rate_burst) {}
+
+  void Handle(HttpRequest req, std::function<void(HttpResponse)> done) override;
+  void AppendMetrics(std::string* out) override;
+  uint64_t in_flight() const override { return in_flight_.load(); }
+
+ private:
+  int64_t NowMs() const {
+    if (options_.clock_ms) return options_.clock_ms();
+    return std::chrono::duration_cast<std::chrono::milliseconds>(
+               std::chrono::system_clock::now().time_since_epoch())
+        .count();
+  }
+  std::string NextRequestId() { return "req_" + Hex16(request_seq_.fetch_add(1) + 1); }
+
+  std::optional<ApiError> Authenticate(const HttpRequest& req, std::string* merchant);
+  void Route(const HttpRequest& req, const std::string& merchant, const std::string& request_id,
+             Endpoint* endpoint, std::function<void(HttpResponse)> done);
+  // POST handlers: fill ctx (message and all) or return the error.
+  std::optional<ApiError> BuildPayment(const json& body, PostCtx& ctx);
+  std::optional<ApiError> BuildReference(const json& body, std::string_view payment_id,
+                                         PostCtx& ctx);
+  void Post(const HttpRequest& req, Op op, std::string_view payment_id, const std::string& merchant,
+            const std::string& request_id, std::function<void(HttpResponse)> done);
+  void Submit(std::shared_ptr<PostCtx> ctx);
+  void Finish(const std::shared_ptr<PostCtx>& ctx, const Message& response);
+  // Sequencer thread.
+  bool Before(ledger::Txn& txn, PostCtx& ctx);
+  void After(ledger::Txn& txn, PostCtx& ctx, const Message& response);
+  void RecordAnswer(ledger::Txn& txn, PostCtx& ctx, unsigned status, std::string body);
+  void PutEvent(ledger::Txn& txn, const std::string& merchant, const std::string& type,
+                const json& data);
+  // GET handlers.
+  HttpResponse GetPayment(std::string_view payment_id, const std::string& merchant,
+                          const std::string& request_id);
+  HttpResponse ListPayments(std::string_view query, const std::string& merchant,
+                            const std::string& request_id);
+  HttpResponse Events(std::string_view query, const std::string& merchant,
+                      const std::string& request_id);
+  std::optional<PaymentView> LoadPayment(std::string_view payment_id, const std::string& merchant);
+  Status StampStan(Message& m, bool physical);
+  Status ApplyMac(Message& m);
+
+  ledger::Ledger* ledger_;
+  crypto::KeyStore* keys_;
+  HookedHandler* handler_;
+  ApiOptions options_;
+  std::unique_ptr<BankCache> bank_;
+  RateLimiter rate_;
+  std::atomic<uint64_t> request_seq_{0};
+  std::atomic<uint32_t> stan_seq_{0};
+  std::atomic<uint64_t> in_flight_{0};
+  uint64_t event_seq_last_ = 0;  // sequencer thread only
+  std::mutex auth_mu_;
+  std::unordered_map<std::string, std::shared_ptr<const crypto::SecretBytes>>
+      secrets_;  // GUARDED_BY(auth_mu_)
+  std::unordered_map<std::string, std::unique_ptr<crypto::MerchantRequestVerifier>>
+      verifiers_;  // GUARDED_BY(auth_mu_)
+  std::array<std::array<std::atomic<uint64_t>, kStatusClasses>,
+             static_cast<size_t>(Endpoint::kCount)>
+      requests_{};
+  std::array<std::array<std::atomic<uint64_t>, kLatencyBuckets + 1>,
+             static_cast<size_t>(Endpoint::kCount)>
+      latency_{};
+  std::array<std::atomic<uint64_t>, static_cast<size_t>(Endpoint::kCount)> latency_sum_us_{};
+  std::atomic<uint64_t> auth_failures_{0};
+  std::atomic<uint64_t> rate_limited_{0};
+  std::atomic<uint64_t> replays_{0};
+};
+
+// ---- Authentication ----------------------------------------------------------
+
+std::optional<ApiError> ApiImpl::Authenticate(const HttpRequest& req, std::string* merchant) {
+  std::string key_id = req.header("x-narae-key-id");
+  std::string ts_text = req.header("x-narae-timestamp");
+  std::string nonce = req.header("x-narae-nonce");
+  std::string signature = req.header("x-narae-signature");
+  if (key_id.empty() || ts_text.empty() || nonce.empty() || signature.empty()) {
+    return ApiError{401, "unauthenticated",
+                    "X-Narae-Key-Id, X-Narae-Timestamp, X-Narae-Nonce and X-Narae-Signature are "
+                    "required"};
+  }
+  if (!AllDigits(ts_text) || ts_text.size() > 12 || nonce.size() > kNonceBytesMax) {
+    return ApiError{401, "invalid_signature", "malformed timestamp or nonce"};
+  }
+  std::shared_ptr<const Merchant> m = bank_->FindMerchant(key_id);
+  if (!m || m->api_key_id.empty()) {
+    return ApiError{401, "invalid_signature", "unknown key id or bad signature"};
+  }
+  std::shared_ptr<const crypto::SecretBytes> secret;
+  crypto::MerchantRequestVerifier* verifier = nullptr;
+  {
+    std::lock_guard<std::mutex> lock(auth_mu_);
+    auto it = secrets_.find(m->id);
+    if (it == secrets_.end()) {
+      Result<crypto::SecretBytes> s =
+          keys_->Use(m->api_key_id, crypto::KeyType::kMerchantApiSecret);
+      if (!s.ok()) return ApiError{500, "internal_error", "the merchant's key is unavailable"};
+      it =
+          secrets_.emplace(m->id, std::make_shared<const crypto::SecretBytes>(std::move(*s))).first;
+      crypto::MerchantRequestVerifier::Options vo;
+      vo.skew_s_max = options_.signature_skew_s;
+      vo.nonce_cache_max = options_.nonce_cache_max;
+      verifiers_[m->id] = std::make_unique<crypto::MerchantRequestVerifier>(vo);
+    }
+    secret = it->second;
+    verifier = verifiers_[m->id].get();  // never erased: stable
+  }
+  Status s = verifier->Verify(*secret, req.method, req.target, std::stoll(ts_text), nonce, req.body,
+                              signature, NowMs() / 1000);
+  if (!s.ok()) {
+    switch (s.code()) {
+      case StatusCode::kFailedPrecondition:
+        return ApiError{401, "stale_timestamp", "the timestamp is too far from the server's clock"};
+      case StatusCode::kAlreadyExists:
+        return ApiError{401, "nonce_reused", "the nonce was already used"};
+      case StatusCode::kUnavailable:
+        return ApiError{503, "service_unavailable", "too many nonces; retry later"};
+      default:
+        return ApiError{401, "invalid_signature", "unknown key id or bad signature"};
+    }
+  }
+  *merchant = m->id;
+  return std::nullopt;
+}
+
+// ---- Dispatch ------------------------------------------------------------------
+
+void ApiImpl::Handle(HttpRequest req, std::function<void(HttpResponse)> done) {
+  const auto start = std::chrono::steady_clock::now();
+  std::string request_id = NextRequestId();
+  auto endpoint = std::make_shared<Endpoint>(Endpoint::kOther);
+  // Counts the outcome and adds the request id header.
+  auto finish = [this, start, endpoint, request_id,
+                 done = std::move(done)](HttpResponse r) mutable {
+    size_t e = static_cast<size_t>(*endpoint);
+    size_t cls = std::min<size_t>(r.status / 100, kStatusClasses - 1);
+    requests_[e][cls].fetch_add(1, std::memory_order_relaxed);
+    uint64_t us = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(
+                                            std::chrono::steady_clock::now() - start)
+                                            .count());
+    size_t b = 0;
+    while (b < kLatencyBuckets && us > kLatencyBucketsUs[b]) ++b;
+    latency_[e][b].fetch_add(1, std::memory_order_relaxed);
+    latency_sum_us_[e].fetch_add(us, std::memory_order_relaxed);
+    r.headers.emplace_back("X-Request-Id", request_id);
+    done(std::move(r));
+  };
+  auto fail = [&](const ApiError& e) {
+    HttpResponse r;
+    r.status = e.status;
+    r.body = ErrorBody(e, request_id);
+    finish(std::move(r));
+  };
+  std::string merchant;
+  if (std::optional<ApiError> e = Authenticate(req, &merchant)) {
+    auth_failures_.fetch_add(1, std::memory_order_relaxed);
+    return fail(*e);
+  }
+  if (uint32_t wait_s = rate_.Take(merchant, NowMs()); wait_s != 0) {
+    rate_limited_.fetch_add(1, std::memory_order_relaxed);
+    HttpResponse r;
+    r.status = 429;
+    r.body = ErrorBody({429, "rate_limited", "too many requests; retry after the given seconds"},
+                       request_id);
+    r.headers.emplace_back("Retry-After", std::to_string(wait_s));
+    return finish(std::move(r));
+  }
+  Route(req, merchant, request_id, endpoint.get(), std::move(finish));
+}
+
+void ApiImpl::Route(const HttpRequest& req, const std::string& merchant,
+                    const std::string& request_id, Endpoint* endpoint,
+                    std::function<void(HttpResponse)> done) {
+  std::string_view target = req.target;
+  std::string_view path = target.substr(0, target.find('?'));
+  std::string_view query =
+      target.find('?') == std::string_view::npos ? "" : target.substr(target.find('?') + 1);
+  auto error = [&](const ApiError& e) {
+    HttpResponse r;
+    r.status = e.status;
+    r.body = ErrorBody(e, request_id);
+    done(std::move(r));
+  };
+  constexpr std::string_view kPayments = "/v1/payments";
+  if (path == kPayments) {
+    if (req.method == "POST") {
+      *endpoint = Endpoint::kCreate;
+      return Post(req, Op::kPay, "", merchant, request_id, std::move(done));
+    }
+    if (req.method == "GET") {
+      *endpoint = Endpoint::kList;
+      return done(ListPayments(query, merchant, request_id));
+    }
+    return error({405, "method_not_allowed", "use GET or POST"});
+  }
+  if (path == "/v1/events") {
+    *endpoint = Endpoint::kEvents;
+    if (req.method != "GET") return error({405, "method_not_allowed", "use GET"});
+    return done(Events(query, merchant, request_id));
+  }
+  if (path.starts_with(std::string(kPayments) + "/")) {
+    std::string_view rest = path.substr(kPayments.size() + 1);
+    size_t slash = rest.find('/');
+    std::string_view id = rest.substr(0, slash);
+    std::string_view action = slash == std::string_view::npos ? "" : rest.substr(slash + 1);
+    if (action.empty()) {
+      *endpoint = Endpoint::kGet;
+      if (req.method != "GET") return error({405, "method_not_allowed", "use GET"});
+      return done(GetPayment(id, merchant, request_id));
+    }
+    Op op = Op::kCapture;
+    if (action == "capture") {
+      *endpoint = Endpoint::kCapture;
+    } else if (action == "void") {
+      *endpoint = Endpoint::kVoid;
+      op = Op::kVoid;
+    } else if (action == "refunds") {
+      *endpoint = Endpoint::kRefund;
+      op = Op::kRefund;
+    } else {
+      return error({404, "not_found", "no such endpoint"});
+    }
+    if (req.method != "POST") return error({405, "method_not_allowed", "use POST"});
+    return Post(req, op, id, merchant, request_id, std::move(done));
+  }
+  error({404, "not_found", "no such endpoint"});
+}
+
+// ---- POST --------------------------------------------------------------------
+
+void ApiImpl::Post(const HttpRequest& req, Op op, std::string_view payment_id,
+                   const std::string& merchant, const std::string& request_id,
+                   std::function<void(HttpResponse)> done) {
+  auto error = [&](const ApiError& e) {
+    HttpResponse r;
+    r.status = e.status;
+    r.body = ErrorBody(e, request_id);
+    done(std::move(r));
+  };
+  std::string idem = req.header("idempotency-key");
+  if (idem.empty() || idem.size() > kIdempotencyKeyBytesMax) {
+    return error(BadRequest("an Idempotency-Key header of 1..255 characters is required"));
+  }
+  auto ctx = std::make_shared<PostCtx>();
+  ctx->op = op;
+  ctx->merchant = merchant;
+  ctx->request_id = request_id;
+  ctx->idem_key = std::string(kAuxIdemPrefix) + merchant + "/" + Sha256Hex(idem).substr(0, 32);
+  ctx->fingerprint = Sha256Hex(req.method + "\n" + req.target + "\n" + req.body);
+  // Fast path for a retry of a durable answer (the transaction checks again).
+  if (std::optional<std::string> old = ledger_->GetAux(ctx->idem_key)) {
+    std::string fp, body;
+    unsigned status = 0;
+    if (!ParseIdemValue(*old, &fp, &status, &body)) {
+      return error({500, "internal_error", "a stored answer is unreadable"});
+    }
+    if (fp != ctx->fingerprint) {
+      return error(
+          {409, "idempotency_conflict", "this Idempotency-Key was used with another request"});
+    }
+    replays_.fetch_add(1, std::memory_order_relaxed);
+    HttpResponse r;
+    r.status = status;
+    r.body = std::move(body);
+    r.headers.emplace_back("Idempotent-Replayed", "true");
+    return done(std::move(r));
+  }
+  json body = json::parse(req.body, nullptr, false);
+  if (body.is_discarded() || !body.is_object()) {
+    return error(BadRequest("the body must be a JSON object"));
+  }
+  std::optional<ApiError> e =
+      op == Op::kPay ? BuildPayment(body, *ctx) : BuildReference(body, payment_id, *ctx);
+  if (e) return error(*e);
+  if (Status s = ApplyMac(ctx->message); !s.ok()) {
+    return error({500, "internal_error", "the request could not be signed for the engine"});
+  }
+  ctx->done = std::move(done);
+  in_flight_.fetch_add(1);
+  Submit(std::move(ctx));
+}
+
+Status ApiImpl::StampStan(Message& m, bool physical) {
+  uint32_t n = stan_seq_.fetch_add(1) + 1;
+  uint32_t stan = physical ? kStanPhysicalBase + n % kStanRange : 1 + n % 999999;
+  Result<std::string> s = FormatDigits(stan, 6);
+  if (!s.ok()) return s.status();
+  m.Set(7, Field7(NowMs()));
+  m.Set(11, *s);
+  return Status::Ok();
+}
+
+Status ApiImpl::ApplyMac(Message& m) {
+  std::shared_ptr<const Terminal> t = bank_->FindTerminal(m.Get(41));
+  if (!t || t->mac_key_id.empty()) return Status::Ok();
+  Result<crypto::SecretBytes> key = keys_->Use(t->mac_key_id, crypto::KeyType::kMac);
+  if (!key.ok()) return key.status();
+  int field = m.NextField(64) != 0 ? 128 : 64;
+  m.Set(field, std::string(8, '\0'));
+  Result<std::vector<uint8_t>> body = Pack(m);
+  if (!body.ok()) return body.status();
+  if (body->size() < 8) return Status::InvalidArgument("message too short");
+  body->resize(body->size() - 8);
+  Result<crypto::Bytes> mac = crypto::Iso8583Mac(*key, *body);
+  if (!mac.ok()) return mac.status();
+  m.SetBytes(field, *mac);
+  return Status::Ok();
+}
+
+std::optional<ApiError> ApiImpl::BuildPayment(const json& b, PostCtx& ctx) {
+  static const char* const kKeys[] = {"amount", "currency", "order_ref", "capture",
+                                      "card",   "sim",      "split"};
+  for (auto it = b.begin(); it != b.end(); ++it) {
+    if (std::find_if(std::begin(kKeys), std::end(kKeys),
+                     [&](const char* k) { return it.key() == k; }) == std::end(kKeys)) {
+      return BadRequest("unknown field: " + it.key().substr(0, 64));
+    }
+  }
+  if (!b.contains("amount")) return BadRequest("amount is required");
+  std::optional<uint64_t> amount = ParseAmountJson(b["amount"]);
+  if (!amount) return BadRequest("amount must be an integer 1..999999999999 (minor units)");
+  if (!b.contains("currency") || !b["currency"].is_string()) {
+    return BadRequest("currency (ISO 4217 alphabetic) is required");
+  }
+  uint16_t currency = CurrencyNumeric(b["currency"].get<std::string>());
+  if (currency == 0) return BadRequest("unknown currency");
+  std::string order_ref;
+  if (b.contains("order_ref")) {
+    if (!b["order_ref"].is_string()) return BadRequest("order_ref must be a string");
+    order_ref = b["order_ref"].get<std::string>();
+    if (order_ref.empty() || order_ref.size() > kOrderRefBytesMax ||
+        !std::all_of(order_ref.begin(), order_ref.end(),
+                     [](char c) { return c > ' ' && c < 127; })) {
+      return BadRequest("order_ref must be 1..64 printable ASCII characters without spaces");
+    }
+  }
+  bool automatic = false;
+  if (b.contains("capture")) {
+    if (b["capture"] == "automatic") {
+      automatic = true;
+    } else if (b["capture"] != "manual") {
+      return BadRequest("capture must be automatic or manual");
+    }
+  }
+  uint64_t delivery_fee = 0;
+  if (b.contains("split")) {
+    const json& s = b["split"];
+    if (!s.is_object() || s.size() != 1 || !s.contains("delivery_fee")) {
+      return BadRequest("split must be {\"delivery_fee\": amount}");
+    }
+    std::optional<uint64_t> fee = ParseAmountJson(s["delivery_fee"]);
+    if (!fee || *fee > *amount) return BadRequest("split.delivery_fee must be 1..amount");
+    delivery_fee = *fee;
+  }
+  std::shared_ptr<const Merchant> m = bank_->FindMerchant(ctx.merchant);
+  if (!m || !m->ForCurrency(currency)) {
+    return ApiError{422, "currency_not_accepted", "the merchant does not take this currency"};
+  }
+  std::shared_ptr<const BankConfig> cfg = bank_->config();
+  if (delivery_fee != 0) {
+    const BankAccounts* ba = cfg ? cfg->ForCurrency(currency) : nullptr;
+    if (!ba) return ApiError{422, "currency_not_accepted", "no logistics account in the currency"};
+    ctx.logistics = ba->logistics;
+  }
+  Message msg(automatic ? "0200" : "0100");
+  msg.Set(3, "000000");
+  msg.Set(4, *FormatAmount(*amount));
+  msg.Set(41, VirtualTerminalId(ctx.merchant));
+  msg.Set(42, Pad15(ctx.merchant));
+  msg.Set(49, *FormatDigits(currency, 3));
+  const bool card = b.contains("card");
+  const bool sim = b.contains("sim");
+  if (card == sim) return BadRequest("exactly one of card and sim is required");
+  if (card) {
+    const json& c = b["card"];
+    if (!c.is_object() || !c.contains("pan") || !c["pan"].is_string() || !c.contains("cvv2") ||
+        !c["cvv2"].is_string() || !c.contains("expiry") || !c["expiry"].is_string() ||
+        c.size() != 3) {
+      return BadRequest("card needs exactly pan, expiry (YYMM) and cvv2 (strings)");
+    }
+    std::string pan = c["pan"].get<std::string>();
+    std::string expiry = c["expiry"].get<std::string>();
+    std::string cvv2 = c["cvv2"].get<std::string>();
+    if (!AllDigits(pan) || pan.size() < 13 || pan.size() > 19) {
+      return BadRequest("card.pan must be 13..19 digits");
+    }
+    if (!AllDigits(expiry) || expiry.size() != 4) return BadRequest("card.expiry must be YYMM");
+    if (!AllDigits(cvv2) || cvv2.size() != 3) return BadRequest("card.cvv2 must be 3 digits");
+    msg.Set(2, pan);
+    msg.Set(14, expiry);
+    msg.Set(48, BuildField48(cvv2, order_ref));
+    if (std::shared_ptr<const Card> cd = bank_->FindCardByPan(pan)) ctx.debit = cd->account_id;
+    ctx.meta.method = "card";
+    ctx.meta.masked =
+        pan.substr(0, 6) + std::string(pan.size() - 10, '*') + pan.substr(pan.size() - 4);
+  } else {
+    const json& s = b["sim"];
+    if (!s.is_object()) return BadRequest("sim must be an object");
+    if (s.contains("otp")) {
+      return ApiError{422, "otp_not_supported",
+                      "OTP payments are not available yet; use the SIM cryptogram"};
+    }
+    if (!s.contains("token_id") || !s["token_id"].is_string() || !s.contains("counter") ||
+        !s["counter"].is_number_unsigned() || !s.contains("time") ||
+        !s["time"].is_number_unsigned() || !s.contains("cryptogram") ||
+        !s["cryptogram"].is_string()) {
+      return BadRequest("sim needs token_id, counter, time (unix s) and cryptogram (16 hex)");
+    }
+    SimTokenData t;
+    t.version = 1;
+    t.token_id = s["token_id"].get<std::string>();
+    t.counter = s["counter"].get<uint64_t>();
+    t.time_unix_s = s["time"].get<uint64_t>();
+    Result<crypto::Bytes> cg = crypto::FromHex(s["cryptogram"].get<std::string>());
+    if (!cg.ok() || cg->size() != kSimCryptogramBytes) {
+      return BadRequest("sim.cryptogram must be 16 hex digits");
+    }
+    std::copy(cg->begin(), cg->end(), t.cryptogram.begin());
+    Result<std::string> f62 = FormatSimToken(t);
+    if (!f62.ok()) return BadRequest("sim: " + f62.status().message());
+    msg.Set(62, *f62);
+    if (std::shared_ptr<const Sim> sm = bank_->FindSim(t.token_id)) ctx.debit = sm->account_id;
+    ctx.sim = true;
+    ctx.meta.method = "sim";
+    ctx.meta.masked = std::string(t.token_id.size() > 4 ? t.token_id.size() - 4 : 0, '*') +
+                      t.token_id.substr(t.token_id.size() > 4 ? t.token_id.size() - 4 : 0);
+    if (!order_ref.empty()) msg.Set(48, BuildField48("", order_ref));
+  }
+  if (Status s = StampStan(msg, false); !s.ok()) return ApiError{500, "internal_error", "stan"};
+  ctx.message = std::move(msg);
+  ctx.amount_minor = *amount;
+  ctx.currency = currency;
+  ctx.meta.merchant = ctx.merchant;
+  ctx.meta.order_ref = order_ref;
+  ctx.meta.automatic = automatic;
+  ctx.meta.delivery_fee_minor = delivery_fee;
+  return std::nullopt;
+}
+
+std::optional<ApiError> ApiImpl::BuildReference(const json& b, std::string_view payment_id,
+                                                PostCtx& ctx) {
+  for (auto it = b.begin(); it != b.end(); ++it) {
+    if (it.key() != "amount") return BadRequest("unknown field: " + it.key().substr(0, 64));
+  }
+  if (!payment_id.starts_with(kPaymentIdPrefix))
+    return ApiError{404, "payment_not_found", "no such payment"};
+  std::string rrn(payment_id.substr(kPaymentIdPrefix.size()));
+  std::optional<PaymentRecord> orig = LookupPaymentByRrn(*ledger_, rrn);
+  std::shared_ptr<const Terminal> t = orig ? bank_->FindTerminal(orig->terminal_id) : nullptr;
+  if (!orig || !t || t->merchant_id != ctx.merchant) {
+    return ApiError{404, "payment_not_found", "no such payment"};
+  }
+  std::optional<uint64_t> amount;
+  if (b.contains("amount")) {
+    amount = ParseAmountJson(b["amount"]);
+    if (!amount) return BadRequest("amount must be an integer 1..999999999999 (minor units)");
+  }
+  Message msg;
+  switch (ctx.op) {
+    case Op::kCapture:
+      if (!orig->hold)
+        return ApiError{409, "invalid_state", "the payment was captured on creation"};
+      msg = Message("0220");
+      if (!amount) amount = orig->amount_minor;
+      break;
+    case Op::kVoid:
+      if (!orig->hold) return ApiError{409, "invalid_state", "a captured payment is refunded"};
+      if (b.contains("amount")) return BadRequest("a void takes no amount");
+      msg = Message("0400");
+      amount = orig->amount_minor;
+      break;
+    case Op::kRefund:
+      msg = Message("0200");
+      if (!amount) {
+        amount = orig->captured_minor - std::min(orig->refunded_minor, orig->captured_minor);
+        if (*amount == 0) return ApiError{409, "invalid_state", "nothing left to refund"};
+      }
+      break;
+    case Op::kPay:
+      NARAE_CHECK(false);
+  }
+  msg.Set(3, ctx.op == Op::kRefund ? "200000" : "000000");
+  msg.Set(4, *FormatAmount(*amount));
+  msg.Set(41, orig->terminal_id);
+  msg.Set(42, Pad15(ctx.merchant));
+  msg.Set(49, *FormatDigits(orig->currency, 3));
+  OriginalData od{orig->hold ? "0100" : "0200", orig->stan, orig->field7, "00000000000",
+                  "00000000000"};
+  Result<std::string> f90 = FormatOriginalData(od);
+  if (!f90.ok()) return ApiError{500, "internal_error", "original data"};
+  msg.Set(90, *f90);
+  bool physical = orig->terminal_id != VirtualTerminalId(ctx.merchant);
+  if (Status s = StampStan(msg, physical); !s.ok()) return ApiError{500, "internal_error", "stan"};
+  ctx.sim = orig->cred_key.starts_with(kAuxSimStatePrefix);
+  ctx.message = std::move(msg);
+  ctx.amount_minor = *amount;
+  ctx.currency = orig->currency;
+  ctx.orig_rrn = rrn;
+  ctx.orig = std::move(orig);
+  if (std::optional<std::string> mv = ledger_->GetAux(std::string(kAuxMetaPrefix) + rrn)) {
+    if (std::optional<Meta> meta = DecodeMeta(*mv)) ctx.meta = *meta;
+  }
+  if (ctx.meta.delivery_fee_minor != 0) {
+    std::shared_ptr<const BankConfig> cfg = bank_->config();
+    const BankAccounts* ba = cfg ? cfg->ForCurrency(ctx.currency) : nullptr;
+    if (ba) ctx.logistics = ba->logistics;
+  }
+  return std::nullopt;
+}
+
+void ApiImpl::Submit(std::shared_ptr<PostCtx> ctx) {
+  auto hook = std::make_shared<TxnHook>();
+  PostCtx* raw = ctx.get();
+  hook->before = [this, raw](ledger::Txn& txn) { return Before(txn, *raw); };
+  hook->after = [this, raw](ledger::Txn& txn, const Message& r) { After(txn, *raw, r); };
+  Message m = ctx->message;
+  handler_->HandleHooked(std::move(m), std::move(hook),
+                         [this, ctx](Message response) { Finish(ctx, response); });
+}
+
+void ApiImpl::Finish(const std::shared_ptr<PostCtx>& ctx, const Message& response) {
+  HttpResponse r;
+  if (ctx->replayed || ctx->hook_answered) {
+    // Set in Before(): from the idempotency record, or the hold's state.
+    r.status = ctx->status;
+    r.body = ctx->body;
+    if (ctx->replayed) {
+      replays_.fetch_add(1, std::memory_order_relaxed);
+      r.headers.emplace_back("Idempotent-Replayed", "true");
+    }
+  } else if (ctx->retry && ctx->attempts + 1 < kSubmitRetriesMax) {
+    // Our (terminal, time, STAN) was taken: a fresh STAN and time.
+    ctx->retry = false;
+    ctx->decided = false;
+    ctx->attempts++;
+    bool physical = ctx->message.Get(41) != VirtualTerminalId(ctx->merchant);
+    if (StampStan(ctx->message, physical).ok() && ApplyMac(ctx->message).ok()) {
+      Submit(ctx);
+      return;
+    }
+    r.status = 500;
+    r.body = ErrorBody({500, "internal_error", "the request failed"}, ctx->request_id);
+  } else if (!ctx->decided || response.Get(39) != ctx->seen_rc) {
+    // Never decided, or the ledger write failed after the decision.
+    RC rc = RC::kSystemMalfunction;
+    if (Result<RC> p = ParseResponseCode(response.Get(39)); p.ok()) rc = *p;
+    ApiError e = DeclineError(rc == RC::kApproved ? RC::kSystemMalfunction : rc, ctx->op, ctx->sim);
+    if (e.status < 500) e = {503, "service_unavailable", "the ledger is unavailable; retry later"};
+    r.status = e.status;
+    r.body = ErrorBody(e, ctx->request_id);
+  } else {
+    r.status = ctx->status;
+    r.body = ctx->body;
+  }
+  in_flight_.fetch_sub(1);
+  ctx->done(std::move(r));
+}
+
+// ---- Sequencer thread -----------------------------------------------------------
+
+bool ApiImpl::Before(ledger::Txn& txn, PostCtx& ctx) {
+  if (std::optional<std::string> old = txn.GetAux(ctx.idem_key)) {
+    std::string fp;
+    ctx.replayed = true;
+    if (!ParseIdemValue(*old, &fp, &ctx.status, &ctx.body)) {
+      ctx.status = 500;
+      ctx.body =
+          ErrorBody({500, "internal_error", "a stored answer is unreadable"}, ctx.request_id);
+    } else if (fp != ctx.fingerprint) {
+      ctx.status = 409;
+      ctx.body = ErrorBody(
+          {409, "idempotency_conflict", "this Idempotency-Key was used with another request"},
+          ctx.request_id);
+    }
+    return true;
+  }
+  if (!ctx.orig || ctx.op == Op::kRefund || !ctx.orig->hold) return false;
+  // Capture and void need a pending hold: answer the other states here.
+  std::optional<ledger::HoldInfo> h = txn.PeekHold(ctx.orig->transfer);
+  if (!h || h->state == ledger::HoldState::kPending) return false;
+  ApiError e{409, "invalid_state", "the payment is no longer authorized"};
+  if (h->state == ledger::HoldState::kExpired) {
+    e = {410, "payment_expired", "the authorization expired and its funds were released"};
+  } else if (h->state == ledger::HoldState::kPosted) {
+    e = {409, "invalid_state", "the payment is already captured"};
+  } else if (h->state == ledger::HoldState::kVoided) {
+    e = {409, "invalid_state", "the payment is voided"};
+  }
+  ctx.decided = false;
+  RecordAnswer(txn, ctx, e.status, ErrorBody(e, ctx.request_id));
+  ctx.hook_answered = true;  // no field 39 in the engine's reply
+  return true;
+}
+
+void ApiImpl::RecordAnswer(ledger::Txn& txn, PostCtx& ctx, unsigned status, std::string body) {
+  txn.PutAux(ctx.idem_key, IdemValue(ctx.fingerprint, status, body));
+  ctx.status = status;
+  ctx.body = std::move(body);
+}
+
+void ApiImpl::PutEvent(ledger::Txn& txn, const std::string& merchant, const std::string& type,
+                       const json& data) {
+  event_seq_last_ = std::max(event_seq_last_ + 1, txn.now_ns());
+  std::string id = Hex16(event_seq_last_);
+  json ev = {{"id", "evt_" + id},
+             {"type", type},
+             {"created_at_ms", static_cast<int64_t>(txn.now_ns() / 1'000'000)},
+             {"data", data}};
+  txn.PutAux(std::string(kAuxEventPrefix) + merchant + "/" + id, ev.dump());
+}
+
+void ApiImpl::After(ledger::Txn& txn, PostCtx& ctx, const Message& response) {
+  std::string rc_text(response.Get(39));
+  Result<RC> rc = ParseResponseCode(rc_text);
+  if (rc.ok() && *rc == RC::kDuplicateTransmission) {
+    ctx.retry = true;  // another request holds our (terminal, time, STAN)
+    return;
+  }
+  ctx.decided = true;
+  ctx.seen_rc = rc_text;
+  if (!rc.ok() || *rc != RC::kApproved) {
+    ApiError e = DeclineError(rc.ok() ? *rc : RC::kSystemMalfunction, ctx.op, ctx.sim);
+    if (rc.ok() && *rc == RC::kInsufficientFunds && !ctx.debit.IsZero()) {
+      // The ledger refuses both the same way: tell the reserve from the funds.
+      if (std::optional<ledger::Account> a = txn.PeekAccount(ctx.debit)) {
+        __int128 free =
+            static_cast<__int128>(a->credits_posted) - a->debits_posted - a->debits_pending;
+        if (free >= static_cast<__int128>(ctx.amount_minor)) {
+          e = {402, "below_minimum_balance",
+               "the payment would take the account below its minimum"};
+        }
+      }
+    }
+    if (e.status >= 500) return;  // not an answer to keep: a retry may succeed
+    RecordAnswer(txn, ctx, e.status, ErrorBody(e, ctx.request_id));
+    return;
+  }
+  const int64_t now_ms = static_cast<int64_t>(txn.now_ns() / 1'000'000);
+  PaymentView v;
+  v.merchant = ctx.merchant;
+  v.currency = ctx.currency;
+  std::string type;
+  json data;
+  unsigned status = 200;
+  const uint64_t fee = ctx.meta.delivery_fee_minor;
+  // The delivery share moves from the merchant's clearing account to the
+  // logistics office once captured (same transaction as the capture).
+  auto split = [&](std::string_view rrn, ledger::AccountId clearing, uint64_t captured) {
+    if (fee == 0 || ctx.logistics.IsZero() || clearing.IsZero()) return;
+    ledger::Transfer t;
+    t.id = RequestTransferId(std::string("ap/split/") + std::string(rrn), 1);
+    t.debit_account_id = clearing;
+    t.credit_account_id = ctx.logistics;
+    t.amount_minor = std::min(fee, captured);
+    t.ledger = ctx.currency;
+    t.code = kCodeDeliverySplit;
+    (void)txn.CreateTransfers({&t, 1});
+  };
+  if (ctx.op == Op::kPay) {
+    std::string rrn(response.Get(37));
+    ctx.meta.created_ms = now_ms;
+    v.id = std::string(kPaymentIdPrefix) + rrn;
+    v.amount_minor = ctx.amount_minor;
+    v.status = ctx.meta.automatic ? "captured" : "authorized";
+    v.captured_minor = ctx.meta.automatic ? ctx.amount_minor : 0;
+    v.terminal_id = std::string(response.Get(41));
+    v.field7 = std::string(response.Get(7));
+    v.stan = std::string(response.Get(11));
+    v.hold = !ctx.meta.automatic;
+    v.meta = ctx.meta;
+    txn.PutAux(std::string(kAuxMetaPrefix) + rrn, EncodeMeta(ctx.meta));
+    txn.PutAux(std::string(kAuxListPrefix) + ctx.merchant + "/" + Hex16(txn.now_ns()) + rrn, "");
+    status = 201;
+    type = ctx.meta.automatic ? "payment.captured" : "payment.authorized";
+    if (ctx.meta.automatic && fee != 0) {
+      // The purchase credited the merchant's clearing account: move the share.
+      std::shared_ptr<const Merchant> m = bank_->FindMerchant(ctx.merchant);
+      const MerchantCurrency* mc = m ? m->ForCurrency(ctx.currency) : nullptr;
+      if (mc) split(rrn, mc->clearing, ctx.amount_minor);
+    }
+  } else {
+    const PaymentRecord& o = *ctx.orig;
+    v.id = std::string(kPaymentIdPrefix) + ctx.orig_rrn;
+    v.amount_minor = o.amount_minor;
+    v.terminal_id = o.terminal_id;
+    v.field7 = o.field7;
+    v.stan = o.stan;
+    v.hold = o.hold;
+    if (!ctx.meta.merchant.empty()) v.meta = ctx.meta;
+    v.captured_minor = o.captured_minor;
+    v.refunded_minor = o.refunded_minor;
+    if (ctx.op == Op::kCapture) {
+      v.status = "captured";
+      v.captured_minor = ctx.amount_minor;
+      type = "payment.captured";
+      split(ctx.orig_rrn, o.credit, ctx.amount_minor);
+    } else if (ctx.op == Op::kVoid) {
+      v.status = "voided";
+      type = "payment.voided";
+    } else {
+      std::string refund_rrn(response.Get(37));
+      json r = {{"id", "re_" + refund_rrn},
+                {"object", "refund"},
+                {"payment_id", v.id},
+                {"amount", ctx.amount_minor},
+                {"currency", CurrencyAlpha(ctx.currency)},
+                {"status", "succeeded"},
+                {"created_at_ms", now_ms}};
+      PutEvent(txn, ctx.merchant, "payment.refunded", r);
+      RecordAnswer(txn, ctx, 201, r.dump());
+      return;
+    }
+  }
+  data = PaymentJson(v);
+  PutEvent(txn, ctx.merchant, type, data);
+  RecordAnswer(txn, ctx, status, data.dump());
+}
+
+// ---- GET -----------------------------------------------------------------------
+
+std::optional<PaymentView> ApiImpl::LoadPayment(std::string_view payment_id,
+                                                const std::string& merchant) {
+  if (!payment_id.starts_with(kPaymentIdPrefix)) return std::nullopt;
+  std::string rrn(payment_id.substr(kPaymentIdPrefix.size()));
+  if (rrn.size() != kRrnBytes) return std::nullopt;
+  std::optional<PaymentRecord> r = LookupPaymentByRrn(*ledger_, rrn);
+  if (!r) return std::nullopt;
+  std::shared_ptr<const Terminal> t = bank_->FindTerminal(r->terminal_id);
+  if (!t || t->merchant_id != merchant) return std::nullopt;
+  std::optional<ledger::HoldState> hold;
+  if (r->hold) {
+    if (std::optional<ledger::HoldInfo> h = ledger_->LookupHold(r->transfer)) hold = h->state;
+  }
+  PaymentView v;
+  v.id = std::string(payment_id);
+  v.merchant = merchant;
+  v.status = StatusOf(*r, hold);
+  v.amount_minor = r->amount_minor;
+  v.currency = r->currency;
+  v.captured_minor = r->captured_minor;
+  v.refunded_minor = r->refunded_minor;
+  v.terminal_id = r->terminal_id;
+  v.field7 = r->field7;
+  v.stan = r->stan;
+  v.hold = r->hold;
+  if (std::optional<std::string> mv = ledger_->GetAux(std::string(kAuxMetaPrefix) + rrn)) {
+    v.meta = DecodeMeta(*mv);
+  }
+  return v;
+}
+
+HttpResponse ApiImpl::GetPayment(std::string_view payment_id, const std::string& merchant,
+                                 const std::string& request_id) {
+  HttpResponse r;
+  std::optional<PaymentView> v = LoadPayment(payment_id, merchant);
+  if (!v) {
+    r.status = 404;
+    r.body = ErrorBody({404, "payment_not_found", "no such payment"}, request_id);
+    return r;
+  }
+  r.body = PaymentJson(*v).dump();
+  return r;
+}
+
+// Visits aux keys under `prefix` whose suffix sorts after `after` (the last
+// suffix seen; "" = from the start), in key order, without reading the ones
+// before: the first (up to 16) characters of `after` must be lower-case hex
+// and steer one bounded prefix scan per digit position. Stops when `fn`
+// returns false.
+Status ScanAfter(ledger::Ledger& ledger, const std::string& prefix, std::string_view after,
+                 const std::function<bool(std::string_view, std::string_view)>& fn) {
+  static constexpr std::string_view kHex = "0123456789abcdef";
+  bool go = true;
+  auto visit = [&](std::string_view k, std::string_view v) {
+    if (k.substr(prefix.size()) <= after) return true;
+    go = fn(k, v);
+    return go;
+  };
+  if (after.empty()) return ledger.ScanAux(prefix, visit);
+  std::string_view steer = after.substr(0, std::min<size_t>(after.size(), 16));
+  for (char c : steer) {
+    if (kHex.find(c) == std::string_view::npos) return Status::InvalidArgument("bad cursor");
+  }
+  // Keys extending `steer` come first, then those with a larger digit at the
+  // last position, then at the one before, ...
+  NARAE_RETURN_IF_ERROR(ledger.ScanAux(prefix + std::string(steer), visit));
+  for (size_t i = steer.size(); i-- > 0 && go;) {
+    std::string base = prefix + std::string(steer.substr(0, i));
+    for (size_t d = kHex.find(steer[i]) + 1; d < kHex.size() && go; ++d) {
+      NARAE_RETURN_IF_ERROR(ledger.ScanAux(base + kHex[d], visit));
+    }
+  }
+  return Status::Ok();
+}
+
+bool ParseLimit(const std::map<std::string, std::string, std::less<>>& q, uint32_t* limit) {
+  *limit = 20;
+  auto it = q.find("limit");
+  if (it == q.end()) return true;
+  if (!AllDigits(it->second) || it->second.size() > 3) return false;
+  *limit = static_cast<uint32_t>(std::stoul(it->second));
+  return *limit >= 1 && *limit <= kListLimitMax;
+}
+
+bool IsHexCursor(std::string_view s) {
+  return s.size() <= 64 && std::all_of(s.begin(), s.end(), [](char c) {
+           return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+         });
+}
+
+HttpResponse ApiImpl::ListPayments(std::string_view query, const std::string& merchant,
+                                   const std::string& request_id) {
+  HttpResponse r;
+  auto q = ParseQuery(query);
+  uint32_t limit = 0;
+  auto bad = [&](std::string m) {
+    r.status = 400;
+    r.body = ErrorBody(BadRequest(std::move(m)), request_id);
+    return r;
+  };
+  if (!ParseLimit(q, &limit)) return bad("limit must be 1..100");
+  int64_t from_ms = 0, to_ms = INT64_MAX;
+  for (const char* k : {"from", "to"}) {
+    auto it = q.find(k);
+    if (it == q.end()) continue;
+    if (!AllDigits(it->second) || it->second.size() > 13) {
+      return bad("from and to are ms since the epoch");
+    }
+    (std::string_view(k) == "from" ? from_ms : to_ms) = std::stoll(it->second);
+  }
+  std::string cursor = q.count("cursor") ? q["cursor"] : "";
+  if (!IsHexCursor(cursor)) return bad("bad cursor");
+  std::string order_ref = q.count("order_ref") ? q["order_ref"] : "";
+  std::string prefix = std::string(kAuxListPrefix) + merchant + "/";
+  std::string after = cursor;
+  if (after.empty() && from_ms > 0) {
+    after = Hex16(static_cast<uint64_t>(from_ms) * 1'000'000 - 1);
+  }
+  json items = json::array();
+  std::string last;
+  uint32_t scanned = 0;
+  bool more = false;
+  Status s = ScanAfter(*ledger_, prefix, after, [&](std::string_view k, std::string_view) {
+    std::string_view suffix = k.substr(prefix.size());
+    if (suffix.size() != 16 + kRrnBytes) return true;
+    uint64_t ns = std::stoull(std::string(suffix.substr(0, 16)), nullptr, 16);
+    if (static_cast<int64_t>(ns / 1'000'000) > to_ms) return false;
+    if (++scanned > kListScanRowsMax) {
+      more = true;  // resume after the last row examined
+      return false;
+    }
+    std::optional<PaymentView> v =
+        LoadPayment(std::string(kPaymentIdPrefix) + std::string(suffix.substr(16)), merchant);
+    if (v && (order_ref.empty() || (v->meta && v->meta->order_ref == order_ref))) {
+      if (items.size() == limit) {
+        more = true;
+        return false;
+      }
+      items.push_back(PaymentJson(*v));
+    }
+    last = std::string(suffix);
+    return true;
+  });
+  if (!s.ok()) {
+    if (s.code() == StatusCode::kInvalidArgument) return bad("bad cursor");
+    r.status = 500;
+    r.body = ErrorBody({500, "internal_error", "the list failed"}, request_id);
+    return r;
+  }
+  json out = {{"object", "list"}, {"data", items}, {"has_more", more}};
+  if (more) out["next_cursor"] = last;
+  r.body = out.dump();
+  return r;
+}
+
+HttpResponse ApiImpl::Events(std::string_view query, const std::string& merchant,
+                             const std::string& request_id) {
+  HttpResponse r;
+  auto q = ParseQuery(query);
+  uint32_t limit = 0;
+  std::string after = q.count("after") ? q["after"] : "";
+  if (after.starts_with("evt_")) after = after.substr(4);
+  if (!ParseLimit(q, &limit) || !IsHexCursor(after)) {
+    r.status = 400;
+    r.body = ErrorBody(BadRequest("limit must be 1..100 and after an event id"), request_id);
+    return r;
+  }
+  std::string prefix = std::string(kAuxEventPrefix) + merchant + "/";
+  json items = json::array();
+  bool more = false;
+  Status s = ScanAfter(*ledger_, prefix, after, [&](std::string_view, std::string_view v) {
+    if (items.size() == limit) {
+      more = true;
+      return false;
+    }
+    json ev = json::parse(v, nullptr, false);
+    if (!ev.is_discarded()) items.push_back(std::move(ev));
+    return true;
+  });
+  if (!s.ok()) {
+    bool bad = s.code() == StatusCode::kInvalidArgument;
+    r.status = bad ? 400 : 500;
+    r.body = ErrorBody(
+        bad ? BadRequest("bad cursor") : ApiError{500, "internal_error", "the feed failed"},
+        request_id);
+    return r;
+  }
+  json out = {{"object", "list"}, {"data", items}, {"has_more", more}};
+  if (!items.empty()) out["next_after"] = items.back()["id"];
+  r.body = out.dump();
+  return r;
+}
+
+// ---- Metrics --------------------------------------------------------------------
+
+void ApiImpl::AppendMetrics(std::string* out) {
+  std::string& o = *out;
+  o += "# HELP narae_http_requests_total HTTP API requests by endpoint and status class.\n";
+  o += "# TYPE narae_http_requests_total counter\n";
+  for (size_t e = 0; e < static_cast<size_t>(Endpoint::kCount); ++e) {
+    for (size_t c = 1; c < kStatusClasses; ++c) {
+      o += "narae_http_requests_total{endpoint=\"" + std::string(kEndpointNames[e]) + "\",code=\"" +
+           std::to_string(c) + "xx\"} " + std::to_string(requests_[e][c].load()) + "\n";
+    }
+  }
+  o += "# HELP narae_http_request_duration_seconds HTTP API latency by endpoint.\n";
+  o += "# TYPE narae_http_request_duration_seconds histogram\n";
+  for (size_t e = 0; e < static_cast<size_t>(Endpoint::kCount); ++e) {
+    std::string name = kEndpointNames[e];
+    uint64_t cumulative = 0;
+    char le[32];
+    for (size_t b = 0; b <= kLatencyBuckets; ++b) {
+      cumulative += latency_[e][b].load();
+      if (b < kLatencyBuckets) {
+        std::snprintf(le, sizeof le, "%.4f", static_cast<double>(kLatencyBucketsUs[b]) / 1e6);
+      } else {
+        std::snprintf(le, sizeof le, "+Inf");
+      }
+      o += "narae_http_request_duration_seconds_bucket{endpoint=\"" + name + "\",le=\"" + le +
+           "\"} " + std::to_string(cumulative) + "\n";
+    }
+    char sum[32];
+    std::snprintf(sum, sizeof sum, "%.6f", static_cast<double>(latency_sum_us_[e].load()) / 1e6);
+    o += "narae_http_request_duration_seconds_sum{endpoint=\"" + name + "\"} " + sum + "\n";
+    o += "narae_http_request_duration_seconds_count{endpoint=\"" + name + "\"} " +
+         std::to_string(cumulative) + "\n";
+  }
+  o += "# TYPE narae_http_auth_failures_total counter\nnarae_http_auth_failures_total " +
+       std::to_string(auth_failures_.load()) + "\n";
+  o += "# TYPE narae_http_rate_limited_total counter\nnarae_http_rate_limited_total " +
+       std::to_string(rate_limited_.load()) + "\n";
+  o += "# TYPE narae_http_idempotent_replays_total counter\nnarae_http_idempotent_replays_total " +
+       std::to_string(replays_.load()) + "\n";
+  ledger::LedgerStats s = ledger_->Stats();
+  o += "# TYPE narae_ledger_groups_committed_total counter\nnarae_ledger_groups_committed_total " +
+       std::to_string(s.groups_committed) + "\n";
+  o += "# TYPE narae_ledger_events_committed_total counter\nnarae_ledger_events_committed_total " +
+       std::to_string(s.events_committed) + "\n";
+  o += "# TYPE narae_ledger_last_batch_events gauge\nnarae_ledger_last_batch_events " +
+       std::to_string(s.last_group_events) + "\n";
+  char fsync[32];
+  std::snprintf(fsync, sizeof fsync, "%.6f", static_cast<double>(s.last_fsync_us) / 1e6);
+  o += std::string(
+           "# TYPE narae_ledger_last_fsync_seconds gauge\nnarae_ledger_last_fsync_seconds ") +
+       fsync + "\n";
+  o += "# TYPE narae_ledger_open_holds gauge\nnarae_ledger_open_holds " +
+       std::to_string(s.open_holds) + "\n";
+  o += "# TYPE narae_ledger_healthy gauge\nnarae_ledger_healthy " +
+       std::string(s.healthy ? "1" : "0") + "\n";
+}
+
+}  // namespace
+
+// ---- Public functions ---------------------------------------------------------
+
+std::string VirtualTerminalId(std::string_view merchant_id) {
+  static constexpr char kDigits[] = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ";
+  uint64_t h = 0xcbf29ce484222325ull;
+  for (char c : merchant_id) {
+    h ^= static_cast<uint8_t>(c);
+    h *= 0x100000001b3ull;
+  }
+  std::string id = "W";
+  for (int i = 0; i < 7; ++i) {
+    id.push_back(kDigits[h % 36]);
+    h /= 36;
+  }
+  return id;
+}
+
+Status EnsureApiTerminals(ledger::Ledger& ledger, crypto::KeyStore& keys) {
+  (void)keys;  // virtual terminals have no PIN or MAC key
+  std::vector<Merchant> merchants;
+  Status scan = ledger.ScanAux(kAuxMerchantPrefix, [&](std::string_view, std::string_view v) {
+    Result<Merchant> m = DecodeMerchant(v);
+    if (m.ok()) merchants.push_back(std::move(*m));
+    return merchants.size() < 100000;
+  });
+  NARAE_RETURN_IF_ERROR(scan);
+  for (const Merchant& m : merchants) {
+    std::string id = VirtualTerminalId(m.id);
+    if (std::optional<std::string> old = ledger.GetAux(TerminalKey(id))) {
+      Result<Terminal> t = DecodeTerminal(*old);
+      if (!t.ok() || t->merchant_id != m.id) {
+        return Status::FailedPrecondition("virtual terminal id " + id + " of merchant " + m.id +
+                                          " is taken");
+      }
+      continue;
+    }
+    Terminal t;
+    t.id = id;
+    t.merchant_id = m.id;
+    NARAE_RETURN_IF_ERROR(PutRecord(ledger, TerminalKey(id), EncodeTerminal(t)));
+  }
+  return Status::Ok();
+}
+
+std::vector<std::pair<std::string, std::string>> SignedHeaders(
+    std::string_view merchant_id, std::string_view secret_hex, std::string_view method,
+    std::string_view target, std::string_view body, int64_t timestamp_s, std::string_view nonce) {
+  Result<crypto::SecretBytes> secret = crypto::SecretFromHex(secret_hex);
+  std::string sig;
+  if (secret.ok()) {
+    Result<std::string> s =
+        crypto::SignMerchantRequest(*secret, method, target, timestamp_s, nonce, body);
+    if (s.ok()) sig = *s;
+  }
+  return {{"X-Narae-Key-Id", std::string(merchant_id)},
+          {"X-Narae-Timestamp", std::to_string(timestamp_s)},
+          {"X-Narae-Nonce", std::string(nonce)},
+          {"X-Narae-Signature", sig}};
+}
+
+Result<std::unique_ptr<Api>> Api::Create(const ApiDeps& deps, ApiOptions options) {
+  if (!deps.ledger || !deps.keys || !deps.handler) {
+    return Status::InvalidArgument("the API needs a ledger, keys and the authorizer");
+  }
+  auto* hooked = dynamic_cast<HookedHandler*>(deps.handler);
+  if (!hooked) return Status::InvalidArgument("the API needs the authorizer (a HookedHandler)");
+  if (options.signature_skew_s <= 0 || options.nonce_cache_max == 0 ||
+      (options.rate_per_s != 0 && options.rate_burst == 0)) {
+    return Status::InvalidArgument("bad API options");
+  }
+  Result<std::unique_ptr<BankCache>> bank = BankCache::Load(*deps.ledger);
+  if (!bank.ok()) return bank.status();
+  std::unique_ptr<Api> api =
+      std::make_unique<ApiImpl>(deps, std::move(options), hooked, std::move(*bank));
+  return api;
+}
+
+}  // namespace narae::switching

@@ -1,0 +1,396 @@
+// The storefront API's HTTP/1.1 server: Boost.Beast with C++20 coroutines.
+//
+// One io_context run by `threads` threads; one coroutine per connection on
+// its own strand reads a request (a deadline on every read and write; the
+// header and body limits are the parser's, checked before anything is
+// allocated for them), hands it to the Api and writes the answer when the
+// Api calls back (from the ledger's writer thread: posted to the strand).
+//
+// Boost 1.74 + GCC 12: <utility> must come before the Asio coroutine headers.
+#include <utility>
+#if defined(__SANITIZE_THREAD__)
+#pragma GCC diagnostic ignored "-Wtsan"
+#endif
+// clang-format off
+#include <boost/asio.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+// clang-format on
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "switch/api.hpp"
+#include "switch/handler.hpp"
+#include "switch/http_server.hpp"
+#include "switch/log.hpp"
+#include "switch/switch.hpp"
+
+namespace narae::switching {
+namespace {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = asio::ip::tcp;
+using error_code = boost::system::error_code;
+
+constexpr size_t kFirstReadBytes = 4096;
+
+struct Counters {
+  std::atomic<uint64_t> connections_accepted{0};
+  std::atomic<uint64_t> connections_rejected{0};
+  std::atomic<uint64_t> connections_open{0};
+  std::atomic<uint64_t> requests{0};
+  std::atomic<uint64_t> bad_requests{0};
+  std::atomic<uint64_t> read_timeouts{0};
+};
+
+class HttpServerImpl final : public HttpServer {
+ public:
+  HttpServerImpl(const HttpServerOptions& options, Api* api, IsoHandler* health, Logger* logger)
+      : options_(options),
+        api_(api),
+        health_(health),
+        logger_(logger),
+        threads_count_(options.threads != 0 ? options.threads
+                                            : std::max(1u, std::thread::hardware_concurrency())),
+        ioc_(static_cast<int>(threads_count_)),
+        acceptor_(asio::make_strand(ioc_)),
+        work_(asio::make_work_guard(ioc_)) {}
+
+  ~HttpServerImpl() override { Shutdown(); }
+
+  Status Listen() {
+    std::string host;
+    uint16_t port = 0;
+    NARAE_RETURN_IF_ERROR(ParseHostPort(options_.listen, &host, &port));
+    if (host == "localhost") host = "127.0.0.1";
+    error_code ec;
+    const asio::ip::address address = asio::ip::make_address(host, ec);
+    if (ec) return Status::InvalidArgument("http_listen: '" + host + "' is not an IP address");
+    const tcp::endpoint endpoint(address, port);
+    acceptor_.open(endpoint.protocol(), ec);
+    if (!ec) acceptor_.set_option(tcp::acceptor::reuse_address(true), ec);
+    if (!ec) acceptor_.bind(endpoint, ec);
+    if (!ec) acceptor_.listen(asio::socket_base::max_listen_connections, ec);
+    if (ec) return Status::IOError("cannot listen on " + options_.listen + ": " + ec.message());
+    const tcp::endpoint bound = acceptor_.local_endpoint(ec);
+    if (ec) return Status::IOError("local_endpoint: " + ec.message());
+    port_ = bound.port();
+    listen_address_ = (address.is_v6() ? "[" + address.to_string() + "]" : address.to_string()) +
+                      ":" + std::to_string(port_);
+    return Status::Ok();
+  }
+
+  void Run() {
+    asio::co_spawn(
+        acceptor_.get_executor(), [this]() { return AcceptLoop(); }, asio::detached);
+    for (uint32_t i = 0; i < threads_count_; ++i) threads_.emplace_back([this] { RunThread(); });
+    if (logger_) {
+      logger_->Log(LogLevel::kInfo, "http_listening",
+                   {{"http", listen_address_}, {"threads", threads_count_}});
+    }
+  }
+
+  std::string listen_address() const override { return listen_address_; }
+  uint16_t port() const override { return port_; }
+
+  void Shutdown() override {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (shut_down_) return;
+      shut_down_ = true;
+    }
+    stopping_ = true;
+    asio::post(acceptor_.get_executor(), [this] {
+      error_code ec;
+      acceptor_.close(ec);
+    });
+    // Requests in the ledger get their answer (bounded wait).
+    const auto deadline =
+        std::chrono::steady_clock::now() + std::chrono::milliseconds(options_.shutdown_grace_ms);
+    while (api_->in_flight() > 0 && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      for (auto& [id, sock] : sockets_) {
+        asio::post(sock->get_executor(), [sock] {
+          error_code ec;
+          sock->socket().shutdown(tcp::socket::shutdown_both, ec);
+          sock->socket().close(ec);
+        });
+      }
+    }
+    const auto close_deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+    while (counters_.connections_open.load() > 0 &&
+           std::chrono::steady_clock::now() < close_deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
+    work_.reset();
+    ioc_.stop();
+    for (std::thread& t : threads_) t.join();
+    threads_.clear();
+  }
+
+  HttpServerStats Stats() const override {
+    HttpServerStats s;
+    s.connections_accepted = counters_.connections_accepted.load();
+    s.connections_rejected = counters_.connections_rejected.load();
+    s.connections_open = counters_.connections_open.load();
+    s.requests = counters_.requests.load();
+    s.bad_requests = counters_.bad_requests.load();
+    s.read_timeouts = counters_.read_timeouts.load();
+    return s;
+  }
+
+ private:
+  void RunThread() {
+    for (int attempt = 0; attempt < 1000; ++attempt) {  // bounded restarts after a throw
+      try {
+        ioc_.run();
+        return;
+      } catch (const std::exception& e) {
+        if (logger_) logger_->Log(LogLevel::kError, "http_thread_exception", {{"what", e.what()}});
+      }
+    }
+  }
+
+  asio::awaitable<void> AcceptLoop() {
+    for (;;) {
+      tcp::socket socket(asio::make_strand(ioc_));
+      error_code ec;
+      co_await acceptor_.async_accept(socket, asio::redirect_error(asio::use_awaitable, ec));
+      if (ec) {
+        if (ec == asio::error::operation_aborted || !acceptor_.is_open() || stopping_) co_return;
+        continue;  // a failed accept (e.g. out of descriptors): keep serving
+      }
+      if (stopping_ || counters_.connections_open.load() >= options_.max_connections) {
+        counters_.connections_rejected++;
+        socket.close(ec);
+        continue;
+      }
+      socket.set_option(tcp::no_delay(true), ec);  // request/response: no Nagle delay
+      counters_.connections_accepted++;
+      counters_.connections_open++;
+      auto sock = std::make_shared<beast::tcp_stream>(std::move(socket));
+      uint64_t id = ++next_id_;
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        sockets_[id] = sock;
+      }
+      asio::co_spawn(
+          sock->get_executor(),
+          [this, sock, id]() -> asio::awaitable<void> {
+            try {
+              co_await Session(*sock);
+            } catch (const std::exception& e) {
+              if (logger_)
+                logger_->Log(LogLevel::kWarn, "http_session_error", {{"what", e.what()}});
+            }
+            error_code ignored;
+            sock->socket().shutdown(tcp::socket::shutdown_both, ignored);
+            sock->socket().close(ignored);
+            {
+              std::lock_guard<std::mutex> lock(mu_);
+              sockets_.erase(id);
+            }
+            counters_.connections_open--;
+          },
+          asio::detached);
+    }
+  }
+
+  asio::awaitable<void> Session(beast::tcp_stream& stream) {
+    beast::flat_buffer buffer(options_.header_bytes_max + options_.body_bytes_max +
+                              kFirstReadBytes);
+    for (uint32_t served = 0;; ++served) {
+      if (stopping_) co_return;
+      if (options_.requests_per_connection_max != 0 &&
+          served >= options_.requests_per_connection_max) {
+        co_return;
+      }
+      // Idle keep-alive: wait for the first byte of the next request.
+      if (buffer.size() == 0) {
+        stream.expires_after(std::chrono::milliseconds(options_.idle_timeout_ms));
+        error_code ec;
+        size_t n = co_await stream.async_read_some(buffer.prepare(kFirstReadBytes),
+                                                   asio::redirect_error(asio::use_awaitable, ec));
+        if (ec) co_return;  // closed, or idle too long
+        buffer.commit(n);
+      }
+      http::request_parser<http::string_body> parser;
+      parser.header_limit(options_.header_bytes_max);
+      parser.body_limit(options_.body_bytes_max);
+      // The whole request within read_timeout_ms.
+      stream.expires_after(std::chrono::milliseconds(options_.read_timeout_ms));
+      error_code ec;
+      co_await http::async_read(stream, buffer, parser,
+                                asio::redirect_error(asio::use_awaitable, ec));
+      if (ec) {
+        if (ec == beast::error::timeout) {
+          counters_.read_timeouts++;
+          co_return;
+        }
+        if (ec == http::error::end_of_stream || ec == asio::error::eof ||
+            ec == asio::error::connection_reset || ec == asio::error::operation_aborted) {
+          co_return;
+        }
+        counters_.bad_requests++;
+        unsigned status = 400;
+        std::string message = "malformed HTTP request";
+        if (ec == http::error::body_limit) {
+          status = 413;
+          message = "the body is too large";
+        } else if (ec == http::error::header_limit) {
+          status = 431;
+          message = "the header is too large";
+        }
+        HttpResponse r;
+        r.status = status;
+        r.body = nlohmann::json{{"error",
+                                 {{"code", status == 400   ? "invalid_request"
+                                           : status == 413 ? "body_too_large"
+                                                           : "header_too_large"},
+                                  {"message", message},
+                                  {"request_id", ""}}}}
+                     .dump();
+        co_await Write(stream, std::move(r), false, 11);
+        co_return;
+      }
+      counters_.requests++;
+      http::request<http::string_body> req = parser.release();
+      const bool keep_alive = req.keep_alive() && !stopping_;
+      const unsigned version = req.version();
+      HttpResponse r = co_await Serve(stream, std::move(req));
+      if (!co_await Write(stream, std::move(r), keep_alive, version) || !keep_alive) co_return;
+    }
+  }
+
+  asio::awaitable<HttpResponse> Serve(beast::tcp_stream& stream,
+                                      http::request<http::string_body> req) {
+    std::string target(req.target());
+    std::string method(req.method_string());
+    if (target == "/healthz" && method == "GET") co_return Health();
+    if (target == "/metrics" && method == "GET") co_return Metrics();
+    // Held by pointer: GCC 12 miscompiles non-trivial captures moved into
+    // a lambda inside a co_await expression.
+    auto in = std::make_shared<HttpRequest>();
+    in->method = std::move(method);
+    in->target = std::move(target);
+    in->body = std::move(req.body());
+    auto headers = std::make_shared<http::request<http::string_body>::header_type>(
+        static_cast<http::request<http::string_body>::header_type&>(req));
+    in->header = [headers](std::string_view name) {
+      auto it = headers->find(beast::string_view(name.data(), name.size()));
+      return it == headers->end() ? std::string() : std::string(it->value());
+    };
+    auto ex = stream.get_executor();
+    Api* api = api_;
+    auto initiate = [api, ex, in](auto handler) {
+      auto h = std::make_shared<decltype(handler)>(std::move(handler));
+      api->Handle(std::move(*in), [ex, h](HttpResponse r) {
+        auto rp = std::make_shared<HttpResponse>(std::move(r));
+        asio::post(ex, [h, rp]() { (*h)(std::move(*rp)); });
+      });
+    };
+    HttpResponse r =
+        co_await asio::async_initiate<decltype(asio::use_awaitable), void(HttpResponse)>(
+            initiate, asio::use_awaitable);
+    co_return r;
+  }
+
+  HttpResponse Health() {
+    HealthInfo h = health_->Health();
+    HttpResponse r;
+    r.status = h.ledger_healthy && !stopping_ ? 200 : 503;
+    r.body = nlohmann::json{{"status", r.status == 200 ? "ok" : "unavailable"},
+                            {"ledger_healthy", h.ledger_healthy},
+                            {"open_holds", h.open_holds},
+                            {"accounts", h.accounts}}
+                 .dump();
+    return r;
+  }
+
+  HttpResponse Metrics() {
+    HttpResponse r;
+    r.content_type = "text/plain; version=0.0.4";
+    std::string& o = r.body;
+    HttpServerStats s = Stats();
+    o += "# TYPE narae_http_connections_open gauge\nnarae_http_connections_open " +
+         std::to_string(s.connections_open) + "\n";
+    o += "# TYPE narae_http_connections_accepted_total counter\n"
+         "narae_http_connections_accepted_total " +
+         std::to_string(s.connections_accepted) + "\n";
+    o += "# TYPE narae_http_connections_rejected_total counter\n"
+         "narae_http_connections_rejected_total " +
+         std::to_string(s.connections_rejected) + "\n";
+    o += "# TYPE narae_http_bad_requests_total counter\nnarae_http_bad_requests_total " +
+         std::to_string(s.bad_requests) + "\n";
+    o += "# TYPE narae_http_read_timeouts_total counter\nnarae_http_read_timeouts_total " +
+         std::to_string(s.read_timeouts) + "\n";
+    api_->AppendMetrics(&o);
+    return r;
+  }
+
+  asio::awaitable<bool> Write(beast::tcp_stream& stream, HttpResponse r, bool keep_alive,
+                              unsigned version) {
+    http::response<http::string_body> res{static_cast<http::status>(r.status), version};
+    res.set(http::field::server, "narae");
+    res.set(http::field::content_type, r.content_type);
+    res.set(http::field::cache_control, "no-store");
+    for (auto& [k, v] : r.headers) res.set(k, v);
+    res.keep_alive(keep_alive);
+    res.body() = std::move(r.body);
+    res.prepare_payload();
+    stream.expires_after(std::chrono::milliseconds(options_.write_timeout_ms));
+    error_code ec;
+    co_await http::async_write(stream, res, asio::redirect_error(asio::use_awaitable, ec));
+    co_return !ec;
+  }
+
+  HttpServerOptions options_;
+  Api* api_;
+  IsoHandler* health_;
+  Logger* logger_;
+  uint32_t threads_count_;
+  asio::io_context ioc_;
+  tcp::acceptor acceptor_;
+  asio::executor_work_guard<asio::io_context::executor_type> work_;
+  std::vector<std::thread> threads_;
+  std::string listen_address_;
+  uint16_t port_ = 0;
+  Counters counters_;
+  std::atomic<bool> stopping_{false};
+  std::atomic<uint64_t> next_id_{0};
+  std::mutex mu_;
+  bool shut_down_ = false;                                                    // GUARDED_BY(mu_)
+  std::unordered_map<uint64_t, std::shared_ptr<beast::tcp_stream>> sockets_;  // GUARDED_BY(mu_)
+};
+
+}  // namespace
+
+Result<std::unique_ptr<HttpServer>> HttpServer::Start(const HttpServerOptions& options, Api* api,
+                                                      IsoHandler* health, Logger* logger) {
+  if (!api || !health) return Status::InvalidArgument("the HTTP server needs the API and handler");
+  if (options.max_connections == 0 || options.header_bytes_max < 512 ||
+      options.body_bytes_max == 0 || options.read_timeout_ms == 0 || options.idle_timeout_ms == 0 ||
+      options.write_timeout_ms == 0) {
+    return Status::InvalidArgument("bad HTTP server options (limits must be positive)");
+  }
+  auto s = std::make_unique<HttpServerImpl>(options, api, health, logger);
+  NARAE_RETURN_IF_ERROR(s->Listen());
+  s->Run();
+  std::unique_ptr<HttpServer> out = std::move(s);
+  return out;
+}
+
+}  // namespace narae::switching

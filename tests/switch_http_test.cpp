@@ -1,0 +1,810 @@
+// The storefront HTTP/JSON API end to end: a real ledger in a temporary
+// folder with the demo bank, the real authorizer, the real HTTP server on a
+// loopback port, and a real HTTP client (Boost.Beast): every endpoint and
+// error code, idempotent replay and conflict across a restart, cross-merchant
+// isolation, signature and replay rejection, ISO 8583 holds captured over
+// HTTP and the reverse.
+#include <utility>
+// clang-format off
+#include <boost/asio.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+// clang-format on
+
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <filesystem>
+#include <future>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "crypto/crypto.hpp"
+#include "ledger/ledger.hpp"
+#include "switch/api.hpp"
+#include "switch/authorizer.hpp"
+#include "switch/bank.hpp"
+#include "switch/http_server.hpp"
+#include "switch/iso8583.hpp"
+#include "tests/test_util.hpp"
+
+namespace narae::switching {
+namespace {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+namespace nc = narae::crypto;
+using json = nlohmann::json;
+using tcp = asio::ip::tcp;
+
+int64_t SystemMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+struct Resp {
+  unsigned status = 0;
+  std::string body;
+  json j;
+  std::map<std::string, std::string> headers;
+  std::string Code() const {
+    return j.contains("error") ? j["error"]["code"].get<std::string>() : std::string();
+  }
+};
+
+// A keep-alive HTTP/1.1 client.
+class Client {
+ public:
+  explicit Client(uint16_t port) : socket_(ioc_) {
+    socket_.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), port));
+  }
+  Resp Send(http::request<http::string_body> req) {
+    req.version(11);
+    req.set(http::field::host, "127.0.0.1");
+    req.prepare_payload();
+    http::write(socket_, req);
+    http::response<http::string_body> res;
+    http::read(socket_, buffer_, res);
+    Resp r;
+    r.status = res.result_int();
+    r.body = res.body();
+    for (const auto& f : res) r.headers[std::string(f.name_string())] = std::string(f.value());
+    r.j = json::parse(r.body, nullptr, false);
+    return r;
+  }
+  tcp::socket& socket() { return socket_; }
+
+ private:
+  asio::io_context ioc_;
+  tcp::socket socket_;
+  beast::flat_buffer buffer_;
+};
+
+class HttpTest : public ::testing::Test {
+ protected:
+  // The demo bank is seeded once (keys are slow to make) and copied per test.
+  static void SetUpTestSuite() {
+    seeded_ = new testing::TempDir();
+    ASSERT_TRUE(nc::CreateMasterKeyFile(seeded_->Sub("master.key")).ok());
+    Result<nc::SecretBytes> mk = nc::LoadMasterKeyFile(seeded_->Sub("master.key"));
+    ASSERT_TRUE(mk.ok());
+    std::filesystem::create_directories(seeded_->Sub("keys"));
+    auto ks = nc::KeyStore::Open(seeded_->Sub("keys"), *mk);
+    ASSERT_TRUE(ks.ok());
+    ledger::Options o;
+    o.path = seeded_->Sub("ledger");
+    o.sync = false;
+    auto l = ledger::Ledger::Open(o);
+    ASSERT_TRUE(l.ok());
+    SeedOptions so;
+    so.customers = 2;
+    so.limits = RiskLimits{};  // no card limits: the ledger decides
+    auto bank = SeedDemo(**l, **ks, so);
+    ASSERT_TRUE(bank.ok()) << bank.status().ToString();
+    seeded_bank_ = new DemoBank(std::move(*bank));
+    ASSERT_OK((*l)->Close());
+  }
+  static void TearDownTestSuite() {
+    delete seeded_bank_;
+    delete seeded_;
+  }
+
+  void SetUp() override {
+    ASSERT_NE(seeded_bank_, nullptr);
+    std::filesystem::copy(seeded_->path(), dir_.path(),
+                          std::filesystem::copy_options::recursive |
+                              std::filesystem::copy_options::overwrite_existing);
+    std::filesystem::permissions(dir_.Sub("master.key"), std::filesystem::perms::owner_read |
+                                                             std::filesystem::perms::owner_write);
+    Result<nc::SecretBytes> mk = nc::LoadMasterKeyFile(dir_.Sub("master.key"));
+    ASSERT_TRUE(mk.ok()) << mk.status().ToString();
+    auto ks = nc::KeyStore::Open(dir_.Sub("keys"), *mk);
+    ASSERT_TRUE(ks.ok());
+    keys_ = std::move(*ks);
+    bank_ = *seeded_bank_;
+    OpenLedger();
+    Start();
+  }
+  void TearDown() override { Stop(); }
+
+  void OpenLedger() {
+    ledger::Options o;
+    o.path = dir_.Sub("ledger");
+    o.sync = false;
+    auto l = ledger::Ledger::Open(o);
+    ASSERT_TRUE(l.ok()) << l.status().ToString();
+    ledger_ = std::move(*l);
+  }
+  void Start() {
+    ASSERT_OK(EnsureApiTerminals(*ledger_, *keys_));
+    auto a = MakeAuthorizer({ledger_.get(), keys_.get()}, authorization_json_);
+    ASSERT_TRUE(a.ok()) << a.status().ToString();
+    auth_ = std::move(*a);
+    auto api = Api::Create({ledger_.get(), keys_.get(), auth_.get()}, api_options_);
+    ASSERT_TRUE(api.ok()) << api.status().ToString();
+    api_ = std::move(*api);
+    HttpServerOptions so = server_options_;
+    so.listen = "127.0.0.1:0";
+    so.threads = 2;
+    auto s = HttpServer::Start(so, api_.get(), auth_.get(), nullptr);
+    ASSERT_TRUE(s.ok()) << s.status().ToString();
+    server_ = std::move(*s);
+    client_ = std::make_unique<Client>(server_->port());
+  }
+  void Stop() {
+    client_.reset();
+    if (server_) server_->Shutdown();
+    if (ledger_) (void)ledger_->Close();
+    server_.reset();
+    api_.reset();
+    auth_.reset();
+    ledger_.reset();
+  }
+  void Restart() {
+    Stop();
+    OpenLedger();
+    Start();
+  }
+
+  const DemoMerchant& Merchant(const std::string& id) {
+    for (const DemoMerchant& m : bank_.merchants) {
+      if (m.merchant.id == id) return m;
+    }
+    ADD_FAILURE() << "no merchant " << id;
+    return bank_.merchants[0];
+  }
+  const DemoCard& KpwCard(size_t n = 0) {
+    size_t seen = 0;
+    for (const DemoCard& c : bank_.cards) {
+      if (c.issued.card.currency == 408 && seen++ == n) return c;
+    }
+    ADD_FAILURE() << "no KPW card";
+    return bank_.cards[0];
+  }
+
+  // A signed request as merchant `m` (empty m: unsigned).
+  Resp Call(const std::string& method, const std::string& target, const std::string& body = "",
+            const std::string& idem = "", const std::string& m = "SOCKS001",
+            int64_t ts_offset_s = 0, std::string nonce = "") {
+    http::request<http::string_body> req{http::string_to_verb(method), target, 11};
+    req.body() = body;
+    if (!idem.empty()) req.set("Idempotency-Key", idem);
+    if (!m.empty()) {
+      if (nonce.empty())
+        nonce = "n" + std::to_string(++nonce_seq_) + "-" + std::to_string(SystemMs());
+      for (auto& [k, v] : SignedHeaders(m, Merchant(m).api_secret_hex, method, target, body,
+                                        SystemMs() / 1000 + ts_offset_s, nonce)) {
+        req.set(k, v);
+      }
+    }
+    if (!body.empty()) req.set(http::field::content_type, "application/json");
+    return client_->Send(std::move(req));
+  }
+  std::string PayBody(uint64_t amount, const std::string& capture = "manual",
+                      const std::string& order = "order-1", const DemoCard* card = nullptr,
+                      std::string cvv2 = "") {
+    const DemoCard& c = card ? *card : KpwCard();
+    json j = {{"amount", amount},
+              {"currency", "KPW"},
+              {"order_ref", order},
+              {"capture", capture},
+              {"card",
+               {{"pan", c.issued.pan},
+                {"expiry", c.issued.card.expiry},
+                {"cvv2", cvv2.empty() ? c.issued.cvv2 : cvv2}}}};
+    return j.dump();
+  }
+  Resp Pay(uint64_t amount, const std::string& capture = "manual",
+           const std::string& order = "order-1") {
+    return Call("POST", "/v1/payments", PayBody(amount, capture, order), NextKey());
+  }
+  std::string NextKey() { return "key-" + std::to_string(++key_seq_); }
+
+  // ISO 8583 straight into the same engine.
+  Message Iso(Message m) {
+    std::promise<Message> done;
+    auto f = done.get_future();
+    auth_->Handle(std::move(m), ConnectionInfo{}, [&](Message r) { done.set_value(std::move(r)); });
+    return f.get();
+  }
+  static std::string Field7Now() {
+    std::time_t t = static_cast<std::time_t>(SystemMs() / 1000);
+    std::tm tm{};
+    gmtime_r(&t, &tm);
+    char buf[64];
+    std::snprintf(buf, sizeof buf, "%02d%02d%02d%02d%02d", tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
+                  tm.tm_min, tm.tm_sec);
+    return buf;
+  }
+  Message IsoBase(const std::string& mti, const std::string& terminal) {
+    Message m(mti);
+    m.Set(7, Field7Now());
+    char stan[16];
+    std::snprintf(stan, sizeof stan, "%06d", ++iso_stan_);
+    m.Set(11, stan);
+    m.Set(41, terminal);
+    std::string merchant = "SOCKS001";
+    merchant.resize(15, ' ');
+    m.Set(42, merchant);
+    return m;
+  }
+
+  static inline testing::TempDir* seeded_ = nullptr;
+  static inline DemoBank* seeded_bank_ = nullptr;
+  testing::TempDir dir_;
+  std::unique_ptr<nc::KeyStore> keys_;
+  std::unique_ptr<ledger::Ledger> ledger_;
+  DemoBank bank_;
+  std::unique_ptr<IsoHandler> auth_;
+  std::unique_ptr<Api> api_;
+  std::unique_ptr<HttpServer> server_;
+  std::unique_ptr<Client> client_;
+  ApiOptions api_options_;
+  std::string authorization_json_ = "{}";
+  HttpServerOptions server_options_;
+  int nonce_seq_ = 0;
+  int key_seq_ = 0;
+  int iso_stan_ = 0;
+};
+
+TEST_F(HttpTest, HoldCaptureRefundLifecycle) {
+  Resp p = Pay(10'000);
+  ASSERT_EQ(p.status, 201u) << p.body;
+  EXPECT_EQ(p.j["status"], "authorized");
+  EXPECT_EQ(p.j["amount"], 10'000);
+  EXPECT_EQ(p.j["currency"], "KPW");
+  EXPECT_EQ(p.j["order_ref"], "order-1");
+  EXPECT_EQ(p.j["channel"], "api");
+  std::string masked = p.j["payment_method"]["masked"];
+  EXPECT_EQ(masked.find(KpwCard().issued.pan.substr(6, 6)), std::string::npos) << "PAN masked";
+  EXPECT_EQ(p.body.find(KpwCard().issued.cvv2), std::string::npos);
+  const std::string id = p.j["id"];
+  ASSERT_EQ(id.substr(0, 4), "pay_");
+
+  Resp g = Call("GET", "/v1/payments/" + id);
+  ASSERT_EQ(g.status, 200u) << g.body;
+  EXPECT_EQ(g.j["status"], "authorized");
+
+  Resp over = Call("POST", "/v1/payments/" + id + "/capture", R"({"amount":10001})", NextKey());
+  EXPECT_EQ(over.status, 422u) << over.body;
+  EXPECT_EQ(over.Code(), "amount_exceeds_authorized");
+
+  Resp c = Call("POST", "/v1/payments/" + id + "/capture", R"({"amount":7000})", NextKey());
+  ASSERT_EQ(c.status, 200u) << c.body;
+  EXPECT_EQ(c.j["status"], "captured");
+  EXPECT_EQ(c.j["amount_captured"], 7000);
+  // The rest of the hold is released: the hold is posted for 7000 only.
+  auto hold_id = LookupPaymentByRrn(*ledger_, id.substr(4));
+  ASSERT_TRUE(hold_id);
+  auto hold = ledger_->LookupHold(hold_id->transfer);
+  ASSERT_TRUE(hold);
+  EXPECT_EQ(hold->state, ledger::HoldState::kPosted);
+  EXPECT_EQ(hold->posted_amount_minor, 7000u);
+
+  const std::string again_key = NextKey();
+  Resp again = Call("POST", "/v1/payments/" + id + "/capture", "{}", again_key);
+  EXPECT_EQ(again.status, 409u) << again.body;
+  EXPECT_EQ(again.Code(), "invalid_state");
+  Resp again2 = Call("POST", "/v1/payments/" + id + "/capture", "{}", again_key);
+  EXPECT_EQ(again2.body, again.body);  // the refusal is stored under its key too
+  EXPECT_EQ(again2.headers["Idempotent-Replayed"], "true");
+  Resp v = Call("POST", "/v1/payments/" + id + "/void", "{}", NextKey());
+  EXPECT_EQ(v.status, 409u);
+  EXPECT_EQ(v.Code(), "invalid_state");
+
+  Resp r1 = Call("POST", "/v1/payments/" + id + "/refunds", R"({"amount":3000})", NextKey());
+  ASSERT_EQ(r1.status, 201u) << r1.body;
+  EXPECT_EQ(r1.j["object"], "refund");
+  EXPECT_EQ(r1.j["amount"], 3000);
+  Resp r2 = Call("POST", "/v1/payments/" + id + "/refunds", R"({"amount":"3000"})", NextKey());
+  ASSERT_EQ(r2.status, 201u) << r2.body;
+  Resp r3 = Call("POST", "/v1/payments/" + id + "/refunds", R"({"amount":1001})", NextKey());
+  EXPECT_EQ(r3.status, 422u) << r3.body;
+  EXPECT_EQ(r3.Code(), "amount_exceeds_captured");
+  g = Call("GET", "/v1/payments/" + id);
+  EXPECT_EQ(g.j["status"], "partially_refunded");
+  EXPECT_EQ(g.j["amount_refunded"], 6000);
+  Resp r4 = Call("POST", "/v1/payments/" + id + "/refunds", "{}", NextKey());
+  ASSERT_EQ(r4.status, 201u) << r4.body;
+  EXPECT_EQ(r4.j["amount"], 1000);
+  g = Call("GET", "/v1/payments/" + id);
+  EXPECT_EQ(g.j["status"], "refunded");
+  Resp r5 = Call("POST", "/v1/payments/" + id + "/refunds", "{}", NextKey());
+  EXPECT_EQ(r5.status, 409u) << r5.body;
+}
+
+TEST_F(HttpTest, AutomaticCaptureVoidAndDeliverySplit) {
+  const ledger::AccountId logistics = bank_.config.ForCurrency(408)->logistics;
+  json body = json::parse(PayBody(5000, "automatic", "food-7"));
+  body["split"] = {{"delivery_fee", 800}};
+  Resp a = Call("POST", "/v1/payments", body.dump(), NextKey());
+  ASSERT_EQ(a.status, 201u) << a.body;
+  EXPECT_EQ(a.j["status"], "captured");
+  EXPECT_EQ(a.j["split"]["delivery_fee"], 800);
+  auto acc = ledger_->LookupAccount(logistics);
+  ASSERT_TRUE(acc);
+  EXPECT_EQ(acc->credits_posted, 800u);
+  Resp cap =
+      Call("POST", "/v1/payments/" + a.j["id"].get<std::string>() + "/capture", "{}", NextKey());
+  EXPECT_EQ(cap.status, 409u);
+
+  Resp h = Pay(4000);
+  ASSERT_EQ(h.status, 201u);
+  const std::string id = h.j["id"];
+  Resp v = Call("POST", "/v1/payments/" + id + "/void", "{}", NextKey());
+  ASSERT_EQ(v.status, 200u) << v.body;
+  EXPECT_EQ(v.j["status"], "voided");
+  EXPECT_EQ(Call("GET", "/v1/payments/" + id).j["status"], "voided");
+  Resp c = Call("POST", "/v1/payments/" + id + "/capture", "{}", NextKey());
+  EXPECT_EQ(c.status, 409u);
+  EXPECT_EQ(c.Code(), "invalid_state");
+  Resp bad = Call(
+      "POST", "/v1/payments",
+      [&] {
+        json b = json::parse(PayBody(100));
+        b["split"] = {{"delivery_fee", 101}};
+        return b.dump();
+      }(),
+      NextKey());
+  EXPECT_EQ(bad.status, 400u);
+}
+
+TEST_F(HttpTest, ExpiredHoldCannotBeCaptured) {
+  Stop();
+  authorization_json_ = R"({"hold_timeout_s": 1})";
+  OpenLedger();
+  Start();
+  Resp p = Pay(500);
+  ASSERT_EQ(p.status, 201u) << p.body;
+  const std::string id = p.j["id"];
+  std::this_thread::sleep_for(std::chrono::milliseconds(1300));
+  ASSERT_OK(ledger_->Tick());
+  Resp c = Call("POST", "/v1/payments/" + id + "/capture", "{}", NextKey());
+  EXPECT_EQ(c.status, 410u) << c.body;
+  EXPECT_EQ(c.Code(), "payment_expired");
+  Resp v = Call("POST", "/v1/payments/" + id + "/void", "{}", NextKey());
+  EXPECT_EQ(v.Code(), "payment_expired");
+  EXPECT_EQ(Call("GET", "/v1/payments/" + id).j["status"], "expired");
+}
+
+TEST_F(HttpTest, IdempotentReplayAndConflictSurviveRestart) {
+  const std::string body = PayBody(2500, "manual", "idem-1");
+  Resp first = Call("POST", "/v1/payments", body, "idem-A");
+  ASSERT_EQ(first.status, 201u) << first.body;
+  Resp replay = Call("POST", "/v1/payments", body, "idem-A");
+  EXPECT_EQ(replay.status, 201u);
+  EXPECT_EQ(replay.body, first.body);
+  EXPECT_EQ(replay.headers["Idempotent-Replayed"], "true");
+  Resp conflict = Call("POST", "/v1/payments", PayBody(2501, "manual", "idem-1"), "idem-A");
+  EXPECT_EQ(conflict.status, 409u);
+  EXPECT_EQ(conflict.Code(), "idempotency_conflict");
+  // A decline is an answer too.
+  Resp declined =
+      Call("POST", "/v1/payments", PayBody(100, "manual", "x", nullptr, "000"), "idem-B");
+  // (000 might be the right CVV2 by chance; then pick another.)
+  if (declined.status == 201u) {
+    declined = Call("POST", "/v1/payments", PayBody(100, "manual", "x", nullptr, "001"), "idem-C");
+  }
+  ASSERT_EQ(declined.status, 402u) << declined.body;
+  EXPECT_EQ(declined.Code(), "invalid_cvv");
+  // Idempotency keys are per merchant: another merchant may reuse it.
+  Resp other =
+      Call("POST", "/v1/payments", PayBody(2500, "manual", "idem-1"), "idem-A", "NOODLE01");
+  ASSERT_EQ(other.status, 201u) << other.body;
+  EXPECT_NE(other.j["id"], first.j["id"]);
+
+  Restart();
+  Resp after = Call("POST", "/v1/payments", body, "idem-A");
+  EXPECT_EQ(after.status, 201u);
+  EXPECT_EQ(after.body, first.body);
+  Resp after_conflict = Call("POST", "/v1/payments", PayBody(1, "manual", "idem-1"), "idem-A");
+  EXPECT_EQ(after_conflict.status, 409u);
+  EXPECT_EQ(after_conflict.Code(), "idempotency_conflict");
+  // Exactly one hold for the key: the payment is still authorized once.
+  EXPECT_EQ(Call("GET", "/v1/payments/" + first.j["id"].get<std::string>()).j["status"],
+            "authorized");
+  Resp missing = Call("POST", "/v1/payments", body, "");
+  EXPECT_EQ(missing.status, 400u);
+  EXPECT_EQ(missing.Code(), "invalid_request");
+}
+
+TEST_F(HttpTest, ConcurrentRetriesMakeOnePayment) {
+  const std::string body = PayBody(1234, "manual", "race");
+  constexpr int kClients = 6;
+  std::vector<std::future<Resp>> results;
+  for (int i = 0; i < kClients; ++i) {
+    results.push_back(std::async(std::launch::async, [&, i] {
+      Client c(server_->port());
+      http::request<http::string_body> req{http::verb::post, "/v1/payments", 11};
+      req.body() = body;
+      req.set("Idempotency-Key", "race-key");
+      for (auto& [k, v] :
+           SignedHeaders("SOCKS001", Merchant("SOCKS001").api_secret_hex, "POST", "/v1/payments",
+                         body, SystemMs() / 1000, "race-nonce-" + std::to_string(i))) {
+        req.set(k, v);
+      }
+      return c.Send(std::move(req));
+    }));
+  }
+  std::string first;
+  for (auto& f : results) {
+    Resp r = f.get();
+    ASSERT_EQ(r.status, 201u) << r.body;
+    if (first.empty()) first = r.body;
+    EXPECT_EQ(r.body, first);
+  }
+}
+
+TEST_F(HttpTest, SignatureTimestampAndNonceRejected) {
+  http::request<http::string_body> req{http::verb::get, "/v1/payments", 11};
+  Resp none = client_->Send(req);
+  EXPECT_EQ(none.status, 401u);
+  EXPECT_EQ(none.Code(), "unauthenticated");
+  EXPECT_FALSE(none.j["error"]["request_id"].get<std::string>().empty());
+
+  Resp stale = Call("GET", "/v1/payments", "", "", "SOCKS001", -3600);
+  EXPECT_EQ(stale.status, 401u);
+  EXPECT_EQ(stale.Code(), "stale_timestamp");
+  Resp future = Call("GET", "/v1/payments", "", "", "SOCKS001", +3600);
+  EXPECT_EQ(future.Code(), "stale_timestamp");
+
+  Resp ok = Call("GET", "/v1/payments", "", "", "SOCKS001", 0, "nonce-0001");
+  EXPECT_EQ(ok.status, 200u) << ok.body;
+  Resp reused = Call("GET", "/v1/payments", "", "", "SOCKS001", 0, "nonce-0001");
+  EXPECT_EQ(reused.status, 401u);
+  EXPECT_EQ(reused.Code(), "nonce_reused");
+
+  // Signed by another merchant's secret, or with a changed body or path.
+  http::request<http::string_body> forged{http::verb::get, "/v1/payments", 11};
+  for (auto& [k, v] : SignedHeaders("SOCKS001", Merchant("NOODLE01").api_secret_hex, "GET",
+                                    "/v1/payments", "", SystemMs() / 1000, "forged-0001")) {
+    forged.set(k, v);
+  }
+  Resp f = client_->Send(forged);
+  EXPECT_EQ(f.status, 401u);
+  EXPECT_EQ(f.Code(), "invalid_signature");
+  http::request<http::string_body> moved{http::verb::get, "/v1/events", 11};
+  for (auto& [k, v] : SignedHeaders("SOCKS001", Merchant("SOCKS001").api_secret_hex, "GET",
+                                    "/v1/payments", "", SystemMs() / 1000, "moved-0001")) {
+    moved.set(k, v);
+  }
+  EXPECT_EQ(client_->Send(moved).Code(), "invalid_signature");
+  http::request<http::string_body> unknown{http::verb::get, "/v1/payments", 11};
+  for (auto& [k, v] : SignedHeaders("NOBODY", Merchant("SOCKS001").api_secret_hex, "GET",
+                                    "/v1/payments", "", SystemMs() / 1000, "unknown-0001")) {
+    unknown.set(k, v);
+  }
+  Resp u = client_->Send(unknown);
+  EXPECT_EQ(u.status, 401u);
+  EXPECT_EQ(u.Code(), "invalid_signature");
+  // Never a secret in an answer.
+  EXPECT_EQ(u.body.find(Merchant("SOCKS001").api_secret_hex), std::string::npos);
+}
+
+TEST_F(HttpTest, AnotherMerchantsPaymentIsNotFound) {
+  Resp p = Pay(700);
+  ASSERT_EQ(p.status, 201u);
+  const std::string id = p.j["id"];
+  for (const char* action : {"/capture", "/void", "/refunds"}) {
+    Resp r = Call("POST", "/v1/payments/" + id + action, "{}", NextKey(), "NOODLE01");
+    EXPECT_EQ(r.status, 404u) << action << " " << r.body;
+    EXPECT_EQ(r.Code(), "payment_not_found");
+  }
+  Resp g = Call("GET", "/v1/payments/" + id, "", "", "NOODLE01");
+  EXPECT_EQ(g.status, 404u);
+  Resp list = Call("GET", "/v1/payments", "", "", "NOODLE01");
+  ASSERT_EQ(list.status, 200u);
+  EXPECT_TRUE(list.j["data"].empty());
+  Resp ev = Call("GET", "/v1/events", "", "", "NOODLE01");
+  EXPECT_TRUE(ev.j["data"].empty());
+  EXPECT_EQ(Call("GET", "/v1/payments/pay_NOSUCHPAYMNT").status, 404u);
+  EXPECT_EQ(Call("GET", "/v1/payments/junk").status, 404u);
+  EXPECT_EQ(Call("POST", "/v1/payments/pay_NOSUCHPAYMNT/capture", "{}", NextKey()).status, 404u);
+}
+
+TEST_F(HttpTest, DeclinesAndBadRequestsHaveStableCodes) {
+  auto With = [&](const json& changes) {
+    json b = json::parse(PayBody(100));
+    b.update(changes);
+    return b.dump();
+  };
+  // Customer 0's KPW account: 10,000,000,000 deposited, 100,000 minimum.
+  Resp funds = Pay(20'000'000'000);
+  EXPECT_EQ(funds.status, 402u) << funds.body;
+  EXPECT_EQ(funds.Code(), "insufficient_funds");
+  Resp reserve = Pay(10'000'000'000 - 50'000);
+  EXPECT_EQ(reserve.status, 402u) << reserve.body;
+  EXPECT_EQ(reserve.Code(), "below_minimum_balance");
+  json expired = json::parse(PayBody(100));
+  expired["card"]["expiry"] = "2001";
+  Resp e = Call("POST", "/v1/payments", expired.dump(), NextKey());
+  EXPECT_EQ(e.status, 402u);
+  EXPECT_EQ(e.Code(), "card_expired");
+  json unknown_card = json::parse(PayBody(100));
+  unknown_card["card"]["pan"] = "4000000000000002";
+  EXPECT_EQ(Call("POST", "/v1/payments", unknown_card.dump(), NextKey()).Code(), "invalid_card");
+
+  const std::vector<std::string> bad_bodies = {
+      "not json",
+      "[]",
+      R"({"currency":"KPW"})",
+      With({{"amount", 0}}),
+      With({{"amount", -5}}),
+      With({{"amount", 1.5}}),
+      With({{"amount", "12a"}}),
+      With({{"amount", "99999999999999999999"}}),
+      With({{"currency", "XXX"}}),
+      With({{"capture", "later"}}),
+      With({{"order_ref", "has space"}}),
+      With({{"extra", 1}}),
+      With({{"sim", {{"token_id", "1"}}}}),
+      R"({"amount":100,"currency":"KPW"})",
+  };
+  for (const std::string& b : bad_bodies) {
+    Resp r = Call("POST", "/v1/payments", b, NextKey());
+    EXPECT_EQ(r.status, 400u) << b << " -> " << r.body;
+    EXPECT_EQ(r.Code(), "invalid_request") << b;
+  }
+  // Amounts as strings (for values above 2^53 in JavaScript) are accepted.
+  Resp s = Call("POST", "/v1/payments", With({{"amount", "4321"}}), NextKey());
+  EXPECT_EQ(s.status, 201u) << s.body;
+  EXPECT_EQ(s.j["amount"], 4321);
+  EXPECT_EQ(Call("POST", "/v1/payments", With({{"currency", "EUR"}}), NextKey()).Code(),
+            "currency_not_accepted");
+  EXPECT_EQ(Call("DELETE", "/v1/payments").status, 405u);
+  EXPECT_EQ(Call("GET", "/v1/nothing").status, 404u);
+}
+
+TEST_F(HttpTest, BlockedCardIsRefused) {
+  ASSERT_TRUE(SetCardStatus(*ledger_, KpwCard().issued.card.card_id, RecordStatus::kBlocked).ok());
+  Restart();  // the engine loads the bank at start
+  Resp r = Pay(100);
+  EXPECT_EQ(r.status, 402u) << r.body;
+  EXPECT_EQ(r.Code(), "card_blocked");
+}
+
+TEST_F(HttpTest, SimPaymentAndCounterReplay) {
+  const EnrolledSim& sim = bank_.sims[0];
+  auto sim_body = [&](uint64_t counter, uint64_t amount) {
+    nc::SimPaymentFields f;
+    f.token_id = sim.sim.token_id;
+    f.counter = counter;
+    f.amount_minor = amount;
+    f.currency = 408;
+    f.merchant_id = "SOCKS001";
+    f.unix_time_s = SystemMs() / 1000;
+    auto key = nc::FromHex(sim.sim_key_hex);
+    auto crypt = nc::SimCryptogram(*key, f);
+    EXPECT_TRUE(crypt.ok());
+    return json{{"amount", amount},
+                {"currency", "KPW"},
+                {"capture", "automatic"},
+                {"sim",
+                 {{"token_id", sim.sim.token_id},
+                  {"counter", counter},
+                  {"time", f.unix_time_s},
+                  {"cryptogram", nc::ToHex(*crypt)}}}}
+        .dump();
+  };
+  Resp ok = Call("POST", "/v1/payments", sim_body(1, 900), NextKey());
+  ASSERT_EQ(ok.status, 201u) << ok.body;
+  EXPECT_EQ(ok.j["payment_method"]["type"], "sim");
+  Resp replay = Call("POST", "/v1/payments", sim_body(1, 900), NextKey());
+  EXPECT_EQ(replay.status, 402u) << replay.body;
+  EXPECT_EQ(replay.Code(), "sim_counter_replayed");
+  json forged = json::parse(sim_body(2, 900));
+  forged["amount"] = 901;  // the cryptogram covers the amount
+  Resp bad = Call("POST", "/v1/payments", forged.dump(), NextKey());
+  EXPECT_EQ(bad.Code(), "invalid_cryptogram");
+  json otp = {{"amount", 5}, {"currency", "KPW"}, {"sim", {{"otp", "123456"}}}};
+  EXPECT_EQ(Call("POST", "/v1/payments", otp.dump(), NextKey()).Code(), "otp_not_supported");
+  // A SIM payment is refunded to the SIM's account.
+  Resp ref = Call("POST", "/v1/payments/" + ok.j["id"].get<std::string>() + "/refunds",
+                  R"({"amount":400})", NextKey());
+  EXPECT_EQ(ref.status, 201u) << ref.body;
+}
+
+TEST_F(HttpTest, IsoHoldCapturedOverHttpAndHttpHoldCompletedOverIso) {
+  // ISO 8583 0100 at the sock factory's terminal, captured and refunded over HTTP.
+  const DemoCard& card = KpwCard();
+  Message hold = IsoBase("0100", "T0000003");
+  hold.Set(2, card.issued.pan);
+  hold.Set(3, "000000");
+  hold.Set(4, *FormatAmount(6000));
+  hold.Set(49, "408");
+  hold.Set(48, BuildField48(card.issued.cvv2));
+  Message resp = Iso(hold);
+  ASSERT_EQ(resp.Get(39), "00");
+  const std::string id = "pay_" + std::string(resp.Get(37));
+  Resp g = Call("GET", "/v1/payments/" + id);
+  ASSERT_EQ(g.status, 200u) << g.body;
+  EXPECT_EQ(g.j["status"], "authorized");
+  EXPECT_EQ(g.j["channel"], "iso8583");
+  EXPECT_EQ(g.j["amount"], 6000);
+  Resp c = Call("POST", "/v1/payments/" + id + "/capture", R"({"amount":5000})", NextKey());
+  ASSERT_EQ(c.status, 200u) << c.body;
+  EXPECT_EQ(Call("GET", "/v1/payments/" + id).j["amount_captured"], 5000);
+  Resp r = Call("POST", "/v1/payments/" + id + "/refunds", R"({"amount":5000})", NextKey());
+  EXPECT_EQ(r.status, 201u) << r.body;
+  EXPECT_EQ(Call("GET", "/v1/payments/" + id).j["status"], "refunded");
+
+  // An HTTP hold completed by ISO 8583 0220 from the virtual terminal.
+  Resp p = Pay(8000);
+  ASSERT_EQ(p.status, 201u);
+  const json iso = p.j["iso8583"];
+  Message completion = IsoBase("0220", iso["terminal_id"]);
+  completion.Set(3, "000000");
+  completion.Set(4, *FormatAmount(8000));
+  completion.Set(49, "408");
+  OriginalData od{"0100", iso["stan"], iso["transmission_datetime"], "00000000000", "00000000000"};
+  completion.Set(90, *FormatOriginalData(od));
+  Message done = Iso(completion);
+  EXPECT_EQ(done.Get(39), "00");
+  Resp after = Call("GET", "/v1/payments/" + p.j["id"].get<std::string>());
+  EXPECT_EQ(after.j["status"], "captured");
+  EXPECT_EQ(after.j["amount_captured"], 8000);
+
+  // And an HTTP hold reversed by ISO 8583 0400.
+  Resp q = Pay(300);
+  ASSERT_EQ(q.status, 201u);
+  Message rev = IsoBase("0400", q.j["iso8583"]["terminal_id"]);
+  rev.Set(3, "000000");
+  rev.Set(4, *FormatAmount(300));
+  rev.Set(49, "408");
+  OriginalData od2{"0100", q.j["iso8583"]["stan"], q.j["iso8583"]["transmission_datetime"],
+                   "00000000000", "00000000000"};
+  rev.Set(90, *FormatOriginalData(od2));
+  EXPECT_EQ(Iso(rev).Get(39), "00");
+  EXPECT_EQ(Call("GET", "/v1/payments/" + q.j["id"].get<std::string>()).j["status"], "voided");
+}
+
+TEST_F(HttpTest, ListAndEventFeedArePagedAndOrdered) {
+  std::vector<std::string> ids;
+  for (int i = 0; i < 5; ++i) {
+    Resp p = Pay(100 + i, "manual", i % 2 == 0 ? "even" : "odd");
+    ASSERT_EQ(p.status, 201u);
+    ids.push_back(p.j["id"]);
+  }
+  ASSERT_EQ(Call("POST", "/v1/payments/" + ids[0] + "/capture", "{}", NextKey()).status, 200u);
+  Resp page1 = Call("GET", "/v1/payments?limit=2");
+  ASSERT_EQ(page1.status, 200u) << page1.body;
+  ASSERT_EQ(page1.j["data"].size(), 2u);
+  EXPECT_EQ(page1.j["data"][0]["id"], ids[0]);
+  EXPECT_TRUE(page1.j["has_more"]);
+  std::vector<std::string> seen;
+  std::string cursor;
+  for (int n = 0; n < 5; ++n) {
+    Resp page = Call("GET", "/v1/payments?limit=2" + (cursor.empty() ? "" : "&cursor=" + cursor));
+    ASSERT_EQ(page.status, 200u) << page.body;
+    for (const json& x : page.j["data"]) seen.push_back(x["id"]);
+    if (!page.j["has_more"]) break;
+    cursor = page.j["next_cursor"];
+  }
+  EXPECT_EQ(seen, ids);
+  Resp even = Call("GET", "/v1/payments?order_ref=even");
+  ASSERT_EQ(even.j["data"].size(), 3u);
+  Resp none = Call("GET", "/v1/payments?from=1&to=2");
+  EXPECT_TRUE(none.j["data"].empty());
+  Resp all = Call("GET", "/v1/payments?from=1&to=" + std::to_string(SystemMs() + 60000));
+  EXPECT_EQ(all.j["data"].size(), 5u);
+  EXPECT_EQ(Call("GET", "/v1/payments?limit=0").status, 400u);
+  EXPECT_EQ(Call("GET", "/v1/payments?limit=101").status, 400u);
+  EXPECT_EQ(Call("GET", "/v1/payments?cursor=zz").status, 400u);
+
+  Resp ev = Call("GET", "/v1/events?limit=100");
+  ASSERT_EQ(ev.status, 200u) << ev.body;
+  ASSERT_EQ(ev.j["data"].size(), 6u);
+  EXPECT_EQ(ev.j["data"][0]["type"], "payment.authorized");
+  EXPECT_EQ(ev.j["data"][5]["type"], "payment.captured");
+  EXPECT_EQ(ev.j["data"][5]["data"]["id"], ids[0]);
+  std::string after = ev.j["data"][3]["id"];
+  Resp tail = Call("GET", "/v1/events?after=" + after);
+  ASSERT_EQ(tail.j["data"].size(), 2u);
+  EXPECT_EQ(tail.j["data"][0]["id"], ev.j["data"][4]["id"]);
+  Restart();  // durable
+  Resp tail2 = Call("GET", "/v1/events?after=" + after + "&limit=1");
+  ASSERT_EQ(tail2.j["data"].size(), 1u);
+  EXPECT_TRUE(tail2.j["has_more"]);
+  EXPECT_EQ(tail2.j["data"][0]["id"], ev.j["data"][4]["id"]);
+}
+
+TEST_F(HttpTest, HealthMetricsAndLimits) {
+  http::request<http::string_body> health{http::verb::get, "/healthz", 11};
+  Resp h = client_->Send(health);
+  EXPECT_EQ(h.status, 200u);
+  EXPECT_EQ(h.j["status"], "ok");
+  ASSERT_EQ(Pay(100).status, 201u);
+  http::request<http::string_body> metrics{http::verb::get, "/metrics", 11};
+  Resp m = client_->Send(metrics);
+  EXPECT_EQ(m.status, 200u);
+  EXPECT_NE(m.body.find("narae_http_requests_total{endpoint=\"create_payment\",code=\"2xx\"} 1"),
+            std::string::npos)
+      << m.body;
+  EXPECT_NE(m.body.find("narae_http_connections_open 1"), std::string::npos);
+  EXPECT_NE(m.body.find("narae_ledger_last_fsync_seconds"), std::string::npos);
+  EXPECT_NE(m.body.find("narae_http_request_duration_seconds_bucket"), std::string::npos);
+
+  // Body over the limit: 413 and the connection closes.
+  http::request<http::string_body> big{http::verb::post, "/v1/payments", 11};
+  big.body() = std::string(server_options_.body_bytes_max + 1, 'x');
+  Resp b = client_->Send(big);
+  EXPECT_EQ(b.status, 413u);
+  client_ = std::make_unique<Client>(server_->port());
+  http::request<http::string_body> fat{http::verb::get, "/v1/payments", 11};
+  fat.set("X-Padding", std::string(server_options_.header_bytes_max + 1, 'p'));
+  EXPECT_EQ(client_->Send(fat).status, 431u);
+  client_ = std::make_unique<Client>(server_->port());
+  // Garbage is a 400.
+  asio::write(client_->socket(), asio::buffer(std::string("NOT HTTP\r\n\r\n")));
+  beast::flat_buffer buf;
+  http::response<http::string_body> res;
+  http::read(client_->socket(), buf, res);
+  EXPECT_EQ(res.result_int(), 400u);
+}
+
+TEST_F(HttpTest, RateLimitAnswers429WithRetryAfter) {
+  Stop();
+  api_options_.rate_per_s = 1;
+  api_options_.rate_burst = 3;
+  OpenLedger();
+  Start();
+  int limited = 0;
+  for (int i = 0; i < 6; ++i) {
+    Resp r = Call("GET", "/v1/payments");
+    if (r.status == 429u) {
+      ++limited;
+      EXPECT_EQ(r.Code(), "rate_limited");
+      EXPECT_FALSE(r.headers["Retry-After"].empty());
+    }
+  }
+  EXPECT_GE(limited, 2);
+  // Another merchant has its own bucket.
+  EXPECT_EQ(Call("GET", "/v1/payments", "", "", "NOODLE01").status, 200u);
+}
+
+TEST_F(HttpTest, ConnectionLimitAndIdleTimeout) {
+  Stop();
+  server_options_.max_connections = 2;
+  server_options_.idle_timeout_ms = 200;
+  OpenLedger();
+  Start();  // client_ is connection 1
+  Client second(server_->port());
+  http::request<http::string_body> health{http::verb::get, "/healthz", 11};
+  EXPECT_EQ(second.Send(health).status, 200u);
+  Client third(server_->port());
+  third.socket().write_some(asio::buffer(std::string("GET /healthz HTTP/1.1\r\n\r\n")));
+  beast::flat_buffer buf;
+  http::response<http::string_body> res;
+  beast::error_code ec;
+  http::read(third.socket(), buf, res, ec);
+  EXPECT_TRUE(ec) << "the third connection is closed";
+  // Idle keep-alive connections are closed after idle_timeout_ms.
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  Client fourth(server_->port());
+  EXPECT_EQ(fourth.Send(health).status, 200u);
+}
+
+}  // namespace
+}  // namespace narae::switching
