@@ -1,0 +1,79 @@
+// libFuzzer target for the switch's own parsers of untrusted text
+// (switch/authorizer.hpp, switch/switch.hpp, docs/authorization.md):
+//   byte 0 % 5 == 0  the switch's JSON config file (ApplyConfigJson, then
+//                    ValidateConfig)
+//                 1  the "authorization" options object (ParseAuthorizerOptions)
+//                 2  field 48 private data (Field48Cvv2)
+//                 3  field 55 chip data, BER-TLV (ParseChipData)
+//                 4  field 62 SIM token data (ParseSimToken)
+// Properties: never crash, hang or throw; errors carry a message; a CVV2
+// found is 3 digits; parsed chip data round-trips through BuildChipData for
+// the tags it builds; a parsed SIM token formats back to the same text.
+#include <cstddef>
+#include <cstdint>
+#include <cstdlib>
+#include <string>
+#include <string_view>
+
+#include "switch/authorizer.hpp"
+#include "switch/iso8583.hpp"
+#include "switch/switch.hpp"
+
+using namespace narae::switching;
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  if (size < 1) return 0;
+  std::string_view text(reinterpret_cast<const char*>(data + 1), size - 1);
+  switch (data[0] % 5) {
+    case 0: {
+      SwitchConfig config;
+      narae::Status s = ApplyConfigJson(text, &config);
+      if (!s.ok() && s.message().empty()) std::abort();
+      if (s.ok()) (void)ValidateConfig(config);
+      break;
+    }
+    case 1: {
+      narae::Result<AuthorizerOptions> o = ParseAuthorizerOptions(text);
+      if (!o.ok() && o.status().message().empty()) std::abort();
+      break;
+    }
+    case 2: {
+      const std::string cvv2 = Field48Cvv2(text);
+      if (!cvv2.empty()) {
+        if (cvv2.size() != 3) std::abort();
+        for (char c : cvv2) {
+          if (c < '0' || c > '9') std::abort();
+        }
+        if (Field48Cvv2(BuildField48(cvv2)) != cvv2) std::abort();
+      }
+      break;
+    }
+    case 3: {
+      narae::Result<ChipData> chip = ParseChipData(text);
+      if (!chip.ok()) {
+        if (chip.status().message().empty()) std::abort();
+        break;
+      }
+      if (chip->arqc.size() == 8) {
+        const std::string built =
+            BuildChipData(chip->amount_minor, chip->currency, chip->atc, 0, chip->arqc);
+        narae::Result<ChipData> again = ParseChipData(built);
+        if (!again.ok() || again->amount_minor != chip->amount_minor ||
+            again->currency != chip->currency || again->atc != chip->atc ||
+            again->arqc != chip->arqc) {
+          std::abort();
+        }
+      }
+      break;
+    }
+    case 4: {
+      narae::Result<SimTokenData> token = ParseSimToken(text);
+      if (token.ok()) {
+        narae::Result<std::string> back = FormatSimToken(*token);
+        if (!back.ok() || *back != text) std::abort();
+      }
+      break;
+    }
+  }
+  return 0;
+}
