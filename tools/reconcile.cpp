@@ -7,6 +7,7 @@
 #include "tools/reconcile.hpp"
 
 #include <algorithm>
+#include <deque>
 #include <nlohmann/json.hpp>
 #include <thread>
 
@@ -146,7 +147,7 @@ Result<FileRow> CheckRow(const RawRow& raw, uint64_t line, const char* unit) {
 // Splits one line into fields (RFC 4180 quoting; no line breaks inside).
 // `storage` keeps unquoted copies of quoted fields.
 bool SplitCsv(std::string_view line, std::vector<std::string_view>* fields,
-              std::vector<std::string>* storage) {
+              std::deque<std::string>* storage) {
   fields->clear();
   storage->clear();
   size_t pos = 0;
@@ -219,7 +220,7 @@ Result<CsvColumns> ParseHeader(const std::vector<std::string_view>& names) {
 Result<std::vector<FileRow>> ParseCsv(std::string_view text) {
   std::vector<FileRow> rows;
   std::vector<std::string_view> fields;
-  std::vector<std::string> storage;
+  std::deque<std::string> storage;  // stable addresses: fields view them
   std::optional<CsvColumns> cols;
   size_t ncols = 0;
   uint64_t line_no = 0;
