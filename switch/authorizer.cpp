@@ -11,9 +11,11 @@
 #include <algorithm>
 #include <chrono>
 #include <ctime>
+#include <limits>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <stdexcept>
 #include <unordered_map>
 
 #include "crypto/crypto.hpp"
@@ -342,7 +344,11 @@ std::string Field48Cvv2(std::string_view f) {
     if (!AllDigits(len_text)) return "";
     size_t len = static_cast<size_t>((len_text[0] - '0') * 10 + (len_text[1] - '0'));
     if (pos + 6 + len > f.size()) return "";
-    if (tag == "CVV2") return std::string(f.substr(pos + 6, len));
+    if (tag == "CVV2") {
+      // Only 3 digits are a CVV2; anything else is no CVV2 (found by fuzzing).
+      std::string_view v = f.substr(pos + 6, len);
+      return v.size() == 3 && AllDigits(v) ? std::string(v) : "";
+    }
     pos += 6 + len;
   }
   return "";
@@ -472,6 +478,27 @@ std::string BuildChipData(uint64_t amount_minor, uint16_t currency, uint16_t atc
   return out;
 }
 
+namespace {
+// An integer option in T's range. nlohmann's get<T>() would convert a float
+// or an out-of-range number with a plain cast (undefined behaviour, found by
+// the switch_fields fuzzer): refused instead (caught by the caller).
+template <typename T>
+T IntegerOption(const nlohmann::json& v, const std::string& name) {
+  static_assert(std::is_integral_v<T>);
+  if (v.is_number_unsigned()) {
+    const uint64_t x = v.get<uint64_t>();
+    if (x <= static_cast<uint64_t>(std::numeric_limits<T>::max())) return static_cast<T>(x);
+  } else if (v.is_number_integer()) {
+    const int64_t x = v.get<int64_t>();
+    if (std::is_signed_v<T> && x >= static_cast<int64_t>(std::numeric_limits<T>::min()) &&
+        x <= static_cast<int64_t>(std::numeric_limits<T>::max())) {
+      return static_cast<T>(x);
+    }
+  }
+  throw std::out_of_range(name + " must be an integer in range");
+}
+}  // namespace
+
 Result<AuthorizerOptions> ParseAuthorizerOptions(std::string_view options_json) {
   using json = nlohmann::json;
   AuthorizerOptions o;
@@ -482,19 +509,21 @@ Result<AuthorizerOptions> ParseAuthorizerOptions(std::string_view options_json) 
       const std::string& k = it.key();
       const json& v = it.value();
       if (k == "hold_timeout_s")
-        o.hold_timeout_s = v.get<uint32_t>();
+        o.hold_timeout_s = IntegerOption<uint32_t>(v, k);
       else if (k == "food_hold_timeout_s")
-        o.food_hold_timeout_s = v.get<uint32_t>();
-      else if (k == "food_mccs")
-        o.food_mccs = v.get<std::vector<uint16_t>>();
-      else if (k == "pin_tries_max")
-        o.pin_tries_max = v.get<uint32_t>();
+        o.food_hold_timeout_s = IntegerOption<uint32_t>(v, k);
+      else if (k == "food_mccs") {
+        if (!v.is_array() || v.size() > 1000) throw std::out_of_range("food_mccs: a list of MCCs");
+        o.food_mccs.clear();
+        for (const json& m : v) o.food_mccs.push_back(IntegerOption<uint16_t>(m, k));
+      } else if (k == "pin_tries_max")
+        o.pin_tries_max = IntegerOption<uint32_t>(v, k);
       else if (k == "sim_counter_window")
-        o.sim_counter_window = v.get<uint64_t>();
+        o.sim_counter_window = IntegerOption<uint64_t>(v, k);
       else if (k == "sim_time_skew_s")
-        o.sim_time_skew_s = v.get<int64_t>();
+        o.sim_time_skew_s = IntegerOption<int64_t>(v, k);
       else if (k == "atc_jump_max")
-        o.atc_jump_max = v.get<uint16_t>();
+        o.atc_jump_max = IntegerOption<uint16_t>(v, k);
       else if (k == "require_cvv2_without_chip_or_pin")
         o.require_cvv2_without_chip_or_pin = v.get<bool>();
       else if (k == "cvk_key_id")

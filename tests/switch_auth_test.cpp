@@ -902,5 +902,36 @@ TEST_F(AuthTest, ThroughputOfTheEngineAlone) {
       kRequests, s, kRequests / s);
 }
 
+TEST(AuthorizerOptions, NumbersOutOfRangeOrNotIntegersAreRefused) {
+  // Found by the switch_fields fuzzer: a float or out-of-range number was cast.
+  for (const char* bad :
+       {R"({"food_mccs": [5.8e25]})", R"({"food_mccs": [70000]})", R"({"food_mccs": [-1]})",
+        R"({"food_mccs": 5812})", R"({"hold_timeout_s": -1})", R"({"hold_timeout_s": 1.5})",
+        R"({"atc_jump_max": 65536})", R"({"sim_time_skew_s": 1e300})", R"({"pin_tries_max": "3"})",
+        R"({"sim_counter_window": -5})"}) {
+    Result<AuthorizerOptions> o = ParseAuthorizerOptions(bad);
+    EXPECT_FALSE(o.ok()) << bad;
+    if (!o.ok()) {
+      EXPECT_FALSE(o.status().message().empty()) << bad;
+    }
+  }
+  Result<AuthorizerOptions> ok = ParseAuthorizerOptions(
+      R"({"food_mccs": [5812, 65535], "atc_jump_max": 65535, "sim_time_skew_s": 60,)"
+      R"( "hold_timeout_s": 86400})");
+  ASSERT_TRUE(ok.ok()) << ok.status().ToString();
+  EXPECT_EQ(ok->food_mccs, (std::vector<uint16_t>{5812, 65535}));
+  EXPECT_EQ(ok->atc_jump_max, 65535);
+  EXPECT_EQ(ok->hold_timeout_s, 86400u);
+}
+
+TEST(AuthorizerField48, OnlyThreeDigitsAreACvv2) {
+  EXPECT_EQ(Field48Cvv2("CVV203123"), "123");
+  EXPECT_EQ(Field48Cvv2("ORDR02abCVV203456"), "456");
+  EXPECT_EQ(Field48Cvv2("CVV2123"), "123");
+  for (const char* bad : {"CVV2041234", "CVV203ab1", "CVV20212", "CVV200", "CVV203 12"}) {
+    EXPECT_EQ(Field48Cvv2(bad), "") << bad;
+  }
+}
+
 }  // namespace
 }  // namespace narae::switching

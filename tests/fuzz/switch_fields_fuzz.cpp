@@ -6,8 +6,8 @@
 //                 2  field 48 private data (Field48Cvv2)
 //                 3  field 55 chip data, BER-TLV (ParseChipData)
 //                 4  field 62 SIM token data (ParseSimToken)
-// Properties: never crash, hang or throw; errors carry a message; a CVV2
-// found is 3 digits; parsed chip data round-trips through BuildChipData for
+// Properties: never crash, hang or throw; errors carry a message (options,
+// chip data); a CVV2 found is exactly 3 digits; parsed chip data round-trips through BuildChipData for
 // the tags it builds; a parsed SIM token formats back to the same text.
 #include <cstddef>
 #include <cstdint>
@@ -26,18 +26,19 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   switch (data[0] % 5) {
     case 0:   // the server config (config.cpp) needs server.cpp, which clang 14
       break;  // cannot build with Boost 1.74's Asio; covered by its unit tests
-    case 1:
-      // Finding, not fixed yet (switch/authorizer.cpp, the lead's file):
-      // ParseAuthorizerOptions converts an out-of-range float such as
-      // "food_mccs": [5.8e25] to uint16_t (UBSan: undefined behaviour).
-      // Re-enable (void)ParseAuthorizerOptions(text) once it checks ranges.
+    case 1: {
+      narae::Result<AuthorizerOptions> o = ParseAuthorizerOptions(text);
+      if (!o.ok() && o.status().message().empty()) std::abort();
       break;
-    case 2:
-      // Finding (not yet fixed in authorizer.cpp): a CVV2 element of any
-      // length or characters is returned as the CVV2 (it then fails the
-      // comparison: 05). Only "never crashes" is checked here.
-      (void)Field48Cvv2(text);
+    }
+    case 2: {
+      const std::string cvv2 = Field48Cvv2(text);
+      if (!cvv2.empty() &&
+          (cvv2.size() != 3 || cvv2.find_first_not_of("0123456789") != std::string::npos)) {
+        std::abort();
+      }
       break;
+    }
     case 3: {
       // Finding: 9F02 / 5F2A with non-BCD nibbles are accepted (the ARQC
       // still covers the raw bytes); only "never crashes" is checked.
