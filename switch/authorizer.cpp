@@ -20,6 +20,7 @@
 
 #include "crypto/crypto.hpp"
 #include "switch/bank.hpp"
+#include "switch/settlement.hpp"
 
 namespace narae::switching {
 namespace {
@@ -294,6 +295,7 @@ struct Plan {
   // References (refund, completion, reversal).
   std::string orig_key;
   std::string rrn_ref;
+  std::string order_ref;  // field 48 ORDR element, for settlement reports
   bool partial = false;
   uint64_t remaining_minor = 0;
   // Finishing on the writer thread.
@@ -331,6 +333,20 @@ TransferId RequestTransferId(std::string_view request_key, uint8_t sub) {
   v.hi &= 0x7fffffffffffffffull;  // never int max
   if (v.IsZero()) v.lo = 1;
   return TransferId{v};
+}
+
+std::string Field48Element(std::string_view f, std::string_view wanted) {
+  size_t pos = 0;
+  for (size_t n = 0; n < kField48ElementsMax && pos + 6 <= f.size(); ++n) {
+    std::string_view tag = f.substr(pos, 4);
+    std::string_view len_text = f.substr(pos + 4, 2);
+    if (!AllDigits(len_text)) return "";
+    size_t len = static_cast<size_t>((len_text[0] - '0') * 10 + (len_text[1] - '0'));
+    if (pos + 6 + len > f.size()) return "";
+    if (tag == wanted) return std::string(f.substr(pos + 6, len));
+    pos += 6 + len;
+  }
+  return "";
 }
 
 std::string Field48Cvv2(std::string_view f) {
@@ -743,6 +759,7 @@ std::optional<RC> Authorizer::Prepare(const Message& req, Plan& p) {
   if (!req.Has(7) || !req.Has(11) || !req.Has(41)) return RC::kFormatError;
   if (!ValidField7(req.Get(7))) return RC::kFormatError;
   p.key = RequestKey(req.Get(41), req.Get(7), req.Get(11), p.clock.ms);
+  if (req.Has(48)) p.order_ref = Field48Element(req.Get(48), "ORDR");
   // The digest tells a retransmission from another request reusing the key.
   std::string d(mti.substr(0, 3));
   d += '0';  // a repeat (0221, 0401, 0421) is the same request
@@ -1095,6 +1112,13 @@ void Authorizer::Apply(ledger::Txn& txn, Plan& p) {
   if (approved && (p.kind == Kind::kHold || p.kind == Kind::kPurchase)) {
     Write(txn, std::string(kAuxRrnPrefix) + std::string(p.response.Get(37)),
           p.key.substr(kAuxTxnPrefix.size()));
+    // The payment's order reference and RRN for the settlement reports
+    // (switch/settlement.hpp), in the same batch as the payment.
+    PaymentInfo info;
+    info.order_ref = p.order_ref;
+    info.rrn = std::string(p.response.Get(37));
+    if (!ValidatePaymentInfo(info).ok()) info.order_ref.clear();  // not printable: RRN only
+    if (ValidatePaymentInfo(info).ok()) RecordPaymentInfo(txn, rec.transfer, info);
   }
 }
 

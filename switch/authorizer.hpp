@@ -78,6 +78,9 @@ ledger::TransferId RequestTransferId(std::string_view request_key, uint8_t sub);
 // Also accepted: exactly "CVV2" followed by 3 digits. Returns the CVV2 or "".
 std::string Field48Cvv2(std::string_view field48);
 std::string BuildField48(std::string_view cvv2, std::string_view order_ref = {});
+// The value of element `tag` of field 48 ("" when absent or malformed), e.g.
+// "ORDR", the order reference (written to the payment's settlement record).
+std::string Field48Element(std::string_view field48, std::string_view tag);
 
 // Field 55 chip data: the ARQC transaction data (values of 9F02 9F03 9F1A
 // 95 5F2A 9A 9C 9F37 82 9F36 9F10, in this order, those present) and the

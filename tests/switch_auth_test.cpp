@@ -17,6 +17,7 @@
 #include "switch/authorizer.hpp"
 #include "switch/bank.hpp"
 #include "switch/iso8583.hpp"
+#include "switch/settlement.hpp"
 #include "tests/test_util.hpp"
 
 namespace narae::switching {
@@ -236,6 +237,29 @@ TEST_F(AuthTest, PurchasePostsTransferAndReturnsAvailableBalance) {
   EXPECT_TRUE(r.Has(54));
   EXPECT_EQ(Account(card.issued.card.account_id).debits_posted, before + 12345);
   EXPECT_EQ(Account(Clearing("SOCKS001", 408)).credits_posted, 12345u);
+}
+
+TEST_F(AuthTest, ApprovedPaymentRecordsItsRrnAndOrderForSettlement) {
+  const DemoCard& card = KpwCard();
+  Message req = CardRequest("0200", card, 2500);
+  req.Set(48, BuildField48(card.issued.cvv2, "OKRYU-ORDER-77"));
+  Message r = Send(req);
+  ASSERT_EQ(Rc(r), "00");
+  std::optional<PaymentRecord> pay = LookupPaymentByRrn(*ledger_, r.Get(37));
+  ASSERT_TRUE(pay.has_value());
+  std::optional<std::string> v = ledger_->GetAux(PaymentInfoKey(pay->transfer));
+  ASSERT_TRUE(v.has_value());
+  Result<PaymentInfo> info = DecodePaymentInfo(*v);
+  ASSERT_TRUE(info.ok()) << info.status().ToString();
+  EXPECT_EQ(info->rrn, r.Get(37));
+  EXPECT_EQ(info->order_ref, "OKRYU-ORDER-77");
+  // A declined payment records nothing.
+  Message bad = CardRequest("0200", card, 2500);
+  bad.Set(48, BuildField48(card.issued.cvv2 == "999" ? "998" : "999", "OKRYU-ORDER-78"));
+  Message d = Send(bad);
+  EXPECT_NE(Rc(d), "00");
+  EXPECT_EQ(Field48Element(bad.Get(48), "ORDR"), "OKRYU-ORDER-78");
+  EXPECT_EQ(Field48Element("ORDR05ab", "ORDR"), "");  // length beyond the field
 }
 
 TEST_F(AuthTest, HoldThenPartialCompletionReleasesTheRest) {
