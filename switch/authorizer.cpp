@@ -353,21 +353,9 @@ std::string Field48Cvv2(std::string_view f) {
   if (f.size() == 7 && f.substr(0, 4) == "CVV2" && AllDigits(f.substr(4))) {
     return std::string(f.substr(4));
   }
-  size_t pos = 0;
-  for (size_t n = 0; n < kField48ElementsMax && pos + 6 <= f.size(); ++n) {
-    std::string_view tag = f.substr(pos, 4);
-    std::string_view len_text = f.substr(pos + 4, 2);
-    if (!AllDigits(len_text)) return "";
-    size_t len = static_cast<size_t>((len_text[0] - '0') * 10 + (len_text[1] - '0'));
-    if (pos + 6 + len > f.size()) return "";
-    if (tag == "CVV2") {
-      // Only 3 digits are a CVV2; anything else is no CVV2 (found by fuzzing).
-      std::string_view v = f.substr(pos + 6, len);
-      return v.size() == 3 && AllDigits(v) ? std::string(v) : "";
-    }
-    pos += 6 + len;
-  }
-  return "";
+  // Only 3 digits are a CVV2; anything else is no CVV2 (found by fuzzing).
+  std::string v = Field48Element(f, "CVV2");
+  return v.size() == 3 && AllDigits(v) ? v : "";
 }
 
 std::string BuildField48(std::string_view cvv2, std::string_view order_ref) {
