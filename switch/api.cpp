@@ -18,6 +18,7 @@
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <set>
 #include <unordered_map>
 
 #include "crypto/crypto.hpp"
@@ -42,6 +43,29 @@ constexpr uint32_t kStanPhysicalBase = 900000;  // STANs the API uses on physica
 constexpr uint32_t kStanRange = 100000;
 constexpr uint32_t kListScanRowsMax = 10000;  // rows examined per list call (order_ref filter)
 constexpr uint16_t kCodeDeliverySplit = 110;
+
+// A request body as JSON, strictly: at most kBodyDepthMax levels of nesting
+// and no key twice in one object (nlohmann would keep the last one silently:
+// two readers of one body must never see two different requests). Invalid
+// UTF-8 is refused by the parser itself. Discarded on any of these.
+constexpr int kBodyDepthMax = 8;
+nlohmann::json ParseRequestJson(std::string_view text, bool* duplicate_key) {
+  std::vector<std::set<std::string>> keys;  // per open object
+  bool too_deep = false;
+  auto cb = [&](int depth, nlohmann::json::parse_event_t event, nlohmann::json& parsed) {
+    using E = nlohmann::json::parse_event_t;
+    if (depth > kBodyDepthMax) too_deep = true;
+    if (event == E::object_start) keys.emplace_back();
+    if (event == E::object_end && !keys.empty()) keys.pop_back();
+    if (event == E::key && !keys.empty()) {
+      if (!keys.back().insert(parsed.get_ref<const std::string&>()).second) *duplicate_key = true;
+    }
+    return !too_deep && !*duplicate_key;
+  };
+  nlohmann::json j = nlohmann::json::parse(text, cb, false);
+  if (too_deep || *duplicate_key) return nlohmann::json(nlohmann::json::value_t::discarded);
+  return j;
+}
 
 crypto::ByteView Bytes(std::string_view s) {
   return crypto::ByteView(reinterpret_cast<const uint8_t*>(s.data()), s.size());
@@ -610,9 +634,11 @@ void ApiImpl::Post(const HttpRequest& req, Op op, std::string_view payment_id,
     r.headers.emplace_back("Idempotent-Replayed", "true");
     return done(std::move(r));
   }
-  json body = json::parse(req.body, nullptr, false);
+  bool duplicate_key = false;
+  json body = ParseRequestJson(req.body, &duplicate_key);
+  if (duplicate_key) return error(BadRequest("the body repeats a key"));
   if (body.is_discarded() || !body.is_object()) {
-    return error(BadRequest("the body must be a JSON object"));
+    return error(BadRequest("the body must be a JSON object of at most 8 levels"));
   }
   std::optional<ApiError> e =
       op == Op::kPay ? BuildPayment(body, *ctx) : BuildReference(body, payment_id, *ctx);

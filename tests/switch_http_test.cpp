@@ -577,6 +577,106 @@ TEST_F(HttpTest, DeclinesAndBadRequestsHaveStableCodes) {
   EXPECT_EQ(Call("GET", "/v1/nothing").status, 404u);
 }
 
+TEST_F(HttpTest, HostileBodiesAreRefusedAndMoveNothing) {
+  // Each hostile body gets 400 invalid_request and the ledger does not
+  // change (no journal entry, no balance moved).
+  auto head = ledger_->JournalHead();
+  ASSERT_TRUE(head.ok());
+  const uint64_t sequence_before = head->sequence;
+  const DemoCard& card = KpwCard();
+  const uint64_t debits_before =
+      ledger_->LookupAccount(card.issued.card.account_id)->debits_pending;
+  const std::string good = PayBody(100);
+  std::string deep_array = std::string(2000, '[') + std::string(2000, ']');
+  std::string deep_in_field = good;
+  deep_in_field.insert(deep_in_field.size() - 1,
+                       ",\"x\":" + std::string(20, '[') + std::string(20, ']'));
+  std::string bad_utf8 = good;
+  bad_utf8.replace(bad_utf8.find("order-1"), 7, "ord\xC3\x28r");  // invalid 2-byte sequence
+  std::string overlong = good;
+  overlong.replace(overlong.find("order-1"), 7, "ord\xC0\xAFr");  // overlong '/'
+  std::string nul = good;
+  nul.replace(nul.find("order-1"), 7, std::string("ord\0r", 5));
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"duplicate top-level key", "{\"amount\":100,\"amount\":1," + good.substr(1)},
+      {"duplicate nested key",
+       [&] {
+         std::string b = good;
+         b.insert(b.find("\"pan\""), "\"cvv2\":\"000\",");
+         return b;
+       }()},
+      {"deep nesting", deep_array},
+      {"deep nesting in a field", deep_in_field},
+      {"invalid UTF-8", bad_utf8},
+      {"overlong UTF-8", overlong},
+      {"NUL in a string", nul},
+      {"amount 2^64-1",
+       [&] {
+         json b = json::parse(good);
+         b["amount"] = UINT64_MAX;
+         return b.dump();
+       }()},
+      {"amount 2^64 as a string",
+       [&] {
+         json b = json::parse(good);
+         b["amount"] = "18446744073709551616";
+         return b.dump();
+       }()},
+      {"negative amount string",
+       [&] {
+         json b = json::parse(good);
+         b["amount"] = "-1";
+         return b.dump();
+       }()},
+      {"exponent amount",
+       [&] {
+         json b = json::parse(good);
+         b["amount"] = 1e3;
+         return b.dump();
+       }()},
+      {"amount null",
+       [&] {
+         json b = json::parse(good);
+         b["amount"] = nullptr;
+         return b.dump();
+       }()},
+      {"card not an object",
+       [&] {
+         json b = json::parse(good);
+         b["card"] = "4000";
+         return b.dump();
+       }()},
+      {"pan with a wrong Luhn digit",
+       [&] {
+         json b = json::parse(good);
+         std::string pan = card.issued.pan;
+         pan.back() = pan.back() == '9' ? '0' : static_cast<char>(pan.back() + 1);
+         b["card"]["pan"] = pan;
+         return b.dump();
+       }()},
+      {"trailing garbage", good + "x"},
+      {"two documents", good + good},
+      {"empty body", ""},
+  };
+  for (const auto& [name, body] : cases) {
+    Resp r = Call("POST", "/v1/payments", body, NextKey());
+    EXPECT_GE(r.status, 400u) << name << " -> " << r.body;
+    EXPECT_LT(r.status, 500u) << name << " -> " << r.body;
+    if (r.status == 400u) {
+      EXPECT_EQ(r.Code(), "invalid_request") << name;
+    }
+    EXPECT_EQ(r.body.find(card.issued.pan), std::string::npos) << name << ": PAN echoed";
+  }
+  // A missing Idempotency-Key is refused too.
+  EXPECT_EQ(Call("POST", "/v1/payments", good, "").status, 400u);
+  head = ledger_->JournalHead();
+  ASSERT_TRUE(head.ok());
+  EXPECT_EQ(head->sequence, sequence_before);
+  EXPECT_EQ(ledger_->LookupAccount(card.issued.card.account_id)->debits_pending, debits_before);
+  // The server still serves a good payment afterwards.
+  EXPECT_EQ(Pay(100).status, 201u);
+}
+
 TEST_F(HttpTest, BlockedCardIsRefused) {
   ASSERT_TRUE(SetCardStatus(*ledger_, KpwCard().issued.card.card_id, RecordStatus::kBlocked).ok());
   Restart();  // the engine loads the bank at start
