@@ -28,6 +28,7 @@
 #include <vector>
 
 #include "ledger/status.hpp"
+#include "switch/settlement.hpp"
 
 namespace narae::ledger {
 class Ledger;
@@ -42,7 +43,8 @@ class IsoHandler;
 
 // Limits of the API's inputs (named and checked).
 inline constexpr size_t kIdempotencyKeyBytesMax = 255;
-inline constexpr size_t kOrderRefBytesMax = 64;
+// kOrderRefBytesMax (64) is settlement.hpp's: an order reference is recorded
+// in the payment's settlement record.
 inline constexpr size_t kNonceBytesMax = 128;
 inline constexpr uint32_t kListLimitMax = 100;
 inline constexpr uint64_t kAmountMinorMax = 999'999'999'999;  // ISO 8583 field 4

@@ -98,6 +98,8 @@ Status ApplyConfigJson(std::string_view json_text, SwitchConfig* config) {
       NARAE_RETURN_IF_ERROR(GetString(root, key, "", &config->log_level));
     } else if (key == "log_file") {
       NARAE_RETURN_IF_ERROR(GetString(root, key, "", &config->log_file));
+    } else if (key == "cutover_utc") {
+      NARAE_RETURN_IF_ERROR(GetString(root, key, "", &config->cutover_utc));
     } else if (key == "server") {
       NARAE_RETURN_IF_ERROR(ApplyServer(value, &config->server));
     } else if (key == "authorization") {

@@ -9,13 +9,17 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <chrono>
+#include <condition_variable>
 #include <cstdio>
 #include <cstring>
 #include <exception>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <thread>
 
 #include "crypto/crypto.hpp"
@@ -24,6 +28,7 @@
 #include "switch/handler.hpp"
 #include "switch/http_server.hpp"
 #include "switch/log.hpp"
+#include "switch/settlement.hpp"
 #include "switch/switch.hpp"
 
 namespace narae::switching {
@@ -40,6 +45,7 @@ constexpr const char* kUsage =
     "  --iso-listen HOST:PORT  ISO 8583 listener (default 127.0.0.1:8583)\n"
     "  --http-listen HOST:PORT HTTP/JSON storefront API listener (docs/api.md)\n"
     "  --master-key-file FILE  master key (default DIR/master.key)\n"
+    "  --cutover HH:MM         close each business day at this time (UTC)\n"
     "  --config FILE           JSON config file (docs/switch.md); the command line wins\n"
     "  --log-level LEVEL       trace, debug, info (default), warn, error, off\n"
     "  --log-file FILE         append log lines to FILE (default stderr)\n";
@@ -49,7 +55,7 @@ constexpr const char* kUsage =
 std::optional<std::map<std::string, std::string>> ParseArgs(int argc, char** argv, bool* help) {
   static const char* const kOptions[] = {
       "--data",   "--iso-listen", "--http-listen", "--master-key-file",
-      "--config", "--log-level",  "--log-file"};
+      "--config", "--log-level",  "--log-file",    "--cutover"};
   std::map<std::string, std::string> out;
   for (int i = 1; i < argc; ++i) {
     std::string arg = argv[i];
@@ -92,6 +98,7 @@ Status BuildConfig(const std::map<std::string, std::string>& args, SwitchConfig*
   set("--master-key-file", &config->master_key_file);
   set("--log-level", &config->log_level);
   set("--log-file", &config->log_file);
+  set("--cutover", &config->cutover_utc);
   if (config->master_key_file.empty()) config->master_key_file = config->data_dir + "/master.key";
   return ValidateConfig(*config);
 }
@@ -104,9 +111,50 @@ struct Runtime {
   std::unique_ptr<IsoServer> server;
   std::unique_ptr<Api> api;          // with --http-listen
   std::unique_ptr<HttpServer> http;  // with --http-listen
+  // The automatic cut-over (--cutover): checks once a second, stops first.
+  std::thread cutover;
+  std::mutex cutover_mu;
+  std::condition_variable cutover_cv;
+  bool cutover_stop = false;
 };
 
+// "HH:MM" -> seconds after 00:00 UTC.
+std::optional<uint32_t> ParseCutover(std::string_view text) {
+  if (text.size() != 5 || text[2] != ':') return std::nullopt;
+  for (size_t i : {0u, 1u, 3u, 4u}) {
+    if (text[i] < '0' || text[i] > '9') return std::nullopt;
+  }
+  const uint32_t h = (text[0] - '0') * 10u + (text[1] - '0');
+  const uint32_t m = (text[3] - '0') * 10u + (text[4] - '0');
+  if (h > 23 || m > 59) return std::nullopt;
+  return h * 3600 + m * 60;
+}
+
+void StartCutover(Runtime* rt, uint32_t s_of_day, Logger* logger) {
+  rt->cutover = std::thread([rt, s_of_day, logger] {
+    std::unique_lock<std::mutex> lock(rt->cutover_mu);
+    while (!rt->cutover_stop) {
+      lock.unlock();
+      Result<std::optional<DayRecord>> closed = CloseDayIfDue(*rt->ledger, s_of_day);
+      if (!closed.ok()) {
+        logger->Log(LogLevel::kWarn, "cutover_failed", {{"error", closed.status().ToString()}});
+      } else if (closed->has_value()) {
+        logger->Log(LogLevel::kInfo, "day_closed",
+                    {{"day", static_cast<int64_t>((*closed)->day)},
+                     {"close_ns", std::to_string((*closed)->close_ns)}});
+      }
+      lock.lock();
+      rt->cutover_cv.wait_for(lock, std::chrono::seconds(1), [rt] { return rt->cutover_stop; });
+    }
+  });
+}
+
 Status OpenRuntime(const SwitchConfig& config, Logger* logger, Runtime* rt) {
+  std::optional<uint32_t> cutover_s;
+  if (!config.cutover_utc.empty()) {
+    cutover_s = ParseCutover(config.cutover_utc);
+    if (!cutover_s) return Status::InvalidArgument("cutover must be HH:MM (UTC)");
+  }
   ledger::Options lo;
   lo.path = config.data_dir + "/ledger";
   Result<std::unique_ptr<ledger::Ledger>> ledger = ledger::Ledger::Open(lo);
@@ -131,6 +179,7 @@ Status OpenRuntime(const SwitchConfig& config, Logger* logger, Runtime* rt) {
       IsoServer::Start(config.server, rt->handler.get(), logger);
   if (!server.ok()) return server.status();
   rt->server = std::move(server).value();
+  if (cutover_s) StartCutover(rt, *cutover_s, logger);
   if (!with_http) return Status::Ok();
   Result<std::unique_ptr<Api>> api =
       Api::Create({rt->ledger.get(), rt->keys.get(), rt->handler.get()}, ApiOptions{});
@@ -149,6 +198,14 @@ Status OpenRuntime(const SwitchConfig& config, Logger* logger, Runtime* rt) {
 
 // Stops the server (drain), then the ledger (flush), then the handler.
 Status CloseRuntime(Runtime* rt) {
+  if (rt->cutover.joinable()) {
+    {
+      std::lock_guard<std::mutex> lock(rt->cutover_mu);
+      rt->cutover_stop = true;
+    }
+    rt->cutover_cv.notify_all();
+    rt->cutover.join();
+  }
   if (rt->http) rt->http->Shutdown();
   if (rt->server) rt->server->Shutdown();
   Status s = rt->ledger ? rt->ledger->Close() : Status::Ok();

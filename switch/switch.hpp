@@ -118,6 +118,9 @@ struct SwitchConfig {
   std::string log_level = "info";
   std::string log_file;  // "" = stderr
   ServerOptions server;
+  // Automatic business-day cut-over (docs/settlement.md): "HH:MM" UTC, or
+  // "" for none (days are then closed with `narae day close`).
+  std::string cutover_utc;
   // The config file's "authorization" object, dumped ("{}" when absent);
   // passed to MakeAuthorizer (docs/authorization.md).
   std::string authorization_json = "{}";

@@ -4,7 +4,11 @@
 // instruction file, a signed report that verifies with the bank's statement
 // key and fails once tampered.
 #include <gtest/gtest.h>
+#include <signal.h>
 #include <sys/wait.h>
+#include <unistd.h>
+#include <chrono>
+#include <thread>
 
 #include <filesystem>
 #include <fstream>
@@ -192,6 +196,49 @@ TEST_F(SettleCliTest, DaysFeesSettlementInterbankAndSignedReports) {
       Narae("settle report " + Data() + " --day 1 --merchant NOODLE01 --format xml --out x").code,
       2);
   EXPECT_EQ(Narae("day list --data '" + dir_.Sub("nothing") + "'").code, 2);
+}
+
+// narae-switch --cutover HH:MM closes the business day by itself: with a
+// cut-over at 00:00 UTC, today's 00:00 has passed, so the open day closes at
+// that instant soon after the start (the check runs once a second). A bad
+// time refuses to start (exit 2).
+TEST_F(SettleCliTest, SwitchClosesTheDayAtItsCutover) {
+  CmdRun seed =
+      Narae("demo seed " + Data() + " --customers 1 --out '" + dir_.Sub("demo.json") + "'");
+  ASSERT_EQ(seed.code, 0) << seed.err;
+  const std::string sw = std::string(NARAE_BIN_DIR) + "/switch/narae-switch --data '" +
+                         dir_.Sub("bank") + "' --iso-listen 127.0.0.1:0 --log-file '" +
+                         dir_.Sub("switch.log") + "'";
+  EXPECT_EQ(WEXITSTATUS(std::system((sw + " --cutover 24:00 >/dev/null 2>&1").c_str())), 2);
+  EXPECT_EQ(WEXITSTATUS(std::system((sw + " --cutover 7:30 >/dev/null 2>&1").c_str())), 2);
+  pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    execl("/bin/sh", "sh", "-c", ("exec " + sw + " --cutover 00:00 >/dev/null 2>&1").c_str(),
+          static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  // Bounded: the close is logged within a few seconds of the start.
+  bool closed = false;
+  for (int i = 0; i < 150 && !closed; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    closed = Slurp(dir_.Sub("switch.log")).find("\"day_closed\"") != std::string::npos;
+  }
+  ::kill(pid, SIGTERM);
+  int status = 0;
+  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+  ASSERT_TRUE(closed) << Slurp(dir_.Sub("switch.log"));
+  CmdRun days = Narae("day list " + Data() + " --json");
+  ASSERT_EQ(days.code, 0) << days.err;
+  json j = Json(days);
+  ASSERT_FALSE(j.is_discarded()) << days.out;
+  const std::string text = j.dump();
+  const auto now = std::chrono::system_clock::now();
+  const int64_t midnight_s =
+      std::chrono::duration_cast<std::chrono::seconds>(now.time_since_epoch()).count() / 86400 *
+      86400;
+  EXPECT_NE(text.find(std::to_string(midnight_s) + "000000000"), std::string::npos) << text;
 }
 
 }  // namespace
