@@ -7,8 +7,8 @@
 //                 3  field 55 chip data, BER-TLV (ParseChipData)
 //                 4  field 62 SIM token data (ParseSimToken)
 // Properties: never crash, hang or throw; errors carry a message (options,
-// chip data); a CVV2 found is exactly 3 digits; parsed chip data round-trips through BuildChipData for
-// the tags it builds; a parsed SIM token formats back to the same text.
+// chip data); a CVV2 found is exactly 3 digits; parsed chip data round-trips through BuildChipData
+// for the tags it builds; a parsed SIM token formats back to the same text.
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
