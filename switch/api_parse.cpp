@@ -75,7 +75,7 @@ bool ParseIdemValue(std::string_view v, std::string* fingerprint, unsigned* stat
   size_t b = v.find('\n', a + 1);
   if (b == std::string_view::npos || b - a - 1 != 3) return false;
   std::string_view st = v.substr(a + 1, 3);
-  if (!AllDigits(st)) return false;
+  if (!AllDigits(st) || st[0] == '0') return false;  // a status is 100..999, as IdemValue writes
   *fingerprint = std::string(v.substr(0, a));
   *status = static_cast<unsigned>((st[0] - '0') * 100 + (st[1] - '0') * 10 + (st[2] - '0'));
   *body = std::string(v.substr(b + 1));
