@@ -6,9 +6,19 @@
 
 #include <CLI/CLI.hpp>
 
+#include "ledger/status.hpp"
+
 namespace narae::tools {
 
 void SetExitCode(int code);
+
+// A failed command's exit code by the convention above: 2 for usage, I/O,
+// corruption and internal errors, 1 for a refusal (not found, exists,
+// failed precondition, ...). ReportFailure() prints the error (a JSON
+// object with --json, else a line on stderr) and sets that exit code.
+// Both in tools/cmd_bank.cpp.
+int ExitCodeOf(const narae::Status& s);
+void ReportFailure(bool json_output, const narae::Status& s);
 
 void RegisterLedgerCommands(CLI::App& app);  // bench ledger, verify, ...
 void RegisterHsmCommands(CLI::App& app);     // hsm ..., keys ... (crypto)

@@ -39,30 +39,7 @@ void AddCommon(CLI::App* cmd, Common* c) {
   cmd->add_flag("--json", c->json, "print one JSON object");
 }
 
-// Exit code of a failed Status: 2 for usage and I/O, 1 for a refusal.
-int ExitCodeOf(const Status& s) {
-  switch (s.code()) {
-    case StatusCode::kInvalidArgument:
-    case StatusCode::kIOError:
-    case StatusCode::kCorruption:
-    case StatusCode::kPermissionDenied:
-    case StatusCode::kUnavailable:
-    case StatusCode::kCrypto:
-    case StatusCode::kInternal:
-      return 2;
-    default:
-      return 1;
-  }
-}
-
-void Fail(const Common& c, const Status& s) {
-  if (c.json) {
-    std::printf("%s\n", json{{"ok", false}, {"error", s.ToString()}}.dump().c_str());
-  } else {
-    std::fprintf(stderr, "narae: %s\n", s.ToString().c_str());
-  }
-  SetExitCode(ExitCodeOf(s));
-}
+void Fail(const Common& c, const Status& s) { ReportFailure(c.json, s); }
 
 void Print(const Common& c, const json& j, const std::string& text) {
   if (c.json) {
@@ -594,6 +571,30 @@ void AddSim(CLI::App& app) {
 }
 
 }  // namespace
+
+int ExitCodeOf(const Status& s) {
+  switch (s.code()) {
+    case StatusCode::kInvalidArgument:
+    case StatusCode::kIOError:
+    case StatusCode::kCorruption:
+    case StatusCode::kPermissionDenied:
+    case StatusCode::kUnavailable:
+    case StatusCode::kCrypto:
+    case StatusCode::kInternal:
+      return 2;
+    default:
+      return 1;
+  }
+}
+
+void ReportFailure(bool json_output, const Status& s) {
+  if (json_output) {
+    std::printf("%s\n", json{{"ok", false}, {"error", s.ToString()}}.dump().c_str());
+  } else {
+    std::fprintf(stderr, "narae: %s\n", s.ToString().c_str());
+  }
+  SetExitCode(ExitCodeOf(s));
+}
 
 void RegisterBankCommands(CLI::App& app) {
   AddDemo(app);

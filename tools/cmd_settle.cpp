@@ -45,25 +45,7 @@ void AddCommon(CLI::App* cmd, Common* c) {
   cmd->add_flag("--json", c->json, "print one JSON object");
 }
 
-int ExitCodeOf(const Status& s) {
-  switch (s.code()) {
-    case StatusCode::kAlreadyExists:
-    case StatusCode::kFailedPrecondition:
-    case StatusCode::kNotFound:
-      return 1;
-    default:
-      return 2;
-  }
-}
-
-void Fail(const Common& c, const Status& s) {
-  if (c.json) {
-    std::printf("%s\n", json{{"ok", false}, {"error", s.ToString()}}.dump().c_str());
-  } else {
-    std::fprintf(stderr, "narae: %s\n", s.ToString().c_str());
-  }
-  SetExitCode(ExitCodeOf(s));
-}
+void Fail(const Common& c, const Status& s) { ReportFailure(c.json, s); }
 
 void Print(const Common& c, json j, const std::string& text) {
   if (c.json) {
