@@ -10,12 +10,11 @@
 //   default       "meta" -> last timestamp and journal head
 //   accounts      id(16)            -> Account (current balances and flags)
 //   events        timestamp(8)      -> kind(1) + record (the ordered log)
-//   transfer_ids  id(16)            -> timestamp(8)
+//   transfer_ids  id(16)            -> timestamp(8), or 'F' + result code(8)
 //   account_index account(16)+ts(8) -> "" or balances after (history accounts)
 //   user_data     user_data_128(16)+ts(8) -> ""
 //   holds_open    id(16)            -> expires_at(8)
 //   holds_done    id(16)            -> state(1) resolved_at(8) posted(8)
-//   failed        id(16)            -> result code(4)
 //   journal       sequence(8)       -> JournalEntry
 //   aux           opaque key        -> opaque value (switch records)
 #include "ledger/ledger.hpp"
@@ -23,6 +22,7 @@
 #include <openssl/evp.h>
 #include <pthread.h>
 #include <rocksdb/db.h>
+#include <rocksdb/env.h>
 #include <rocksdb/filter_policy.h>
 #include <rocksdb/memtablerep.h>
 #include <rocksdb/slice_transform.h>
@@ -36,6 +36,8 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <cstdarg>
+#include <cstdio>
 #include <cstring>
 #include <deque>
 #include <filesystem>
@@ -170,6 +172,47 @@ uint64_t SystemClockNs() {
                                    std::chrono::system_clock::now().time_since_epoch())
                                    .count());
 }
+
+// RocksDB's own diagnostics, warnings and errors only, as JSON lines on
+// stderr. RocksDB would otherwise keep a LOG file in the data folder: when
+// that disk fills, the LOG's file writer keeps its error, and Debian's
+// RocksDB (built with assertions) aborts on the next line it logs, from
+// inside DB::Resume(). The ledger's recovery from a full disk needs a log
+// that cannot fail.
+class StderrLogger final : public rocksdb::Logger {
+ public:
+  StderrLogger() : rocksdb::Logger(rocksdb::InfoLogLevel::WARN_LEVEL) {}
+  using rocksdb::Logger::Logv;
+  void Logv(const char* format, va_list ap) override {
+    Logv(rocksdb::InfoLogLevel::INFO_LEVEL, format, ap);
+  }
+  void Logv(const rocksdb::InfoLogLevel level, const char* format, va_list ap) override {
+    if (level < GetInfoLogLevel() || level == rocksdb::InfoLogLevel::HEADER_LEVEL) return;
+    char msg[1024];  // a longer line is cut: diagnostics, not data
+    const int n = std::vsnprintf(msg, sizeof(msg), format, ap);
+    if (n < 0) return;
+    size_t len = std::min(static_cast<size_t>(n), sizeof(msg) - 1);
+    while (len > 0 && msg[len - 1] == '\n') --len;
+    std::string line = "{\"level\":\"";
+    line += level >= rocksdb::InfoLogLevel::ERROR_LEVEL ? "error" : "warn";
+    line += "\",\"source\":\"rocksdb\",\"msg\":\"";
+    for (size_t i = 0; i < len; ++i) {
+      const unsigned char c = static_cast<unsigned char>(msg[i]);
+      if (c == '"' || c == '\\') {
+        line += '\\';
+        line += static_cast<char>(c);
+      } else if (c < 0x20 || c >= 0x7f) {
+        char esc[8];
+        std::snprintf(esc, sizeof(esc), "\\u%04x", c);
+        line += esc;
+      } else {
+        line += static_cast<char>(c);
+      }
+    }
+    line += "\"}\n";
+    (void)std::fwrite(line.data(), 1, line.size(), stderr);
+  }
+};
 
 Status FromRocks(const rocksdb::Status& s, const char* what) {
   if (s.ok()) return Status::Ok();
@@ -419,7 +462,8 @@ Status LedgerImpl::OpenDb() {
   opts.max_write_buffer_number = 4;
   opts.paranoid_checks = true;
   opts.max_open_files = options_.read_only ? -1 : 512;
-  opts.keep_log_file_num = 4;
+  opts.info_log = std::make_shared<StderrLogger>();
+  opts.info_log_level = rocksdb::InfoLogLevel::WARN_LEVEL;
   opts.allow_concurrent_memtable_write = false;  // one writer thread; hash memtables need it
 
   rocksdb::BlockBasedTableOptions table;
