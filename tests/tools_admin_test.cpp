@@ -84,10 +84,21 @@ class AdminLiveTest : public ::testing::Test {
 #if defined(__SANITIZE_THREAD__)
     GTEST_SKIP() << "not under ThreadSanitizer (uninstrumented RocksDB in the binaries)";
 #endif
+    // One seeded bank for the suite (seeding costs about a second), copied.
+    if (!seeded_) {
+      ASSERT_TRUE(SeedDemo(seed_->Sub("data"), seed_->Sub("demo.json"), 2));
+      seeded_ = true;
+    }
     data_ = dir_.Sub("data");
-    ASSERT_TRUE(SeedDemo(data_, dir_.Sub("demo.json"), 2));
-    demo_ = LoadDemo(dir_.Sub("demo.json"));
+    std::filesystem::copy(seed_->Sub("data"), data_, std::filesystem::copy_options::recursive);
+    demo_ = LoadDemo(seed_->Sub("demo.json"));
     ASSERT_TRUE(StartSwitch());
+  }
+  static void SetUpTestSuite() { seed_ = new TempDir(); }
+  static void TearDownTestSuite() {
+    delete seed_;
+    seed_ = nullptr;
+    seeded_ = false;
   }
 
   bool StartSwitch() {
@@ -107,6 +118,8 @@ class AdminLiveTest : public ::testing::Test {
     return std::string(r->Get(39));
   }
 
+  static inline TempDir* seed_ = nullptr;
+  static inline bool seeded_ = false;
   TempDir dir_;
   std::string data_;
   Demo demo_;
