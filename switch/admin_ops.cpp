@@ -396,15 +396,6 @@ const std::map<std::string, std::pair<OpFn, bool>, std::less<>>& Ops() {
 
 }  // namespace
 
-const std::vector<std::string>& AdminOpNames() {
-  static const auto* names = [] {
-    auto* v = new std::vector<std::string>;
-    for (const auto& [name, op] : Ops()) v->push_back(name);
-    return v;
-  }();
-  return *names;
-}
-
 bool IsAdminOp(std::string_view op) { return Ops().find(op) != Ops().end(); }
 
 bool AdminOpNeedsKeys(std::string_view op) {

@@ -50,7 +50,6 @@ struct AdminTarget {
 // account.unfreeze, merchant.create, terminal.add, card.issue, card.block,
 // card.unblock, card.replace, sim.enroll, sim.suspend, sim.reenroll,
 // day.close, fees.set, bank.add, backup.
-const std::vector<std::string>& AdminOpNames();
 bool IsAdminOp(std::string_view op);
 // True when the operation needs the key store (creates keys or secrets).
 bool AdminOpNeedsKeys(std::string_view op);

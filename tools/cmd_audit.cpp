@@ -412,13 +412,15 @@ void PrintCopyResult(const char* cmd, bool json, int code, const nlohmann::order
   }
 }
 
-// The running switch's admin interface for a ledger folder: admin.json is in
-// the data folder, which is the ledger's parent (DIR/ledger) or the folder
-// itself.
+// The running switch's admin interface for a ledger folder: a switch's
+// ledger is DATA/ledger and its admin.json DATA/admin.json (a data folder
+// given instead of its ledger is accepted too).
 std::optional<AdminEndpoint> FindAdmin(const std::string& ledger_dir) {
   std::error_code ec;
-  const fs::path dir = fs::weakly_canonical(fs::absolute(ledger_dir, ec), ec);
+  fs::path dir = fs::weakly_canonical(fs::absolute(ledger_dir, ec), ec);
+  if (dir.filename().empty()) dir = dir.parent_path();  // a trailing '/'
   if (auto a = ReadAdminFile(dir.string())) return a;
+  if (dir.filename() != "ledger") return std::nullopt;
   return ReadAdminFile(dir.parent_path().string());
 }
 
