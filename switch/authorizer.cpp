@@ -576,6 +576,7 @@ class Authorizer final : public HookedHandler {
   }
   void HandleHooked(Message request, std::shared_ptr<TxnHook> hook,
                     std::function<void(Message response)> reply) override;
+  BankCache* bank_cache() override { return bank_.get(); }
   HealthInfo Health() override {
     ledger::LedgerStats s = ledger_->Stats();
     return HealthInfo{s.healthy, s.open_holds, s.accounts};

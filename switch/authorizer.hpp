@@ -160,6 +160,10 @@ class HookedHandler : public IsoHandler {
   // payment's card or SIM is refunded.
   virtual void HandleHooked(Message request, std::shared_ptr<TxnHook> hook,
                             std::function<void(Message response)> reply) = 0;
+  // The bank records the authorizer reads (merchants, terminals, cards,
+  // SIMs): the switch's admin interface updates it after a write
+  // (switch/admin_ops.hpp). Null when the handler keeps none.
+  virtual BankCache* bank_cache() { return nullptr; }
 };
 
 // A hold or purchase as its request record (au/x/...) holds it, found by the

@@ -4,6 +4,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "switch/admin_server.hpp"
 #include "switch/log.hpp"
 #include "switch/switch.hpp"
 
@@ -100,6 +101,8 @@ Status ApplyConfigJson(std::string_view json_text, SwitchConfig* config) {
       NARAE_RETURN_IF_ERROR(GetString(root, key, "", &config->log_file));
     } else if (key == "cutover_utc") {
       NARAE_RETURN_IF_ERROR(GetString(root, key, "", &config->cutover_utc));
+    } else if (key == "admin_listen") {
+      NARAE_RETURN_IF_ERROR(GetString(root, key, "", &config->admin_listen));
     } else if (key == "server") {
       NARAE_RETURN_IF_ERROR(ApplyServer(value, &config->server));
     } else if (key == "authorization") {
@@ -139,6 +142,7 @@ Status ValidateConfig(const SwitchConfig& config) {
   if (!config.server.http_listen.empty()) {
     NARAE_RETURN_IF_ERROR(ParseHostPort(config.server.http_listen, &host, &port));
   }
+  if (!config.admin_listen.empty()) NARAE_RETURN_IF_ERROR(ValidateAdminListen(config.admin_listen));
   Result<LogLevel> level = ParseLogLevel(config.log_level);
   if (!level.ok()) return level.status();
   return Status::Ok();

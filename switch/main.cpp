@@ -2,6 +2,7 @@
 //
 //   narae-switch --data DIR --iso-listen HOST:PORT [--http-listen HOST:PORT]
 //                [--master-key-file FILE] [--config FILE] [--log-level L] [--log-file FILE]
+//                [--admin-listen HOST:PORT]
 //
 // Exit codes: 0 clean shutdown (SIGINT/SIGTERM), 2 bad configuration or data
 // that cannot be opened, 128+signal when a second signal cuts the drain short.
@@ -24,6 +25,7 @@
 
 #include "crypto/crypto.hpp"
 #include "ledger/ledger.hpp"
+#include "switch/admin_server.hpp"
 #include "switch/api.hpp"
 #include "switch/handler.hpp"
 #include "switch/http_server.hpp"
@@ -40,7 +42,7 @@ constexpr int kExitConfig = 2;
 constexpr const char* kUsage =
     "usage: narae-switch --data DIR --iso-listen HOST:PORT [--http-listen HOST:PORT]\n"
     "                    [--master-key-file FILE] [--config FILE] [--log-level LEVEL]\n"
-    "                    [--log-file FILE]\n"
+    "                    [--log-file FILE] [--admin-listen HOST:PORT]\n"
     "  --data DIR              data folder: DIR/ledger, DIR/keys, DIR/master.key\n"
     "  --iso-listen HOST:PORT  ISO 8583 listener (default 127.0.0.1:8583)\n"
     "  --http-listen HOST:PORT HTTP/JSON storefront API listener (docs/api.md)\n"
@@ -48,14 +50,16 @@ constexpr const char* kUsage =
     "  --cutover HH:MM         close each business day at this time (UTC)\n"
     "  --config FILE           JSON config file (docs/switch.md); the command line wins\n"
     "  --log-level LEVEL       trace, debug, info (default), warn, error, off\n"
-    "  --log-file FILE         append log lines to FILE (default stderr)\n";
+    "  --log-file FILE         append log lines to FILE (default stderr)\n"
+    "  --admin-listen HOST:PORT admin interface for `narae` write commands, loopback only;\n"
+    "                          writes DIR/admin.json (endpoint and token, mode 0600)\n";
 
 // The command line: "--name value" pairs. Returns nullopt (and prints why)
 // on an unknown option or a missing value; sets *help for --help.
 std::optional<std::map<std::string, std::string>> ParseArgs(int argc, char** argv, bool* help) {
   static const char* const kOptions[] = {
-      "--data",   "--iso-listen", "--http-listen", "--master-key-file",
-      "--config", "--log-level",  "--log-file",    "--cutover"};
+      "--data",      "--iso-listen", "--http-listen", "--master-key-file", "--config",
+      "--log-level", "--log-file",   "--cutover",     "--admin-listen"};
   std::map<std::string, std::string> out;
   for (int i = 1; i < argc; ++i) {
     std::string arg = argv[i];
@@ -99,6 +103,7 @@ Status BuildConfig(const std::map<std::string, std::string>& args, SwitchConfig*
   set("--log-level", &config->log_level);
   set("--log-file", &config->log_file);
   set("--cutover", &config->cutover_utc);
+  set("--admin-listen", &config->admin_listen);
   if (config->master_key_file.empty()) config->master_key_file = config->data_dir + "/master.key";
   return ValidateConfig(*config);
 }
@@ -109,8 +114,9 @@ struct Runtime {
   std::unique_ptr<crypto::KeyStore> keys;
   std::unique_ptr<IsoHandler> handler;
   std::unique_ptr<IsoServer> server;
-  std::unique_ptr<Api> api;          // with --http-listen
-  std::unique_ptr<HttpServer> http;  // with --http-listen
+  std::unique_ptr<Api> api;            // with --http-listen
+  std::unique_ptr<HttpServer> http;    // with --http-listen
+  std::unique_ptr<AdminServer> admin;  // with --admin-listen
   // The automatic cut-over (--cutover): checks once a second, stops first.
   std::thread cutover;
   std::mutex cutover_mu;
@@ -196,6 +202,19 @@ Status OpenRuntime(const SwitchConfig& config, Logger* logger, Runtime* rt) {
   return Status::Ok();
 }
 
+// The admin interface, last: DIR/admin.json appears once everything runs.
+Status StartAdmin(const SwitchConfig& config, Logger* logger, Runtime* rt) {
+  if (config.admin_listen.empty()) return Status::Ok();
+  AdminServerOptions ao;
+  ao.listen = config.admin_listen;
+  ao.data_dir = config.data_dir;
+  Result<std::unique_ptr<AdminServer>> admin = AdminServer::Start(
+      ao, {rt->ledger.get(), rt->keys.get(), rt->handler.get(), rt->http != nullptr}, logger);
+  if (!admin.ok()) return admin.status();
+  rt->admin = std::move(admin).value();
+  return Status::Ok();
+}
+
 // Stops the server (drain), then the ledger (flush), then the handler.
 Status CloseRuntime(Runtime* rt) {
   if (rt->cutover.joinable()) {
@@ -206,9 +225,11 @@ Status CloseRuntime(Runtime* rt) {
     rt->cutover_cv.notify_all();
     rt->cutover.join();
   }
+  if (rt->admin) rt->admin->Shutdown();  // removes admin.json first
   if (rt->http) rt->http->Shutdown();
   if (rt->server) rt->server->Shutdown();
   Status s = rt->ledger ? rt->ledger->Close() : Status::Ok();
+  rt->admin.reset();
   rt->http.reset();
   rt->api.reset();
   rt->server.reset();
@@ -247,7 +268,9 @@ int Run(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
   Runtime rt;
-  if (Status s = OpenRuntime(config, &log, &rt); !s.ok()) {
+  Status started = OpenRuntime(config, &log, &rt);
+  if (started.ok()) started = StartAdmin(config, &log, &rt);
+  if (Status s = started; !s.ok()) {
     log.Log(LogLevel::kError, "start_failed", {{"error", s.ToString()}});
     std::fprintf(stderr, "narae-switch: %s\n", s.ToString().c_str());
     (void)CloseRuntime(&rt);
@@ -256,6 +279,10 @@ int Run(int argc, char** argv) {
   std::printf("narae-switch: ISO 8583 on %s%s, data %s\n", rt.server->listen_address().c_str(),
               config.server.tls.enabled() ? " (TLS)" : "", config.data_dir.c_str());
   if (rt.http) std::printf("narae-switch: HTTP API on %s\n", rt.http->listen_address().c_str());
+  if (rt.admin) {
+    std::printf("narae-switch: admin on %s (%s/%s)\n", rt.admin->listen_address().c_str(),
+                config.data_dir.c_str(), kAdminFileName);
+  }
   std::fflush(stdout);
 
   int sig = 0;

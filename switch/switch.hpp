@@ -124,6 +124,9 @@ struct SwitchConfig {
   // The config file's "authorization" object, dumped ("{}" when absent);
   // passed to MakeAuthorizer (docs/authorization.md).
   std::string authorization_json = "{}";
+  // The admin interface (switch/admin_server.hpp): "HOST:PORT" on a
+  // loopback address, or "" for none.
+  std::string admin_listen;
 };
 
 // Applies a JSON config file's text to `config`: fields present override,

@@ -15,6 +15,7 @@
 #include <string>
 
 #include "ledger/ledger.hpp"
+#include "tools/admin_client.hpp"
 #include "tools/cli.hpp"
 #include "tools/progress.hpp"
 #include "tools/statement.hpp"
@@ -411,6 +412,37 @@ void PrintCopyResult(const char* cmd, bool json, int code, const nlohmann::order
   }
 }
 
+// The running switch's admin interface for a ledger folder: a switch's
+// ledger is DATA/ledger and its admin.json DATA/admin.json (a data folder
+// given instead of its ledger is accepted too).
+std::optional<AdminEndpoint> FindAdmin(const std::string& ledger_dir) {
+  std::error_code ec;
+  fs::path dir = fs::weakly_canonical(fs::absolute(ledger_dir, ec), ec);
+  if (dir.filename().empty()) dir = dir.parent_path();  // a trailing '/'
+  if (auto a = ReadAdminFile(dir.string())) return a;
+  if (dir.filename() != "ledger") return std::nullopt;
+  return ReadAdminFile(dir.parent_path().string());
+}
+
+// Online: the running switch writes a checkpoint of its ledger into `to`
+// (Ledger::Checkpoint, consistent). nullopt when no switch answers (the
+// offline path then runs); else the exit code of a failure, or kExitOk.
+std::optional<int> OnlineCheckpoint(const char* cmd, const std::string& data, const std::string& to,
+                                    bool json) {
+  std::optional<AdminEndpoint> admin = FindAdmin(data);
+  if (!admin) return std::nullopt;
+  std::error_code ec;
+  const std::string abs = fs::absolute(to, ec).lexically_normal().string();
+  if (ec) return Fail(cmd, json, kExitError, "cannot resolve " + to + ": " + ec.message());
+  bool refused = false;
+  constexpr uint32_t kBackupTimeoutMs = 600000;
+  Result<nlohmann::json> r =
+      CallAdmin(*admin, "backup", nlohmann::json{{"to", abs}}, kBackupTimeoutMs, &refused);
+  if (refused) return std::nullopt;  // a stale admin.json
+  if (!r.ok()) return Fail(cmd, json, r.status());
+  return kExitOk;
+}
+
 struct BackupArgs {
   std::string data, to;
   bool json = false;
@@ -423,7 +455,9 @@ int RunBackup(const BackupArgs& a) {
   if (fs::exists(a.to, ec)) {
     return Fail(cmd, a.json, kExitError, a.to + " already exists: a backup needs a new folder");
   }
-  {
+  std::optional<int> online = OnlineCheckpoint(cmd, a.data, a.to, a.json);
+  if (online && *online != kExitOk) return *online;
+  if (!online) {
     ledger::Options o;
     o.path = a.data;
     auto primary = Ledger::Open(o);
@@ -431,9 +465,9 @@ int RunBackup(const BackupArgs& a) {
       if (LooksLocked(primary.status())) {
         return Fail(cmd, a.json, kExitError,
                     "the ledger at " + a.data +
-                        " is in use (a running narae-switch holds it). An online backup of a "
-                        "running switch needs the switch's admin interface, which is not "
-                        "available yet: stop the switch, or use a copy made by it");
+                        " is in use (a running narae-switch holds it) and no admin interface "
+                        "answers: start the switch with --admin-listen for an online backup, "
+                        "or stop it");
       }
       return Fail(cmd, a.json, primary.status());
     }
@@ -485,6 +519,12 @@ int RunRestore(const RestoreArgs& a) {
   if (non_empty && !a.force) {
     return Fail(cmd, a.json, kExitError,
                 a.data + " is not empty: pass --force to replace it with the backup");
+  }
+  if (exists && FindAdmin(a.data)) {
+    return Fail(cmd, a.json, kExitError,
+                "a running narae-switch serves " + a.data +
+                    " (its admin.json names a live process): stop it before restoring (restore "
+                    "is offline only)");
   }
   if (non_empty) {
     Status free = EnsureNotInUse(a.data);
@@ -594,7 +634,9 @@ void RegisterAuditCommands(CLI::App& app) {
 
   static BackupArgs ba;  // NOLINT
   auto* b = app.add_subcommand(
-      "backup", "Consistent copy of a stopped ledger (RocksDB checkpoint), then verify the copy");
+      "backup",
+      "Consistent copy of a ledger (RocksDB checkpoint; made by the running switch through its "
+      "admin interface when there is one), then verify the copy");
   b->add_option("--data", ba.data, "Data folder")->required();
   b->add_option("--to", ba.to, "Backup folder (must not exist)")->required();
   b->add_flag("--json", ba.json, "JSON output");

@@ -1,8 +1,11 @@
 // Bank records for staff: `narae demo seed`, `narae account ...`, `narae
 // merchant ...`, `narae terminal add`, `narae card ...`, `narae sim ...`.
-// They open the ledger directly (the switch must not be running) and the key
-// store under DIR/keys. Secrets (PAN, CVV2, PIN, keys) are printed only by
-// the commands that create them, once. See docs/authorization.md.
+// Write commands run their operation (switch/admin_ops.hpp) through the
+// running switch's admin interface when DIR/admin.json names one, else on
+// the ledger and the key store under DIR/keys opened directly
+// (tools/admin_client.hpp); read commands open the ledger directly.
+// Secrets (PAN, CVV2, PIN, keys) are printed only by the commands that
+// create them, once. See docs/authorization.md and docs/tools.md.
 #include <sys/stat.h>
 
 #include <cstdio>
@@ -15,7 +18,9 @@
 
 #include "crypto/crypto.hpp"
 #include "ledger/ledger.hpp"
+#include "switch/admin_ops.hpp"
 #include "switch/bank.hpp"
+#include "tools/admin_client.hpp"
 #include "tools/cli.hpp"
 
 namespace narae::tools {
@@ -113,33 +118,35 @@ std::optional<ledger::AccountId> ParseAccount(const Common& c, const std::string
   return ledger::AccountId{*v};
 }
 
-json LimitsJson(const sw::RiskLimits& l) {
-  return json{{"single_amount_max_minor", l.single_amount_max_minor},
-              {"daily_amount_max_minor", l.daily_amount_max_minor},
-              {"daily_count_max", l.daily_count_max},
-              {"per_minute_max", l.per_minute_max},
-              {"blocked_mccs", l.blocked_mccs}};
+// The direct way to the store for a write operation (no switch running).
+OpenDirect Opener(const Common& c) {
+  return [c](bool need_keys) -> Result<DirectStore> {
+    DirectStore store;
+    if (need_keys) {
+      auto k = OpenKeys(c);
+      if (!k.ok()) return k.status();
+      store.keys = std::move(*k);
+    }
+    auto l = OpenLedger(c);
+    if (!l.ok()) return l.status();
+    store.ledger = std::move(*l);
+    return store;
+  };
 }
-json CardJson(const sw::Card& c) {
-  return json{{"card_id", c.card_id},
-              {"masked_pan", c.masked_pan},
-              {"expiry", c.expiry},
-              {"status", sw::RecordStatusName(c.status)},
-              {"account_id", c.account_id.ToHex()},
-              {"currency", c.currency},
-              {"limits", LimitsJson(c.limits)},
-              {"replaced_by", c.replaced_by}};
+
+// Runs a write operation (through the running switch or directly) and
+// prints its result: `text` makes the sentence for people from the JSON.
+void RunWrite(const Common& c, std::string_view op, const json& args,
+              const std::function<std::string(const json&)>& text) {
+  Result<json> r = RunWriteOp(c.data, op, args, Opener(c));
+  if (!r.ok()) return Fail(c, r.status());
+  Print(c, *r, text(*r));
 }
-json SimJson(const sw::Sim& s) {
-  return json{{"token_id", s.token_id},
-              {"iccid", s.iccid},
-              {"msisdn", s.msisdn},
-              {"account_id", s.account_id.ToHex()},
-              {"currency", s.currency},
-              {"status", sw::RecordStatusName(s.status)},
-              {"key_generation", s.key_generation},
-              {"limits", LimitsJson(s.limits)}};
-}
+
+std::string Str(const json& j, const char* key) { return j.value(key, std::string()); }
+
+using sw::CardJson;
+using sw::SimJson;
 json AccountJson(const ledger::Account& a) {
   return json{{"id", a.id.ToHex()},
               {"currency", a.ledger},
@@ -238,38 +245,29 @@ void AddAccount(CLI::App& app) {
   open->add_option("--deposit", o->deposit, "initial deposit from the bank's funding account");
   open->add_option("--customer", o->customer, "customer name or number");
   open->callback([o] {
-    auto bank = OpenBank(o->c, false);
-    if (!bank) return;
-    sw::OpenAccountRequest r{o->currency, o->minimum, o->deposit, o->customer};
-    Result<ledger::AccountId> id = sw::OpenCustomerAccount(*bank->ledger, r);
-    if (!id.ok()) return Fail(o->c, id.status());
-    Print(o->c, json{{"account_id", id->ToHex()}}, "opened account " + id->ToHex() + "\n");
+    json args{{"currency", o->currency},
+              {"min_balance_minor", o->minimum},
+              {"deposit_minor", o->deposit},
+              {"customer", o->customer}};
+    RunWrite(o->c, "account.open", args,
+             [](const json& j) { return "opened account " + Str(j, "account_id") + "\n"; });
   });
-  auto change = [account, o](const char* name, const char* help, ledger::AccountAction action) {
+  auto change = [account, o](const char* name, const char* help) {
     CLI::App* cmd = account->add_subcommand(name, help);
     AddCommon(cmd, &o->c);
     cmd->add_option("--id", o->id, "account id (hex)")->required();
-    cmd->callback([o, action, name] {
+    cmd->callback([o, name] {
       auto id = ParseAccount(o->c, o->id);
       if (!id) return;
-      auto bank = OpenBank(o->c, false);
-      if (!bank) return;
-      ledger::AccountChange ch;
-      ch.id = *id;
-      ch.action = action;
-      auto r = bank->ledger->ChangeAccounts({&ch, 1});
-      if (!r.ok()) return Fail(o->c, r.status());
-      if (r->at(0).result != ledger::ChangeAccountResult::kOk) {
-        return Fail(o->c, Status::FailedPrecondition(std::string(name) + ": " +
-                                                     ledger::ResultName(r->at(0).result)));
-      }
-      Print(o->c, json{{"account_id", id->ToHex()}, {"action", name}},
-            std::string(name) + " " + id->ToHex() + ": ok\n");
+      RunWrite(o->c, std::string("account.") + name, json{{"id", id->ToHex()}},
+               [name](const json& j) {
+                 return std::string(name) + " " + Str(j, "account_id") + ": ok\n";
+               });
     });
   };
-  change("close", "close an account (no pending balance)", ledger::AccountAction::kClose);
-  change("freeze", "freeze an account (no new payments)", ledger::AccountAction::kFreeze);
-  change("unfreeze", "unfreeze an account", ledger::AccountAction::kUnfreeze);
+  change("close", "close an account (no pending balance)");
+  change("freeze", "freeze an account (no new payments)");
+  change("unfreeze", "unfreeze an account");
   CLI::App* show = account->add_subcommand("show", "show an account's balances");
   AddCommon(show, &o->c);
   show->add_option("--id", o->id, "account id (hex)")->required();
@@ -334,12 +332,9 @@ void AddMerchant(CLI::App& app) {
   create->add_option("--mcc", o->mcc, "merchant category code")->required();
   create->add_option("--currencies", o->currencies, "ISO 4217 numeric codes")->delimiter(',');
   create->callback([o] {
-    auto bank = OpenBank(o->c, true);
-    if (!bank) return;
-    sw::CreateMerchantRequest r{o->id, o->name, o->mcc, o->currencies};
-    Result<sw::Merchant> m = sw::CreateMerchant(*bank->ledger, *bank->keys, r);
-    if (!m.ok()) return Fail(o->c, m.status());
-    Print(o->c, json::parse(sw::EncodeMerchant(*m)), "created merchant " + m->id + "\n");
+    json args{{"id", o->id}, {"name", o->name}, {"mcc", o->mcc}, {"currencies", o->currencies}};
+    RunWrite(o->c, "merchant.create", args,
+             [](const json& j) { return "created merchant " + Str(j, "id") + "\n"; });
   });
   CLI::App* show = merchant->add_subcommand("show", "show a merchant");
   AddCommon(show, &o->c);
@@ -361,18 +356,13 @@ void AddMerchant(CLI::App& app) {
   add->add_option("--merchant", o->id, "merchant id")->required();
   add->add_flag("--mac", o->mac, "require a MAC (field 64) from this terminal");
   add->callback([o] {
-    auto bank = OpenBank(o->c, true);
-    if (!bank) return;
-    auto t = sw::AddTerminal(*bank->ledger, *bank->keys, o->terminal, o->id, o->mac);
-    if (!t.ok()) return Fail(o->c, t.status());
-    json j{{"id", t->terminal.id},
-           {"merchant_id", t->terminal.merchant_id},
-           {"tpk_hex", t->tpk_hex},
-           {"mac_key_hex", t->mac_key_hex}};
-    Print(o->c, j,
-          "added terminal " + t->terminal.id +
-              "\nTPK (load into the terminal, shown once): " + t->tpk_hex + "\n" +
-              (t->mac_key_hex.empty() ? "" : "MAC key (shown once): " + t->mac_key_hex + "\n"));
+    json args{{"id", o->terminal}, {"merchant", o->id}, {"mac", o->mac}};
+    RunWrite(o->c, "terminal.add", args, [](const json& j) {
+      const std::string mac = Str(j, "mac_key_hex");
+      return "added terminal " + Str(j, "id") +
+             "\nTPK (load into the terminal, shown once): " + Str(j, "tpk_hex") + "\n" +
+             (mac.empty() ? "" : "MAC key (shown once): " + mac + "\n");
+    });
   });
 }
 
@@ -405,17 +395,14 @@ std::optional<sw::RiskLimits> ToLimits(const LimitOpts& l) {
   return r;
 }
 
-json IssuedJson(const sw::IssuedCard& i) {
-  json j = CardJson(i.card);
-  j["pan"] = i.pan;
-  j["cvv2"] = i.cvv2;
-  j["pin"] = i.pin;
-  return j;
+// From the JSON of sw::IssuedCard (switch/admin_ops.cpp).
+std::string IssuedText(const json& j) {
+  return "issued card " + Str(j, "card_id") + " on account " + Str(j, "account_id") +
+         "\n(shown once; only the PVV is stored)\nPAN " + Str(j, "pan") + "\nexpiry " +
+         Str(j, "expiry") + "\nCVV2 " + Str(j, "cvv2") + "\nPIN " + Str(j, "pin") + "\n";
 }
-std::string IssuedText(const sw::IssuedCard& i) {
-  return "issued card " + i.card.card_id + " on account " + i.card.account_id.ToHex() +
-         "\n(shown once; only the PVV is stored)\nPAN " + i.pan + "\nexpiry " + i.card.expiry +
-         "\nCVV2 " + i.cvv2 + "\nPIN " + i.pin + "\n";
+void AddLimitsArg(const LimitOpts& l, json* args) {
+  if (std::optional<sw::RiskLimits> r = ToLimits(l)) (*args)["limits"] = sw::LimitsJson(*r);
 }
 
 void AddCard(CLI::App& app) {
@@ -437,16 +424,9 @@ void AddCard(CLI::App& app) {
   issue->callback([o] {
     auto id = ParseAccount(o->c, o->account);
     if (!id) return;
-    auto bank = OpenBank(o->c, true);
-    if (!bank) return;
-    sw::IssueCardRequest r;
-    r.account_id = *id;
-    r.expiry = o->expiry;
-    r.pin = o->pin;
-    r.limits = ToLimits(o->limits);
-    auto issued = sw::IssueCard(*bank->ledger, *bank->keys, r);
-    if (!issued.ok()) return Fail(o->c, issued.status());
-    Print(o->c, IssuedJson(*issued), IssuedText(*issued));
+    json args{{"account", id->ToHex()}, {"expiry", o->expiry}, {"pin", o->pin}};
+    AddLimitsArg(o->limits, &args);
+    RunWrite(o->c, "card.issue", args, IssuedText);
   });
   auto status_cmd = [card, o](const char* name, const char* help, bool has_reason) {
     CLI::App* cmd = card->add_subcommand(name, help);
@@ -457,16 +437,11 @@ void AddCard(CLI::App& app) {
           ->check(CLI::IsMember({"blocked", "lost", "stolen"}));
     }
     cmd->callback([o, has_reason] {
-      auto bank = OpenBank(o->c, false);
-      if (!bank) return;
-      sw::RecordStatus st = sw::RecordStatus::kActive;
-      if (has_reason) st = *sw::ParseRecordStatus(o->reason);
-      auto found = sw::FindCard(*bank->ledger, o->card);
-      if (!found.ok()) return Fail(o->c, found.status());
-      auto c = sw::SetCardStatus(*bank->ledger, found->card_id, st);
-      if (!c.ok()) return Fail(o->c, c.status());
-      Print(o->c, CardJson(*c),
-            "card " + c->masked_pan + " is now " + sw::RecordStatusName(c->status) + "\n");
+      json args{{"card", o->card}};
+      if (has_reason) args["reason"] = o->reason;
+      RunWrite(o->c, has_reason ? "card.block" : "card.unblock", args, [](const json& j) {
+        return "card " + Str(j, "masked_pan") + " is now " + Str(j, "status") + "\n";
+      });
     });
   };
   status_cmd("block", "block a card (reason blocked, lost or stolen)", true);
@@ -475,15 +450,11 @@ void AddCard(CLI::App& app) {
   AddCommon(replace, &o->c);
   replace->add_option("--card", o->card, "PAN or card id")->required();
   replace->callback([o] {
-    auto bank = OpenBank(o->c, true);
-    if (!bank) return;
-    auto found = sw::FindCard(*bank->ledger, o->card);
-    if (!found.ok()) return Fail(o->c, found.status());
-    auto issued = sw::ReplaceCard(*bank->ledger, *bank->keys, found->card_id);
-    if (!issued.ok()) return Fail(o->c, issued.status());
-    json j = IssuedJson(*issued);
-    j["replaces"] = found->card_id;
-    Print(o->c, j, "replaced card " + found->masked_pan + "\n" + IssuedText(*issued));
+    Result<json> r = RunWriteOp(o->c.data, "card.replace", json{{"card", o->card}}, Opener(o->c));
+    if (!r.ok()) return Fail(o->c, r.status());
+    const std::string old_masked = Str(*r, "replaces_masked_pan");
+    r->erase("replaces_masked_pan");
+    Print(o->c, *r, "replaced card " + old_masked + "\n" + IssuedText(*r));
   });
   CLI::App* show = card->add_subcommand("show", "show a card (masked)");
   AddCommon(show, &o->c);
@@ -509,15 +480,11 @@ void AddSim(CLI::App& app) {
     LimitOpts limits;
   };
   auto o = std::make_shared<Opts>();
-  auto enrolled_text = [](const sw::EnrolledSim& e) {
-    return "SIM token " + e.sim.token_id + " (ICCID " + e.sim.iccid + ", MSISDN " + e.sim.msisdn +
-           ") on account " + e.sim.account_id.ToHex() +
-           "\nSIM key for personalisation (shown once): " + e.sim_key_hex + "\n";
-  };
-  auto enrolled_json = [](const sw::EnrolledSim& e) {
-    json j = SimJson(e.sim);
-    j["sim_key_hex"] = e.sim_key_hex;
-    return j;
+  // From the JSON of sw::EnrolledSim (switch/admin_ops.cpp).
+  auto enrolled_text = [](const json& j) {
+    return "SIM token " + Str(j, "token_id") + " (ICCID " + Str(j, "iccid") + ", MSISDN " +
+           Str(j, "msisdn") + ") on account " + Str(j, "account_id") +
+           "\nSIM key for personalisation (shown once): " + Str(j, "sim_key_hex") + "\n";
   };
   CLI::App* enroll = sim->add_subcommand("enroll", "enroll a SIM (prints its key once)");
   AddCommon(enroll, &o->c);
@@ -525,37 +492,27 @@ void AddSim(CLI::App& app) {
   enroll->add_option("--iccid", o->iccid, "SIM serial number (default: generated)");
   enroll->add_option("--msisdn", o->msisdn, "phone number (default: generated)");
   AddLimitOptions(enroll, &o->limits);
-  enroll->callback([o, enrolled_text, enrolled_json] {
+  enroll->callback([o, enrolled_text] {
     auto id = ParseAccount(o->c, o->account);
     if (!id) return;
-    auto bank = OpenBank(o->c, true);
-    if (!bank) return;
-    sw::EnrollSimRequest r{*id, o->iccid, o->msisdn, ToLimits(o->limits)};
-    auto e = sw::EnrollSim(*bank->ledger, *bank->keys, r);
-    if (!e.ok()) return Fail(o->c, e.status());
-    Print(o->c, enrolled_json(*e), enrolled_text(*e));
+    json args{{"account", id->ToHex()}, {"iccid", o->iccid}, {"msisdn", o->msisdn}};
+    AddLimitsArg(o->limits, &args);
+    RunWrite(o->c, "sim.enroll", args, enrolled_text);
   });
   CLI::App* suspend = sim->add_subcommand("suspend", "suspend a SIM token");
   AddCommon(suspend, &o->c);
   suspend->add_option("--token", o->token, "token id")->required();
   suspend->callback([o] {
-    auto bank = OpenBank(o->c, false);
-    if (!bank) return;
-    auto s = sw::SetSimStatus(*bank->ledger, o->token, sw::RecordStatus::kSuspended);
-    if (!s.ok()) return Fail(o->c, s.status());
-    Print(o->c, SimJson(*s), "SIM token " + s->token_id + " suspended\n");
+    RunWrite(o->c, "sim.suspend", json{{"token", o->token}},
+             [](const json& j) { return "SIM token " + Str(j, "token_id") + " suspended\n"; });
   });
   CLI::App* reenroll = sim->add_subcommand(
       "reenroll", "bind a token to a new SIM (new key, counter reset, active again)");
   AddCommon(reenroll, &o->c);
   reenroll->add_option("--token", o->token, "token id")->required();
   reenroll->add_option("--iccid", o->iccid, "the new SIM's ICCID (default: generated)");
-  reenroll->callback([o, enrolled_text, enrolled_json] {
-    auto bank = OpenBank(o->c, true);
-    if (!bank) return;
-    auto e = sw::ReenrollSim(*bank->ledger, *bank->keys, o->token, o->iccid);
-    if (!e.ok()) return Fail(o->c, e.status());
-    Print(o->c, enrolled_json(*e), enrolled_text(*e));
+  reenroll->callback([o, enrolled_text] {
+    RunWrite(o->c, "sim.reenroll", json{{"token", o->token}, {"iccid", o->iccid}}, enrolled_text);
   });
   CLI::App* show = sim->add_subcommand("show", "show a SIM token");
   AddCommon(show, &o->c);

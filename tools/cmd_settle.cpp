@@ -1,8 +1,10 @@
 // Settlement commands for bank staff: `narae day close|show|list`, `narae
 // fees set|show`, `narae bank add|list`, `narae settle` (+ `interbank`,
 // `report`) and `narae bench settle`. The work is in switch/settlement.cpp;
-// this file parses arguments, opens the ledger (DIR/ledger; writers refuse
-// to run while narae-switch holds it, readers follow it read-only), prints
+// this file parses arguments, opens the ledger (DIR/ledger; `day close`,
+// `fees set` and `bank add` go through the running switch's admin interface
+// when there is one (tools/admin_client.hpp), the other writers refuse to
+// run while narae-switch holds it, readers follow it read-only), prints
 // tables for people or one JSON object with --json, and sets the exit code:
 // 0 success, 1 refused (closed twice, open day, a merchant's batch failed),
 // 2 usage, input or I/O error. See docs/settlement.md.
@@ -24,6 +26,7 @@
 #include "ledger/ledger.hpp"
 #include "switch/bank.hpp"
 #include "switch/settlement.hpp"
+#include "tools/admin_client.hpp"
 #include "tools/cli.hpp"
 #include "tools/statement.hpp"
 
@@ -79,6 +82,19 @@ Result<std::unique_ptr<ledger::Ledger>> OpenLedger(const std::string& data, bool
 }
 
 std::string Money(uint64_t v) { return std::to_string(v); }
+
+// A write operation (switch/admin_ops.hpp) through the running switch, or
+// on the ledger opened directly.
+Result<json> RunWrite(const Common& c, std::string_view op, const json& args) {
+  const std::string data = c.data;
+  return RunWriteOp(data, op, args, [data](bool) -> Result<DirectStore> {
+    auto l = OpenLedger(data, false);
+    if (!l.ok()) return l.status();
+    DirectStore store;
+    store.ledger = std::move(*l);
+    return store;
+  });
+}
 
 json DayJson(const sw::DayRecord& d) {
   return json{{"day", d.day},
@@ -143,9 +159,11 @@ void RegisterDay(CLI::App& app) {
       if (!t.ok()) return Fail(o->c, t.status());
       at = *t;
     }
-    auto l = OpenLedger(o->c.data, false);
-    if (!l.ok()) return Fail(o->c, l.status());
-    Result<sw::DayRecord> d = sw::CloseDay(**l, at);
+    json args = json::object();
+    if (at) args["at_ns"] = *at;
+    Result<json> r = RunWrite(o->c, "day.close", args);
+    if (!r.ok()) return Fail(o->c, r.status());
+    Result<sw::DayRecord> d = sw::DecodeDayRecord(r->dump());
     if (!d.ok()) return Fail(o->c, d.status());
     Print(o->c, DayJson(*d), "closed " + DayText(*d));
   });
@@ -256,9 +274,21 @@ void RegisterFees(CLI::App& app) {
       if (!t.ok()) return Fail(o->c, t.status());
       f.effective_from_ns = *t;
     }
-    auto l = OpenLedger(o->c.data, false);
-    if (!l.ok()) return Fail(o->c, l.status());
-    Result<sw::FeeSchedule> r = sw::SetFeeSchedule(**l, f);
+    json band_args = json::array();
+    for (const sw::DeliveryBand& b : f.delivery_bands) {
+      band_args.push_back({{"up_to_m", b.up_to_m}, {"share_minor", b.share_minor}});
+    }
+    json args{{"merchant", f.merchant_id},
+              {"currency", f.currency},
+              {"bps", f.bps},
+              {"fixed_minor", f.fixed_minor},
+              {"min_minor", f.min_minor},
+              {"max_minor", f.max_minor},
+              {"bands", band_args},
+              {"effective_from_ns", f.effective_from_ns}};
+    Result<json> stored = RunWrite(o->c, "fees.set", args);
+    if (!stored.ok()) return Fail(o->c, stored.status());
+    Result<sw::FeeSchedule> r = sw::DecodeFeeSchedule(stored->dump());
     if (!r.ok()) return Fail(o->c, r.status());
     Print(o->c, FeeJson(*r), "new version: " + FeeText(*r));
   });
@@ -303,17 +333,19 @@ void RegisterOtherBanks(CLI::App& app) {
   add->add_option("--sim-issuer", o->b.sim_issuers, "SIM token prefix (repeatable)");
   add->add_option("--currencies", o->currencies, "ISO 4217 numeric codes")->delimiter(',');
   add->callback([o] {
-    sw::OtherBank b = o->b;
     for (const std::string& r : o->ranges) {
-      size_t dash = r.find('-');
-      if (dash == std::string::npos) {
+      if (r.find('-') == std::string::npos) {
         return Fail(o->c, Status::InvalidArgument("--bin-range LOW-HIGH"));
       }
-      b.bin_ranges.push_back({r.substr(0, dash), r.substr(dash + 1)});
     }
-    auto l = OpenLedger(o->c.data, false);
-    if (!l.ok()) return Fail(o->c, l.status());
-    Result<sw::OtherBank> r = sw::AddOtherBank(**l, b, o->currencies);
+    json args{{"id", o->b.id},
+              {"name", o->b.name},
+              {"bin_ranges", o->ranges},
+              {"sim_issuers", o->b.sim_issuers},
+              {"currencies", o->currencies}};
+    Result<json> added = RunWrite(o->c, "bank.add", args);
+    if (!added.ok()) return Fail(o->c, added.status());
+    Result<sw::OtherBank> r = sw::DecodeOtherBank(added->dump());
     if (!r.ok()) return Fail(o->c, r.status());
     std::string text = "added bank " + r->id + "\n";
     for (const sw::InterbankAccount& a : r->accounts) {
