@@ -124,6 +124,9 @@ struct SwitchConfig {
   // The config file's "authorization" object, dumped ("{}" when absent);
   // passed to MakeAuthorizer (docs/authorization.md).
   std::string authorization_json = "{}";
+  // The config file's "http" object, dumped ("{}" when absent): the HTTP
+  // API's limits and webhooks (switch/api_config.hpp, docs/api.md).
+  std::string http_json = "{}";
 };
 
 // Applies a JSON config file's text to `config`: fields present override,
