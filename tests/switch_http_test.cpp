@@ -14,6 +14,7 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <cstdlib>
 #include <filesystem>
 #include <future>
 #include <nlohmann/json.hpp>
@@ -23,12 +24,14 @@
 #include "crypto/crypto.hpp"
 #include "ledger/ledger.hpp"
 #include "switch/api.hpp"
+#include "switch/api_config.hpp"
 #include "switch/api_events.hpp"
 #include "switch/authorizer.hpp"
 #include "switch/bank.hpp"
 #include "switch/http_server.hpp"
 #include "switch/iso8583.hpp"
 #include "switch/settlement.hpp"
+#include "switch/switch.hpp"
 #include "switch/webhook.hpp"
 #include "tests/test_util.hpp"
 #include "tests/webhook_receiver.hpp"
@@ -137,7 +140,7 @@ class HttpTest : public ::testing::Test {
   void OpenLedger() {
     ledger::Options o;
     o.path = dir_.Sub("ledger");
-    o.sync = false;
+    o.sync = ledger_sync_;
     auto l = ledger::Ledger::Open(o);
     ASSERT_TRUE(l.ok()) << l.status().ToString();
     ledger_ = std::move(*l);
@@ -295,6 +298,7 @@ class HttpTest : public ::testing::Test {
   std::unique_ptr<Api> api_;
   std::unique_ptr<WebhookDispatcher> webhooks_;  // with_webhooks_
   bool with_webhooks_ = false;
+  bool ledger_sync_ = false;  // fsync (figures); tests run without
   WebhookOptions webhook_options_;
   std::unique_ptr<HttpServer> server_;
   std::unique_ptr<Client> client_;
@@ -1344,6 +1348,88 @@ TEST_F(WebhookTest, BoundedQueueAndConcurrencyDeliverEverythingOnce) {
   for (const auto& r : rx.requests()) ids.insert(r.event_id);
   EXPECT_EQ(ids.size(), static_cast<size_t>(n));
   EXPECT_LE(webhooks_->Stats().queued, 2u);
+}
+
+// Figures, not a timed assertion (docs/api.md, "Webhook figures"): a backlog
+// of NARAE_WEBHOOK_FIGURE_EVENTS events (default 100) made while the
+// dispatcher is off, delivered after it starts; then the latency of events
+// made one at a time. The ledger fsyncs.
+TEST_F(WebhookTest, DeliveryFigures) {
+  const char* env = std::getenv("NARAE_WEBHOOK_FIGURE_EVENTS");
+  const int n = env ? std::max(1, std::atoi(env)) : 100;
+  ledger_sync_ = true;
+  with_webhooks_ = false;
+  Begin();
+  WebhookReceiver rx;
+  Hook(rx.port());
+  for (int i = 0; i < n; ++i) ASSERT_EQ(Pay(100 + i % 50).status, 201u);
+  Stop();
+  with_webhooks_ = true;
+  webhook_options_.poll_interval_ms = 50;  // the default
+  const auto start = std::chrono::steady_clock::now();
+  Begin();
+  ASSERT_TRUE(
+      WaitUntil([&] { return webhooks_->Stats().delivered == static_cast<uint64_t>(n); }, 30000));
+  const double backlog_s =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  const WebhookStats before = webhooks_->Stats();
+  const int m = 10;
+  for (int i = 0; i < m; ++i) {
+    ASSERT_EQ(Pay(100).status, 201u);
+    const uint64_t want = static_cast<uint64_t>(n + i + 1);
+    ASSERT_TRUE(WaitUntil([&] { return webhooks_->Stats().delivered == want; }, 5000));
+  }
+  WebhookStats st = webhooks_->Stats();
+  EXPECT_EQ(rx.requests().size(), static_cast<size_t>(n + m));
+  std::printf(
+      "webhook figures: backlog of %d events delivered in %.3f s (%.0f events/s, "
+      "concurrency %u, fsync on); one at a time: mean %.1f ms from the event's commit to its "
+      "delivery over %d events (poll %u ms)\n",
+      n, backlog_s, n / backlog_s, webhook_options_.concurrency_max,
+      static_cast<double>(st.latency_ms_sum - before.latency_ms_sum) / m, m,
+      webhook_options_.poll_interval_ms);
+}
+
+TEST(HttpConfig, TheConfigFileSetsTheApiLimits) {
+  SwitchConfig c;
+  ASSERT_OK(ApplyConfigJson(R"({"data": "d", "http": {"body_bytes_max": 2048,
+      "header_bytes_max": 4096, "keep_alive_timeout_ms": 1500, "max_connections": 7,
+      "rate_per_s": 5, "rate_burst": 9, "signature_skew_s": 60, "threads": 3,
+      "webhooks": {"attempts_max": 3, "backoff_initial_ms": 10, "backoff_max_ms": 20,
+                   "queue_max": 50, "concurrency_max": 2}}})",
+                            &c));
+  ASSERT_OK(ValidateConfig(c));
+  HttpConfig h;
+  ASSERT_OK(ApplyHttpConfigJson(c.http_json, &h));
+  EXPECT_EQ(h.server.body_bytes_max, 2048u);
+  EXPECT_EQ(h.server.header_bytes_max, 4096u);
+  EXPECT_EQ(h.server.idle_timeout_ms, 1500u);
+  EXPECT_EQ(h.server.max_connections, 7u);
+  EXPECT_EQ(h.server.threads, 3u);
+  EXPECT_EQ(h.api.rate_per_s, 5u);
+  EXPECT_EQ(h.api.rate_burst, 9u);
+  EXPECT_EQ(h.api.signature_skew_s, 60);
+  EXPECT_EQ(h.webhooks.attempts_max, 3u);
+  EXPECT_EQ(h.webhooks.backoff_max_ms, 20u);
+  EXPECT_EQ(h.webhooks.queue_max, 50u);
+  EXPECT_EQ(h.webhooks.concurrency_max, 2u);
+  HttpConfig defaults;
+  ASSERT_OK(ApplyHttpConfigJson("{}", &defaults));
+  EXPECT_EQ(defaults.server.body_bytes_max, HttpServerOptions{}.body_bytes_max);
+  for (const char* bad :
+       {R"({"http": {"body_bytes_max": 1}})", R"({"http": {"bogus": 1}})",
+        R"({"http": {"rate_per_s": "5"}})", R"({"http": {"threads": -1}})",
+        R"({"http": {"webhooks": {"attempts_max": 0}}})",
+        R"({"http": {"webhooks": {"backoff_initial_ms": 100, "backoff_max_ms": 10}}})",
+        R"({"http": {"webhooks": {"bogus": 1}}})"}) {
+    SwitchConfig b;
+    b.data_dir = "d";
+    ASSERT_OK(ApplyConfigJson(bad, &b));
+    Status s = ValidateConfig(b);
+    EXPECT_EQ(s.code(), StatusCode::kInvalidArgument) << bad;
+  }
+  SwitchConfig wrong;
+  EXPECT_FALSE(ApplyConfigJson(R"({"http": 3})", &wrong).ok());
 }
 
 }  // namespace

@@ -7,6 +7,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdio>
 #include <filesystem>
 #include <set>
 
@@ -65,6 +66,36 @@ unsigned PayOverHttp(uint16_t port, const std::string& merchant, const std::stri
   return ec ? 0 : res.result_int();
 }
 
+// A command's stdout.
+std::string RunOutput(const std::string& command) {
+  std::string out;
+  FILE* p = ::popen(command.c_str(), "r");
+  if (p == nullptr) return out;
+  char buf[4096];
+  size_t n = 0;
+  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
+  ::pclose(p);
+  return out;
+}
+
+// An unsigned POST of `body`; the HTTP status (0 when the connection broke).
+unsigned PostRaw(uint16_t port, const std::string& body) {
+  asio::io_context io;
+  asio::ip::tcp::socket s(io);
+  boost::system::error_code ec;
+  s.connect({asio::ip::make_address("127.0.0.1"), port}, ec);
+  if (ec) return 0;
+  http::request<http::string_body> req{http::verb::post, "/v1/payments", 11};
+  req.set(http::field::host, "127.0.0.1");
+  req.body() = body;
+  req.prepare_payload();
+  http::write(s, req, ec);
+  beast::flat_buffer buf;
+  http::response<http::string_body> res;
+  http::read(s, buf, res, ec);
+  return ec ? 0 : res.result_int();
+}
+
 TEST(WebhookProcess, UndeliveredEventsAreDeliveredAfterSigkill) {
   if (!harness::HaveBinaries()) GTEST_SKIP() << "narae-switch or narae not built";
   narae::testing::TempDir dir;
@@ -86,28 +117,25 @@ TEST(WebhookProcess, UndeliveredEventsAreDeliveredAfterSigkill) {
   }
   ASSERT_FALSE(card.is_null());
 
-  // Register the webhook (the switch is not running: the ledger is ours).
+  // Register the webhook with the CLI (the switch is not running).
   const uint16_t hook_port = webhook_test::FreePort();
-  std::string secret_hex;
-  {
-    Result<crypto::SecretBytes> mk = crypto::LoadMasterKeyFile(data + "/master.key");
-    ASSERT_TRUE(mk.ok());
-    auto keys = crypto::KeyStore::Open(data + "/keys", *mk);
-    ASSERT_TRUE(keys.ok());
-    ledger::Options o;
-    o.path = data + "/ledger";
-    auto l = ledger::Ledger::Open(o);
-    ASSERT_TRUE(l.ok());
-    Result<std::string> s =
-        SetWebhook(**l, **keys, merchant, "http://127.0.0.1:" + std::to_string(hook_port) + "/in");
-    ASSERT_TRUE(s.ok()) << s.status().ToString();
-    secret_hex = *s;
-    ASSERT_OK((*l)->Close());
-  }
+  const std::string url = "http://127.0.0.1:" + std::to_string(hook_port) + "/in";
+  const std::string out = RunOutput(harness::NaraeBin() + " merchant webhook set --data " + data +
+                                    " --merchant " + merchant + " --url " + url + " --json");
+  json set = json::parse(out, nullptr, false);
+  ASSERT_TRUE(set.is_object() && set.value("ok", false)) << out;
+  const std::string secret_hex = set["secret_hex"];
+  ASSERT_EQ(secret_hex.size(), 64u);
+  json shown = json::parse(RunOutput(harness::NaraeBin() + " merchant webhook show --data " + data +
+                                     " --merchant " + merchant + " --json"),
+                           nullptr, false);
+  ASSERT_TRUE(shown.is_object());
+  EXPECT_EQ(shown["url"], url);
+  EXPECT_EQ(shown.dump().find(secret_hex), std::string::npos);  // never shown again
   const std::string config = dir.Sub("switch.json");
   {
     std::ofstream f(config);
-    f << R"({"http": {"webhooks": {"poll_interval_ms": 10, "backoff_initial_ms": 50,
+    f << R"({"http": {"body_bytes_max": 2048, "webhooks": {"poll_interval_ms": 10, "backoff_initial_ms": 50,
             "backoff_max_ms": 200, "attempts_max": 100, "attempt_timeout_ms": 1000}}})";
   }
   const uint16_t http_port = webhook_test::FreePort();
@@ -123,6 +151,8 @@ TEST(WebhookProcess, UndeliveredEventsAreDeliveredAfterSigkill) {
           PayOverHttp(http_port, merchant, merchant_secret, card, 100 + i, "k" + std::to_string(i)),
           201u);
     }
+    // The config file's limits are the server's: a 3 KiB body is refused.
+    EXPECT_EQ(PostRaw(http_port, std::string(3000, ' ')), 413u);
     std::this_thread::sleep_for(std::chrono::milliseconds(150));  // a few failed attempts
     sw.Kill();  // SIGKILL: nothing delivered, nothing flushed on purpose
   }
