@@ -7,7 +7,9 @@
 // aux writes (idempotency record, metadata, list index, event) next to the
 // authorizer's; the reply leaves from the ledger's done callback.
 #include "switch/api.hpp"
+#include "switch/api_events.hpp"
 #include "switch/api_parse.hpp"
+#include "switch/webhook.hpp"
 
 #include <algorithm>
 #include <atomic>
@@ -36,7 +38,6 @@ using RC = ResponseCode;
 constexpr std::string_view kAuxIdemPrefix = "ap/i/";
 constexpr std::string_view kAuxMetaPrefix = "ap/p/";
 constexpr std::string_view kAuxListPrefix = "ap/l/";
-constexpr std::string_view kAuxEventPrefix = "ap/e/";
 constexpr std::string_view kPaymentIdPrefix = "pay_";
 constexpr size_t kRrnBytes = 12;
 constexpr uint32_t kStanPhysicalBase = 900000;  // STANs the API uses on physical terminals
@@ -81,12 +82,6 @@ std::string Sha256Hex(std::string_view s) {
   Result<crypto::Bytes> h = crypto::Sha256(Bytes(s));
   NARAE_CHECK(h.ok());
   return LowerHex(*h);
-}
-
-std::string Hex16(uint64_t v) {
-  char buf[17];
-  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(v));
-  return buf;
 }
 
 bool AllDigits(std::string_view s) {
@@ -347,11 +342,13 @@ enum class Endpoint : uint8_t {
   kGet,
   kList,
   kEvents,
+  kDeliveries,
   kOther,
   kCount
 };
-constexpr const char* kEndpointNames[] = {"create_payment", "capture", "void",   "refund",
-                                          "get_payment",    "list",    "events", "other"};
+constexpr const char* kEndpointNames[] = {
+    "create_payment",     "capture", "void", "refund", "get_payment", "list", "events",
+    "webhook_deliveries", "other"};
 constexpr int kStatusClasses = 6;  // 1xx..5xx by index 1..5
 constexpr uint64_t kLatencyBucketsUs[] = {500,   1000,  2000,   5000,   10000,
                                           20000, 50000, 100000, 250000, 1000000};
@@ -360,7 +357,7 @@ constexpr size_t kLatencyBuckets = std::size(kLatencyBucketsUs);
 class ApiImpl final : public Api {
  public:
   ApiImpl(const ApiDeps& deps, ApiOptions options, HookedHandler* handler,
-          std::unique_ptr<BankCache> bank)
+          std::shared_ptr<BankCache> bank)
       : ledger_(deps.ledger),
         keys_(deps.keys),
         handler_(handler),
@@ -388,6 +385,8 @@ class ApiImpl final : public Api {
   std::optional<ApiError> BuildPayment(const json& body, PostCtx& ctx);
   std::optional<ApiError> BuildReference(const json& body, std::string_view payment_id,
                                          PostCtx& ctx);
+  std::optional<ApiError> BuildOtp(const json& sim, uint64_t amount_minor, uint16_t currency,
+                                   Message& msg, PostCtx& ctx);
   void Post(const HttpRequest& req, Op op, std::string_view payment_id, const std::string& merchant,
             const std::string& request_id, std::function<void(HttpResponse)> done);
   void Submit(std::shared_ptr<PostCtx> ctx);
@@ -396,8 +395,6 @@ class ApiImpl final : public Api {
   bool Before(ledger::Txn& txn, PostCtx& ctx);
   void After(ledger::Txn& txn, PostCtx& ctx, const Message& response);
   void RecordAnswer(ledger::Txn& txn, PostCtx& ctx, unsigned status, std::string body);
-  void PutEvent(ledger::Txn& txn, const std::string& merchant, const std::string& type,
-                const json& data);
   // GET handlers.
   HttpResponse GetPayment(std::string_view payment_id, const std::string& merchant,
                           const std::string& request_id);
@@ -405,6 +402,8 @@ class ApiImpl final : public Api {
                             const std::string& request_id);
   HttpResponse Events(std::string_view query, const std::string& merchant,
                       const std::string& request_id);
+  HttpResponse Deliveries(std::string_view query, const std::string& merchant,
+                          const std::string& request_id);
   std::optional<PaymentView> LoadPayment(std::string_view payment_id, const std::string& merchant);
   Status StampStan(Message& m, bool physical);
   Status ApplyMac(Message& m);
@@ -413,12 +412,11 @@ class ApiImpl final : public Api {
   crypto::KeyStore* keys_;
   HookedHandler* handler_;
   ApiOptions options_;
-  std::unique_ptr<BankCache> bank_;
+  std::shared_ptr<BankCache> bank_;  // shared with the authorizer's observer
   RateLimiter rate_;
   std::atomic<uint64_t> request_seq_{0};
   std::atomic<uint32_t> stan_seq_{0};
   std::atomic<uint64_t> in_flight_{0};
-  uint64_t event_seq_last_ = 0;  // sequencer thread only
   std::mutex auth_mu_;
   std::unordered_map<std::string, std::shared_ptr<const crypto::SecretBytes>>
       secrets_;  // GUARDED_BY(auth_mu_)
@@ -566,6 +564,11 @@ void ApiImpl::Route(const HttpRequest& req, const std::string& merchant,
     *endpoint = Endpoint::kEvents;
     if (req.method != "GET") return error({405, "method_not_allowed", "use GET"});
     return done(Events(query, merchant, request_id));
+  }
+  if (path == "/v1/webhooks/deliveries") {
+    *endpoint = Endpoint::kDeliveries;
+    if (req.method != "GET") return error({405, "method_not_allowed", "use GET"});
+    return done(Deliveries(query, merchant, request_id));
   }
   if (path.starts_with(std::string(kPayments) + "/")) {
     std::string_view rest = path.substr(kPayments.size() + 1);
@@ -768,33 +771,34 @@ std::optional<ApiError> ApiImpl::BuildPayment(const json& b, PostCtx& ctx) {
     const json& s = b["sim"];
     if (!s.is_object()) return BadRequest("sim must be an object");
     if (s.contains("otp")) {
-      return ApiError{422, "otp_not_supported",
-                      "OTP payments are not available yet; use the SIM cryptogram"};
-    }
-    if (!s.contains("token_id") || !s["token_id"].is_string() || !s.contains("counter") ||
-        !s["counter"].is_number_unsigned() || !s.contains("time") ||
-        !s["time"].is_number_unsigned() || !s.contains("cryptogram") ||
-        !s["cryptogram"].is_string()) {
+      std::optional<ApiError> e = BuildOtp(s, *amount, currency, msg, ctx);
+      if (e) return e;
+    } else if (!s.contains("token_id") || !s["token_id"].is_string() || !s.contains("counter") ||
+               !s["counter"].is_number_unsigned() || !s.contains("time") ||
+               !s["time"].is_number_unsigned() || !s.contains("cryptogram") ||
+               !s["cryptogram"].is_string()) {
       return BadRequest("sim needs token_id, counter, time (unix s) and cryptogram (16 hex)");
+    } else {
+      SimTokenData t;
+      t.version = 1;
+      t.token_id = s["token_id"].get<std::string>();
+      t.counter = s["counter"].get<uint64_t>();
+      t.time_unix_s = s["time"].get<uint64_t>();
+      Result<crypto::Bytes> cg = crypto::FromHex(s["cryptogram"].get<std::string>());
+      if (!cg.ok() || cg->size() != kSimCryptogramBytes) {
+        return BadRequest("sim.cryptogram must be 16 hex digits");
+      }
+      std::copy(cg->begin(), cg->end(), t.cryptogram.begin());
+      Result<std::string> f62 = FormatSimToken(t);
+      if (!f62.ok()) return BadRequest("sim: " + f62.status().message());
+      msg.Set(62, *f62);
     }
-    SimTokenData t;
-    t.version = 1;
-    t.token_id = s["token_id"].get<std::string>();
-    t.counter = s["counter"].get<uint64_t>();
-    t.time_unix_s = s["time"].get<uint64_t>();
-    Result<crypto::Bytes> cg = crypto::FromHex(s["cryptogram"].get<std::string>());
-    if (!cg.ok() || cg->size() != kSimCryptogramBytes) {
-      return BadRequest("sim.cryptogram must be 16 hex digits");
-    }
-    std::copy(cg->begin(), cg->end(), t.cryptogram.begin());
-    Result<std::string> f62 = FormatSimToken(t);
-    if (!f62.ok()) return BadRequest("sim: " + f62.status().message());
-    msg.Set(62, *f62);
-    if (std::shared_ptr<const Sim> sm = bank_->FindSim(t.token_id)) ctx.debit = sm->account_id;
+    const std::string token = s["token_id"].get<std::string>();
+    if (std::shared_ptr<const Sim> sm = bank_->FindSim(token)) ctx.debit = sm->account_id;
     ctx.sim = true;
-    ctx.meta.method = "sim";
-    ctx.meta.masked = std::string(t.token_id.size() > 4 ? t.token_id.size() - 4 : 0, '*') +
-                      t.token_id.substr(t.token_id.size() > 4 ? t.token_id.size() - 4 : 0);
+    ctx.meta.method = s.contains("otp") ? "sim_otp" : "sim";
+    ctx.meta.masked = std::string(token.size() > 4 ? token.size() - 4 : 0, '*') +
+                      token.substr(token.size() > 4 ? token.size() - 4 : 0);
     if (!order_ref.empty()) msg.Set(48, BuildField48("", order_ref));
   }
   if (Status s = StampStan(msg, false); !s.ok()) return ApiError{500, "internal_error", "stan"};
@@ -805,6 +809,73 @@ std::optional<ApiError> ApiImpl::BuildPayment(const json& b, PostCtx& ctx) {
   ctx.meta.order_ref = order_ref;
   ctx.meta.automatic = automatic;
   ctx.meta.delivery_fee_minor = delivery_fee;
+  return std::nullopt;
+}
+
+// A SIM OTP payment (docs/api.md, "SIM OTP"): the code is checked here
+// against the SIM's durable counter, over the counters after it (a match
+// is the new counter) and, when none matches, over the counters before it
+// (a match is a replay). The request then enters the engine as the SIM
+// token the issuer computes for that counter (field 62 with the counter and
+// its cryptogram), so the engine's counter check in the ledger transaction
+// makes the code single-use, also against a concurrent replay.
+std::optional<ApiError> ApiImpl::BuildOtp(const json& s, uint64_t amount_minor, uint16_t currency,
+                                          Message& msg, PostCtx& ctx) {
+  if (s.size() != 2 || !s.contains("token_id") || !s["token_id"].is_string() ||
+      !s["otp"].is_string()) {
+    return BadRequest("sim needs exactly token_id and otp (strings)");
+  }
+  const std::string token = s["token_id"].get<std::string>();
+  const std::string code = s["otp"].get<std::string>();
+  if (code.size() != kSimOtpDigits || !AllDigits(code)) {
+    return BadRequest("sim.otp must be 8 digits");
+  }
+  if (token.empty() || token.size() > 64) return BadRequest("sim.token_id must be 1..64 bytes");
+  std::shared_ptr<const Sim> sim = bank_->FindSim(token);
+  if (!sim) return ApiError{402, "invalid_card", "no such card or SIM token"};
+  Result<crypto::SecretBytes> imk = keys_->Use(options_.imk_sim_key_id, crypto::KeyType::kImkSim);
+  if (!imk.ok()) return ApiError{500, "internal_error", "the SIM key is unavailable"};
+  Result<crypto::SecretBytes> sim_key = crypto::DeriveSimKey(*imk, sim->iccid);
+  if (!sim_key.ok()) return ApiError{500, "internal_error", "the SIM key is unavailable"};
+  Result<crypto::SecretBytes> otp_key = SimOtpKey(*sim_key);
+  if (!otp_key.ok()) return ApiError{500, "internal_error", "the SIM key is unavailable"};
+  uint64_t last = 0;
+  if (std::optional<std::string> st = ledger_->GetAux(std::string(kAuxSimStatePrefix) + token)) {
+    Result<CredentialState> cs = DecodeCredentialState(*st);
+    if (cs.ok()) last = cs->sim_counter;
+  }
+  Result<uint64_t> counter = crypto::VerifyPaymentOtp(*otp_key, last, options_.otp_counter_window,
+                                                      code, amount_minor, currency, ctx.merchant);
+  if (!counter.ok()) {
+    const uint64_t back = std::min<uint64_t>(last, options_.otp_counter_window);
+    if (back != 0 && crypto::VerifyPaymentOtp(*otp_key, last - back, back, code, amount_minor,
+                                              currency, ctx.merchant)
+                         .ok()) {
+      return ApiError{402, "sim_counter_replayed", "this one-time code was already used"};
+    }
+    return ApiError{402, "invalid_otp", "the one-time code is wrong for this payment"};
+  }
+  crypto::SimPaymentFields f;
+  f.version = 1;
+  f.token_id = token;
+  f.counter = *counter;
+  f.amount_minor = amount_minor;
+  f.currency = currency;
+  f.merchant_id = ctx.merchant;
+  f.unix_time_s = NowMs() / 1000;
+  Result<crypto::Bytes> cg = crypto::SimCryptogram(*sim_key, f);
+  if (!cg.ok() || cg->size() != kSimCryptogramBytes) {
+    return ApiError{500, "internal_error", "the SIM token could not be made"};
+  }
+  SimTokenData t;
+  t.version = 1;
+  t.token_id = token;
+  t.counter = *counter;
+  t.time_unix_s = static_cast<uint64_t>(f.unix_time_s);
+  std::copy(cg->begin(), cg->end(), t.cryptogram.begin());
+  Result<std::string> f62 = FormatSimToken(t);
+  if (!f62.ok()) return BadRequest("sim: " + f62.status().message());
+  msg.Set(62, *f62);
   return std::nullopt;
 }
 
@@ -969,17 +1040,6 @@ void ApiImpl::RecordAnswer(ledger::Txn& txn, PostCtx& ctx, unsigned status, std:
   ctx.body = std::move(body);
 }
 
-void ApiImpl::PutEvent(ledger::Txn& txn, const std::string& merchant, const std::string& type,
-                       const json& data) {
-  event_seq_last_ = std::max(event_seq_last_ + 1, txn.now_ns());
-  std::string id = Hex16(event_seq_last_);
-  json ev = {{"id", "evt_" + id},
-             {"type", type},
-             {"created_at_ms", static_cast<int64_t>(txn.now_ns() / 1'000'000)},
-             {"data", data}};
-  txn.PutAux(std::string(kAuxEventPrefix) + merchant + "/" + id, ev.dump());
-}
-
 void ApiImpl::After(ledger::Txn& txn, PostCtx& ctx, const Message& response) {
   std::string rc_text(response.Get(39));
   Result<RC> rc = ParseResponseCode(rc_text);
@@ -1077,13 +1137,13 @@ void ApiImpl::After(ledger::Txn& txn, PostCtx& ctx, const Message& response) {
                 {"currency", CurrencyAlpha(ctx.currency)},
                 {"status", "succeeded"},
                 {"created_at_ms", now_ms}};
-      PutEvent(txn, ctx.merchant, "payment.refunded", r);
+      PutEvent(txn, ctx.merchant, "payment.refunded", r.dump());
       RecordAnswer(txn, ctx, 201, r.dump());
       return;
     }
   }
   data = PaymentJson(v);
-  PutEvent(txn, ctx.merchant, type, data);
+  PutEvent(txn, ctx.merchant, type, data.dump());
   RecordAnswer(txn, ctx, status, data.dump());
 }
 
@@ -1133,37 +1193,6 @@ HttpResponse ApiImpl::GetPayment(std::string_view payment_id, const std::string&
   return r;
 }
 
-// Visits aux keys under `prefix` whose suffix sorts after `after` (the last
-// suffix seen; "" = from the start), in key order, without reading the ones
-// before: the first (up to 16) characters of `after` must be lower-case hex
-// and steer one bounded prefix scan per digit position. Stops when `fn`
-// returns false.
-Status ScanAfter(ledger::Ledger& ledger, const std::string& prefix, std::string_view after,
-                 const std::function<bool(std::string_view, std::string_view)>& fn) {
-  static constexpr std::string_view kHex = "0123456789abcdef";
-  bool go = true;
-  auto visit = [&](std::string_view k, std::string_view v) {
-    if (k.substr(prefix.size()) <= after) return true;
-    go = fn(k, v);
-    return go;
-  };
-  if (after.empty()) return ledger.ScanAux(prefix, visit);
-  std::string_view steer = after.substr(0, std::min<size_t>(after.size(), 16));
-  for (char c : steer) {
-    if (kHex.find(c) == std::string_view::npos) return Status::InvalidArgument("bad cursor");
-  }
-  // Keys extending `steer` come first, then those with a larger digit at the
-  // last position, then at the one before, ...
-  NARAE_RETURN_IF_ERROR(ledger.ScanAux(prefix + std::string(steer), visit));
-  for (size_t i = steer.size(); i-- > 0 && go;) {
-    std::string base = prefix + std::string(steer.substr(0, i));
-    for (size_t d = kHex.find(steer[i]) + 1; d < kHex.size() && go; ++d) {
-      NARAE_RETURN_IF_ERROR(ledger.ScanAux(base + kHex[d], visit));
-    }
-  }
-  return Status::Ok();
-}
-
 bool ParseLimit(const std::map<std::string, std::string, std::less<>>& q, uint32_t* limit) {
   *limit = 20;
   auto it = q.find("limit");
@@ -1211,7 +1240,7 @@ HttpResponse ApiImpl::ListPayments(std::string_view query, const std::string& me
   std::string last;
   uint32_t scanned = 0;
   bool more = false;
-  Status s = ScanAfter(*ledger_, prefix, after, [&](std::string_view k, std::string_view) {
+  Status s = ScanAuxAfter(*ledger_, prefix, after, [&](std::string_view k, std::string_view) {
     std::string_view suffix = k.substr(prefix.size());
     if (suffix.size() != 16 + kRrnBytes) return true;
     uint64_t ns = std::stoull(std::string(suffix.substr(0, 16)), nullptr, 16);
@@ -1259,7 +1288,7 @@ HttpResponse ApiImpl::Events(std::string_view query, const std::string& merchant
   std::string prefix = std::string(kAuxEventPrefix) + merchant + "/";
   json items = json::array();
   bool more = false;
-  Status s = ScanAfter(*ledger_, prefix, after, [&](std::string_view, std::string_view v) {
+  Status s = ScanAuxAfter(*ledger_, prefix, after, [&](std::string_view, std::string_view v) {
     if (items.size() == limit) {
       more = true;
       return false;
@@ -1278,6 +1307,63 @@ HttpResponse ApiImpl::Events(std::string_view query, const std::string& merchant
   }
   json out = {{"object", "list"}, {"data", items}, {"has_more", more}};
   if (!items.empty()) out["next_after"] = items.back()["id"];
+  r.body = out.dump();
+  return r;
+}
+
+// The merchant's webhook delivery outcomes (webhook.hpp), oldest event first:
+// ?status=failed|delivered, after=<event id>, limit.
+HttpResponse ApiImpl::Deliveries(std::string_view query, const std::string& merchant,
+                                 const std::string& request_id) {
+  HttpResponse r;
+  auto q = ParseQuery(query);
+  uint32_t limit = 0;
+  std::string after = q.count("after") ? q["after"] : "";
+  if (after.starts_with("evt_")) after = after.substr(4);
+  std::string status = q.count("status") ? q["status"] : "";
+  if (!ParseLimit(q, &limit) || !IsHexCursor(after) ||
+      (!status.empty() && status != "failed" && status != "delivered")) {
+    r.status = 400;
+    r.body =
+        ErrorBody(BadRequest("limit must be 1..100, after an event id, status failed or delivered"),
+                  request_id);
+    return r;
+  }
+  std::string prefix = std::string(kAuxDeliveryPrefix) + merchant + "/";
+  json items = json::array();
+  bool more = false;
+  std::string last;
+  uint32_t scanned = 0;
+  Status s = ScanAuxAfter(*ledger_, prefix, after, [&](std::string_view k, std::string_view v) {
+    if (++scanned > kListScanRowsMax) {
+      more = true;
+      return false;
+    }
+    json d = json::parse(v, nullptr, false);
+    if (d.is_discarded() || !d.is_object()) return true;
+    if (!status.empty() && d.value("status", "") != status) {
+      last = std::string(k.substr(prefix.size()));
+      return true;
+    }
+    if (items.size() == limit) {
+      more = true;
+      return false;
+    }
+    d["object"] = "webhook_delivery";
+    items.push_back(std::move(d));
+    last = std::string(k.substr(prefix.size()));
+    return true;
+  });
+  if (!s.ok()) {
+    bool bad = s.code() == StatusCode::kInvalidArgument;
+    r.status = bad ? 400 : 500;
+    r.body = ErrorBody(
+        bad ? BadRequest("bad cursor") : ApiError{500, "internal_error", "the list failed"},
+        request_id);
+    return r;
+  }
+  json out = {{"object", "list"}, {"data", items}, {"has_more", more}};
+  if (more) out["next_after"] = "evt_" + last;
   r.body = out.dump();
   return r;
 }
@@ -1338,6 +1424,7 @@ void ApiImpl::AppendMetrics(std::string* out) {
        std::to_string(s.open_holds) + "\n";
   o += "# TYPE narae_ledger_healthy gauge\nnarae_ledger_healthy " +
        std::string(s.healthy ? "1" : "0") + "\n";
+  if (options_.extra_metrics) options_.extra_metrics(out);
 }
 
 }  // namespace
@@ -1386,6 +1473,13 @@ Status EnsureApiTerminals(ledger::Ledger& ledger, crypto::KeyStore& keys) {
   return Status::Ok();
 }
 
+Result<crypto::SecretBytes> SimOtpKey(const crypto::SecretBytes& sim_key) {
+  static constexpr std::string_view kInfo = "narae sim otp v1";
+  return crypto::HkdfSha256(
+      sim_key, {}, crypto::ByteView(reinterpret_cast<const uint8_t*>(kInfo.data()), kInfo.size()),
+      32);
+}
+
 std::vector<std::pair<std::string, std::string>> SignedHeaders(
     std::string_view merchant_id, std::string_view secret_hex, std::string_view method,
     std::string_view target, std::string_view body, int64_t timestamp_s, std::string_view nonce) {
@@ -1414,8 +1508,14 @@ Result<std::unique_ptr<Api>> Api::Create(const ApiDeps& deps, ApiOptions options
   }
   Result<std::unique_ptr<BankCache>> bank = BankCache::Load(*deps.ledger);
   if (!bank.ok()) return bank.status();
+  std::shared_ptr<BankCache> shared_bank = std::move(*bank);
+  // ISO 8583 payments and every hold's expiry index reach the event feed
+  // through the authorizer's observer (switch/api_events.hpp).
+  hooked->SetPaymentObserver([shared_bank](ledger::Txn& txn, const PaymentChange& change) {
+    RecordIsoChange(txn, *shared_bank, change);
+  });
   std::unique_ptr<Api> api =
-      std::make_unique<ApiImpl>(deps, std::move(options), hooked, std::move(*bank));
+      std::make_unique<ApiImpl>(deps, std::move(options), hooked, std::move(shared_bank));
   return api;
 }
 

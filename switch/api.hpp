@@ -14,7 +14,9 @@
 //   ap/i/<merchant>/<32 hex SHA-256(Idempotency-Key)>  fingerprint, status, body
 //   ap/p/<RRN>                                         payment metadata (JSON)
 //   ap/l/<merchant>/<16 hex created ns><RRN>           list index ("")
-//   ap/e/<merchant>/<16 hex sequence>                  event (JSON)
+//   ap/e/<merchant>/<16 hex sequence>                  event (JSON, api_events.hpp)
+//   ap/h/..., ap/hc                                    hold expiry index (api_events.hpp)
+//   ap/wh/, ap/wd/, ap/wc/                             webhooks (webhook.hpp)
 //
 // Thread safety: Handle() may be called from any number of threads.
 #pragma once
@@ -35,7 +37,8 @@ class Ledger;
 }
 namespace narae::crypto {
 class KeyStore;
-}
+class SecretBytes;
+}  // namespace narae::crypto
 
 namespace narae::switching {
 
@@ -49,6 +52,7 @@ inline constexpr size_t kNonceBytesMax = 128;
 inline constexpr uint32_t kListLimitMax = 100;
 inline constexpr uint64_t kAmountMinorMax = 999'999'999'999;  // ISO 8583 field 4
 inline constexpr int kSubmitRetriesMax = 4;                   // STAN collisions (94)
+inline constexpr size_t kSimOtpDigits = 8;  // crypto::kPaymentOcraSuite (HOTP-SHA256-8)
 
 struct ApiOptions {
   // |request timestamp - now| accepted, seconds; nonces are remembered twice as long.
@@ -61,6 +65,13 @@ struct ApiOptions {
   uint32_t rate_burst = 20000;
   // The clock (ms since the epoch). Tests inject one; empty = system clock.
   std::function<int64_t()> clock_ms;
+  // SIM OTP payments: the key store id of the SIM issuer master key (the
+  // authorizer's imk_sim_key_id) and how many counters after the SIM's last
+  // one a code may be for.
+  std::string imk_sim_key_id = "imk-sim";
+  uint32_t otp_counter_window = 100;
+  // More Prometheus lines for /metrics (the webhook dispatcher's); may be empty.
+  std::function<void(std::string*)> extra_metrics;
 };
 
 struct HttpRequest {
@@ -109,6 +120,10 @@ Status EnsureApiTerminals(ledger::Ledger& ledger, crypto::KeyStore& keys);
 // ISO 4217: alphabetic <-> numeric for the currencies Narae knows.
 uint16_t CurrencyNumeric(std::string_view alpha);  // 0 when unknown
 std::string CurrencyAlpha(uint16_t numeric);       // "" when unknown
+
+// The key of a SIM's payment OTPs (crypto::PaymentOtp): HKDF-SHA256 of the
+// SIM key (crypto::DeriveSimKey) with info "narae sim otp v1", 32 bytes.
+Result<crypto::SecretBytes> SimOtpKey(const crypto::SecretBytes& sim_key);
 
 // Signs a request as a storefront does (tests and the load generator):
 // returns the four headers x-narae-key-id, -timestamp, -nonce, -signature.

@@ -577,6 +577,7 @@ class Authorizer final : public HookedHandler {
   void HandleHooked(Message request, std::shared_ptr<TxnHook> hook,
                     std::function<void(Message response)> reply) override;
   BankCache* bank_cache() override { return bank_.get(); }
+  void SetPaymentObserver(PaymentObserver observer) override { observer_ = std::move(observer); }
   HealthInfo Health() override {
     ledger::LedgerStats s = ledger_->Stats();
     return HealthInfo{s.healthy, s.open_holds, s.accounts};
@@ -626,7 +627,8 @@ class Authorizer final : public HookedHandler {
   crypto::KeyStore* keys_;
   AuthorizerOptions options_;
   std::unique_ptr<BankCache> bank_;
-  uint64_t rrn_last_ = 0;  // sequencer thread only
+  uint64_t rrn_last_ = 0;     // sequencer thread only
+  PaymentObserver observer_;  // set before the first request
   std::mutex key_mu_;
   std::unordered_map<std::string, std::shared_ptr<const crypto::SecretBytes>> key_cache_;
 };
@@ -1098,6 +1100,12 @@ void Authorizer::Apply(ledger::Txn& txn, Plan& p) {
   if (!packed.ok()) return;  // not recorded; the reply still goes out
   rec.response.assign(packed->begin(), packed->end());
   Write(txn, p.key, EncodeRecord(rec));
+  if (approved && observer_) {
+    observer_(txn,
+              PaymentChange{static_cast<RequestKind>(p.kind), std::string(p.response.Get(41)),
+                            std::string(p.response.Get(37)), p.orig_key, p.rrn_ref, p.amount_minor,
+                            p.currency, rec.transfer, p.partial, p.hook != nullptr});
+  }
   if (approved && (p.kind == Kind::kHold || p.kind == Kind::kPurchase)) {
     Write(txn, std::string(kAuxRrnPrefix) + std::string(p.response.Get(37)),
           p.key.substr(kAuxTxnPrefix.size()));

@@ -152,9 +152,30 @@ struct TxnHook {
   std::function<void(ledger::Txn&, const Message& response)> after;
 };
 
+// An approved request as the authorizer recorded it (its au/x record is in
+// the same transaction): the HTTP API's event feed (switch/api_events.hpp)
+// learns of ISO 8583 payments through it.
+struct PaymentChange {
+  RequestKind kind = RequestKind::kHold;
+  std::string terminal_id;      // field 41
+  std::string rrn;              // field 37 of this request's response
+  std::string orig_key;         // au/x/... of the original (completion, reversal), else ""
+  std::string rrn_ref;          // a refund's original RRN when given, else ""
+  uint64_t amount_minor = 0;    // this request's amount
+  uint16_t currency = 0;        // ISO 4217 numeric
+  ledger::TransferId transfer;  // the record's transfer (a hold: the pending transfer)
+  bool partial = false;         // a partial reversal
+  bool hooked = false;          // an HTTP API request (the API writes its own event)
+};
+// Called on the ledger's sequencer thread inside the request's transaction.
+using PaymentObserver = std::function<void(ledger::Txn&, const PaymentChange&)>;
+
 // The authorizer made by MakeAuthorizer*() implements this too.
 class HookedHandler : public IsoHandler {
  public:
+  // Called for every approved hold, purchase, completion, reversal and
+  // refund. REQUIRES: set before the first request (not synchronised).
+  virtual void SetPaymentObserver(PaymentObserver observer) = 0;
   // Handle() with `hook` run in the request's ledger transaction. A hooked
   // refund (0200, processing code 20) may omit field 2: the original
   // payment's card or SIM is refunded.

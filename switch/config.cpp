@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include "switch/admin_server.hpp"
+#include "switch/api_config.hpp"
 #include "switch/log.hpp"
 #include "switch/switch.hpp"
 
@@ -108,6 +109,9 @@ Status ApplyConfigJson(std::string_view json_text, SwitchConfig* config) {
     } else if (key == "authorization") {
       if (!value.is_object()) return Status::InvalidArgument("authorization: must be an object");
       config->authorization_json = value.dump();
+    } else if (key == "http") {  // the HTTP API's limits and webhooks (switch/api_config.hpp)
+      if (!value.is_object()) return Status::InvalidArgument("http: must be an object");
+      config->http_json = value.dump();
     } else {
       return Status::InvalidArgument("unknown config key " + key);
     }
@@ -145,6 +149,8 @@ Status ValidateConfig(const SwitchConfig& config) {
   if (!config.admin_listen.empty()) NARAE_RETURN_IF_ERROR(ValidateAdminListen(config.admin_listen));
   Result<LogLevel> level = ParseLogLevel(config.log_level);
   if (!level.ok()) return level.status();
+  HttpConfig http;
+  NARAE_RETURN_IF_ERROR(ApplyHttpConfigJson(config.http_json, &http));
   return Status::Ok();
 }
 

@@ -27,11 +27,13 @@
 #include "ledger/ledger.hpp"
 #include "switch/admin_server.hpp"
 #include "switch/api.hpp"
+#include "switch/api_config.hpp"
 #include "switch/handler.hpp"
 #include "switch/http_server.hpp"
 #include "switch/log.hpp"
 #include "switch/settlement.hpp"
 #include "switch/switch.hpp"
+#include "switch/webhook.hpp"
 
 namespace narae::switching {
 namespace {
@@ -114,9 +116,10 @@ struct Runtime {
   std::unique_ptr<crypto::KeyStore> keys;
   std::unique_ptr<IsoHandler> handler;
   std::unique_ptr<IsoServer> server;
-  std::unique_ptr<Api> api;            // with --http-listen
-  std::unique_ptr<HttpServer> http;    // with --http-listen
-  std::unique_ptr<AdminServer> admin;  // with --admin-listen
+  std::unique_ptr<WebhookDispatcher> webhooks;  // with --http-listen (docs/api.md)
+  std::unique_ptr<Api> api;                     // with --http-listen
+  std::unique_ptr<HttpServer> http;             // with --http-listen
+  std::unique_ptr<AdminServer> admin;           // with --admin-listen
   // The automatic cut-over (--cutover): checks once a second, stops first.
   std::thread cutover;
   std::mutex cutover_mu;
@@ -187,14 +190,21 @@ Status OpenRuntime(const SwitchConfig& config, Logger* logger, Runtime* rt) {
   rt->server = std::move(server).value();
   if (cutover_s) StartCutover(rt, *cutover_s, logger);
   if (!with_http) return Status::Ok();
+  HttpConfig hc;  // the config file's "http" object (switch/api_config.hpp)
+  hc.server.threads = config.server.threads;
+  hc.server.max_connections = config.server.max_connections;
+  NARAE_RETURN_IF_ERROR(ApplyHttpConfigJson(config.http_json, &hc));
+  Result<std::unique_ptr<WebhookDispatcher>> webhooks =
+      WebhookDispatcher::Start(hc.webhooks, rt->ledger.get(), rt->keys.get());
+  if (!webhooks.ok()) return webhooks.status();
+  rt->webhooks = std::move(webhooks).value();
+  hc.api.extra_metrics = [d = rt->webhooks.get()](std::string* out) { d->AppendMetrics(out); };
   Result<std::unique_ptr<Api>> api =
-      Api::Create({rt->ledger.get(), rt->keys.get(), rt->handler.get()}, ApiOptions{});
+      Api::Create({rt->ledger.get(), rt->keys.get(), rt->handler.get()}, hc.api);
   if (!api.ok()) return api.status();
   rt->api = std::move(api).value();
-  HttpServerOptions ho;
+  HttpServerOptions ho = hc.server;
   ho.listen = config.server.http_listen;
-  ho.threads = config.server.threads;
-  ho.max_connections = config.server.max_connections;
   Result<std::unique_ptr<HttpServer>> http =
       HttpServer::Start(ho, rt->api.get(), rt->handler.get(), logger);
   if (!http.ok()) return http.status();
@@ -226,12 +236,14 @@ Status CloseRuntime(Runtime* rt) {
     rt->cutover.join();
   }
   if (rt->admin) rt->admin->Shutdown();  // removes admin.json first
+  if (rt->webhooks) rt->webhooks->Stop();
   if (rt->http) rt->http->Shutdown();
   if (rt->server) rt->server->Shutdown();
   Status s = rt->ledger ? rt->ledger->Close() : Status::Ok();
   rt->admin.reset();
   rt->http.reset();
   rt->api.reset();
+  rt->webhooks.reset();
   rt->server.reset();
   rt->handler.reset();
   rt->keys.reset();

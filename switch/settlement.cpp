@@ -13,6 +13,7 @@
 #include <utility>
 
 #include "crypto/crypto.hpp"
+#include "switch/api_events.hpp"
 #include "switch/bank.hpp"
 
 namespace narae::switching {
@@ -956,6 +957,7 @@ void SettleInTxn(ledger::Txn& txn, MerchantSettlement& m, const MerchantCurrency
   for (const Transfer& t : ts) m.transfers.push_back(t.id);
   m.settled_at_ns = txn.now_ns();
   txn.PutAux(key, EncodeMerchantSettlement(m));
+  RecordSettlementEvent(txn, m);  // the merchant's settlement.settled event (docs/api.md)
   out->result = BatchResult::kSettled;
   if (options.in_txn_hook) options.in_txn_hook(index);
 }

@@ -127,6 +127,9 @@ struct SwitchConfig {
   // The admin interface (switch/admin_server.hpp): "HOST:PORT" on a
   // loopback address, or "" for none.
   std::string admin_listen;
+  // The config file's "http" object, dumped ("{}" when absent): the HTTP
+  // API's limits and webhooks (switch/api_config.hpp, docs/api.md).
+  std::string http_json = "{}";
 };
 
 // Applies a JSON config file's text to `config`: fields present override,

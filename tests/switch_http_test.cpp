@@ -14,19 +14,27 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <cstdlib>
 #include <filesystem>
 #include <future>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <thread>
 
 #include "crypto/crypto.hpp"
 #include "ledger/ledger.hpp"
 #include "switch/api.hpp"
+#include "switch/api_config.hpp"
+#include "switch/api_events.hpp"
 #include "switch/authorizer.hpp"
 #include "switch/bank.hpp"
 #include "switch/http_server.hpp"
 #include "switch/iso8583.hpp"
+#include "switch/settlement.hpp"
+#include "switch/switch.hpp"
+#include "switch/webhook.hpp"
 #include "tests/test_util.hpp"
+#include "tests/webhook_receiver.hpp"
 
 namespace narae::switching {
 namespace {
@@ -132,7 +140,7 @@ class HttpTest : public ::testing::Test {
   void OpenLedger() {
     ledger::Options o;
     o.path = dir_.Sub("ledger");
-    o.sync = false;
+    o.sync = ledger_sync_;
     auto l = ledger::Ledger::Open(o);
     ASSERT_TRUE(l.ok()) << l.status().ToString();
     ledger_ = std::move(*l);
@@ -142,7 +150,14 @@ class HttpTest : public ::testing::Test {
     auto a = MakeAuthorizer({ledger_.get(), keys_.get()}, authorization_json_);
     ASSERT_TRUE(a.ok()) << a.status().ToString();
     auth_ = std::move(*a);
-    auto api = Api::Create({ledger_.get(), keys_.get(), auth_.get()}, api_options_);
+    ApiOptions ao = api_options_;
+    if (with_webhooks_) {
+      auto w = WebhookDispatcher::Start(webhook_options_, ledger_.get(), keys_.get());
+      ASSERT_TRUE(w.ok()) << w.status().ToString();
+      webhooks_ = std::move(*w);
+      ao.extra_metrics = [d = webhooks_.get()](std::string* out) { d->AppendMetrics(out); };
+    }
+    auto api = Api::Create({ledger_.get(), keys_.get(), auth_.get()}, ao);
     ASSERT_TRUE(api.ok()) << api.status().ToString();
     api_ = std::move(*api);
     HttpServerOptions so = server_options_;
@@ -155,10 +170,12 @@ class HttpTest : public ::testing::Test {
   }
   void Stop() {
     client_.reset();
+    if (webhooks_) webhooks_->Stop();
     if (server_) server_->Shutdown();
     if (ledger_) (void)ledger_->Close();
     server_.reset();
     api_.reset();
+    webhooks_.reset();
     auth_.reset();
     ledger_.reset();
   }
@@ -221,6 +238,26 @@ class HttpTest : public ::testing::Test {
     return Call("POST", "/v1/payments", PayBody(amount, capture, order), NextKey());
   }
   std::string NextKey() { return "key-" + std::to_string(++key_seq_); }
+  // Every event of the feed (as merchant m), oldest first.
+  std::vector<json> AllEvents(const std::string& m = "SOCKS001") {
+    std::vector<json> out;
+    std::string after;
+    for (int page = 0; page < 100; ++page) {
+      Resp r =
+          Call("GET", "/v1/events?limit=100" + (after.empty() ? "" : "&after=" + after), "", "", m);
+      EXPECT_EQ(r.status, 200u) << r.body;
+      if (r.status != 200) break;
+      for (const json& e : r.j["data"]) out.push_back(e);
+      if (!r.j["has_more"] || r.j["data"].empty()) break;
+      after = r.j["next_after"];
+    }
+    return out;
+  }
+  static std::vector<std::string> Types(const std::vector<json>& events) {
+    std::vector<std::string> t;
+    for (const json& e : events) t.push_back(e["type"]);
+    return t;
+  }
 
   // ISO 8583 straight into the same engine.
   Message Iso(Message m) {
@@ -259,6 +296,10 @@ class HttpTest : public ::testing::Test {
   DemoBank bank_;
   std::unique_ptr<IsoHandler> auth_;
   std::unique_ptr<Api> api_;
+  std::unique_ptr<WebhookDispatcher> webhooks_;  // with_webhooks_
+  bool with_webhooks_ = false;
+  bool ledger_sync_ = false;  // fsync (figures); tests run without
+  WebhookOptions webhook_options_;
   std::unique_ptr<HttpServer> server_;
   std::unique_ptr<Client> client_;
   ApiOptions api_options_;
@@ -718,12 +759,65 @@ TEST_F(HttpTest, SimPaymentAndCounterReplay) {
   forged["amount"] = 901;  // the cryptogram covers the amount
   Resp bad = Call("POST", "/v1/payments", forged.dump(), NextKey());
   EXPECT_EQ(bad.Code(), "invalid_cryptogram");
-  json otp = {{"amount", 5}, {"currency", "KPW"}, {"sim", {{"otp", "123456"}}}};
-  EXPECT_EQ(Call("POST", "/v1/payments", otp.dump(), NextKey()).Code(), "otp_not_supported");
   // A SIM payment is refunded to the SIM's account.
   Resp ref = Call("POST", "/v1/payments/" + ok.j["id"].get<std::string>() + "/refunds",
                   R"({"amount":400})", NextKey());
   EXPECT_EQ(ref.status, 201u) << ref.body;
+}
+
+TEST_F(HttpTest, SimOtpPaymentApprovedOnceAndReplayRefused) {
+  const EnrolledSim& sim = bank_.sims[0];
+  Result<nc::SecretBytes> sim_key = nc::SecretFromHex(sim.sim_key_hex);
+  ASSERT_TRUE(sim_key.ok());
+  Result<nc::SecretBytes> otp_key = SimOtpKey(*sim_key);
+  ASSERT_TRUE(otp_key.ok());
+  auto body = [&](const std::string& code, uint64_t amount) {
+    return json{{"amount", amount},
+                {"currency", "KPW"},
+                {"capture", "automatic"},
+                {"sim", {{"token_id", sim.sim.token_id}, {"otp", code}}}}
+        .dump();
+  };
+  auto code = [&](uint64_t counter, uint64_t amount) {
+    Result<std::string> c = nc::PaymentOtp(*otp_key, counter, amount, 408, "SOCKS001");
+    EXPECT_TRUE(c.ok());
+    return c.ok() ? *c : std::string();
+  };
+  const std::string first = body(code(1, 700), 700);
+  Resp ok = Call("POST", "/v1/payments", first, "otp-1");
+  ASSERT_EQ(ok.status, 201u) << ok.body;
+  EXPECT_EQ(ok.j["status"], "captured");
+  EXPECT_EQ(ok.j["payment_method"]["type"], "sim_otp");
+  EXPECT_EQ(ok.body.find(code(1, 700)), std::string::npos);  // the code is not echoed
+  // The same request retried: the original answer. A new request with the same code: a replay.
+  Resp retry = Call("POST", "/v1/payments", first, "otp-1");
+  EXPECT_EQ(retry.status, 201u);
+  EXPECT_EQ(retry.headers["Idempotent-Replayed"], "true");
+  Resp replay = Call("POST", "/v1/payments", first, NextKey());
+  EXPECT_EQ(replay.status, 402u) << replay.body;
+  EXPECT_EQ(replay.Code(), "sim_counter_replayed");
+  // A code for another amount, or a wrong code: invalid_otp.
+  EXPECT_EQ(Call("POST", "/v1/payments", body(code(2, 701), 700), NextKey()).Code(), "invalid_otp");
+  std::string wrong = code(2, 700);
+  wrong[0] = wrong[0] == '9' ? '0' : static_cast<char>(wrong[0] + 1);
+  EXPECT_EQ(Call("POST", "/v1/payments", body(wrong, 700), NextKey()).Code(), "invalid_otp");
+  // Counters may be skipped (within the window); a skipped one is then stale.
+  Resp third = Call("POST", "/v1/payments", body(code(3, 300), 300), NextKey());
+  EXPECT_EQ(third.status, 201u) << third.body;
+  EXPECT_EQ(Call("POST", "/v1/payments", body(code(2, 200), 200), NextKey()).Code(),
+            "sim_counter_replayed");
+  // Bad input.
+  EXPECT_EQ(Call("POST", "/v1/payments", body("123", 700), NextKey()).status, 400u);
+  json extra = json::parse(body(code(4, 5), 5));
+  extra["sim"]["counter"] = 4;
+  EXPECT_EQ(Call("POST", "/v1/payments", extra.dump(), NextKey()).status, 400u);
+  json unknown = json::parse(body(code(4, 5), 5));
+  unknown["sim"]["token_id"] = "99999999";
+  EXPECT_EQ(Call("POST", "/v1/payments", unknown.dump(), NextKey()).Code(), "invalid_card");
+  std::vector<json> ev = AllEvents();
+  ASSERT_EQ(ev.size(), 2u);
+  EXPECT_EQ(ev[0]["type"], "payment.captured");
+  EXPECT_EQ(ev[0]["data"]["id"], ok.j["id"]);
 }
 
 TEST_F(HttpTest, IsoHoldCapturedOverHttpAndHttpHoldCompletedOverIso) {
@@ -904,6 +998,438 @@ TEST_F(HttpTest, ConnectionLimitAndIdleTimeout) {
   std::this_thread::sleep_for(std::chrono::milliseconds(500));
   Client fourth(server_->port());
   EXPECT_EQ(fourth.Send(health).status, 200u);
+}
+
+// ---- Events of every state change, over either protocol ---------------------
+
+TEST_F(HttpTest, IsoPaymentsProduceOneEventEach) {
+  const DemoCard& card = KpwCard();
+  Message hold = IsoBase("0100", "T0000003");
+  hold.Set(2, card.issued.pan);
+  hold.Set(3, "000000");
+  hold.Set(4, *FormatAmount(4000));
+  hold.Set(49, "408");
+  hold.Set(48, BuildField48(card.issued.cvv2));
+  Message r1 = Iso(hold);
+  ASSERT_EQ(r1.Get(39), "00");
+  EXPECT_EQ(Iso(hold).Get(37), r1.Get(37));  // a retransmission: no second event
+  const std::string hold_id = "pay_" + std::string(r1.Get(37));
+  Message completion = IsoBase("0220", "T0000003");
+  completion.Set(2, card.issued.pan);
+  completion.Set(3, "000000");
+  completion.Set(4, *FormatAmount(3000));
+  completion.Set(49, "408");
+  completion.Set(90, *FormatOriginalData({"0100", std::string(hold.Get(11)),
+                                          std::string(hold.Get(7)), "00000000000", "00000000000"}));
+  ASSERT_EQ(Iso(completion).Get(39), "00");
+  Message sale = IsoBase("0200", "T0000003");
+  sale.Set(2, card.issued.pan);
+  sale.Set(3, "000000");
+  sale.Set(4, *FormatAmount(900));
+  sale.Set(49, "408");
+  sale.Set(48, BuildField48(card.issued.cvv2));
+  Message r2 = Iso(sale);
+  ASSERT_EQ(r2.Get(39), "00");
+  Message reversal = IsoBase("0400", "T0000003");
+  reversal.Set(2, card.issued.pan);
+  reversal.Set(3, "000000");
+  reversal.Set(4, *FormatAmount(900));
+  reversal.Set(49, "408");
+  reversal.Set(90, *FormatOriginalData({"0200", std::string(sale.Get(11)), std::string(sale.Get(7)),
+                                        "00000000000", "00000000000"}));
+  ASSERT_EQ(Iso(reversal).Get(39), "00");
+  Message refund = IsoBase("0200", "T0000003");
+  refund.Set(2, card.issued.pan);
+  refund.Set(3, "200000");
+  refund.Set(4, *FormatAmount(1000));
+  refund.Set(49, "408");
+  refund.Set(37, std::string(r1.Get(37)));
+  Message r3 = Iso(refund);
+  ASSERT_EQ(r3.Get(39), "00");
+  // A declined request changes nothing: no event.
+  Message declined = IsoBase("0100", "T0000003");
+  declined.Set(2, card.issued.pan);
+  declined.Set(3, "000000");
+  declined.Set(4, *FormatAmount(100));
+  declined.Set(49, "408");
+  declined.Set(48, BuildField48(card.issued.cvv2 == "000" ? "111" : "000"));
+  EXPECT_NE(Iso(declined).Get(39), "00");
+
+  std::vector<json> ev = AllEvents();
+  ASSERT_EQ(Types(ev),
+            (std::vector<std::string>{"payment.authorized", "payment.captured", "payment.captured",
+                                      "payment.voided", "payment.refunded"}));
+  EXPECT_EQ(ev[0]["data"]["id"], hold_id);
+  EXPECT_EQ(ev[0]["data"]["channel"], "iso8583");
+  EXPECT_EQ(ev[0]["data"]["amount"], 4000);
+  EXPECT_EQ(ev[1]["data"]["id"], hold_id);
+  EXPECT_EQ(ev[1]["data"]["amount_captured"], 3000);
+  EXPECT_EQ(ev[2]["data"]["id"], "pay_" + std::string(r2.Get(37)));
+  EXPECT_EQ(ev[3]["data"]["id"], "pay_" + std::string(r2.Get(37)));
+  EXPECT_EQ(ev[3]["data"]["status"], "voided");
+  EXPECT_EQ(ev[4]["data"]["payment_id"], hold_id);
+  EXPECT_EQ(ev[4]["data"]["amount"], 1000);
+  for (size_t i = 1; i < ev.size(); ++i) EXPECT_LT(ev[i - 1]["id"], ev[i]["id"]);
+  // HTTP requests on the same payment add exactly their own event.
+  Resp ref = Call("POST", "/v1/payments/" + hold_id + "/refunds", R"({"amount":500})", NextKey());
+  ASSERT_EQ(ref.status, 201u) << ref.body;
+  std::vector<json> after = AllEvents();
+  ASSERT_EQ(after.size(), 6u);
+  EXPECT_EQ(after[5]["type"], "payment.refunded");
+  EXPECT_EQ(after[5]["data"]["id"], ref.j["id"]);
+}
+
+TEST_F(HttpTest, EventFeedHasExpiredAndSettledEvents) {
+  Stop();
+  authorization_json_ = R"({"hold_timeout_s": 1})";
+  OpenLedger();
+  Start();
+  Resp lapsed = Pay(500);
+  ASSERT_EQ(lapsed.status, 201u) << lapsed.body;
+  Resp kept = Pay(600);
+  ASSERT_EQ(kept.status, 201u);
+  ASSERT_EQ(
+      Call("POST", "/v1/payments/" + kept.j["id"].get<std::string>() + "/capture", "{}", NextKey())
+          .status,
+      200u);
+  ASSERT_EQ(Pay(700, "automatic").status, 201u);
+  const DemoCard& card = KpwCard();
+  Message hold = IsoBase("0100", "T0000003");
+  hold.Set(2, card.issued.pan);
+  hold.Set(3, "000000");
+  hold.Set(4, *FormatAmount(800));
+  hold.Set(49, "408");
+  hold.Set(48, BuildField48(card.issued.cvv2));
+  Message iso = Iso(hold);
+  ASSERT_EQ(iso.Get(39), "00");
+  // Nothing is due yet.
+  Result<size_t> early =
+      EmitExpiredHoldsSync(*ledger_, static_cast<uint64_t>(SystemMs()) * 1000000);
+  ASSERT_TRUE(early.ok());
+  EXPECT_EQ(*early, 0u);
+  std::this_thread::sleep_for(std::chrono::milliseconds(1300));
+  ASSERT_OK(ledger_->Tick());  // the ledger expires the two holds
+  const uint64_t now_ns = static_cast<uint64_t>(SystemMs()) * 1000000;
+  Result<size_t> n = EmitExpiredHoldsSync(*ledger_, now_ns);
+  ASSERT_TRUE(n.ok()) << n.status().ToString();
+  EXPECT_EQ(*n, 2u);
+  Result<size_t> again = EmitExpiredHoldsSync(*ledger_, now_ns);  // never twice
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(*again, 0u);
+
+  Result<DayRecord> day = CloseDay(*ledger_, std::nullopt);
+  ASSERT_TRUE(day.ok()) << day.status().ToString();
+  Result<SettleSummary> settled = SettleDay(*ledger_, day->day, SettleOptions{});
+  ASSERT_TRUE(settled.ok()) << settled.status().ToString();
+  for (const SettleFailure& f : settled->failed) ADD_FAILURE() << f.merchant_id << " " << f.reason;
+  EXPECT_EQ(settled->settled.size(), 1u) << settled->already_settled.size();
+  Result<SettleSummary> rerun = SettleDay(*ledger_, day->day, SettleOptions{});  // no new event
+  ASSERT_TRUE(rerun.ok());
+  Restart();  // all of it durable
+  Result<size_t> after_restart =
+      EmitExpiredHoldsSync(*ledger_, static_cast<uint64_t>(SystemMs()) * 1000000);
+  ASSERT_TRUE(after_restart.ok());
+  EXPECT_EQ(*after_restart, 0u);
+
+  std::vector<json> ev = AllEvents();
+  std::vector<std::string> expired;
+  int settlements = 0;
+  for (const json& e : ev) {
+    if (e["type"] == "payment.expired") {
+      expired.push_back(e["data"]["id"]);
+      EXPECT_EQ(e["data"]["status"], "expired");
+    }
+    if (e["type"] == "settlement.settled") {
+      ++settlements;
+      EXPECT_EQ(e["data"]["day"], day->day);
+      EXPECT_EQ(e["data"]["currency"], "KPW");
+      EXPECT_EQ(e["data"]["captures"], 600 + 700);
+    }
+  }
+  EXPECT_EQ(expired, (std::vector<std::string>{lapsed.j["id"].get<std::string>(),
+                                               "pay_" + std::string(iso.Get(37))}));
+  EXPECT_EQ(settlements, 1);
+  EXPECT_EQ(ev.back()["type"], "settlement.settled");
+  EXPECT_EQ(Call("GET", "/v1/payments/" + lapsed.j["id"].get<std::string>()).j["status"],
+            "expired");
+}
+
+// ---- Webhooks ------------------------------------------------------------------
+
+using webhook_test::FreePort;
+using webhook_test::WebhookReceiver;
+
+class WebhookTest : public HttpTest {
+ protected:
+  void SetUp() override {
+    HttpTest::SetUp();
+    Stop();
+    with_webhooks_ = true;
+    webhook_options_.poll_interval_ms = 10;
+    webhook_options_.config_reload_ms = 10;
+    webhook_options_.backoff_initial_ms = 50;
+    webhook_options_.backoff_max_ms = 400;
+    webhook_options_.attempt_timeout_ms = 1000;
+    webhook_options_.expiry_scan_interval_ms = 0;
+  }
+  void Begin() {
+    OpenLedger();
+    Start();
+  }
+  std::string Hook(uint16_t port) {
+    Result<std::string> secret = SetWebhook(*ledger_, *keys_, "SOCKS001",
+                                            "http://127.0.0.1:" + std::to_string(port) + "/hooks");
+    EXPECT_TRUE(secret.ok()) << secret.status().ToString();
+    return secret.ok() ? *secret : "";
+  }
+  template <typename F>
+  bool WaitUntil(F f, int timeout_ms) {
+    const auto end = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+    while (!f()) {
+      if (std::chrono::steady_clock::now() > end) return false;
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
+    return true;
+  }
+};
+
+TEST_F(WebhookTest, DeliveredWithAValidSignature) {
+  Begin();
+  WebhookReceiver rx;
+  const std::string secret_hex = Hook(rx.port());
+  ASSERT_EQ(secret_hex.size(), 64u);
+  Resp p = Pay(250);
+  ASSERT_EQ(p.status, 201u) << p.body;
+  ASSERT_TRUE(rx.WaitFor(1, 5000));
+  WebhookReceiver::Request r = rx.requests()[0];
+  EXPECT_EQ(r.target, "/hooks");
+  json ev = json::parse(r.body);
+  EXPECT_EQ(ev["type"], "payment.authorized");
+  EXPECT_EQ(ev["data"]["id"], p.j["id"]);
+  EXPECT_EQ(r.event_id, ev["id"]);
+  EXPECT_EQ(r.attempt, "1");
+  EXPECT_EQ(ev, AllEvents().back());  // the body is the feed's event
+  // The signature, checked here from its definition: t=<unix>,v1=hex(HMAC(secret, t.body)).
+  const size_t comma = r.signature.find(",v1=");
+  ASSERT_TRUE(r.signature.starts_with("t=") && comma != std::string::npos) << r.signature;
+  const std::string t = r.signature.substr(2, comma - 2);
+  EXPECT_LE(std::abs(std::stoll(t) - SystemMs() / 1000), 60);
+  auto key = nc::FromHex(secret_hex);
+  ASSERT_TRUE(key.ok());
+  std::string signed_text = t + "." + r.body;
+  auto mac = nc::Hmac(
+      nc::HashAlg::kSha256, *key,
+      nc::ByteView(reinterpret_cast<const uint8_t*>(signed_text.data()), signed_text.size()));
+  ASSERT_TRUE(mac.ok());
+  std::string hex = nc::ToHex(*mac);
+  for (char& c : hex) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  EXPECT_EQ(r.signature.substr(comma + 4), hex);
+  Result<nc::SecretBytes> secret = nc::SecretFromHex(secret_hex);
+  ASSERT_TRUE(secret.ok());
+  const int64_t now_s = SystemMs() / 1000;
+  EXPECT_TRUE(VerifyWebhookSignature(*secret, r.signature, r.body, now_s));
+  EXPECT_FALSE(VerifyWebhookSignature(*secret, r.signature, r.body + " ", now_s));
+  EXPECT_FALSE(VerifyWebhookSignature(*secret, r.signature, r.body, now_s + 3600));
+  EXPECT_FALSE(VerifyWebhookSignature(*secret, "t=1,v1=00", r.body, now_s));
+
+  ASSERT_TRUE(WaitUntil([&] { return webhooks_->Stats().delivered == 1; }, 5000));
+  Resp d = Call("GET", "/v1/webhooks/deliveries");
+  ASSERT_EQ(d.status, 200u) << d.body;
+  ASSERT_EQ(d.j["data"].size(), 1u);
+  EXPECT_EQ(d.j["data"][0]["event_id"], ev["id"]);
+  EXPECT_EQ(d.j["data"][0]["status"], "delivered");
+  EXPECT_EQ(d.j["data"][0]["http_status"], 200);
+  EXPECT_EQ(Call("GET", "/v1/webhooks/deliveries?status=failed").j["data"].size(), 0u);
+  EXPECT_EQ(Call("GET", "/v1/webhooks/deliveries?status=bogus").status, 400u);
+  EXPECT_EQ(Call("POST", "/v1/webhooks/deliveries", "{}", NextKey()).status, 405u);
+  http::request<http::string_body> metrics{http::verb::get, "/metrics", 11};
+  std::string text = client_->Send(metrics).body;
+  EXPECT_NE(text.find("narae_webhook_deliveries_total{outcome=\"delivered\"} 1"),
+            std::string::npos);
+  std::printf("webhook: event to delivery %llu ms (poll interval 10 ms, no fsync)\n",
+              static_cast<unsigned long long>(webhooks_->Stats().latency_ms_sum));
+}
+
+TEST_F(WebhookTest, RegistrationIsCheckedAndRemovable) {
+  Begin();
+  EXPECT_EQ(SetWebhook(*ledger_, *keys_, "NOPE", "http://127.0.0.1:1/x").status().code(),
+            StatusCode::kNotFound);
+  for (const char* bad : {"https://127.0.0.1/x", "http://", "http://h:0/", "http://h:99999/",
+                          "http://u@h/", "http://h/ x", "ftp://h/"}) {
+    EXPECT_EQ(SetWebhook(*ledger_, *keys_, "SOCKS001", bad).status().code(),
+              StatusCode::kInvalidArgument)
+        << bad;
+  }
+  EXPECT_EQ(
+      SetWebhook(*ledger_, *keys_, "SOCKS001", "http://127.0.0.1:1/x", "abcd").status().code(),
+      StatusCode::kInvalidArgument);
+  const std::string chosen(64, 'a');
+  Result<std::string> s = SetWebhook(*ledger_, *keys_, "SOCKS001", "http://[::1]:8/x", chosen);
+  ASSERT_TRUE(s.ok());
+  EXPECT_EQ(*s, chosen);
+  auto got = GetWebhook(*ledger_, "SOCKS001");
+  ASSERT_TRUE(got.ok() && got->has_value());
+  EXPECT_EQ((*got)->url, "http://[::1]:8/x");
+  ASSERT_OK(RemoveWebhook(*ledger_, "SOCKS001"));
+  got = GetWebhook(*ledger_, "SOCKS001");
+  ASSERT_TRUE(got.ok());
+  EXPECT_FALSE(got->has_value());
+  EXPECT_EQ(RemoveWebhook(*ledger_, "NOODLE01").code(), StatusCode::kNotFound);
+}
+
+TEST_F(WebhookTest, ReceiverDownIsRetriedWithBackoffThenDelivered) {
+  webhook_options_.attempts_max = 50;
+  Begin();
+  const uint16_t port = FreePort();
+  Hook(port);
+  Resp p = Pay(260);
+  ASSERT_EQ(p.status, 201u);
+  ASSERT_TRUE(WaitUntil([&] { return webhooks_->Stats().attempts >= 1; }, 3000));
+  const auto first = std::chrono::steady_clock::now();
+  ASSERT_TRUE(WaitUntil([&] { return webhooks_->Stats().attempts >= 4; }, 5000));
+  const auto fourth = std::chrono::steady_clock::now();
+  // Waits of at least 25 + 50 + 100 ms (the jitter takes at most half).
+  EXPECT_GE(std::chrono::duration_cast<std::chrono::milliseconds>(fourth - first).count(), 170);
+  EXPECT_GE(webhooks_->Stats().retries, 3u);
+  EXPECT_EQ(webhooks_->Stats().delivered, 0u);
+  WebhookReceiver rx(port);
+  ASSERT_TRUE(rx.WaitFor(1, 5000));
+  WebhookReceiver::Request r = rx.requests()[0];
+  EXPECT_GE(std::stoi(r.attempt), 5);
+  EXPECT_EQ(json::parse(r.body)["data"]["id"], p.j["id"]);
+  ASSERT_TRUE(WaitUntil([&] { return webhooks_->Stats().delivered == 1; }, 5000));
+  Resp d = Call("GET", "/v1/webhooks/deliveries");
+  ASSERT_EQ(d.j["data"].size(), 1u);
+  EXPECT_EQ(d.j["data"][0]["attempts"], std::stoi(r.attempt));
+}
+
+TEST_F(WebhookTest, FailedAfterTheLastAttemptAndListed) {
+  webhook_options_.attempts_max = 3;
+  webhook_options_.backoff_initial_ms = 20;
+  Begin();
+  WebhookReceiver rx;
+  rx.set_status(500);
+  Hook(rx.port());
+  Resp p = Pay(270);
+  ASSERT_EQ(p.status, 201u);
+  ASSERT_TRUE(WaitUntil([&] { return webhooks_->Stats().failed == 1; }, 5000));
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  EXPECT_EQ(rx.requests().size(), 3u);  // never a fourth
+  Resp d = Call("GET", "/v1/webhooks/deliveries?status=failed");
+  ASSERT_EQ(d.status, 200u) << d.body;
+  ASSERT_EQ(d.j["data"].size(), 1u);
+  EXPECT_EQ(d.j["data"][0]["attempts"], 3);
+  EXPECT_EQ(d.j["data"][0]["http_status"], 500);
+  EXPECT_EQ(d.j["data"][0]["type"], "payment.authorized");
+  http::request<http::string_body> metrics{http::verb::get, "/metrics", 11};
+  EXPECT_NE(
+      client_->Send(metrics).body.find("narae_webhook_deliveries_total{outcome=\"failed\"} 1"),
+      std::string::npos);
+  // The next event is delivered normally; failed ones stay failed after a restart.
+  rx.set_status(202);
+  ASSERT_EQ(Pay(271).status, 201u);
+  ASSERT_TRUE(WaitUntil([&] { return webhooks_->Stats().delivered == 1; }, 5000));
+  Restart();
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  EXPECT_EQ(rx.requests().size(), 4u);
+}
+
+TEST_F(WebhookTest, BoundedQueueAndConcurrencyDeliverEverythingOnce) {
+  webhook_options_.queue_max = 2;
+  webhook_options_.concurrency_max = 1;
+  Begin();
+  WebhookReceiver rx;
+  Hook(rx.port());
+  const int n = 7;
+  for (int i = 0; i < n; ++i) ASSERT_EQ(Pay(300 + i).status, 201u);
+  ASSERT_TRUE(rx.WaitFor(n, 5000));
+  ASSERT_TRUE(WaitUntil([&] { return webhooks_->Stats().delivered == n; }, 5000));
+  std::set<std::string> ids;
+  for (const auto& r : rx.requests()) ids.insert(r.event_id);
+  EXPECT_EQ(ids.size(), static_cast<size_t>(n));
+  EXPECT_LE(webhooks_->Stats().queued, 2u);
+}
+
+// Figures, not a timed assertion (docs/api.md, "Webhook figures"): a backlog
+// of NARAE_WEBHOOK_FIGURE_EVENTS events (default 100) made while the
+// dispatcher is off, delivered after it starts; then the latency of events
+// made one at a time. The ledger fsyncs.
+TEST_F(WebhookTest, DeliveryFigures) {
+  const char* env = std::getenv("NARAE_WEBHOOK_FIGURE_EVENTS");
+  const int n = env ? std::max(1, std::atoi(env)) : 100;
+  ledger_sync_ = true;
+  with_webhooks_ = false;
+  Begin();
+  WebhookReceiver rx;
+  Hook(rx.port());
+  for (int i = 0; i < n; ++i) ASSERT_EQ(Pay(100 + i % 50).status, 201u);
+  Stop();
+  with_webhooks_ = true;
+  webhook_options_.poll_interval_ms = 50;  // the default
+  const auto start = std::chrono::steady_clock::now();
+  Begin();
+  ASSERT_TRUE(
+      WaitUntil([&] { return webhooks_->Stats().delivered == static_cast<uint64_t>(n); }, 30000));
+  const double backlog_s =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  const WebhookStats before = webhooks_->Stats();
+  const int m = 10;
+  for (int i = 0; i < m; ++i) {
+    ASSERT_EQ(Pay(100).status, 201u);
+    const uint64_t want = static_cast<uint64_t>(n + i + 1);
+    ASSERT_TRUE(WaitUntil([&] { return webhooks_->Stats().delivered == want; }, 5000));
+  }
+  WebhookStats st = webhooks_->Stats();
+  EXPECT_EQ(rx.requests().size(), static_cast<size_t>(n + m));
+  std::printf(
+      "webhook figures: backlog of %d events delivered in %.3f s (%.0f events/s, "
+      "concurrency %u, fsync on); one at a time: mean %.1f ms from the event's commit to its "
+      "delivery over %d events (poll %u ms)\n",
+      n, backlog_s, n / backlog_s, webhook_options_.concurrency_max,
+      static_cast<double>(st.latency_ms_sum - before.latency_ms_sum) / m, m,
+      webhook_options_.poll_interval_ms);
+}
+
+TEST(HttpConfig, TheConfigFileSetsTheApiLimits) {
+  SwitchConfig c;
+  ASSERT_OK(ApplyConfigJson(R"({"data": "d", "http": {"body_bytes_max": 2048,
+      "header_bytes_max": 4096, "keep_alive_timeout_ms": 1500, "max_connections": 7,
+      "rate_per_s": 5, "rate_burst": 9, "signature_skew_s": 60, "threads": 3,
+      "webhooks": {"attempts_max": 3, "backoff_initial_ms": 10, "backoff_max_ms": 20,
+                   "queue_max": 50, "concurrency_max": 2}}})",
+                            &c));
+  ASSERT_OK(ValidateConfig(c));
+  HttpConfig h;
+  ASSERT_OK(ApplyHttpConfigJson(c.http_json, &h));
+  EXPECT_EQ(h.server.body_bytes_max, 2048u);
+  EXPECT_EQ(h.server.header_bytes_max, 4096u);
+  EXPECT_EQ(h.server.idle_timeout_ms, 1500u);
+  EXPECT_EQ(h.server.max_connections, 7u);
+  EXPECT_EQ(h.server.threads, 3u);
+  EXPECT_EQ(h.api.rate_per_s, 5u);
+  EXPECT_EQ(h.api.rate_burst, 9u);
+  EXPECT_EQ(h.api.signature_skew_s, 60);
+  EXPECT_EQ(h.webhooks.attempts_max, 3u);
+  EXPECT_EQ(h.webhooks.backoff_max_ms, 20u);
+  EXPECT_EQ(h.webhooks.queue_max, 50u);
+  EXPECT_EQ(h.webhooks.concurrency_max, 2u);
+  HttpConfig defaults;
+  ASSERT_OK(ApplyHttpConfigJson("{}", &defaults));
+  EXPECT_EQ(defaults.server.body_bytes_max, HttpServerOptions{}.body_bytes_max);
+  for (const char* bad :
+       {R"({"http": {"body_bytes_max": 1}})", R"({"http": {"bogus": 1}})",
+        R"({"http": {"rate_per_s": "5"}})", R"({"http": {"threads": -1}})",
+        R"({"http": {"webhooks": {"attempts_max": 0}}})",
+        R"({"http": {"webhooks": {"backoff_initial_ms": 100, "backoff_max_ms": 10}}})",
+        R"({"http": {"webhooks": {"bogus": 1}}})"}) {
+    SwitchConfig b;
+    b.data_dir = "d";
+    ASSERT_OK(ApplyConfigJson(bad, &b));
+    Status s = ValidateConfig(b);
+    EXPECT_EQ(s.code(), StatusCode::kInvalidArgument) << bad;
+  }
+  SwitchConfig wrong;
+  EXPECT_FALSE(ApplyConfigJson(R"({"http": 3})", &wrong).ok());
 }
 
 }  // namespace

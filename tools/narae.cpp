@@ -3,6 +3,7 @@
 #include <exception>
 
 #include "tools/cli.hpp"
+#include "tools/cmd_webhook.hpp"
 
 namespace narae::tools {
 namespace {
@@ -20,6 +21,7 @@ int main(int argc, char** argv) {
   narae::tools::RegisterLedgerCommands(app);
   narae::tools::RegisterHsmCommands(app);
   narae::tools::RegisterBankCommands(app);
+  narae::tools::RegisterWebhookCommands(app);  // merchant webhook ...
   narae::tools::RegisterSwitchBenchCommands(app);
   narae::tools::RegisterAuditCommands(app);
   narae::tools::RegisterSettleCommands(app);

@@ -1,0 +1,249 @@
+// The payment event feed (see api_events.hpp and docs/api.md, "Events").
+//
+// Cost sketch: an event is one aux put in the transaction of its change
+// (about 300 bytes); a hold adds one aux put (its expiry index row). The
+// expiry scan is a bounded prefix scan of ap/h/ behind its cursor and one
+// hold lookup per due row, once a second, off the sequencer thread; its
+// transaction re-checks every hold and the cursor, so a row is turned into
+// an event at most once even if two scans race.
+#include "switch/api_events.hpp"
+
+#include <algorithm>
+#include <atomic>
+#include <cstdio>
+#include <future>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <vector>
+
+#include "switch/api.hpp"
+#include "switch/authorizer.hpp"
+#include "switch/bank.hpp"
+#include "switch/settlement.hpp"
+
+namespace narae::switching {
+namespace {
+
+using json = nlohmann::json;
+
+constexpr std::string_view kAuxRrnIndexPrefix = "au/r/";
+constexpr size_t kExpirySuffixBytes = 16 + kRrnBytes;
+
+// The last event id handed out in this process (sequencer threads only;
+// atomic because several ledgers may live in one process, e.g. tests).
+std::atomic<uint64_t> g_event_id_last{0};
+
+uint64_t NextEventId(uint64_t group_ns) {
+  uint64_t last = g_event_id_last.load(std::memory_order_relaxed);
+  uint64_t next = 0;
+  do {
+    next = std::max(last + 1, group_ns);
+  } while (!g_event_id_last.compare_exchange_weak(last, next, std::memory_order_relaxed));
+  return next;
+}
+
+json PaymentData(std::string_view rrn, std::string_view status, uint64_t amount_minor,
+                 uint16_t currency, uint64_t captured_minor) {
+  return json{{"id", "pay_" + std::string(rrn)},
+              {"object", "payment"},
+              {"status", status},
+              {"amount", amount_minor},
+              {"currency", CurrencyAlpha(currency)},
+              {"amount_captured", captured_minor},
+              {"channel", "iso8583"}};
+}
+
+struct DueHold {
+  std::string suffix;  // ap/h/ suffix: expires_at hex + RRN
+  std::string merchant;
+  ledger::TransferId hold;
+};
+
+}  // namespace
+
+std::string Hex16(uint64_t v) {
+  char buf[17];
+  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(v));
+  return buf;
+}
+
+std::string PutEvent(ledger::Txn& txn, std::string_view merchant, std::string_view type,
+                     std::string_view data_json) {
+  NARAE_CHECK(!merchant.empty() && !type.empty() && !data_json.empty());
+  const std::string id = Hex16(NextEventId(txn.now_ns()));
+  std::string ev;
+  ev.reserve(data_json.size() + 128);
+  ev += "{\"id\":\"evt_" + id + "\",\"type\":" + json(std::string(type)).dump() +
+        ",\"created_at_ms\":" + std::to_string(txn.now_ns() / 1'000'000) + ",\"data\":";
+  ev += data_json;
+  ev += "}";
+  txn.PutAux(std::string(kAuxEventPrefix) + std::string(merchant) + "/" + id, ev);
+  return "evt_" + id;
+}
+
+void IndexHoldExpiry(ledger::Txn& txn, std::string_view merchant, std::string_view rrn,
+                     const ledger::TransferId& hold) {
+  if (rrn.size() != kRrnBytes) return;
+  std::optional<ledger::HoldInfo> h = txn.PeekHold(hold);
+  if (!h || h->expires_at == 0) return;
+  txn.PutAux(std::string(kAuxExpiryIndexPrefix) + Hex16(h->expires_at) + std::string(rrn),
+             std::string(merchant) + "/" + hold.ToHex());
+}
+
+void RecordIsoChange(ledger::Txn& txn, const BankCache& bank, const PaymentChange& c) {
+  std::shared_ptr<const Terminal> t = bank.FindTerminal(c.terminal_id);
+  if (!t) return;
+  const std::string& merchant = t->merchant_id;
+  if (c.kind == RequestKind::kHold) IndexHoldExpiry(txn, merchant, c.rrn, c.transfer);
+  if (c.hooked) return;  // the HTTP API writes the event of its own requests
+  std::string orig_key = c.orig_key;
+  if (orig_key.empty() && !c.rrn_ref.empty()) {
+    if (std::optional<std::string> k = txn.GetAux(std::string(kAuxRrnIndexPrefix) + c.rrn_ref)) {
+      orig_key = std::string(kRequestRecordPrefix) + *k;
+    }
+  }
+  std::optional<RequestRecord> orig;
+  if (!orig_key.empty()) {
+    if (std::optional<std::string> v = txn.GetAux(orig_key)) orig = ParseRequestRecord(*v);
+  }
+  const std::string orig_rrn = orig ? orig->rrn : std::string();
+  const uint64_t orig_amount = orig ? orig->amount_minor : 0;
+  std::string type;
+  json data;
+  switch (c.kind) {
+    case RequestKind::kHold:
+      type = "payment.authorized";
+      data = PaymentData(c.rrn, "authorized", c.amount_minor, c.currency, 0);
+      break;
+    case RequestKind::kPurchase:
+      type = "payment.captured";
+      data = PaymentData(c.rrn, "captured", c.amount_minor, c.currency, c.amount_minor);
+      break;
+    case RequestKind::kCompletion:
+      type = "payment.captured";
+      data = PaymentData(orig_rrn, "captured", orig_amount, c.currency, c.amount_minor);
+      break;
+    case RequestKind::kReversal:
+      type = "payment.voided";
+      data = PaymentData(orig_rrn, c.partial ? "authorized" : "voided", orig_amount, c.currency, 0);
+      data["amount_voided"] = c.amount_minor;
+      data["partial"] = c.partial;
+      break;
+    case RequestKind::kRefund:
+      type = "payment.refunded";
+      data = json{{"id", "re_" + c.rrn},
+                  {"object", "refund"},
+                  {"payment_id", orig_rrn.empty() ? json(nullptr) : json("pay_" + orig_rrn)},
+                  {"amount", c.amount_minor},
+                  {"currency", CurrencyAlpha(c.currency)},
+                  {"status", "succeeded"},
+                  {"channel", "iso8583"}};
+      break;
+    default:
+      return;
+  }
+  data["iso8583"] = {{"rrn", c.rrn}, {"terminal_id", c.terminal_id}};
+  PutEvent(txn, merchant, type, data.dump());
+}
+
+void RecordSettlementEvent(ledger::Txn& txn, const MerchantSettlement& m) {
+  json data = {{"object", "settlement"},
+               {"id", "stl_" + std::to_string(m.day) + "_" + CurrencyAlpha(m.currency)},
+               {"day", m.day},
+               {"currency", CurrencyAlpha(m.currency)},
+               {"captures", m.captures_minor},
+               {"captures_count", m.captures_count},
+               {"refunds", m.refunds_minor},
+               {"refunds_count", m.refunds_count},
+               {"fees", m.fees_minor},
+               {"delivery", m.delivery_minor},
+               {"payout", m.payout_minor},
+               {"recovery", m.recovery_minor},
+               {"settled_at_ms", m.settled_at_ns / 1'000'000}};
+  PutEvent(txn, m.merchant_id, "settlement.settled", data.dump());
+}
+
+Status ScanAuxAfter(ledger::Ledger& ledger, const std::string& prefix, std::string_view after,
+                    const std::function<bool(std::string_view, std::string_view)>& fn) {
+  static constexpr std::string_view kHex = "0123456789abcdef";
+  bool go = true;
+  auto visit = [&](std::string_view k, std::string_view v) {
+    if (k.substr(prefix.size()) <= after) return true;
+    go = fn(k, v);
+    return go;
+  };
+  if (after.empty()) return ledger.ScanAux(prefix, visit);
+  std::string_view steer = after.substr(0, std::min<size_t>(after.size(), 16));
+  for (char c : steer) {
+    if (kHex.find(c) == std::string_view::npos) return Status::InvalidArgument("bad cursor");
+  }
+  // Keys extending `steer` come first, then those with a larger digit at the
+  // last position, then at the one before, ...
+  NARAE_RETURN_IF_ERROR(ledger.ScanAux(prefix + std::string(steer), visit));
+  for (size_t i = steer.size(); i-- > 0 && go;) {
+    std::string base = prefix + std::string(steer.substr(0, i));
+    for (size_t d = kHex.find(steer[i]) + 1; d < kHex.size() && go; ++d) {
+      NARAE_RETURN_IF_ERROR(ledger.ScanAux(base + kHex[d], visit));
+    }
+  }
+  return Status::Ok();
+}
+
+void EmitExpiredHolds(ledger::Ledger& ledger, uint64_t now_ns,
+                      std::function<void(Result<size_t>)> done) {
+  const std::string prefix(kAuxExpiryIndexPrefix);
+  const std::string cursor = ledger.GetAux(kAuxExpiryCursorKey).value_or("");
+  auto due = std::make_shared<std::vector<DueHold>>();
+  Status s = ScanAuxAfter(ledger, prefix, cursor, [&](std::string_view k, std::string_view v) {
+    std::string_view suffix = k.substr(prefix.size());
+    if (suffix.size() != kExpirySuffixBytes) return true;  // not ours: skipped
+    uint64_t expires_at = std::strtoull(std::string(suffix.substr(0, 16)).c_str(), nullptr, 16);
+    if (expires_at > now_ns) return false;
+    const size_t slash = v.rfind('/');
+    std::optional<ledger::U128> id =
+        slash == std::string_view::npos ? std::nullopt : ledger::U128::Parse(v.substr(slash + 1));
+    if (!id) return true;
+    std::optional<ledger::HoldInfo> h = ledger.LookupHold(ledger::TransferId{*id});
+    if (h && h->state == ledger::HoldState::kPending)
+      return false;  // not expired by the ledger yet
+    due->push_back({std::string(suffix), std::string(v.substr(0, slash)), ledger::TransferId{*id}});
+    return due->size() < kExpiryScanBatchMax;
+  });
+  if (!s.ok()) return done(s);
+  if (due->empty()) return done(size_t{0});
+  auto written = std::make_shared<size_t>(0);
+  Status sub = ledger.Submit(
+      [due, written](ledger::Txn& txn) {
+        std::string at = txn.GetAux(kAuxExpiryCursorKey).value_or("");
+        for (const DueHold& d : *due) {
+          if (d.suffix <= at) continue;  // another scan wrote it
+          std::optional<ledger::HoldInfo> h = txn.PeekHold(d.hold);
+          if (h && h->state == ledger::HoldState::kExpired) {
+            json data = {{"id", "pay_" + d.suffix.substr(16)},
+                         {"object", "payment"},
+                         {"status", "expired"},
+                         {"amount", h->hold.amount_minor},
+                         {"currency", CurrencyAlpha(static_cast<uint16_t>(h->hold.ledger))},
+                         {"expired_at_ms", h->resolved_at / 1'000'000}};
+            PutEvent(txn, d.merchant, "payment.expired", data.dump());
+            ++*written;
+          }
+          at = d.suffix;
+        }
+        txn.PutAux(kAuxExpiryCursorKey, at);
+      },
+      [written, done](Status st) {
+        if (!st.ok()) return done(st);
+        done(*written);
+      });
+  if (!sub.ok()) done(sub);
+}
+
+Result<size_t> EmitExpiredHoldsSync(ledger::Ledger& ledger, uint64_t now_ns) {
+  std::promise<Result<size_t>> p;
+  std::future<Result<size_t>> f = p.get_future();
+  EmitExpiredHolds(ledger, now_ns, [&p](Result<size_t> r) { p.set_value(std::move(r)); });
+  return f.get();
+}
+
+}  // namespace narae::switching
