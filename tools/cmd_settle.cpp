@@ -16,6 +16,7 @@
 #include <fstream>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <random>
 #include <string>
 #include <vector>
@@ -23,6 +24,7 @@
 #include "crypto/crypto.hpp"
 #include "ledger/ledger.hpp"
 #include "switch/bank.hpp"
+#include "switch/iso8583.hpp"
 #include "switch/settlement.hpp"
 #include "tools/cli.hpp"
 #include "tools/statement.hpp"
@@ -285,6 +287,23 @@ void RegisterFees(CLI::App& app) {
 
 // ---- bank (other banks) ----------------------------------------------------------
 
+// "408:5000000" or "408:5000000:100000" (digits only; nullopt otherwise).
+std::optional<sw::StandInTerms> ParseStandIn(std::string_view text) {
+  std::vector<uint64_t> parts;
+  for (size_t i = 0; i < 3; ++i) {
+    const size_t colon = text.find(':');
+    Result<uint64_t> v = sw::ParseDigits(text.substr(0, colon));
+    if (!v.ok()) return std::nullopt;
+    parts.push_back(*v);
+    if (colon == std::string_view::npos) break;
+    if (i == 2) return std::nullopt;  // more than three parts
+    text.remove_prefix(colon + 1);
+  }
+  if (parts.size() < 2 || parts[0] == 0 || parts[0] > 999) return std::nullopt;
+  return sw::StandInTerms{static_cast<uint16_t>(parts[0]), parts[1],
+                          parts.size() == 3 ? parts[2] : 0};
+}
+
 void RegisterOtherBanks(CLI::App& app) {
   CLI::App* bank = app.add_subcommand("bank", "other banks (BIN ranges, SIM issuers, interbank)");
   bank->require_subcommand(1);
@@ -293,6 +312,7 @@ void RegisterOtherBanks(CLI::App& app) {
     sw::OtherBank b;
     std::vector<std::string> ranges;
     std::vector<uint16_t> currencies{408};
+    std::vector<std::string> stand_in;
   };
   auto o = std::make_shared<Opts>();
   CLI::App* add = bank->add_subcommand("add", "register another bank and its interbank accounts");
@@ -302,8 +322,17 @@ void RegisterOtherBanks(CLI::App& app) {
   add->add_option("--bin-range", o->ranges, "LOW-HIGH card BIN range (repeatable)");
   add->add_option("--sim-issuer", o->b.sim_issuers, "SIM token prefix (repeatable)");
   add->add_option("--currencies", o->currencies, "ISO 4217 numeric codes")->delimiter(',');
+  add->add_option("--stand-in", o->stand_in,
+                  "CUR:DAILY_MAX[:SINGLE_MAX] stand-in agreement, minor units (repeatable; "
+                  "without one the bank's cards and SIMs are declined)");
   add->callback([o] {
     sw::OtherBank b = o->b;
+    for (const std::string& t : o->stand_in) {
+      std::optional<sw::StandInTerms> terms = ParseStandIn(t);
+      if (!terms)
+        return Fail(o->c, Status::InvalidArgument("--stand-in CUR:DAILY_MAX[:SINGLE_MAX]"));
+      b.stand_in.push_back(*terms);
+    }
     for (const std::string& r : o->ranges) {
       size_t dash = r.find('-');
       if (dash == std::string::npos) {
