@@ -556,14 +556,9 @@ TEST_F(InterbankTest, BankAddStandInTermsAreValidated) {
   EXPECT_NE(Narae(base + "--id A --stand-in 408:1:1:1").first, 0);
   EXPECT_NE(Narae(base + "--id A --stand-in x:1").first, 0);
   EXPECT_NE(Narae(base + "--id A --stand-in 1000:1").first, 0);
-  auto [rc, out] = Narae(base + "--id A --currencies 408,840 --stand-in 840:5000:100 --json");
+  auto [rc, out] = Narae(base + "--id A --currencies 408,840 --stand-in 840:5000:100");
   ASSERT_EQ(rc, 0) << out;
-  json j = json::parse(out, nullptr, false);
-  ASSERT_TRUE(j.is_object()) << out;
-  ASSERT_EQ(j["stand_in"].size(), 1u);
-  EXPECT_EQ(j["stand_in"][0]["currency"], 840);
-  EXPECT_EQ(j["stand_in"][0]["daily_max_minor"], 5000);
-  EXPECT_EQ(j["stand_in"][0]["single_max_minor"], 100);
+  EXPECT_NE(out.find("stand-in 840: 5000 a day, 100 a payment"), std::string::npos) << out;
   Start();
   // Read back as the authorizer reads it.
   banks = ListOtherBanks(*ledger_);

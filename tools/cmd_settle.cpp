@@ -304,6 +304,19 @@ std::optional<sw::StandInTerms> ParseStandIn(std::string_view text) {
                           parts.size() == 3 ? parts[2] : 0};
 }
 
+// "  stand-in 408: 500000 a day, 100000 a payment (minor units)" per term, or
+// the refusal.
+std::string StandInText(const sw::OtherBank& b) {
+  if (b.stand_in.empty()) return "  no stand-in agreement: its cards and SIMs are declined (57)\n";
+  std::string text;
+  for (const sw::StandInTerms& t : b.stand_in) {
+    const uint64_t single = t.single_max_minor != 0 ? t.single_max_minor : t.daily_max_minor;
+    text += "  stand-in " + std::to_string(t.currency) + ": " + Money(t.daily_max_minor) +
+            " a day, " + Money(single) + " a payment (minor units)\n";
+  }
+  return text;
+}
+
 void RegisterOtherBanks(CLI::App& app) {
   CLI::App* bank = app.add_subcommand("bank", "other banks (BIN ranges, SIM issuers, interbank)");
   bank->require_subcommand(1);
@@ -348,6 +361,7 @@ void RegisterOtherBanks(CLI::App& app) {
     for (const sw::InterbankAccount& a : r->accounts) {
       text += "  interbank account " + std::to_string(a.currency) + " " + a.account.ToHex() + "\n";
     }
+    text += StandInText(*r);
     Print(o->c, json::parse(sw::EncodeOtherBank(*r)), text);
   });
   CLI::App* list = bank->add_subcommand("list", "list the other banks");
@@ -361,7 +375,7 @@ void RegisterOtherBanks(CLI::App& app) {
     std::string text;
     for (const sw::OtherBank& b : *banks) {
       arr.push_back(json::parse(sw::EncodeOtherBank(b)));
-      text += b.id + "  " + b.name + "\n";
+      text += b.id + "  " + b.name + "\n" + StandInText(b);
     }
     Print(o->c, json{{"banks", arr}}, text);
   });
