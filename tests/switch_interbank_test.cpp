@@ -464,6 +464,48 @@ TEST_F(InterbankTest, UnknownIssuerNoAgreementAndUnverifiableCredentialsAreDecli
   ExpectSame(before, Balances());
 }
 
+// Chip data of another bank: the ARQC cannot be checked, the ATC can; ISO
+// refunds of a foreign card and SIM credit the bank's interbank account.
+TEST_F(InterbankTest, ForeignChipAtcIsNeverReplayedAndRefundsCreditTheBank) {
+  const std::string pan = PanWithPrefix("950111", 4);
+  const std::vector<uint8_t> arqc(8, 0xA5);  // any value: it is the issuer's to check
+  auto chip = [&](uint64_t amount, uint64_t chip_amount, uint16_t atc) {
+    Message m = CardPayment("0200", pan, amount, "3012", "");
+    m.Set(55, BuildChipData(chip_amount, 408, atc, 0x01020304, arqc));
+    return m;
+  };
+  Message paid = chip(4'000, 4'000, 7);
+  Message r = Iso(paid);
+  ASSERT_EQ(Rc(r), "00");
+  EXPECT_FALSE(r.Has(55)) << "no ARPC without the issuer's key";
+  EXPECT_EQ(Rc(Iso(chip(1'000, 1'000, 7))), "05") << "ATC replayed";
+  EXPECT_EQ(Rc(Iso(chip(1'000, 1'000, 6))), "05") << "ATC went back";
+  EXPECT_EQ(Rc(Iso(chip(1'000, 999, 8))), "30") << "chip amount differs from field 4";
+  ASSERT_EQ(Rc(Iso(chip(1'000, 1'000, 8))), "00");
+  EXPECT_EQ(Account(Interbank("KORYO")).debits_posted, 5'000u);
+
+  auto refund = [&](const std::string& credential, const Message& answer, uint64_t amount) {
+    Message m = IsoBase("0200");
+    m.Set(2, credential);
+    m.Set(3, "200000");
+    m.Set(4, *FormatAmount(amount));
+    m.Set(49, "408");
+    m.Set(37, answer.Get(37));
+    return Rc(Iso(m));
+  };
+  EXPECT_EQ(refund(pan, r, 4'001), "13") << "more than was captured";
+  EXPECT_EQ(refund(PanWithPrefix("950111", 5), r, 1'000), "12") << "another card";
+  EXPECT_EQ(refund(pan, r, 1'500), "00");
+  EXPECT_EQ(Account(Interbank("KORYO")).credits_posted, 1'500u);
+
+  Message sim_answer = Iso(SimPayment("9520000000000058", 3'000, 1));
+  ASSERT_EQ(Rc(sim_answer), "00");
+  EXPECT_EQ(refund("9520000000000058", sim_answer, 3'000), "00");
+  EXPECT_EQ(Account(Interbank("DAEDONG")).credits_posted, 3'000u);
+  EXPECT_EQ(refund("9530000000000058", sim_answer, 1), "12") << "another bank's token";
+  EXPECT_EQ(refund("9999000000000001", sim_answer, 1), "14") << "no such issuer";
+}
+
 // The agreement's limits: one payment and the bank's day, released by a reversal.
 TEST_F(InterbankTest, PerBankStandInLimitsAreEnforcedAndReleasedByReversals) {
   const std::string pan_a = PanWithPrefix("950150", 1);
