@@ -347,6 +347,14 @@ Result<json> BankAdd(const AdminTarget& t, Args& a) {
     b.bin_ranges.push_back({r.substr(0, dash), r.substr(dash + 1)});
   }
   b.sim_issuers = a.StrList("sim_issuers");
+  for (const std::string& s : a.StrList("stand_in")) {  // "CUR:DAILY_MAX[:SINGLE_MAX]"
+    std::optional<StandInTerms> terms = ParseStandIn(s);
+    if (!terms) {
+      a.Bad("--stand-in CUR:DAILY_MAX[:SINGLE_MAX]");
+      break;
+    }
+    b.stand_in.push_back(*terms);
+  }
   const std::vector<uint16_t> currencies = a.U16List("currencies", {408});
   NARAE_RETURN_IF_ERROR(a.status());
   Result<OtherBank> r = AddOtherBank(*t.ledger, b, currencies);

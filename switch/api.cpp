@@ -20,6 +20,7 @@
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <random>
 #include <set>
 #include <unordered_map>
 
@@ -415,7 +416,10 @@ class ApiImpl final : public Api {
   std::shared_ptr<BankCache> bank_;  // shared with the authorizer's observer
   RateLimiter rate_;
   std::atomic<uint64_t> request_seq_{0};
-  std::atomic<uint32_t> stan_seq_{0};
+  // Starts at a random value: a restart within the same second as the last
+  // run's requests would otherwise reuse its (terminal, time, STAN) keys and
+  // exhaust the 94 retries (found by SwitchCrash's HTTP storefronts).
+  std::atomic<uint32_t> stan_seq_{static_cast<uint32_t>(std::random_device{}())};
   std::atomic<uint64_t> in_flight_{0};
   std::mutex auth_mu_;
   std::unordered_map<std::string, std::shared_ptr<const crypto::SecretBytes>>
@@ -983,11 +987,11 @@ void ApiImpl::Finish(const std::shared_ptr<PostCtx>& ctx, const Message& respons
     r.status = 500;
     r.body = ErrorBody({500, "internal_error", "the request failed"}, ctx->request_id);
   } else if (!ctx->decided || response.Get(39) != ctx->seen_rc) {
-    // Never decided, or the ledger write failed after the decision.
-    RC rc = RC::kSystemMalfunction;
-    if (Result<RC> p = ParseResponseCode(response.Get(39)); p.ok()) rc = *p;
-    ApiError e = DeclineError(rc == RC::kApproved ? RC::kSystemMalfunction : rc, ctx->op, ctx->sim);
-    if (e.status < 500) e = {503, "service_unavailable", "the ledger is unavailable; retry later"};
+    // Never decided, or the ledger write failed after the decision (a full
+    // disk answers 96 for the write that failed, then 91): nothing was
+    // stored, the same key may be retried, so 503 and never a 500
+    // (found by DiskFault.FullDiskHttpAnswers503HealthzReportsItAndRecovers).
+    ApiError e{503, "service_unavailable", "the ledger is unavailable; retry later"};
     r.status = e.status;
     r.body = ErrorBody(e, ctx->request_id);
   } else {

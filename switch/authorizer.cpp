@@ -12,6 +12,7 @@
 #include <chrono>
 #include <ctime>
 #include <limits>
+#include <map>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -305,7 +306,22 @@ struct Plan {
   // Outcome.
   std::optional<Card> card_update;  // applied to the cache once durable
   std::shared_ptr<TxnHook> hook;    // the HTTP API's work in the same transaction
+  // A card or SIM of another bank, approved by stand-in (docs/authorization.md):
+  // the debit is the bank's interbank account, its exposure is counted in
+  // bank_state_key (au/d/b/<bank id>/<currency 3>) against the agreement.
+  const StandInTerms* stand_in = nullptr;
+  std::string bank_state_key;
+  RiskLimits foreign_limits;  // what p.limits points to for such a credential
 };
+
+constexpr std::string_view kAuxBankStatePrefix = "au/d/b/";
+std::string BankStateKey(std::string_view bank_id, uint16_t currency) {
+  std::string key(kAuxBankStatePrefix);
+  key.append(bank_id);
+  key += '/';
+  key += std::to_string(1000 + currency).substr(1);  // 3 digits
+  return key;
+}
 
 }  // namespace
 
@@ -563,11 +579,19 @@ namespace {
 
 class Authorizer final : public HookedHandler {
  public:
-  Authorizer(const AuthorizerDeps& deps, AuthorizerOptions options, std::unique_ptr<BankCache> bank)
+  Authorizer(const AuthorizerDeps& deps, AuthorizerOptions options, std::unique_ptr<BankCache> bank,
+             std::vector<OtherBank> other_banks)
       : ledger_(deps.ledger),
         keys_(deps.keys),
         options_(std::move(options)),
-        bank_(std::move(bank)) {}
+        bank_(std::move(bank)),
+        other_banks_(std::move(other_banks)) {
+    for (const OtherBank& b : other_banks_) {
+      for (const InterbankAccount& a : b.accounts) {
+        interbank_state_[{a.account.value.hi, a.account.value.lo}] = BankStateKey(b.id, a.currency);
+      }
+    }
+  }
 
   void Handle(Message request, const ConnectionInfo& conn,
               std::function<void(Message response)> reply) override {
@@ -599,6 +623,9 @@ class Authorizer final : public HookedHandler {
                                     std::shared_ptr<const Merchant>* merchant);
   std::optional<RC> PrepareCard(const Message& req, Plan& p, const Merchant& m, bool verify);
   std::optional<RC> PrepareSim(const Message& req, Plan& p, const Merchant& m);
+  std::optional<RC> PrepareForeignCard(const Message& req, Plan& p, const Merchant& m, bool verify);
+  std::optional<RC> PrepareForeignSim(const SimTokenData& tok, Plan& p, const Merchant& m);
+  std::optional<RC> StandInAgreement(const OtherBank& bank, Plan& p);
   std::optional<RC> PrepareReference(const Message& req, Plan& p);
   void Submit(std::shared_ptr<Plan> p);
 
@@ -617,6 +644,7 @@ class Authorizer final : public HookedHandler {
   RC ReversePosted(ledger::Txn& txn, Plan& p, TxnRecord& orig, TxnRecord& rec);
   RC ReverseCompletion(ledger::Txn& txn, Plan& p, TxnRecord& completion, TxnRecord& rec);
   void ReleaseDaily(ledger::Txn& txn, const TxnRecord& orig, uint64_t amount);
+  RC ApplyStandIn(ledger::Txn& txn, Plan& p, CredentialState* bank_state);
   void SetAvailableBalance(ledger::Txn& txn, Plan& p, AccountId account);
   void Respond(Plan& p, RC rc, const TransferId* approval);
 
@@ -627,6 +655,10 @@ class Authorizer final : public HookedHandler {
   crypto::KeyStore* keys_;
   AuthorizerOptions options_;
   std::unique_ptr<BankCache> bank_;
+  // Other banks (settlement.hpp), read at start like bank_; never changed.
+  const std::vector<OtherBank> other_banks_;
+  // Interbank account (hi, lo) -> its bank's exposure key (au/d/b/...).
+  std::map<std::pair<uint64_t, uint64_t>, std::string> interbank_state_;
   uint64_t rrn_last_ = 0;     // sequencer thread only
   PaymentObserver observer_;  // set before the first request
   std::mutex key_mu_;
@@ -804,6 +836,13 @@ std::optional<RC> Authorizer::Prepare(const Message& req, Plan& p) {
       p.cred_key = std::string(kAuxSimStatePrefix) + sim->token_id;
       p.debit = sim->account_id;
       if (sim->currency != p.currency) return RC::kNotPermittedToCardholder;
+    } else if (const OtherBank* b = FindBankForSimToken(other_banks_, req.Get(2));
+               b && !FindBankForPan(other_banks_, req.Get(2))) {
+      // Another issuer's SIM token: credited through its interbank account.
+      const InterbankAccount* a = b->AccountFor(p.currency);
+      if (!a) return RC::kNotPermittedToCardholder;
+      p.cred_key = std::string(kAuxSimStatePrefix) + std::string(req.Get(2));
+      p.debit = a->account;
     } else if (auto rc = PrepareCard(req, p, *merchant, false)) {
       return rc;
     }
@@ -838,7 +877,7 @@ std::optional<RC> Authorizer::PrepareCard(const Message& req, Plan& p, const Mer
   std::string_view pan = req.Get(2);
   if (pan.size() < 13 || !crypto::LuhnValid(pan)) return RC::kInvalidCardNumber;
   p.card = bank_->FindCardByPan(pan);
-  if (!p.card) return RC::kInvalidCardNumber;
+  if (!p.card) return PrepareForeignCard(req, p, m, verify);
   const Card& c = *p.card;
   p.cred_key = std::string(kAuxCardStatePrefix) + c.card_id;
   p.debit = c.account_id;
@@ -918,7 +957,7 @@ std::optional<RC> Authorizer::PrepareSim(const Message& req, Plan& p, const Merc
   if (!tok.ok()) return RC::kFormatError;
   if (req.Has(2) && req.Get(2) != tok->token_id) return RC::kFormatError;
   p.sim = bank_->FindSim(tok->token_id);
-  if (!p.sim) return RC::kInvalidCardNumber;
+  if (!p.sim) return PrepareForeignSim(*tok, p, m);
   const Sim& s = *p.sim;
   p.cred_key = std::string(kAuxSimStatePrefix) + s.token_id;
   p.debit = s.account_id;
@@ -949,6 +988,102 @@ std::optional<RC> Authorizer::PrepareSim(const Message& req, Plan& p, const Merc
   if (v.check != crypto::SimCheck::kAccepted) return RC::kDoNotHonour;
   p.has_sim_counter = true;
   p.sim_counter = tok->counter;
+  return std::nullopt;
+}
+
+// ---- Other banks' credentials (stand-in; docs/authorization.md) -------------
+
+// The agreement with `bank` in the request's currency: the debit side and
+// the limits. 57 without one (no agreement, or a balance inquiry: we do not
+// know the other bank's balances).
+std::optional<RC> Authorizer::StandInAgreement(const OtherBank& bank, Plan& p) {
+  const InterbankAccount* account = bank.AccountFor(p.currency);
+  const StandInTerms* terms = bank.StandInFor(p.currency);
+  if (!account || !terms || terms->daily_max_minor == 0 || p.kind == Kind::kBalance) {
+    return RC::kNotPermittedToCardholder;
+  }
+  p.debit = account->account;
+  p.stand_in = terms;
+  p.bank_state_key = BankStateKey(bank.id, p.currency);
+  p.foreign_limits = RiskLimits{};
+  p.foreign_limits.single_amount_max_minor =
+      terms->single_max_minor != 0 ? terms->single_max_minor : terms->daily_max_minor;
+  p.limits = &p.foreign_limits;
+  if (p.amount_minor > p.foreign_limits.single_amount_max_minor) {
+    return RC::kExceedsWithdrawalLimit;
+  }
+  return std::nullopt;
+}
+
+// A PAN that is not one of our cards. Ours (our BIN) or of no registered
+// bank: 14. Another bank's: accepted on its stand-in agreement with the checks
+// we can make without its keys (Luhn, expiry, the CVV2 or chip data present,
+// the chip's ATC never replayed); a PIN we cannot verify is refused (57).
+std::optional<RC> Authorizer::PrepareForeignCard(const Message& req, Plan& p, const Merchant& m,
+                                                 bool verify) {
+  (void)m;
+  std::string_view pan = req.Get(2);
+  std::shared_ptr<const BankConfig> cfg = bank_->config();
+  if (cfg && !cfg->bin.empty() && pan.starts_with(cfg->bin)) return RC::kInvalidCardNumber;
+  const OtherBank* bank = FindBankForPan(other_banks_, pan);
+  if (!bank) return RC::kInvalidCardNumber;
+  const std::string card_id = CardIdFromPan(pan);
+  if (card_id.empty()) return RC::kSystemMalfunction;
+  p.cred_key = std::string(kAuxCardStatePrefix) + card_id;
+  if (!verify) {  // a refund credits the bank, which credits its cardholder
+    const InterbankAccount* account = bank->AccountFor(p.currency);
+    if (!account) return RC::kNotPermittedToCardholder;
+    p.debit = account->account;
+    return std::nullopt;
+  }
+  if (auto rc = StandInAgreement(*bank, p)) return rc;
+  if (req.Has(52)) return RC::kNotPermittedToCardholder;  // its PIN key is not ours
+  std::string_view expiry = req.Get(14);
+  if (!req.Has(14)) return RC::kFormatError;  // stand-in needs the expiry
+  if (expiry.size() != 4 || !AllDigits(expiry)) return RC::kFormatError;
+  const int yymm = (expiry[0] - '0') * 1000 + (expiry[1] - '0') * 100 + (expiry[2] - '0') * 10 +
+                   (expiry[3] - '0');
+  if (yymm % 100 < 1 || yymm % 100 > 12 || yymm < p.clock.yymm) return RC::kExpiredCard;
+  bool evidence = false;
+  if (req.Has(55)) {
+    Result<ChipData> chip = ParseChipData(req.Get(55));
+    if (!chip.ok()) return RC::kFormatError;
+    if (chip->currency != p.currency || chip->amount_minor != p.amount_minor) {
+      return RC::kFormatError;
+    }
+    p.has_atc = true;  // the ARQC needs the issuer's key: only the ATC is checked
+    p.atc = chip->atc;
+    evidence = true;
+  }
+  if (req.Has(48) && !Field48Cvv2(req.Get(48)).empty()) evidence = true;  // format only
+  if (!evidence && options_.require_cvv2_without_chip_or_pin) return RC::kDoNotHonour;
+  return std::nullopt;
+}
+
+// A SIM token that is not one of ours. Our prefix or no registered issuer:
+// 14. Another issuer's: accepted on its bank's stand-in agreement; the
+// cryptogram needs the issuer's key, so only the counter (never replayed,
+// within the window) and the token's time are checked.
+std::optional<RC> Authorizer::PrepareForeignSim(const SimTokenData& tok, Plan& p,
+                                                const Merchant& m) {
+  (void)m;
+  std::shared_ptr<const BankConfig> cfg = bank_->config();
+  if (cfg && !cfg->token_prefix.empty() && tok.token_id.starts_with(cfg->token_prefix)) {
+    return RC::kInvalidCardNumber;
+  }
+  const OtherBank* bank = FindBankForSimToken(other_banks_, tok.token_id);
+  if (!bank) return RC::kInvalidCardNumber;
+  p.cred_key = std::string(kAuxSimStatePrefix) + tok.token_id;
+  if (auto rc = StandInAgreement(*bank, p)) return rc;
+  if (tok.counter == 0) return RC::kRestrictedCard;
+  const int64_t now_s = p.clock.ms / 1000;
+  const int64_t skew_s = static_cast<int64_t>(tok.time_unix_s) - now_s;
+  if (tok.time_unix_s > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()) ||
+      skew_s > options_.sim_time_skew_s || -skew_s > options_.sim_time_skew_s) {
+    return RC::kDoNotHonour;
+  }
+  p.has_sim_counter = true;
+  p.sim_counter = tok.counter;
   return std::nullopt;
 }
 
@@ -1197,6 +1332,8 @@ RC Authorizer::ApplyPayment(ledger::Txn& txn, Plan& p, TxnRecord& rec) {
       rc = RC::kExceedsFrequencyLimit;
     }
   }
+  CredentialState bank_state;
+  if (rc == RC::kApproved && p.stand_in) rc = ApplyStandIn(txn, p, &bank_state);
   if (rc == RC::kApproved) {
     ledger::Transfer t;
     t.id = RequestTransferId(p.key, 1);
@@ -1220,7 +1357,15 @@ RC Authorizer::ApplyPayment(ledger::Txn& txn, Plan& p, TxnRecord& rec) {
       st.day_amount_minor += p.amount_minor;
       st.day_count++;
       st.minute_count++;
-      SetAvailableBalance(txn, p, p.debit);
+      if (p.stand_in) {
+        // The other bank's exposure grows; its interbank balance is not the
+        // cardholder's and is never shown (no field 54).
+        bank_state.day_amount_minor += p.amount_minor;
+        bank_state.day_count++;
+        Write(txn, p.bank_state_key, EncodeCredentialState(bank_state));
+      } else {
+        SetAvailableBalance(txn, p, p.debit);
+      }
     }
   }
   if (!(st == before)) Write(txn, p.cred_key, EncodeCredentialState(st));
@@ -1248,8 +1393,37 @@ std::optional<TxnRecord> ReadRecord(std::optional<std::string> v) {
   return DecodeRecord(*v);
 }
 
+// The other bank's stand-in exposure of the day: approved while the day's
+// approvals plus this one stay within the agreement's daily maximum (61).
+// `bank_state` is the state to write once the transfer is created.
+RC Authorizer::ApplyStandIn(ledger::Txn& txn, Plan& p, CredentialState* bank_state) {
+  NARAE_CHECK(p.stand_in != nullptr && !p.bank_state_key.empty());
+  *bank_state = ReadState(txn, p.bank_state_key);
+  if (bank_state->day != p.clock.day) {
+    bank_state->day = p.clock.day;
+    bank_state->day_amount_minor = 0;
+    bank_state->day_count = 0;
+  }
+  const uint64_t used = bank_state->day_amount_minor;
+  if (used > UINT64_MAX - p.amount_minor || used + p.amount_minor > p.stand_in->daily_max_minor) {
+    return RC::kExceedsWithdrawalLimit;
+  }
+  return RC::kApproved;
+}
+
 void Authorizer::ReleaseDaily(ledger::Txn& txn, const TxnRecord& orig, uint64_t amount) {
-  if (orig.cred_key.empty() || amount == 0) return;
+  if (amount == 0) return;
+  // A stand-in payment (debited to an interbank account) gives back its
+  // bank's exposure of the day, too.
+  auto bank = interbank_state_.find({orig.debit.value.hi, orig.debit.value.lo});
+  if (bank != interbank_state_.end()) {
+    CredentialState b = ReadState(txn, bank->second);
+    if (b.day == orig.day) {
+      b.day_amount_minor -= std::min(amount, b.day_amount_minor);
+      Write(txn, bank->second, EncodeCredentialState(b));
+    }
+  }
+  if (orig.cred_key.empty()) return;
   CredentialState st = ReadState(txn, orig.cred_key);
   if (st.day != orig.day) return;
   st.day_amount_minor -= std::min(amount, st.day_amount_minor);
@@ -1478,8 +1652,10 @@ Result<std::unique_ptr<IsoHandler>> MakeAuthorizerWithOptions(const AuthorizerDe
   if (!(*bank)->config()) {
     return Status::FailedPrecondition("the ledger holds no bank (run `narae demo seed`)");
   }
+  Result<std::vector<OtherBank>> banks = ListOtherBanks(*deps.ledger);
+  if (!banks.ok()) return banks.status();
   std::unique_ptr<IsoHandler> h =
-      std::make_unique<Authorizer>(deps, std::move(options), std::move(*bank));
+      std::make_unique<Authorizer>(deps, std::move(options), std::move(*bank), std::move(*banks));
   return h;
 }
 

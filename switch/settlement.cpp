@@ -15,6 +15,7 @@
 #include "crypto/crypto.hpp"
 #include "switch/api_events.hpp"
 #include "switch/bank.hpp"
+#include "switch/iso8583.hpp"
 
 namespace narae::switching {
 namespace {
@@ -1221,13 +1222,52 @@ std::string EncodeOtherBank(const OtherBank& b) {
   for (const InterbankAccount& a : b.accounts) {
     accounts.push_back({{"currency", a.currency}, {"account", a.account.ToHex()}});
   }
-  return json{{"v", 1},
-              {"id", b.id},
-              {"name", b.name},
-              {"bin_ranges", ranges},
-              {"sim_issuers", b.sim_issuers},
-              {"accounts", accounts}}
-      .dump();
+  json out{{"v", 1},
+           {"id", b.id},
+           {"name", b.name},
+           {"bin_ranges", ranges},
+           {"sim_issuers", b.sim_issuers},
+           {"accounts", accounts}};
+  if (!b.stand_in.empty()) {
+    json terms = json::array();
+    for (const StandInTerms& t : b.stand_in) {
+      terms.push_back({{"currency", t.currency},
+                       {"daily_max_minor", t.daily_max_minor},
+                       {"single_max_minor", t.single_max_minor}});
+    }
+    out["stand_in"] = terms;
+  }
+  return out.dump();
+}
+
+const InterbankAccount* OtherBank::AccountFor(uint16_t currency) const {
+  for (const InterbankAccount& a : accounts) {
+    if (a.currency == currency) return &a;
+  }
+  return nullptr;
+}
+
+const StandInTerms* OtherBank::StandInFor(uint16_t currency) const {
+  for (const StandInTerms& t : stand_in) {
+    if (t.currency == currency) return &t;
+  }
+  return nullptr;
+}
+
+// "408:5000000" or "408:5000000:100000" (digits only; nullopt otherwise).
+std::optional<StandInTerms> ParseStandIn(std::string_view text) {
+  std::vector<uint64_t> parts;
+  for (size_t i = 0; i < 3; ++i) {
+    const size_t colon = text.find(':');
+    Result<uint64_t> v = ParseDigits(text.substr(0, colon));
+    if (!v.ok()) return std::nullopt;
+    parts.push_back(*v);
+    if (colon == std::string_view::npos) break;
+    if (i == 2) return std::nullopt;  // more than three parts
+    text.remove_prefix(colon + 1);
+  }
+  if (parts.size() < 2 || parts[0] == 0 || parts[0] > 999) return std::nullopt;
+  return StandInTerms{static_cast<uint16_t>(parts[0]), parts[1], parts.size() == 3 ? parts[2] : 0};
 }
 
 Result<OtherBank> DecodeOtherBank(std::string_view text) {
@@ -1243,6 +1283,13 @@ Result<OtherBank> DecodeOtherBank(std::string_view text) {
       std::optional<U128> v = HexId(a.at("account"));
       if (!v) throw std::runtime_error("bad account id");
       b.accounts.push_back({a.at("currency").get<uint16_t>(), AccountId{*v}});
+    }
+    if (j.contains("stand_in")) {  // absent in records written before stand-in
+      for (const json& t : j.at("stand_in")) {
+        b.stand_in.push_back({t.at("currency").get<uint16_t>(),
+                              t.at("daily_max_minor").get<uint64_t>(),
+                              t.at("single_max_minor").get<uint64_t>()});
+      }
     }
     return b;
   });
@@ -1289,6 +1336,24 @@ Result<OtherBank> AddOtherBank(ledger::Ledger& ledger, const OtherBank& request,
   for (const std::string& s : request.sim_issuers) {
     if (!AllDigits(s) || s.size() < 2 || s.size() > 8) {
       return Status::InvalidArgument("SIM issuer: a prefix of 2..8 digits");
+    }
+  }
+  if (request.stand_in.size() > currencies.size()) {
+    return Status::InvalidArgument("at most one stand-in term per currency");
+  }
+  for (size_t i = 0; i < request.stand_in.size(); ++i) {
+    const StandInTerms& t = request.stand_in[i];
+    if (std::find(currencies.begin(), currencies.end(), t.currency) == currencies.end()) {
+      return Status::InvalidArgument("stand-in currency " + std::to_string(t.currency) +
+                                     " is not one of the bank's currencies");
+    }
+    for (size_t k = 0; k < i; ++k) {
+      if (request.stand_in[k].currency == t.currency) {
+        return Status::InvalidArgument("at most one stand-in term per currency");
+      }
+    }
+    if (t.daily_max_minor == 0 || t.single_max_minor > t.daily_max_minor) {
+      return Status::InvalidArgument("stand-in: daily maximum > 0 and single <= daily");
     }
   }
   Result<BankConfig> cfg = LoadBankConfig(ledger);

@@ -277,18 +277,38 @@ struct InterbankAccount {
   ledger::AccountId account;  // kInterbank: due to (credits) / due from (debits) the bank
   bool operator==(const InterbankAccount&) const = default;
 };
+// A stand-in agreement with another bank in one currency (docs/authorization.md,
+// "Other banks' cards and SIMs"): we hold none of its keys and have no online
+// link to it, so the authorizer approves its customers' payments at our
+// merchants on its behalf within these limits, debiting its interbank
+// account; the bank honours them in the day's net. No terms in a currency:
+// no agreement, its credentials are declined (57).
+struct StandInTerms {
+  uint16_t currency = 0;
+  uint64_t daily_max_minor = 0;   // approved per UTC day for the whole bank, > 0
+  uint64_t single_max_minor = 0;  // one payment, <= daily_max_minor; 0 = daily_max_minor
+  bool operator==(const StandInTerms&) const = default;
+};
 struct OtherBank {
   std::string id;  // 1..15 characters [A-Za-z0-9_-]
   std::string name;
   std::vector<BinRange> bin_ranges;
   std::vector<std::string> sim_issuers;  // SIM token prefixes (digits)
   std::vector<InterbankAccount> accounts;
+  std::vector<StandInTerms> stand_in;  // at most one per currency of `accounts`
   bool operator==(const OtherBank&) const = default;
+  const InterbankAccount* AccountFor(uint16_t currency) const;
+  const StandInTerms* StandInFor(uint16_t currency) const;
 };
 std::string EncodeOtherBank(const OtherBank& b);
 Result<OtherBank> DecodeOtherBank(std::string_view text);
+// "CUR:DAILY_MAX[:SINGLE_MAX]" in minor units, e.g. "408:5000000" or
+// "408:5000000:100000" (`narae bank add --stand-in`); nullopt when malformed.
+std::optional<StandInTerms> ParseStandIn(std::string_view text);
 // Adds a bank: creates its interbank accounts (kInterbank) per currency.
-// Refused when a range or issuer overlaps another bank's or our own BIN.
+// Refused when a range or issuer overlaps another bank's or our own BIN, or
+// when a stand-in term names a currency not in `currencies`, repeats one, has
+// daily_max_minor 0 or single_max_minor above it.
 Result<OtherBank> AddOtherBank(ledger::Ledger& ledger, const OtherBank& bank,
                                const std::vector<uint16_t>& currencies);
 Result<std::vector<OtherBank>> ListOtherBanks(ledger::Ledger& ledger);

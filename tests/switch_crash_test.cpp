@@ -10,6 +10,15 @@
 // nothing else was created, holds are in the state their follow-ups left
 // them, debits equal credits per currency, and `narae verify` passes.
 //
+// HTTP storefronts run in the same rounds (the switch listens on both): each
+// posts payments (automatic capture) with an Idempotency-Key, one at a time.
+// After each restart a storefront first repeats the request it had in flight
+// (same key, same body, a new signature) and two answered ones; at the end
+// every answered key is repeated once more. Every repeat must return the same
+// status and body (a replay), and every payment answered 201 must be in the
+// ledger exactly once (its RRN record and its transfer). A 503 (nothing
+// decided, nothing stored) is retried with the same key; any other 5xx fails.
+//
 // Size: NARAE_CRASH_KILLS (default 20; 10 under NARAE_SANITIZED=1).
 #include <gtest/gtest.h>
 
@@ -18,6 +27,7 @@
 #include <deque>
 #include <map>
 #include <mutex>
+#include <nlohmann/json.hpp>
 #include <random>
 #include <set>
 #include <string>
@@ -29,6 +39,7 @@
 #include "ledger/ledger.hpp"
 #include "switch/authorizer.hpp"
 #include "tests/switch_harness.hpp"
+#include "tests/switch_http_harness.hpp"
 #include "tests/test_util.hpp"
 
 namespace narae::switching {
@@ -185,6 +196,135 @@ class Terminal {
   uint32_t stan_ = 0;
 };
 
+// ---- HTTP storefronts ----------------------------------------------------------
+
+struct HttpOp {
+  std::string key;  // Idempotency-Key
+  std::string body;
+  uint64_t amount_minor = 0;
+  uint16_t currency = 0;
+  bool answered = false;
+  int status = 0;
+  std::string answer;      // the body of the first answer
+  std::string payment_id;  // "pay_<RRN>" of a 201
+};
+
+struct HttpCounters {
+  std::atomic<uint64_t> unavailable{0};     // 503: not acknowledged, nothing stored; retried
+  std::atomic<uint64_t> internal_error{0};  // other 5xx: must not happen
+  std::atomic<uint64_t> replays_same{0};
+  std::atomic<uint64_t> replays_different{0};
+  std::atomic<uint64_t> in_flight_at_kill{0};
+};
+
+// One storefront on one keep-alive connection, one request at a time.
+class Storefront {
+ public:
+  Storefront(std::string merchant, std::string secret_hex, const Demo& demo, uint64_t seed,
+             HttpCounters* counters)
+      : merchant_(std::move(merchant)),
+        secret_hex_(std::move(secret_hex)),
+        demo_(demo),
+        rng_(seed),
+        counters_(counters) {}
+
+  void RunRound(uint16_t port, Clock::time_point deadline) {
+    HttpClient c(port);
+    if (!c.connected()) return;
+    if (pending_ >= 0 && !Answer(c, pending_)) return;
+    for (int i = 0; i < 2 && !answered_.empty(); ++i) {
+      if (!Replay(c, answered_[rng_() % answered_.size()])) return;
+    }
+    while (Clock::now() < deadline) {
+      if (pending_ < 0) pending_ = NextOp();  // else a 503 answer: the same key again
+      if (!Answer(c, pending_)) return;
+    }
+  }
+
+  void RunFinal(uint16_t port) {
+    HttpClient c(port);
+    ASSERT_TRUE(c.connected());
+    for (int i = 0; i < 100 && pending_ >= 0; ++i) {  // bounded: 503s retried
+      ASSERT_TRUE(Answer(c, pending_)) << merchant_;
+    }
+    ASSERT_LT(pending_, 0) << merchant_ << ": no stored answer";
+    for (int op : answered_) ASSERT_TRUE(Replay(c, op)) << merchant_;
+  }
+
+  const std::vector<HttpOp>& ops() const { return ops_; }
+
+ private:
+  int NextOp() {
+    const DemoCard& card = demo_.Card(408, rng_() % 2);
+    HttpOp op;
+    op.key = merchant_ + "-crash-" + std::to_string(ops_.size()) + "-" + std::to_string(rng_());
+    op.amount_minor = 100 + rng_() % 5000;
+    op.currency = card.currency;
+    op.body =
+        nlohmann::json{{"amount", op.amount_minor},
+                       {"currency", "KPW"},
+                       {"capture", "automatic"},
+                       {"order_ref", "crash-" + std::to_string(ops_.size())},
+                       {"card", {{"pan", card.pan}, {"expiry", card.expiry}, {"cvv2", card.cvv2}}}}
+            .dump();
+    ops_.push_back(std::move(op));
+    return static_cast<int>(ops_.size() - 1);
+  }
+  std::optional<HttpAnswer> Send(HttpClient& c, const HttpOp& op) {
+    return c.Call(
+        "POST", "/v1/payments", op.body,
+        StorefrontHeaders(merchant_, secret_hex_, "POST", "/v1/payments", op.body, op.key));
+  }
+  bool Answer(HttpClient& c, int index) {
+    HttpOp& op = ops_[static_cast<size_t>(index)];
+    std::optional<HttpAnswer> a = Send(c, op);
+    if (!a) {
+      counters_->in_flight_at_kill.fetch_add(1);
+      return false;
+    }
+    if (a->status >= 500) {
+      // Not an answer the API keeps (nothing was decided): the storefront
+      // retries the key, as its client library would.
+      (a->status == 503 ? counters_->unavailable : counters_->internal_error).fetch_add(1);
+      EXPECT_EQ(a->status, 503) << a->body;
+      std::this_thread::sleep_for(20ms);
+      return true;
+    }
+    pending_ = -1;
+    op.answered = true;
+    op.status = a->status;
+    op.answer = a->body;
+    nlohmann::json j = nlohmann::json::parse(a->body, nullptr, false);
+    if (j.is_object() && j.contains("id") && j["id"].is_string()) op.payment_id = j["id"];
+    answered_.push_back(index);
+    return true;
+  }
+  // The same key again: the same status and body, marked as a replay.
+  bool Replay(HttpClient& c, int index) {
+    const HttpOp& op = ops_[static_cast<size_t>(index)];
+    std::optional<HttpAnswer> a = Send(c, op);
+    if (!a) return false;
+    if (a->status == op.status && a->body == op.answer &&
+        a->Header("idempotent-replayed") == "true") {
+      counters_->replays_same.fetch_add(1);
+    } else {
+      counters_->replays_different.fetch_add(1);
+      ADD_FAILURE() << merchant_ << " replay of " << op.key << ": first " << op.status << " "
+                    << op.answer << ", now " << a->status << " " << a->body;
+    }
+    return true;
+  }
+
+  const std::string merchant_;
+  const std::string secret_hex_;
+  const Demo& demo_;
+  std::mt19937_64 rng_;
+  HttpCounters* counters_;
+  std::vector<HttpOp> ops_;
+  std::vector<int> answered_;
+  int pending_ = -1;
+};
+
 struct Expected {
   ledger::Transfer transfer;  // id, amount, code, flags, pending_id as expected
 };
@@ -208,15 +348,30 @@ TEST(SwitchCrash, SigkillUnderLoadLosesAndDoublesNothing) {
   for (const char* id : {"T0000001", "T0000003", "T0000007"}) {  // T0000001 MACs
     terminals.push_back(std::make_unique<Terminal>(demo.Terminal(id), demo, seed++, &counters));
   }
+  // Two storefronts of merchants that take KPW.
+  HttpCounters http_counters;
+  std::vector<std::unique_ptr<Storefront>> storefronts;
+  for (const auto& m : demo.doc.at("merchants")) {
+    const auto& cur = m.at("currencies");
+    if (storefronts.size() == 2 || std::find(cur.begin(), cur.end(), 408) == cur.end()) continue;
+    storefronts.push_back(std::make_unique<Storefront>(m.at("id").get<std::string>(),
+                                                       m.at("api_secret_hex").get<std::string>(),
+                                                       demo, seed++, &http_counters));
+  }
+  ASSERT_EQ(storefronts.size(), 2u);
+  const std::vector<std::string> listen = {"--log-file", log, "--http-listen", "127.0.0.1:0"};
   std::mt19937_64 rng(42);
   const auto started = Clock::now();
   for (uint32_t round = 0; round < kills; ++round) {
     SwitchProcess sw;
-    ASSERT_TRUE(sw.Start(data, {"--log-file", log})) << "round " << round;
+    ASSERT_TRUE(sw.Start(data, listen)) << "round " << round;
     const auto kill_at = Clock::now() + std::chrono::milliseconds(30 + rng() % 250);
     std::vector<std::thread> threads;
     for (auto& t : terminals) {
       threads.emplace_back([&, port = sw.port()] { t->RunRound(port, kill_at + 5s); });
+    }
+    for (auto& f : storefronts) {
+      threads.emplace_back([&, port = sw.http_port()] { f->RunRound(port, kill_at + 5s); });
     }
     std::this_thread::sleep_until(kill_at);
     sw.Kill();
@@ -226,14 +381,18 @@ TEST(SwitchCrash, SigkillUnderLoadLosesAndDoublesNothing) {
 
   // Last restart: everything in flight resolved, every answer asked again.
   SwitchProcess sw;
-  ASSERT_TRUE(sw.Start(data, {"--log-file", log}));
+  ASSERT_TRUE(sw.Start(data, listen));
   {
     std::vector<std::thread> threads;
     for (auto& t : terminals) threads.emplace_back([&, port = sw.port()] { t->RunFinal(port); });
+    for (auto& f : storefronts) {
+      threads.emplace_back([&, port = sw.http_port()] { f->RunFinal(port); });
+    }
     for (std::thread& th : threads) th.join();
   }
   ASSERT_EQ(sw.Stop(), 0);
   ASSERT_EQ(counters.retries_different.load(), 0u);
+  ASSERT_EQ(http_counters.replays_different.load(), 0u);
 
   // What the ledger must hold: one transfer per approved request.
   namespace tf = ledger::transfer_flags;
@@ -302,12 +461,43 @@ TEST(SwitchCrash, SigkillUnderLoadLosesAndDoublesNothing) {
 
   uint64_t lost = 0;
   uint64_t checked = 0;
+  uint64_t http_acknowledged = 0, http_checked = 0, http_lost = 0, http_unanswered = 0;
+  std::map<int, uint64_t> http_codes;
   {
     ledger::Options lo;
     lo.path = data + "/ledger";
     Result<std::unique_ptr<ledger::Ledger>> opened = ledger::Ledger::Open(lo);
     ASSERT_TRUE(opened.ok()) << opened.status().ToString();
     ledger::Ledger& l = **opened;
+    // The HTTP payments answered 201: each in the ledger once, under the
+    // request its RRN names (an automatic capture is one 0200 purchase).
+    for (const auto& f : storefronts) {
+      for (const HttpOp& op : f->ops()) {
+        if (!op.answered) {
+          ++http_unanswered;
+          continue;
+        }
+        ++http_codes[op.status];
+        if (op.status != 201 && op.status != 200) continue;
+        ++http_acknowledged;
+        std::optional<PaymentRecord> p = op.payment_id.size() > 4
+                                             ? LookupPaymentByRrn(l, op.payment_id.substr(4))
+                                             : std::nullopt;
+        if (!p || p->response_code != 0 || p->hold) {
+          ++http_lost;
+          continue;
+        }
+        ++http_checked;
+        EXPECT_EQ(p->amount_minor, op.amount_minor);
+        ledger::Transfer t;
+        t.id = p->transfer;
+        t.amount_minor = op.amount_minor;
+        t.ledger = op.currency;
+        t.code = 102;
+        EXPECT_EQ(expected.count(t.id), 0u) << "two payments on one transfer";
+        expected[t.id] = t;
+      }
+    }
     for (const auto& [id, want] : expected) {
       std::optional<ledger::Transfer> got = l.LookupTransfer(id);
       if (!got) {
@@ -367,14 +557,38 @@ TEST(SwitchCrash, SigkillUnderLoadLosesAndDoublesNothing) {
   std::string code_text;
   for (const auto& [rc, n] : codes) code_text += " " + rc + "=" + std::to_string(n);
   std::printf(
-      "[ crash ] %u kills in %.1f s; %llu requests answered (%s), %llu in flight at a kill "
+      "[ crash ] %u kills in %.1f s; ISO: %llu requests answered (%s), %llu in flight at a kill "
       "(retransmitted after restart), %llu retransmissions gave the same answer; "
-      "%llu acknowledged operations checked in the ledger (%zu holds), lost %llu\n",
+      "%llu acknowledged operations (ISO and HTTP) checked in the ledger (%zu holds), lost %llu\n",
       kills, load_s, static_cast<unsigned long long>(total_answered), code_text.c_str(),
       static_cast<unsigned long long>(counters.in_flight_at_kill.load()),
       static_cast<unsigned long long>(counters.retries_same.load()),
       static_cast<unsigned long long>(checked), hold_state.size(),
       static_cast<unsigned long long>(lost));
+  std::string http_code_text;
+  uint64_t http_answered = 0;
+  for (const auto& [status, n] : http_codes) {
+    http_code_text += ' ';  // appended: GCC 12's -Wrestrict misfires on "lit" + string&&
+    http_code_text += std::to_string(status);
+    http_code_text += '=';
+    http_code_text += std::to_string(n);
+    http_answered += n;
+  }
+  std::printf(
+      "[ crash ] HTTP: %llu payments answered (%s), %llu in flight at a kill and %llu answered "
+      "503 (repeated with the same key), %llu Idempotency-Key repeats gave the same answer; "
+      "%llu acknowledged payments checked in the ledger, lost %llu\n",
+      static_cast<unsigned long long>(http_answered), http_code_text.c_str(),
+      static_cast<unsigned long long>(http_counters.in_flight_at_kill.load()),
+      static_cast<unsigned long long>(http_counters.unavailable.load()),
+      static_cast<unsigned long long>(http_counters.replays_same.load()),
+      static_cast<unsigned long long>(http_checked), static_cast<unsigned long long>(http_lost));
+  EXPECT_EQ(http_unanswered, 0u);
+  EXPECT_EQ(http_counters.internal_error.load(), 0u);
+  EXPECT_EQ(http_lost, 0u);
+  EXPECT_GE(http_acknowledged, kills);  // HTTP load between the kills too
+  // Every payment is approved: the cards hold far more than the test spends.
+  EXPECT_EQ(http_acknowledged, http_answered) << http_code_text;
   EXPECT_EQ(unanswered, 0u);
   EXPECT_EQ(lost, 0u);
   EXPECT_GE(acknowledged, 2u * kills);  // there was load between the kills

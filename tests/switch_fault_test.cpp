@@ -9,6 +9,11 @@
 // ledger holds files open for writing); the folder remounted read-only
 // while the switch is down makes it refuse to start (exit 2) and it serves
 // again, losing nothing, once the folder is writable.
+// Over HTTP (the switch with --http-listen): with the disk full the payment
+// API answers 503 and never 201, /healthz answers 503 with the storage down
+// while staying reachable, and both recover by themselves; an Idempotency-Key
+// answered 503 is not remembered (its retry after recovery pays once) and
+// one answered 201 replays the same answer.
 #include <errno.h>
 #include <fcntl.h>
 #include <gtest/gtest.h>
@@ -20,12 +25,14 @@
 #include <cstring>
 #include <filesystem>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
 #include "ledger/ledger.hpp"
 #include "switch/authorizer.hpp"
 #include "tests/switch_harness.hpp"
+#include "tests/switch_http_harness.hpp"
 #include "tests/test_util.hpp"
 
 namespace narae::switching {
@@ -106,7 +113,45 @@ class DiskFault : public ::testing::Test {
     demo_ = LoadDemo(dir_.Sub("demo.json"));
     return true;
   }
-  bool StartSwitch() { return sw_.Start(data_, {"--log-file", dir_.Sub("switch.log")}); }
+  bool StartSwitch(bool http = false) {
+    std::vector<std::string> extra = {"--log-file", dir_.Sub("switch.log")};
+    if (http) extra.insert(extra.end(), {"--http-listen", "127.0.0.1:0"});
+    return sw_.Start(data_, extra);
+  }
+
+  // ---- HTTP (SOCKS001's storefront) ----
+  std::string PayBody(uint64_t amount_minor) {
+    const DemoCard& card = demo_.Card(408);
+    return nlohmann::json{
+        {"amount", amount_minor},
+        {"currency", "KPW"},
+        {"capture", "automatic"},
+        {"card", {{"pan", card.pan}, {"expiry", card.expiry}, {"cvv2", card.cvv2}}}}
+        .dump();
+  }
+  std::string Secret(const std::string& merchant) {
+    for (const auto& m : demo_.doc.at("merchants")) {
+      if (m.at("id") == merchant) return m.at("api_secret_hex").get<std::string>();
+    }
+    ADD_FAILURE() << "no merchant " << merchant;
+    return "";
+  }
+  // POST /v1/payments under `key`; the answer (status 0 when none).
+  HttpAnswer HttpPay(HttpClient& c, const std::string& key, uint64_t amount_minor = 1000) {
+    const std::string body = PayBody(amount_minor);
+    std::optional<HttpAnswer> a = c.Call(
+        "POST", "/v1/payments", body,
+        StorefrontHeaders("SOCKS001", Secret("SOCKS001"), "POST", "/v1/payments", body, key));
+    return a.value_or(HttpAnswer{});
+  }
+  static std::string PaymentId(const HttpAnswer& a) {
+    nlohmann::json j = nlohmann::json::parse(a.body, nullptr, false);
+    return j.is_object() && j.contains("id") && j["id"].is_string() ? j["id"].get<std::string>()
+                                                                    : "";
+  }
+  static HttpAnswer Healthz(HttpClient& c) {
+    return c.Call("GET", "/healthz", "", {}).value_or(HttpAnswer{});
+  }
 
   // A new CVV2 purchase from T0000003; its answer ("" when none).
   std::string Purchase(IsoClient& c, uint64_t amount_minor = 1000) {
@@ -249,6 +294,105 @@ TEST_F(DiskFault, ReadOnlyFolderRefusesToStartAndNothingIsLost) {
   }
   sw_.Kill();
   CheckLedger();
+}
+
+}  // namespace
+}  // namespace narae::switching
+
+namespace narae::switching {
+namespace {
+
+TEST_F(DiskFault, FullDiskHttpAnswers503HealthzReportsItAndRecovers) {
+  if (!Prepare("100m")) GTEST_SKIP() << "cannot mount a tmpfs: " << mnt_->error();
+  const std::string mnt = dir_.Sub("mnt");
+  const std::string filler = mnt + "/filler";
+  const std::string filler2 = mnt + "/filler2";
+  FillUp(filler, FreeBytes(mnt) - (2u << 20));  // see FullDiskDeclinesKeepsEchoAndRecoversByItself
+  ASSERT_TRUE(StartSwitch(true));
+  ASSERT_NE(sw_.http_port(), 0);
+  HttpClient c(sw_.http_port());
+  ASSERT_TRUE(c.connected());
+  const HttpAnswer first = HttpPay(c, "fault-0");
+  ASSERT_EQ(first.status, 201) << first.body;
+  HttpAnswer h = Healthz(c);
+  ASSERT_EQ(h.status, 200) << h.body;
+  EXPECT_NE(h.body.find("\"ledger_healthy\":true"), std::string::npos) << h.body;
+
+  FillUp(filler2, 200u << 20);
+  std::map<int, int> statuses;
+  std::vector<std::string> approved_ids = {PaymentId(first)};
+  std::vector<std::string> refused;
+  bool failing = false;
+  int after_failure = 0;
+  for (int i = 1; i < 2000 && after_failure < 20; ++i) {  // bounded
+    const std::string key = "fault-" + std::to_string(i);
+    const HttpAnswer a = HttpPay(c, key);
+    ++statuses[a.status];
+    ASSERT_TRUE(a.status == 201 || a.status == 503) << a.status << " " << a.body;
+    if (a.status != 201) failing = true;
+    if (failing) {
+      EXPECT_NE(a.status, 201) << "acknowledged while the disk is full";
+      ++after_failure;
+    }
+    if (a.status == 201) {
+      approved_ids.push_back(PaymentId(a));
+    } else {
+      refused.push_back(key);
+    }
+  }
+  ASSERT_TRUE(failing) << "the disk never filled";
+  // Health: reachable, reporting the storage down (also on a new connection).
+  h = Healthz(c);
+  EXPECT_EQ(h.status, 503) << h.body;
+  EXPECT_NE(h.body.find("\"ledger_healthy\":false"), std::string::npos) << h.body;
+  HttpClient other(sw_.http_port());
+  EXPECT_EQ(Healthz(other).status, 503);
+  // An answered key replays its answer even now (read from the ledger).
+  const HttpAnswer replay = HttpPay(c, "fault-0");
+  EXPECT_EQ(replay.status, 201);
+  EXPECT_EQ(replay.body, first.body);
+
+  ASSERT_EQ(::unlink(filler.c_str()), 0);
+  ASSERT_EQ(::unlink(filler2.c_str()), 0);
+  const auto freed = Clock::now();
+  while (Clock::now() - freed < 20s && Healthz(c).status != 200) {  // bounded
+    std::this_thread::sleep_for(100ms);
+  }
+  const double recovery_s = std::chrono::duration<double>(Clock::now() - freed).count();
+  ASSERT_EQ(Healthz(c).status, 200) << "not recovered";
+  // A key answered 503 was not remembered: its retry pays now, once.
+  ASSERT_FALSE(refused.empty());
+  const HttpAnswer retried = HttpPay(c, refused.front());
+  EXPECT_EQ(retried.status, 201) << retried.body;
+  const HttpAnswer again = HttpPay(c, refused.front());
+  EXPECT_EQ(again.status, 201);
+  EXPECT_EQ(again.body, retried.body);
+  EXPECT_EQ(again.Header("idempotent-replayed"), "true");
+  if (retried.status == 201) approved_ids.push_back(PaymentId(retried));
+  std::printf("[ disk full ] HTTP answers while full:");
+  for (const auto& [status, n] : statuses) std::printf(" %d=%d", status, n);
+  std::printf("; /healthz 200 again %.1f s after space returned\n", recovery_s);
+
+  sw_.Kill();  // only what is durable counts
+  // Every 201 is in the ledger once; nothing else was paid over HTTP.
+  ledger::Options lo;
+  lo.path = data_ + "/ledger";
+  Result<std::unique_ptr<ledger::Ledger>> l = ledger::Ledger::Open(lo);
+  ASSERT_TRUE(l.ok()) << l.status().ToString();
+  for (const std::string& id : approved_ids) {
+    std::optional<PaymentRecord> p =
+        id.size() > 4 ? LookupPaymentByRrn(**l, id.substr(4)) : std::nullopt;
+    EXPECT_TRUE(p.has_value() && p->response_code == 0) << id;
+  }
+  uint64_t purchases = 0;
+  ASSERT_OK((*l)->ScanTransfers(0, UINT64_MAX, [&](const ledger::Transfer& t) {
+    if (t.code == kTransferCodePurchase) ++purchases;
+    return true;
+  }));
+  EXPECT_EQ(purchases, approved_ids.size());
+  EXPECT_GE(purchases, 2u);
+  ASSERT_OK((*l)->Close());
+  EXPECT_EQ(RunCommand(NaraeBin() + " verify --data " + data_ + "/ledger >/dev/null"), 0);
 }
 
 }  // namespace

@@ -19,6 +19,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <cstdlib>
@@ -194,9 +195,25 @@ class SwitchProcess {
     const size_t at = startup_line_.find("127.0.0.1:");
     if (at == std::string::npos) return false;
     port_ = static_cast<uint16_t>(std::stoi(startup_line_.substr(at + 10)));
+    // With --http-listen a second line names the HTTP port.
+    if (std::find(extra.begin(), extra.end(), "--http-listen") != extra.end()) {
+      constexpr std::string_view kHttp = "HTTP API on 127.0.0.1:";
+      auto complete = [&] {
+        const size_t at_http = startup_line_.find(kHttp);
+        return at_http != std::string::npos &&
+               startup_line_.find('\n', at_http) != std::string::npos;
+      };
+      for (int lines = 0; lines < 4 && !complete(); ++lines) {
+        startup_line_ += ReadUntil("\n", timeout_ms);
+      }
+      const size_t h = startup_line_.find(kHttp);
+      if (h == std::string::npos) return false;
+      http_port_ = static_cast<uint16_t>(std::stoi(startup_line_.substr(h + kHttp.size())));
+    }
     return true;
   }
   uint16_t port() const { return port_; }
+  uint16_t http_port() const { return http_port_; }  // 0 without --http-listen
   pid_t pid() const { return pid_; }
   bool running() const { return pid_ > 0; }
 
@@ -253,11 +270,13 @@ class SwitchProcess {
     stdout_fd_ = -1;
     pid_ = -1;
     port_ = 0;
+    http_port_ = 0;
   }
 
   pid_t pid_ = -1;
   int stdout_fd_ = -1;
   uint16_t port_ = 0;
+  uint16_t http_port_ = 0;
   std::string startup_line_;
 };
 

@@ -18,6 +18,7 @@
 #include <fstream>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <random>
 #include <string>
 #include <vector>
@@ -315,6 +316,19 @@ void RegisterFees(CLI::App& app) {
 
 // ---- bank (other banks) ----------------------------------------------------------
 
+// "  stand-in 408: 500000 a day, 100000 a payment (minor units)" per term, or
+// the refusal.
+std::string StandInText(const sw::OtherBank& b) {
+  if (b.stand_in.empty()) return "  no stand-in agreement: its cards and SIMs are declined (57)\n";
+  std::string text;
+  for (const sw::StandInTerms& t : b.stand_in) {
+    const uint64_t single = t.single_max_minor != 0 ? t.single_max_minor : t.daily_max_minor;
+    text += "  stand-in " + std::to_string(t.currency) + ": " + Money(t.daily_max_minor) +
+            " a day, " + Money(single) + " a payment (minor units)\n";
+  }
+  return text;
+}
+
 void RegisterOtherBanks(CLI::App& app) {
   CLI::App* bank = app.add_subcommand("bank", "other banks (BIN ranges, SIM issuers, interbank)");
   bank->require_subcommand(1);
@@ -323,6 +337,7 @@ void RegisterOtherBanks(CLI::App& app) {
     sw::OtherBank b;
     std::vector<std::string> ranges;
     std::vector<uint16_t> currencies{408};
+    std::vector<std::string> stand_in;
   };
   auto o = std::make_shared<Opts>();
   CLI::App* add = bank->add_subcommand("add", "register another bank and its interbank accounts");
@@ -332,6 +347,9 @@ void RegisterOtherBanks(CLI::App& app) {
   add->add_option("--bin-range", o->ranges, "LOW-HIGH card BIN range (repeatable)");
   add->add_option("--sim-issuer", o->b.sim_issuers, "SIM token prefix (repeatable)");
   add->add_option("--currencies", o->currencies, "ISO 4217 numeric codes")->delimiter(',');
+  add->add_option("--stand-in", o->stand_in,
+                  "CUR:DAILY_MAX[:SINGLE_MAX] stand-in agreement, minor units (repeatable; "
+                  "without one the bank's cards and SIMs are declined)");
   add->callback([o] {
     for (const std::string& r : o->ranges) {
       if (r.find('-') == std::string::npos) {
@@ -342,7 +360,8 @@ void RegisterOtherBanks(CLI::App& app) {
               {"name", o->b.name},
               {"bin_ranges", o->ranges},
               {"sim_issuers", o->b.sim_issuers},
-              {"currencies", o->currencies}};
+              {"currencies", o->currencies},
+              {"stand_in", o->stand_in}};
     Result<json> added = RunWrite(o->c, "bank.add", args);
     if (!added.ok()) return Fail(o->c, added.status());
     Result<sw::OtherBank> r = sw::DecodeOtherBank(added->dump());
@@ -351,6 +370,7 @@ void RegisterOtherBanks(CLI::App& app) {
     for (const sw::InterbankAccount& a : r->accounts) {
       text += "  interbank account " + std::to_string(a.currency) + " " + a.account.ToHex() + "\n";
     }
+    text += StandInText(*r);
     Print(o->c, json::parse(sw::EncodeOtherBank(*r)), text);
   });
   CLI::App* list = bank->add_subcommand("list", "list the other banks");
@@ -364,7 +384,7 @@ void RegisterOtherBanks(CLI::App& app) {
     std::string text;
     for (const sw::OtherBank& b : *banks) {
       arr.push_back(json::parse(sw::EncodeOtherBank(b)));
-      text += b.id + "  " + b.name + "\n";
+      text += b.id + "  " + b.name + "\n" + StandInText(b);
     }
     Print(o->c, json{{"banks", arr}}, text);
   });

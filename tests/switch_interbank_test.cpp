@@ -1,0 +1,621 @@
+// Other banks' cards and SIM tokens at our merchants (issue 8, Interbank):
+// the authorizer routes a credential of another registered bank to that
+// bank's interbank account under its stand-in agreement (`narae bank add
+// --stand-in`), over ISO 8583 and over the HTTP API (same engine), and the
+// day's settlement nets the positions per bank to zero. A real ledger in a
+// temporary folder, the real authorizer, the real HTTP server on a loopback
+// port and the real `narae` commands for the day close and the settlement.
+#include <utility>
+// clang-format off
+#include <boost/asio.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+// clang-format on
+
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <ctime>
+#include <filesystem>
+#include <fstream>
+#include <future>
+#include <map>
+#include <nlohmann/json.hpp>
+
+#include "crypto/crypto.hpp"
+#include "ledger/ledger.hpp"
+#include "switch/api.hpp"
+#include "switch/authorizer.hpp"
+#include "switch/bank.hpp"
+#include "switch/http_server.hpp"
+#include "switch/iso8583.hpp"
+#include "switch/settlement.hpp"
+#include "tests/test_util.hpp"
+
+namespace narae::switching {
+namespace {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+namespace nc = narae::crypto;
+using json = nlohmann::json;
+using tcp = asio::ip::tcp;
+using ledger::AccountId;
+
+int64_t SystemMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+std::string NaraeBin() { return std::string(NARAE_BIN_DIR) + "/tools/narae"; }
+
+// Runs `narae args` and returns its exit code and standard output.
+std::pair<int, std::string> Narae(const std::string& args) {
+  std::string out;
+  FILE* f = ::popen((NaraeBin() + " " + args + " 2>/dev/null").c_str(), "r");
+  if (f == nullptr) return {-1, ""};
+  char buf[4096];
+  size_t n = 0;
+  while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) out.append(buf, n);
+  const int status = ::pclose(f);
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+}
+
+// A Luhn-valid 16-digit PAN starting with `prefix`.
+std::string PanWithPrefix(const std::string& prefix, uint64_t n) {
+  std::string tail = std::to_string(n);
+  NARAE_CHECK(prefix.size() + tail.size() <= 15);
+  const std::string digits = prefix + std::string(15 - prefix.size() - tail.size(), '0') + tail;
+  Result<char> check = nc::LuhnCheckDigit(digits);
+  NARAE_CHECK(check.ok());
+  return digits + *check;
+}
+
+struct Resp {
+  unsigned status = 0;
+  std::string body;
+  json j;
+  std::string Code() const {
+    return j.is_object() && j.contains("error") ? j["error"]["code"].get<std::string>() : "";
+  }
+};
+
+class Client {
+ public:
+  explicit Client(uint16_t port) : socket_(ioc_) {
+    socket_.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), port));
+  }
+  Resp Send(http::request<http::string_body> req) {
+    req.version(11);
+    req.set(http::field::host, "127.0.0.1");
+    req.prepare_payload();
+    http::write(socket_, req);
+    http::response<http::string_body> res;
+    http::read(socket_, buffer_, res);
+    Resp r;
+    r.status = res.result_int();
+    r.body = res.body();
+    r.j = json::parse(r.body, nullptr, false);
+    return r;
+  }
+
+ private:
+  asio::io_context ioc_;
+  tcp::socket socket_;
+  beast::flat_buffer buffer_;
+};
+
+// KORYO: cards 950100..950199, stand-in in KPW (daily 100,000, single 60,000).
+// DAEDONG: cards 960000..960099 and SIM tokens 9520..., stand-in daily 50,000.
+// HWANGHAE: cards 970000..970099 and SIM tokens 9530..., no agreement.
+constexpr uint64_t kKoryoDaily = 100'000;
+constexpr uint64_t kKoryoSingle = 60'000;
+constexpr uint64_t kDaedongDaily = 50'000;
+
+class InterbankTest : public ::testing::Test {
+ protected:
+  // The demo bank and the other banks are made once and copied per test.
+  static void SetUpTestSuite() {
+    seeded_ = new testing::TempDir();
+    ASSERT_TRUE(nc::CreateMasterKeyFile(seeded_->Sub("master.key")).ok());
+    Result<nc::SecretBytes> mk = nc::LoadMasterKeyFile(seeded_->Sub("master.key"));
+    ASSERT_TRUE(mk.ok());
+    std::filesystem::create_directories(seeded_->Sub("keys"));
+    auto ks = nc::KeyStore::Open(seeded_->Sub("keys"), *mk);
+    ASSERT_TRUE(ks.ok());
+    ledger::Options o;
+    o.path = seeded_->Sub("ledger");
+    o.sync = false;
+    auto l = ledger::Ledger::Open(o);
+    ASSERT_TRUE(l.ok());
+    SeedOptions so;
+    so.customers = 1;
+    auto bank = SeedDemo(**l, **ks, so);
+    ASSERT_TRUE(bank.ok()) << bank.status().ToString();
+    seeded_bank_ = new DemoBank(std::move(*bank));
+    OtherBank koryo{"KORYO", "Koryo Bank", {{"950100", "950199"}}, {}, {}, {}};
+    koryo.stand_in = {{408, kKoryoDaily, kKoryoSingle}};
+    OtherBank daedong{"DAEDONG", "Daedong Credit", {{"960000", "960099"}}, {"9520"}, {}, {}};
+    daedong.stand_in = {{408, kDaedongDaily, 0}};
+    OtherBank hwanghae{"HWANGHAE", "Hwanghae Bank", {{"970000", "970099"}}, {"9530"}, {}, {}};
+    for (const OtherBank* b : {&koryo, &daedong, &hwanghae}) {
+      Result<OtherBank> r = AddOtherBank(**l, *b, {408});
+      ASSERT_TRUE(r.ok()) << r.status().ToString();
+      interbank_[b->id] = r->accounts.at(0).account;
+    }
+    ASSERT_OK(EnsureApiTerminals(**l, **ks));
+    ASSERT_OK((*l)->Close());
+  }
+  static void TearDownTestSuite() {
+    delete seeded_bank_;
+    delete seeded_;
+    interbank_.clear();
+  }
+
+  void SetUp() override {
+    ASSERT_NE(seeded_bank_, nullptr);
+    std::filesystem::copy(seeded_->path(), dir_.path(),
+                          std::filesystem::copy_options::recursive |
+                              std::filesystem::copy_options::overwrite_existing);
+    std::filesystem::permissions(dir_.Sub("master.key"), std::filesystem::perms::owner_read |
+                                                             std::filesystem::perms::owner_write);
+    Result<nc::SecretBytes> mk = nc::LoadMasterKeyFile(dir_.Sub("master.key"));
+    ASSERT_TRUE(mk.ok());
+    auto ks = nc::KeyStore::Open(dir_.Sub("keys"), *mk);
+    ASSERT_TRUE(ks.ok());
+    keys_ = std::move(*ks);
+    Start();
+  }
+  void TearDown() override { Stop(); }
+
+  void Start() {
+    ledger::Options o;
+    o.path = dir_.Sub("ledger");
+    o.sync = false;
+    auto l = ledger::Ledger::Open(o);
+    ASSERT_TRUE(l.ok()) << l.status().ToString();
+    ledger_ = std::move(*l);
+    auto a = MakeAuthorizer({ledger_.get(), keys_.get()}, "{}");
+    ASSERT_TRUE(a.ok()) << a.status().ToString();
+    auth_ = std::move(*a);
+    auto api = Api::Create({ledger_.get(), keys_.get(), auth_.get()}, ApiOptions{});
+    ASSERT_TRUE(api.ok()) << api.status().ToString();
+    api_ = std::move(*api);
+    HttpServerOptions so;
+    so.listen = "127.0.0.1:0";
+    so.threads = 2;
+    auto s = HttpServer::Start(so, api_.get(), auth_.get(), nullptr);
+    ASSERT_TRUE(s.ok()) << s.status().ToString();
+    server_ = std::move(*s);
+    client_ = std::make_unique<Client>(server_->port());
+  }
+  void Stop() {
+    client_.reset();
+    if (server_) server_->Shutdown();
+    if (ledger_) (void)ledger_->Close();
+    server_.reset();
+    api_.reset();
+    auth_.reset();
+    ledger_.reset();
+  }
+
+  // ---- ISO 8583 straight into the engine ----
+  Message Iso(Message m) {
+    std::promise<Message> done;
+    auto f = done.get_future();
+    auth_->Handle(std::move(m), ConnectionInfo{}, [&](Message r) { done.set_value(std::move(r)); });
+    return f.get();
+  }
+  static std::string Rc(const Message& m) { return std::string(m.Get(39)); }
+  static std::string Field7Now() {
+    std::time_t t = static_cast<std::time_t>(SystemMs() / 1000);
+    std::tm tm{};
+    gmtime_r(&t, &tm);
+    char buf[64];
+    std::snprintf(buf, sizeof buf, "%02d%02d%02d%02d%02d", tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
+                  tm.tm_min, tm.tm_sec);
+    return buf;
+  }
+  Message IsoBase(const std::string& mti) {
+    Message m(mti);
+    m.Set(7, Field7Now());
+    char stan[16];
+    std::snprintf(stan, sizeof stan, "%06d", ++stan_);
+    m.Set(11, stan);
+    m.Set(41, "T0000003");
+    std::string merchant = "SOCKS001";
+    merchant.resize(15, ' ');
+    m.Set(42, merchant);
+    return m;
+  }
+  // A card payment as an e-commerce terminal sends it: PAN, expiry, CVV2.
+  Message CardPayment(const std::string& mti, const std::string& pan, uint64_t amount,
+                      const std::string& expiry = "3012", const std::string& cvv2 = "123") {
+    Message m = IsoBase(mti);
+    m.Set(2, pan);
+    m.Set(3, "000000");
+    m.Set(4, *FormatAmount(amount));
+    if (!expiry.empty()) m.Set(14, expiry);
+    m.Set(49, "408");
+    if (!cvv2.empty()) m.Set(48, BuildField48(cvv2));
+    return m;
+  }
+  // A SIM token payment; the cryptogram is the issuer's business (not ours).
+  Message SimPayment(const std::string& token, uint64_t amount, uint64_t counter,
+                     int64_t time_offset_s = 0) {
+    Message m = IsoBase("0200");
+    m.Set(2, token);
+    m.Set(3, "000000");
+    m.Set(4, *FormatAmount(amount));
+    m.Set(49, "408");
+    SimTokenData t;
+    t.token_id = token;
+    t.counter = counter;
+    t.cryptogram = {1, 2, 3, 4, 5, 6, 7, 8};
+    t.time_unix_s = static_cast<uint64_t>(SystemMs() / 1000 + time_offset_s);
+    m.Set(62, *FormatSimToken(t));
+    return m;
+  }
+  Message Reversal(const Message& orig, uint64_t amount) {
+    Message m = IsoBase("0400");
+    m.Set(2, orig.Get(2));
+    m.Set(3, orig.Get(3));
+    m.Set(4, *FormatAmount(amount));
+    m.Set(49, orig.Get(49));
+    OriginalData od{orig.mti(), std::string(orig.Get(11)), std::string(orig.Get(7)), "00000000000",
+                    "00000000000"};
+    m.Set(90, *FormatOriginalData(od));
+    return m;
+  }
+  Message Completion(const Message& orig, uint64_t amount) {
+    Message m = Reversal(orig, amount);
+    m.set_mti("0220");
+    return m;
+  }
+
+  // ---- HTTP ----
+  Resp Call(const std::string& method, const std::string& target, const std::string& body,
+            const std::string& idem) {
+    http::request<http::string_body> req{http::string_to_verb(method), target, 11};
+    req.body() = body;
+    if (!idem.empty()) req.set("Idempotency-Key", idem);
+    const std::string nonce = "n" + std::to_string(++nonce_seq_) + "-" + std::to_string(SystemMs());
+    for (auto& [k, v] : SignedHeaders("SOCKS001", Merchant().api_secret_hex, method, target, body,
+                                      SystemMs() / 1000, nonce)) {
+      req.set(k, v);
+    }
+    if (!body.empty()) req.set(http::field::content_type, "application/json");
+    return client_->Send(std::move(req));
+  }
+  Resp PayCard(const std::string& pan, uint64_t amount, const std::string& capture = "manual") {
+    json j = {{"amount", amount},
+              {"currency", "KPW"},
+              {"capture", capture},
+              {"card", {{"pan", pan}, {"expiry", "3012"}, {"cvv2", "123"}}}};
+    return Call("POST", "/v1/payments", j.dump(), "k-" + std::to_string(++key_seq_));
+  }
+  Resp PaySim(const std::string& token, uint64_t amount, uint64_t counter) {
+    json j = {{"amount", amount},
+              {"currency", "KPW"},
+              {"capture", "automatic"},
+              {"sim",
+               {{"token_id", token},
+                {"counter", counter},
+                {"time", SystemMs() / 1000},
+                {"cryptogram", "0102030405060708"}}}};
+    return Call("POST", "/v1/payments", j.dump(), "k-" + std::to_string(++key_seq_));
+  }
+
+  const DemoMerchant& Merchant() {
+    for (const DemoMerchant& m : bank_().merchants) {
+      if (m.merchant.id == "SOCKS001") return m;
+    }
+    ADD_FAILURE() << "no SOCKS001";
+    return bank_().merchants[0];
+  }
+  static const DemoBank& bank_() { return *seeded_bank_; }
+  AccountId Clearing() { return Merchant().merchant.ForCurrency(408)->clearing; }
+  static AccountId Interbank(const std::string& bank) { return interbank_.at(bank); }
+  ledger::Account Account(AccountId id) {
+    auto a = ledger_->LookupAccount(id);
+    EXPECT_TRUE(a.has_value());
+    return a.value_or(ledger::Account{});
+  }
+  // Every interbank account and the clearing account: a decline moves nothing.
+  std::vector<ledger::Account> Balances() {
+    std::vector<ledger::Account> out;
+    for (const auto& [id, account] : interbank_) out.push_back(Account(account));
+    out.push_back(Account(Clearing()));
+    return out;
+  }
+  static void ExpectSame(const std::vector<ledger::Account>& a,
+                         const std::vector<ledger::Account>& b) {
+    ASSERT_EQ(a.size(), b.size());
+    for (size_t i = 0; i < a.size(); ++i) {
+      EXPECT_EQ(a[i].debits_posted, b[i].debits_posted) << i;
+      EXPECT_EQ(a[i].debits_pending, b[i].debits_pending) << i;
+      EXPECT_EQ(a[i].credits_posted, b[i].credits_posted) << i;
+    }
+  }
+
+  static inline testing::TempDir* seeded_ = nullptr;
+  static inline DemoBank* seeded_bank_ = nullptr;
+  static inline std::map<std::string, AccountId> interbank_;
+  testing::TempDir dir_;
+  std::unique_ptr<nc::KeyStore> keys_;
+  std::unique_ptr<ledger::Ledger> ledger_;
+  std::unique_ptr<IsoHandler> auth_;
+  std::unique_ptr<Api> api_;
+  std::unique_ptr<HttpServer> server_;
+  std::unique_ptr<Client> client_;
+  int stan_ = 0;
+  int nonce_seq_ = 0;
+  int key_seq_ = 0;
+};
+
+// A KORYO card holds and is captured, a DAEDONG SIM pays, our own card pays;
+// the day is closed and settled with the real `narae` commands: the merchant
+// is paid for all three and the interbank positions net to zero.
+TEST_F(InterbankTest, ForeignPaymentsAreApprovedCapturedAndNettedPerBank) {
+  const std::string koryo_pan = PanWithPrefix("950123", 1);
+  Message hold = CardPayment("0100", koryo_pan, 40'000);
+  Message r = Iso(hold);
+  ASSERT_EQ(Rc(r), "00");
+  EXPECT_TRUE(r.Has(38));
+  EXPECT_FALSE(r.Has(54)) << "the other bank's interbank balance is never shown";
+  EXPECT_EQ(Account(Interbank("KORYO")).debits_pending, 40'000u);
+  ASSERT_EQ(Rc(Iso(Completion(hold, 35'000))), "00");
+  EXPECT_EQ(Account(Interbank("KORYO")).debits_pending, 0u);
+  EXPECT_EQ(Account(Interbank("KORYO")).debits_posted, 35'000u);
+
+  Message sim = SimPayment("9520000000000017", 20'000, 1);
+  ASSERT_EQ(Rc(Iso(sim)), "00");
+  EXPECT_EQ(Rc(Iso(SimPayment("9520000000000017", 1'000, 1))), "62") << "counter replayed";
+  EXPECT_EQ(Account(Interbank("DAEDONG")).debits_posted, 20'000u);
+
+  const DemoCard& ours = bank_().cards.at(0);
+  ASSERT_EQ(ours.issued.card.currency, 408);
+  ASSERT_EQ(Rc(Iso(CardPayment("0200", ours.issued.pan, 5'000, ours.issued.card.expiry,
+                               ours.issued.cvv2))),
+            "00");
+  EXPECT_EQ(Account(Clearing()).credits_posted, 60'000u);
+  EXPECT_EQ(Account(Interbank("HWANGHAE")).debits_posted, 0u);
+
+  // The day closed and the merchants settled (the functions behind `narae
+  // day close` and `narae settle`), then `narae settle interbank` itself.
+  Result<DayRecord> day = CloseDay(*ledger_, std::nullopt);
+  ASSERT_TRUE(day.ok()) << day.status().ToString();
+  SettleOptions so;
+  so.merchant_id = "SOCKS001";
+  Result<SettleSummary> settled = SettleDay(*ledger_, day->day, so);
+  ASSERT_TRUE(settled.ok()) << settled.status().ToString();
+  ASSERT_EQ(settled->settled.size(), 1u);
+  EXPECT_EQ(settled->settled[0].captures_minor, 60'000u) << "foreign payments settle like ours";
+  Stop();
+  const std::string data = dir_.path();
+  const std::string file = dir_.Sub("net.csv");
+  auto [ib_rc, ib_out] =
+      Narae("settle interbank --data " + data + " --day 1 --out " + file + " --json");
+  ASSERT_EQ(ib_rc, 0) << ib_out;
+  json ib = json::parse(ib_out, nullptr, false);
+  ASSERT_TRUE(ib.is_object()) << ib_out;
+  std::map<std::string, int64_t> net;
+  int64_t sum = 0;
+  for (const json& p : ib["positions"]) {
+    EXPECT_EQ(p["currency"], 408);
+    net[p["bank"].get<std::string>()] = p["net_minor"].get<int64_t>();
+    sum += p["net_minor"].get<int64_t>();
+  }
+  EXPECT_EQ(sum, 0) << ib_out;
+  EXPECT_EQ(net.at("KORYO"), -35'000);
+  EXPECT_EQ(net.at("DAEDONG"), -20'000);
+  EXPECT_EQ(net.at("HWANGHAE"), 0);
+  EXPECT_EQ(net.at("NARAE"), 55'000);
+  std::ifstream in(file);
+  std::string csv((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_NE(csv.find("408,KORYO,DEBIT,35000"), std::string::npos) << csv;
+  EXPECT_NE(csv.find("408,DAEDONG,DEBIT,20000"), std::string::npos) << csv;
+  EXPECT_NE(csv.find("408,NARAE,CREDIT,55000"), std::string::npos) << csv;
+
+  // The nets cleared the interbank accounts through the central bank.
+  Start();
+  for (const std::string b : {"KORYO", "DAEDONG", "HWANGHAE"}) {
+    const ledger::Account a = Account(Interbank(b));
+    EXPECT_EQ(a.debits_posted, a.credits_posted) << b;
+  }
+  const AccountId central = bank_().config.ForCurrency(408)->central_bank;
+  EXPECT_EQ(Account(central).debits_posted, 55'000u);
+}
+
+// What cannot be stood in for is declined and moves nothing.
+TEST_F(InterbankTest, UnknownIssuerNoAgreementAndUnverifiableCredentialsAreDeclined) {
+  const std::vector<ledger::Account> before = Balances();
+  const std::string koryo_pan = PanWithPrefix("950100", 7);
+  // No registered bank owns the BIN; an unknown card of our own BIN.
+  EXPECT_EQ(Rc(Iso(CardPayment("0200", PanWithPrefix("980000", 1), 1'000))), "14");
+  EXPECT_EQ(Rc(Iso(CardPayment("0200", PanWithPrefix("940801", 99'999), 1'000))), "14");
+  EXPECT_EQ(Rc(Iso(SimPayment("9999000000000001", 1'000, 1))), "14");
+  EXPECT_EQ(Rc(Iso(SimPayment("9410999999999999", 1'000, 1))), "14");
+  // A registered bank without an agreement: 57 (card and SIM).
+  EXPECT_EQ(Rc(Iso(CardPayment("0200", PanWithPrefix("970055", 3), 1'000))), "57");
+  EXPECT_EQ(Rc(Iso(SimPayment("9530000000000001", 1'000, 1))), "57");
+  // A balance inquiry: we do not know the other bank's balances.
+  Message balance = CardPayment("0100", koryo_pan, 1);
+  balance.Set(3, "310000");
+  balance.Clear(4);
+  EXPECT_EQ(Rc(Iso(balance)), "57");
+  // A PIN we have no key for; no CVV2 and no chip; expiry absent, past, bad.
+  Message pin = CardPayment("0200", koryo_pan, 1'000);
+  pin.SetBytes(52, std::vector<uint8_t>(8, 0x11));
+  EXPECT_EQ(Rc(Iso(pin)), "57");
+  EXPECT_EQ(Rc(Iso(CardPayment("0200", koryo_pan, 1'000, "3012", ""))), "05");
+  EXPECT_EQ(Rc(Iso(CardPayment("0200", koryo_pan, 1'000, ""))), "30");
+  EXPECT_EQ(Rc(Iso(CardPayment("0200", koryo_pan, 1'000, "2001"))), "54");
+  EXPECT_EQ(Rc(Iso(CardPayment("0200", koryo_pan, 1'000, "3013"))), "54");
+  // A wrong Luhn digit never reaches the routing.
+  std::string bad_luhn = koryo_pan;
+  bad_luhn.back() = bad_luhn.back() == '9' ? '0' : static_cast<char>(bad_luhn.back() + 1);
+  EXPECT_EQ(Rc(Iso(CardPayment("0200", bad_luhn, 1'000))), "14");
+  // A SIM token far from now.
+  EXPECT_EQ(Rc(Iso(SimPayment("9520000000000025", 1'000, 1, 3600))), "05");
+  ExpectSame(before, Balances());
+}
+
+// Chip data of another bank: the ARQC cannot be checked, the ATC can; ISO
+// refunds of a foreign card and SIM credit the bank's interbank account.
+TEST_F(InterbankTest, ForeignChipAtcIsNeverReplayedAndRefundsCreditTheBank) {
+  const std::string pan = PanWithPrefix("950111", 4);
+  const std::vector<uint8_t> arqc(8, 0xA5);  // any value: it is the issuer's to check
+  auto chip = [&](uint64_t amount, uint64_t chip_amount, uint16_t atc) {
+    Message m = CardPayment("0200", pan, amount, "3012", "");
+    m.Set(55, BuildChipData(chip_amount, 408, atc, 0x01020304, arqc));
+    return m;
+  };
+  Message paid = chip(4'000, 4'000, 7);
+  Message r = Iso(paid);
+  ASSERT_EQ(Rc(r), "00");
+  EXPECT_FALSE(r.Has(55)) << "no ARPC without the issuer's key";
+  EXPECT_EQ(Rc(Iso(chip(1'000, 1'000, 7))), "05") << "ATC replayed";
+  EXPECT_EQ(Rc(Iso(chip(1'000, 1'000, 6))), "05") << "ATC went back";
+  EXPECT_EQ(Rc(Iso(chip(1'000, 999, 8))), "30") << "chip amount differs from field 4";
+  ASSERT_EQ(Rc(Iso(chip(1'000, 1'000, 8))), "00");
+  EXPECT_EQ(Account(Interbank("KORYO")).debits_posted, 5'000u);
+
+  auto refund = [&](const std::string& credential, const Message& answer, uint64_t amount) {
+    Message m = IsoBase("0200");
+    m.Set(2, credential);
+    m.Set(3, "200000");
+    m.Set(4, *FormatAmount(amount));
+    m.Set(49, "408");
+    m.Set(37, answer.Get(37));
+    return Rc(Iso(m));
+  };
+  EXPECT_EQ(refund(pan, r, 4'001), "13") << "more than was captured";
+  EXPECT_EQ(refund(PanWithPrefix("950111", 5), r, 1'000), "12") << "another card";
+  EXPECT_EQ(refund(pan, r, 1'500), "00");
+  EXPECT_EQ(Account(Interbank("KORYO")).credits_posted, 1'500u);
+
+  Message sim_answer = Iso(SimPayment("9520000000000058", 3'000, 1));
+  ASSERT_EQ(Rc(sim_answer), "00");
+  EXPECT_EQ(refund("9520000000000058", sim_answer, 3'000), "00");
+  EXPECT_EQ(Account(Interbank("DAEDONG")).credits_posted, 3'000u);
+  EXPECT_EQ(refund("9530000000000058", sim_answer, 1), "12") << "another bank's token";
+  EXPECT_EQ(refund("9999000000000001", sim_answer, 1), "14") << "no such issuer";
+}
+
+// The agreement's limits: one payment and the bank's day, released by a reversal.
+TEST_F(InterbankTest, PerBankStandInLimitsAreEnforcedAndReleasedByReversals) {
+  const std::string pan_a = PanWithPrefix("950150", 1);
+  const std::string pan_b = PanWithPrefix("950199", 2);
+  EXPECT_EQ(Rc(Iso(CardPayment("0200", pan_a, kKoryoSingle + 1))), "61");
+  Message first = CardPayment("0200", pan_a, kKoryoSingle);
+  ASSERT_EQ(Rc(Iso(first)), "00");
+  // The daily maximum is the bank's, across its cards.
+  EXPECT_EQ(Rc(Iso(CardPayment("0200", pan_b, kKoryoDaily - kKoryoSingle + 1))), "61");
+  ASSERT_EQ(Rc(Iso(CardPayment("0200", pan_b, kKoryoDaily - kKoryoSingle))), "00");
+  const std::vector<ledger::Account> full = Balances();
+  EXPECT_EQ(Rc(Iso(CardPayment("0200", pan_b, 1))), "61");
+  ExpectSame(full, Balances());
+  // DAEDONG's own day is untouched by KORYO's.
+  ASSERT_EQ(Rc(Iso(SimPayment("9520000000000033", kDaedongDaily, 1))), "00");
+  EXPECT_EQ(Rc(Iso(SimPayment("9520000000000033", 1, 2))), "61");
+  // A reversal gives the exposure back.
+  ASSERT_EQ(Rc(Iso(Reversal(first, kKoryoSingle))), "00");
+  EXPECT_EQ(Account(Interbank("KORYO")).credits_posted, kKoryoSingle);
+  ASSERT_EQ(Rc(Iso(CardPayment("0200", pan_b, kKoryoSingle))), "00");
+  EXPECT_EQ(Rc(Iso(CardPayment("0200", pan_b, 1))), "61");
+  // The exposure survives a restart (it is a ledger record, au/d/b/...).
+  Stop();
+  Start();
+  EXPECT_EQ(Rc(Iso(CardPayment("0200", pan_a, 1))), "61");
+}
+
+// The same over the HTTP API: 201/200 through the interbank account, a
+// refund credits it, and the declines have their stable codes.
+TEST_F(InterbankTest, HttpRoutesForeignCardsAndSimsThroughTheInterbankAccount) {
+  const std::string pan = PanWithPrefix("950177", 5);
+  Resp p = PayCard(pan, 30'000);
+  ASSERT_EQ(p.status, 201u) << p.body;
+  EXPECT_EQ(p.j["status"], "authorized");
+  const std::string id = p.j["id"];
+  EXPECT_EQ(Account(Interbank("KORYO")).debits_pending, 30'000u);
+  Resp c = Call("POST", "/v1/payments/" + id + "/capture", R"({"amount":25000})", "cap-1");
+  ASSERT_EQ(c.status, 200u) << c.body;
+  EXPECT_EQ(c.j["status"], "captured");
+  EXPECT_EQ(Account(Interbank("KORYO")).debits_posted, 25'000u);
+  Resp rf = Call("POST", "/v1/payments/" + id + "/refunds", R"({"amount":5000})", "ref-1");
+  ASSERT_EQ(rf.status, 201u) << rf.body;
+  EXPECT_EQ(Account(Interbank("KORYO")).credits_posted, 5'000u) << "the refund goes back to KORYO";
+
+  Resp s = PaySim("9520000000000041", 7'000, 1);
+  ASSERT_EQ(s.status, 201u) << s.body;
+  EXPECT_EQ(Account(Interbank("DAEDONG")).debits_posted, 7'000u);
+
+  const std::vector<ledger::Account> before = Balances();
+  Resp unknown = PayCard(PanWithPrefix("980000", 2), 1'000);
+  EXPECT_EQ(unknown.status, 402u) << unknown.body;
+  EXPECT_EQ(unknown.Code(), "invalid_card");
+  Resp none = PayCard(PanWithPrefix("970000", 2), 1'000);
+  EXPECT_EQ(none.status, 402u) << none.body;
+  EXPECT_EQ(none.Code(), "not_permitted");
+  Resp none_sim = PaySim("9530000000000002", 1'000, 1);
+  EXPECT_EQ(none_sim.status, 402u) << none_sim.body;
+  EXPECT_EQ(none_sim.Code(), "not_permitted");
+  Resp over = PayCard(pan, kKoryoSingle + 1, "automatic");
+  EXPECT_EQ(over.status, 402u) << over.body;
+  EXPECT_EQ(over.Code(), "limit_exceeded");
+  // 25,000 captured of KORYO's 100,000 day: 60,000 passes, then 15,001 does not.
+  ASSERT_EQ(PayCard(pan, kKoryoSingle, "automatic").status, 201u);
+  const std::vector<ledger::Account> at_limit = Balances();
+  Resp day = PayCard(pan, kKoryoDaily - 25'000 - kKoryoSingle + 1, "automatic");
+  EXPECT_EQ(day.status, 402u) << day.body;
+  EXPECT_EQ(day.Code(), "limit_exceeded");
+  ExpectSame(at_limit, Balances());
+  (void)before;
+}
+
+// Stand-in terms are validated: by AddOtherBank, and by `narae bank add
+// --stand-in`'s parser; the command stores and prints them.
+TEST_F(InterbankTest, BankAddStandInTermsAreValidated) {
+  auto add = [&](std::vector<StandInTerms> terms) {
+    OtherBank b{"A", "a", {{"990000", "990099"}}, {}, {}, std::move(terms)};
+    return AddOtherBank(*ledger_, b, {408}).status();
+  };
+  EXPECT_EQ(add({{408, 0, 0}}).code(), StatusCode::kInvalidArgument) << "daily 0";
+  EXPECT_EQ(add({{408, 100, 200}}).code(), StatusCode::kInvalidArgument) << "single > daily";
+  EXPECT_EQ(add({{840, 100, 0}}).code(), StatusCode::kInvalidArgument) << "not its currency";
+  EXPECT_EQ(add({{408, 100, 0}, {408, 200, 0}}).code(), StatusCode::kInvalidArgument);
+  Result<std::vector<OtherBank>> banks = ListOtherBanks(*ledger_);
+  ASSERT_TRUE(banks.ok());
+  EXPECT_EQ(banks->size(), 3u) << "nothing was added";
+  Stop();
+  const std::string data = dir_.path();
+  const std::string base = "bank add --data " + data + " --bin-range 990000-990099 ";
+  EXPECT_NE(Narae(base + "--id A --stand-in 408").first, 0);
+  EXPECT_NE(Narae(base + "--id A --stand-in 408:1:1:1").first, 0);
+  EXPECT_NE(Narae(base + "--id A --stand-in x:1").first, 0);
+  EXPECT_NE(Narae(base + "--id A --stand-in 1000:1").first, 0);
+  auto [rc, out] = Narae(base + "--id A --currencies 408,840 --stand-in 840:5000:100");
+  ASSERT_EQ(rc, 0) << out;
+  EXPECT_NE(out.find("stand-in 840: 5000 a day, 100 a payment"), std::string::npos) << out;
+  Start();
+  // Read back as the authorizer reads it.
+  banks = ListOtherBanks(*ledger_);
+  ASSERT_TRUE(banks.ok());
+  ASSERT_EQ(banks->size(), 4u);
+  for (const OtherBank& b : *banks) {
+    if (b.id == "A") {
+      EXPECT_TRUE(b.stand_in == (std::vector<StandInTerms>{{840, 5000, 100}}));
+    } else if (b.id == "KORYO") {
+      EXPECT_EQ(b.StandInFor(408)->daily_max_minor, kKoryoDaily);
+    } else if (b.id == "HWANGHAE") {
+      EXPECT_EQ(b.StandInFor(408), nullptr);
+    }
+  }
+}
+
+}  // namespace
+}  // namespace narae::switching
