@@ -11,8 +11,10 @@
 // clear and encrypted PIN blocks, terminal PIN and MAC keys, SIM keys,
 // issuer keys, API secrets, the master key. CVV2s (3 digits) and the demo's
 // 4-digit PINs are too short to search for as such: the field 48 element
-// ("CVV203" + CVV2) and any JSON member named like a PIN or CVV are
-// searched instead.
+// ("CVV203" + CVV2), the HTTP body member ("cvv2":"123") and any JSON
+// member named like a PIN or CVV are searched instead. The same run pays
+// over the storefront HTTP API too (held, captured, refunded, bought, a
+// wrong CVV2, bodies refused as malformed that carry the PAN and CVV2).
 //
 // TerminalKeyCannotMacForAnotherTerminal: the two demo MAC terminals; a
 // request signed with the other terminal's key is declined 05, the
@@ -27,6 +29,7 @@
 
 #include "ledger/ledger.hpp"
 #include "tests/switch_harness.hpp"
+#include "tests/switch_http_harness.hpp"
 #include "tests/test_util.hpp"
 
 namespace narae::switching {
@@ -128,7 +131,8 @@ TEST(SwitchSecurity, NoSecretInLogsOrStorage) {
   }
 
   SwitchProcess sw;
-  ASSERT_TRUE(sw.Start(data, {"--log-file", log, "--log-level", "debug"}));
+  ASSERT_TRUE(
+      sw.Start(data, {"--log-file", log, "--log-level", "debug", "--http-listen", "127.0.0.1:0"}));
   std::vector<Secret> secrets;
   std::vector<std::string> short_contexts;  // field 48 elements with a CVV2
   uint32_t stan = 0;
@@ -185,9 +189,70 @@ TEST(SwitchSecurity, NoSecretInLogsOrStorage) {
       }
     }
   }
+  // The storefront API: card payments (held, captured, refunded, bought at
+  // once), a wrong CVV2, and refused bodies that carry the PAN and CVV2.
+  uint32_t http_answers = 0;
+  {
+    HttpClient h(sw.http_port());
+    ASSERT_TRUE(h.connected());
+    uint32_t key = 0;
+    auto post = [&](const std::string& merchant, const std::string& secret,
+                    const std::string& target, const std::string& body) {
+      std::optional<HttpAnswer> a = h.Call("POST", target, body,
+                                           StorefrontHeaders(merchant, secret, "POST", target, body,
+                                                             "sec-" + std::to_string(++key)));
+      EXPECT_TRUE(a.has_value()) << target;
+      if (a) ++http_answers;
+      return a ? *a : HttpAnswer{};
+    };
+    std::vector<DemoCard> kpw_cards = long_pin_cards;
+    for (const DemoCard& card : demo.cards) {
+      if (card.currency == 408) kpw_cards.push_back(card);
+    }
+    size_t storefronts = 0;
+    for (const auto& m : demo.doc.at("merchants")) {
+      const auto& cur = m.at("currencies");
+      if (storefronts == 2 || std::find(cur.begin(), cur.end(), 408) == cur.end()) continue;
+      ++storefronts;
+      const std::string merchant = m.at("id").get<std::string>();
+      const std::string secret = m.at("api_secret_hex").get<std::string>();
+      for (const DemoCard& card : kpw_cards) {
+        auto body = [&](const char* capture, const std::string& cvv2) {
+          return nlohmann::json{
+              {"amount", 1300},
+              {"currency", "KPW"},
+              {"capture", capture},
+              {"order_ref", "sec-" + std::to_string(key)},
+              {"card", {{"pan", card.pan}, {"expiry", card.expiry}, {"cvv2", cvv2}}}}
+              .dump();
+        };
+        HttpAnswer held = post(merchant, secret, "/v1/payments", body("manual", card.cvv2));
+        EXPECT_EQ(held.status, 201) << held.body;
+        nlohmann::json j = nlohmann::json::parse(held.body, nullptr, false);
+        if (held.status == 201 && j.contains("id")) {
+          const std::string id = j.at("id").get<std::string>();
+          EXPECT_EQ(post(merchant, secret, "/v1/payments/" + id + "/capture", "{}").status, 200);
+          EXPECT_EQ(
+              post(merchant, secret, "/v1/payments/" + id + "/refunds", "{\"amount\":300}").status,
+              201);
+        }
+        EXPECT_EQ(post(merchant, secret, "/v1/payments", body("automatic", card.cvv2)).status, 201);
+        std::string wrong = card.cvv2;
+        wrong[0] = wrong[0] == '9' ? '0' : static_cast<char>(wrong[0] + 1);
+        EXPECT_EQ(post(merchant, secret, "/v1/payments", body("automatic", wrong)).status, 402);
+        // Refused before any authorization: trailing garbage, a duplicate key.
+        EXPECT_EQ(post(merchant, secret, "/v1/payments", body("automatic", card.cvv2) + "x").status,
+                  400);
+        const std::string dup = body("automatic", card.cvv2);
+        EXPECT_EQ(post(merchant, secret, "/v1/payments", "{\"amount\":1," + dup.substr(1)).status,
+                  400);
+      }
+    }
+  }
   ASSERT_EQ(sw.Stop(), 0);
   EXPECT_GT(approved, 50u);
   EXPECT_GT(declined, 10u);
+  EXPECT_GT(http_answers, 20u);
 
   // The secrets of the run.
   nlohmann::json doc = demo.doc;
@@ -197,6 +262,7 @@ TEST(SwitchSecurity, NoSecretInLogsOrStorage) {
     AddText(&secrets, "full PAN", card.pan);
     short_contexts.push_back("CVV203" + card.cvv2);
     short_contexts.push_back("CVV2" + card.cvv2);
+    short_contexts.push_back("\"cvv2\":\"" + card.cvv2 + "\"");  // an HTTP body
     Result<crypto::Bytes> clear = crypto::EncodePinBlockIso0(card.pin, card.pan);
     ASSERT_TRUE(clear.ok());
     AddBytes(&secrets, "clear PIN block", clear->data(), clear->size());
@@ -268,9 +334,10 @@ TEST(SwitchSecurity, NoSecretInLogsOrStorage) {
   }
   for (const std::string& f : found) ADD_FAILURE() << f;
   std::printf(
-      "[ secrets ] %u approved + %u declined requests; %zu secrets (%zu forms each at most) "
-      "searched in %zu log lines, %zu files (%llu bytes), %zu aux values: %zu found\n",
-      approved, declined, secrets.size(), size_t{3}, log_lines, files,
+      "[ secrets ] %u approved + %u declined ISO requests, %u HTTP answers; %zu secrets (%zu forms "
+      "each at most) searched in %zu log lines, %zu files (%llu bytes), %zu aux values: %zu "
+      "found\n",
+      approved, declined, http_answers, secrets.size(), size_t{3}, log_lines, files,
       static_cast<unsigned long long>(bytes), aux_values, found.size());
 }
 
