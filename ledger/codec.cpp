@@ -1,5 +1,7 @@
 #include "ledger/codec.hpp"
 
+#include <rocksdb/iterator.h>
+
 #include <bit>
 #include <cereal/archives/portable_binary.hpp>
 #include <cereal/types/array.hpp>
@@ -206,6 +208,95 @@ uint64_t GetU64(const char* p) {
   return v;
 }
 U128 GetU128(const char* p) { return U128{GetU64(p), GetU64(p + 8)}; }
+
+void PutFrameHeader(std::string* out, uint64_t ts, uint32_t record_bytes) {
+  PutU64(out, ts);
+  const char len[4] = {static_cast<char>(record_bytes >> 24), static_cast<char>(record_bytes >> 16),
+                       static_cast<char>(record_bytes >> 8), static_cast<char>(record_bytes)};
+  out->append(len, 4);
+}
+
+namespace {
+uint32_t GetU32(const char* p) {
+  uint32_t v = 0;
+  for (int i = 0; i < 4; ++i) v = (v << 8) | static_cast<uint8_t>(p[i]);
+  return v;
+}
+}  // namespace
+
+bool IsChunk(std::string_view key, std::string_view value) {
+  if (key.size() != 8 || value.empty()) return false;
+  uint64_t prev = 0;
+  size_t pos = 0;
+  for (size_t n = 0; pos < value.size(); ++n) {
+    if (n == kChunkEventsMax || value.size() - pos < kFrameHeaderBytes) return false;
+    const uint64_t ts = GetU64(value.data() + pos);
+    const uint32_t len = GetU32(value.data() + pos + 8);
+    if (value.size() - pos - kFrameHeaderBytes < len) return false;
+    if (n == 0 ? ts != GetU64(key.data()) : ts <= prev) return false;
+    prev = ts;
+    pos += kFrameHeaderBytes + len;
+  }
+  return true;
+}
+
+void EventCursor::SeekToFirst() {
+  any_ = false;
+  it_->SeekToFirst();
+  EnterChunk();
+}
+
+void EventCursor::Seek(uint64_t ts) {
+  any_ = false;
+  // The chunk holding `ts` starts at or before it.
+  it_->SeekForPrev(KeyTs(ts));
+  if (!it_->Valid()) it_->SeekToFirst();
+  EnterChunk();
+  while (valid_ && ts_ < ts) Next();
+}
+
+void EventCursor::Next() {
+  if (!valid_) return;
+  if (next_pos_ < chunk_.size()) {
+    pos_ = next_pos_;
+    ParseFrame();
+    return;
+  }
+  it_->Next();
+  EnterChunk();
+}
+
+void EventCursor::EnterChunk() {
+  valid_ = false;
+  if (!problem_.empty() || !it_->Valid()) return;
+  if (it_->key().size() != 8) {
+    problem_ = "malformed event key";
+    return;
+  }
+  chunk_ = std::string_view(it_->value().data(), it_->value().size());
+  pos_ = 0;
+  ParseFrame();
+}
+
+void EventCursor::ParseFrame() {
+  valid_ = false;
+  if (chunk_.size() - pos_ < kFrameHeaderBytes) {
+    problem_ = "malformed event chunk at " + std::to_string(GetU64(it_->key().data()));
+    return;
+  }
+  const uint64_t ts = GetU64(chunk_.data() + pos_);
+  const uint32_t len = GetU32(chunk_.data() + pos_ + 8);
+  if (chunk_.size() - pos_ - kFrameHeaderBytes < len ||
+      (pos_ == 0 && ts != GetU64(it_->key().data())) || (any_ && ts <= prev_ts_)) {
+    problem_ = "malformed event chunk at " + std::to_string(GetU64(it_->key().data()));
+    return;
+  }
+  prev_ts_ = ts_ = ts;
+  any_ = true;
+  record_ = chunk_.substr(pos_ + kFrameHeaderBytes, len);
+  next_pos_ = pos_ + kFrameHeaderBytes + len;
+  valid_ = true;
+}
 
 std::string Key128(U128 id) {
   std::string k;

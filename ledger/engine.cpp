@@ -601,6 +601,8 @@ TR Engine::ApplyPostOrVoid(const Transfer& t, TransferOutcome* out, std::vector<
   std::optional<Transfer> p;
   if (auto g = group_transfers_.find(t.pending_id); g != group_transfers_.end()) {
     p = g->second;
+  } else if (auto h = open_holds_.find(t.pending_id); h != open_holds_.end()) {
+    p = h->second.hold;  // an open hold is in memory: no read of the event log
   } else {
     p = store_->FindTransfer(t.pending_id);
   }

@@ -199,8 +199,8 @@ Result<VerifyReport> RunVerify(VerifySource* src, const std::function<void(uint6
   };
   std::array<uint8_t, 32> prev{};
   uint64_t expected_seq = 1;
-  rocksdb::Iterator* ev = src->events.get();
-  ev->SeekToFirst();
+  codec::EventCursor ev(src->events.get());
+  ev.SeekToFirst();
   std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> md(EVP_MD_CTX_new(), EVP_MD_CTX_free);
   NARAE_CHECK(md != nullptr);
   for (src->journal->SeekToFirst(); src->journal->Valid(); src->journal->Next()) {
@@ -217,14 +217,13 @@ Result<VerifyReport> RunVerify(VerifySource* src, const std::function<void(uint6
     if (j.previous_hash != prev) return fail(where + ": previous hash does not link");
     NARAE_CHECK(EVP_DigestInit_ex(md.get(), EVP_sha256(), nullptr) == 1);
     uint64_t count = 0;
-    for (; ev->Valid(); ev->Next()) {
-      if (ev->key().size() != 8) return fail("malformed event key");
-      uint64_t ts = codec::GetU64(ev->key().data());
+    for (; ev.Valid(); ev.Next()) {
+      uint64_t ts = ev.timestamp();
       if (ts < j.first_timestamp) {
         return fail("event at " + std::to_string(ts) + " is not covered by the journal");
       }
       if (ts > j.last_timestamp) break;
-      std::string_view rec(ev->value().data(), ev->value().size());
+      std::string_view rec = ev.record();
       codec::Event e;
       if (!codec::DecodeEvent(rec, &e) || e.timestamp() != ts) {
         return fail("event at " + std::to_string(ts) + " cannot be decoded");
@@ -240,6 +239,7 @@ Result<VerifyReport> RunVerify(VerifySource* src, const std::function<void(uint6
       ++rep.events;
       if (progress && rep.events % 65536 == 0) progress(rep.events);
     }
+    if (!ev.problem().empty()) return fail(ev.problem());
     std::array<uint8_t, 32> digest{};
     unsigned int len = 0;
     NARAE_CHECK(EVP_DigestFinal_ex(md.get(), digest.data(), &len) == 1);
@@ -254,8 +254,9 @@ Result<VerifyReport> RunVerify(VerifySource* src, const std::function<void(uint6
     ++rep.journal_entries;
   }
   if (!src->journal->status().ok()) return Status::IOError(src->journal->status().ToString());
-  if (ev->Valid()) return fail("events after the last journal entry");
-  if (!ev->status().ok()) return Status::IOError(ev->status().ToString());
+  if (ev.Valid()) return fail("events after the last journal entry");
+  if (!ev.problem().empty()) return fail(ev.problem());
+  if (!src->events->status().ok()) return Status::IOError(src->events->status().ToString());
   if (src->meta) {
     if (meta.journal_sequence != expected_seq - 1 || meta.journal_hash != prev) {
       return fail("journal head in meta (" + Hex(meta.journal_hash) + ") does not match chain");

@@ -111,3 +111,32 @@ TEST(LedgerCodec, EventsOfEveryKindRoundTripThroughTheDecoder) {
 
 }  // namespace
 }  // namespace narae::ledger::codec
+
+namespace narae::ledger::codec {
+namespace {
+
+std::string Frame(uint64_t ts, std::string_view record) {
+  std::string out;
+  PutFrameHeader(&out, ts, static_cast<uint32_t>(record.size()));
+  out.append(record);
+  return out;
+}
+
+TEST(EventChunk, AcceptsOnlyWellFormedChunks) {
+  const std::string key = KeyTs(100);
+  EXPECT_TRUE(IsChunk(key, Frame(100, "a") + Frame(101, "bc")));
+  EXPECT_FALSE(IsChunk(key, ""));
+  EXPECT_FALSE(IsChunk(key, Frame(99, "a")));                     // first frame is not the key's
+  EXPECT_FALSE(IsChunk(key, Frame(100, "a") + Frame(100, "b")));  // not increasing
+  std::string cut = Frame(100, "abc");
+  cut.pop_back();
+  EXPECT_FALSE(IsChunk(key, cut));                      // record runs past the end
+  EXPECT_FALSE(IsChunk(key, Frame(100, "a") + "xyz"));  // a partial header
+  EXPECT_FALSE(IsChunk("short", Frame(100, "a")));
+  std::string full;
+  for (uint64_t i = 0; i <= kChunkEventsMax; ++i) full += Frame(100 + i, "r");
+  EXPECT_FALSE(IsChunk(key, full));  // more events than a chunk holds
+}
+
+}  // namespace
+}  // namespace narae::ledger::codec

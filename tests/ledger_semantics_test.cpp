@@ -2,6 +2,7 @@
 // chains, balancing transfers, the Txn/aux hook and tamper detection.
 #include <rocksdb/db.h>
 #include <rocksdb/utilities/options_util.h>
+#include <rocksdb/write_batch.h>
 
 #include <limits>
 #include <thread>
@@ -385,6 +386,32 @@ class Tamper {
     }
     NARAE_CHECK(false);
   }
+  // Rewrites the chunked event log as the older layout had it (one event
+  // per key: kind + record) and removes the layout mark.
+  void ToOlderEventLayout() {
+    rocksdb::ColumnFamilyHandle* events = names_.at("events");
+    std::vector<std::pair<std::string, std::string>> chunks;
+    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator({}, events));
+    for (it->SeekToFirst(); it->Valid(); it->Next()) {
+      chunks.emplace_back(it->key().ToString(), it->value().ToString());
+    }
+    NARAE_CHECK(it->status().ok());
+    it.reset();
+    rocksdb::WriteBatch b;
+    for (const auto& [key, chunk] : chunks) {
+      NARAE_CHECK(b.Delete(events, key).ok());
+      for (size_t pos = 0; pos < chunk.size();) {
+        NARAE_CHECK(chunk.size() - pos >= 12);
+        const std::string ts = chunk.substr(pos, 8);
+        size_t len = 0;
+        for (size_t i = 8; i < 12; ++i) len = (len << 8) | static_cast<uint8_t>(chunk[pos + i]);
+        NARAE_CHECK(b.Put(events, ts, chunk.substr(pos + 12, len)).ok());
+        pos += 12 + len;
+      }
+    }
+    NARAE_CHECK(b.Delete(names_.at("default"), "layout").ok());
+    NARAE_CHECK(db_->Write({}, &b).ok());
+  }
 
  private:
   std::unique_ptr<rocksdb::DB> db_;
@@ -431,6 +458,71 @@ TEST_F(LedgerTest, VerifyCatchesATamperedTransfer) {
   std::string problem =
       TamperAndVerify(this, "events", [](std::string* v) { return ReplaceU64(v, 777, 700); });
   EXPECT_NE(problem.find("digest"), std::string::npos) << problem;
+}
+
+TEST_F(LedgerTest, VerifyCatchesABrokenEventChunk) {
+  std::string problem = TamperAndVerify(this, "events", [](std::string* v) {
+    (*v)[8] = 0x7f;  // the first frame's record length now runs past the chunk
+    return true;
+  });
+  EXPECT_NE(problem.find("malformed event chunk"), std::string::npos) << problem;
+}
+
+// A folder written before the event log was chunked (one event per key) is
+// converted when opened read-write; a read-only open refuses it until then.
+TEST_F(LedgerTest, OlderEventLayoutIsConvertedOnOpen) {
+  Funded(1, 100000);
+  ASSERT_EQ(CreateAccount(Acc(2, account_flags::kHistory)), AR::kOk);
+  std::vector<Transfer> batch;  // more than one chunk in one group
+  for (uint64_t i = 0; i < 150; ++i) {
+    Transfer t = Xfer(100 + i, 1, 2, 1 + i);
+    t.user_data_128 = U128::From(7);
+    batch.push_back(t);
+  }
+  for (const auto& r : CreateBatch(batch)) ASSERT_EQ(r.result, TR::kOk);
+  Transfer hold = Xfer(500, 1, 2, 40, transfer_flags::kPending);
+  hold.timeout_s = 3600;
+  ASSERT_EQ(Create(hold).result, TR::kOk);
+  const Account before = Get(2);
+  ASSERT_OK(ledger_->Close());
+  ledger_.reset();
+  {
+    Tamper t(dir_.Sub("db"));
+    t.ToOlderEventLayout();
+  }
+  Options ro;
+  ro.path = dir_.Sub("db");
+  ro.read_only = true;
+  EXPECT_EQ(Ledger::Open(ro).status().code(), StatusCode::kFailedPrecondition);
+  Open();
+  EXPECT_EQ(Get(2), before);
+  ExpectVerified();
+  ASSERT_TRUE(ledger_->LookupTransfer(TransferId::From(249)).has_value());
+  EXPECT_EQ(ledger_->LookupTransfer(TransferId::From(249))->amount_minor, 150u);
+  auto by_order = ledger_->QueryTransfersByUserData(U128::From(7), 1000);
+  ASSERT_TRUE(by_order.ok());
+  EXPECT_EQ(by_order->size(), 150u);
+  AccountFilter f;
+  f.account_id = AccountId::From(2);
+  f.limit = 1000;
+  auto entries = ledger_->GetAccountEntries(f);
+  ASSERT_TRUE(entries.ok());
+  ASSERT_EQ(entries->size(), 151u);
+  EXPECT_TRUE(entries->back().has_balances);
+  EXPECT_EQ(entries->back().credits_pending, 40u);
+  Transfer retry = batch[0];
+  EXPECT_EQ(Create(retry).result, TR::kExists);  // idempotency still exact
+  retry.amount_minor = 2;
+  EXPECT_EQ(Create(retry).result, TR::kExistsWithDifferentAmount);
+  EXPECT_EQ(Create(PostOf(501, 500)).result, TR::kOk);
+  Reopen();
+  ExpectVerified();
+  auto follower = Ledger::Open(ro);
+  ASSERT_TRUE(follower.ok()) << follower.status().ToString();
+  auto rep = (*follower)->Verify();
+  ASSERT_TRUE(rep.ok());
+  EXPECT_TRUE(rep->ok) << rep->first_problem;
+  ASSERT_OK((*follower)->Close());
 }
 
 TEST_F(LedgerTest, VerifyCatchesATamperedBalance) {
