@@ -457,6 +457,32 @@ Result<std::vector<FeeSchedule>> ListFeeSchedules(ledger::Ledger& ledger) {
   return out;
 }
 
+Result<std::optional<FeeSchedule>> FeeScheduleInForce(ledger::Ledger& ledger,
+                                                      std::string_view merchant_id,
+                                                      uint16_t currency, uint64_t ts_ns) {
+  std::vector<FeeSchedule> versions;
+  Status bad;
+  auto collect = [&](std::string_view, std::string_view v) {
+    Result<FeeSchedule> s = DecodeFeeSchedule(v);
+    if (!s.ok()) {
+      bad = s.status();
+      return false;
+    }
+    versions.push_back(std::move(*s));
+    return true;
+  };
+  NARAE_RETURN_IF_ERROR(ledger.ScanAux(FeePrefix(currency, merchant_id), collect));
+  NARAE_RETURN_IF_ERROR(bad);
+  if (merchant_id != kDefaultFeeMerchant) {
+    NARAE_RETURN_IF_ERROR(ledger.ScanAux(FeePrefix(currency, kDefaultFeeMerchant), collect));
+    NARAE_RETURN_IF_ERROR(bad);
+  }
+  FeeBook book(std::move(versions));
+  const FeeSchedule* f = book.Find(merchant_id, currency, ts_ns);
+  if (f == nullptr) return std::optional<FeeSchedule>();
+  return std::optional<FeeSchedule>(*f);
+}
+
 FeeBook::FeeBook(std::vector<FeeSchedule> all) : all_(std::move(all)) {
   std::sort(all_.begin(), all_.end(), [](const FeeSchedule& a, const FeeSchedule& b) {
     return std::tie(a.currency, a.merchant_id, a.effective_from_ns, a.version) <

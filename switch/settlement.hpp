@@ -59,6 +59,11 @@ inline constexpr uint16_t kCodeSettleDelivery = 203;    // clearing -> logistics
 inline constexpr uint16_t kCodeSettleRecovery = 204;    // merchant settlement -> clearing
 inline constexpr uint16_t kCodeInterbankNet = 205;      // interbank <-> central bank
 inline constexpr uint16_t kCodeInterbankPayment = 206;  // customer <-> interbank (tests, API)
+// The HTTP API's delivery split, moved when the payment is captured (in the
+// capture's transaction): merchant clearing -> logistics office, with
+// user_data_128 = the payment's transfer id (the purchase or the hold).
+// Settlement counts it as a delivery share already paid (never a refund).
+inline constexpr uint16_t kCodeDeliveryAtCapture = 110;
 // True for the codes above: such transfers are never a day's capture.
 bool IsSettlementCode(uint16_t code);
 
@@ -140,6 +145,12 @@ std::optional<uint64_t> DeliveryShareForDistance(const FeeSchedule& f, uint32_t 
 Result<FeeSchedule> SetFeeSchedule(ledger::Ledger& ledger, FeeSchedule f);
 // Every version of every schedule, in key order.
 Result<std::vector<FeeSchedule>> ListFeeSchedules(ledger::Ledger& ledger);
+// The version in force for (merchant, currency) at `ts_ns`, as FeeBook::Find
+// decides it, reading only that merchant's and the default's versions (the
+// HTTP API resolves a delivery distance with it); nullopt when none is.
+Result<std::optional<FeeSchedule>> FeeScheduleInForce(ledger::Ledger& ledger,
+                                                      std::string_view merchant_id,
+                                                      uint16_t currency, uint64_t ts_ns);
 
 // The versions in force, searchable by (merchant, currency, instant).
 class FeeBook {
@@ -182,8 +193,9 @@ void RecordPaymentInfo(ledger::Txn& txn, const ledger::TransferId& payment, cons
 // The same, synchronously (tools and tests).
 Status PutPaymentInfo(ledger::Ledger& ledger, const ledger::TransferId& payment,
                       const PaymentInfo& p);
-// Parses the HTTP API's "split" object: {"delivery_minor": N} or
-// {"distance_m": N}. Never throws.
+// Parses a PaymentInfo split written as JSON (tools and tests):
+// {"delivery_minor": N} or {"distance_m": N}. Never throws. (The HTTP API's
+// own "split" object is ParseApiSplit in api_parse.hpp.)
 Result<DeliverySplit> ParseSplitJson(std::string_view json_text);
 
 // ---- Merchant settlement ------------------------------------------------------
