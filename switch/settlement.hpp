@@ -199,7 +199,9 @@ Status PutPaymentInfo(ledger::Ledger& ledger, const ledger::TransferId& payment,
 Result<DeliverySplit> ParseSplitJson(std::string_view json_text);
 
 // ---- Merchant settlement ------------------------------------------------------
-enum class LineKind : uint8_t { kCapture = 1, kRefund = 2 };  // refund: refunds and reversals
+// refund: refunds and reversals; delivery: a share moved at capture (code
+// 110, kCodeDeliveryAtCapture: the HTTP API's split).
+enum class LineKind : uint8_t { kCapture = 1, kRefund = 2, kDelivery = 3 };
 struct SettlementLine {
   LineKind kind = LineKind::kCapture;
   ledger::TransferId transfer;
@@ -211,7 +213,7 @@ struct SettlementLine {
   uint64_t fee_minor = 0;       // captures only
   uint32_t fee_version = 0;     // 0: no schedule in force (no fee)
   std::string fee_merchant;     // the schedule's merchant ("*" = default)
-  uint64_t delivery_minor = 0;  // captures only
+  uint64_t delivery_minor = 0;  // captures (a share to pay) and delivery lines (paid)
   std::string order_ref;
   std::string rrn;
 };
@@ -224,7 +226,10 @@ struct MerchantSettlement {
   uint64_t refunds_minor = 0;  // refunds and reversals
   uint32_t refunds_count = 0;
   uint64_t fees_minor = 0;
-  uint64_t delivery_minor = 0;
+  uint64_t delivery_minor = 0;  // every delivery share of the day, both kinds below
+  // The part of delivery_minor already moved at capture (code 110, the HTTP
+  // API's split); settlement pays only the rest (203).
+  uint64_t delivery_at_capture_minor = 0;
   // captures + recovery = refunds + payout + fees + delivery (exactly; one
   // of payout and recovery is zero).
   uint64_t payout_minor = 0;                  // clearing -> merchant settlement account

@@ -309,5 +309,100 @@ TEST_F(HttpSplitTest, DistanceWithoutAScheduleIsRefused) {
   EXPECT_EQ(b.Code(), "no_delivery_band");
 }
 
+// A split made over HTTP is a "delivery" line of the merchant's settlement
+// report (CSV and JSON) next to a PaymentInfo split (as the ISO path records
+// it, paid at settlement), and the day's identity holds exactly.
+TEST_F(HttpSplitTest, HttpSplitIsADeliveryLineOfTheSettlementReport) {
+  SetBands("*", kDefaultBands, 100);  // 1 % fee per capture
+  Answer a = Pay(10'000, R"({"delivery_distance_m": 25000})", "automatic", "order-A");
+  ASSERT_EQ(a.status, 201) << a.body;
+  Answer b = Pay(8'000, R"({"delivery_fee": 700})", "manual", "order-B");
+  ASSERT_EQ(b.status, 201) << b.body;
+  ASSERT_EQ(Capture(b.j["id"], R"({"amount": 6000})").status, 200);
+  Answer c = Pay(5'000, "", "automatic", "order-C");
+  ASSERT_EQ(c.status, 201) << c.body;
+  Answer d = Pay(3'000, R"({"delivery_fee": 400})", "manual", "order-D");
+  ASSERT_EQ(d.status, 201) << d.body;
+  ASSERT_EQ(Call("POST", "/v1/payments/" + d.j["id"].get<std::string>() + "/void", "{}").status,
+            200);
+  Answer r = Call("POST", "/v1/payments/" + a.j["id"].get<std::string>() + "/refunds",
+                  R"({"amount": 2000})");
+  ASSERT_EQ(r.status, 201) << r.body;
+  auto payment = [&](const Answer& p) {
+    std::optional<PaymentRecord> rec =
+        LookupPaymentByRrn(*ledger_, p.j["id"].get<std::string>().substr(4));
+    EXPECT_TRUE(rec.has_value());
+    return rec ? rec->transfer : ledger::TransferId{};
+  };
+  // c carries a delivery share the way the ISO 8583 path records one.
+  const std::string rrn_c = c.j["id"].get<std::string>().substr(4);
+  ASSERT_OK(PutPaymentInfo(*ledger_, payment(c),
+                           PaymentInfo{"order-C", rrn_c, {SplitKind::kFixed, 300, 0}}));
+  const uint64_t logistics0 = Credits(Logistics());
+  Result<DayRecord> day = CloseDay(*ledger_, std::nullopt);
+  ASSERT_TRUE(day.ok()) << day.status().ToString();
+
+  Result<MerchantSettlement> m = ComputeMerchantDay(*ledger_, day->day, kMerchant, kKpw);
+  ASSERT_TRUE(m.ok()) << m.status().ToString();
+  EXPECT_EQ(m->captures_minor, 10'000u + 6'000 + 5'000);
+  EXPECT_EQ(m->refunds_minor, 2'000u);  // the splits are not refunds
+  EXPECT_EQ(m->fees_minor, 100u + 60 + 50);
+  EXPECT_EQ(m->delivery_minor, 1'500u + 700 + 300);
+  EXPECT_EQ(m->delivery_at_capture_minor, 1'500u + 700);
+  EXPECT_EQ(m->payout_minor, 21'000u - 2'000 - 210 - 2'500);
+  EXPECT_EQ(m->captures_minor + m->recovery_minor,
+            m->refunds_minor + m->payout_minor + m->fees_minor + m->delivery_minor);
+  std::vector<const SettlementLine*> deliveries;
+  for (const SettlementLine& l : m->lines) {
+    if (l.kind == LineKind::kDelivery) deliveries.push_back(&l);
+  }
+  ASSERT_EQ(deliveries.size(), 2u);
+  EXPECT_EQ(deliveries[0]->amount_minor, 1'500u);
+  EXPECT_EQ(deliveries[0]->payment, payment(a));
+  EXPECT_EQ(deliveries[0]->order_ref, "order-A");
+  EXPECT_EQ(deliveries[0]->rrn, a.j["id"].get<std::string>().substr(4));
+  EXPECT_EQ(deliveries[0]->code, kCodeDeliveryAtCapture);
+  EXPECT_EQ(deliveries[1]->amount_minor, 700u);
+  EXPECT_EQ(deliveries[1]->payment, payment(b));
+  EXPECT_EQ(deliveries[1]->order_ref, "order-B");
+
+  const std::string csv = SettlementReportCsv(*m, std::nullopt);
+  const std::string line_a = "delivery," + deliveries[0]->transfer.ToHex() + "," +
+                             payment(a).ToHex() + "," + std::to_string(deliveries[0]->timestamp) +
+                             ",110,order-A," + deliveries[0]->rrn + ",1500,0,,0,1500\n";
+  EXPECT_NE(csv.find(line_a), std::string::npos) << csv;
+  EXPECT_NE(csv.find("total,delivery_minor,2500\n"), std::string::npos) << csv;
+  EXPECT_NE(csv.find("total,delivery_at_capture_minor,2200\n"), std::string::npos) << csv;
+  EXPECT_NE(csv.find("total,refunds_minor,2000\n"), std::string::npos) << csv;
+  const json rep = json::parse(SettlementReportJson(*m, std::nullopt));
+  size_t json_deliveries = 0;
+  for (const json& l : rep["lines"]) {
+    if (l["type"] == "delivery") {
+      ++json_deliveries;
+      EXPECT_EQ(l["delivery_minor"], l["amount_minor"]);
+    }
+  }
+  EXPECT_EQ(json_deliveries, 2u);
+  EXPECT_EQ(rep["totals"]["delivery_at_capture_minor"], 2'200);
+
+  // Settling pays the logistics office only what was not paid at capture,
+  // and empties the clearing account.
+  Result<SettleSummary> s = SettleDay(*ledger_, day->day, {});
+  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  ASSERT_EQ(s->settled.size(), 1u);
+  EXPECT_EQ(s->settled[0].payout_minor, m->payout_minor);
+  EXPECT_EQ(Credits(Logistics()), logistics0 + 300);
+  std::optional<ledger::Account> clearing = ledger_->LookupAccount(Clearing());
+  ASSERT_TRUE(clearing.has_value());
+  EXPECT_EQ(clearing->credits_posted, clearing->debits_posted);
+  EXPECT_EQ(clearing->credits_pending, 0u);
+  // The stored record says the same; a re-run posts nothing.
+  Result<SettleSummary> again = SettleDay(*ledger_, day->day, {});
+  ASSERT_TRUE(again.ok());
+  EXPECT_TRUE(again->settled.empty());
+  ASSERT_EQ(again->already_settled.size(), 1u);
+  EXPECT_EQ(again->already_settled[0].delivery_at_capture_minor, 2'200u);
+}
+
 }  // namespace
 }  // namespace narae::switching
