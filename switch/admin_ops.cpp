@@ -14,6 +14,7 @@
 #include "ledger/ledger.hpp"
 #include "switch/api.hpp"
 #include "switch/settlement.hpp"
+#include "switch/webhook.hpp"
 
 namespace narae::switching {
 namespace {
@@ -378,6 +379,91 @@ Result<json> Backup(const AdminTarget& t, Args& a) {
   return json{{"backup", to}};
 }
 
+// settle: {"day": "3" | "2026-11-28", "merchant": "M" (optional), "dry_run"}.
+// The day's failed merchants are in the result (the CLI exits 1), not an error.
+Result<json> Settle(const AdminTarget& t, Args& a) {
+  const std::string day = a.Str("day"), merchant = a.Str("merchant");
+  const bool dry_run = a.Bool("dry_run");
+  NARAE_RETURN_IF_ERROR(a.status());
+  if (day.empty()) return Status::InvalidArgument("settle: day is required");
+  Result<uint32_t> n = ResolveDay(*t.ledger, day);
+  if (!n.ok()) return n.status();
+  SettleOptions so;
+  so.merchant_id = merchant;
+  so.dry_run = dry_run;
+  Result<SettleSummary> s = SettleDay(*t.ledger, *n, so);
+  if (!s.ok()) return s.status();
+  return SettleSummaryJson(*s, dry_run);
+}
+
+// settle.interbank: {"day", "dry_run"}. The instruction file's text is in
+// the result ("instructions"): the CLI writes it where it was asked to.
+Result<json> SettleInterbankOp(const AdminTarget& t, Args& a) {
+  const std::string day = a.Str("day");
+  const bool dry_run = a.Bool("dry_run");
+  NARAE_RETURN_IF_ERROR(a.status());
+  if (day.empty()) return Status::InvalidArgument("settle interbank: day is required");
+  Result<uint32_t> n = ResolveDay(*t.ledger, day);
+  if (!n.ok()) return n.status();
+  Result<DayRecord> d = GetDay(*t.ledger, *n);
+  if (!d.ok()) return d.status();
+  Result<BankConfig> cfg = LoadBankConfig(*t.ledger);
+  if (!cfg.ok()) return cfg.status();
+  Result<std::vector<InterbankSettlement>> s = SettleInterbank(*t.ledger, *n, dry_run);
+  if (!s.ok()) return s.status();
+  json positions = json::array();
+  for (const InterbankSettlement& x : *s) {
+    for (const InterbankPosition& p : x.positions) {
+      positions.push_back({{"currency", x.currency},
+                           {"bank", p.bank_id},
+                           {"due_to_minor", p.due_to_minor},
+                           {"due_from_minor", p.due_from_minor},
+                           {"net_minor", p.net_minor},
+                           {"already_settled", x.already_settled}});
+    }
+  }
+  const std::string ours = cfg->bank_id.empty() ? "NARAE" : cfg->bank_id;
+  return json{{"day", *n},
+              {"positions", positions},
+              {"instructions", InterbankInstructionFile(*s, ours, *d)}};
+}
+
+// webhook.set: {"merchant", "url", "secret_hex" (optional)}; the secret is in
+// the result once (for the merchant's receiver), never logged.
+Result<json> WebhookSet(const AdminTarget& t, Args& a) {
+  const std::string merchant = a.Str("merchant"), url = a.Str("url"), secret = a.Str("secret_hex");
+  NARAE_RETURN_IF_ERROR(a.status());
+  Result<std::string> s = SetWebhook(*t.ledger, *t.keys, merchant, url, secret);
+  if (!s.ok()) return s.status();
+  return json{{"merchant", merchant}, {"url", url}, {"secret_hex", *s}};
+}
+
+Result<json> WebhookShow(const AdminTarget& t, Args& a) {
+  const std::string merchant = a.Str("merchant");
+  NARAE_RETURN_IF_ERROR(a.status());
+  Result<std::optional<WebhookConfig>> got = GetWebhook(*t.ledger, merchant);
+  if (!got.ok()) return got.status();
+  if (!got->has_value()) return Status::NotFound("no webhook for " + merchant);
+  std::optional<std::string> cursor =
+      t.ledger->GetAux(std::string(kAuxDeliveryCursorPrefix) + merchant);
+  return json{{"merchant", merchant},
+              {"url", (*got)->url},
+              {"key_id", (*got)->key_id},
+              {"delivered_through", cursor ? "evt_" + *cursor : ""}};
+}
+
+Result<json> WebhookRemove(const AdminTarget& t, Args& a) {
+  const std::string merchant = a.Str("merchant");
+  NARAE_RETURN_IF_ERROR(a.status());
+  // A removed webhook stays as "{}" (RemoveWebhook alone would accept a
+  // second remove): none registered is NotFound, exit 1 (docs/api.md).
+  Result<std::optional<WebhookConfig>> got = GetWebhook(*t.ledger, merchant);
+  if (!got.ok()) return got.status();
+  if (!got->has_value()) return Status::NotFound("no webhook for " + merchant);
+  NARAE_RETURN_IF_ERROR(RemoveWebhook(*t.ledger, merchant));
+  return json{{"merchant", merchant}};
+}
+
 const std::map<std::string, std::pair<OpFn, bool>, std::less<>>& Ops() {
   using A = ledger::AccountAction;
   static const auto* ops = new std::map<std::string, std::pair<OpFn, bool>, std::less<>>{
@@ -398,6 +484,11 @@ const std::map<std::string, std::pair<OpFn, bool>, std::less<>>& Ops() {
       {"fees.set", {FeesSet, false}},
       {"bank.add", {BankAdd, false}},
       {"backup", {Backup, false}},
+      {"settle", {Settle, false}},
+      {"settle.interbank", {SettleInterbankOp, false}},
+      {"webhook.set", {WebhookSet, true}},
+      {"webhook.show", {WebhookShow, false}},
+      {"webhook.remove", {WebhookRemove, false}},
   };
   return *ops;
 }
@@ -471,6 +562,37 @@ json SimJson(const Sim& s) {
               {"status", RecordStatusName(s.status)},
               {"key_generation", s.key_generation},
               {"limits", LimitsJson(s.limits)}};
+}
+
+json MerchantSettlementJson(const MerchantSettlement& m) {
+  json ids = json::array();
+  for (const ledger::TransferId& t : m.transfers) ids.push_back(t.ToHex());
+  return json{{"merchant", m.merchant_id},
+              {"currency", m.currency},
+              {"captures_minor", m.captures_minor},
+              {"captures_count", m.captures_count},
+              {"refunds_minor", m.refunds_minor},
+              {"refunds_count", m.refunds_count},
+              {"fees_minor", m.fees_minor},
+              {"delivery_minor", m.delivery_minor},
+              {"delivery_at_capture_minor", m.delivery_at_capture_minor},
+              {"payout_minor", m.payout_minor},
+              {"recovery_minor", m.recovery_minor},
+              {"attempt", m.attempt},
+              {"transfers", ids}};
+}
+
+json SettleSummaryJson(const SettleSummary& s, bool dry_run) {
+  json settled = json::array(), already = json::array(), failed = json::array();
+  for (const MerchantSettlement& m : s.settled) settled.push_back(MerchantSettlementJson(m));
+  for (const MerchantSettlement& m : s.already_settled) {
+    already.push_back(MerchantSettlementJson(m));
+  }
+  for (const SettleFailure& f : s.failed) {
+    failed.push_back({{"merchant", f.merchant_id}, {"currency", f.currency}, {"reason", f.reason}});
+  }
+  return json{{"day", s.day},       {"dry_run", dry_run},         {"captures", s.captures_scanned},
+              {"settled", settled}, {"already_settled", already}, {"failed", failed}};
 }
 
 }  // namespace narae::switching

@@ -26,6 +26,7 @@
 
 #include "ledger/status.hpp"
 #include "switch/bank.hpp"
+#include "switch/settlement.hpp"
 
 namespace narae::ledger {
 class Ledger;
@@ -49,7 +50,8 @@ struct AdminTarget {
 // The operations: account.open, account.close, account.freeze,
 // account.unfreeze, merchant.create, terminal.add, card.issue, card.block,
 // card.unblock, card.replace, sim.enroll, sim.suspend, sim.reenroll,
-// day.close, fees.set, bank.add, backup.
+// day.close, fees.set, bank.add, backup, settle, settle.interbank,
+// webhook.set, webhook.show, webhook.remove.
 bool IsAdminOp(std::string_view op);
 // True when the operation needs the key store (creates keys or secrets).
 bool AdminOpNeedsKeys(std::string_view op);
@@ -69,5 +71,9 @@ Status StatusFromName(std::string_view code_name, std::string message);
 nlohmann::json LimitsJson(const RiskLimits& limits);
 nlohmann::json CardJson(const Card& card);
 nlohmann::json SimJson(const Sim& sim);
+// A settlement run as `narae settle --json` prints it (the "settle" op's
+// result): day, dry_run, captures, settled, already_settled, failed.
+nlohmann::json SettleSummaryJson(const SettleSummary& summary, bool dry_run);
+nlohmann::json MerchantSettlementJson(const MerchantSettlement& m);
 
 }  // namespace narae::switching

@@ -44,7 +44,7 @@ constexpr size_t kRrnBytes = 12;
 constexpr uint32_t kStanPhysicalBase = 900000;  // STANs the API uses on physical terminals
 constexpr uint32_t kStanRange = 100000;
 constexpr uint32_t kListScanRowsMax = 10000;  // rows examined per list call (order_ref filter)
-constexpr uint16_t kCodeDeliverySplit = 110;
+constexpr std::string_view kAuxRrnIndexPrefix = "au/r/";  // the authorizer's RRN index
 
 // A request body as JSON, strictly: at most kBodyDepthMax levels of nesting
 // and no key twice in one object (nlohmann would keep the last one silently:
@@ -178,21 +178,23 @@ struct Meta {
   std::string order_ref;
   bool automatic = false;
   uint64_t delivery_fee_minor = 0;
+  std::optional<uint32_t> delivery_distance_m;  // a split by distance (priced by the bands)
   int64_t created_ms = 0;
   std::string method;  // "card" or "sim"
   std::string masked;  // masked PAN or masked token
 };
 
 std::string EncodeMeta(const Meta& m) {
-  return json{{"v", 1},
-              {"m", m.merchant},
-              {"o", m.order_ref},
-              {"a", m.automatic},
-              {"d", m.delivery_fee_minor},
-              {"t", m.created_ms},
-              {"k", m.method},
-              {"p", m.masked}}
-      .dump();
+  json j = {{"v", 1},
+            {"m", m.merchant},
+            {"o", m.order_ref},
+            {"a", m.automatic},
+            {"d", m.delivery_fee_minor},
+            {"t", m.created_ms},
+            {"k", m.method},
+            {"p", m.masked}};
+  if (m.delivery_distance_m) j["dm"] = *m.delivery_distance_m;
+  return j.dump();
 }
 std::optional<Meta> DecodeMeta(std::string_view text) {
   json j = json::parse(text, nullptr, false);
@@ -203,6 +205,7 @@ std::optional<Meta> DecodeMeta(std::string_view text) {
     m.order_ref = j.at("o").get<std::string>();
     m.automatic = j.at("a").get<bool>();
     m.delivery_fee_minor = j.at("d").get<uint64_t>();
+    if (j.contains("dm")) m.delivery_distance_m = j.at("dm").get<uint32_t>();
     m.created_ms = j.at("t").get<int64_t>();
     m.method = j.at("k").get<std::string>();
     m.masked = j.at("p").get<std::string>();
@@ -247,14 +250,27 @@ json PaymentJson(const PaymentView& v) {
     j["capture"] = v.meta->automatic ? "automatic" : "manual";
     j["created_at_ms"] = v.meta->created_ms;
     j["payment_method"] = {{"type", v.meta->method}, {"masked", v.meta->masked}};
-    if (v.meta->delivery_fee_minor != 0) {
+    if (v.meta->delivery_fee_minor != 0 || v.meta->delivery_distance_m) {
       j["split"] = {{"delivery_fee", v.meta->delivery_fee_minor}};
+      if (v.meta->delivery_distance_m) {
+        j["split"]["delivery_distance_m"] = *v.meta->delivery_distance_m;
+      }
     }
     j["channel"] = "api";
   } else {
     j["channel"] = "iso8583";
   }
   return j;
+}
+
+// The transfer of a purchase approved in this transaction: the authorizer
+// wrote its RRN index and request record before the API's After hook runs.
+ledger::TransferId PurchaseTransfer(ledger::Txn& txn, std::string_view rrn) {
+  std::optional<std::string> key = txn.GetAux(std::string(kAuxRrnIndexPrefix) + std::string(rrn));
+  if (!key) return ledger::TransferId{};
+  std::optional<std::string> v = txn.GetAux(std::string(kRequestRecordPrefix) + *key);
+  std::optional<RequestRecord> r = v ? ParseRequestRecord(*v) : std::nullopt;
+  return r ? r->transfer : ledger::TransferId{};
 }
 
 std::string StatusOf(const PaymentRecord& r, std::optional<ledger::HoldState> hold) {
@@ -384,6 +400,8 @@ class ApiImpl final : public Api {
              Endpoint* endpoint, std::function<void(HttpResponse)> done);
   // POST handlers: fill ctx (message and all) or return the error.
   std::optional<ApiError> BuildPayment(const json& body, PostCtx& ctx);
+  std::optional<ApiError> PriceDistance(uint32_t distance_m, uint64_t amount_minor,
+                                        uint16_t currency, const PostCtx& ctx, ApiSplit* split);
   std::optional<ApiError> BuildReference(const json& body, std::string_view payment_id,
                                          PostCtx& ctx);
   std::optional<ApiError> BuildOtp(const json& sim, uint64_t amount_minor, uint16_t currency,
@@ -720,20 +738,21 @@ std::optional<ApiError> ApiImpl::BuildPayment(const json& b, PostCtx& ctx) {
       return BadRequest("capture must be automatic or manual");
     }
   }
-  uint64_t delivery_fee = 0;
+  ApiSplit split;
   if (b.contains("split")) {
-    const json& s = b["split"];
-    if (!s.is_object() || s.size() != 1 || !s.contains("delivery_fee")) {
-      return BadRequest("split must be {\"delivery_fee\": amount}");
+    if (std::optional<std::string> e = ParseApiSplit(b["split"], *amount, &split)) {
+      return BadRequest(*e);
     }
-    std::optional<uint64_t> fee = ParseAmountJson(s["delivery_fee"]);
-    if (!fee || *fee > *amount) return BadRequest("split.delivery_fee must be 1..amount");
-    delivery_fee = *fee;
   }
   std::shared_ptr<const Merchant> m = bank_->FindMerchant(ctx.merchant);
   if (!m || !m->ForCurrency(currency)) {
     return ApiError{422, "currency_not_accepted", "the merchant does not take this currency"};
   }
+  if (split.distance_m) {
+    std::optional<ApiError> e = PriceDistance(*split.distance_m, *amount, currency, ctx, &split);
+    if (e) return e;
+  }
+  const uint64_t delivery_fee = split.delivery_fee_minor;
   std::shared_ptr<const BankConfig> cfg = bank_->config();
   if (delivery_fee != 0) {
     const BankAccounts* ba = cfg ? cfg->ForCurrency(currency) : nullptr;
@@ -813,6 +832,34 @@ std::optional<ApiError> ApiImpl::BuildPayment(const json& b, PostCtx& ctx) {
   ctx.meta.order_ref = order_ref;
   ctx.meta.automatic = automatic;
   ctx.meta.delivery_fee_minor = delivery_fee;
+  ctx.meta.delivery_distance_m = split.distance_m;
+  return std::nullopt;
+}
+
+// A split by distance: the share of the band of the merchant's fee schedule
+// in force now (docs/settlement.md), fixed at authorization (the capture
+// moves it, whatever schedule is in force then).
+std::optional<ApiError> ApiImpl::PriceDistance(uint32_t distance_m, uint64_t amount_minor,
+                                               uint16_t currency, const PostCtx& ctx,
+                                               ApiSplit* split) {
+  // The API's clock has ms: a version that started within this ms is in force.
+  const uint64_t now_ns = static_cast<uint64_t>(NowMs()) * 1'000'000 + 999'999;
+  Result<std::optional<FeeSchedule>> f =
+      FeeScheduleInForce(*ledger_, ctx.merchant, currency, now_ns);
+  if (!f.ok()) return ApiError{503, "service_unavailable", "the fee schedule could not be read"};
+  std::optional<uint64_t> share =
+      f->has_value() ? DeliveryShareForDistance(**f, distance_m) : std::nullopt;
+  if (!share) {
+    return ApiError{422, "no_delivery_band",
+                    "no delivery band of the merchant's fee schedule covers " +
+                        std::to_string(distance_m) + " m"};
+  }
+  if (*share > amount_minor) {
+    return ApiError{422, "delivery_share_exceeds_amount",
+                    "the delivery share for " + std::to_string(distance_m) + " m (" +
+                        std::to_string(*share) + ") exceeds the amount"};
+  }
+  split->delivery_fee_minor = *share;
   return std::nullopt;
 }
 
@@ -1080,7 +1127,9 @@ void ApiImpl::After(ledger::Txn& txn, PostCtx& ctx, const Message& response) {
   const uint64_t fee = ctx.meta.delivery_fee_minor;
   // The delivery share moves from the merchant's clearing account to the
   // logistics office once captured (same transaction as the capture).
-  auto split = [&](std::string_view rrn, ledger::AccountId clearing, uint64_t captured) {
+  // user_data_128 names the payment (settlement reports it as a delivery line).
+  auto split = [&](std::string_view rrn, ledger::AccountId clearing, uint64_t captured,
+                   const ledger::TransferId& payment) {
     if (fee == 0 || ctx.logistics.IsZero() || clearing.IsZero()) return;
     ledger::Transfer t;
     t.id = RequestTransferId(std::string("ap/split/") + std::string(rrn), 1);
@@ -1088,7 +1137,8 @@ void ApiImpl::After(ledger::Txn& txn, PostCtx& ctx, const Message& response) {
     t.credit_account_id = ctx.logistics;
     t.amount_minor = std::min(fee, captured);
     t.ledger = ctx.currency;
-    t.code = kCodeDeliverySplit;
+    t.code = kCodeDeliveryAtCapture;
+    t.user_data_128 = payment.value;
     (void)txn.CreateTransfers({&t, 1});
   };
   if (ctx.op == Op::kPay) {
@@ -1111,7 +1161,7 @@ void ApiImpl::After(ledger::Txn& txn, PostCtx& ctx, const Message& response) {
       // The purchase credited the merchant's clearing account: move the share.
       std::shared_ptr<const Merchant> m = bank_->FindMerchant(ctx.merchant);
       const MerchantCurrency* mc = m ? m->ForCurrency(ctx.currency) : nullptr;
-      if (mc) split(rrn, mc->clearing, ctx.amount_minor);
+      if (mc) split(rrn, mc->clearing, ctx.amount_minor, PurchaseTransfer(txn, rrn));
     }
   } else {
     const PaymentRecord& o = *ctx.orig;
@@ -1128,7 +1178,7 @@ void ApiImpl::After(ledger::Txn& txn, PostCtx& ctx, const Message& response) {
       v.status = "captured";
       v.captured_minor = ctx.amount_minor;
       type = "payment.captured";
-      split(ctx.orig_rrn, o.credit, ctx.amount_minor);
+      split(ctx.orig_rrn, o.credit, ctx.amount_minor, o.transfer);
     } else if (ctx.op == Op::kVoid) {
       v.status = "voided";
       type = "payment.voided";

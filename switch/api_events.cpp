@@ -59,6 +59,19 @@ struct DueHold {
   ledger::TransferId hold;
 };
 
+// An expired hold's stand-in exposure (authorizer.hpp), in the transaction
+// that writes its payment.expired event and moves the cursor past it: once.
+void ReleaseExpiredStandIn(ledger::Txn& txn, const std::vector<OtherBank>& banks, const DueHold& d,
+                           uint64_t amount_minor) {
+  const std::string rrn = d.suffix.substr(16);
+  std::optional<std::string> key = txn.GetAux(std::string(kAuxRrnIndexPrefix) + rrn);
+  if (!key) return;
+  std::optional<std::string> v = txn.GetAux(std::string(kRequestRecordPrefix) + *key);
+  std::optional<RequestRecord> r = v ? ParseRequestRecord(*v) : std::nullopt;
+  if (!r || r->transfer != d.hold) return;  // not this hold (replaced)
+  (void)ReleaseStandInOnExpiry(txn, banks, *r, amount_minor);
+}
+
 }  // namespace
 
 std::string Hex16(uint64_t v) {
@@ -211,9 +224,13 @@ void EmitExpiredHolds(ledger::Ledger& ledger, uint64_t now_ns,
   });
   if (!s.ok()) return done(s);
   if (due->empty()) return done(size_t{0});
+  // Other banks: an expired stand-in hold gives its bank's exposure back.
+  Result<std::vector<OtherBank>> listed = ListOtherBanks(ledger);
+  if (!listed.ok()) return done(listed.status());
+  auto banks = std::make_shared<const std::vector<OtherBank>>(std::move(*listed));
   auto written = std::make_shared<size_t>(0);
   Status sub = ledger.Submit(
-      [due, written](ledger::Txn& txn) {
+      [due, written, banks](ledger::Txn& txn) {
         std::string at = txn.GetAux(kAuxExpiryCursorKey).value_or("");
         for (const DueHold& d : *due) {
           if (d.suffix <= at) continue;  // another scan wrote it
@@ -227,6 +244,7 @@ void EmitExpiredHolds(ledger::Ledger& ledger, uint64_t now_ns,
                          {"expired_at_ms", h->resolved_at / 1'000'000}};
             PutEvent(txn, d.merchant, "payment.expired", data.dump());
             ++*written;
+            if (!banks->empty()) ReleaseExpiredStandIn(txn, *banks, d, h->hold.amount_minor);
           }
           at = d.suffix;
         }

@@ -49,6 +49,28 @@ std::optional<uint64_t> ParseAmountJson(const nlohmann::json& v) {
   return out;
 }
 
+std::optional<std::string> ParseApiSplit(const nlohmann::json& s, uint64_t amount_minor,
+                                         ApiSplit* out) {
+  static constexpr const char* kForms =
+      "split must be {\"delivery_fee\": amount} or {\"delivery_distance_m\": meters}";
+  if (!s.is_object() || s.size() != 1) return kForms;
+  if (s.contains("delivery_fee")) {
+    std::optional<uint64_t> fee = ParseAmountJson(s["delivery_fee"]);
+    if (!fee || *fee > amount_minor) return "split.delivery_fee must be 1..amount";
+    out->delivery_fee_minor = *fee;
+    return std::nullopt;
+  }
+  if (s.contains("delivery_distance_m")) {
+    const nlohmann::json& d = s["delivery_distance_m"];
+    if (!d.is_number_unsigned() || d.get<uint64_t>() > kDistanceMetersMax) {
+      return "split.delivery_distance_m must be an integer 0..20000000 (meters)";
+    }
+    out->distance_m = static_cast<uint32_t>(d.get<uint64_t>());
+    return std::nullopt;
+  }
+  return kForms;
+}
+
 std::map<std::string, std::string, std::less<>> ParseQuery(std::string_view q) {
   constexpr size_t kPairsMax = 16;
   std::map<std::string, std::string, std::less<>> out;

@@ -16,6 +16,18 @@ namespace narae::switching {
 // digits, 1..kAmountMinorMax (api.hpp); nullopt otherwise.
 std::optional<uint64_t> ParseAmountJson(const nlohmann::json& value);
 
+// The "split" object of POST /v1/payments (docs/api.md): exactly one of
+// {"delivery_fee": amount} (an amount as ParseAmountJson, at most
+// `amount_minor`) and {"delivery_distance_m": N} (an unsigned integer
+// 0..kDistanceMetersMax, priced later by the merchant's delivery bands).
+struct ApiSplit {
+  uint64_t delivery_fee_minor = 0;     // the fixed form
+  std::optional<uint32_t> distance_m;  // the distance form
+};
+// Fills `out` or returns the message of the 400 answer.
+std::optional<std::string> ParseApiSplit(const nlohmann::json& split, uint64_t amount_minor,
+                                         ApiSplit* out);
+
 // "a=1&b=2" -> {a: 1, b: 2}; at most 16 pairs, no percent-decoding (the
 // values Narae takes are plain). A later duplicate wins.
 std::map<std::string, std::string, std::less<>> ParseQuery(std::string_view query);

@@ -1686,6 +1686,25 @@ std::optional<PaymentRecord> LookupPaymentByRrn(ledger::Ledger& ledger, std::str
   return out;
 }
 
+uint64_t ReleaseStandInOnExpiry(ledger::Txn& txn, const std::vector<OtherBank>& banks,
+                                const RequestRecord& hold, uint64_t amount_minor) {
+  if (hold.kind != RequestKind::kHold || amount_minor == 0) return 0;
+  for (const OtherBank& b : banks) {
+    for (const InterbankAccount& a : b.accounts) {
+      if (a.account != hold.debit) continue;
+      const std::string key = BankStateKey(b.id, a.currency);
+      std::optional<std::string> v = txn.GetAux(key);
+      Result<CredentialState> st = DecodeCredentialState(v ? *v : "");
+      if (!st.ok() || st->day != hold.day) return 0;  // another day: already restarted
+      const uint64_t released = std::min(amount_minor, st->day_amount_minor);
+      st->day_amount_minor -= released;
+      txn.PutAux(key, EncodeCredentialState(*st));
+      return released;
+    }
+  }
+  return 0;
+}
+
 Result<std::unique_ptr<IsoHandler>> MakeAuthorizer(const AuthorizerDeps& deps,
                                                    std::string_view options_json) {
   Result<AuthorizerOptions> o = ParseAuthorizerOptions(options_json);

@@ -38,6 +38,8 @@
 
 namespace narae::switching {
 
+struct OtherBank;  // settlement.hpp
+
 class BankCache;
 
 // The "authorization" object of the switch config (all optional; defaults here).
@@ -206,5 +208,15 @@ struct PaymentRecord {
   std::string cred_key;  // au/d/c/<card id> or au/d/s/<token id>
 };
 std::optional<PaymentRecord> LookupPaymentByRrn(ledger::Ledger& ledger, std::string_view rrn);
+
+// A hold approved by stand-in for another bank (docs/authorization.md) that
+// expired unused gives the bank's exposure of its day back: when `hold`
+// (its au/x record) debits an interbank account of one of `banks`, that
+// bank's approved amount of the record's day goes down by `amount_minor`
+// (never below 0; nothing once the day is over: the exposure restarted).
+// For the expiry scan's transaction (switch/api_events.cpp), which sees the
+// hold expired and runs once per hold. Returns the amount given back.
+uint64_t ReleaseStandInOnExpiry(ledger::Txn& txn, const std::vector<OtherBank>& banks,
+                                const RequestRecord& hold, uint64_t amount_minor);
 
 }  // namespace narae::switching

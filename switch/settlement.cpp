@@ -457,6 +457,32 @@ Result<std::vector<FeeSchedule>> ListFeeSchedules(ledger::Ledger& ledger) {
   return out;
 }
 
+Result<std::optional<FeeSchedule>> FeeScheduleInForce(ledger::Ledger& ledger,
+                                                      std::string_view merchant_id,
+                                                      uint16_t currency, uint64_t ts_ns) {
+  std::vector<FeeSchedule> versions;
+  Status bad;
+  auto collect = [&](std::string_view, std::string_view v) {
+    Result<FeeSchedule> s = DecodeFeeSchedule(v);
+    if (!s.ok()) {
+      bad = s.status();
+      return false;
+    }
+    versions.push_back(std::move(*s));
+    return true;
+  };
+  NARAE_RETURN_IF_ERROR(ledger.ScanAux(FeePrefix(currency, merchant_id), collect));
+  NARAE_RETURN_IF_ERROR(bad);
+  if (merchant_id != kDefaultFeeMerchant) {
+    NARAE_RETURN_IF_ERROR(ledger.ScanAux(FeePrefix(currency, kDefaultFeeMerchant), collect));
+    NARAE_RETURN_IF_ERROR(bad);
+  }
+  FeeBook book(std::move(versions));
+  const FeeSchedule* f = book.Find(merchant_id, currency, ts_ns);
+  if (f == nullptr) return std::optional<FeeSchedule>();
+  return std::optional<FeeSchedule>(*f);
+}
+
 FeeBook::FeeBook(std::vector<FeeSchedule> all) : all_(std::move(all)) {
   std::sort(all_.begin(), all_.end(), [](const FeeSchedule& a, const FeeSchedule& b) {
     return std::tie(a.currency, a.merchant_id, a.effective_from_ns, a.version) <
@@ -622,6 +648,7 @@ std::string EncodeMerchantSettlement(const MerchantSettlement& s) {
               {"refunds_count", s.refunds_count},
               {"fees_minor", s.fees_minor},
               {"delivery_minor", s.delivery_minor},
+              {"delivery_at_capture_minor", s.delivery_at_capture_minor},
               {"payout_minor", s.payout_minor},
               {"recovery_minor", s.recovery_minor},
               {"attempt", s.attempt},
@@ -642,6 +669,11 @@ Result<MerchantSettlement> DecodeMerchantSettlement(std::string_view text) {
     s.refunds_count = j.at("refunds_count").get<uint32_t>();
     s.fees_minor = j.at("fees_minor").get<uint64_t>();
     s.delivery_minor = j.at("delivery_minor").get<uint64_t>();
+    // Absent from records written before the HTTP split was counted here.
+    s.delivery_at_capture_minor = j.value("delivery_at_capture_minor", uint64_t{0});
+    if (s.delivery_at_capture_minor > s.delivery_minor) {
+      throw std::runtime_error("delivery at capture above the delivery total");
+    }
     s.payout_minor = j.at("payout_minor").get<uint64_t>();
     s.recovery_minor = j.at("recovery_minor").get<uint64_t>();
     s.attempt = j.at("attempt").get<uint32_t>();
@@ -733,6 +765,11 @@ class DayScanner {
   bool Apply(const Transfer& t) {
     if (t.flags & (tf::kPending | tf::kVoidPendingTransfer)) return true;  // holds move nothing
     if (IsSettlementCode(t.code)) return true;
+    if (t.code == kCodeDeliveryAtCapture) {
+      // The HTTP API's delivery split, moved out of clearing at capture.
+      auto it = by_clearing_.find(t.debit_account_id);
+      return it == by_clearing_.end() || Delivery(slots_[it->second], t);
+    }
     if (auto it = by_clearing_.find(t.credit_account_id); it != by_clearing_.end()) {
       if (!Capture(slots_[it->second], t)) return false;
     }
@@ -846,6 +883,34 @@ class DayScanner {
     return true;
   }
 
+  // A delivery share already moved to the logistics office at capture: a
+  // delivery line (counted in delivery_minor, not paid again by 203).
+  bool Delivery(Slot& s, const Transfer& t) {
+    MerchantSettlement& m = s.ms;
+    if (!Add(&m.delivery_minor, t.amount_minor) ||
+        !Add(&m.delivery_at_capture_minor, t.amount_minor)) {
+      return Fail(Status::Internal("delivery overflow for merchant " + m.merchant_id));
+    }
+    if (!keep_lines_) return true;
+    SettlementLine line;
+    line.kind = LineKind::kDelivery;
+    line.transfer = t.id;
+    line.payment = TransferId{t.user_data_128};
+    line.timestamp = t.timestamp;
+    line.code = t.code;
+    line.user_data_128 = t.user_data_128;
+    line.amount_minor = t.amount_minor;
+    line.delivery_minor = t.amount_minor;
+    if (std::optional<std::string> v = ledger_.GetAux(PaymentInfoKey(line.payment))) {
+      Result<PaymentInfo> p = DecodePaymentInfo(*v);
+      if (!p.ok()) return Fail(p.status());
+      line.order_ref = std::move(p->order_ref);
+      line.rrn = std::move(p->rrn);
+    }
+    m.lines.push_back(std::move(line));
+    return true;
+  }
+
   bool Refund(Slot& s, const Transfer& t) {
     MerchantSettlement& m = s.ms;
     if (!Add(&m.refunds_minor, t.amount_minor) || m.refunds_count == UINT32_MAX) {
@@ -908,8 +973,10 @@ std::vector<Transfer> BatchOf(const MerchantSettlement& m, const MerchantCurrenc
     ts.push_back(MakeTransfer(id(2), mc.clearing, bank.fee_income, m.fees_minor, m.currency,
                               kCodeSettleFee, m.day));
   }
-  if (m.delivery_minor > 0) {
-    ts.push_back(MakeTransfer(id(3), mc.clearing, bank.logistics, m.delivery_minor, m.currency,
+  NARAE_CHECK(m.delivery_at_capture_minor <= m.delivery_minor);
+  const uint64_t delivery_due = m.delivery_minor - m.delivery_at_capture_minor;
+  if (delivery_due > 0) {
+    ts.push_back(MakeTransfer(id(3), mc.clearing, bank.logistics, delivery_due, m.currency,
                               kCodeSettleDelivery, m.day));
   }
   if (!ts.empty()) ts.back().flags &= static_cast<uint16_t>(~tf::kLinked);
@@ -1105,7 +1172,17 @@ Result<MerchantSettlement> ComputeMerchantDay(ledger::Ledger& ledger, uint32_t d
 // ---- Reports ---------------------------------------------------------------------------
 
 namespace {
-const char* LineKindName(LineKind k) { return k == LineKind::kCapture ? "capture" : "refund"; }
+const char* LineKindName(LineKind k) {
+  switch (k) {
+    case LineKind::kCapture:
+      return "capture";
+    case LineKind::kRefund:
+      return "refund";
+    case LineKind::kDelivery:
+      return "delivery";
+  }
+  return "unknown";
+}
 
 std::string Csv(std::string_view s) {
   if (s.find_first_of(",\"\r\n") == std::string_view::npos) return std::string(s);
@@ -1119,10 +1196,15 @@ std::string Csv(std::string_view s) {
 }
 
 std::vector<std::pair<std::string, uint64_t>> Totals(const MerchantSettlement& m) {
-  return {{"captures_minor", m.captures_minor}, {"captures_count", m.captures_count},
-          {"refunds_minor", m.refunds_minor},   {"refunds_count", m.refunds_count},
-          {"fees_minor", m.fees_minor},         {"delivery_minor", m.delivery_minor},
-          {"payout_minor", m.payout_minor},     {"recovery_minor", m.recovery_minor}};
+  return {{"captures_minor", m.captures_minor},
+          {"captures_count", m.captures_count},
+          {"refunds_minor", m.refunds_minor},
+          {"refunds_count", m.refunds_count},
+          {"fees_minor", m.fees_minor},
+          {"delivery_minor", m.delivery_minor},
+          {"delivery_at_capture_minor", m.delivery_at_capture_minor},
+          {"payout_minor", m.payout_minor},
+          {"recovery_minor", m.recovery_minor}};
 }
 }  // namespace
 

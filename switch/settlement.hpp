@@ -59,6 +59,11 @@ inline constexpr uint16_t kCodeSettleDelivery = 203;    // clearing -> logistics
 inline constexpr uint16_t kCodeSettleRecovery = 204;    // merchant settlement -> clearing
 inline constexpr uint16_t kCodeInterbankNet = 205;      // interbank <-> central bank
 inline constexpr uint16_t kCodeInterbankPayment = 206;  // customer <-> interbank (tests, API)
+// The HTTP API's delivery split, moved when the payment is captured (in the
+// capture's transaction): merchant clearing -> logistics office, with
+// user_data_128 = the payment's transfer id (the purchase or the hold).
+// Settlement counts it as a delivery share already paid (never a refund).
+inline constexpr uint16_t kCodeDeliveryAtCapture = 110;
 // True for the codes above: such transfers are never a day's capture.
 bool IsSettlementCode(uint16_t code);
 
@@ -140,6 +145,12 @@ std::optional<uint64_t> DeliveryShareForDistance(const FeeSchedule& f, uint32_t 
 Result<FeeSchedule> SetFeeSchedule(ledger::Ledger& ledger, FeeSchedule f);
 // Every version of every schedule, in key order.
 Result<std::vector<FeeSchedule>> ListFeeSchedules(ledger::Ledger& ledger);
+// The version in force for (merchant, currency) at `ts_ns`, as FeeBook::Find
+// decides it, reading only that merchant's and the default's versions (the
+// HTTP API resolves a delivery distance with it); nullopt when none is.
+Result<std::optional<FeeSchedule>> FeeScheduleInForce(ledger::Ledger& ledger,
+                                                      std::string_view merchant_id,
+                                                      uint16_t currency, uint64_t ts_ns);
 
 // The versions in force, searchable by (merchant, currency, instant).
 class FeeBook {
@@ -182,12 +193,15 @@ void RecordPaymentInfo(ledger::Txn& txn, const ledger::TransferId& payment, cons
 // The same, synchronously (tools and tests).
 Status PutPaymentInfo(ledger::Ledger& ledger, const ledger::TransferId& payment,
                       const PaymentInfo& p);
-// Parses the HTTP API's "split" object: {"delivery_minor": N} or
-// {"distance_m": N}. Never throws.
+// Parses a PaymentInfo split written as JSON (tools and tests):
+// {"delivery_minor": N} or {"distance_m": N}. Never throws. (The HTTP API's
+// own "split" object is ParseApiSplit in api_parse.hpp.)
 Result<DeliverySplit> ParseSplitJson(std::string_view json_text);
 
 // ---- Merchant settlement ------------------------------------------------------
-enum class LineKind : uint8_t { kCapture = 1, kRefund = 2 };  // refund: refunds and reversals
+// refund: refunds and reversals; delivery: a share moved at capture (code
+// 110, kCodeDeliveryAtCapture: the HTTP API's split).
+enum class LineKind : uint8_t { kCapture = 1, kRefund = 2, kDelivery = 3 };
 struct SettlementLine {
   LineKind kind = LineKind::kCapture;
   ledger::TransferId transfer;
@@ -199,7 +213,7 @@ struct SettlementLine {
   uint64_t fee_minor = 0;       // captures only
   uint32_t fee_version = 0;     // 0: no schedule in force (no fee)
   std::string fee_merchant;     // the schedule's merchant ("*" = default)
-  uint64_t delivery_minor = 0;  // captures only
+  uint64_t delivery_minor = 0;  // captures (a share to pay) and delivery lines (paid)
   std::string order_ref;
   std::string rrn;
 };
@@ -212,7 +226,10 @@ struct MerchantSettlement {
   uint64_t refunds_minor = 0;  // refunds and reversals
   uint32_t refunds_count = 0;
   uint64_t fees_minor = 0;
-  uint64_t delivery_minor = 0;
+  uint64_t delivery_minor = 0;  // every delivery share of the day, both kinds below
+  // The part of delivery_minor already moved at capture (code 110, the HTTP
+  // API's split); settlement pays only the rest (203).
+  uint64_t delivery_at_capture_minor = 0;
   // captures + recovery = refunds + payout + fees + delivery (exactly; one
   // of payout and recovery is zero).
   uint64_t payout_minor = 0;                  // clearing -> merchant settlement account

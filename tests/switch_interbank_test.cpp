@@ -22,10 +22,12 @@
 #include <future>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <thread>
 
 #include "crypto/crypto.hpp"
 #include "ledger/ledger.hpp"
 #include "switch/api.hpp"
+#include "switch/api_events.hpp"
 #include "switch/authorizer.hpp"
 #include "switch/bank.hpp"
 #include "switch/http_server.hpp"
@@ -178,7 +180,7 @@ class InterbankTest : public ::testing::Test {
     auto l = ledger::Ledger::Open(o);
     ASSERT_TRUE(l.ok()) << l.status().ToString();
     ledger_ = std::move(*l);
-    auto a = MakeAuthorizer({ledger_.get(), keys_.get()}, "{}");
+    auto a = MakeAuthorizer({ledger_.get(), keys_.get()}, authorization_json_);
     ASSERT_TRUE(a.ok()) << a.status().ToString();
     auth_ = std::move(*a);
     auto api = Api::Create({ledger_.get(), keys_.get(), auth_.get()}, ApiOptions{});
@@ -354,6 +356,7 @@ class InterbankTest : public ::testing::Test {
   int stan_ = 0;
   int nonce_seq_ = 0;
   int key_seq_ = 0;
+  std::string authorization_json_ = "{}";
 };
 
 // A KORYO card holds and is captured, a DAEDONG SIM pays, our own card pays;
@@ -531,6 +534,63 @@ TEST_F(InterbankTest, PerBankStandInLimitsAreEnforcedAndReleasedByReversals) {
   Stop();
   Start();
   EXPECT_EQ(Rc(Iso(CardPayment("0200", pan_a, 1))), "61");
+}
+
+// KORYO's exposure of the day after its stand-in holds (au/d/b/KORYO/408).
+uint64_t KoryoExposure(ledger::Ledger& l) {
+  std::optional<std::string> v = l.GetAux("au/d/b/KORYO/408");
+  Result<CredentialState> st = DecodeCredentialState(v ? *v : "");
+  EXPECT_TRUE(st.ok());
+  return st.ok() ? st->day_amount_minor : UINT64_MAX;
+}
+
+// A stand-in hold that expires unused gives its bank's exposure back, once:
+// the expiry scan's transaction (switch/api_events.cpp) releases it with the
+// payment.expired event; a hold captured or reversed in time releases only
+// what its completion or reversal released.
+TEST_F(InterbankTest, ExpiredStandInHoldReleasesTheExposureOnce) {
+  Stop();
+  authorization_json_ = R"({"hold_timeout_s": 1})";
+  Start();
+  const std::string pan = PanWithPrefix("950123", 4);
+  Message expiring = CardPayment("0100", pan, 50'000);
+  Message captured = CardPayment("0100", pan, 30'000);
+  Message reversed = CardPayment("0100", pan, 20'000);
+  const Message r1 = Iso(expiring);
+  ASSERT_EQ(Rc(r1), "00");
+  ASSERT_EQ(Rc(Iso(captured)), "00");
+  ASSERT_EQ(Rc(Iso(reversed)), "00");
+  EXPECT_EQ(KoryoExposure(*ledger_), kKoryoDaily);
+  EXPECT_EQ(Rc(Iso(CardPayment("0100", pan, 1))), "61");  // the day's maximum is used
+  ASSERT_EQ(Rc(Iso(Completion(captured, 30'000))), "00");
+  ASSERT_EQ(Rc(Iso(Reversal(reversed, 20'000))), "00");
+  EXPECT_EQ(KoryoExposure(*ledger_), 80'000u);
+  // Wait until the ledger expired the first hold (1 s timeout), then scan.
+  std::optional<PaymentRecord> rec = LookupPaymentByRrn(*ledger_, r1.Get(37));
+  ASSERT_TRUE(rec.has_value());
+  for (int i = 0; i < 100; ++i) {
+    std::optional<ledger::HoldInfo> h = ledger_->LookupHold(rec->transfer);
+    if (h && h->state == ledger::HoldState::kExpired) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  ASSERT_EQ(ledger_->LookupHold(rec->transfer)->state, ledger::HoldState::kExpired);
+  const uint64_t now_ns = static_cast<uint64_t>(SystemMs() + 1000) * 1'000'000;
+  Result<size_t> events = EmitExpiredHoldsSync(*ledger_, now_ns);
+  ASSERT_TRUE(events.ok()) << events.status().ToString();
+  EXPECT_EQ(*events, 1u);  // the captured and the reversed holds did not expire
+  EXPECT_EQ(KoryoExposure(*ledger_), 30'000u);
+  // A second scan finds nothing new and releases nothing again.
+  ASSERT_EQ(Rc(Iso(CardPayment("0200", pan, 60'000))), "00");
+  EXPECT_EQ(KoryoExposure(*ledger_), 90'000u);
+  Result<size_t> again = EmitExpiredHoldsSync(*ledger_, now_ns);
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(*again, 0u);
+  EXPECT_EQ(KoryoExposure(*ledger_), 90'000u);
+  // A reversal of the expired hold is approved but releases nothing more.
+  ASSERT_EQ(Rc(Iso(Reversal(expiring, 50'000))), "00");
+  EXPECT_EQ(KoryoExposure(*ledger_), 90'000u);
+  EXPECT_EQ(Rc(Iso(CardPayment("0200", pan, 10'001))), "61");
+  EXPECT_EQ(Rc(Iso(CardPayment("0200", pan, 10'000))), "00");
 }
 
 // The same over the HTTP API: 201/200 through the interbank account, a

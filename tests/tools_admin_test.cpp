@@ -224,6 +224,78 @@ TEST_F(AdminLiveTest, DayCloseAndOtherWritesWhileRunningPrintWhatTheDirectPathPr
   EXPECT_NE(twice.code, 0);
 }
 
+// `settle`, `settle interbank` and `merchant webhook set|show|remove` run
+// through the switch while it holds the ledger (a direct open would be
+// refused "in use"), and open the store directly once it is stopped.
+TEST_F(AdminLiveTest, SettleAndWebhooksGoThroughTheRunningSwitch) {
+  IsoClient c(sw_.port());
+  ASSERT_TRUE(c.connected());
+  EXPECT_EQ(Pay(c, demo_.Card(408), 1'000), "00");
+  EXPECT_EQ(Pay(c, demo_.Card(408), 2'500), "00");
+  // An open day is refused through the switch as directly (exit 1).
+  CmdRun open_day = Narae(dir_, "settle --data " + data_ + " --day 1 --json");
+  EXPECT_EQ(open_day.code, 1) << open_day.out << open_day.err;
+  EXPECT_NE(open_day.out.find("still open"), std::string::npos) << open_day.out;
+  ASSERT_EQ(Narae(dir_, "day close --data " + data_ + " --json").code, 0);
+  CmdRun dry = Narae(dir_, "settle --data " + data_ + " --day 1 --dry-run --json");
+  ASSERT_EQ(dry.code, 0) << dry.out << dry.err;
+  EXPECT_EQ(dry.j["dry_run"], true);
+  CmdRun s = Narae(dir_, "settle --data " + data_ + " --day 1 --json");
+  ASSERT_EQ(s.code, 0) << s.out << s.err;
+  EXPECT_EQ(s.j["day"], 1);
+  ASSERT_EQ(s.j["settled"].size(), 1u) << s.out;
+  EXPECT_EQ(s.j["settled"][0]["captures_minor"], 3'500);
+  EXPECT_EQ(s.j["settled"][0]["payout_minor"], 3'500);
+  ASSERT_EQ(dry.j["settled"].size(), 1u) << dry.out;
+  EXPECT_EQ(dry.j["settled"][0]["payout_minor"], 3'500);
+  CmdRun text = Narae(dir_, "settle --data " + data_ + " --day 1");
+  EXPECT_EQ(text.code, 0) << text.err;
+  EXPECT_NE(text.out.find("already"), std::string::npos) << text.out;
+  const std::string out = dir_.Sub("net.csv");
+  CmdRun ib = Narae(dir_, "settle interbank --data " + data_ + " --day 1 --out " + out + " --json");
+  ASSERT_EQ(ib.code, 0) << ib.out << ib.err;
+  EXPECT_EQ(Slurp(out).rfind("NARAE-NET-SETTLEMENT,1,", 0), 0u) << Slurp(out);
+  CmdRun ib_bad = Narae(dir_, "settle interbank --data " + data_ + " --day 9 --out " + out);
+  EXPECT_EQ(ib_bad.code, 1) << ib_bad.err;
+
+  CmdRun set = Narae(dir_, "merchant webhook set --data " + data_ +
+                               " --merchant SOCKS001 --url http://127.0.0.1:9/hook --json");
+  ASSERT_EQ(set.code, 0) << set.out << set.err;
+  EXPECT_EQ(set.j["secret_hex"].get<std::string>().size(), 64u);
+  CmdRun show =
+      Narae(dir_, "merchant webhook show --data " + data_ + " --merchant SOCKS001 --json");
+  ASSERT_EQ(show.code, 0) << show.out << show.err;
+  EXPECT_EQ(show.j["url"], "http://127.0.0.1:9/hook");
+  CmdRun bad_url = Narae(
+      dir_, "merchant webhook set --data " + data_ + " --merchant SOCKS001 --url ftp://x --json");
+  EXPECT_NE(bad_url.code, 0) << bad_url.out;
+  CmdRun unknown = Narae(dir_, "merchant webhook set --data " + data_ +
+                                   " --merchant NOSUCH --url http://127.0.0.1:9/ --json");
+  EXPECT_EQ(unknown.code, 1) << unknown.out << unknown.err;
+  // Every one of them reached the switch's admin interface.
+  const std::string log = Slurp(dir_.Sub("sw.log"));
+  for (const char* op :
+       {"\"settle\"", "\"settle.interbank\"", "\"webhook.set\"", "\"webhook.show\""}) {
+    EXPECT_NE(log.find(op), std::string::npos) << op;
+  }
+  ASSERT_EQ(sw_.Stop(), 0);
+
+  // Stopped: the same commands open the store directly.
+  CmdRun again = Narae(dir_, "settle --data " + data_ + " --day 1 --json");
+  ASSERT_EQ(again.code, 0) << again.out << again.err;
+  EXPECT_TRUE(again.j["settled"].empty());
+  ASSERT_EQ(again.j["already_settled"].size(), 1u);
+  EXPECT_EQ(again.j["already_settled"][0]["payout_minor"], 3'500);
+  CmdRun show2 =
+      Narae(dir_, "merchant webhook show --data " + data_ + " --merchant SOCKS001 --json");
+  ASSERT_EQ(show2.code, 0) << show2.out << show2.err;
+  EXPECT_EQ(show2.j["key_id"], show.j["key_id"]);
+  CmdRun rm = Narae(dir_, "merchant webhook remove --data " + data_ + " --merchant SOCKS001");
+  EXPECT_EQ(rm.code, 0) << rm.err;
+  CmdRun rm2 = Narae(dir_, "merchant webhook remove --data " + data_ + " --merchant SOCKS001");
+  EXPECT_EQ(rm2.code, 1) << rm2.err;
+}
+
 TEST_F(AdminLiveTest, RefusesAMissingOrWrongTokenAndUnknownOperations) {
   const json doc = AdminDoc();
   const std::string endpoint = doc["endpoint"];

@@ -29,10 +29,15 @@ namespace http = beast::http;
 namespace sw = narae::switching;
 
 constexpr size_t kAdminFileBytesMax = 4096;
-constexpr size_t kAdminResponseBytesMax = 1 << 20;
+// A settlement of 10,000 merchants answers about 4 MB (one object each).
+constexpr size_t kAdminResponseBytesMax = 64 << 20;
 constexpr uint32_t kAdminTimeoutMs = 30000;
-// A checkpoint of a large ledger takes longer than an ordinary operation.
-constexpr uint32_t kAdminBackupTimeoutMs = 600000;
+// A checkpoint of a large ledger, or the settlement of a day of a million
+// captures, takes longer than an ordinary operation.
+constexpr uint32_t kAdminLongTimeoutMs = 600000;
+bool IsLongOp(std::string_view op) {
+  return op == "backup" || op == "settle" || op == "settle.interbank";
+}
 
 }  // namespace
 
@@ -142,7 +147,7 @@ Result<json> RunWriteOp(const std::string& data_dir, std::string_view op, const 
                         const OpenDirect& open) {
   if (std::optional<AdminEndpoint> admin = ReadAdminFile(data_dir)) {
     bool refused = false;
-    const uint32_t timeout_ms = op == "backup" ? kAdminBackupTimeoutMs : kAdminTimeoutMs;
+    const uint32_t timeout_ms = IsLongOp(op) ? kAdminLongTimeoutMs : kAdminTimeoutMs;
     Result<json> r = CallAdmin(*admin, op, args, timeout_ms, &refused);
     if (!refused) return r;
     // Nothing listens: a stale admin.json. The direct open below is safe:

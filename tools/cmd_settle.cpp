@@ -2,9 +2,9 @@
 // fees set|show`, `narae bank add|list`, `narae settle` (+ `interbank`,
 // `report`) and `narae bench settle`. The work is in switch/settlement.cpp;
 // this file parses arguments, opens the ledger (DIR/ledger; `day close`,
-// `fees set` and `bank add` go through the running switch's admin interface
-// when there is one (tools/admin_client.hpp), the other writers refuse to
-// run while narae-switch holds it, readers follow it read-only), prints
+// `fees set`, `bank add`, `settle` and `settle interbank` go through the
+// running switch's admin interface when there is one
+// (tools/admin_client.hpp), readers follow it read-only), prints
 // tables for people or one JSON object with --json, and sets the exit code:
 // 0 success, 1 refused (closed twice, open day, a merchant's batch failed),
 // 2 usage, input or I/O error. See docs/settlement.md.
@@ -111,32 +111,19 @@ std::string DayText(const sw::DayRecord& d) {
          FormatDateTime(d.close_ns) + "]\n";
 }
 
-json SettlementJson(const sw::MerchantSettlement& m) {
-  json ids = json::array();
-  for (const ledger::TransferId& t : m.transfers) ids.push_back(t.ToHex());
-  return json{{"merchant", m.merchant_id},
-              {"currency", m.currency},
-              {"captures_minor", m.captures_minor},
-              {"captures_count", m.captures_count},
-              {"refunds_minor", m.refunds_minor},
-              {"refunds_count", m.refunds_count},
-              {"fees_minor", m.fees_minor},
-              {"delivery_minor", m.delivery_minor},
-              {"payout_minor", m.payout_minor},
-              {"recovery_minor", m.recovery_minor},
-              {"attempt", m.attempt},
-              {"transfers", ids}};
-}
-std::string SettlementText(const sw::MerchantSettlement& m, const char* state) {
+// One merchant's line of `narae settle`, from its JSON (sw::MerchantSettlementJson).
+std::string SettlementText(const json& m, const char* state) {
+  const auto u = [&m](const char* key) { return m.value(key, uint64_t{0}); };
   char buf[256];
-  std::snprintf(buf, sizeof buf,
-                "%-15s %03u %-8s captures %s (%u) refunds %s (%u) fees %s delivery %s ",
-                m.merchant_id.c_str(), m.currency, state, Money(m.captures_minor).c_str(),
-                m.captures_count, Money(m.refunds_minor).c_str(), m.refunds_count,
-                Money(m.fees_minor).c_str(), Money(m.delivery_minor).c_str());
+  std::snprintf(
+      buf, sizeof buf, "%-15s %03u %-8s captures %s (%u) refunds %s (%u) fees %s delivery %s ",
+      m.value("merchant", std::string()).c_str(), static_cast<unsigned>(u("currency")), state,
+      Money(u("captures_minor")).c_str(), static_cast<unsigned>(u("captures_count")),
+      Money(u("refunds_minor")).c_str(), static_cast<unsigned>(u("refunds_count")),
+      Money(u("fees_minor")).c_str(), Money(u("delivery_minor")).c_str());
   std::string out = buf;
-  out += m.recovery_minor > 0 ? "recovered " + Money(m.recovery_minor)
-                              : "payout " + Money(m.payout_minor);
+  out += u("recovery_minor") > 0 ? "recovered " + Money(u("recovery_minor"))
+                                 : "payout " + Money(u("payout_minor"));
   return out + "\n";
 }
 
@@ -428,40 +415,27 @@ void RegisterSettle(CLI::App& app) {
     if (o->c.data.empty() || o->day.empty()) {
       return Fail(o->c, Status::InvalidArgument("settle needs --data and --day"));
     }
-    auto l = OpenLedger(o->c.data, false);
-    if (!l.ok()) return Fail(o->c, l.status());
-    Result<uint32_t> n = sw::ResolveDay(**l, o->day);
-    if (!n.ok()) return Fail(o->c, n.status());
-    sw::SettleOptions so;
-    so.merchant_id = o->merchant;
-    so.dry_run = o->dry_run;
-    Result<sw::SettleSummary> s = sw::SettleDay(**l, *n, so);
-    if (!s.ok()) return Fail(o->c, s.status());
-    json settled = json::array(), already = json::array(), failed = json::array();
-    std::string text = "business day " + std::to_string(*n) + (o->dry_run ? " (dry run)" : "") +
-                       ": " + std::to_string(s->captures_scanned) + " captures\n";
-    for (const auto& m : s->settled) {
-      settled.push_back(SettlementJson(m));
+    // Through the running switch, or on the ledger opened directly.
+    json args{{"day", o->day}, {"merchant", o->merchant}, {"dry_run", o->dry_run}};
+    Result<json> r = RunWrite(o->c, "settle", args);
+    if (!r.ok()) return Fail(o->c, r.status());
+    const json& s = *r;
+    std::string text = "business day " + std::to_string(s.value("day", 0u)) +
+                       (o->dry_run ? " (dry run)" : "") + ": " +
+                       std::to_string(s.value("captures", uint64_t{0})) + " captures\n";
+    for (const json& m : s.value("settled", json::array())) {
       text += SettlementText(m, o->dry_run ? "would" : "settled");
     }
-    for (const auto& m : s->already_settled) {
-      already.push_back(SettlementJson(m));
+    for (const json& m : s.value("already_settled", json::array())) {
       text += SettlementText(m, "already");
     }
-    for (const auto& f : s->failed) {
-      failed.push_back(
-          {{"merchant", f.merchant_id}, {"currency", f.currency}, {"reason", f.reason}});
-      text += f.merchant_id + " " + std::to_string(f.currency) + " FAILED: " + f.reason + "\n";
+    const json failed = s.value("failed", json::array());
+    for (const json& f : failed) {
+      text += f.value("merchant", std::string()) + " " + std::to_string(f.value("currency", 0u)) +
+              " FAILED: " + f.value("reason", std::string()) + "\n";
     }
-    if (!s->failed.empty()) SetExitCode(1);
-    Print(o->c,
-          json{{"day", *n},
-               {"dry_run", o->dry_run},
-               {"captures", s->captures_scanned},
-               {"settled", settled},
-               {"already_settled", already},
-               {"failed", failed}},
-          text);
+    if (!failed.empty()) SetExitCode(1);
+    Print(o->c, s, text);
   });
 
   CLI::App* ib = settle->add_subcommand(
@@ -471,39 +445,33 @@ void RegisterSettle(CLI::App& app) {
   ib->add_option("--out", o->out, "instruction file to write")->required();
   ib->add_flag("--dry-run", o->dry_run, "compute and write, post nothing");
   ib->callback([o] {
-    auto l = OpenLedger(o->c.data, false);
-    if (!l.ok()) return Fail(o->c, l.status());
-    Result<uint32_t> n = sw::ResolveDay(**l, o->day);
-    if (!n.ok()) return Fail(o->c, n.status());
-    Result<sw::DayRecord> d = sw::GetDay(**l, *n);
-    if (!d.ok()) return Fail(o->c, d.status());
-    Result<sw::BankConfig> cfg = sw::LoadBankConfig(**l);
-    if (!cfg.ok()) return Fail(o->c, cfg.status());
-    Result<std::vector<sw::InterbankSettlement>> s = sw::SettleInterbank(**l, *n, o->dry_run);
-    if (!s.ok()) return Fail(o->c, s.status());
-    const std::string ours = cfg->bank_id.empty() ? "NARAE" : cfg->bank_id;
-    Status w = WriteFileAtomically(o->out, sw::InterbankInstructionFile(*s, ours, *d));
+    // Through the running switch, or on the ledger opened directly; the
+    // instruction file is written here either way.
+    Result<json> r =
+        RunWrite(o->c, "settle.interbank", json{{"day", o->day}, {"dry_run", o->dry_run}});
+    if (!r.ok()) return Fail(o->c, r.status());
+    const json instructions = r->value("instructions", json());
+    if (!instructions.is_string()) {
+      return Fail(o->c, Status::Internal("settle interbank: no instruction file in the answer"));
+    }
+    Status w = WriteFileAtomically(o->out, instructions.get<std::string>());
     if (!w.ok()) return Fail(o->c, w);
-    json arr = json::array();
+    const json positions = r->value("positions", json::array());
     std::string text;
-    for (const sw::InterbankSettlement& x : *s) {
-      for (const sw::InterbankPosition& p : x.positions) {
-        arr.push_back({{"currency", x.currency},
-                       {"bank", p.bank_id},
-                       {"due_to_minor", p.due_to_minor},
-                       {"due_from_minor", p.due_from_minor},
-                       {"net_minor", p.net_minor},
-                       {"already_settled", x.already_settled}});
-        char buf[160];
-        std::snprintf(buf, sizeof buf, "%03u %-15s due to %s due from %s net %lld%s\n", x.currency,
-                      p.bank_id.c_str(), Money(p.due_to_minor).c_str(),
-                      Money(p.due_from_minor).c_str(), static_cast<long long>(p.net_minor),
-                      x.already_settled ? " (already settled)" : "");
-        text += buf;
-      }
+    for (const json& p : positions) {
+      char buf[160];
+      std::snprintf(buf, sizeof buf, "%03u %-15s due to %s due from %s net %lld%s\n",
+                    static_cast<unsigned>(p.value("currency", 0u)),
+                    p.value("bank", std::string()).c_str(),
+                    Money(p.value("due_to_minor", uint64_t{0})).c_str(),
+                    Money(p.value("due_from_minor", uint64_t{0})).c_str(),
+                    static_cast<long long>(p.value("net_minor", int64_t{0})),
+                    p.value("already_settled", false) ? " (already settled)" : "");
+      text += buf;
     }
     text += "instructions written to " + o->out + "\n";
-    Print(o->c, json{{"day", *n}, {"positions", arr}, {"out", o->out}}, text);
+    Print(o->c, json{{"day", r->value("day", 0u)}, {"positions", positions}, {"out", o->out}},
+          text);
   });
 
   CLI::App* rep = settle->add_subcommand("report", "one merchant's settlement report (CSV/JSON)");

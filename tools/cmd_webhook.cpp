@@ -1,7 +1,9 @@
 // `narae merchant webhook set|show|remove`: a merchant's webhook (the URL the
 // switch POSTs the merchant's events to, signed with a secret kept in the key
 // store). docs/api.md, "Webhooks"; switch/webhook.hpp. Like the other bank
-// commands they need the ledger, so they run while narae-switch is stopped.
+// write commands they go through the running switch's admin interface when
+// there is one (the switch's own key store holds the new secret), else they
+// open the ledger and key store directly (tools/admin_client.hpp).
 #include <sys/stat.h>
 
 #include <cctype>
@@ -14,6 +16,7 @@
 #include "crypto/crypto.hpp"
 #include "ledger/ledger.hpp"
 #include "switch/webhook.hpp"
+#include "tools/admin_client.hpp"
 #include "tools/cli.hpp"
 #include "tools/cmd_webhook.hpp"
 
@@ -76,46 +79,47 @@ void Print(const Opts& o, json j, const std::string& text) {
   }
 }
 
+// The operation (switch/admin_ops.cpp) through the running switch, or on
+// the ledger (and, for `set`, the key store) opened directly.
+Result<json> Run(const Opts& o, std::string_view op, const json& args) {
+  return RunWriteOp(o.data, op, args, [&o](bool need_keys) -> Result<DirectStore> {
+    DirectStore store;
+    if (need_keys) {
+      auto keys = OpenKeys(o);
+      if (!keys.ok()) return keys.status();
+      store.keys = std::move(*keys);
+    }
+    auto ledger = OpenLedger(o);
+    if (!ledger.ok()) return ledger.status();
+    store.ledger = std::move(*ledger);
+    return store;
+  });
+}
+
 void Set(const Opts& o) {
-  auto keys = OpenKeys(o);
-  if (!keys.ok()) return ReportFailure(o.json, keys.status());
-  auto ledger = OpenLedger(o);
-  if (!ledger.ok()) return ReportFailure(o.json, ledger.status());
-  Result<std::string> secret = sw::SetWebhook(**ledger, **keys, o.merchant, o.url, o.secret_hex);
-  Status closed = (*ledger)->Close();
-  if (!secret.ok()) return ReportFailure(o.json, secret.status());
-  if (!closed.ok()) return ReportFailure(o.json, closed);
+  json args{{"merchant", o.merchant}, {"url", o.url}};
+  if (!o.secret_hex.empty()) args["secret_hex"] = o.secret_hex;
+  Result<json> r = Run(o, "webhook.set", args);
+  if (!r.ok()) return ReportFailure(o.json, r.status());
   // The secret is shown once, for the merchant's receiver (it stays in the key store).
-  Print(o, json{{"merchant", o.merchant}, {"url", o.url}, {"secret_hex", *secret}},
+  const std::string secret = r->value("secret_hex", std::string());
+  Print(o, *r,
         "webhook of " + o.merchant + ": " + o.url +
-            "\nsecret (give it to the merchant): " + *secret + "\n");
+            "\nsecret (give it to the merchant): " + secret + "\n");
 }
 
 void Show(const Opts& o) {
-  auto ledger = OpenLedger(o);
-  if (!ledger.ok()) return ReportFailure(o.json, ledger.status());
-  auto got = sw::GetWebhook(**ledger, o.merchant);
-  if (!got.ok()) return ReportFailure(o.json, got.status());
-  if (!got->has_value()) {
-    return ReportFailure(o.json, Status::NotFound("no webhook for " + o.merchant));
-  }
-  const sw::WebhookConfig& c = **got;
-  std::optional<std::string> cursor =
-      (*ledger)->GetAux(std::string(sw::kAuxDeliveryCursorPrefix) + o.merchant);
-  Print(o,
-        json{{"merchant", o.merchant},
-             {"url", c.url},
-             {"key_id", c.key_id},
-             {"delivered_through", cursor ? "evt_" + *cursor : ""}},
-        o.merchant + ": " + c.url + " (secret: key " + c.key_id + ")\n");
+  Result<json> r = Run(o, "webhook.show", json{{"merchant", o.merchant}});
+  if (!r.ok()) return ReportFailure(o.json, r.status());
+  Print(o, *r,
+        o.merchant + ": " + r->value("url", std::string()) + " (secret: key " +
+            r->value("key_id", std::string()) + ")\n");
 }
 
 void Remove(const Opts& o) {
-  auto ledger = OpenLedger(o);
-  if (!ledger.ok()) return ReportFailure(o.json, ledger.status());
-  Status s = sw::RemoveWebhook(**ledger, o.merchant);
-  if (!s.ok()) return ReportFailure(o.json, s);
-  Print(o, json{{"merchant", o.merchant}}, "webhook of " + o.merchant + " removed\n");
+  Result<json> r = Run(o, "webhook.remove", json{{"merchant", o.merchant}});
+  if (!r.ok()) return ReportFailure(o.json, r.status());
+  Print(o, *r, "webhook of " + o.merchant + " removed\n");
 }
 
 }  // namespace
