@@ -1066,7 +1066,7 @@ void ApiImpl::Finish(const std::shared_ptr<PostCtx>& ctx, const Message& respons
   if (ctx->replayed || ctx->hook_answered) {
     // Set in Before(): from the idempotency record, or the hold's state.
     r.status = ctx->status;
-    r.body = ctx->body;
+    r.body = std::move(ctx->body);  // the last use of ctx
     if (ctx->replayed) {
       replays_.fetch_add(1, std::memory_order_relaxed);
       r.headers.emplace_back("Idempotent-Replayed", "true");
@@ -1093,7 +1093,7 @@ void ApiImpl::Finish(const std::shared_ptr<PostCtx>& ctx, const Message& respons
     r.body = ErrorBody(e, ctx->request_id);
   } else {
     r.status = ctx->status;
-    r.body = ctx->body;
+    r.body = std::move(ctx->body);  // the last use of ctx
   }
   in_flight_.fetch_sub(1);
   ctx->done(std::move(r));
