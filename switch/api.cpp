@@ -1,11 +1,14 @@
 // The storefront HTTP/JSON API (see api.hpp and docs/api.md).
 //
 // Cost sketch per payment: on the calling I/O thread one HMAC-SHA256 of the
-// request, one SHA-256 of the body, a JSON parse and a message build, then
-// the authorizer's own I/O-thread work; on the ledger's sequencer thread, in
-// the authorizer's transaction, one aux read (the idempotency key) and four
-// aux writes (idempotency record, metadata, list index, event) next to the
-// authorizer's; the reply leaves from the ledger's done callback.
+// request, three SHA-256 (body, Idempotency-Key, fingerprint), a JSON parse
+// and a message build, then the authorizer's own I/O-thread work (no ledger
+// read: the idempotency record is read in the transaction, or on a refusal
+// here); on the ledger's sequencer thread, in the authorizer's transaction,
+// one aux read (the idempotency key) and four aux writes (idempotency record,
+// metadata, list index, event) next to the authorizer's, their JSON written
+// by hand (JsonOut); the reply leaves from the ledger's done callback.
+// docs/api.md ("Measured") has the figures.
 #include "switch/api.hpp"
 #include "switch/api_events.hpp"
 #include "switch/api_parse.hpp"
@@ -103,9 +106,66 @@ struct ApiError {
   std::string message;
 };
 
+// A JSON object written by hand, member by member, for the answers built on
+// the ledger's sequencer thread (one thread for every request: nlohmann's
+// tree of maps cost more there than the rest of the API's work). Members
+// must be added in key order: nlohmann::json sorts keys, and the bytes must
+// be the ones json::dump() gives (HttpTest.StoredAnswerReadsLikeTheGetOfThePayment).
+class JsonOut {
+ public:
+  explicit JsonOut(size_t reserve_bytes) { s_.reserve(reserve_bytes); }
+  JsonOut& Begin() {
+    s_.push_back('{');
+    first_ = true;
+    return *this;
+  }
+  JsonOut& End() {
+    s_.push_back('}');
+    first_ = false;
+    return *this;
+  }
+  JsonOut& Object(std::string_view k) {
+    Key(k);
+    return Begin();
+  }
+  JsonOut& Str(std::string_view k, std::string_view v) {
+    Key(k);
+    AppendJsonString(&s_, v);
+    return *this;
+  }
+  JsonOut& Num(std::string_view k, uint64_t v) {
+    Key(k);
+    s_ += std::to_string(v);
+    return *this;
+  }
+  JsonOut& Int(std::string_view k, int64_t v) {
+    Key(k);
+    s_ += std::to_string(v);
+    return *this;
+  }
+  JsonOut& Bool(std::string_view k, bool v) {
+    Key(k);
+    s_ += v ? "true" : "false";
+    return *this;
+  }
+  std::string Take() { return std::move(s_); }
+
+ private:
+  void Key(std::string_view k) {
+    if (!first_) s_.push_back(',');
+    first_ = false;
+    AppendJsonString(&s_, k);
+    s_.push_back(':');
+  }
+  std::string s_;
+  bool first_ = true;
+};
+
 std::string ErrorBody(const ApiError& e, std::string_view request_id) {
-  json j = {{"error", {{"code", e.code}, {"message", e.message}, {"request_id", request_id}}}};
-  return j.dump();
+  JsonOut j(e.message.size() + e.code.size() + request_id.size() + 64);
+  j.Begin().Object("error");
+  j.Str("code", e.code).Str("message", e.message).Str("request_id", request_id);
+  return j.End().End().Take();
 }
 
 ApiError BadRequest(std::string message) { return {400, "invalid_request", std::move(message)}; }
@@ -185,16 +245,12 @@ struct Meta {
 };
 
 std::string EncodeMeta(const Meta& m) {
-  json j = {{"v", 1},
-            {"m", m.merchant},
-            {"o", m.order_ref},
-            {"a", m.automatic},
-            {"d", m.delivery_fee_minor},
-            {"t", m.created_ms},
-            {"k", m.method},
-            {"p", m.masked}};
-  if (m.delivery_distance_m) j["dm"] = *m.delivery_distance_m;
-  return j.dump();
+  JsonOut j(160);
+  j.Begin().Bool("a", m.automatic).Num("d", m.delivery_fee_minor);
+  if (m.delivery_distance_m) j.Num("dm", *m.delivery_distance_m);
+  j.Str("k", m.method);
+  j.Str("m", m.merchant).Str("o", m.order_ref).Str("p", m.masked).Int("t", m.created_ms);
+  return j.Num("v", 1).End().Take();
 }
 std::optional<Meta> DecodeMeta(std::string_view text) {
   json j = json::parse(text, nullptr, false);
@@ -271,6 +327,32 @@ ledger::TransferId PurchaseTransfer(ledger::Txn& txn, std::string_view rrn) {
   std::optional<std::string> v = txn.GetAux(std::string(kRequestRecordPrefix) + *key);
   std::optional<RequestRecord> r = v ? ParseRequestRecord(*v) : std::nullopt;
   return r ? r->transfer : ledger::TransferId{};
+}
+
+// PaymentJson(v).dump(), written by hand (keys in nlohmann's order).
+std::string PaymentBody(const PaymentView& v) {
+  JsonOut j(640);
+  j.Begin().Num("amount", v.amount_minor);
+  j.Num("amount_captured", v.captured_minor).Num("amount_refunded", v.refunded_minor);
+  if (v.meta) j.Str("capture", v.meta->automatic ? "automatic" : "manual");
+  j.Str("channel", v.meta ? "api" : "iso8583");
+  if (v.meta) j.Int("created_at_ms", v.meta->created_ms);
+  j.Str("currency", CurrencyAlpha(v.currency)).Str("id", v.id);
+  j.Object("iso8583").Str("mti", v.hold ? "0100" : "0200");
+  j.Str("rrn", std::string_view(v.id).substr(std::min(v.id.size(), kPaymentIdPrefix.size())));
+  j.Str("stan", v.stan).Str("terminal_id", v.terminal_id);
+  j.Str("transmission_datetime", v.field7).End();
+  j.Str("merchant_id", v.merchant).Str("object", "payment");
+  if (v.meta) {
+    j.Str("order_ref", v.meta->order_ref);
+    j.Object("payment_method").Str("masked", v.meta->masked).Str("type", v.meta->method).End();
+    if (v.meta->delivery_fee_minor != 0 || v.meta->delivery_distance_m) {
+      j.Object("split");
+      if (v.meta->delivery_distance_m) j.Num("delivery_distance_m", *v.meta->delivery_distance_m);
+      j.Num("delivery_fee", v.meta->delivery_fee_minor).End();
+    }
+  }
+  return j.Str("status", v.status).End().Take();
 }
 
 std::string StatusOf(const PaymentRecord& r, std::optional<ledger::HoldState> hold) {
@@ -408,6 +490,8 @@ class ApiImpl final : public Api {
                                    Message& msg, PostCtx& ctx);
   void Post(const HttpRequest& req, Op op, std::string_view payment_id, const std::string& merchant,
             const std::string& request_id, std::function<void(HttpResponse)> done);
+  // The answer stored under ctx's Idempotency-Key (a replay or a 409), if any.
+  bool StoredAnswer(const PostCtx& ctx, HttpResponse* r);
   void Submit(std::shared_ptr<PostCtx> ctx);
   void Finish(const std::shared_ptr<PostCtx>& ctx, const Message& response);
   // Sequencer thread.
@@ -625,40 +709,37 @@ void ApiImpl::Route(const HttpRequest& req, const std::string& merchant,
 void ApiImpl::Post(const HttpRequest& req, Op op, std::string_view payment_id,
                    const std::string& merchant, const std::string& request_id,
                    std::function<void(HttpResponse)> done) {
-  auto error = [&](const ApiError& e) {
-    HttpResponse r;
-    r.status = e.status;
-    r.body = ErrorBody(e, request_id);
-    done(std::move(r));
-  };
   std::string idem = req.header("idempotency-key");
   if (idem.empty() || idem.size() > kIdempotencyKeyBytesMax) {
-    return error(BadRequest("an Idempotency-Key header of 1..255 characters is required"));
+    HttpResponse r;
+    r.status = 400;
+    r.body = ErrorBody(BadRequest("an Idempotency-Key header of 1..255 characters is required"),
+                       request_id);
+    return done(std::move(r));
   }
   auto ctx = std::make_shared<PostCtx>();
   ctx->op = op;
   ctx->merchant = merchant;
   ctx->request_id = request_id;
   ctx->idem_key = std::string(kAuxIdemPrefix) + merchant + "/" + Sha256Hex(idem).substr(0, 32);
-  ctx->fingerprint = Sha256Hex(req.method + "\n" + req.target + "\n" + req.body);
-  // Fast path for a retry of a durable answer (the transaction checks again).
-  if (std::optional<std::string> old = ledger_->GetAux(ctx->idem_key)) {
-    std::string fp, body;
-    unsigned status = 0;
-    if (!ParseIdemValue(*old, &fp, &status, &body)) {
-      return error({500, "internal_error", "a stored answer is unreadable"});
-    }
-    if (fp != ctx->fingerprint) {
-      return error(
-          {409, "idempotency_conflict", "this Idempotency-Key was used with another request"});
-    }
-    replays_.fetch_add(1, std::memory_order_relaxed);
+  std::string fingerprint_input;
+  fingerprint_input.reserve(req.method.size() + req.target.size() + req.body.size() + 2);
+  fingerprint_input.append(req.method).append("\n").append(req.target).append("\n");
+  fingerprint_input.append(req.body);
+  ctx->fingerprint = Sha256Hex(fingerprint_input);
+  // A request refused here may be the retry of one that was answered (a
+  // SIM OTP's counter is used up, a refund took what was left, ...): the
+  // stored answer wins. A request that goes on to the engine is checked in
+  // its ledger transaction (Before()), so the common case, a new key, reads
+  // nothing here.
+  auto error = [&](const ApiError& e) {
     HttpResponse r;
-    r.status = status;
-    r.body = std::move(body);
-    r.headers.emplace_back("Idempotent-Replayed", "true");
-    return done(std::move(r));
-  }
+    if (!StoredAnswer(*ctx, &r)) {
+      r.status = e.status;
+      r.body = ErrorBody(e, request_id);
+    }
+    done(std::move(r));
+  };
   bool duplicate_key = false;
   json body = ParseRequestJson(req.body, &duplicate_key);
   if (duplicate_key) return error(BadRequest("the body repeats a key"));
@@ -674,6 +755,25 @@ void ApiImpl::Post(const HttpRequest& req, Op op, std::string_view payment_id,
   ctx->done = std::move(done);
   in_flight_.fetch_add(1);
   Submit(std::move(ctx));
+}
+
+bool ApiImpl::StoredAnswer(const PostCtx& ctx, HttpResponse* r) {
+  std::optional<std::string> old = ledger_->GetAux(ctx.idem_key);
+  if (!old) return false;
+  std::string fp;
+  if (!ParseIdemValue(*old, &fp, &r->status, &r->body)) {
+    r->status = 500;
+    r->body = ErrorBody({500, "internal_error", "a stored answer is unreadable"}, ctx.request_id);
+  } else if (fp != ctx.fingerprint) {
+    r->status = 409;
+    r->body = ErrorBody(
+        {409, "idempotency_conflict", "this Idempotency-Key was used with another request"},
+        ctx.request_id);
+  } else {
+    replays_.fetch_add(1, std::memory_order_relaxed);
+    r->headers.emplace_back("Idempotent-Replayed", "true");
+  }
+  return true;
 }
 
 Status ApiImpl::StampStan(Message& m, bool physical) {
@@ -1016,7 +1116,7 @@ void ApiImpl::Finish(const std::shared_ptr<PostCtx>& ctx, const Message& respons
   if (ctx->replayed || ctx->hook_answered) {
     // Set in Before(): from the idempotency record, or the hold's state.
     r.status = ctx->status;
-    r.body = ctx->body;
+    r.body = std::move(ctx->body);  // the last use of ctx
     if (ctx->replayed) {
       replays_.fetch_add(1, std::memory_order_relaxed);
       r.headers.emplace_back("Idempotent-Replayed", "true");
@@ -1043,7 +1143,7 @@ void ApiImpl::Finish(const std::shared_ptr<PostCtx>& ctx, const Message& respons
     r.body = ErrorBody(e, ctx->request_id);
   } else {
     r.status = ctx->status;
-    r.body = ctx->body;
+    r.body = std::move(ctx->body);  // the last use of ctx
   }
   in_flight_.fetch_sub(1);
   ctx->done(std::move(r));
@@ -1122,7 +1222,6 @@ void ApiImpl::After(ledger::Txn& txn, PostCtx& ctx, const Message& response) {
   v.merchant = ctx.merchant;
   v.currency = ctx.currency;
   std::string type;
-  json data;
   unsigned status = 200;
   const uint64_t fee = ctx.meta.delivery_fee_minor;
   // The delivery share moves from the merchant's clearing account to the
@@ -1183,22 +1282,20 @@ void ApiImpl::After(ledger::Txn& txn, PostCtx& ctx, const Message& response) {
       v.status = "voided";
       type = "payment.voided";
     } else {
-      std::string refund_rrn(response.Get(37));
-      json r = {{"id", "re_" + refund_rrn},
-                {"object", "refund"},
-                {"payment_id", v.id},
-                {"amount", ctx.amount_minor},
-                {"currency", CurrencyAlpha(ctx.currency)},
-                {"status", "succeeded"},
-                {"created_at_ms", now_ms}};
-      PutEvent(txn, ctx.merchant, "payment.refunded", r.dump());
-      RecordAnswer(txn, ctx, 201, r.dump());
+      JsonOut r(256);
+      r.Begin().Num("amount", ctx.amount_minor).Int("created_at_ms", now_ms);
+      r.Str("currency", CurrencyAlpha(ctx.currency));
+      r.Str("id", "re_" + std::string(response.Get(37))).Str("object", "refund");
+      r.Str("payment_id", v.id).Str("status", "succeeded").End();
+      std::string body = r.Take();
+      PutEvent(txn, ctx.merchant, "payment.refunded", body);
+      RecordAnswer(txn, ctx, 201, std::move(body));
       return;
     }
   }
-  data = PaymentJson(v);
-  PutEvent(txn, ctx.merchant, type, data.dump());
-  RecordAnswer(txn, ctx, status, data.dump());
+  std::string body = PaymentBody(v);
+  PutEvent(txn, ctx.merchant, type, body);
+  RecordAnswer(txn, ctx, status, std::move(body));
 }
 
 // ---- GET -----------------------------------------------------------------------

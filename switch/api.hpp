@@ -77,7 +77,8 @@ struct ApiOptions {
 struct HttpRequest {
   std::string method;  // "GET", "POST", ...
   std::string target;  // path and query, as signed
-  // Header lookup by lower-case name ("" when absent).
+  // Header lookup by lower-case name ("" when absent). Valid until the
+  // request's `done` is called (HttpServer reads the headers in place).
   std::function<std::string(std::string_view)> header;
   std::string body;
 };

@@ -75,9 +75,50 @@ void ReleaseExpiredStandIn(ledger::Txn& txn, const std::vector<OtherBank>& banks
 }  // namespace
 
 std::string Hex16(uint64_t v) {
-  char buf[17];
-  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(v));
-  return buf;
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string s(16, '0');
+  for (size_t i = 16; i-- > 0; v >>= 4) s[i] = kHex[v & 0xf];
+  return s;
+}
+
+void AppendJsonString(std::string* out, std::string_view s) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  out->push_back('"');
+  for (const char ch : s) {
+    const auto c = static_cast<unsigned char>(ch);
+    switch (c) {
+      case '"':
+        *out += "\\\"";
+        break;
+      case '\\':
+        *out += "\\\\";
+        break;
+      case '\b':
+        *out += "\\b";
+        break;
+      case '\f':
+        *out += "\\f";
+        break;
+      case '\n':
+        *out += "\\n";
+        break;
+      case '\r':
+        *out += "\\r";
+        break;
+      case '\t':
+        *out += "\\t";
+        break;
+      default:
+        if (c < 0x20) {
+          *out += "\\u00";
+          out->push_back(kHex[c >> 4]);
+          out->push_back(kHex[c & 0xf]);
+        } else {
+          out->push_back(ch);
+        }
+    }
+  }
+  out->push_back('"');
 }
 
 std::string PutEvent(ledger::Txn& txn, std::string_view merchant, std::string_view type,
@@ -86,8 +127,13 @@ std::string PutEvent(ledger::Txn& txn, std::string_view merchant, std::string_vi
   const std::string id = Hex16(NextEventId(txn.now_ns()));
   std::string ev;
   ev.reserve(data_json.size() + 128);
-  ev += "{\"id\":\"evt_" + id + "\",\"type\":" + json(std::string(type)).dump() +
-        ",\"created_at_ms\":" + std::to_string(txn.now_ns() / 1'000'000) + ",\"data\":";
+  ev += "{\"id\":\"evt_";
+  ev += id;
+  ev += "\",\"type\":";
+  AppendJsonString(&ev, type);
+  ev += ",\"created_at_ms\":";
+  ev += std::to_string(txn.now_ns() / 1'000'000);
+  ev += ",\"data\":";
   ev += data_json;
   ev += "}";
   txn.PutAux(std::string(kAuxEventPrefix) + std::string(merchant) + "/" + id, ev);

@@ -48,6 +48,12 @@ inline constexpr size_t kExpiryScanBatchMax = 1024;  // expired holds per transa
 // 16 lower-case hex digits.
 std::string Hex16(uint64_t v);
 
+// Appends `s` as a JSON string, escaped exactly as nlohmann::json::dump()
+// escapes it (", \, control characters; other bytes as they are), so text
+// written by hand on the sequencer reads the same as the json-built
+// answers of the GET endpoints.
+void AppendJsonString(std::string* out, std::string_view s);
+
 // Appends an event for `merchant` to the feed, inside `txn`. `data_json` is
 // a JSON value (an object). Returns the event id ("evt_" + 16 hex).
 std::string PutEvent(ledger::Txn& txn, std::string_view merchant, std::string_view type,

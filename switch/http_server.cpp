@@ -17,6 +17,7 @@
 #include <boost/beast/http.hpp>
 // clang-format on
 
+#include <pthread.h>
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -154,6 +155,7 @@ class HttpServerImpl final : public HttpServer {
 
  private:
   void RunThread() {
+    pthread_setname_np(pthread_self(), "narae-http");   // per-thread CPU in `top -H`, /proc
     for (int attempt = 0; attempt < 1000; ++attempt) {  // bounded restarts after a throw
       try {
         ioc_.run();
@@ -287,8 +289,9 @@ class HttpServerImpl final : public HttpServer {
     in->method = std::move(method);
     in->target = std::move(target);
     in->body = std::move(req.body());
-    auto headers = std::make_shared<http::request<http::string_body>::header_type>(
-        static_cast<http::request<http::string_body>::header_type&>(req));
+    // The Api reads the headers only while Handle() runs (before it returns),
+    // and `req` lives in this frame until the answer is back: no copy.
+    const http::request<http::string_body>* headers = &req;
     in->header = [headers](std::string_view name) {
       auto it = headers->find(beast::string_view(name.data(), name.size()));
       return it == headers->end() ? std::string() : std::string(it->value());
@@ -341,20 +344,49 @@ class HttpServerImpl final : public HttpServer {
     return r;
   }
 
+  // The answer's bytes, written by hand in one buffer (Beast's serializer
+  // and field list cost an allocation per header): the status line, the
+  // fixed headers, the Api's, Connection as Beast's keep_alive() would set
+  // it, Content-Length, the body.
   asio::awaitable<bool> Write(beast::tcp_stream& stream, HttpResponse r, bool keep_alive,
                               unsigned version) {
-    http::response<http::string_body> res{static_cast<http::status>(r.status), version};
-    res.set(http::field::server, "narae");
-    res.set(http::field::content_type, r.content_type);
-    res.set(http::field::cache_control, "no-store");
-    for (auto& [k, v] : r.headers) res.set(k, v);
-    res.keep_alive(keep_alive);
-    res.body() = std::move(r.body);
-    res.prepare_payload();
+    std::string out;
+    out.reserve(256 + r.body.size());
+    out += "HTTP/";  // the request's version, as Beast writes it
+    out += static_cast<char>('0' + version / 10 % 10);
+    out += '.';
+    out += static_cast<char>('0' + version % 10);
+    out += ' ';
+    out += std::to_string(r.status);
+    out += ' ';
+    const beast::string_view reason = http::obsolete_reason(static_cast<http::status>(r.status));
+    out.append(reason.data(), reason.size());
+    out += "\r\nServer: narae\r\nContent-Type: ";
+    AppendHeaderValue(&out, r.content_type);
+    out += "\r\nCache-Control: no-store\r\n";
+    for (const auto& [k, v] : r.headers) {
+      AppendHeaderValue(&out, k);
+      out += ": ";
+      AppendHeaderValue(&out, v);
+      out += "\r\n";
+    }
+    if (version < 11 && keep_alive) out += "Connection: keep-alive\r\n";
+    if (version >= 11 && !keep_alive) out += "Connection: close\r\n";
+    out += "Content-Length: ";
+    out += std::to_string(r.body.size());
+    out += "\r\n\r\n";
+    out += r.body;
     stream.expires_after(std::chrono::milliseconds(options_.write_timeout_ms));
     error_code ec;
-    co_await http::async_write(stream, res, asio::redirect_error(asio::use_awaitable, ec));
+    co_await asio::async_write(stream, asio::buffer(out),
+                               asio::redirect_error(asio::use_awaitable, ec));
     co_return !ec;
+  }
+
+  // A header name or value as it goes on the wire: a CR or LF (never made
+  // by Narae, but a header must not be able to start another) becomes a space.
+  static void AppendHeaderValue(std::string* out, std::string_view v) {
+    for (char c : v) out->push_back(c == '\r' || c == '\n' ? ' ' : c);
   }
 
   HttpServerOptions options_;

@@ -376,6 +376,40 @@ TEST_F(HttpTest, HoldCaptureRefundLifecycle) {
   EXPECT_EQ(r5.status, 409u) << r5.body;
 }
 
+// The answers and events the sequencer writes by hand (api.cpp JsonOut,
+// api_events.cpp AppendJsonString) are the bytes nlohmann::json writes for
+// the same payment (GET), escapes included; the stored metadata reads back.
+TEST_F(HttpTest, StoredAnswerReadsLikeTheGetOfThePayment) {
+  const std::string order = "o\"rd\\er/1";
+  std::string last_body;
+  for (const std::string capture : {"manual", "automatic"}) {
+    Resp p = Pay(1234, capture, order);
+    ASSERT_EQ(p.status, 201u) << p.body;
+    EXPECT_EQ(p.j["order_ref"], order);
+    Resp g = Call("GET", "/v1/payments/" + p.j["id"].get<std::string>());
+    ASSERT_EQ(g.status, 200u) << g.body;
+    EXPECT_EQ(g.body, p.body);
+    last_body = p.body;
+    std::vector<json> events = AllEvents();
+    ASSERT_FALSE(events.empty());
+    EXPECT_EQ(events.back()["data"].dump(), p.body);
+  }
+  const std::string id = json::parse(last_body)["id"];
+  Resp r = Call("POST", "/v1/payments/" + id + "/refunds", R"({"amount":34})", NextKey());
+  ASSERT_EQ(r.status, 201u) << r.body;
+  EXPECT_EQ(r.j["payment_id"], id);
+  EXPECT_EQ(r.j["amount"], 34);
+  EXPECT_EQ(json::parse(r.body).dump(), r.body);
+  std::vector<json> events = AllEvents();
+  ASSERT_FALSE(events.empty());
+  EXPECT_EQ(events.back()["type"], "payment.refunded");
+  EXPECT_EQ(events.back()["data"].dump(), r.body);
+  Resp bad = Call("POST", "/v1/payments", R"({"amount":1,"currency":"KPW"})", NextKey());
+  ASSERT_EQ(bad.status, 400u) << bad.body;
+  EXPECT_EQ(json::parse(bad.body).dump(), bad.body);
+  EXPECT_EQ(bad.Code(), "invalid_request");
+}
+
 TEST_F(HttpTest, AutomaticCaptureVoidAndDeliverySplit) {
   const ledger::AccountId logistics = bank_.config.ForCurrency(408)->logistics;
   json body = json::parse(PayBody(5000, "automatic", "food-7"));
