@@ -536,13 +536,6 @@ Status StatusFromName(std::string_view code_name, std::string message) {
   return Status::Internal(std::move(message));
 }
 
-json LimitsJson(const RiskLimits& l) {
-  return json{{"single_amount_max_minor", l.single_amount_max_minor},
-              {"daily_amount_max_minor", l.daily_amount_max_minor},
-              {"daily_count_max", l.daily_count_max},
-              {"per_minute_max", l.per_minute_max},
-              {"blocked_mccs", l.blocked_mccs}};
-}
 json CardJson(const Card& c) {
   return json{{"card_id", c.card_id},
               {"masked_pan", c.masked_pan},

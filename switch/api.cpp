@@ -1138,9 +1138,13 @@ void ApiImpl::Finish(const std::shared_ptr<PostCtx>& ctx, const Message& respons
     // disk answers 96 for the write that failed, then 91): nothing was
     // stored, the same key may be retried, so 503 and never a 500
     // (found by DiskFault.FullDiskHttpAnswers503HealthzReportsItAndRecovers).
-    ApiError e{503, "service_unavailable", "the ledger is unavailable; retry later"};
-    r.status = e.status;
-    r.body = ErrorBody(e, ctx->request_id);
+    // A retry of a key answered before the failure still gets its stored
+    // answer: the ledger reads while it cannot write (a full disk).
+    if (!StoredAnswer(*ctx, &r)) {
+      ApiError e{503, "service_unavailable", "the ledger is unavailable; retry later"};
+      r.status = e.status;
+      r.body = ErrorBody(e, ctx->request_id);
+    }
   } else {
     r.status = ctx->status;
     r.body = std::move(ctx->body);  // the last use of ctx

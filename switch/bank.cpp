@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "crypto/crypto.hpp"
+#include "switch/admin_ops.hpp"
 
 namespace narae::switching {
 namespace {
@@ -27,13 +28,6 @@ AccountId IdFromHex(const std::string& hex) {
   return v ? AccountId{*v} : AccountId{};
 }
 
-json LimitsJson(const RiskLimits& l) {
-  return json{{"single_amount_max_minor", l.single_amount_max_minor},
-              {"daily_amount_max_minor", l.daily_amount_max_minor},
-              {"daily_count_max", l.daily_count_max},
-              {"per_minute_max", l.per_minute_max},
-              {"blocked_mccs", l.blocked_mccs}};
-}
 RiskLimits LimitsFromJson(const json& j) {
   RiskLimits l;
   l.single_amount_max_minor = j.value("single_amount_max_minor", uint64_t{0});
@@ -168,6 +162,15 @@ bool IsDigits(std::string_view s) {
 }
 
 }  // namespace
+
+// Declared in admin_ops.hpp with the other record JSON of the bank commands.
+nlohmann::json LimitsJson(const RiskLimits& l) {
+  return nlohmann::json{{"single_amount_max_minor", l.single_amount_max_minor},
+                        {"daily_amount_max_minor", l.daily_amount_max_minor},
+                        {"daily_count_max", l.daily_count_max},
+                        {"per_minute_max", l.per_minute_max},
+                        {"blocked_mccs", l.blocked_mccs}};
+}
 
 const char* RecordStatusName(RecordStatus status) {
   switch (status) {
