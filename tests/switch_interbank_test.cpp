@@ -33,6 +33,7 @@
 #include "switch/http_server.hpp"
 #include "switch/iso8583.hpp"
 #include "switch/settlement.hpp"
+#include "tests/demo_bank_fixture.hpp"
 #include "tests/test_util.hpp"
 
 namespace narae::switching {
@@ -121,54 +122,33 @@ class InterbankTest : public ::testing::Test {
  protected:
   // The demo bank and the other banks are made once and copied per test.
   static void SetUpTestSuite() {
-    seeded_ = new testing::TempDir();
-    ASSERT_TRUE(nc::CreateMasterKeyFile(seeded_->Sub("master.key")).ok());
-    Result<nc::SecretBytes> mk = nc::LoadMasterKeyFile(seeded_->Sub("master.key"));
-    ASSERT_TRUE(mk.ok());
-    std::filesystem::create_directories(seeded_->Sub("keys"));
-    auto ks = nc::KeyStore::Open(seeded_->Sub("keys"), *mk);
-    ASSERT_TRUE(ks.ok());
-    ledger::Options o;
-    o.path = seeded_->Sub("ledger");
-    o.sync = false;
-    auto l = ledger::Ledger::Open(o);
-    ASSERT_TRUE(l.ok());
+    seeded_ = new testing_bank::SeededDemoBank();
     SeedOptions so;
     so.customers = 1;
-    auto bank = SeedDemo(**l, **ks, so);
-    ASSERT_TRUE(bank.ok()) << bank.status().ToString();
-    seeded_bank_ = new DemoBank(std::move(*bank));
-    OtherBank koryo{"KORYO", "Koryo Bank", {{"950100", "950199"}}, {}, {}, {}};
-    koryo.stand_in = {{408, kKoryoDaily, kKoryoSingle}};
-    OtherBank daedong{"DAEDONG", "Daedong Credit", {{"960000", "960099"}}, {"9520"}, {}, {}};
-    daedong.stand_in = {{408, kDaedongDaily, 0}};
-    OtherBank hwanghae{"HWANGHAE", "Hwanghae Bank", {{"970000", "970099"}}, {"9530"}, {}, {}};
-    for (const OtherBank* b : {&koryo, &daedong, &hwanghae}) {
-      Result<OtherBank> r = AddOtherBank(**l, *b, {408});
-      ASSERT_TRUE(r.ok()) << r.status().ToString();
-      interbank_[b->id] = r->accounts.at(0).account;
-    }
-    ASSERT_OK(EnsureApiTerminals(**l, **ks));
-    ASSERT_OK((*l)->Close());
+    seeded_->Seed(so, [](ledger::Ledger& l, nc::KeyStore& ks) {
+      OtherBank koryo{"KORYO", "Koryo Bank", {{"950100", "950199"}}, {}, {}, {}};
+      koryo.stand_in = {{408, kKoryoDaily, kKoryoSingle}};
+      OtherBank daedong{"DAEDONG", "Daedong Credit", {{"960000", "960099"}}, {"9520"}, {}, {}};
+      daedong.stand_in = {{408, kDaedongDaily, 0}};
+      OtherBank hwanghae{"HWANGHAE", "Hwanghae Bank", {{"970000", "970099"}}, {"9530"}, {}, {}};
+      for (const OtherBank* b : {&koryo, &daedong, &hwanghae}) {
+        Result<OtherBank> r = AddOtherBank(l, *b, {408});
+        ASSERT_TRUE(r.ok()) << r.status().ToString();
+        interbank_[b->id] = r->accounts.at(0).account;
+      }
+      ASSERT_OK(EnsureApiTerminals(l, ks));
+    });
   }
   static void TearDownTestSuite() {
-    delete seeded_bank_;
     delete seeded_;
+    seeded_ = nullptr;
     interbank_.clear();
   }
 
   void SetUp() override {
-    ASSERT_NE(seeded_bank_, nullptr);
-    std::filesystem::copy(seeded_->path(), dir_.path(),
-                          std::filesystem::copy_options::recursive |
-                              std::filesystem::copy_options::overwrite_existing);
-    std::filesystem::permissions(dir_.Sub("master.key"), std::filesystem::perms::owner_read |
-                                                             std::filesystem::perms::owner_write);
-    Result<nc::SecretBytes> mk = nc::LoadMasterKeyFile(dir_.Sub("master.key"));
-    ASSERT_TRUE(mk.ok());
-    auto ks = nc::KeyStore::Open(dir_.Sub("keys"), *mk);
-    ASSERT_TRUE(ks.ok());
-    keys_ = std::move(*ks);
+    ASSERT_TRUE(seeded_ != nullptr && seeded_->ready());
+    seeded_->CopyTo(dir_.path(), &keys_);
+    ASSERT_NE(keys_, nullptr);
     Start();
   }
   void TearDown() override { Stop(); }
@@ -318,7 +298,7 @@ class InterbankTest : public ::testing::Test {
     ADD_FAILURE() << "no SOCKS001";
     return bank_().merchants[0];
   }
-  static const DemoBank& bank_() { return *seeded_bank_; }
+  static const DemoBank& bank_() { return seeded_->bank(); }
   AccountId Clearing() { return Merchant().merchant.ForCurrency(408)->clearing; }
   static AccountId Interbank(const std::string& bank) { return interbank_.at(bank); }
   ledger::Account Account(AccountId id) {
@@ -343,8 +323,7 @@ class InterbankTest : public ::testing::Test {
     }
   }
 
-  static inline testing::TempDir* seeded_ = nullptr;
-  static inline DemoBank* seeded_bank_ = nullptr;
+  static inline testing_bank::SeededDemoBank* seeded_ = nullptr;
   static inline std::map<std::string, AccountId> interbank_;
   testing::TempDir dir_;
   std::unique_ptr<nc::KeyStore> keys_;

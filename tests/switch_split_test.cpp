@@ -19,6 +19,7 @@
 #include "switch/bank.hpp"
 #include "switch/http_server.hpp"
 #include "switch/settlement.hpp"
+#include "tests/demo_bank_fixture.hpp"
 #include "tests/switch_http_harness.hpp"
 #include "tests/test_util.hpp"
 
@@ -44,42 +45,22 @@ class HttpSplitTest : public ::testing::Test {
  protected:
   // The demo bank is seeded once (keys are slow to make) and copied per test.
   static void SetUpTestSuite() {
-    seeded_ = new testing::TempDir();
-    ASSERT_TRUE(nc::CreateMasterKeyFile(seeded_->Sub("master.key")).ok());
-    Result<nc::SecretBytes> mk = nc::LoadMasterKeyFile(seeded_->Sub("master.key"));
-    ASSERT_TRUE(mk.ok());
-    std::filesystem::create_directories(seeded_->Sub("keys"));
-    auto ks = nc::KeyStore::Open(seeded_->Sub("keys"), *mk);
-    ASSERT_TRUE(ks.ok());
-    ledger::Options o;
-    o.path = seeded_->Sub("ledger");
-    o.sync = false;
-    auto l = ledger::Ledger::Open(o);
-    ASSERT_TRUE(l.ok());
+    seeded_ = new testing_bank::SeededDemoBank();
     SeedOptions so;
     so.customers = 1;
     so.limits = RiskLimits{};  // no card limits: the ledger decides
-    auto bank = SeedDemo(**l, **ks, so);
-    ASSERT_TRUE(bank.ok()) << bank.status().ToString();
-    seeded_bank_ = new DemoBank(std::move(*bank));
-    ASSERT_OK((*l)->Close());
+    seeded_->Seed(so);
   }
   static void TearDownTestSuite() {
-    delete seeded_bank_;
     delete seeded_;
+    seeded_ = nullptr;
   }
 
   void SetUp() override {
-    ASSERT_NE(seeded_bank_, nullptr);
-    std::filesystem::copy(seeded_->path(), dir_.path(),
-                          std::filesystem::copy_options::recursive |
-                              std::filesystem::copy_options::overwrite_existing);
-    Result<nc::SecretBytes> mk = nc::LoadMasterKeyFile(dir_.Sub("master.key"));
-    ASSERT_TRUE(mk.ok()) << mk.status().ToString();
-    auto ks = nc::KeyStore::Open(dir_.Sub("keys"), *mk);
-    ASSERT_TRUE(ks.ok());
-    keys_ = std::move(*ks);
-    bank_ = *seeded_bank_;
+    ASSERT_TRUE(seeded_ != nullptr && seeded_->ready());
+    seeded_->CopyTo(dir_.path(), &keys_);
+    ASSERT_NE(keys_, nullptr);
+    bank_ = seeded_->bank();
     ledger::Options o;
     o.path = dir_.Sub("ledger");
     o.sync = false;
@@ -178,8 +159,7 @@ class HttpSplitTest : public ::testing::Test {
     ASSERT_TRUE(r.ok()) << r.status().ToString();
   }
 
-  static inline testing::TempDir* seeded_ = nullptr;
-  static inline DemoBank* seeded_bank_ = nullptr;
+  static inline testing_bank::SeededDemoBank* seeded_ = nullptr;
   testing::TempDir dir_;
   std::unique_ptr<nc::KeyStore> keys_;
   std::unique_ptr<ledger::Ledger> ledger_;
