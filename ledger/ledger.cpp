@@ -186,7 +186,7 @@ uint64_t SystemClockNs() {
 // that cannot fail.
 class StderrLogger final : public rocksdb::Logger {
  public:
-  StderrLogger() : rocksdb::Logger(rocksdb::InfoLogLevel::WARN_LEVEL) {}
+  explicit StderrLogger(rocksdb::InfoLogLevel level) : rocksdb::Logger(level) {}
   using rocksdb::Logger::Logv;
   void Logv(const char* format, va_list ap) override {
     Logv(rocksdb::InfoLogLevel::INFO_LEVEL, format, ap);
@@ -499,8 +499,13 @@ Status LedgerImpl::OpenDb() {
   opts.max_write_buffer_number = 4;
   opts.paranoid_checks = true;
   opts.max_open_files = options_.read_only ? -1 : 512;
-  opts.info_log = std::make_shared<StderrLogger>();
-  opts.info_log_level = rocksdb::InfoLogLevel::WARN_LEVEL;
+  // A read-only follower logs errors only: replaying the primary's
+  // write-ahead log into memtables it never flushes makes RocksDB warn that
+  // it would stop writes, on the terminal of `narae reconcile` and the like.
+  const rocksdb::InfoLogLevel log_level =
+      options_.read_only ? rocksdb::InfoLogLevel::ERROR_LEVEL : rocksdb::InfoLogLevel::WARN_LEVEL;
+  opts.info_log = std::make_shared<StderrLogger>(log_level);
+  opts.info_log_level = log_level;
   opts.allow_concurrent_memtable_write = false;  // one writer thread; hash memtables need it
 
   rocksdb::BlockBasedTableOptions table;
