@@ -282,6 +282,7 @@ class MerchantRequestVerifier {
     size_t nonce_cache_max = 100000;  // remembered nonces, at most
   };
   explicit MerchantRequestVerifier(Options options);
+  ~MerchantRequestVerifier();
   Status Verify(ByteView secret, std::string_view method, std::string_view path,
                 int64_t timestamp_s, std::string_view nonce, std::string_view body,
                 std::string_view signature_hex, int64_t now_s);
@@ -289,8 +290,11 @@ class MerchantRequestVerifier {
 
  private:
   void EvictExpired(int64_t now_s);
+  struct KeyedMac;  // the HMAC keyed with the last secret seen (merchant.cpp)
+  Result<Bytes> KeyedHmac(ByteView secret, std::string_view data);
   Options options_;
   mutable std::mutex mu_;
+  std::unique_ptr<KeyedMac> mac_;                     // GUARDED_BY(mu_)
   std::map<std::string, int64_t> nonce_expiry_;       // GUARDED_BY(mu_)
   std::multimap<int64_t, std::string> expiry_order_;  // GUARDED_BY(mu_)
 };

@@ -1,13 +1,15 @@
 // The storefront HTTP/JSON API (see api.hpp and docs/api.md).
 //
 // Cost sketch per payment: on the calling I/O thread one HMAC-SHA256 of the
-// request, three SHA-256 (body, Idempotency-Key, fingerprint), a JSON parse
+// request (the merchant's key set up once, crypto::MerchantRequestVerifier),
+// three SHA-256 (body, Idempotency-Key, fingerprint), a SAX JSON parse
 // and a message build, then the authorizer's own I/O-thread work (no ledger
 // read: the idempotency record is read in the transaction, or on a refusal
 // here); on the ledger's sequencer thread, in the authorizer's transaction,
-// one aux read (the idempotency key) and four aux writes (idempotency record,
-// metadata, list index, event) next to the authorizer's, their JSON written
-// by hand (JsonOut); the reply leaves from the ledger's done callback.
+// one aux read (the idempotency key) and four aux writes (idempotency record
+// naming the event, metadata, list index, event) next to the authorizer's,
+// their JSON written by hand (JsonOut); the reply leaves from the ledger's
+// done callback.
 // docs/api.md ("Measured") has the figures.
 #include "switch/api.hpp"
 #include "switch/api_events.hpp"
@@ -16,6 +18,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cctype>
 #include <chrono>
 #include <cstdio>
 #include <ctime>
@@ -54,22 +57,109 @@ constexpr std::string_view kAuxRrnIndexPrefix = "au/r/";  // the authorizer's RR
 // two readers of one body must never see two different requests). Invalid
 // UTF-8 is refused by the parser itself. Discarded on any of these.
 constexpr int kBodyDepthMax = 8;
-nlohmann::json ParseRequestJson(std::string_view text, bool* duplicate_key) {
-  std::vector<std::set<std::string>> keys;  // per open object
+// A SAX handler in front of nlohmann's own DOM builder (cheaper than its
+// callback parser, which makes a json value of every key): counts the open
+// containers and remembers each open object's keys. Any false return stops
+// the parse.
+class StrictSax {
+ public:
+  explicit StrictSax(json* out) : dom_(*out, false) {}
   bool too_deep = false;
-  auto cb = [&](int depth, nlohmann::json::parse_event_t event, nlohmann::json& parsed) {
-    using E = nlohmann::json::parse_event_t;
-    if (depth > kBodyDepthMax) too_deep = true;
-    if (event == E::object_start) keys.emplace_back();
-    if (event == E::object_end && !keys.empty()) keys.pop_back();
-    if (event == E::key && !keys.empty()) {
-      if (!keys.back().insert(parsed.get_ref<const std::string&>()).second) *duplicate_key = true;
+  bool duplicate_key = false;
+
+  bool null() { return Value() && dom_.null(); }
+  bool boolean(bool v) { return Value() && dom_.boolean(v); }
+  bool number_integer(json::number_integer_t v) { return Value() && dom_.number_integer(v); }
+  bool number_unsigned(json::number_unsigned_t v) { return Value() && dom_.number_unsigned(v); }
+  bool number_float(json::number_float_t v, const json::string_t& s) {
+    return Value() && dom_.number_float(v, s);
+  }
+  bool string(json::string_t& v) { return Value() && dom_.string(v); }
+  bool binary(json::binary_t& v) { return Value() && dom_.binary(v); }
+  bool start_object(std::size_t n) {
+    if (!Value()) return false;
+    frames_.push_back({keys_.size(), true, nullptr});
+    return dom_.start_object(n);
+  }
+  bool key(json::string_t& k) {
+    if (!Value()) return false;
+    Frame& f = frames_.back();
+    const size_t count = keys_.size() - f.first_key;
+    if (f.big) {
+      duplicate_key = !f.big->insert(k).second;
+    } else {
+      duplicate_key = std::find(keys_.begin() + static_cast<std::ptrdiff_t>(f.first_key),
+                                keys_.end(), k) != keys_.end();
+      if (count + 1 >= kLinearKeysMax) {  // a large object: a set from here on
+        f.big = std::make_unique<std::set<std::string, std::less<>>>(
+            keys_.begin() + static_cast<std::ptrdiff_t>(f.first_key), keys_.end());
+        f.big->insert(k);
+      }
     }
-    return !too_deep && !*duplicate_key;
+    if (duplicate_key) return false;
+    if (!f.big) keys_.push_back(k);
+    return dom_.key(k);
+  }
+  bool end_object() {
+    keys_.resize(frames_.back().first_key);
+    frames_.pop_back();
+    return dom_.end_object();
+  }
+  bool start_array(std::size_t n) {
+    if (!Value()) return false;
+    frames_.push_back({keys_.size(), false, nullptr});
+    return dom_.start_array(n);
+  }
+  bool end_array() {
+    frames_.pop_back();
+    return dom_.end_array();
+  }
+  template <class Exception>
+  bool parse_error(std::size_t pos, const std::string& token, const Exception& ex) {
+    return dom_.parse_error(pos, token, ex);
+  }
+
+ private:
+  static constexpr size_t kLinearKeysMax = 32;
+  struct Frame {
+    size_t first_key;  // index of the object's first key in keys_
+    bool object;
+    std::unique_ptr<std::set<std::string, std::less<>>> big;  // keys, once there are many
   };
-  nlohmann::json j = nlohmann::json::parse(text, cb, false);
-  if (too_deep || *duplicate_key) return nlohmann::json(nlohmann::json::value_t::discarded);
+  // A value, key or container starts here: within the depth limit?
+  bool Value() {
+    if (frames_.size() > static_cast<size_t>(kBodyDepthMax)) too_deep = true;
+    return !too_deep;
+  }
+  nlohmann::detail::json_sax_dom_parser<json> dom_;
+  std::vector<Frame> frames_;
+  std::vector<std::string> keys_;  // the keys of the open objects, in order
+};
+
+nlohmann::json ParseRequestJson(std::string_view text, bool* duplicate_key) {
+  json j;
+  StrictSax sax(&j);
+  const bool ok = json::sax_parse(text, &sax);
+  *duplicate_key = sax.duplicate_key;
+  if (!ok || sax.too_deep || sax.duplicate_key || j.is_discarded()) {
+    return json(json::value_t::discarded);
+  }
   return j;
+}
+
+// The body of an idempotency record (ap/i): inline as written before, or
+// kStoredBodyRef + the key of the event (ap/e) written in the same
+// transaction, whose data is the answer's body (a JSON body never starts
+// with '@'). `get` reads an aux key. False when the event cannot be read.
+constexpr std::string_view kStoredBodyRef = "@";
+template <class Get>
+bool ResolveStoredBody(Get&& get, std::string* body) {
+  if (!body->starts_with(kStoredBodyRef)) return true;
+  std::optional<std::string> event = get(body->substr(kStoredBodyRef.size()));
+  std::optional<std::string_view> data = event ? EventData(*event) : std::nullopt;
+  if (!data) return false;
+  *body = std::string(*data);
+  return true;
 }
 
 crypto::ByteView Bytes(std::string_view s) {
@@ -151,11 +241,13 @@ class JsonOut {
   std::string Take() { return std::move(s_); }
 
  private:
+  // Keys are the API's own names (letters, digits, '_'): nothing to escape.
   void Key(std::string_view k) {
-    if (!first_) s_.push_back(',');
+#ifndef NDEBUG
+    for (char c : k) NARAE_CHECK(c == '_' || std::isalnum(static_cast<unsigned char>(c)));
+#endif
+    s_.append(first_ ? "\"" : ",\"", first_ ? 1 : 2).append(k).append("\":", 2);
     first_ = false;
-    AppendJsonString(&s_, k);
-    s_.push_back(':');
   }
   std::string s_;
   bool first_ = true;
@@ -497,7 +589,11 @@ class ApiImpl final : public Api {
   // Sequencer thread.
   bool Before(ledger::Txn& txn, PostCtx& ctx);
   void After(ledger::Txn& txn, PostCtx& ctx, const Message& response);
-  void RecordAnswer(ledger::Txn& txn, PostCtx& ctx, unsigned status, std::string body);
+  // Stores the answer under the Idempotency-Key. `event_key`: the event
+  // written in this transaction whose data is `body`; the record then names
+  // it instead of repeating the body ("@" + key, see ResolveStoredBody).
+  void RecordAnswer(ledger::Txn& txn, PostCtx& ctx, unsigned status, std::string body,
+                    std::string_view event_key = {});
   // GET handlers.
   HttpResponse GetPayment(std::string_view payment_id, const std::string& merchant,
                           const std::string& request_id);
@@ -761,7 +857,8 @@ bool ApiImpl::StoredAnswer(const PostCtx& ctx, HttpResponse* r) {
   std::optional<std::string> old = ledger_->GetAux(ctx.idem_key);
   if (!old) return false;
   std::string fp;
-  if (!ParseIdemValue(*old, &fp, &r->status, &r->body)) {
+  if (!ParseIdemValue(*old, &fp, &r->status, &r->body) ||
+      !ResolveStoredBody([&](const std::string& k) { return ledger_->GetAux(k); }, &r->body)) {
     r->status = 500;
     r->body = ErrorBody({500, "internal_error", "a stored answer is unreadable"}, ctx.request_id);
   } else if (fp != ctx.fingerprint) {
@@ -1159,7 +1256,8 @@ bool ApiImpl::Before(ledger::Txn& txn, PostCtx& ctx) {
   if (std::optional<std::string> old = txn.GetAux(ctx.idem_key)) {
     std::string fp;
     ctx.replayed = true;
-    if (!ParseIdemValue(*old, &fp, &ctx.status, &ctx.body)) {
+    if (!ParseIdemValue(*old, &fp, &ctx.status, &ctx.body) ||
+        !ResolveStoredBody([&](const std::string& k) { return txn.GetAux(k); }, &ctx.body)) {
       ctx.status = 500;
       ctx.body =
           ErrorBody({500, "internal_error", "a stored answer is unreadable"}, ctx.request_id);
@@ -1189,8 +1287,14 @@ bool ApiImpl::Before(ledger::Txn& txn, PostCtx& ctx) {
   return true;
 }
 
-void ApiImpl::RecordAnswer(ledger::Txn& txn, PostCtx& ctx, unsigned status, std::string body) {
-  txn.PutAux(ctx.idem_key, IdemValue(ctx.fingerprint, status, body));
+void ApiImpl::RecordAnswer(ledger::Txn& txn, PostCtx& ctx, unsigned status, std::string body,
+                           std::string_view event_key) {
+  if (event_key.empty()) {
+    txn.PutAux(ctx.idem_key, IdemValue(ctx.fingerprint, status, body));
+  } else {
+    txn.PutAux(ctx.idem_key, IdemValue(ctx.fingerprint, status,
+                                       std::string(kStoredBodyRef) + std::string(event_key)));
+  }
   ctx.status = status;
   ctx.body = std::move(body);
 }
@@ -1292,14 +1396,14 @@ void ApiImpl::After(ledger::Txn& txn, PostCtx& ctx, const Message& response) {
       r.Str("id", "re_" + std::string(response.Get(37))).Str("object", "refund");
       r.Str("payment_id", v.id).Str("status", "succeeded").End();
       std::string body = r.Take();
-      PutEvent(txn, ctx.merchant, "payment.refunded", body);
-      RecordAnswer(txn, ctx, 201, std::move(body));
+      const std::string event = PutEvent(txn, ctx.merchant, "payment.refunded", body);
+      RecordAnswer(txn, ctx, 201, std::move(body), EventKey(ctx.merchant, event));
       return;
     }
   }
   std::string body = PaymentBody(v);
-  PutEvent(txn, ctx.merchant, type, body);
-  RecordAnswer(txn, ctx, status, std::move(body));
+  const std::string event = PutEvent(txn, ctx.merchant, type, body);
+  RecordAnswer(txn, ctx, status, std::move(body), EventKey(ctx.merchant, event));
 }
 
 // ---- GET -----------------------------------------------------------------------

@@ -12,6 +12,7 @@
 //
 // Records (ledger aux), next to the authorizer's au/...:
 //   ap/i/<merchant>/<32 hex SHA-256(Idempotency-Key)>  fingerprint, status, body
+//                                                      (or "@" + the ap/e key of its event)
 //   ap/p/<RRN>                                         payment metadata (JSON)
 //   ap/l/<merchant>/<16 hex created ns><RRN>           list index ("")
 //   ap/e/<merchant>/<16 hex sequence>                  event (JSON, api_events.hpp)

@@ -84,8 +84,14 @@ std::string Hex16(uint64_t v) {
 void AppendJsonString(std::string* out, std::string_view s) {
   static constexpr char kHex[] = "0123456789abcdef";
   out->push_back('"');
-  for (const char ch : s) {
-    const auto c = static_cast<unsigned char>(ch);
+  // The common case (ids, codes, names: nothing to escape) is appended in
+  // runs; the byte-at-a-time path below handles only the bytes that need it.
+  size_t run = 0;
+  for (size_t i = 0; i < s.size(); ++i) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    if (c >= 0x20 && c != '"' && c != '\\') continue;
+    out->append(s.data() + run, i - run);
+    run = i + 1;
     switch (c) {
       case '"':
         *out += "\\\"";
@@ -113,11 +119,10 @@ void AppendJsonString(std::string* out, std::string_view s) {
           *out += "\\u00";
           out->push_back(kHex[c >> 4]);
           out->push_back(kHex[c & 0xf]);
-        } else {
-          out->push_back(ch);
         }
     }
   }
+  out->append(s.data() + run, s.size() - run);
   out->push_back('"');
 }
 
@@ -138,6 +143,25 @@ std::string PutEvent(ledger::Txn& txn, std::string_view merchant, std::string_vi
   ev += "}";
   txn.PutAux(std::string(kAuxEventPrefix) + std::string(merchant) + "/" + id, ev);
   return "evt_" + id;
+}
+
+std::string EventKey(std::string_view merchant, std::string_view event_id) {
+  NARAE_CHECK(event_id.starts_with("evt_"));
+  std::string key(kAuxEventPrefix);
+  key.append(merchant).append("/").append(event_id.substr(4));
+  return key;
+}
+
+std::optional<std::string_view> EventData(std::string_view event) {
+  // {"id":"evt_<hex>","type":<string>,"created_at_ms":<n>,"data":<data>}: the
+  // first ,"data": is PutEvent's (the type is escaped, so it holds no bare ").
+  constexpr std::string_view kData = ",\"data\":";
+  if (!event.starts_with("{\"id\":\"evt_") || !event.ends_with('}')) return std::nullopt;
+  const size_t at = event.find(kData);
+  if (at == std::string_view::npos) return std::nullopt;
+  const size_t begin = at + kData.size();
+  if (begin >= event.size() - 1) return std::nullopt;
+  return event.substr(begin, event.size() - 1 - begin);
 }
 
 void IndexHoldExpiry(ledger::Txn& txn, std::string_view merchant, std::string_view rrn,

@@ -28,6 +28,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -58,6 +59,12 @@ void AppendJsonString(std::string* out, std::string_view s);
 // a JSON value (an object). Returns the event id ("evt_" + 16 hex).
 std::string PutEvent(ledger::Txn& txn, std::string_view merchant, std::string_view type,
                      std::string_view data_json);
+
+// The aux key of event `event_id` ("evt_" + 16 hex) of `merchant`.
+std::string EventKey(std::string_view merchant, std::string_view event_id);
+// The "data" member of an event record as PutEvent wrote it (the bytes of
+// `data_json`); nullopt when `event` is not such a record.
+std::optional<std::string_view> EventData(std::string_view event);
 
 // Indexes a hold by its expiry (no-op for a hold that never expires).
 void IndexHoldExpiry(ledger::Txn& txn, std::string_view merchant, std::string_view rrn,

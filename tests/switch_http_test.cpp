@@ -483,6 +483,78 @@ TEST_F(HttpTest, IdempotentReplayAndConflictSurviveRestart) {
   EXPECT_EQ(missing.Code(), "invalid_request");
 }
 
+// An answer that is its event's data is stored once: the idempotency
+// record names the event (docs/api.md, "Records"). Records written inline
+// by earlier versions (a data folder of main before the change) still
+// replay, also after a restart; a record naming a missing event is a 500,
+// never a wrong answer.
+TEST_F(HttpTest, IdempotencyRecordNamesItsEventAndInlineRecordsStillReplay) {
+  const std::string body = PayBody(700, "manual", "idem-ref");
+  Resp first = Call("POST", "/v1/payments", body, "idem-ref-1");
+  ASSERT_EQ(first.status, 201u) << first.body;
+  std::vector<std::pair<std::string, std::string>> records;
+  ASSERT_OK(ledger_->ScanAux("ap/i/SOCKS001/", [&](std::string_view k, std::string_view v) {
+    records.emplace_back(std::string(k), std::string(v));
+    return true;
+  }));
+  ASSERT_EQ(records.size(), 1u);
+  const auto [key, value] = records[0];
+  const size_t nl = value.find('\n');
+  ASSERT_NE(nl, std::string::npos);
+  const std::string fingerprint = value.substr(0, nl);
+  EXPECT_EQ(value.substr(nl, 6), "\n201\n@");
+  EXPECT_TRUE(value.find("\n@ap/e/SOCKS001/") != std::string::npos) << value;
+  EXPECT_EQ(value.find("payment"), std::string::npos) << "the body is not repeated: " << value;
+  Resp replay = Call("POST", "/v1/payments", body, "idem-ref-1");
+  EXPECT_EQ(replay.status, 201u);
+  EXPECT_EQ(replay.body, first.body);
+  EXPECT_EQ(replay.headers["Idempotent-Replayed"], "true");
+
+  // The inline form an older version wrote: "<fingerprint>\n<status>\n<body>".
+  const std::string old_body = R"({"amount":700,"note":"written by an older version"})";
+  ASSERT_OK(ledger_->Execute(
+      [&](ledger::Txn& txn) { txn.PutAux(key, fingerprint + "\n201\n" + old_body); }));
+  Restart();
+  Resp inline_replay = Call("POST", "/v1/payments", body, "idem-ref-1");
+  EXPECT_EQ(inline_replay.status, 201u);
+  EXPECT_EQ(inline_replay.body, old_body);
+  EXPECT_EQ(inline_replay.headers["Idempotent-Replayed"], "true");
+  Resp conflict = Call("POST", "/v1/payments", PayBody(701, "manual", "idem-ref"), "idem-ref-1");
+  EXPECT_EQ(conflict.status, 409u);
+  EXPECT_EQ(conflict.Code(), "idempotency_conflict");
+
+  // A record naming an event that is not there (a damaged folder).
+  ASSERT_OK(ledger_->Execute([&](ledger::Txn& txn) {
+    txn.PutAux(key, fingerprint + "\n201\n@ap/e/SOCKS001/ffffffffffffffff");
+  }));
+  Resp broken = Call("POST", "/v1/payments", body, "idem-ref-1");
+  EXPECT_EQ(broken.status, 500u) << broken.body;
+  EXPECT_EQ(broken.Code(), "internal_error");
+  EXPECT_EQ(Call("GET", "/v1/payments/" + first.j["id"].get<std::string>()).j["status"],
+            "authorized");
+}
+
+// Duplicate keys are found in large objects too (past the linear search).
+TEST_F(HttpTest, DuplicateKeyInALargeObjectIsRefused) {
+  json good = json::parse(PayBody(100));
+  std::string extra;
+  for (int i = 0; i < 40; ++i) extra += ",\"k" + std::to_string(i) + "\":" + std::to_string(i);
+  std::string many = good.dump();
+  many.insert(many.size() - 1, extra);
+  Resp unknown = Call("POST", "/v1/payments", many, NextKey());
+  EXPECT_EQ(unknown.status, 400u) << unknown.body;
+  EXPECT_EQ(unknown.body.find("repeats a key"), std::string::npos) << unknown.body;
+  std::string dup = many;
+  dup.insert(dup.size() - 1, ",\"k5\":1");
+  Resp refused = Call("POST", "/v1/payments", dup, NextKey());
+  EXPECT_EQ(refused.status, 400u) << refused.body;
+  EXPECT_NE(refused.body.find("repeats a key"), std::string::npos) << refused.body;
+  std::string dup_first = many;  // a key of the linear part repeated late
+  dup_first.insert(dup_first.size() - 1, ",\"amount\":1");
+  Resp refused_first = Call("POST", "/v1/payments", dup_first, NextKey());
+  EXPECT_NE(refused_first.body.find("repeats a key"), std::string::npos) << refused_first.body;
+}
+
 TEST_F(HttpTest, ConcurrentRetriesMakeOnePayment) {
   const std::string body = PayBody(1234, "manual", "race");
   constexpr int kClients = 6;
