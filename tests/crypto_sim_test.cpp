@@ -214,6 +214,39 @@ TEST(MerchantSigning, VerifierRejectsBadSignatureSkewAndReusedNonce) {
       StatusCode::kInvalidArgument);
 }
 
+// The verifier keys its HMAC once and keeps the context: another secret
+// (a rotated key) must replace it, never verify with the old one.
+TEST(MerchantSigning, VerifierFollowsTheSecretItIsGiven) {
+  MerchantRequestVerifier verifier({/*skew_s_max=*/300, /*nonce_cache_max=*/100});
+  const int64_t ts = 1700000000;
+  const Bytes other(32, 0x5a);
+  Result<std::string> other_sig =
+      SignMerchantRequest(other, "POST", "/v1/payments", ts, "nonce-1001", "{}");
+  ASSERT_TRUE(other_sig.ok());
+  const std::string sig = Sign(ts, "nonce-1001", "{}");
+  EXPECT_TRUE(verifier
+                  .Verify(kSecret, "POST", "/v1/payments", ts, "nonce-1000", "{}",
+                          Sign(ts, "nonce-1000", "{}"), ts)
+                  .ok());
+  EXPECT_EQ(verifier.Verify(other, "POST", "/v1/payments", ts, "nonce-1001", "{}", sig, ts).code(),
+            StatusCode::kPermissionDenied);
+  EXPECT_TRUE(
+      verifier.Verify(other, "POST", "/v1/payments", ts, "nonce-1001", "{}", *other_sig, ts).ok());
+  EXPECT_EQ(
+      verifier
+          .Verify(kSecret, "POST", "/v1/payments", ts, "nonce-1002", "{}",
+                  *SignMerchantRequest(other, "POST", "/v1/payments", ts, "nonce-1002", "{}"), ts)
+          .code(),
+      StatusCode::kPermissionDenied);
+  EXPECT_TRUE(verifier
+                  .Verify(kSecret, "POST", "/v1/payments", ts, "nonce-1002", "{}",
+                          Sign(ts, "nonce-1002", "{}"), ts)
+                  .ok());
+  EXPECT_EQ(
+      verifier.Verify(Bytes(8, 1), "POST", "/v1/payments", ts, "nonce-1003", "{}", sig, ts).code(),
+      StatusCode::kInvalidArgument);
+}
+
 TEST(MerchantSigning, NonceCacheIsBoundedAndExpires) {
   MerchantRequestVerifier verifier({/*skew_s_max=*/10, /*nonce_cache_max=*/3});
   const int64_t ts = 1700000000;
