@@ -324,6 +324,7 @@ std::string EncodeAccount(const Account& a) {
   EncodeFast(a, &out);
   return out;
 }
+void EncodeAccount(const Account& a, std::string* out) { EncodeFast(a, out); }
 bool DecodeAccount(std::string_view data, Account* a) { return Decode(data, a); }
 
 void EncodeEvent(const Event& e, std::string* out) {

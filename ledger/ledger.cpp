@@ -938,12 +938,10 @@ void LedgerImpl::FinishGroup(Group* group, std::vector<DoneFn> dones,
   if (engine_.dirty_count() > 0 &&
       (force_snapshot_ || engine_.dirty_count() >= options_.account_snapshot_dirty_max ||
        now - last_snapshot_ >= std::chrono::milliseconds(options_.account_snapshot_interval_ms))) {
-    std::vector<AccountId> ids = engine_.TakeDirty();
-    std::sort(ids.begin(), ids.end());
-    for (const AccountId& id : ids) {
-      const Account* a = engine_.FindAccount(id);
-      if (a == nullptr) continue;
-      NARAE_CHECK(b.Put(cfs_[kAccounts], Key128(id.value).slice(), codec::EncodeAccount(*a)).ok());
+    for (const Account* a : engine_.TakeDirty()) {
+      value.clear();
+      codec::EncodeAccount(*a, &value);
+      NARAE_CHECK(b.Put(cfs_[kAccounts], Key128(a->id.value).slice(), value).ok());
     }
     meta_.accounts_snapshot_ts = engine_.last_timestamp();
     last_snapshot_ = now;
