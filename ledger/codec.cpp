@@ -76,6 +76,8 @@ CEREAL_CLASS_VERSION(narae::ledger::codec::Meta, 1)
 namespace narae::ledger::codec {
 namespace {
 
+constexpr size_t kRecordBytesMax = 256;
+
 // A streambuf that appends to a std::string (no copies, no locale work).
 class StringSink : public std::streambuf {
  public:
@@ -114,7 +116,7 @@ class SpanSource : public std::streambuf {
 static_assert(std::endian::native == std::endian::little, "FastOut writes host byte order");
 class FastOut {
  public:
-  explicit FastOut(std::string* out) : out_(out) { Put(static_cast<uint8_t>(1)); }
+  FastOut() { Put(static_cast<uint8_t>(1)); }
   template <typename T>
   void Top(const T& value) {
     Put(static_cast<std::uint32_t>(1));           // CEREAL_CLASS_VERSION of every record is 1
@@ -124,6 +126,9 @@ class FastOut {
   void operator()(Ts&... fields) {
     (Field(fields), ...);
   }
+  // The record, built on the stack and appended to its output at once (an
+  // append per field cost more than the encoding itself).
+  std::string_view bytes() const { return {buf_, size_}; }
 
  private:
   template <typename T>
@@ -140,11 +145,12 @@ class FastOut {
   template <typename T>
   requires std::is_arithmetic_v<T>
   void Put(T v) {
-    char b[sizeof(T)];
-    std::memcpy(b, &v, sizeof(T));
-    out_->append(b, sizeof(T));
+    NARAE_CHECK(size_ + sizeof(T) <= sizeof(buf_));
+    std::memcpy(buf_ + size_, &v, sizeof(T));
+    size_ += sizeof(T);
   }
-  std::string* out_;
+  char buf_[kRecordBytesMax];  // every hot record is smaller (an account: 113 bytes)
+  size_t size_ = 0;
 };
 
 template <typename T>
@@ -156,8 +162,9 @@ void Encode(const T& value, std::string* out) {
 }
 template <typename T>
 void EncodeFast(const T& value, std::string* out) {
-  FastOut ar(out);
+  FastOut ar;
   ar.Top(value);
+  out->append(ar.bytes());
 }
 
 template <typename T>
@@ -324,6 +331,7 @@ std::string EncodeAccount(const Account& a) {
   EncodeFast(a, &out);
   return out;
 }
+void EncodeAccount(const Account& a, std::string* out) { EncodeFast(a, out); }
 bool DecodeAccount(std::string_view data, Account* a) { return Decode(data, a); }
 
 void EncodeEvent(const Event& e, std::string* out) {

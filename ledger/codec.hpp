@@ -102,6 +102,7 @@ class EventCursor {
 
 // Records. Decode returns false on malformed input (never crashes).
 std::string EncodeAccount(const Account& a);
+void EncodeAccount(const Account& a, std::string* out);  // appends
 bool DecodeAccount(std::string_view data, Account* a);
 void EncodeEvent(const Event& e, std::string* out);
 bool DecodeEvent(std::string_view data, Event* e);

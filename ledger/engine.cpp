@@ -88,13 +88,16 @@ struct Engine::Undo {
 
 void Engine::LoadAccount(const Account& a) { accounts_[a.id].a = a; }
 
-std::vector<AccountId> Engine::TakeDirty() {
-  std::vector<AccountId> out;
-  out.swap(dirty_);
-  for (const AccountId& id : out) {
-    auto it = accounts_.find(id);
-    if (it != accounts_.end()) it->second.dirty = false;
+std::vector<const Account*> Engine::TakeDirty() {
+  std::vector<const Account*> out;
+  out.reserve(dirty_.size());
+  for (Slot* slot : dirty_) {
+    slot->dirty = false;
+    out.push_back(&slot->a);
   }
+  dirty_.clear();
+  std::sort(out.begin(), out.end(),
+            [](const Account* x, const Account* y) { return x->id < y->id; });
   return out;
 }
 
@@ -196,6 +199,7 @@ bool Engine::ReplayEvent(const codec::Event& e) {
 }
 
 void Engine::Clear() {
+  dirty_.clear();
   accounts_.clear();
   open_holds_.clear();
   expiry_queue_.clear();
@@ -231,7 +235,7 @@ uint64_t Engine::NextExpiry() const {
 void Engine::MarkDirty(Slot& slot) {
   if (!slot.dirty) {
     slot.dirty = true;
-    dirty_.push_back(slot.a.id);
+    dirty_.push_back(&slot);
   }
 }
 
@@ -309,7 +313,7 @@ void Engine::Rollback(std::vector<Undo>* undo) {
         auto& touched = group_->touched_accounts;
         touched.erase(std::remove(touched.begin(), touched.end(), gone), touched.end());
         if (slot->second.dirty)
-          dirty_.erase(std::remove(dirty_.begin(), dirty_.end(), slot->first), dirty_.end());
+          dirty_.erase(std::remove(dirty_.begin(), dirty_.end(), &slot->second), dirty_.end());
         accounts_.erase(slot);
         break;
       }
@@ -352,7 +356,9 @@ static void RunChains(std::span<const Ev> events, std::vector<Out>* outs, Apply 
     bool failed = false;
     size_t failed_at = 0;
     Code failed_code = Code::kOk;
-    apply.begin();
+    // A chain of one event needs no undo log: every Apply* checks
+    // everything before it changes anything.
+    apply.begin(/*single=*/i == end);
     for (size_t k = i; k <= end; ++k) {
       Code r;
       if (chain_open && k == end) {
@@ -391,8 +397,8 @@ struct ChainApply {
   MarkFn mark;
   TruncFn truncate;
   RollFn roll;
-  decltype(mark()) marks{};
-  void begin() { marks = mark(); }
+  decltype(mark(false)) marks{};
+  void begin(bool single) { marks = mark(single); }
   void commit() {}
   void rollback() {
     roll();
@@ -439,8 +445,9 @@ std::vector<TransferOutcome> Engine::CreateTransfers(std::span<const Transfer> t
         if (IsPostOrVoid(t)) return ApplyPostOrVoid(t, o, &undo);
         return ApplyTransfer(t, o, &undo);
       },
-      [&] {
+      [&](bool single) {
         undo.clear();
+        undo_on_ = !single;
         return Mark();
       },
       [&](const Marks& m) { Truncate(m); }, [&] { Rollback(&undo); });
@@ -525,7 +532,7 @@ void Engine::RecordTransfer(const Transfer& t, Slot& dr, Slot& cr, std::vector<U
   ev.transfer = t;
   group_->events.push_back(ev);
   group_transfers_[t.id] = t;
-  undo->push_back({Undo::Kind::kTransferCreated, {}, t.id, {}});
+  if (undo_on_) undo->push_back({Undo::Kind::kTransferCreated, {}, t.id, {}});
   Touch(dr, t.timestamp);
   Touch(cr, t.timestamp);
 }
@@ -572,8 +579,8 @@ TR Engine::ApplyTransfer(const Transfer& t, TransferOutcome* out, std::vector<Un
   if (TR r = DebitLimit(dr, amount); r != TR::kOk) return r;
   if (TR r = CreditLimit(cr, amount); r != TR::kOk) return r;
 
-  undo->push_back({Undo::Kind::kAccountState, dr, {}, {}});
-  undo->push_back({Undo::Kind::kAccountState, cr, {}, {}});
+  if (undo_on_) undo->push_back({Undo::Kind::kAccountState, dr, {}, {}});
+  if (undo_on_) undo->push_back({Undo::Kind::kAccountState, cr, {}, {}});
   if (pending) {
     dr.debits_pending += amount;
     cr.credits_pending += amount;
@@ -590,7 +597,7 @@ TR Engine::ApplyTransfer(const Transfer& t, TransferOutcome* out, std::vector<Un
     open_holds_[stored.id] = hold;
     if (expires_at != 0) expiry_queue_.emplace(expires_at, stored.id);
     group_->holds_opened.emplace_back(stored.id, hold);
-    undo->push_back({Undo::Kind::kHoldOpened, {}, stored.id, {}});
+    if (undo_on_) undo->push_back({Undo::Kind::kHoldOpened, {}, stored.id, {}});
   }
   out->timestamp = stored.timestamp;
   out->amount_minor = amount;
@@ -655,8 +662,8 @@ TR Engine::ApplyPostOrVoid(const Transfer& t, TransferOutcome* out, std::vector<
     if (AddOverflows(cr.credits_posted, amount)) return TR::kOverflowsCreditsPosted;
   }
   NARAE_CHECK(dr.debits_pending >= p->amount_minor && cr.credits_pending >= p->amount_minor);
-  undo->push_back({Undo::Kind::kAccountState, dr, {}, {}});
-  undo->push_back({Undo::Kind::kAccountState, cr, {}, {}});
+  if (undo_on_) undo->push_back({Undo::Kind::kAccountState, dr, {}, {}});
+  if (undo_on_) undo->push_back({Undo::Kind::kAccountState, cr, {}, {}});
   dr.debits_pending -= p->amount_minor;
   cr.credits_pending -= p->amount_minor;
   if (post) {
@@ -675,12 +682,12 @@ TR Engine::ApplyPostOrVoid(const Transfer& t, TransferOutcome* out, std::vector<
   OpenHold hold = hold_it->second;
   if (hold.expires_at != 0) expiry_queue_.erase({hold.expires_at, t.pending_id});
   open_holds_.erase(hold_it);
-  undo->push_back({Undo::Kind::kHoldClosed, {}, t.pending_id, hold});
+  if (undo_on_) undo->push_back({Undo::Kind::kHoldClosed, {}, t.pending_id, hold});
   HoldDone done{post ? HoldState::kPosted : HoldState::kVoided, stored.timestamp,
                 post ? amount : 0};
   group_->holds_done.emplace_back(t.pending_id, done);
   group_holds_done_[t.pending_id] = done;
-  undo->push_back({Undo::Kind::kHoldDone, {}, t.pending_id, {}});
+  if (undo_on_) undo->push_back({Undo::Kind::kHoldDone, {}, t.pending_id, {}});
   out->timestamp = stored.timestamp;
   out->amount_minor = amount;
   return TR::kOk;
@@ -697,8 +704,9 @@ std::vector<AccountOutcome> Engine::CreateAccounts(std::span<const Account> acco
         if (r == AR::kOk || r == AR::kExists) o->timestamp = accounts_.at(a.id).a.timestamp;
         return r;
       },
-      [&] {
+      [&](bool single) {
         undo.clear();
+        undo_on_ = !single;
         return Mark();
       },
       [&](const Marks& m) { Truncate(m); }, [&] { Rollback(&undo); });
@@ -750,7 +758,7 @@ AR Engine::ApplyAccount(const Account& a, std::vector<Undo>* undo) {
   stored.timestamp = NextTimestamp();
   Slot& slot = accounts_[stored.id];
   slot.a = stored;
-  undo->push_back({Undo::Kind::kAccountCreated, stored, {}, {}});
+  if (undo_on_) undo->push_back({Undo::Kind::kAccountCreated, stored, {}, {}});
   codec::Event ev;
   ev.kind = codec::EventKind::kAccountCreated;
   ev.account = stored;
@@ -770,8 +778,9 @@ std::vector<ChangeOutcome> Engine::ChangeAccounts(std::span<const AccountChange>
         if (r == CR::kOk) o->timestamp = last_timestamp_;
         return r;
       },
-      [&] {
+      [&](bool single) {
         undo.clear();
+        undo_on_ = !single;
         return Mark();
       },
       [&](const Marks& m) { Truncate(m); }, [&] { Rollback(&undo); });
@@ -808,7 +817,7 @@ CR Engine::ApplyChange(const AccountChange& c, std::vector<Undo>* undo) {
       flags &= static_cast<uint16_t>(~af::kFrozen);
       break;
   }
-  undo->push_back({Undo::Kind::kAccountState, a, {}, {}});
+  if (undo_on_) undo->push_back({Undo::Kind::kAccountState, a, {}, {}});
   a.flags = flags;
   codec::Event ev;
   ev.kind = codec::EventKind::kAccountChanged;

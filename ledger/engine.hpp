@@ -95,8 +95,9 @@ class Engine {
     auto it = accounts_.find(id);
     return it == accounts_.end() ? nullptr : &it->second.a;
   }
-  // Accounts changed since the last call (for lazy snapshots), and forget.
-  std::vector<AccountId> TakeDirty();
+  // Accounts changed since the last call (for lazy snapshots), in id
+  // order, and forget. The pointers stay valid until the accounts change.
+  std::vector<const Account*> TakeDirty();
   size_t dirty_count() const { return dirty_.size(); }
   std::optional<HoldInfo> PeekHold(TransferId id);
   std::optional<Transfer> PeekTransfer(TransferId id);
@@ -149,8 +150,10 @@ class Engine {
     bool dirty = false;          // in dirty_ since the last TakeDirty()
   };
   std::unordered_map<AccountId, Slot, IdHash> accounts_;
-  std::vector<AccountId> dirty_;
+  std::vector<Slot*> dirty_;  // slots are map nodes: their addresses are stable
   uint64_t group_seq_ = 0;
+  // False while applying a chain of one event: no undo steps are recorded.
+  bool undo_on_ = true;
   std::unordered_map<TransferId, OpenHold, IdHash> open_holds_;
   std::set<std::pair<uint64_t, TransferId>> expiry_queue_;
   std::unordered_map<TransferId, Transfer, IdHash> group_transfers_;

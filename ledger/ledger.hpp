@@ -389,8 +389,12 @@ struct Options {
   // The clock (ns since the epoch). Tests inject a fake one.
   std::function<uint64_t()> clock_ns;
   // Account balances are written to disk lazily (the events are the record;
-  // balances are replayed from them on open): at most this often...
+  // balances are replayed from them on open): at most this often, once the
+  // events since the last snapshot are at least
+  // `account_snapshot_events_per_account` times the accounts it would
+  // write, and at the latest after ten intervals...
   uint32_t account_snapshot_interval_ms = 1000;
+  uint32_t account_snapshot_events_per_account = 4;
   // ...or when this many accounts changed since the last snapshot.
   size_t account_snapshot_dirty_max = 262144;
   // RocksDB block cache, bytes.

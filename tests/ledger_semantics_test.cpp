@@ -547,6 +547,9 @@ TEST(LedgerOpen, RejectsBadOptions) {
   o.group_events_max = 0;
   EXPECT_EQ(Ledger::Open(o).status().code(), StatusCode::kInvalidArgument);
   o.group_events_max = 100;
+  o.account_snapshot_events_per_account = 0;
+  EXPECT_EQ(Ledger::Open(o).status().code(), StatusCode::kInvalidArgument);
+  o.account_snapshot_events_per_account = 4;
   o.read_only = true;  // nothing there to follow
   EXPECT_FALSE(Ledger::Open(o).ok());
 }
