@@ -506,6 +506,7 @@ class LedgerImpl final : public Ledger, private Store {
   std::chrono::steady_clock::time_point last_snapshot_ = std::chrono::steady_clock::now();
   bool force_snapshot_ = false;
   uint64_t events_since_snapshot_ = 0;
+  std::vector<uint32_t> aux_order_;  // reused by FinishGroup (sequencer thread)
   // Durable account state served to readers: updated by the writer after
   // each successful write (or by replay on a read-only instance).
   std::shared_mutex committed_mu_;
@@ -1058,7 +1059,14 @@ void LedgerImpl::FinishGroup(Group* group, std::vector<DoneFn> dones,
     codec::PutU64(&value, code);
     b.Put(cf(kTransferIds), Key128(id.value).slice(), value);
   }
-  for (const auto& [k, v] : aux) b.Put(cf(kAux), k, v);
+  // Aux rows go into the batch in key order: the writer's memtable inserts are then
+  // cheap appends near the last position (a switch group's rows arrive interleaved by
+  // request). A stable sort keeps the last of two puts to one key last.
+  aux_order_.resize(aux.size());
+  for (size_t i = 0; i < aux.size(); ++i) aux_order_[i] = static_cast<uint32_t>(i);
+  std::stable_sort(aux_order_.begin(), aux_order_.end(),
+                   [&aux](uint32_t x, uint32_t y) { return aux[x].first < aux[y].first; });
+  for (uint32_t i : aux_order_) b.Put(cf(kAux), aux[i].first, aux[i].second);
 
   if (!group->events.empty()) {
     JournalEntry j;
