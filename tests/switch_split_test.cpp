@@ -14,6 +14,7 @@
 #include <filesystem>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <random>
 #include <string>
 
 #include "crypto/crypto.hpp"
@@ -727,6 +728,95 @@ TEST_F(HttpSplitTest, IsoPaymentsCarryASplitInField48) {
   EXPECT_EQ(far->Get(39), "12");
   EXPECT_EQ(Credits(Logistics()), logistics0 + 1'300);
   EXPECT_EQ(ledger_->LookupAccount(customer)->debits_pending, pending0);
+}
+
+// Randomized days against a model: holds with splits captured over HTTP or
+// ISO (partially or not) or voided, then refunded and/or reversed (partially
+// or not) in a random order. The logistics office ends with exactly
+// sum(min(share, captured - reversed)), and the settled day's identity
+// (captures + returned + recovery = refunds + payout + fees + delivery)
+// holds with clearing emptied. NARAE_SPLIT_ROUNDS scales it (default 16).
+TEST_F(HttpSplitTest, RandomizedSplitsMatchTheModel) {
+  SetBands("*", kDefaultBands, 150);  // 1.5 % fee
+  const uint32_t rounds = harness::EnvOr("NARAE_SPLIT_ROUNDS", 16);
+  std::mt19937_64 rng(20261129);
+  auto pick = [&](uint64_t lo, uint64_t hi) { return lo + rng() % (hi - lo + 1); };
+  auto held = [&] {
+    std::optional<ledger::Account> a = ledger_->LookupAccount(Logistics());
+    return a ? a->credits_posted - a->debits_posted : 0;
+  };
+  const uint64_t logistics0 = held();
+  uint64_t expect_share = 0, expect_refunds = 0, expect_captures = 0;
+  for (uint32_t i = 0; i < rounds; ++i) {
+    const uint64_t amount = pick(1'000, 9'000);
+    const uint64_t share = pick(1, amount / 2);
+    Answer h = Pay(amount, "{\"delivery_fee\":" + std::to_string(share) + "}", "manual",
+                   "rnd-" + std::to_string(i));
+    ASSERT_EQ(h.status, 201) << h.body;
+    const std::string id = h.j["id"];
+    if (rng() % 5 == 0) {
+      ASSERT_EQ(Call("POST", "/v1/payments/" + id + "/void", "{}").status, 200);
+      continue;
+    }
+    const uint64_t captured = pick(1, amount);
+    Message completion;
+    const bool iso = rng() % 2 == 0;
+    if (iso) {
+      completion = Of(h, "0220", captured);
+      ASSERT_EQ(IsoRc(completion), "00");
+    } else {
+      ASSERT_EQ(Capture(id, "{\"amount\":" + std::to_string(captured) + "}").status, 200);
+    }
+    expect_captures += captured;
+    uint64_t refunded = 0, reversed = 0;
+    const bool refund_first = rng() % 2 == 0;
+    auto refund = [&] {
+      const uint64_t standing = captured - refunded - reversed;
+      if (standing == 0 || rng() % 2 == 0) return;
+      const uint64_t r = pick(1, standing);
+      Answer a =
+          Call("POST", "/v1/payments/" + id + "/refunds", "{\"amount\":" + std::to_string(r) + "}");
+      ASSERT_EQ(a.status, 201) << a.body;
+      refunded += r;
+    };
+    auto reverse = [&] {
+      const uint64_t standing = captured - refunded - reversed;
+      if (standing == 0 || rng() % 2 == 0) return;
+      const uint64_t keep = rng() % 2 ? 0 : pick(0, standing - 1);
+      // A reversal of the 0220 (ISO) or of the 0100 once posted (HTTP capture).
+      Message m = iso ? FollowUp("0400", "0220", std::string(completion.Get(11)),
+                                 std::string(completion.Get(7)), captured)
+                      : Of(h, "0400", amount);
+      if (keep != 0) m.Set(95, Field95(keep));
+      ASSERT_EQ(IsoRc(m), "00");
+      reversed += standing - keep;
+    };
+    if (refund_first) {
+      refund();
+      reverse();
+    } else {
+      reverse();
+      refund();
+    }
+    expect_refunds += refunded + reversed;
+    expect_share += std::min(share, captured - reversed);
+  }
+  EXPECT_EQ(held() - logistics0, expect_share);
+  Result<DayRecord> day = CloseDay(*ledger_, std::nullopt);
+  ASSERT_TRUE(day.ok()) << day.status().ToString();
+  Result<SettleSummary> s = SettleDay(*ledger_, day->day, {});
+  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  ASSERT_EQ(s->settled.size(), 1u);
+  const MerchantSettlement& m = s->settled[0];
+  EXPECT_EQ(m.captures_minor, expect_captures);
+  EXPECT_EQ(m.refunds_minor, expect_refunds);
+  EXPECT_EQ(m.delivery_at_capture_minor - m.delivery_returned_minor, expect_share);
+  EXPECT_EQ(Identity(m, true), Identity(m, false));
+  EXPECT_TRUE(m.payout_minor == 0 || m.recovery_minor == 0);
+  EXPECT_EQ(held() - logistics0, expect_share);  // settlement paid no share twice
+  std::optional<ledger::Account> clearing = ledger_->LookupAccount(Clearing());
+  ASSERT_TRUE(clearing.has_value());
+  EXPECT_EQ(clearing->credits_posted, clearing->debits_posted);
 }
 
 }  // namespace
