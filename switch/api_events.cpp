@@ -217,6 +217,7 @@ void RecordSettlementEvent(ledger::Txn& txn, const MerchantSettlement& m) {
                {"refunds_count", m.refunds_count},
                {"fees", m.fees_minor},
                {"delivery", m.delivery_minor},
+               {"delivery_returned", m.delivery_returned_minor},
                {"payout", m.payout_minor},
                {"recovery", m.recovery_minor},
                {"settled_at_ms", m.settled_at_ns / 1'000'000}};
