@@ -360,6 +360,15 @@ Result<json> BankAdd(const AdminTarget& t, Args& a) {
   NARAE_RETURN_IF_ERROR(a.status());
   Result<OtherBank> r = AddOtherBank(*t.ledger, b, currencies);
   if (!r.ok()) return r.status();
+  if (t.cache) {  // a running switch routes the bank's cards from its next request
+    Result<std::vector<OtherBank>> all = ListOtherBanks(*t.ledger);
+    if (!all.ok()) {
+      return Status::Internal(
+          "bank " + r->id +
+          " added, but the switch did not reload the banks: " + all.status().ToString());
+    }
+    t.cache->Update(std::move(*all));
+  }
   return json::parse(EncodeOtherBank(*r));
 }
 
@@ -555,24 +564,6 @@ json SimJson(const Sim& s) {
               {"status", RecordStatusName(s.status)},
               {"key_generation", s.key_generation},
               {"limits", LimitsJson(s.limits)}};
-}
-
-json MerchantSettlementJson(const MerchantSettlement& m) {
-  json ids = json::array();
-  for (const ledger::TransferId& t : m.transfers) ids.push_back(t.ToHex());
-  return json{{"merchant", m.merchant_id},
-              {"currency", m.currency},
-              {"captures_minor", m.captures_minor},
-              {"captures_count", m.captures_count},
-              {"refunds_minor", m.refunds_minor},
-              {"refunds_count", m.refunds_count},
-              {"fees_minor", m.fees_minor},
-              {"delivery_minor", m.delivery_minor},
-              {"delivery_at_capture_minor", m.delivery_at_capture_minor},
-              {"payout_minor", m.payout_minor},
-              {"recovery_minor", m.recovery_minor},
-              {"attempt", m.attempt},
-              {"transfers", ids}};
 }
 
 json SettleSummaryJson(const SettleSummary& s, bool dry_run) {

@@ -72,8 +72,8 @@ nlohmann::json LimitsJson(const RiskLimits& limits);
 nlohmann::json CardJson(const Card& card);
 nlohmann::json SimJson(const Sim& sim);
 // A settlement run as `narae settle --json` prints it (the "settle" op's
-// result): day, dry_run, captures, settled, already_settled, failed.
+// result): day, dry_run, captures, settled, already_settled, failed; each
+// merchant as its stored record (MerchantSettlementJson, settlement.hpp).
 nlohmann::json SettleSummaryJson(const SettleSummary& summary, bool dry_run);
-nlohmann::json MerchantSettlementJson(const MerchantSettlement& m);
 
 }  // namespace narae::switching

@@ -411,8 +411,8 @@ json PaymentJson(const PaymentView& v) {
   return j;
 }
 
-// The transfer of a purchase approved in this transaction: the authorizer
-// wrote its RRN index and request record before the API's After hook runs.
+// The transfer of a purchase or hold approved in this transaction: the
+// authorizer wrote its RRN index and request record before the After hook runs.
 ledger::TransferId PurchaseTransfer(ledger::Txn& txn, std::string_view rrn) {
   std::optional<std::string> key = txn.GetAux(std::string(kAuxRrnIndexPrefix) + std::string(rrn));
   if (!key) return ledger::TransferId{};
@@ -479,7 +479,6 @@ struct PostCtx {
   // Capture/void/refund: the original.
   std::optional<PaymentRecord> orig;
   std::string orig_rrn;
-  ledger::AccountId logistics;  // delivery split destination
   // Outcome, set on the sequencer thread (read after the done callback).
   bool replayed = false;       // answered from the idempotency record
   bool hook_answered = false;  // answered by Before() (the hold's state)
@@ -954,7 +953,6 @@ std::optional<ApiError> ApiImpl::BuildPayment(const json& b, PostCtx& ctx) {
   if (delivery_fee != 0) {
     const BankAccounts* ba = cfg ? cfg->ForCurrency(currency) : nullptr;
     if (!ba) return ApiError{422, "currency_not_accepted", "no logistics account in the currency"};
-    ctx.logistics = ba->logistics;
   }
   Message msg(automatic ? "0200" : "0100");
   msg.Set(3, "000000");
@@ -1190,11 +1188,6 @@ std::optional<ApiError> ApiImpl::BuildReference(const json& b, std::string_view 
   if (std::optional<std::string> mv = ledger_->GetAux(std::string(kAuxMetaPrefix) + rrn)) {
     if (std::optional<Meta> meta = DecodeMeta(*mv)) ctx.meta = *meta;
   }
-  if (ctx.meta.delivery_fee_minor != 0) {
-    std::shared_ptr<const BankConfig> cfg = bank_->config();
-    const BankAccounts* ba = cfg ? cfg->ForCurrency(ctx.currency) : nullptr;
-    if (ba) ctx.logistics = ba->logistics;
-  }
   return std::nullopt;
 }
 
@@ -1332,22 +1325,6 @@ void ApiImpl::After(ledger::Txn& txn, PostCtx& ctx, const Message& response) {
   std::string type;
   unsigned status = 200;
   const uint64_t fee = ctx.meta.delivery_fee_minor;
-  // The delivery share moves from the merchant's clearing account to the
-  // logistics office once captured (same transaction as the capture).
-  // user_data_128 names the payment (settlement reports it as a delivery line).
-  auto split = [&](std::string_view rrn, ledger::AccountId clearing, uint64_t captured,
-                   const ledger::TransferId& payment) {
-    if (fee == 0 || ctx.logistics.IsZero() || clearing.IsZero()) return;
-    ledger::Transfer t;
-    t.id = RequestTransferId(std::string("ap/split/") + std::string(rrn), 1);
-    t.debit_account_id = clearing;
-    t.credit_account_id = ctx.logistics;
-    t.amount_minor = std::min(fee, captured);
-    t.ledger = ctx.currency;
-    t.code = kCodeDeliveryAtCapture;
-    t.user_data_128 = payment.value;
-    (void)txn.CreateTransfers({&t, 1});
-  };
   if (ctx.op == Op::kPay) {
     std::string rrn(response.Get(37));
     ctx.meta.created_ms = now_ms;
@@ -1364,11 +1341,18 @@ void ApiImpl::After(ledger::Txn& txn, PostCtx& ctx, const Message& response) {
     txn.PutAux(std::string(kAuxListPrefix) + ctx.merchant + "/" + Hex16(txn.now_ns()) + rrn, "");
     status = 201;
     type = ctx.meta.automatic ? "payment.captured" : "payment.authorized";
-    if (ctx.meta.automatic && fee != 0) {
-      // The purchase credited the merchant's clearing account: move the share.
+    // The delivery split is recorded with the payment (settlement.hpp,
+    // kAtCapture) and moved to the logistics office by its capture: the
+    // purchase itself, or the 0220 of the hold (HTTP or ISO 8583).
+    const ledger::TransferId payment = fee != 0 ? PurchaseTransfer(txn, rrn) : ledger::TransferId{};
+    if (!payment.IsZero()) {
+      RecordSplitAtCapture(txn, payment, fee);
       std::shared_ptr<const Merchant> m = bank_->FindMerchant(ctx.merchant);
       const MerchantCurrency* mc = m ? m->ForCurrency(ctx.currency) : nullptr;
-      if (mc) split(rrn, mc->clearing, ctx.amount_minor, PurchaseTransfer(txn, rrn));
+      if (ctx.meta.automatic && mc) {  // the purchase is the capture
+        (void)MoveDeliveryShare(txn, payment, mc->clearing, ctx.currency, ctx.amount_minor,
+                                payment);
+      }
     }
   } else {
     const PaymentRecord& o = *ctx.orig;
@@ -1384,8 +1368,7 @@ void ApiImpl::After(ledger::Txn& txn, PostCtx& ctx, const Message& response) {
     if (ctx.op == Op::kCapture) {
       v.status = "captured";
       v.captured_minor = ctx.amount_minor;
-      type = "payment.captured";
-      split(ctx.orig_rrn, o.credit, ctx.amount_minor, o.transfer);
+      type = "payment.captured";  // the 0220 moved the delivery share
     } else if (ctx.op == Op::kVoid) {
       v.status = "voided";
       type = "payment.voided";

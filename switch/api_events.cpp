@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cstdio>
 #include <future>
 #include <memory>
@@ -240,6 +241,7 @@ void RecordSettlementEvent(ledger::Txn& txn, const MerchantSettlement& m) {
                {"refunds_count", m.refunds_count},
                {"fees", m.fees_minor},
                {"delivery", m.delivery_minor},
+               {"delivery_returned", m.delivery_returned_minor},
                {"payout", m.payout_minor},
                {"recovery", m.recovery_minor},
                {"settled_at_ms", m.settled_at_ns / 1'000'000}};
@@ -273,7 +275,7 @@ Status ScanAuxAfter(ledger::Ledger& ledger, const std::string& prefix, std::stri
 }
 
 void EmitExpiredHolds(ledger::Ledger& ledger, uint64_t now_ns,
-                      std::function<void(Result<size_t>)> done) {
+                      std::function<void(Result<size_t>)> done, bool write_events) {
   const std::string prefix(kAuxExpiryIndexPrefix);
   const std::string cursor = ledger.GetAux(kAuxExpiryCursorKey).value_or("");
   auto due = std::make_shared<std::vector<DueHold>>();
@@ -300,12 +302,16 @@ void EmitExpiredHolds(ledger::Ledger& ledger, uint64_t now_ns,
   auto banks = std::make_shared<const std::vector<OtherBank>>(std::move(*listed));
   auto written = std::make_shared<size_t>(0);
   Status sub = ledger.Submit(
-      [due, written, banks](ledger::Txn& txn) {
+      [due, written, banks, write_events](ledger::Txn& txn) {
         std::string at = txn.GetAux(kAuxExpiryCursorKey).value_or("");
         for (const DueHold& d : *due) {
           if (d.suffix <= at) continue;  // another scan wrote it
           std::optional<ledger::HoldInfo> h = txn.PeekHold(d.hold);
           if (h && h->state == ledger::HoldState::kExpired) {
+            ++*written;
+            if (!banks->empty()) ReleaseExpiredStandIn(txn, *banks, d, h->hold.amount_minor);
+          }
+          if (h && h->state == ledger::HoldState::kExpired && write_events) {
             json data = {{"id", "pay_" + d.suffix.substr(16)},
                          {"object", "payment"},
                          {"status", "expired"},
@@ -313,8 +319,6 @@ void EmitExpiredHolds(ledger::Ledger& ledger, uint64_t now_ns,
                          {"currency", CurrencyAlpha(static_cast<uint16_t>(h->hold.ledger))},
                          {"expired_at_ms", h->resolved_at / 1'000'000}};
             PutEvent(txn, d.merchant, "payment.expired", data.dump());
-            ++*written;
-            if (!banks->empty()) ReleaseExpiredStandIn(txn, *banks, d, h->hold.amount_minor);
           }
           at = d.suffix;
         }
@@ -327,11 +331,70 @@ void EmitExpiredHolds(ledger::Ledger& ledger, uint64_t now_ns,
   if (!sub.ok()) done(sub);
 }
 
-Result<size_t> EmitExpiredHoldsSync(ledger::Ledger& ledger, uint64_t now_ns) {
+Result<size_t> EmitExpiredHoldsSync(ledger::Ledger& ledger, uint64_t now_ns, bool write_events) {
   std::promise<Result<size_t>> p;
   std::future<Result<size_t>> f = p.get_future();
-  EmitExpiredHolds(ledger, now_ns, [&p](Result<size_t> r) { p.set_value(std::move(r)); });
+  EmitExpiredHolds(
+      ledger, now_ns, [&p](Result<size_t> r) { p.set_value(std::move(r)); }, write_events);
   return f.get();
+}
+
+// ---- The scan of an ISO-only switch ----------------------------------------------
+
+HoldExpiryScan::HoldExpiryScan(ledger::Ledger& ledger, uint32_t interval_ms)
+    : ledger_(ledger), interval_ms_(interval_ms) {}
+
+Result<std::unique_ptr<HoldExpiryScan>> HoldExpiryScan::Start(ledger::Ledger& ledger,
+                                                              IsoHandler& handler,
+                                                              uint32_t interval_ms) {
+  auto* hooked = dynamic_cast<HookedHandler*>(&handler);
+  BankCache* bank = hooked ? hooked->bank_cache() : nullptr;
+  if (!bank) return Status::InvalidArgument("the expiry scan needs the authorizer");
+  if (interval_ms == 0 || interval_ms > 3'600'000) {
+    return Status::InvalidArgument("expiry scan interval must be 1..3600000 ms");
+  }
+  hooked->SetPaymentObserver([bank](ledger::Txn& txn, const PaymentChange& c) {
+    if (c.kind != RequestKind::kHold) return;
+    std::shared_ptr<const Terminal> t = bank->FindTerminal(c.terminal_id);
+    IndexHoldExpiry(txn, t ? std::string_view(t->merchant_id) : std::string_view(), c.rrn,
+                    c.transfer);
+  });
+  std::unique_ptr<HoldExpiryScan> scan(new HoldExpiryScan(ledger, interval_ms));
+  scan->thread_ = std::thread([s = scan.get()] { s->Run(); });
+  return scan;
+}
+
+void HoldExpiryScan::Run() {
+  std::unique_lock<std::mutex> lock(mu_);
+  while (!stop_) {
+    lock.unlock();
+    const uint64_t now_ns =
+        static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                  std::chrono::system_clock::now().time_since_epoch())
+                                  .count());
+    // One batch per round (kExpiryScanBatchMax holds); a backlog drains at
+    // that many per interval. A failed scan is retried at the next round.
+    Result<size_t> n = EmitExpiredHoldsSync(ledger_, now_ns, /*write_events=*/false);
+    lock.lock();
+    if (n.ok()) expired_holds_ += *n;
+    cv_.wait_for(lock, std::chrono::milliseconds(interval_ms_), [this] { return stop_; });
+  }
+}
+
+void HoldExpiryScan::Stop() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+HoldExpiryScan::~HoldExpiryScan() { Stop(); }
+
+uint64_t HoldExpiryScan::expired_holds() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return expired_holds_;
 }
 
 }  // namespace narae::switching

@@ -26,11 +26,15 @@
 // (inside Submit callbacks); the others from any thread.
 #pragma once
 
+#include <condition_variable>
 #include <cstdint>
 #include <functional>
+#include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <thread>
 
 #include "ledger/ledger.hpp"
 #include "ledger/status.hpp"
@@ -40,6 +44,7 @@ namespace narae::switching {
 struct MerchantSettlement;
 struct PaymentChange;
 class BankCache;
+class IsoHandler;
 
 inline constexpr std::string_view kAuxEventPrefix = "ap/e/";
 inline constexpr std::string_view kAuxExpiryIndexPrefix = "ap/h/";
@@ -79,14 +84,51 @@ void RecordSettlementEvent(ledger::Txn& txn, const MerchantSettlement& settlemen
 
 // Finds holds whose expiry passed (by `now_ns`) and that the ledger expired,
 // after the durable cursor, and submits one transaction writing their
-// payment.expired events and the new cursor (at most kExpiryScanBatchMax).
-// Stops at the first hold the ledger has not expired yet. `done` gets the
-// number of events written once durable (0 without calling Submit when
-// nothing is due: then done is called at once).
+// payment.expired events (unless !write_events), giving back the stand-in
+// exposure of other banks' expired holds (ReleaseStandInOnExpiry) and
+// moving the cursor (at most kExpiryScanBatchMax holds). Stops at the first
+// hold the ledger has not expired yet. `done` gets the number of expired
+// holds passed once durable (0 without calling Submit when nothing is due:
+// then done is called at once).
 void EmitExpiredHolds(ledger::Ledger& ledger, uint64_t now_ns,
-                      std::function<void(Result<size_t>)> done);
+                      std::function<void(Result<size_t>)> done, bool write_events = true);
 // The same, waiting (tests, tools).
-Result<size_t> EmitExpiredHoldsSync(ledger::Ledger& ledger, uint64_t now_ns);
+Result<size_t> EmitExpiredHoldsSync(ledger::Ledger& ledger, uint64_t now_ns,
+                                    bool write_events = true);
+
+// The hold-expiry scan of a switch WITHOUT the HTTP API (narae-switch with
+// only --iso-listen; with the API the webhook dispatcher runs the scan and
+// the API's observer indexes the holds). Start() installs the authorizer's
+// PaymentObserver, which indexes every approved hold by its expiry (no
+// events: the feed is the HTTP API's), and runs EmitExpiredHolds without
+// events every `interval_ms` on its own thread, so that an expired stand-in
+// hold gives its bank's exposure back in an ISO-only switch too.
+// REQUIRES: `handler` is the authorizer (a HookedHandler), no request was
+// handled yet, and ledger and handler outlive this object.
+class HoldExpiryScan {
+ public:
+  static Result<std::unique_ptr<HoldExpiryScan>> Start(ledger::Ledger& ledger, IsoHandler& handler,
+                                                       uint32_t interval_ms = 1000);
+  ~HoldExpiryScan();
+  HoldExpiryScan(const HoldExpiryScan&) = delete;
+  HoldExpiryScan& operator=(const HoldExpiryScan&) = delete;
+  // Stops the thread after the scan in progress (idempotent).
+  void Stop();
+  // Scans that passed expired holds, and those holds (tests, logs).
+  uint64_t expired_holds() const;
+
+ private:
+  HoldExpiryScan(ledger::Ledger& ledger, uint32_t interval_ms);
+  void Run();
+
+  ledger::Ledger& ledger_;
+  const uint32_t interval_ms_;
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  bool stop_ = false;           // GUARDED_BY(mu_)
+  uint64_t expired_holds_ = 0;  // GUARDED_BY(mu_)
+  std::thread thread_;
+};
 
 // Visits aux keys under `prefix` whose suffix sorts after `after` (the last
 // suffix seen; "" = from the start), in key order, without reading the ones

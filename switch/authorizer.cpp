@@ -296,7 +296,8 @@ struct Plan {
   // References (refund, completion, reversal).
   std::string orig_key;
   std::string rrn_ref;
-  std::string order_ref;  // field 48 ORDR element, for settlement reports
+  std::string order_ref;              // field 48 ORDR element, for settlement reports
+  uint64_t delivery_share_minor = 0;  // field 48 DLVF / DLVD: the logistics office's share
   bool partial = false;
   uint64_t remaining_minor = 0;
   // Finishing on the writer thread.
@@ -309,7 +310,7 @@ struct Plan {
   // A card or SIM of another bank, approved by stand-in (docs/authorization.md):
   // the debit is the bank's interbank account, its exposure is counted in
   // bank_state_key (au/d/b/<bank id>/<currency 3>) against the agreement.
-  const StandInTerms* stand_in = nullptr;
+  std::optional<StandInTerms> stand_in;
   std::string bank_state_key;
   RiskLimits foreign_limits;  // what p.limits points to for such a credential
 };
@@ -321,6 +322,17 @@ std::string BankStateKey(std::string_view bank_id, uint16_t currency) {
   key += '/';
   key += std::to_string(1000 + currency).substr(1);  // 3 digits
   return key;
+}
+
+// The stand-in exposure key of the bank owning interbank account `account`;
+// "" when it is no other bank's.
+std::string ExposureKey(const std::vector<OtherBank>& banks, const AccountId& account) {
+  for (const OtherBank& b : banks) {
+    for (const InterbankAccount& a : b.accounts) {
+      if (a.account == account) return BankStateKey(b.id, a.currency);
+    }
+  }
+  return "";
 }
 
 }  // namespace
@@ -577,21 +589,42 @@ namespace {
 
 // ---- The engine --------------------------------------------------------------
 
+// Field 48 DLVF (a fixed delivery share, minor units) or DLVD (a distance in
+// metres, priced by the merchant's delivery bands in force now): the
+// logistics office's share of a hold or purchase, recorded with it and moved
+// at capture (settlement.hpp). Both, or not digits: 30; a share of 0 or above
+// the amount: 13; a distance no band prices: 12.
+std::optional<RC> PrepareDeliverySplit(ledger::Ledger& ledger, std::string_view f48,
+                                       const std::string& merchant_id, Plan& p) {
+  const std::string fixed = Field48Element(f48, "DLVF");
+  const std::string distance = Field48Element(f48, "DLVD");
+  if (fixed.empty() && distance.empty()) return std::nullopt;
+  const std::string& digits = fixed.empty() ? distance : fixed;
+  if (!fixed.empty() && !distance.empty()) return RC::kFormatError;
+  if (digits.size() > 12 || !AllDigits(digits)) return RC::kFormatError;
+  uint64_t share = std::stoull(digits);
+  if (!distance.empty()) {
+    if (share > kDistanceMetersMax) return RC::kFormatError;
+    Result<std::optional<FeeSchedule>> f = FeeScheduleInForce(
+        ledger, merchant_id, p.currency, static_cast<uint64_t>(p.clock.ms) * 1'000'000 + 999'999);
+    if (!f.ok()) return RC::kSystemMalfunction;
+    std::optional<uint64_t> priced =
+        *f ? DeliveryShareForDistance(**f, static_cast<uint32_t>(share)) : std::nullopt;
+    if (!priced) return RC::kInvalidTransaction;
+    share = *priced;
+  }
+  if (share == 0 || share > p.amount_minor) return RC::kInvalidAmount;
+  p.delivery_share_minor = share;
+  return std::nullopt;
+}
+
 class Authorizer final : public HookedHandler {
  public:
-  Authorizer(const AuthorizerDeps& deps, AuthorizerOptions options, std::unique_ptr<BankCache> bank,
-             std::vector<OtherBank> other_banks)
+  Authorizer(const AuthorizerDeps& deps, AuthorizerOptions options, std::unique_ptr<BankCache> bank)
       : ledger_(deps.ledger),
         keys_(deps.keys),
         options_(std::move(options)),
-        bank_(std::move(bank)),
-        other_banks_(std::move(other_banks)) {
-    for (const OtherBank& b : other_banks_) {
-      for (const InterbankAccount& a : b.accounts) {
-        interbank_state_[{a.account.value.hi, a.account.value.lo}] = BankStateKey(b.id, a.currency);
-      }
-    }
-  }
+        bank_(std::move(bank)) {}
 
   void Handle(Message request, const ConnectionInfo& conn,
               std::function<void(Message response)> reply) override {
@@ -655,10 +688,6 @@ class Authorizer final : public HookedHandler {
   crypto::KeyStore* keys_;
   AuthorizerOptions options_;
   std::unique_ptr<BankCache> bank_;
-  // Other banks (settlement.hpp), read at start like bank_; never changed.
-  const std::vector<OtherBank> other_banks_;
-  // Interbank account (hi, lo) -> its bank's exposure key (au/d/b/...).
-  std::map<std::pair<uint64_t, uint64_t>, std::string> interbank_state_;
   uint64_t rrn_last_ = 0;     // sequencer thread only
   PaymentObserver observer_;  // set before the first request
   std::mutex key_mu_;
@@ -827,8 +856,12 @@ std::optional<RC> Authorizer::Prepare(const Message& req, Plan& p) {
   bool food = std::find(options_.food_mccs.begin(), options_.food_mccs.end(), merchant->mcc) !=
               options_.food_mccs.end();
   p.timeout_s = food ? options_.food_hold_timeout_s : options_.hold_timeout_s;
+  if ((p.kind == Kind::kHold || p.kind == Kind::kPurchase) && req.Has(48) && !p.hook) {
+    if (auto rc = PrepareDeliverySplit(*ledger_, req.Get(48), merchant->id, p)) return rc;
+  }
   if (p.kind == Kind::kRefund) {
     if (req.Has(62) || (!req.Has(2) && !p.hook)) return RC::kFormatError;
+    const std::shared_ptr<const std::vector<OtherBank>> banks = bank_->other_banks();
     if (!req.Has(2)) {
       // A hooked (HTTP API) refund: the original's card or SIM, found in ApplyRefund.
     } else if (std::shared_ptr<const Sim> sim = bank_->FindSim(req.Get(2))) {
@@ -836,8 +869,8 @@ std::optional<RC> Authorizer::Prepare(const Message& req, Plan& p) {
       p.cred_key = std::string(kAuxSimStatePrefix) + sim->token_id;
       p.debit = sim->account_id;
       if (sim->currency != p.currency) return RC::kNotPermittedToCardholder;
-    } else if (const OtherBank* b = FindBankForSimToken(other_banks_, req.Get(2));
-               b && !FindBankForPan(other_banks_, req.Get(2))) {
+    } else if (const OtherBank* b = FindBankForSimToken(*banks, req.Get(2));
+               b && !FindBankForPan(*banks, req.Get(2))) {
       // Another issuer's SIM token: credited through its interbank account.
       const InterbankAccount* a = b->AccountFor(p.currency);
       if (!a) return RC::kNotPermittedToCardholder;
@@ -1003,7 +1036,7 @@ std::optional<RC> Authorizer::StandInAgreement(const OtherBank& bank, Plan& p) {
     return RC::kNotPermittedToCardholder;
   }
   p.debit = account->account;
-  p.stand_in = terms;
+  p.stand_in = *terms;
   p.bank_state_key = BankStateKey(bank.id, p.currency);
   p.foreign_limits = RiskLimits{};
   p.foreign_limits.single_amount_max_minor =
@@ -1025,7 +1058,8 @@ std::optional<RC> Authorizer::PrepareForeignCard(const Message& req, Plan& p, co
   std::string_view pan = req.Get(2);
   std::shared_ptr<const BankConfig> cfg = bank_->config();
   if (cfg && !cfg->bin.empty() && pan.starts_with(cfg->bin)) return RC::kInvalidCardNumber;
-  const OtherBank* bank = FindBankForPan(other_banks_, pan);
+  const std::shared_ptr<const std::vector<OtherBank>> banks = bank_->other_banks();
+  const OtherBank* bank = FindBankForPan(*banks, pan);
   if (!bank) return RC::kInvalidCardNumber;
   const std::string card_id = CardIdFromPan(pan);
   if (card_id.empty()) return RC::kSystemMalfunction;
@@ -1071,7 +1105,8 @@ std::optional<RC> Authorizer::PrepareForeignSim(const SimTokenData& tok, Plan& p
   if (cfg && !cfg->token_prefix.empty() && tok.token_id.starts_with(cfg->token_prefix)) {
     return RC::kInvalidCardNumber;
   }
-  const OtherBank* bank = FindBankForSimToken(other_banks_, tok.token_id);
+  const std::shared_ptr<const std::vector<OtherBank>> banks = bank_->other_banks();
+  const OtherBank* bank = FindBankForSimToken(*banks, tok.token_id);
   if (!bank) return RC::kInvalidCardNumber;
   p.cred_key = std::string(kAuxSimStatePrefix) + tok.token_id;
   if (auto rc = StandInAgreement(*bank, p)) return rc;
@@ -1251,6 +1286,13 @@ void Authorizer::Apply(ledger::Txn& txn, Plan& p) {
     info.rrn = std::string(p.response.Get(37));
     if (!ValidatePaymentInfo(info).ok()) info.order_ref.clear();  // not printable: RRN only
     if (ValidatePaymentInfo(info).ok()) RecordPaymentInfo(txn, rec.transfer, info);
+    if (p.delivery_share_minor != 0) {  // moved by the capture: this purchase, or the 0220
+      RecordSplitAtCapture(txn, rec.transfer, p.delivery_share_minor);
+      if (p.kind == Kind::kPurchase) {
+        (void)MoveDeliveryShare(txn, rec.transfer, p.credit, p.currency, p.amount_minor,
+                                rec.transfer);
+      }
+    }
   }
 }
 
@@ -1397,7 +1439,7 @@ std::optional<TxnRecord> ReadRecord(std::optional<std::string> v) {
 // approvals plus this one stay within the agreement's daily maximum (61).
 // `bank_state` is the state to write once the transfer is created.
 RC Authorizer::ApplyStandIn(ledger::Txn& txn, Plan& p, CredentialState* bank_state) {
-  NARAE_CHECK(p.stand_in != nullptr && !p.bank_state_key.empty());
+  NARAE_CHECK(p.stand_in.has_value() && !p.bank_state_key.empty());
   *bank_state = ReadState(txn, p.bank_state_key);
   if (bank_state->day != p.clock.day) {
     bank_state->day = p.clock.day;
@@ -1415,12 +1457,12 @@ void Authorizer::ReleaseDaily(ledger::Txn& txn, const TxnRecord& orig, uint64_t 
   if (amount == 0) return;
   // A stand-in payment (debited to an interbank account) gives back its
   // bank's exposure of the day, too.
-  auto bank = interbank_state_.find({orig.debit.value.hi, orig.debit.value.lo});
-  if (bank != interbank_state_.end()) {
-    CredentialState b = ReadState(txn, bank->second);
+  const std::string bank_key = ExposureKey(*bank_->other_banks(), orig.debit);
+  if (!bank_key.empty()) {
+    CredentialState b = ReadState(txn, bank_key);
     if (b.day == orig.day) {
       b.day_amount_minor -= std::min(amount, b.day_amount_minor);
-      Write(txn, bank->second, EncodeCredentialState(b));
+      Write(txn, bank_key, EncodeCredentialState(b));
     }
   }
   if (orig.cred_key.empty()) return;
@@ -1455,6 +1497,9 @@ RC Authorizer::ApplyCompletion(ledger::Txn& txn, Plan& p, TxnRecord& rec) {
   rec.orig_key = p.orig_key.substr(kAuxTxnPrefix.size());
   orig->captured_minor = p.amount_minor;
   Write(txn, p.orig_key, EncodeRecord(*orig));
+  // A delivery split recorded with the hold (settlement.hpp): its share goes
+  // to the logistics office with this capture, whichever channel sent it.
+  (void)MoveDeliveryShare(txn, orig->transfer, orig->credit, orig->currency, p.amount_minor, t.id);
   ReleaseDaily(txn, *orig, hold->hold.amount_minor - p.amount_minor);
   return RC::kApproved;
 }
@@ -1514,6 +1559,9 @@ RC Authorizer::ReversePosted(ledger::Txn& txn, Plan& p, TxnRecord& orig, TxnReco
   rec.transfer = t.id;
   orig.captured_minor -= amount;
   Write(txn, p.orig_key, EncodeRecord(orig));
+  // The delivery share follows what stays captured (settlement.hpp).
+  (void)MoveDeliveryShare(txn, orig.transfer, orig.credit, orig.currency, orig.captured_minor,
+                          t.id);
   ReleaseDaily(txn, orig, amount);
   return RC::kApproved;
 }
@@ -1548,6 +1596,9 @@ RC Authorizer::ReverseCompletion(ledger::Txn& txn, Plan& p, TxnRecord& completio
   hold->captured_minor -= amount;
   Write(txn, p.orig_key, EncodeRecord(completion));
   Write(txn, hold_key, EncodeRecord(*hold));
+  // The delivery share follows what stays captured (settlement.hpp).
+  (void)MoveDeliveryShare(txn, hold->transfer, completion.credit, hold->currency,
+                          hold->captured_minor, t.id);
   ReleaseDaily(txn, *hold, amount);
   return RC::kApproved;
 }
@@ -1599,6 +1650,7 @@ RC Authorizer::ApplyReversal(ledger::Txn& txn, Plan& p, TxnRecord& rec) {
   }
   rec.transfer = v.id;
   if (p.partial) {
+    CarryPaymentInfo(txn, orig->transfer, ts[1].id);  // found by the current hold
     orig->transfer = ts[1].id;
     Write(txn, p.orig_key, EncodeRecord(*orig));
   }
@@ -1652,10 +1704,8 @@ Result<std::unique_ptr<IsoHandler>> MakeAuthorizerWithOptions(const AuthorizerDe
   if (!(*bank)->config()) {
     return Status::FailedPrecondition("the ledger holds no bank (run `narae demo seed`)");
   }
-  Result<std::vector<OtherBank>> banks = ListOtherBanks(*deps.ledger);
-  if (!banks.ok()) return banks.status();
   std::unique_ptr<IsoHandler> h =
-      std::make_unique<Authorizer>(deps, std::move(options), std::move(*bank), std::move(*banks));
+      std::make_unique<Authorizer>(deps, std::move(options), std::move(*bank));
   return h;
 }
 

@@ -19,9 +19,10 @@
 // Thread safety: Handle() may be called from any number of threads.
 // REQUIRES: every reply has been delivered (or the ledger closed, which
 // calls back every pending submission) before the handler is destroyed.
-// Bank records changed by `narae` while the handler runs are not seen: the
-// cache is loaded at start (the commands refuse to run while the switch holds
-// the ledger anyway).
+// Bank records (merchants, terminals, cards, SIMs, other banks) are read
+// from the BankCache loaded at start; `narae` write commands reach a running
+// switch through its admin interface, which updates that cache
+// (switch/admin_ops.hpp), so they apply from the next request.
 #pragma once
 
 #include <cstdint>

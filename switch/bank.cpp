@@ -10,6 +10,7 @@
 
 #include "crypto/crypto.hpp"
 #include "switch/admin_ops.hpp"
+#include "switch/settlement.hpp"
 
 namespace narae::switching {
 namespace {
@@ -517,6 +518,9 @@ Result<std::unique_ptr<BankCache>> BankCache::Load(ledger::Ledger& ledger) {
   });
   NARAE_RETURN_IF_ERROR(s);
   NARAE_RETURN_IF_ERROR(bad);
+  Result<std::vector<OtherBank>> banks = ListOtherBanks(ledger);
+  if (!banks.ok()) return banks.status();
+  cache->Update(std::move(*banks));
   return cache;
 }
 
@@ -551,6 +555,11 @@ std::shared_ptr<const Card> BankCache::FindCardByPan(std::string_view pan) const
 std::shared_ptr<const Sim> BankCache::FindSim(std::string_view token_id) const {
   return FindIn(mu_, sims_, token_id);
 }
+std::shared_ptr<const std::vector<OtherBank>> BankCache::other_banks() const {
+  static const auto kNone = std::make_shared<const std::vector<OtherBank>>();
+  std::shared_lock lock(mu_);
+  return other_banks_ ? other_banks_ : kNone;
+}
 
 void BankCache::Update(BankConfig c) {
   auto p = std::make_shared<const BankConfig>(std::move(c));
@@ -580,6 +589,11 @@ void BankCache::Update(Sim s) {
   auto p = std::make_shared<const Sim>(std::move(s));
   std::unique_lock lock(mu_);
   sims_[key] = std::move(p);
+}
+void BankCache::Update(std::vector<OtherBank> banks) {
+  auto p = std::make_shared<const std::vector<OtherBank>>(std::move(banks));
+  std::unique_lock lock(mu_);
+  other_banks_ = std::move(p);
 }
 size_t BankCache::card_count() const {
   std::shared_lock lock(mu_);

@@ -206,6 +206,8 @@ std::string CardKey(std::string_view card_id);
 std::string SimKey(std::string_view token_id);
 std::string AccountKey(const ledger::AccountId& id);
 
+struct OtherBank;  // settlement.hpp
+
 // ---- The in-memory cache of the records. ----
 class BankCache {
  public:
@@ -218,6 +220,9 @@ class BankCache {
   std::shared_ptr<const Card> FindCardById(std::string_view card_id) const;
   std::shared_ptr<const Card> FindCardByPan(std::string_view pan) const;
   std::shared_ptr<const Sim> FindSim(std::string_view token_id) const;
+  // The other banks (st/b/, settlement.hpp) the authorizer routes to; a
+  // snapshot, never null: keep it while using pointers into it.
+  std::shared_ptr<const std::vector<OtherBank>> other_banks() const;
 
   // Cache updates (the caller has written or is writing the record).
   void Update(BankConfig c);
@@ -225,6 +230,9 @@ class BankCache {
   void Update(Terminal t);
   void Update(Card c);
   void Update(Sim s);
+  // Replaces every other bank (`narae bank add` through the admin interface
+  // passes ListOtherBanks() after adding one).
+  void Update(std::vector<OtherBank> banks);
 
   size_t card_count() const;
 
@@ -235,6 +243,7 @@ class BankCache {
   std::unordered_map<std::string, std::shared_ptr<const Terminal>> terminals_;  // GUARDED_BY(mu_)
   std::unordered_map<std::string, std::shared_ptr<const Card>> cards_;          // GUARDED_BY(mu_)
   std::unordered_map<std::string, std::shared_ptr<const Sim>> sims_;            // GUARDED_BY(mu_)
+  std::shared_ptr<const std::vector<OtherBank>> other_banks_;                   // GUARDED_BY(mu_)
 };
 
 // ---- Administration (tools and tests; synchronous ledger writes). ----

@@ -28,6 +28,7 @@
 #include "switch/admin_server.hpp"
 #include "switch/api.hpp"
 #include "switch/api_config.hpp"
+#include "switch/api_events.hpp"
 #include "switch/handler.hpp"
 #include "switch/http_server.hpp"
 #include "switch/log.hpp"
@@ -120,6 +121,7 @@ struct Runtime {
   std::unique_ptr<Api> api;                     // with --http-listen
   std::unique_ptr<HttpServer> http;             // with --http-listen
   std::unique_ptr<AdminServer> admin;           // with --admin-listen
+  std::unique_ptr<HoldExpiryScan> expiry;  // without --http-listen (the dispatcher's otherwise)
   // The automatic cut-over (--cutover): checks once a second, stops first.
   std::thread cutover;
   std::mutex cutover_mu;
@@ -184,6 +186,11 @@ Status OpenRuntime(const SwitchConfig& config, Logger* logger, Runtime* rt) {
       MakeAuthorizer(AuthorizerDeps{rt->ledger.get(), rt->keys.get()}, config.authorization_json);
   if (!handler.ok()) return Status::InvalidArgument("authorizer: " + handler.status().ToString());
   rt->handler = std::move(handler).value();
+  if (!with_http) {  // expired holds give stand-in exposure back in an ISO-only switch too
+    Result<std::unique_ptr<HoldExpiryScan>> scan = HoldExpiryScan::Start(*rt->ledger, *rt->handler);
+    if (!scan.ok()) return scan.status();
+    rt->expiry = std::move(scan).value();
+  }
   Result<std::unique_ptr<IsoServer>> server =
       IsoServer::Start(config.server, rt->handler.get(), logger);
   if (!server.ok()) return server.status();
@@ -239,12 +246,14 @@ Status CloseRuntime(Runtime* rt) {
   if (rt->webhooks) rt->webhooks->Stop();
   if (rt->http) rt->http->Shutdown();
   if (rt->server) rt->server->Shutdown();
+  if (rt->expiry) rt->expiry->Stop();
   Status s = rt->ledger ? rt->ledger->Close() : Status::Ok();
   rt->admin.reset();
   rt->http.reset();
   rt->api.reset();
   rt->webhooks.reset();
   rt->server.reset();
+  rt->expiry.reset();
   rt->handler.reset();
   rt->keys.reset();
   rt->ledger.reset();

@@ -31,6 +31,7 @@ constexpr std::string_view kAuxCursor = "st/cur";
 constexpr std::string_view kAuxAttemptPrefix = "st/a/";
 constexpr std::string_view kAuxInterbankPrefix = "st/i/";
 constexpr uint8_t kPaymentInfoVersion = 1;
+constexpr uint8_t kPaymentInfoVersionMoved = 2;  // kAtCapture: + moved_minor
 constexpr uint64_t kNsPerSecond = 1'000'000'000ull;
 constexpr uint64_t kNsPerDay = 86'400ull * kNsPerSecond;
 constexpr uint32_t kAttemptsMax = 1000;
@@ -545,19 +546,32 @@ Status ValidatePaymentInfo(const PaymentInfo& p) {
         return Status::InvalidArgument("split: distance must be 0..20000 km");
       }
       break;
+    case SplitKind::kAtCapture:
+      if (p.split.amount_minor == 0 || p.split.distance_m != 0 ||
+          p.split.moved_minor > p.split.amount_minor) {
+        return Status::InvalidArgument("split: a share at capture needs 0 <= moved <= amount > 0");
+      }
+      break;
     default:
       return Status::InvalidArgument("split: unknown kind");
+  }
+  if (p.split.kind != SplitKind::kAtCapture && p.split.moved_minor != 0) {
+    return Status::InvalidArgument("split: only a share at capture is moved");
   }
   return Status::Ok();
 }
 
 std::string EncodePaymentInfo(const PaymentInfo& p) {
   NARAE_CHECK(ValidatePaymentInfo(p).ok());
+  const bool moved = p.split.kind == SplitKind::kAtCapture;
   std::string out;
-  out.push_back(static_cast<char>(kPaymentInfoVersion));
+  out.push_back(static_cast<char>(moved ? kPaymentInfoVersionMoved : kPaymentInfoVersion));
   out.push_back(static_cast<char>(p.split.kind));
   for (int i = 7; i >= 0; --i) out.push_back(static_cast<char>(p.split.amount_minor >> (8 * i)));
   for (int i = 3; i >= 0; --i) out.push_back(static_cast<char>(p.split.distance_m >> (8 * i)));
+  if (moved) {
+    for (int i = 7; i >= 0; --i) out.push_back(static_cast<char>(p.split.moved_minor >> (8 * i)));
+  }
   out.push_back(static_cast<char>(p.order_ref.size()));
   out += p.order_ref;
   out.push_back(static_cast<char>(p.rrn.size()));
@@ -566,16 +580,25 @@ std::string EncodePaymentInfo(const PaymentInfo& p) {
 }
 
 Result<PaymentInfo> DecodePaymentInfo(std::string_view in) {
-  constexpr size_t kFixed = 1 + 1 + 8 + 4 + 1;
-  if (in.size() < kFixed + 1 || static_cast<uint8_t>(in[0]) != kPaymentInfoVersion) {
+  const uint8_t version = in.empty() ? 0 : static_cast<uint8_t>(in[0]);
+  const size_t fixed = 1 + 1 + 8 + 4 + 1 + (version == kPaymentInfoVersionMoved ? 8 : 0);
+  if (in.size() < fixed + 1 ||
+      (version != kPaymentInfoVersion && version != kPaymentInfoVersionMoved)) {
     return Status::Corruption("payment info: bad length or version");
   }
   PaymentInfo p;
   p.split.kind = static_cast<SplitKind>(static_cast<uint8_t>(in[1]));
+  if ((p.split.kind == SplitKind::kAtCapture) != (version == kPaymentInfoVersionMoved)) {
+    return Status::Corruption("payment info: version and split kind disagree");
+  }
   size_t pos = 2;
   for (int i = 0; i < 8; ++i)
     p.split.amount_minor = (p.split.amount_minor << 8) | uint8_t(in[pos++]);
   for (int i = 0; i < 4; ++i) p.split.distance_m = (p.split.distance_m << 8) | uint8_t(in[pos++]);
+  if (version == kPaymentInfoVersionMoved) {
+    for (int i = 0; i < 8; ++i)
+      p.split.moved_minor = (p.split.moved_minor << 8) | uint8_t(in[pos++]);
+  }
   size_t n = static_cast<uint8_t>(in[pos++]);
   if (in.size() < pos + n + 1) return Status::Corruption("payment info: truncated");
   p.order_ref.assign(in.substr(pos, n));
@@ -595,6 +618,57 @@ void RecordPaymentInfo(ledger::Txn& txn, const TransferId& payment, const Paymen
 Status PutPaymentInfo(ledger::Ledger& ledger, const TransferId& payment, const PaymentInfo& p) {
   NARAE_RETURN_IF_ERROR(ValidatePaymentInfo(p));
   return ledger.Execute([&](ledger::Txn& txn) { RecordPaymentInfo(txn, payment, p); });
+}
+
+void CarryPaymentInfo(ledger::Txn& txn, const TransferId& from, const TransferId& to) {
+  if (std::optional<std::string> v = txn.GetAux(PaymentInfoKey(from))) {
+    txn.PutAux(PaymentInfoKey(to), *v);
+  }
+}
+
+void RecordSplitAtCapture(ledger::Txn& txn, const TransferId& payment, uint64_t share_minor) {
+  NARAE_CHECK(share_minor > 0);
+  PaymentInfo p;
+  if (std::optional<std::string> v = txn.GetAux(PaymentInfoKey(payment))) {
+    Result<PaymentInfo> old = DecodePaymentInfo(*v);
+    if (old.ok()) p = std::move(*old);
+  }
+  p.split = DeliverySplit{SplitKind::kAtCapture, share_minor, 0, 0};
+  RecordPaymentInfo(txn, payment, p);
+}
+
+ledger::CreateTransferResult MoveDeliveryShare(ledger::Txn& txn, const TransferId& payment,
+                                               const AccountId& clearing, uint16_t currency,
+                                               uint64_t captured_minor, const TransferId& cause) {
+  std::optional<std::string> v = txn.GetAux(PaymentInfoKey(payment));
+  if (!v) return ledger::CreateTransferResult::kOk;
+  Result<PaymentInfo> p = DecodePaymentInfo(*v);
+  if (!p.ok() || p->split.kind != SplitKind::kAtCapture) return ledger::CreateTransferResult::kOk;
+  const uint64_t target = std::min(p->split.amount_minor, captured_minor);
+  const uint64_t moved = p->split.moved_minor;
+  if (target == moved) return ledger::CreateTransferResult::kOk;
+  std::optional<std::string> cfg_text = txn.GetAux(kAuxBankConfig);
+  Result<BankConfig> cfg = cfg_text ? DecodeBankConfig(*cfg_text)
+                                    : Result<BankConfig>(Status::NotFound("no bank config"));
+  const BankAccounts* bank = cfg.ok() ? cfg->ForCurrency(currency) : nullptr;
+  if (!bank || bank->logistics.IsZero()) {
+    return ledger::CreateTransferResult::kCreditAccountNotFound;
+  }
+  Transfer t;
+  t.id = HashId("narae-delivery/" + cause.ToHex());
+  const bool out = target > moved;
+  t.debit_account_id = out ? clearing : bank->logistics;
+  t.credit_account_id = out ? bank->logistics : clearing;
+  t.amount_minor = out ? target - moved : moved - target;
+  t.ledger = currency;
+  t.code = out ? kCodeDeliveryAtCapture : kCodeDeliveryReturned;
+  t.user_data_128 = payment.value;
+  std::vector<ledger::TransferOutcome> r = txn.CreateTransfers({&t, 1});
+  if (r.size() != 1) return ledger::CreateTransferResult::kLinkedEventFailed;
+  if (r[0].result != ledger::CreateTransferResult::kOk) return r[0].result;
+  p->split.moved_minor = target;
+  RecordPaymentInfo(txn, payment, *p);
+  return ledger::CreateTransferResult::kOk;
 }
 
 Result<DeliverySplit> ParseSplitJson(std::string_view text) {
@@ -635,7 +709,7 @@ std::string SettledKey(uint32_t day, uint16_t currency, std::string_view merchan
          std::string(merchant_id);
 }
 
-std::string EncodeMerchantSettlement(const MerchantSettlement& s) {
+json MerchantSettlementJson(const MerchantSettlement& s) {
   json ids = json::array();
   for (const TransferId& t : s.transfers) ids.push_back(t.ToHex());
   return json{{"v", 1},
@@ -649,12 +723,16 @@ std::string EncodeMerchantSettlement(const MerchantSettlement& s) {
               {"fees_minor", s.fees_minor},
               {"delivery_minor", s.delivery_minor},
               {"delivery_at_capture_minor", s.delivery_at_capture_minor},
+              {"delivery_returned_minor", s.delivery_returned_minor},
               {"payout_minor", s.payout_minor},
               {"recovery_minor", s.recovery_minor},
               {"attempt", s.attempt},
               {"transfers", ids},
-              {"settled_at_ns", s.settled_at_ns}}
-      .dump();
+              {"settled_at_ns", s.settled_at_ns}};
+}
+
+std::string EncodeMerchantSettlement(const MerchantSettlement& s) {
+  return MerchantSettlementJson(s).dump();
 }
 
 Result<MerchantSettlement> DecodeMerchantSettlement(std::string_view text) {
@@ -674,6 +752,8 @@ Result<MerchantSettlement> DecodeMerchantSettlement(std::string_view text) {
     if (s.delivery_at_capture_minor > s.delivery_minor) {
       throw std::runtime_error("delivery at capture above the delivery total");
     }
+    // Absent from records written before reversals gave shares back.
+    s.delivery_returned_minor = j.value("delivery_returned_minor", uint64_t{0});
     s.payout_minor = j.at("payout_minor").get<uint64_t>();
     s.recovery_minor = j.at("recovery_minor").get<uint64_t>();
     s.attempt = j.at("attempt").get<uint32_t>();
@@ -766,8 +846,13 @@ class DayScanner {
     if (t.flags & (tf::kPending | tf::kVoidPendingTransfer)) return true;  // holds move nothing
     if (IsSettlementCode(t.code)) return true;
     if (t.code == kCodeDeliveryAtCapture) {
-      // The HTTP API's delivery split, moved out of clearing at capture.
+      // A share at capture (the HTTP API's split), moved out of clearing.
       auto it = by_clearing_.find(t.debit_account_id);
+      return it == by_clearing_.end() || Delivery(slots_[it->second], t);
+    }
+    if (t.code == kCodeDeliveryReturned) {
+      // Such a share given back to clearing by a reversal of the capture.
+      auto it = by_clearing_.find(t.credit_account_id);
       return it == by_clearing_.end() || Delivery(slots_[it->second], t);
     }
     if (auto it = by_clearing_.find(t.credit_account_id); it != by_clearing_.end()) {
@@ -814,13 +899,15 @@ class DayScanner {
     for (Slot& s : slots_) {
       MerchantSettlement& m = s.ms;
       uint64_t out = m.refunds_minor;
-      if (!Add(&out, m.fees_minor) || !Add(&out, m.delivery_minor)) {
+      uint64_t in = m.captures_minor;
+      if (!Add(&out, m.fees_minor) || !Add(&out, m.delivery_minor) ||
+          !Add(&in, m.delivery_returned_minor)) {
         return Status::Internal("settlement totals overflow for " + m.merchant_id);
       }
-      if (m.captures_minor >= out) {
-        m.payout_minor = m.captures_minor - out;
+      if (in >= out) {
+        m.payout_minor = in - out;
       } else {
-        m.recovery_minor = out - m.captures_minor;
+        m.recovery_minor = out - in;
       }
       NARAE_CHECK(m.payout_minor == 0 || m.recovery_minor == 0);
     }
@@ -856,7 +943,7 @@ class DayScanner {
     if (std::optional<std::string> v = ledger_.GetAux(PaymentInfoKey(line.payment))) {
       Result<PaymentInfo> p = DecodePaymentInfo(*v);
       if (!p.ok()) return Fail(p.status());
-      uint64_t share = 0;
+      uint64_t share = 0;  // kAtCapture: moved by the capture (110), not here
       if (p->split.kind == SplitKind::kFixed) {
         share = p->split.amount_minor;
       } else if (p->split.kind == SplitKind::kDistance) {
@@ -883,17 +970,20 @@ class DayScanner {
     return true;
   }
 
-  // A delivery share already moved to the logistics office at capture: a
-  // delivery line (counted in delivery_minor, not paid again by 203).
+  // A delivery share moved to the logistics office at capture (110: a
+  // delivery line, counted in delivery_minor, not paid again by 203) or
+  // given back by a reversal of the capture (111: a delivery_return line).
   bool Delivery(Slot& s, const Transfer& t) {
     MerchantSettlement& m = s.ms;
-    if (!Add(&m.delivery_minor, t.amount_minor) ||
-        !Add(&m.delivery_at_capture_minor, t.amount_minor)) {
+    const bool returned = t.code == kCodeDeliveryReturned;
+    if (returned ? !Add(&m.delivery_returned_minor, t.amount_minor)
+                 : (!Add(&m.delivery_minor, t.amount_minor) ||
+                    !Add(&m.delivery_at_capture_minor, t.amount_minor))) {
       return Fail(Status::Internal("delivery overflow for merchant " + m.merchant_id));
     }
     if (!keep_lines_) return true;
     SettlementLine line;
-    line.kind = LineKind::kDelivery;
+    line.kind = returned ? LineKind::kDeliveryReturn : LineKind::kDelivery;
     line.transfer = t.id;
     line.payment = TransferId{t.user_data_128};
     line.timestamp = t.timestamp;
@@ -1180,6 +1270,8 @@ const char* LineKindName(LineKind k) {
       return "refund";
     case LineKind::kDelivery:
       return "delivery";
+    case LineKind::kDeliveryReturn:
+      return "delivery_return";
   }
   return "unknown";
 }
@@ -1203,6 +1295,7 @@ std::vector<std::pair<std::string, uint64_t>> Totals(const MerchantSettlement& m
           {"fees_minor", m.fees_minor},
           {"delivery_minor", m.delivery_minor},
           {"delivery_at_capture_minor", m.delivery_at_capture_minor},
+          {"delivery_returned_minor", m.delivery_returned_minor},
           {"payout_minor", m.payout_minor},
           {"recovery_minor", m.recovery_minor}};
 }

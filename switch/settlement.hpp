@@ -36,6 +36,8 @@
 #include <string_view>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "ledger/ledger.hpp"
 #include "ledger/status.hpp"
 
@@ -59,11 +61,17 @@ inline constexpr uint16_t kCodeSettleDelivery = 203;    // clearing -> logistics
 inline constexpr uint16_t kCodeSettleRecovery = 204;    // merchant settlement -> clearing
 inline constexpr uint16_t kCodeInterbankNet = 205;      // interbank <-> central bank
 inline constexpr uint16_t kCodeInterbankPayment = 206;  // customer <-> interbank (tests, API)
-// The HTTP API's delivery split, moved when the payment is captured (in the
-// capture's transaction): merchant clearing -> logistics office, with
-// user_data_128 = the payment's transfer id (the purchase or the hold).
-// Settlement counts it as a delivery share already paid (never a refund).
+// A delivery share moved at capture (SplitKind::kAtCapture: the HTTP API's
+// split), in the capture's transaction, whatever channel captures (HTTP
+// capture, ISO 8583 0220, the purchase itself): merchant clearing ->
+// logistics office, user_data_128 = the payment's transfer id (the purchase
+// or the hold). Settlement counts it as a delivery share already paid.
 inline constexpr uint16_t kCodeDeliveryAtCapture = 110;
+// The part of such a share given back because the capture was reversed
+// (0400 of the purchase, of the posted hold or of the 0220), in the
+// reversal's transaction: logistics office -> merchant clearing, same
+// user_data_128. Never for a refund (docs/settlement.md).
+inline constexpr uint16_t kCodeDeliveryReturned = 111;
 // True for the codes above: such transfers are never a day's capture.
 bool IsSettlementCode(uint16_t code);
 
@@ -170,11 +178,19 @@ class FeeBook {
 // Settlement finds it by the payment's transfer id (for a captured hold, the
 // post's pending_id). Binary: version 1, split kind, amount (8, big-endian),
 // distance (4), order_ref length (1) + bytes, rrn length (1) + bytes.
-enum class SplitKind : uint8_t { kNone = 0, kFixed = 1, kDistance = 2 };
+// Version 2 (kAtCapture only) appends moved_minor (8, big-endian).
+//   kFixed, kDistance: paid to the logistics office at settlement (203).
+//   kAtCapture: the share fixed when the payment was authorized (the HTTP
+//     API's split, by amount or priced from a distance), moved by the capture
+//     itself (110, MoveDeliveryShare) and never again at settlement.
+enum class SplitKind : uint8_t { kNone = 0, kFixed = 1, kDistance = 2, kAtCapture = 3 };
 struct DeliverySplit {
   SplitKind kind = SplitKind::kNone;
-  uint64_t amount_minor = 0;  // kFixed
+  uint64_t amount_minor = 0;  // kFixed, kAtCapture: the share
   uint32_t distance_m = 0;    // kDistance: priced by the fee schedule's bands
+  // kAtCapture: the part of the share in the logistics account now (moved
+  // by captures, less what reversals gave back); <= amount_minor.
+  uint64_t moved_minor = 0;
   bool operator==(const DeliverySplit&) const = default;
 };
 struct PaymentInfo {
@@ -193,6 +209,29 @@ void RecordPaymentInfo(ledger::Txn& txn, const ledger::TransferId& payment, cons
 // The same, synchronously (tools and tests).
 Status PutPaymentInfo(ledger::Ledger& ledger, const ledger::TransferId& payment,
                       const PaymentInfo& p);
+// Copies the PaymentInfo of a hold to the hold that replaces it (a partial
+// reversal of a 0100 makes a new pending transfer): the completion and the
+// settlement find the payment by the current hold. No-op without one.
+void CarryPaymentInfo(ledger::Txn& txn, const ledger::TransferId& from,
+                      const ledger::TransferId& to);
+// The HTTP API's split of a payment it just made, in the payment's Txn
+// (after the authorizer recorded its PaymentInfo): kAtCapture, `share_minor`
+// > 0, nothing moved yet.
+void RecordSplitAtCapture(ledger::Txn& txn, const ledger::TransferId& payment,
+                          uint64_t share_minor);
+// In the Txn of a capture (purchase, 0220 completion) or of a reversal of
+// one, after its transfer: brings the share of `payment` held by the
+// logistics office to min(share, captured_minor), where `captured_minor` is
+// what stands captured on the payment now, net of reversals (refunds do not
+// count: they give no share back). Moves the difference clearing ->
+// logistics (110) or back (111) with a transfer id derived from `cause`
+// (the capture's or reversal's transfer) and records it. No-op unless the
+// payment's split is kAtCapture. Returns the transfer's result (kOk when
+// nothing had to move); on a failure nothing is moved or recorded.
+ledger::CreateTransferResult MoveDeliveryShare(ledger::Txn& txn, const ledger::TransferId& payment,
+                                               const ledger::AccountId& clearing, uint16_t currency,
+                                               uint64_t captured_minor,
+                                               const ledger::TransferId& cause);
 // Parses a PaymentInfo split written as JSON (tools and tests):
 // {"delivery_minor": N} or {"distance_m": N}. Never throws. (The HTTP API's
 // own "split" object is ParseApiSplit in api_parse.hpp.)
@@ -200,8 +239,9 @@ Result<DeliverySplit> ParseSplitJson(std::string_view json_text);
 
 // ---- Merchant settlement ------------------------------------------------------
 // refund: refunds and reversals; delivery: a share moved at capture (code
-// 110, kCodeDeliveryAtCapture: the HTTP API's split).
-enum class LineKind : uint8_t { kCapture = 1, kRefund = 2, kDelivery = 3 };
+// 110, kCodeDeliveryAtCapture: the HTTP API's split); delivery_return: a
+// share given back by a reversal of the capture (code 111).
+enum class LineKind : uint8_t { kCapture = 1, kRefund = 2, kDelivery = 3, kDeliveryReturn = 4 };
 struct SettlementLine {
   LineKind kind = LineKind::kCapture;
   ledger::TransferId transfer;
@@ -213,7 +253,7 @@ struct SettlementLine {
   uint64_t fee_minor = 0;       // captures only
   uint32_t fee_version = 0;     // 0: no schedule in force (no fee)
   std::string fee_merchant;     // the schedule's merchant ("*" = default)
-  uint64_t delivery_minor = 0;  // captures (a share to pay) and delivery lines (paid)
+  uint64_t delivery_minor = 0;  // captures (a share to pay), delivery (paid), returns
   std::string order_ref;
   std::string rrn;
 };
@@ -230,8 +270,10 @@ struct MerchantSettlement {
   // The part of delivery_minor already moved at capture (code 110, the HTTP
   // API's split); settlement pays only the rest (203).
   uint64_t delivery_at_capture_minor = 0;
-  // captures + recovery = refunds + payout + fees + delivery (exactly; one
-  // of payout and recovery is zero).
+  // Shares given back to clearing this day by reversals of captures (111).
+  uint64_t delivery_returned_minor = 0;
+  // captures + delivery_returned + recovery = refunds + payout + fees +
+  // delivery (exactly; one of payout and recovery is zero).
   uint64_t payout_minor = 0;                  // clearing -> merchant settlement account
   uint64_t recovery_minor = 0;                // merchant settlement -> clearing (refunds exceeded)
   uint32_t attempt = 0;                       // transfer ids of this attempt (after failed ones)
@@ -240,6 +282,9 @@ struct MerchantSettlement {
   std::vector<SettlementLine> lines;  // not stored in the record
 };
 std::string SettledKey(uint32_t day, uint16_t currency, std::string_view merchant_id);
+// The record as JSON (without lines): the stored record (its dump()), the
+// `settle` admin op and `narae settle --json`.
+nlohmann::json MerchantSettlementJson(const MerchantSettlement& s);
 std::string EncodeMerchantSettlement(const MerchantSettlement& s);  // without lines
 Result<MerchantSettlement> DecodeMerchantSettlement(std::string_view text);
 // The deterministic transfer id of sub-transfer `sub` (1..4) of a batch.

@@ -34,6 +34,7 @@
 #include "switch/iso8583.hpp"
 #include "switch/settlement.hpp"
 #include "tests/demo_bank_fixture.hpp"
+#include "tests/switch_harness.hpp"
 #include "tests/test_util.hpp"
 
 namespace narae::switching {
@@ -570,6 +571,50 @@ TEST_F(InterbankTest, ExpiredStandInHoldReleasesTheExposureOnce) {
   EXPECT_EQ(KoryoExposure(*ledger_), 90'000u);
   EXPECT_EQ(Rc(Iso(CardPayment("0200", pan, 10'001))), "61");
   EXPECT_EQ(Rc(Iso(CardPayment("0200", pan, 10'000))), "00");
+}
+
+// The real narae-switch without the HTTP API (ISO 8583 only) and with its
+// admin interface: a bank added with `narae bank add` while it runs is routed
+// from the next request (no restart), and a stand-in hold that expires gives
+// the bank's exposure back (the hold-expiry scan runs without --http-listen).
+TEST_F(InterbankTest, IsoOnlySwitchReleasesExpiredStandInAndRoutesANewBank) {
+  if (!harness::HaveBinaries()) GTEST_SKIP() << "narae / narae-switch not built";
+  Stop();  // the switch owns the ledger now
+  const std::string config = dir_.Sub("switch.json");
+  {
+    std::ofstream f(config);
+    f << R"({"authorization": {"hold_timeout_s": 1}})";
+  }
+  harness::SwitchProcess sw;
+  ASSERT_TRUE(sw.Start(dir_.path(), {"--config", config, "--admin-listen", "127.0.0.1:0"}));
+  harness::IsoClient iso(sw.port());
+  ASSERT_TRUE(iso.connected());
+  auto rc = [&](const Message& m) {
+    std::optional<Message> r = iso.Call(harness::SignFrame(m, nc::SecretBytes{}));
+    return r ? std::string(r->Get(39)) : std::string("no answer");
+  };
+  const std::string pan = PanWithPrefix("980012", 7);
+  EXPECT_EQ(rc(CardPayment("0100", pan, 1'000)), "14");  // no such bank yet
+  auto [code, out] = Narae("bank add --data " + dir_.path() +
+                           " --id PAEKTU --name Paektu --bin-range 980000-980099"
+                           " --stand-in 408:40000 --json");
+  ASSERT_EQ(code, 0) << out;
+  EXPECT_EQ(rc(CardPayment("0100", pan, 40'000)), "00");  // routed without a restart
+  EXPECT_EQ(rc(CardPayment("0100", pan, 1)), "61");       // the day's maximum is used
+  EXPECT_EQ(rc(CardPayment("0100", PanWithPrefix("980099", 8), 1)), "61");
+  EXPECT_EQ(rc(CardPayment("0100", PanWithPrefix("980100", 9), 1)), "14");  // outside the range
+  // The hold expires after 1 s; the scan (once a second) gives the
+  // exposure back: a payment of the whole daily maximum is approved again.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  std::string last;
+  while (std::chrono::steady_clock::now() < deadline) {
+    last = rc(CardPayment("0100", pan, 40'000));
+    if (last != "61") break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  EXPECT_EQ(last, "00");
+  EXPECT_EQ(rc(CardPayment("0100", pan, 1)), "61");  // and only once
+  EXPECT_EQ(sw.Stop(), 0);
 }
 
 // The same over the HTTP API: 201/200 through the interbank account, a
