@@ -141,7 +141,12 @@ constexpr size_t kUpgradeBatchEventsMax = 4096;
 constexpr size_t kAuxKeyBytesMax = 256;
 constexpr size_t kAuxValueBytesMax = 64 * 1024;
 constexpr size_t kExpiriesPerGroupMax = kBatchEventsMax;
-constexpr size_t kPipelineDepth = 2;
+// Sealed groups waiting for the writer, besides the one it is writing. One:
+// while the writer syncs group N, group N+1 waits sealed and new submissions
+// gather in the queue, so the next group is as large as the wait allows. Two
+// sealed groups made a request wait behind up to three syncs instead of two,
+// and split the same submissions into more, smaller groups (more fsyncs).
+constexpr size_t kPipelineDepth = 1;
 
 enum Cf : size_t {
   kDefault = 0,
