@@ -306,7 +306,7 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
       Bump(shared->counters.replies_dropped);
       return;  // `self` (if any) is released under the lock: see Shutdown()
     }
-    // Replies of one ledger group arrive together from its writer thread:
+    // Replies of one ledger group arrive together from its acknowledging thread:
     // they wait in the inbox and one handler per connection takes them all
     // (one post instead of one per reply, and one writev for the lot).
     Session* raw = self.get();
