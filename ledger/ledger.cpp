@@ -1,7 +1,8 @@
 // The Ledger on RocksDB: a sequencer thread applies submissions to the
 // in-memory state (Engine) and builds one RocksDB WriteBatch per group; a
-// writer thread writes it with sync=true (one fsync per group) and then
-// acknowledges every submission of the group. The two run as a pipeline:
+// writer thread writes it with sync=true (one fsync per group) and hands
+// the group's callbacks to an acknowledging thread, which calls them while
+// the writer writes the next group. The two run as a pipeline:
 // group N+1 is sequenced while group N is being made durable. State that
 // group N+1 must see but that is not on disk yet is kept in the overlay
 // until the write of its group returns.
@@ -141,7 +142,15 @@ constexpr size_t kUpgradeBatchEventsMax = 4096;
 constexpr size_t kAuxKeyBytesMax = 256;
 constexpr size_t kAuxValueBytesMax = 64 * 1024;
 constexpr size_t kExpiriesPerGroupMax = kBatchEventsMax;
-constexpr size_t kPipelineDepth = 2;
+// Sealed groups waiting for the writer, besides the one it is writing. One:
+// while the writer syncs group N, group N+1 waits sealed and new submissions
+// gather in the queue, so the next group is as large as the wait allows. Two
+// sealed groups made a request wait behind up to three syncs instead of two,
+// and split the same submissions into more, smaller groups (more fsyncs).
+constexpr size_t kPipelineDepth = 1;
+// Durable groups whose callbacks wait for the acknowledging thread; the
+// writer waits when this many are queued (back-pressure, a bounded queue).
+constexpr size_t kAcksQueuedMax = 8;
 
 enum Cf : size_t {
   kDefault = 0,
@@ -454,6 +463,7 @@ class LedgerImpl final : public Ledger, private Store {
 
   void SequencerLoop();
   void WriterLoop();
+  void AckLoop();
   void RunGroup(std::deque<Submission>* subs);
   void FinishGroup(Group* group, std::vector<DoneFn> dones,
                    std::vector<std::pair<std::string, std::string>> aux, uint64_t cpu0);
@@ -485,6 +495,17 @@ class LedgerImpl final : public Ledger, private Store {
   bool writer_stop_ = false;
   uint64_t group_sequence_ = 0;
 
+  // Durable (or failed) groups whose callbacks the acknowledging thread runs,
+  // so the writer starts the next group's write at once.
+  struct Ack {
+    std::vector<DoneFn> dones;
+    Status status;
+  };
+  std::mutex ack_mu_;
+  std::condition_variable ack_cv_;
+  std::deque<Ack> acks_;   // GUARDED_BY(ack_mu_); at most kAcksQueuedMax
+  bool ack_stop_ = false;  // GUARDED_BY(ack_mu_)
+
   // Overlay: state of groups sequenced but not yet durable.
   std::mutex overlay_mu_;
   std::unordered_map<TransferId, std::pair<Transfer, uint64_t>, IdHash> ov_transfers_;
@@ -500,7 +521,8 @@ class LedgerImpl final : public Ledger, private Store {
   std::atomic<uint64_t> stat_sequencer_busy_us_{0}, stat_writer_busy_us_{0};
   std::thread sequencer_;
   std::thread writer_;
-  std::thread::id sequencer_id_, writer_id_;
+  std::thread acker_;
+  std::thread::id sequencer_id_, writer_id_, acker_id_;
 
   // Lazy account snapshots (sequencer thread).
   std::chrono::steady_clock::time_point last_snapshot_ = std::chrono::steady_clock::now();
@@ -765,8 +787,13 @@ void LedgerImpl::Start() {
     pthread_setname_np(pthread_self(), "narae-writer");
     WriterLoop();
   });
+  acker_ = std::thread([this] {
+    pthread_setname_np(pthread_self(), "narae-acker");
+    AckLoop();
+  });
   sequencer_id_ = sequencer_.get_id();
   writer_id_ = writer_.get_id();
+  acker_id_ = acker_.get_id();
 }
 
 std::optional<std::string> LedgerImpl::DbGet(Cf cf, const rocksdb::Slice& key,
@@ -847,6 +874,7 @@ std::optional<HoldDone> LedgerImpl::FindHoldDone(TransferId id) {
   return DecodeHoldDone(*v);
 }
 
+// `done` runs on the acknowledging thread (AckLoop), in commit order.
 Status LedgerImpl::Submit(TxnFn fn, DoneFn done) {
   if (options_.read_only) return Status::FailedPrecondition("ledger opened read-only");
   NARAE_CHECK(fn != nullptr);
@@ -868,6 +896,7 @@ Status LedgerImpl::Submit(TxnFn fn, DoneFn done) {
 Status LedgerImpl::Execute(TxnFn fn) {
   NARAE_CHECK(std::this_thread::get_id() != sequencer_id_);
   NARAE_CHECK(std::this_thread::get_id() != writer_id_);
+  NARAE_CHECK(std::this_thread::get_id() != acker_id_);
   std::promise<Status> promise;
   std::future<Status> future = promise.get_future();
   Status s = Submit(std::move(fn), [&promise](Status st) { promise.set_value(std::move(st)); });
@@ -1124,7 +1153,15 @@ void LedgerImpl::WriterLoop() {
     {
       std::unique_lock<std::mutex> lock(write_mu_);
       write_cv_.wait(lock, [&] { return !writes_.empty() || writer_stop_; });
-      if (writes_.empty()) return;
+      if (writes_.empty()) {
+        lock.unlock();
+        {
+          std::lock_guard<std::mutex> ack_lock(ack_mu_);
+          ack_stop_ = true;
+        }
+        ack_cv_.notify_all();
+        return;
+      }
       w = std::move(writes_.front());
       writes_.pop_front();
     }
@@ -1167,9 +1204,14 @@ void LedgerImpl::WriterLoop() {
       erase_own(ov_holds_done_, w->ov_holds);
       erase_own(ov_aux_, w->ov_aux);
     }
-    for (auto& done : w->dones) {
-      if (done) done(st);
+    // The callbacks (the switch's replies) run on the acknowledging thread:
+    // the next group's write and fsync overlap them.
+    {
+      std::unique_lock<std::mutex> ack_lock(ack_mu_);
+      ack_cv_.wait(ack_lock, [&] { return acks_.size() < kAcksQueuedMax; });
+      acks_.push_back(Ack{std::move(w->dones), st});
     }
+    ack_cv_.notify_all();
     // Recycle the buffers: fresh multi-megabyte allocations cost page faults.
     w->batch.Clear();
     w->dones.clear();
@@ -1180,6 +1222,23 @@ void LedgerImpl::WriterLoop() {
     w->ov_aux.clear();
     std::lock_guard<std::mutex> lock(write_mu_);
     if (free_writes_.size() < kPipelineDepth + 1) free_writes_.push_back(std::move(w));
+  }
+}
+
+void LedgerImpl::AckLoop() {
+  for (;;) {
+    Ack ack;
+    {
+      std::unique_lock<std::mutex> lock(ack_mu_);
+      ack_cv_.wait(lock, [&] { return !acks_.empty() || ack_stop_; });
+      if (acks_.empty()) return;  // stopped and drained
+      ack = std::move(acks_.front());
+      acks_.pop_front();
+    }
+    ack_cv_.notify_all();  // a writer waiting for room
+    for (auto& done : ack.dones) {
+      if (done) done(ack.status);
+    }
   }
 }
 
@@ -1224,6 +1283,7 @@ Status LedgerImpl::Close() {
   cv_.notify_all();
   if (sequencer_.joinable()) sequencer_.join();
   if (writer_.joinable()) writer_.join();
+  if (acker_.joinable()) acker_.join();
   Status st;
   if (db_) {
     if (!options_.read_only) st = FromRocks(db_->FlushWAL(true), "flush WAL");

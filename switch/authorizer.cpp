@@ -4,7 +4,7 @@
 // lock), the credential crypto (one 3DES/CMAC family operation each) and
 // one Submit; on the ledger's sequencer thread two aux reads (Txn::GetAux,
 // mostly from the ledger's overlay of groups not yet durable), one
-// CreateTransfers, three aux writes; on the writer thread the ARPC/MAC (when
+// CreateTransfers, three aux writes; on the ledger's acknowledging thread the ARPC/MAC (when
 // used) and the reply.
 #include "switch/authorizer.hpp"
 
@@ -300,7 +300,7 @@ struct Plan {
   uint64_t delivery_share_minor = 0;  // field 48 DLVF / DLVD: the logistics office's share
   bool partial = false;
   uint64_t remaining_minor = 0;
-  // Finishing on the writer thread.
+  // Finishing on the ledger's acknowledging thread.
   std::optional<crypto::SecretBytes> card_key;  // EMV card master key (ARPC)
   std::vector<uint8_t> arqc;
   std::shared_ptr<const crypto::SecretBytes> mac_key;
@@ -681,7 +681,7 @@ class Authorizer final : public HookedHandler {
   void SetAvailableBalance(ledger::Txn& txn, Plan& p, AccountId account);
   void Respond(Plan& p, RC rc, const TransferId* approval);
 
-  // Writer thread.
+  // Acknowledging thread (after the group is durable).
   void Finish(Plan& p, const Status& status);
 
   ledger::Ledger* ledger_;
@@ -1658,7 +1658,7 @@ RC Authorizer::ApplyReversal(ledger::Txn& txn, Plan& p, TxnRecord& rec) {
   return RC::kApproved;
 }
 
-// ---- Writer thread -------------------------------------------------------------
+// ---- Acknowledging thread ------------------------------------------------------
 
 void Authorizer::Finish(Plan& p, const Status& status) {
   Message& resp = p.response;

@@ -306,11 +306,17 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
       Bump(shared->counters.replies_dropped);
       return;  // `self` (if any) is released under the lock: see Shutdown()
     }
+    // Replies of one ledger group arrive together from its acknowledging thread:
+    // they wait in the inbox and one handler per connection takes them all
+    // (one post instead of one per reply, and one writev for the lot).
     Session* raw = self.get();
-    asio::post(raw->executor_,
-               [self = std::move(self), started, r = std::move(response)]() mutable {
-                 self->OnReply(std::move(r), started);
-               });
+    {
+      std::lock_guard<std::mutex> inbox_lock(raw->inbox_mu_);
+      raw->inbox_.push_back({std::move(response), started});
+      if (raw->drain_posted_) return;  // `self` released under the gate lock
+      raw->drain_posted_ = true;
+    }
+    asio::post(raw->executor_, [self = std::move(self)] { self->DrainInbox(); });
   }
 
  private:
@@ -409,9 +415,12 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
         std::memmove(rbuf_.data(), rbuf_.data() + consumed, buffered_ - consumed);
         buffered_ -= consumed;
       }
+      // The read deadline runs from the first byte of the frame still
+      // incomplete: a new one when this pass completed any frame (a client
+      // pipelining steadily, each read ending mid-frame, is not slow).
       if (buffered_ == 0) {
         frame_started_.reset();
-      } else if (!frame_started_) {
+      } else if (!frame_started_ || consumed > 0) {
         frame_started_ = Clock::now();
       }
       NARAE_CHECK(buffered_ < rbuf_.size());
@@ -487,6 +496,16 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
   void ServerReply(Message answer) {
     ++in_flight_;
     Enqueue(answer, Clock::now());
+  }
+
+  void DrainInbox() {
+    std::vector<InboxEntry> replies;
+    {
+      std::lock_guard<std::mutex> lock(inbox_mu_);
+      replies.swap(inbox_);
+      drain_posted_ = false;
+    }
+    for (InboxEntry& e : replies) OnReply(std::move(e.response), e.started);
   }
 
   void OnReply(Message response, Clock::time_point started) {
@@ -650,6 +669,17 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
   asio::steady_timer write_signal_;  // cancelled to wake the writer
   asio::steady_timer read_signal_;   // cancelled to wake a paused reader
   asio::steady_timer watchdog_;
+  // Replies handed over by Deliver (any thread), taken by DrainInbox on the
+  // strand. At most one entry per request handed to the handler (a second
+  // reply from a buggy handler is logged and dropped by OnReply), so bounded by
+  // max_in_flight_per_connection.
+  struct InboxEntry {
+    Message response;
+    Clock::time_point started;
+  };
+  std::mutex inbox_mu_;
+  std::vector<InboxEntry> inbox_;  // GUARDED_BY(inbox_mu_)
+  bool drain_posted_ = false;      // GUARDED_BY(inbox_mu_)
   // All below: only touched on the strand.
   std::vector<uint8_t> rbuf_;  // at most 2 + max_frame_bytes or kReadChunkBytes
   size_t buffered_ = 0;

@@ -485,6 +485,38 @@ TEST(ServerIso, SlowClientCutAfterReadTimeout) {
   EXPECT_TRUE(ok.Recv().has_value());
 }
 
+TEST(ServerIso, SteadyPipeliningWithReadsEndingMidFrameIsNotCut) {
+  // Every write completes the previous frame and starts the next one, for
+  // three read timeouts: each frame arrives within the limit, so the
+  // connection must stay open (the deadline once ran from the first partial
+  // frame of the connection and cut busy acquirers after read_timeout_ms).
+  TestHandler handler;
+  ServerOptions o = TestOptions();
+  o.read_timeout_ms = 200;
+  o.idle_timeout_ms = 60000;
+  auto server = StartServer(o, &handler);
+  Client c(server->port());
+  constexpr int kFrames = 30;
+  std::vector<std::vector<uint8_t>> frames;
+  for (int i = 1; i <= kFrames; ++i) frames.push_back(PackFramed(Purchase(i)).value());
+  const auto start = Clock::now();
+  ASSERT_TRUE(c.SendRaw({frames[0].begin(), frames[0].begin() + 10}));
+  for (int i = 0; i < kFrames; ++i) {
+    std::this_thread::sleep_for(20ms);
+    std::vector<uint8_t> chunk(frames[static_cast<size_t>(i)].begin() + 10,
+                               frames[static_cast<size_t>(i)].end());
+    if (i + 1 < kFrames) {
+      const auto& next = frames[static_cast<size_t>(i) + 1];
+      chunk.insert(chunk.end(), next.begin(), next.begin() + 10);
+    }
+    ASSERT_TRUE(c.SendRaw(chunk)) << "frame " << i;
+  }
+  EXPECT_GE(MsSince(start), 3 * 200);
+  for (int i = 0; i < kFrames; ++i) ASSERT_TRUE(c.Recv(2000).has_value()) << "response " << i;
+  EXPECT_EQ(server->Stats().read_timeouts, 0u);
+  EXPECT_EQ(handler.handled(), static_cast<uint64_t>(kFrames));
+}
+
 TEST(ServerIso, IdleConnectionCutAfterIdleTimeout) {
   TestHandler handler;
   ServerOptions o = TestOptions();
