@@ -436,7 +436,7 @@ class Ledger {
   virtual Result<std::vector<ChangeOutcome>> ChangeAccounts(std::span<const AccountChange> c) = 0;
 
   // Runs `fn` on the sequencer thread, then commits what it did; `done` is
-  // called (on the writer thread) once durable or with the error. `fn` must
+  // called (on the acknowledging thread) once durable or with the error. `fn` must
   // be quick and must not block. Returns Unavailable without calling either
   // when the queue is full or the ledger is closing or unhealthy.
   virtual Status Submit(TxnFn fn, DoneFn done) = 0;

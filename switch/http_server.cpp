@@ -4,7 +4,7 @@
 // its own strand reads a request (a deadline on every read and write; the
 // header and body limits are the parser's, checked before anything is
 // allocated for them), hands it to the Api and writes the answer when the
-// Api calls back (from the ledger's writer thread: posted to the strand).
+// Api calls back (from the ledger's acknowledging thread: posted to the strand).
 //
 // Boost 1.74 + GCC 12: <utility> must come before the Asio coroutine headers.
 #include <utility>

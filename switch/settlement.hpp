@@ -298,7 +298,7 @@ struct SettleOptions {
   bool dry_run = false;     // compute, post nothing
   // Test hooks (crash tests): called on the sequencer thread inside the
   // Txn of the n-th batch (0-based) after its transfers, before its commit;
-  // and on the writer thread once the n-th batch is durable.
+  // and on the acknowledging thread once the n-th batch is durable.
   std::function<void(size_t)> in_txn_hook;
   std::function<void(size_t)> durable_hook;
 };

@@ -4,7 +4,7 @@
 // loads merchants' new events after their cursors into a bounded queue,
 // starts up to concurrency_max POSTs (one coroutine and one connection
 // each), and records each outcome in a ledger transaction of its own (the
-// ledger calls back on its writer thread; the callback posts back here).
+// ledger calls back on its acknowledging thread; the callback posts back here).
 //
 // Cost sketch per event: a prefix scan step and one aux read (is it already
 // resolved?) to load it, one TCP connection and one HMAC-SHA256 to send it,
