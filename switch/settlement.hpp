@@ -60,7 +60,7 @@ inline constexpr uint16_t kCodeSettleFee = 202;         // clearing -> fee incom
 inline constexpr uint16_t kCodeSettleDelivery = 203;    // clearing -> logistics office
 inline constexpr uint16_t kCodeSettleRecovery = 204;    // merchant settlement -> clearing
 inline constexpr uint16_t kCodeInterbankNet = 205;      // interbank <-> central bank
-inline constexpr uint16_t kCodeInterbankPayment = 206;  // customer <-> interbank (tests, API)
+inline constexpr uint16_t kCodeInterbankPayment = 206;  // customer -> interbank (ours at theirs)
 // A delivery share moved at capture (SplitKind::kAtCapture: the HTTP API's
 // split), in the capture's transaction, whatever channel captures (HTTP
 // capture, ISO 8583 0220, the purchase itself): merchant clearing ->

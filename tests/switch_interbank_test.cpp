@@ -739,6 +739,33 @@ class InterbankInboundTest : public InterbankTest {
         RequestKey("@" + bank + "/" + std::string(m.Get(41)), m.Get(7), m.Get(11), SystemMs());
     return ledger_->LookupTransfer(RequestTransferId(key, 1));
   }
+  // Our SIM's payment, its cryptogram over `merchant_id` (field 42 trimmed).
+  Message OurSim(const EnrolledSim& sim, uint64_t amount, uint64_t counter,
+                 const std::string& merchant_id) {
+    Message m = Inbound(IsoBase("0200"));
+    m.Set(2, sim.sim.token_id);
+    m.Set(3, "000000");
+    m.Set(4, *FormatAmount(amount));
+    m.Set(49, "408");
+    nc::SimPaymentFields f;
+    f.token_id = sim.sim.token_id;
+    f.counter = counter;
+    f.amount_minor = amount;
+    f.currency = 408;
+    f.merchant_id = merchant_id;
+    f.unix_time_s = SystemMs() / 1000;
+    Result<nc::Bytes> key = nc::FromHex(sim.sim_key_hex);
+    EXPECT_TRUE(key.ok());
+    Result<nc::Bytes> crypt = nc::SimCryptogram(*key, f);
+    EXPECT_TRUE(crypt.ok());
+    SimTokenData t;
+    t.token_id = sim.sim.token_id;
+    t.counter = counter;
+    std::copy(crypt->begin(), crypt->end(), t.cryptogram.begin());
+    t.time_unix_s = static_cast<uint64_t>(f.unix_time_s);
+    m.Set(62, *FormatSimToken(t));
+    return m;
+  }
   Message Refund(const Message& approved_response, uint64_t amount) {
     Message m = Inbound(OurCard("0200", amount));
     m.Set(3, "200000");
@@ -813,6 +840,22 @@ TEST_F(InterbankInboundTest, OurCardAtAnotherBanksMerchantDebitsTheCustomerCredi
   ours.Set(11, buy.Get(11));
   EXPECT_EQ(Rc(Iso(ours)), "00") << "no 94: the inbound key is namespaced by bank";
   EXPECT_EQ(Account(Clearing()).credits_posted, clearing0.credits_posted + 1'000);
+}
+
+// Our SIM at KORYO's merchant: the cryptogram is verified over that
+// merchant's id (field 42), the counter is never replayed.
+TEST_F(InterbankInboundTest, OurSimAtAnotherBanksMerchantIsVerifiedAsAtOurs) {
+  const EnrolledSim* sim = nullptr;
+  for (const EnrolledSim& s : bank_().sims) {
+    if (s.sim.currency == 408) sim = &s;
+  }
+  ASSERT_NE(sim, nullptr);
+  const ledger::Account account0 = Account(sim->sim.account_id);
+  EXPECT_EQ(Rc(Iso(OurSim(*sim, 2'000, 1, "SOCKS001"))), "05") << "signed for another merchant";
+  ASSERT_EQ(Rc(Iso(OurSim(*sim, 2'000, 2, "KORYOSHOP01"))), "00");
+  EXPECT_EQ(Rc(Iso(OurSim(*sim, 2'000, 2, "KORYOSHOP01"))), "62") << "counter replayed";
+  EXPECT_EQ(Account(sim->sim.account_id).debits_posted, account0.debits_posted + 2'000);
+  EXPECT_EQ(Account(Interbank("KORYO")).credits_posted, 2'000u);
 }
 
 // Who may send an inbound request, and what it may carry; declines move nothing.
@@ -910,6 +953,20 @@ TEST_F(InterbankInboundTest, BankAddAcquirerIdIsValidated) {
   ASSERT_NE(found, nullptr);
   EXPECT_EQ(found->id, "PYONGYANG");
   EXPECT_EQ(FindBankForAcquirer(*all, ""), nullptr);
+  // `narae bank add --acquirer-id` stores it (and refuses a bad one).
+  Stop();
+  const std::string base =
+      "bank add --data " + dir_.path() + " --id B --bin-range 981000-981099 --acquirer-id ";
+  EXPECT_NE(Narae(base + "12x").first, 0);
+  auto [rc, out] = Narae(base + "600500 --json");
+  ASSERT_EQ(rc, 0) << out;
+  EXPECT_NE(out.find("\"acquirer_id\":\"600500\""), std::string::npos) << out;
+  Start();
+  all = ListOtherBanks(*ledger_);
+  ASSERT_TRUE(all.ok());
+  found = FindBankForAcquirer(*all, "600500");
+  ASSERT_NE(found, nullptr);
+  EXPECT_EQ(found->id, "B");
 }
 
 }  // namespace
