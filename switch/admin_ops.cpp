@@ -348,6 +348,7 @@ Result<json> BankAdd(const AdminTarget& t, Args& a) {
     b.bin_ranges.push_back({r.substr(0, dash), r.substr(dash + 1)});
   }
   b.sim_issuers = a.StrList("sim_issuers");
+  b.acquirer_id = a.Str("acquirer_id");
   for (const std::string& s : a.StrList("stand_in")) {  // "CUR:DAILY_MAX[:SINGLE_MAX]"
     std::optional<StandInTerms> terms = ParseStandIn(s);
     if (!terms) {

@@ -313,6 +313,13 @@ struct Plan {
   std::optional<StandInTerms> stand_in;
   std::string bank_state_key;
   RiskLimits foreign_limits;  // what p.limits points to for such a credential
+  // An inbound acquirer request (docs/authorization.md, "Our customers at
+  // other banks' merchants"): field 32 names another bank, fields 41/42 are
+  // its terminal and merchant, and the credit side is its interbank account.
+  std::string client_cert_cn;                         // the connection's mutual-TLS CN, or ""
+  std::string acquirer_bank;                          // that bank's id; "" for our merchants
+  std::shared_ptr<const Merchant> acquirer_merchant;  // field 42, its interbank accounts
+  std::string key_terminal;                           // the terminal part of the request key
 };
 
 constexpr std::string_view kAuxBankStatePrefix = "au/d/b/";
@@ -322,6 +329,12 @@ std::string BankStateKey(std::string_view bank_id, uint16_t currency) {
   key += '/';
   key += std::to_string(1000 + currency).substr(1);  // 3 digits
   return key;
+}
+
+// The key id of the zone PIN key shared with another bank's acquirer host
+// (type TPK): "zpk-<bank id>".
+std::string ZonePinKeyId(std::string_view bank_id) {
+  return bank_id.empty() ? std::string() : "zpk-" + std::string(bank_id);
 }
 
 // The stand-in exposure key of the bank owning interbank account `account`;
@@ -628,11 +641,12 @@ class Authorizer final : public HookedHandler {
 
   void Handle(Message request, const ConnectionInfo& conn,
               std::function<void(Message response)> reply) override {
-    (void)conn;
-    HandleHooked(std::move(request), nullptr, std::move(reply));
+    Dispatch(std::move(request), conn.client_cert_cn, nullptr, std::move(reply));
   }
   void HandleHooked(Message request, std::shared_ptr<TxnHook> hook,
-                    std::function<void(Message response)> reply) override;
+                    std::function<void(Message response)> reply) override {
+    Dispatch(std::move(request), "", std::move(hook), std::move(reply));
+  }
   BankCache* bank_cache() override { return bank_.get(); }
   void SetPaymentObserver(PaymentObserver observer) override { observer_ = std::move(observer); }
   HealthInfo Health() override {
@@ -650,6 +664,9 @@ class Authorizer final : public HookedHandler {
   std::shared_ptr<const crypto::SecretBytes> Key(const std::string& id, crypto::KeyType type);
 
   // I/O thread.
+  void Dispatch(Message request, std::string client_cert_cn, std::shared_ptr<TxnHook> hook,
+                std::function<void(Message response)> reply);
+  std::optional<RC> PrepareAcquirer(const Message& req, Plan& p);
   void HandleNetwork(const Message& req, Message resp, std::function<void(Message)> reply);
   std::optional<RC> Prepare(const Message& req, Plan& p);
   std::optional<RC> PrepareTerminal(const Message& req, Plan& p,
@@ -729,8 +746,9 @@ Result<std::vector<uint8_t>> MacData(const Message& m) {
   return body;
 }
 
-void Authorizer::HandleHooked(Message request, std::shared_ptr<TxnHook> hook,
-                              std::function<void(Message response)> reply) {
+void Authorizer::Dispatch(Message request, std::string client_cert_cn,
+                          std::shared_ptr<TxnHook> hook,
+                          std::function<void(Message response)> reply) {
   Result<std::string> rmti = ResponseMti(request.mti());
   if (!rmti.ok()) {
     std::string mti = request.mti();
@@ -752,6 +770,7 @@ void Authorizer::HandleHooked(Message request, std::shared_ptr<TxnHook> hook,
   p->response = std::move(resp);
   p->reply = std::move(reply);
   p->hook = std::move(hook);
+  p->client_cert_cn = std::move(client_cert_cn);
   p->clock = MakeClock(NowMs());
   std::optional<RC> rc = Prepare(request, *p);
   if (rc) {
@@ -810,7 +829,8 @@ std::optional<RC> Authorizer::Prepare(const Message& req, Plan& p) {
   const std::string& mti = req.mti();
   if (!req.Has(7) || !req.Has(11) || !req.Has(41)) return RC::kFormatError;
   if (!ValidField7(req.Get(7))) return RC::kFormatError;
-  p.key = RequestKey(req.Get(41), req.Get(7), req.Get(11), p.clock.ms);
+  if (auto rc = PrepareAcquirer(req, p)) return rc;
+  p.key = RequestKey(p.key_terminal, req.Get(7), req.Get(11), p.clock.ms);
   if (req.Has(48)) p.order_ref = Field48Element(req.Get(48), "ORDR");
   // The digest tells a retransmission from another request reusing the key.
   std::string d(mti.substr(0, 3));
@@ -821,8 +841,10 @@ std::optional<RC> Authorizer::Prepare(const Message& req, Plan& p) {
   }
   p.digest = Fnv64(d, 0);
   if (!req.Has(42)) return RC::kFormatError;
-  std::shared_ptr<const Merchant> merchant;
-  if (auto rc = PrepareTerminal(req, p, &merchant)) return rc;
+  std::shared_ptr<const Merchant> merchant = p.acquirer_merchant;
+  if (!merchant) {
+    if (auto rc = PrepareTerminal(req, p, &merchant)) return rc;
+  }
   if (mti == "0400" || mti == "0401" || mti == "0420" || mti == "0421" || mti == "0220" ||
       mti == "0221") {
     return PrepareReference(req, p);
@@ -870,7 +892,7 @@ std::optional<RC> Authorizer::Prepare(const Message& req, Plan& p) {
       p.debit = sim->account_id;
       if (sim->currency != p.currency) return RC::kNotPermittedToCardholder;
     } else if (const OtherBank* b = FindBankForSimToken(*banks, req.Get(2));
-               b && !FindBankForPan(*banks, req.Get(2))) {
+               b && p.acquirer_bank.empty() && !FindBankForPan(*banks, req.Get(2))) {
       // Another issuer's SIM token: credited through its interbank account.
       const InterbankAccount* a = b->AccountFor(p.currency);
       if (!a) return RC::kNotPermittedToCardholder;
@@ -882,7 +904,7 @@ std::optional<RC> Authorizer::Prepare(const Message& req, Plan& p) {
     if (req.Has(90)) {
       Result<OriginalData> od = ParseOriginalData(req.Get(90));
       if (!od.ok()) return RC::kFormatError;
-      p.orig_key = RequestKey(req.Get(41), od->transmission_datetime, od->stan, p.clock.ms);
+      p.orig_key = RequestKey(p.key_terminal, od->transmission_datetime, od->stan, p.clock.ms);
     } else if (req.Has(37)) {
       p.rrn_ref = std::string(req.Get(37));
     } else {
@@ -963,9 +985,13 @@ std::optional<RC> Authorizer::PrepareCard(const Message& req, Plan& p, const Mer
     verified = true;
   }
   if (req.Has(52)) {
-    std::shared_ptr<const Terminal> t = bank_->FindTerminal(req.Get(41));
-    if (!t || t->tpk_key_id.empty()) return RC::kNotPermittedToTerminal;
-    auto tpk = Key(t->tpk_key_id, crypto::KeyType::kTpk);
+    // Our terminal's TPK, or the zone PIN key shared with an inbound acquirer.
+    std::shared_ptr<const Terminal> t =
+        p.acquirer_bank.empty() ? bank_->FindTerminal(req.Get(41)) : nullptr;
+    const std::string tpk_id = t ? t->tpk_key_id : ZonePinKeyId(p.acquirer_bank);
+    if (tpk_id.empty()) return RC::kNotPermittedToTerminal;
+    auto tpk = Key(tpk_id, crypto::KeyType::kTpk);
+    if (!tpk && !p.acquirer_bank.empty()) return RC::kNotPermittedToTerminal;
     auto pvk = Key(options_.pvk_key_id, crypto::KeyType::kPvk);
     if (!tpk || !pvk) return RC::kSystemMalfunction;
     Status s = crypto::VerifyPinPvv(*tpk, crypto::PinBlockFormat::kIso0, Bytes(req.Get(52)), pan,
@@ -1055,6 +1081,7 @@ std::optional<RC> Authorizer::StandInAgreement(const OtherBank& bank, Plan& p) {
 std::optional<RC> Authorizer::PrepareForeignCard(const Message& req, Plan& p, const Merchant& m,
                                                  bool verify) {
   (void)m;
+  if (!p.acquirer_bank.empty()) return RC::kInvalidCardNumber;  // only ours at their merchants
   std::string_view pan = req.Get(2);
   std::shared_ptr<const BankConfig> cfg = bank_->config();
   if (cfg && !cfg->bin.empty() && pan.starts_with(cfg->bin)) return RC::kInvalidCardNumber;
@@ -1101,6 +1128,7 @@ std::optional<RC> Authorizer::PrepareForeignCard(const Message& req, Plan& p, co
 std::optional<RC> Authorizer::PrepareForeignSim(const SimTokenData& tok, Plan& p,
                                                 const Merchant& m) {
   (void)m;
+  if (!p.acquirer_bank.empty()) return RC::kInvalidCardNumber;  // only ours at their merchants
   std::shared_ptr<const BankConfig> cfg = bank_->config();
   if (cfg && !cfg->token_prefix.empty() && tok.token_id.starts_with(cfg->token_prefix)) {
     return RC::kInvalidCardNumber;
@@ -1122,6 +1150,51 @@ std::optional<RC> Authorizer::PrepareForeignSim(const SimTokenData& tok, Plan& p
   return std::nullopt;
 }
 
+// ---- Our customers at other banks' merchants (docs/authorization.md) ---------
+
+// Field 32 and the connection's certificate CN: who acquired the request.
+// Absent or our own acquirer id: one of our terminals (checked later), unless
+// the connection's certificate is another bank's (58). Another bank's
+// acquirer id: an inbound acquirer request when the CN, if any, is that
+// bank's id (else 58); the request key is namespaced by the bank so its
+// terminal ids never meet ours. Any other field 32: 58. A delivery split
+// (our logistics office) cannot be carried by another bank's merchant: 12.
+std::optional<RC> Authorizer::PrepareAcquirer(const Message& req, Plan& p) {
+  p.key_terminal = std::string(req.Get(41));
+  if (p.hook) return std::nullopt;  // the HTTP API serves our merchants only
+  const std::shared_ptr<const std::vector<OtherBank>> banks = bank_->other_banks();
+  const std::shared_ptr<const BankConfig> cfg = bank_->config();
+  const std::string_view field32 = req.Get(32);
+  const bool cn_is_bank = !p.client_cert_cn.empty() &&
+                          std::any_of(banks->begin(), banks->end(),
+                                      [&](const OtherBank& b) { return b.id == p.client_cert_cn; });
+  if (!req.Has(32) || (cfg && field32 == cfg->acquirer_id)) {
+    if (cn_is_bank) return RC::kNotPermittedToTerminal;
+    return std::nullopt;
+  }
+  const OtherBank* bank = FindBankForAcquirer(*banks, field32);
+  if (!bank) return RC::kNotPermittedToTerminal;
+  if (!p.client_cert_cn.empty() && p.client_cert_cn != bank->id) {
+    return RC::kNotPermittedToTerminal;
+  }
+  if (req.Has(48) && (!Field48Element(req.Get(48), "DLVF").empty() ||
+                      !Field48Element(req.Get(48), "DLVD").empty())) {
+    return RC::kInvalidTransaction;
+  }
+  auto m = std::make_shared<Merchant>();
+  m->id = std::string(TrimRight(req.Get(42)));
+  const std::string_view mcc = req.Get(18);
+  if (mcc.size() == 4 && AllDigits(mcc))
+    m->mcc = static_cast<uint16_t>(std::stoi(std::string(mcc)));
+  for (const InterbankAccount& a : bank->accounts) {
+    m->currencies.push_back({a.currency, a.account, a.account});
+  }
+  p.acquirer_bank = bank->id;
+  p.acquirer_merchant = std::move(m);
+  p.key_terminal = "@" + bank->id + "/" + p.key_terminal;
+  return std::nullopt;
+}
+
 std::optional<RC> Authorizer::PrepareReference(const Message& req, Plan& p) {
   const std::string& mti = req.mti();
   bool completion = mti[1] == '2';  // 0220/0221; else 0400/0401/0420/0421
@@ -1129,7 +1202,7 @@ std::optional<RC> Authorizer::PrepareReference(const Message& req, Plan& p) {
   if (!req.Has(90)) return RC::kFormatError;
   Result<OriginalData> od = ParseOriginalData(req.Get(90));
   if (!od.ok() || !ValidField7(od->transmission_datetime)) return RC::kFormatError;
-  p.orig_key = RequestKey(req.Get(41), od->transmission_datetime, od->stan, p.clock.ms);
+  p.orig_key = RequestKey(p.key_terminal, od->transmission_datetime, od->stan, p.clock.ms);
   if (completion) {
     if (od->mti != "0100") return RC::kInvalidTransaction;
     if (!req.Has(4) || !req.Has(49)) return RC::kFormatError;
@@ -1270,7 +1343,7 @@ void Authorizer::Apply(ledger::Txn& txn, Plan& p) {
   if (!packed.ok()) return;  // not recorded; the reply still goes out
   rec.response.assign(packed->begin(), packed->end());
   Write(txn, p.key, EncodeRecord(rec));
-  if (approved && observer_) {
+  if (approved && observer_ && p.acquirer_bank.empty()) {  // events are for our merchants
     observer_(txn,
               PaymentChange{static_cast<RequestKind>(p.kind), std::string(p.response.Get(41)),
                             std::string(p.response.Get(37)), p.orig_key, p.rrn_ref, p.amount_minor,
@@ -1391,6 +1464,7 @@ RC Authorizer::ApplyPayment(ledger::Txn& txn, Plan& p, TxnRecord& rec) {
     } else {
       t.code = kCodePurchase;
     }
+    if (!p.acquirer_bank.empty()) t.code = kCodeInterbankPayment;  // ours at their merchant
     std::vector<ledger::TransferOutcome> out = txn.CreateTransfers({&t, 1});
     rc = out.size() == 1 ? MapTransferResult(out[0].result) : RC::kSystemMalfunction;
     if (rc == RC::kApproved) {
@@ -1770,6 +1844,7 @@ static_assert(static_cast<uint8_t>(RequestKind::kPurchase) ==
 static_assert(static_cast<uint8_t>(RequestKind::kTombstone) ==
               static_cast<uint8_t>(Kind::kTombstone));
 static_assert(kTransferCodeHold == kCodeHold && kTransferCodePurchase == kCodePurchase);
+static_assert(kTransferCodeInterbankPayment == kCodeInterbankPayment);
 static_assert(kRequestRecordPrefix == kAuxTxnPrefix);
 
 std::optional<RequestRecord> ParseRequestRecord(std::string_view value) {

@@ -110,6 +110,9 @@ std::vector<uint8_t> ChipTransactionData(uint64_t amount_minor, uint16_t currenc
 inline constexpr std::string_view kRequestRecordPrefix = "au/x/";
 inline constexpr uint16_t kTransferCodeHold = 101;      // the 0100 hold (pending transfer)
 inline constexpr uint16_t kTransferCodePurchase = 102;  // the 0200 purchase (posted transfer)
+// The hold or purchase of our customer at another bank's merchant (an
+// inbound acquirer request: customer -> interbank), pending or posted.
+inline constexpr uint16_t kTransferCodeInterbankPayment = 206;
 enum class RequestKind : uint8_t {
   kHold = 1,
   kPurchase = 2,

@@ -1412,6 +1412,7 @@ std::string EncodeOtherBank(const OtherBank& b) {
     }
     out["stand_in"] = terms;
   }
+  if (!b.acquirer_id.empty()) out["acquirer_id"] = b.acquirer_id;
   return out.dump();
 }
 
@@ -1466,6 +1467,7 @@ Result<OtherBank> DecodeOtherBank(std::string_view text) {
                               t.at("single_max_minor").get<uint64_t>()});
       }
     }
+    if (j.contains("acquirer_id")) b.acquirer_id = j.at("acquirer_id").get<std::string>();
     return b;
   });
 }
@@ -1531,11 +1533,24 @@ Result<OtherBank> AddOtherBank(ledger::Ledger& ledger, const OtherBank& request,
       return Status::InvalidArgument("stand-in: daily maximum > 0 and single <= daily");
     }
   }
+  if (!request.acquirer_id.empty() &&
+      (!AllDigits(request.acquirer_id) || request.acquirer_id.size() > 11)) {
+    return Status::InvalidArgument("acquirer id: 1..11 digits (field 32)");
+  }
   Result<BankConfig> cfg = LoadBankConfig(ledger);
   if (!cfg.ok()) return cfg.status();
   Result<std::vector<OtherBank>> banks = ListOtherBanks(ledger);
   if (!banks.ok()) return banks.status();
   if (banks->size() >= kOtherBanksMax) return Status::FailedPrecondition("too many banks");
+  if (!request.acquirer_id.empty()) {
+    if (request.acquirer_id == cfg->acquirer_id) {
+      return Status::InvalidArgument("acquirer id is our own");
+    }
+    if (const OtherBank* o = FindBankForAcquirer(*banks, request.acquirer_id)) {
+      return Status::InvalidArgument("acquirer id " + request.acquirer_id + " is bank " + o->id +
+                                     "'s");
+    }
+  }
   BinRange ours{cfg->bin, cfg->bin};
   for (const BinRange& r : request.bin_ranges) {
     if (RangesOverlap(r, ours)) return Status::InvalidArgument("BIN range overlaps our own BIN");
@@ -1593,6 +1608,15 @@ Result<OtherBank> AddOtherBank(ledger::Ledger& ledger, const OtherBank& request,
   NARAE_RETURN_IF_ERROR(
       PutRecord(ledger, std::string(kAuxOtherBankPrefix) + b.id, EncodeOtherBank(b)));
   return b;
+}
+
+const OtherBank* FindBankForAcquirer(const std::vector<OtherBank>& banks,
+                                     std::string_view field32) {
+  if (field32.empty()) return nullptr;
+  for (const OtherBank& b : banks) {
+    if (b.acquirer_id == field32) return &b;
+  }
+  return nullptr;
 }
 
 const OtherBank* FindBankForPan(const std::vector<OtherBank>& banks, std::string_view pan) {

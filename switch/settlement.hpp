@@ -60,7 +60,7 @@ inline constexpr uint16_t kCodeSettleFee = 202;         // clearing -> fee incom
 inline constexpr uint16_t kCodeSettleDelivery = 203;    // clearing -> logistics office
 inline constexpr uint16_t kCodeSettleRecovery = 204;    // merchant settlement -> clearing
 inline constexpr uint16_t kCodeInterbankNet = 205;      // interbank <-> central bank
-inline constexpr uint16_t kCodeInterbankPayment = 206;  // customer <-> interbank (tests, API)
+inline constexpr uint16_t kCodeInterbankPayment = 206;  // customer -> interbank (ours at theirs)
 // A delivery share moved at capture (SplitKind::kAtCapture: the HTTP API's
 // split), in the capture's transaction, whatever channel captures (HTTP
 // capture, ISO 8583 0220, the purchase itself): merchant clearing ->
@@ -358,6 +358,10 @@ struct OtherBank {
   std::vector<std::string> sim_issuers;  // SIM token prefixes (digits)
   std::vector<InterbankAccount> accounts;
   std::vector<StandInTerms> stand_in;  // at most one per currency of `accounts`
+  // Field 32 (1..11 digits) its acquirer host sends when its merchants take
+  // our customers' cards and SIMs (docs/authorization.md, "Our customers at
+  // other banks' merchants"); "" = it sends us none.
+  std::string acquirer_id = {};
   bool operator==(const OtherBank&) const = default;
   const InterbankAccount* AccountFor(uint16_t currency) const;
   const StandInTerms* StandInFor(uint16_t currency) const;
@@ -378,6 +382,8 @@ Result<std::vector<OtherBank>> ListOtherBanks(ledger::Ledger& ledger);
 // SIM token; nullptr when none.
 const OtherBank* FindBankForPan(const std::vector<OtherBank>& banks, std::string_view pan);
 const OtherBank* FindBankForSimToken(const std::vector<OtherBank>& banks, std::string_view token);
+// The bank whose acquirer id is `field32`; nullptr when none (or "").
+const OtherBank* FindBankForAcquirer(const std::vector<OtherBank>& banks, std::string_view field32);
 
 struct InterbankPosition {
   std::string bank_id;  // ours: the BankConfig bank_id

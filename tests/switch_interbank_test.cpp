@@ -129,8 +129,10 @@ class InterbankTest : public ::testing::Test {
     seeded_->Seed(so, [](ledger::Ledger& l, nc::KeyStore& ks) {
       OtherBank koryo{"KORYO", "Koryo Bank", {{"950100", "950199"}}, {}, {}, {}};
       koryo.stand_in = {{408, kKoryoDaily, kKoryoSingle}};
+      koryo.acquirer_id = "600100";  // its acquirer host sends us our customers' payments
       OtherBank daedong{"DAEDONG", "Daedong Credit", {{"960000", "960099"}}, {"9520"}, {}, {}};
       daedong.stand_in = {{408, kDaedongDaily, 0}};
+      daedong.acquirer_id = "600200";
       OtherBank hwanghae{"HWANGHAE", "Hwanghae Bank", {{"970000", "970099"}}, {"9530"}, {}, {}};
       for (const OtherBank* b : {&koryo, &daedong, &hwanghae}) {
         Result<OtherBank> r = AddOtherBank(l, *b, {408});
@@ -699,6 +701,272 @@ TEST_F(InterbankTest, BankAddStandInTermsAreValidated) {
       EXPECT_EQ(b.StandInFor(408), nullptr);
     }
   }
+}
+
+// ---- Our customers at other banks' merchants (inbound acquirer requests) ----
+
+// A request from KORYO's acquirer host: field 32 = KORYO's acquirer id,
+// fields 41/42 its terminal and merchant, our customer's card.
+Message Inbound(Message m, const std::string& field32 = "600100") {
+  m.Set(32, field32);
+  m.Set(41, "T0000003");  // the same id as one of our terminals: namespaced apart
+  std::string merchant = "KORYOSHOP01";
+  merchant.resize(15, ' ');
+  m.Set(42, merchant);
+  return m;
+}
+
+class InterbankInboundTest : public InterbankTest {
+ protected:
+  const DemoCard& Ours() { return bank_().cards.at(0); }
+  AccountId Customer() { return Ours().issued.card.account_id; }
+  Message OurCard(const std::string& mti, uint64_t amount) {
+    return CardPayment(mti, Ours().issued.pan, amount, Ours().issued.card.expiry,
+                       Ours().issued.cvv2);
+  }
+  Message Send(Message m, const std::string& cn) {
+    std::promise<Message> done;
+    auto f = done.get_future();
+    ConnectionInfo conn;
+    conn.tls = !cn.empty();
+    conn.client_cert_cn = cn;
+    auth_->Handle(std::move(m), conn, [&](Message r) { done.set_value(std::move(r)); });
+    return f.get();
+  }
+  // The ledger transfer an inbound request made (its key is namespaced by bank).
+  std::optional<ledger::Transfer> InboundTransfer(const std::string& bank, const Message& m) {
+    const std::string key =
+        RequestKey("@" + bank + "/" + std::string(m.Get(41)), m.Get(7), m.Get(11), SystemMs());
+    return ledger_->LookupTransfer(RequestTransferId(key, 1));
+  }
+  // Our SIM's payment, its cryptogram over `merchant_id` (field 42 trimmed).
+  Message OurSim(const EnrolledSim& sim, uint64_t amount, uint64_t counter,
+                 const std::string& merchant_id) {
+    Message m = Inbound(IsoBase("0200"));
+    m.Set(2, sim.sim.token_id);
+    m.Set(3, "000000");
+    m.Set(4, *FormatAmount(amount));
+    m.Set(49, "408");
+    nc::SimPaymentFields f;
+    f.token_id = sim.sim.token_id;
+    f.counter = counter;
+    f.amount_minor = amount;
+    f.currency = 408;
+    f.merchant_id = merchant_id;
+    f.unix_time_s = SystemMs() / 1000;
+    Result<nc::Bytes> key = nc::FromHex(sim.sim_key_hex);
+    EXPECT_TRUE(key.ok());
+    Result<nc::Bytes> crypt = nc::SimCryptogram(*key, f);
+    EXPECT_TRUE(crypt.ok());
+    SimTokenData t;
+    t.token_id = sim.sim.token_id;
+    t.counter = counter;
+    std::copy(crypt->begin(), crypt->end(), t.cryptogram.begin());
+    t.time_unix_s = static_cast<uint64_t>(f.unix_time_s);
+    m.Set(62, *FormatSimToken(t));
+    return m;
+  }
+  Message Refund(const Message& approved_response, uint64_t amount) {
+    Message m = Inbound(OurCard("0200", amount));
+    m.Set(3, "200000");
+    m.Clear(48);
+    m.Set(37, approved_response.Get(37));
+    return m;
+  }
+};
+
+// Our card pays at KORYO's merchant: customer -> KORYO's interbank account
+// (code 206), verified as at our merchants; a refund is capped by what stands;
+// a hold is completed and the completion reversed; our clearing never moves.
+TEST_F(InterbankInboundTest, OurCardAtAnotherBanksMerchantDebitsTheCustomerCreditsInterbank) {
+  const ledger::Account customer0 = Account(Customer());
+  const ledger::Account clearing0 = Account(Clearing());
+  const AccountId koryo = Interbank("KORYO");
+
+  Message buy = Inbound(OurCard("0200", 12'000));
+  Message r = Iso(buy);
+  ASSERT_EQ(Rc(r), "00");
+  EXPECT_TRUE(r.Has(38));
+  EXPECT_TRUE(r.Has(54)) << "our customer's available balance, as at our merchants";
+  EXPECT_EQ(Account(Customer()).debits_posted, customer0.debits_posted + 12'000);
+  EXPECT_EQ(Account(koryo).credits_posted, 12'000u);
+  std::optional<ledger::Transfer> t = InboundTransfer("KORYO", buy);
+  ASSERT_TRUE(t.has_value());
+  EXPECT_EQ(t->code, kTransferCodeInterbankPayment);
+  EXPECT_EQ(t->debit_account_id, Customer());
+  EXPECT_EQ(t->credit_account_id, koryo);
+  EXPECT_EQ(Rc(Iso(buy)), "00") << "a retransmission is answered from the record";
+  EXPECT_EQ(Account(koryo).credits_posted, 12'000u);
+
+  // Refunds: interbank -> customer, never above what stands.
+  ASSERT_EQ(Rc(Iso(Refund(r, 5'000))), "00");
+  EXPECT_EQ(Rc(Iso(Refund(r, 8'000))), "13");
+  ASSERT_EQ(Rc(Iso(Refund(r, 7'000))), "00");
+  EXPECT_EQ(Rc(Iso(Refund(r, 1))), "13");
+  EXPECT_EQ(Account(koryo).debits_posted, 12'000u);
+  EXPECT_EQ(Account(Customer()).credits_posted, customer0.credits_posted + 12'000);
+
+  // A hold, its completion, and the completion's reversal.
+  Message hold = Inbound(OurCard("0100", 30'000));
+  ASSERT_EQ(Rc(Iso(hold)), "00");
+  EXPECT_EQ(Account(koryo).credits_pending, 30'000u);
+  EXPECT_EQ(Account(Customer()).debits_pending, customer0.debits_pending + 30'000);
+  Message done = Inbound(Completion(hold, 25'000));
+  ASSERT_EQ(Rc(Iso(done)), "00");
+  EXPECT_EQ(Account(koryo).credits_pending, 0u);
+  EXPECT_EQ(Account(koryo).credits_posted, 37'000u);
+  EXPECT_EQ(Account(Customer()).debits_pending, customer0.debits_pending);
+  EXPECT_EQ(Rc(Iso(Completion(hold, 25'000))), "25")
+      << "without field 32 the key is our terminal's: no such original";
+  ASSERT_EQ(Rc(Iso(Inbound(Reversal(done, 25'000)))), "00");
+  EXPECT_EQ(Account(koryo).debits_posted, 37'000u);
+
+  // A purchase reversed in full.
+  Message buy2 = Inbound(OurCard("0200", 4'000));
+  ASSERT_EQ(Rc(Iso(buy2)), "00");
+  ASSERT_EQ(Rc(Iso(Inbound(Reversal(buy2, 4'000)))), "00");
+  const ledger::Account k = Account(koryo);
+  EXPECT_EQ(k.credits_posted, 41'000u);
+  EXPECT_EQ(k.debits_posted, 41'000u);
+  const ledger::Account c = Account(Customer());
+  EXPECT_EQ(c.debits_posted - customer0.debits_posted, c.credits_posted - customer0.credits_posted)
+      << "everything given back";
+  EXPECT_EQ(Account(Clearing()).credits_posted, clearing0.credits_posted);
+  EXPECT_EQ(Account(Clearing()).debits_posted, clearing0.debits_posted);
+
+  // Our terminal T0000003 with the same field 7 and STAN is another request.
+  Message ours = OurCard("0200", 1'000);
+  ours.Set(7, buy.Get(7));
+  ours.Set(11, buy.Get(11));
+  EXPECT_EQ(Rc(Iso(ours)), "00") << "no 94: the inbound key is namespaced by bank";
+  EXPECT_EQ(Account(Clearing()).credits_posted, clearing0.credits_posted + 1'000);
+}
+
+// Our SIM at KORYO's merchant: the cryptogram is verified over that
+// merchant's id (field 42), the counter is never replayed.
+TEST_F(InterbankInboundTest, OurSimAtAnotherBanksMerchantIsVerifiedAsAtOurs) {
+  const EnrolledSim* sim = nullptr;
+  for (const EnrolledSim& s : bank_().sims) {
+    if (s.sim.currency == 408) sim = &s;
+  }
+  ASSERT_NE(sim, nullptr);
+  const ledger::Account account0 = Account(sim->sim.account_id);
+  EXPECT_EQ(Rc(Iso(OurSim(*sim, 2'000, 1, "SOCKS001"))), "05") << "signed for another merchant";
+  ASSERT_EQ(Rc(Iso(OurSim(*sim, 2'000, 2, "KORYOSHOP01"))), "00");
+  EXPECT_EQ(Rc(Iso(OurSim(*sim, 2'000, 2, "KORYOSHOP01"))), "62") << "counter replayed";
+  EXPECT_EQ(Account(sim->sim.account_id).debits_posted, account0.debits_posted + 2'000);
+  EXPECT_EQ(Account(Interbank("KORYO")).credits_posted, 2'000u);
+}
+
+// Who may send an inbound request, and what it may carry; declines move nothing.
+TEST_F(InterbankInboundTest, UnknownAcquirerCertificateMismatchAndForeignCredentialsAreDeclined) {
+  const std::vector<ledger::Account> before = Balances();
+  const ledger::Account customer0 = Account(Customer());
+  EXPECT_EQ(Rc(Iso(Inbound(OurCard("0200", 1'000), "999999"))), "58") << "unknown acquirer";
+  EXPECT_EQ(Rc(Send(Inbound(OurCard("0200", 1'000)), "DAEDONG")), "58") << "CN is another bank";
+  EXPECT_EQ(Rc(Send(OurCard("0200", 1'000), "KORYO")), "58")
+      << "a bank's connection without its field 32";
+  EXPECT_EQ(Rc(Iso(Inbound(CardPayment("0200", PanWithPrefix("950123", 3), 1'000)))), "14")
+      << "another bank's card at another bank's merchant is not ours to approve";
+  EXPECT_EQ(Rc(Iso(Inbound(SimPayment("9520000000000017", 1'000, 1)))), "14");
+  EXPECT_EQ(Rc(Iso(Inbound(OurCard("0200", 1'000), "600300"))), "58");
+  Message bad_cvv = Inbound(OurCard("0200", 1'000));
+  bad_cvv.Set(48, BuildField48(Ours().issued.cvv2 == "999" ? "998" : "999"));
+  EXPECT_EQ(Rc(Iso(bad_cvv)), "05") << "CVV2 verified as at our merchants";
+  Message no_cvv = Inbound(OurCard("0200", 1'000));
+  no_cvv.Clear(48);
+  EXPECT_EQ(Rc(Iso(no_cvv)), "05");
+  EXPECT_EQ(Rc(Iso(Inbound(OurCard("0200", 50'000'001)))), "61") << "our card's single limit";
+  Message split = Inbound(OurCard("0200", 1'000));
+  split.Set(48, std::string(split.Get(48)) + "DLVF03100");
+  EXPECT_EQ(Rc(Iso(split)), "12") << "no delivery split at another bank's merchant";
+  Message pin = Inbound(OurCard("0200", 1'000));
+  pin.Set(52, std::string(8, '\x11'));
+  EXPECT_EQ(Rc(Iso(pin)), "58") << "no zone PIN key (zpk-KORYO) shared with the acquirer";
+  Message usd = Inbound(OurCard("0200", 1'000));
+  usd.Set(49, "840");
+  EXPECT_EQ(Rc(Iso(usd)), "58") << "KORYO has no interbank account in USD";
+  ExpectSame(Balances(), before);
+  EXPECT_EQ(Account(Customer()).debits_posted, customer0.debits_posted);
+
+  // The right certificate, and our own acquirer id on our own terminal.
+  EXPECT_EQ(Rc(Send(Inbound(OurCard("0200", 1'000)), "KORYO")), "00");
+  Message own = OurCard("0200", 1'000);
+  own.Set(32, bank_().config.acquirer_id);
+  EXPECT_EQ(Rc(Iso(own)), "00") << "our acquirer id: our terminal and merchant";
+  EXPECT_EQ(Account(Interbank("KORYO")).credits_posted, 1'000u);
+}
+
+// Payments both ways: a KORYO card at our merchant (KORYO owes us) and our
+// card at KORYO's and DAEDONG's merchants (we owe them). The merchant's
+// settlement counts only its own captures and the day's positions sum to 0.
+TEST_F(InterbankInboundTest, PaymentsBothWaysNetPerBankToZero) {
+  ASSERT_EQ(Rc(Iso(CardPayment("0200", PanWithPrefix("950123", 1), 35'000))), "00");
+  ASSERT_EQ(Rc(Iso(Inbound(OurCard("0200", 12'000)))), "00");
+  Message hold = Inbound(OurCard("0100", 9'000), "600200");
+  ASSERT_EQ(Rc(Iso(hold)), "00");
+  ASSERT_EQ(Rc(Iso(Inbound(Completion(hold, 3'000), "600200"))), "00");
+  Result<DayRecord> day = CloseDay(*ledger_, std::nullopt);
+  ASSERT_TRUE(day.ok()) << day.status().ToString();
+  SettleOptions so;
+  so.merchant_id = "SOCKS001";
+  Result<SettleSummary> settled = SettleDay(*ledger_, day->day, so);
+  ASSERT_TRUE(settled.ok()) << settled.status().ToString();
+  ASSERT_EQ(settled->settled.size(), 1u);
+  EXPECT_EQ(settled->settled[0].captures_minor, 35'000u) << "no merchant of ours was paid";
+  Result<std::vector<InterbankSettlement>> net = SettleInterbank(*ledger_, day->day, false);
+  ASSERT_TRUE(net.ok()) << net.status().ToString();
+  ASSERT_EQ(net->size(), 1u);
+  std::map<std::string, InterbankPosition> pos;
+  int64_t sum = 0;
+  for (const InterbankPosition& p : net->at(0).positions) {
+    pos[p.bank_id] = p;
+    sum += p.net_minor;
+  }
+  EXPECT_EQ(sum, 0);
+  EXPECT_EQ(pos.at("KORYO").due_to_minor, 12'000u);
+  EXPECT_EQ(pos.at("KORYO").due_from_minor, 35'000u);
+  EXPECT_EQ(pos.at("KORYO").net_minor, -23'000);
+  EXPECT_EQ(pos.at("DAEDONG").due_to_minor, 3'000u);
+  EXPECT_EQ(pos.at("DAEDONG").net_minor, 3'000);
+  EXPECT_EQ(pos.at(bank_().config.bank_id).net_minor, 20'000);
+  for (const std::string b : {"KORYO", "DAEDONG", "HWANGHAE"}) {
+    const ledger::Account a = Account(Interbank(b));
+    EXPECT_EQ(a.debits_posted, a.credits_posted) << b << ": the net cleared it";
+  }
+}
+
+// The acquirer id of `narae bank add`: digits, not ours, not another bank's.
+TEST_F(InterbankInboundTest, BankAddAcquirerIdIsValidated) {
+  OtherBank b{"PYONGYANG", "Pyongyang Bank", {{"980000", "980099"}}, {}, {}, {}};
+  for (const std::string& bad :
+       std::vector<std::string>{"60A100", "123456789012", "600100", bank_().config.acquirer_id}) {
+    b.acquirer_id = bad;
+    EXPECT_FALSE(AddOtherBank(*ledger_, b, {408}).ok()) << bad;
+  }
+  b.acquirer_id = "600400";
+  Result<OtherBank> r = AddOtherBank(*ledger_, b, {408});
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  Result<std::vector<OtherBank>> all = ListOtherBanks(*ledger_);
+  ASSERT_TRUE(all.ok());
+  const OtherBank* found = FindBankForAcquirer(*all, "600400");
+  ASSERT_NE(found, nullptr);
+  EXPECT_EQ(found->id, "PYONGYANG");
+  EXPECT_EQ(FindBankForAcquirer(*all, ""), nullptr);
+  // `narae bank add --acquirer-id` stores it (and refuses a bad one).
+  Stop();
+  const std::string base =
+      "bank add --data " + dir_.path() + " --id B --bin-range 981000-981099 --acquirer-id ";
+  EXPECT_NE(Narae(base + "12x").first, 0);
+  auto [rc, out] = Narae(base + "600500 --json");
+  ASSERT_EQ(rc, 0) << out;
+  EXPECT_NE(out.find("\"acquirer_id\":\"600500\""), std::string::npos) << out;
+  Start();
+  all = ListOtherBanks(*ledger_);
+  ASSERT_TRUE(all.ok());
+  found = FindBankForAcquirer(*all, "600500");
+  ASSERT_NE(found, nullptr);
+  EXPECT_EQ(found->id, "B");
 }
 
 }  // namespace

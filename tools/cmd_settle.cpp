@@ -333,6 +333,8 @@ void RegisterOtherBanks(CLI::App& app) {
   add->add_option("--name", o->b.name, "name");
   add->add_option("--bin-range", o->ranges, "LOW-HIGH card BIN range (repeatable)");
   add->add_option("--sim-issuer", o->b.sim_issuers, "SIM token prefix (repeatable)");
+  add->add_option("--acquirer-id", o->b.acquirer_id,
+                  "field 32 its acquirer host sends for its merchants (1..11 digits)");
   add->add_option("--currencies", o->currencies, "ISO 4217 numeric codes")->delimiter(',');
   add->add_option("--stand-in", o->stand_in,
                   "CUR:DAILY_MAX[:SINGLE_MAX] stand-in agreement, minor units (repeatable; "
@@ -347,6 +349,7 @@ void RegisterOtherBanks(CLI::App& app) {
               {"name", o->b.name},
               {"bin_ranges", o->ranges},
               {"sim_issuers", o->b.sim_issuers},
+              {"acquirer_id", o->b.acquirer_id},
               {"currencies", o->currencies},
               {"stand_in", o->stand_in}};
     Result<json> added = RunWrite(o->c, "bank.add", args);

@@ -424,7 +424,8 @@ Result<LedgerView> ScanLedger(ledger::Ledger& ledger, uint64_t from_ns,
       view.resolutions.push_back(
           {t.pending_id, t.amount_minor, t.timestamp, (t.flags & tf::kVoidPendingTransfer) != 0});
     } else if (t.code == switching::kTransferCodeHold ||
-               t.code == switching::kTransferCodePurchase) {
+               t.code == switching::kTransferCodePurchase ||
+               t.code == switching::kTransferCodeInterbankPayment) {
       view.payments.push_back({t.id, t.amount_minor, t.timestamp, t.timeout_s, t.ledger, t.code});
     }
     return true;
