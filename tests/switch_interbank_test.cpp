@@ -121,6 +121,18 @@ constexpr uint64_t kDaedongDaily = 50'000;
 
 class InterbankTest : public ::testing::Test {
  protected:
+  // Closes the business day and settles one merchant (what `narae day close`
+  // and `narae settle --merchant M` run).
+  void CloseDayAndSettle(const std::string& merchant, DayRecord* day, SettleSummary* summary) {
+    Result<DayRecord> closed = CloseDay(*ledger_, std::nullopt);
+    ASSERT_TRUE(closed.ok()) << closed.status().ToString();
+    SettleOptions so;
+    so.merchant_id = merchant;
+    Result<SettleSummary> settled = SettleDay(*ledger_, closed->day, so);
+    ASSERT_TRUE(settled.ok()) << settled.status().ToString();
+    *day = *closed;
+    *summary = *settled;
+  }
   // The demo bank and the other banks are made once and copied per test.
   static void SetUpTestSuite() {
     seeded_ = new testing_bank::SeededDemoBank();
@@ -371,14 +383,11 @@ TEST_F(InterbankTest, ForeignPaymentsAreApprovedCapturedAndNettedPerBank) {
 
   // The day closed and the merchants settled (the functions behind `narae
   // day close` and `narae settle`), then `narae settle interbank` itself.
-  Result<DayRecord> day = CloseDay(*ledger_, std::nullopt);
-  ASSERT_TRUE(day.ok()) << day.status().ToString();
-  SettleOptions so;
-  so.merchant_id = "SOCKS001";
-  Result<SettleSummary> settled = SettleDay(*ledger_, day->day, so);
-  ASSERT_TRUE(settled.ok()) << settled.status().ToString();
-  ASSERT_EQ(settled->settled.size(), 1u);
-  EXPECT_EQ(settled->settled[0].captures_minor, 60'000u) << "foreign payments settle like ours";
+  DayRecord day;
+  SettleSummary settled;
+  ASSERT_NO_FATAL_FAILURE(CloseDayAndSettle("SOCKS001", &day, &settled));
+  ASSERT_EQ(settled.settled.size(), 1u);
+  EXPECT_EQ(settled.settled[0].captures_minor, 60'000u) << "foreign payments settle like ours";
   Stop();
   const std::string data = dir_.path();
   const std::string file = dir_.Sub("net.csv");
@@ -906,15 +915,12 @@ TEST_F(InterbankInboundTest, PaymentsBothWaysNetPerBankToZero) {
   Message hold = Inbound(OurCard("0100", 9'000), "600200");
   ASSERT_EQ(Rc(Iso(hold)), "00");
   ASSERT_EQ(Rc(Iso(Inbound(Completion(hold, 3'000), "600200"))), "00");
-  Result<DayRecord> day = CloseDay(*ledger_, std::nullopt);
-  ASSERT_TRUE(day.ok()) << day.status().ToString();
-  SettleOptions so;
-  so.merchant_id = "SOCKS001";
-  Result<SettleSummary> settled = SettleDay(*ledger_, day->day, so);
-  ASSERT_TRUE(settled.ok()) << settled.status().ToString();
-  ASSERT_EQ(settled->settled.size(), 1u);
-  EXPECT_EQ(settled->settled[0].captures_minor, 35'000u) << "no merchant of ours was paid";
-  Result<std::vector<InterbankSettlement>> net = SettleInterbank(*ledger_, day->day, false);
+  DayRecord day;
+  SettleSummary settled;
+  ASSERT_NO_FATAL_FAILURE(CloseDayAndSettle("SOCKS001", &day, &settled));
+  ASSERT_EQ(settled.settled.size(), 1u);
+  EXPECT_EQ(settled.settled[0].captures_minor, 35'000u) << "no merchant of ours was paid";
+  Result<std::vector<InterbankSettlement>> net = SettleInterbank(*ledger_, day.day, false);
   ASSERT_TRUE(net.ok()) << net.status().ToString();
   ASSERT_EQ(net->size(), 1u);
   std::map<std::string, InterbankPosition> pos;
