@@ -942,6 +942,49 @@ TEST_F(InterbankInboundTest, PaymentsBothWaysNetPerBankToZero) {
   }
 }
 
+// A PIN from KORYO's acquirer host is enciphered under the zone PIN key we
+// share with KORYO (zpk-KORYO): the right PIN approves, a wrong one is 55 and
+// counted towards the card's PIN tries, a block under another key is wrong
+// too, and DAEDONG (no zone key) still gets 58.
+TEST_F(InterbankInboundTest, InboundPinUnderTheZoneKeyIsVerifiedAndCounted) {
+  Result<nc::Bytes> zpk = nc::FromHex("0123456789ABCDEFFEDCBA9876543210");
+  ASSERT_TRUE(zpk.ok());
+  ASSERT_TRUE(keys_
+                  ->Import("zpk-KORYO", nc::KeyType::kTpk, nc::KeyAlgorithm::kTdes,
+                           nc::SecretBytes(nc::ByteView(zpk->data(), zpk->size())))
+                  .ok());
+  Stop();
+  Start();  // the authorizer sees the new key
+  const std::string pan = Ours().issued.pan;
+  const std::string right = Ours().issued.pin;
+  const std::string wrong = right == "0000" ? "1111" : "0000";
+  auto with_pin = [&](const nc::Bytes& key, const std::string& pin, const std::string& field32) {
+    Message m = Inbound(OurCard("0200", 700), field32);
+    m.Clear(48);
+    Result<nc::Bytes> block = nc::EncryptPinBlock(nc::PinBlockFormat::kIso0, key, pin, pan);
+    EXPECT_TRUE(block.ok());
+    m.SetBytes(52, *block);
+    return m;
+  };
+  const ledger::Account customer0 = Account(Customer());
+  Message ok = with_pin(*zpk, right, "600100");
+  ASSERT_EQ(Rc(Iso(ok)), "00");
+  std::optional<ledger::Transfer> t = InboundTransfer("KORYO", ok);
+  ASSERT_TRUE(t.has_value());
+  EXPECT_EQ(t->amount_minor, 700u);
+  EXPECT_EQ(t->code, 206u);
+  EXPECT_EQ(Account(Customer()).debits_posted, customer0.debits_posted + 700);
+
+  EXPECT_EQ(Rc(Iso(with_pin(*zpk, wrong, "600100"))), "55");
+  nc::Bytes other = *zpk;
+  other[0] ^= 0x02;  // another key (DES parity bits aside)
+  EXPECT_EQ(Rc(Iso(with_pin(other, right, "600100"))), "55") << "a block under another key";
+  EXPECT_EQ(Rc(Iso(with_pin(*zpk, right, "600200"))), "58") << "DAEDONG has no zone PIN key";
+  EXPECT_EQ(Rc(Iso(with_pin(*zpk, wrong, "600100"))), "75") << "the third wrong PIN blocks";
+  EXPECT_EQ(Rc(Iso(with_pin(*zpk, right, "600100"))), "75");
+  EXPECT_EQ(Account(Customer()).debits_posted, customer0.debits_posted + 700);
+}
+
 // The acquirer id of `narae bank add`: digits, not ours, not another bank's.
 TEST_F(InterbankInboundTest, BankAddAcquirerIdIsValidated) {
   OtherBank b{"PYONGYANG", "Pyongyang Bank", {{"980000", "980099"}}, {}, {}, {}};
@@ -967,6 +1010,14 @@ TEST_F(InterbankInboundTest, BankAddAcquirerIdIsValidated) {
   auto [rc, out] = Narae(base + "600500 --json");
   ASSERT_EQ(rc, 0) << out;
   EXPECT_NE(out.find("\"acquirer_id\":\"600500\""), std::string::npos) << out;
+  // The text of `bank list` names each bank's acquirer id, or says it has none.
+  auto [list_rc, list] = Narae("bank list --data " + dir_.path());
+  ASSERT_EQ(list_rc, 0) << list;
+  EXPECT_NE(list.find("  acquirer id 600500 (field 32 of its requests)\n"), std::string::npos)
+      << list;
+  EXPECT_NE(list.find("  acquirer id 600100 "), std::string::npos) << list;
+  EXPECT_NE(list.find("  BIN range 981000-981099\n"), std::string::npos) << list;
+  EXPECT_NE(list.find("  no acquirer id: "), std::string::npos) << list;
   Start();
   all = ListOtherBanks(*ledger_);
   ASSERT_TRUE(all.ok());

@@ -316,6 +316,21 @@ std::string StandInText(const sw::OtherBank& b) {
   return text;
 }
 
+// What `bank add` and `bank list` print under the bank's name: its BIN
+// ranges, SIM issuers, field-32 acquirer id, interbank accounts and stand-in.
+std::string BankDetailText(const sw::OtherBank& b) {
+  std::string text;
+  for (const sw::BinRange& r : b.bin_ranges) text += "  BIN range " + r.low + "-" + r.high + "\n";
+  for (const std::string& s : b.sim_issuers) text += "  SIM issuer " + s + "\n";
+  text += b.acquirer_id.empty()
+              ? std::string("  no acquirer id: its acquirer host cannot send us requests\n")
+              : "  acquirer id " + b.acquirer_id + " (field 32 of its requests)\n";
+  for (const sw::InterbankAccount& a : b.accounts) {
+    text += "  interbank account " + std::to_string(a.currency) + " " + a.account.ToHex() + "\n";
+  }
+  return text + StandInText(b);
+}
+
 void RegisterOtherBanks(CLI::App& app) {
   CLI::App* bank = app.add_subcommand("bank", "other banks (BIN ranges, SIM issuers, interbank)");
   bank->require_subcommand(1);
@@ -356,11 +371,7 @@ void RegisterOtherBanks(CLI::App& app) {
     if (!added.ok()) return Fail(o->c, added.status());
     Result<sw::OtherBank> r = sw::DecodeOtherBank(added->dump());
     if (!r.ok()) return Fail(o->c, r.status());
-    std::string text = "added bank " + r->id + "\n";
-    for (const sw::InterbankAccount& a : r->accounts) {
-      text += "  interbank account " + std::to_string(a.currency) + " " + a.account.ToHex() + "\n";
-    }
-    text += StandInText(*r);
+    std::string text = "added bank " + r->id + "\n" + BankDetailText(*r);
     Print(o->c, json::parse(sw::EncodeOtherBank(*r)), text);
   });
   CLI::App* list = bank->add_subcommand("list", "list the other banks");
@@ -374,7 +385,7 @@ void RegisterOtherBanks(CLI::App& app) {
     std::string text;
     for (const sw::OtherBank& b : *banks) {
       arr.push_back(json::parse(sw::EncodeOtherBank(b)));
-      text += b.id + "  " + b.name + "\n" + StandInText(b);
+      text += b.id + "  " + b.name + "\n" + BankDetailText(b);
     }
     Print(o->c, json{{"banks", arr}}, text);
   });
