@@ -141,6 +141,13 @@ constexpr const char* kLayoutChunked = "events-chunked-1";
 constexpr size_t kUpgradeBatchEventsMax = 4096;
 constexpr size_t kAuxKeyBytesMax = 256;
 constexpr size_t kAuxValueBytesMax = 64 * 1024;
+// The aux memtables' whole-key bloom: this fraction of the write buffer
+// (64 MiB -> 1.3 MiB, about 40 bits per key at ~250 bytes a row: false
+// positives are negligible).
+constexpr double kAuxMemtableBloomRatio = 0.02;
+// The sequencer's cache of aux records read from the DB (LedgerImpl::aux_cache_).
+constexpr size_t kAuxCacheEntriesMax = 16384;
+constexpr size_t kAuxCacheBytesMax = 8u << 20;
 constexpr size_t kExpiriesPerGroupMax = kBatchEventsMax;
 // Sealed groups waiting for the writer, besides the one it is writing. One:
 // while the writer syncs group N, group N+1 waits sealed and new submissions
@@ -374,6 +381,13 @@ struct ConsistentRead {
   rocksdb::ReadOptions options;
 };
 
+// Lets string-keyed maps be searched with a string_view (no heap copy of the
+// key per lookup).
+struct StringHash {
+  using is_transparent = void;
+  size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
+};
+
 struct Submission {
   TxnFn fn;
   DoneFn done;
@@ -460,6 +474,10 @@ class LedgerImpl final : public Ledger, private Store {
   static std::optional<codec::Event> FindEvent(codec::EventCursor* cur, uint64_t ts);
   std::optional<std::string> DbGet(Cf cf, const rocksdb::Slice& key,
                                    const rocksdb::ReadOptions& ro = {});
+  // Sequencer thread: an aux record through aux_cache_, then the DB.
+  std::optional<std::string> CachedAuxGet(std::string_view key);
+  // Sequencer thread: a group's puts replace the cached values of their keys.
+  void UpdateAuxCache(const std::vector<std::pair<std::string, std::string>>& aux);
 
   void SequencerLoop();
   void WriterLoop();
@@ -511,7 +529,8 @@ class LedgerImpl final : public Ledger, private Store {
   std::unordered_map<TransferId, std::pair<Transfer, uint64_t>, IdHash> ov_transfers_;
   std::unordered_map<TransferId, std::pair<uint32_t, uint64_t>, IdHash> ov_failed_;
   std::unordered_map<TransferId, std::pair<HoldDone, uint64_t>, IdHash> ov_holds_done_;
-  std::unordered_map<std::string, std::pair<std::string, uint64_t>> ov_aux_;
+  std::unordered_map<std::string, std::pair<std::string, uint64_t>, StringHash, std::equal_to<>>
+      ov_aux_;
 
   std::atomic<bool> healthy_{true};
   std::atomic<bool> failed_pipeline_{false};
@@ -529,6 +548,14 @@ class LedgerImpl final : public Ledger, private Store {
   bool force_snapshot_ = false;
   uint64_t events_since_snapshot_ = 0;
   std::vector<uint32_t> aux_order_;  // reused by FinishGroup (sequencer thread)
+  // Aux records the sequencer read from the DB, kept current by every later
+  // put (the sequencer is the only writer of the aux family): the switch
+  // reads the same few records on most requests (a card's or SIM's
+  // credential state, the bank's configuration), which cost a skiplist
+  // search per memtable or an SST block read each. Bounded; emptied when
+  // full and when the state is reloaded after a failed write.
+  std::unordered_map<std::string, std::string, StringHash, std::equal_to<>> aux_cache_;
+  size_t aux_cache_bytes_ = 0;
   // Durable account state served to readers: updated by the writer after
   // each successful write (or by replay on a read-only instance).
   std::shared_mutex committed_mu_;
@@ -562,20 +589,25 @@ class LedgerImpl::TxnImpl final : public Txn {
     return l_->engine_.PeekTransfer(id);
   }
   std::optional<std::string> GetAux(std::string_view key) override {
-    if (auto it = latest_.find(std::string(key)); it != latest_.end()) {
-      return (*aux_)[it->second].second;
-    }
+    if (auto it = index_.find(key); it != index_.end()) return (*aux_)[it->second].second;
     {
       std::lock_guard<std::mutex> lock(l_->overlay_mu_);
-      auto it = l_->ov_aux_.find(std::string(key));
+      auto it = l_->ov_aux_.find(key);
       if (it != l_->ov_aux_.end()) return it->second.first;
     }
-    return l_->DbGet(kAux, rocksdb::Slice(key.data(), key.size()));
+    return l_->CachedAuxGet(key);
   }
+  // A key put twice in one group is one row: the later value replaces the
+  // earlier in place (the batch is atomic, so no reader could ever see the
+  // earlier value; writing it cost a memtable insert and WAL bytes).
   void PutAux(std::string_view key, std::string_view value) override {
     NARAE_CHECK(!key.empty() && key.size() <= kAuxKeyBytesMax);
     NARAE_CHECK(value.size() <= kAuxValueBytesMax);
-    latest_[std::string(key)] = aux_->size();
+    if (auto it = index_.find(key); it != index_.end()) {
+      (*aux_)[it->second].second.assign(value);
+      return;
+    }
+    index_.emplace(std::string(key), aux_->size());
     aux_->emplace_back(std::string(key), std::string(value));
   }
   uint64_t now_ns() const override { return l_->engine_.group_base(); }
@@ -583,8 +615,8 @@ class LedgerImpl::TxnImpl final : public Txn {
  private:
   LedgerImpl* l_;
   std::vector<std::pair<std::string, std::string>>* aux_;
-  // key -> index of its latest put in aux_ (puts stay in order for the batch)
-  std::unordered_map<std::string, size_t> latest_;
+  // key -> its row in aux_ (one row per key)
+  std::unordered_map<std::string, size_t, StringHash, std::equal_to<>> index_;
 };
 
 Result<std::unique_ptr<Ledger>> Ledger::Open(const Options& options) {
@@ -646,10 +678,25 @@ Status LedgerImpl::OpenDb() {
   index.memtable_factory.reset(new rocksdb::VectorRepFactory(1 << 16));
   index.write_buffer_size = 16 << 20;
 
+  // The switch reads aux keys that mostly do not exist yet (a new request's
+  // duplicate-detection key, an HTTP idempotency key): without a filter such
+  // a miss searched the skiplist of the active and of every immutable
+  // memtable before the SST files' blooms said no. A whole-key bloom per
+  // memtable answers it in a few hashes. The skiplist stays: ScanAux needs
+  // ordered prefix scans, which hash memtables serve only by copying and
+  // sorting the whole memtable. Memtable-only: nothing on disk changes.
+  rocksdb::ColumnFamilyOptions aux = cf_opts;
+  aux.memtable_whole_key_filtering = true;
+  aux.memtable_prefix_bloom_size_ratio = kAuxMemtableBloomRatio;
+
   std::vector<rocksdb::ColumnFamilyDescriptor> descs;
   for (size_t i = 0; i < kCfCount; ++i) {
     if (i == kAccountIndex || i == kUserData) {
       descs.emplace_back(kCfNames[i], index);
+      continue;
+    }
+    if (i == kAux) {
+      descs.emplace_back(kCfNames[i], aux);
       continue;
     }
     bool keyed_by_id = i == kAccounts || i == kTransferIds || i == kHoldsOpen || i == kHoldsDone;
@@ -802,6 +849,34 @@ std::optional<std::string> LedgerImpl::DbGet(Cf cf, const rocksdb::Slice& key,
   rocksdb::Status s = db_->Get(ro, cfs_[cf], key, &value);
   if (s.ok()) return value;
   return std::nullopt;
+}
+
+std::optional<std::string> LedgerImpl::CachedAuxGet(std::string_view key) {
+  if (auto it = aux_cache_.find(key); it != aux_cache_.end()) return it->second;
+  std::optional<std::string> v = DbGet(kAux, rocksdb::Slice(key.data(), key.size()));
+  if (!v) return v;  // absent keys are not cached: most are new keys, written next
+  if (aux_cache_.size() >= kAuxCacheEntriesMax ||
+      aux_cache_bytes_ + key.size() + v->size() > kAuxCacheBytesMax) {
+    aux_cache_.clear();  // bounded; the hot records come back on their next read
+    aux_cache_bytes_ = 0;
+  }
+  aux_cache_bytes_ += key.size() + v->size();
+  aux_cache_.emplace(std::string(key), *v);
+  return v;
+}
+
+void LedgerImpl::UpdateAuxCache(const std::vector<std::pair<std::string, std::string>>& aux) {
+  if (aux_cache_.empty()) return;
+  for (const auto& [k, v] : aux) {
+    auto it = aux_cache_.find(std::string_view(k));
+    if (it == aux_cache_.end()) continue;
+    aux_cache_bytes_ = aux_cache_bytes_ - it->second.size() + v.size();
+    it->second = v;
+  }
+  if (aux_cache_bytes_ > kAuxCacheBytesMax) {
+    aux_cache_.clear();
+    aux_cache_bytes_ = 0;
+  }
 }
 
 std::optional<codec::Event> LedgerImpl::ReadEvent(uint64_t ts, const rocksdb::ReadOptions& ro) {
@@ -1088,13 +1163,13 @@ void LedgerImpl::FinishGroup(Group* group, std::vector<DoneFn> dones,
     codec::PutU64(&value, code);
     b.Put(cf(kTransferIds), Key128(id.value).slice(), value);
   }
-  // Aux rows go into the batch in key order: the writer's memtable inserts are then
-  // cheap appends near the last position (a switch group's rows arrive interleaved by
-  // request). A stable sort keeps the last of two puts to one key last.
+  // Aux rows (one per key: Txn::PutAux replaces in place) go into the batch in key
+  // order: the writer's memtable inserts are then cheap appends near the last
+  // position (a switch group's rows arrive interleaved by request).
   aux_order_.resize(aux.size());
   for (size_t i = 0; i < aux.size(); ++i) aux_order_[i] = static_cast<uint32_t>(i);
-  std::stable_sort(aux_order_.begin(), aux_order_.end(),
-                   [&aux](uint32_t x, uint32_t y) { return aux[x].first < aux[y].first; });
+  std::sort(aux_order_.begin(), aux_order_.end(),
+            [&aux](uint32_t x, uint32_t y) { return aux[x].first < aux[y].first; });
   for (uint32_t i : aux_order_) b.Put(cf(kAux), aux[i].first, aux[i].second);
 
   if (!group->events.empty()) {
@@ -1129,6 +1204,7 @@ void LedgerImpl::FinishGroup(Group* group, std::vector<DoneFn> dones,
       ov_holds_done_[id] = {done, w->sequence};
       w->ov_holds.push_back(id);
     }
+    UpdateAuxCache(aux);
     for (auto& [k, v] : aux) {
       w->ov_aux.push_back(k);
       ov_aux_[std::move(k)] = {std::move(v), w->sequence};
@@ -1266,6 +1342,8 @@ bool LedgerImpl::TryRecover() {
     ov_holds_done_.clear();
     ov_aux_.clear();
   }
+  aux_cache_.clear();
+  aux_cache_bytes_ = 0;
   if (!LoadState().ok()) return false;
   failed_pipeline_ = false;
   healthy_ = true;

@@ -1,0 +1,183 @@
+// Aux records through Txn::GetAux/PutAux: what a group, the groups after it
+// (overlay, the sequencer's aux cache, the memtables' bloom, the SST files)
+// and a restart see, for absent, present and overwritten keys.
+#include <rocksdb/db.h>
+
+#include <future>
+#include <string>
+#include <vector>
+
+#include "tests/ledger_fixture.hpp"
+
+namespace narae::testing {
+namespace {
+
+std::optional<std::string> TxnGet(Ledger& ledger, const std::string& key) {
+  std::optional<std::string> v;
+  NARAE_CHECK(ledger.Execute([&](Txn& txn) { v = txn.GetAux(key); }).ok());
+  return v;
+}
+
+void TxnPut(Ledger& ledger, const std::string& key, const std::string& value) {
+  NARAE_CHECK(ledger.Execute([&](Txn& txn) { txn.PutAux(key, value); }).ok());
+}
+
+std::vector<std::pair<std::string, std::string>> Scan(Ledger& ledger, const std::string& prefix) {
+  std::vector<std::pair<std::string, std::string>> rows;
+  NARAE_CHECK(ledger
+                  .ScanAux(prefix,
+                           [&](std::string_view k, std::string_view v) {
+                             rows.emplace_back(k, v);
+                             return true;
+                           })
+                  .ok());
+  return rows;
+}
+
+using Rows = std::vector<std::pair<std::string, std::string>>;
+
+TEST_F(LedgerTest, AuxKeyPutTwiceInOneGroupKeepsTheLastValue) {
+  ASSERT_OK(ledger_->Execute([&](Txn& txn) {
+    EXPECT_FALSE(txn.GetAux("au/x/1").has_value());
+    txn.PutAux("au/x/1", "first");
+    txn.PutAux("au/x/2", "other");
+    EXPECT_EQ(txn.GetAux("au/x/1"), "first");
+    txn.PutAux("au/x/1", "second, longer than the first value");
+    EXPECT_EQ(txn.GetAux("au/x/1"), "second, longer than the first value");
+    txn.PutAux("au/x/1", "");  // an empty value is a value, not a delete
+    EXPECT_EQ(txn.GetAux("au/x/1"), "");
+    txn.PutAux("au/x/1", "third");
+  }));
+  EXPECT_EQ(ledger_->GetAux("au/x/1"), "third");
+  EXPECT_EQ(TxnGet(*ledger_, "au/x/1"), "third");
+  EXPECT_EQ(Scan(*ledger_, "au/x/"), (Rows{{"au/x/1", "third"}, {"au/x/2", "other"}}));
+  Reopen();
+  EXPECT_EQ(TxnGet(*ledger_, "au/x/1"), "third");
+  EXPECT_EQ(Scan(*ledger_, "au/x/"), (Rows{{"au/x/1", "third"}, {"au/x/2", "other"}}));
+}
+
+// Submissions queued together share groups; each sees every earlier put,
+// durable or not, in submission order.
+TEST_F(LedgerTest, AuxReadsSeeEveryEarlierPutAcrossGroups) {
+  constexpr int kSubmissions = 200;
+  std::vector<std::optional<std::string>> seen(kSubmissions);
+  std::vector<std::promise<Status>> done(kSubmissions);
+  for (int i = 0; i < kSubmissions; ++i) {
+    ASSERT_OK(ledger_->Submit(
+        [i, &seen](Txn& txn) {
+          seen[i] = txn.GetAux("au/d/c/card");
+          txn.PutAux("au/d/c/card", std::to_string(i));
+          if (i % 3 == 0) txn.PutAux("au/x/" + std::to_string(i), "new");
+        },
+        [i, &done](Status s) { done[i].set_value(s); }));
+  }
+  for (auto& d : done) ASSERT_OK(d.get_future().get());
+  EXPECT_FALSE(seen[0].has_value());
+  for (int i = 1; i < kSubmissions; ++i) EXPECT_EQ(seen[i], std::to_string(i - 1)) << i;
+  EXPECT_EQ(TxnGet(*ledger_, "au/d/c/card"), std::to_string(kSubmissions - 1));
+  EXPECT_EQ(Scan(*ledger_, "au/x/").size(), size_t{(kSubmissions + 2) / 3});
+  EXPECT_FALSE(TxnGet(*ledger_, "au/x/1").has_value());
+  Reopen();
+  EXPECT_EQ(TxnGet(*ledger_, "au/d/c/card"), std::to_string(kSubmissions - 1));
+  EXPECT_FALSE(TxnGet(*ledger_, "au/x/1").has_value());
+  EXPECT_EQ(TxnGet(*ledger_, "au/x/3"), "new");
+}
+
+// A record the sequencer read from the DB (and keeps in its cache) and then
+// overwrote reads back with the new value once the overwrite is durable, also
+// when the key was last read from the memtable, from an SST file (after the
+// checkpoint's flush) or after a restart.
+TEST_F(LedgerTest, AuxReadAfterOverwriteIsNeverStale) {
+  TxnPut(*ledger_, "au/d/s/sim", "v1");
+  TxnPut(*ledger_, "bk/cfg", "config-1");
+  EXPECT_EQ(TxnGet(*ledger_, "au/d/s/sim"), "v1");  // now cached by the sequencer
+  TxnPut(*ledger_, "au/d/s/sim", "v2");
+  EXPECT_EQ(TxnGet(*ledger_, "au/d/s/sim"), "v2");
+  EXPECT_EQ(ledger_->GetAux("au/d/s/sim"), "v2");
+  ASSERT_OK(ledger_->Checkpoint(dir_.Sub("cp")));  // flushes the memtables to SST files
+  EXPECT_EQ(TxnGet(*ledger_, "au/d/s/sim"), "v2");
+  EXPECT_FALSE(TxnGet(*ledger_, "au/d/s/other").has_value());  // absent: SST bloom says no
+  TxnPut(*ledger_, "au/d/s/sim", "v3");
+  EXPECT_EQ(TxnGet(*ledger_, "au/d/s/sim"), "v3");
+  EXPECT_EQ(TxnGet(*ledger_, "bk/cfg"), "config-1");
+  Reopen();
+  EXPECT_EQ(TxnGet(*ledger_, "au/d/s/sim"), "v3");
+  EXPECT_EQ(TxnGet(*ledger_, "bk/cfg"), "config-1");
+  EXPECT_FALSE(TxnGet(*ledger_, "au/d/s/other").has_value());
+}
+
+// More records read than the sequencer's cache holds (16,384): it empties
+// itself and reads from the DB again, and no value is ever stale.
+TEST_F(LedgerTest, AuxCacheOverflowStaysCorrect) {
+  constexpr int kKeys = 20000;
+  constexpr int kPerGroup = 2000;
+  auto key = [](int i) { return "st/p/" + std::to_string(1000000 + i); };
+  for (int g = 0; g < kKeys / kPerGroup; ++g) {
+    ASSERT_OK(ledger_->Execute([&](Txn& txn) {
+      for (int i = g * kPerGroup; i < (g + 1) * kPerGroup; ++i) txn.PutAux(key(i), "a");
+    }));
+  }
+  for (int round = 0; round < 2; ++round) {
+    ASSERT_OK(ledger_->Execute([&](Txn& txn) {
+      // The second round reads the keys still cached from the first (the
+      // last ones read) first.
+      for (int n = 0; n < kKeys; ++n) {
+        const int i = round == 0 ? n : kKeys - 1 - n;
+        ASSERT_EQ(txn.GetAux(key(i)), round == 0 ? "a" : (i % 7 == 0 ? "b" : "a")) << i;
+      }
+    }));
+    if (round == 0) {
+      ASSERT_OK(ledger_->Execute([&](Txn& txn) {
+        for (int i = 0; i < kKeys; i += 7) txn.PutAux(key(i), "b");
+      }));
+    }
+  }
+  Reopen();
+  EXPECT_EQ(TxnGet(*ledger_, key(7)), "b");
+  EXPECT_EQ(TxnGet(*ledger_, key(8)), "a");
+  EXPECT_FALSE(TxnGet(*ledger_, key(kKeys)).has_value());
+}
+
+// A folder whose aux family was written by a RocksDB without the aux
+// memtable bloom (an older build: default column family options), part in
+// SST files and part only in the write-ahead log, opens and reads the same.
+TEST_F(LedgerTest, AuxWrittenWithoutTheMemtableBloomReadsTheSame) {
+  TxnPut(*ledger_, "au/x/ledger", "written by the ledger");
+  ASSERT_OK(ledger_->Close());
+  ledger_.reset();
+  {
+    const std::string path = dir_.Sub("db");
+    std::vector<std::string> names;
+    ASSERT_TRUE(rocksdb::DB::ListColumnFamilies({}, path, &names).ok());
+    std::vector<rocksdb::ColumnFamilyDescriptor> descs;
+    for (const std::string& n : names) descs.emplace_back(n, rocksdb::ColumnFamilyOptions());
+    std::vector<rocksdb::ColumnFamilyHandle*> handles;
+    rocksdb::DB* raw = nullptr;
+    ASSERT_TRUE(rocksdb::DB::Open({}, path, descs, &handles, &raw).ok());
+    std::unique_ptr<rocksdb::DB> db(raw);
+    rocksdb::ColumnFamilyHandle* aux = nullptr;
+    for (size_t i = 0; i < names.size(); ++i) {
+      if (names[i] == "aux") aux = handles[i];
+    }
+    ASSERT_NE(aux, nullptr);
+    rocksdb::WriteOptions wo;
+    wo.sync = true;
+    ASSERT_TRUE(db->Put(wo, aux, "au/x/flushed", "in an SST file").ok());
+    ASSERT_TRUE(db->Flush({}, aux).ok());
+    ASSERT_TRUE(db->Put(wo, aux, "au/x/wal", "only in the log").ok());
+    for (auto* h : handles) ASSERT_TRUE(db->DestroyColumnFamilyHandle(h).ok());
+    ASSERT_TRUE(db->Close().ok());
+  }
+  Open();
+  EXPECT_EQ(TxnGet(*ledger_, "au/x/ledger"), "written by the ledger");
+  EXPECT_EQ(TxnGet(*ledger_, "au/x/flushed"), "in an SST file");
+  EXPECT_EQ(TxnGet(*ledger_, "au/x/wal"), "only in the log");
+  EXPECT_FALSE(TxnGet(*ledger_, "au/x/absent").has_value());
+  TxnPut(*ledger_, "au/x/wal", "replaced");
+  EXPECT_EQ(ledger_->GetAux("au/x/wal"), "replaced");
+  EXPECT_EQ(Scan(*ledger_, "au/x/").size(), 3u);
+  ExpectVerified();
+}
+
+}  // namespace
+}  // namespace narae::testing
