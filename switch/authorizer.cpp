@@ -1288,7 +1288,7 @@ CredentialState Authorizer::ReadState(ledger::Txn& txn, const std::string& key) 
 
 // RRN: microseconds since the epoch, unique per engine run, in base 36;
 // assigned once per request (a payment's transfer carries it, see
-// RrnUserData).
+// RrnFromUserData).
 uint64_t Authorizer::RrnNumber(Plan& p) {
   if (p.rrn_number == 0) {
     p.rrn_number =
