@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstring>
 #include <ctime>
 #include <limits>
 #include <map>
@@ -18,6 +19,7 @@
 #include <optional>
 #include <stdexcept>
 #include <unordered_map>
+#include <unordered_set>
 
 #include "crypto/crypto.hpp"
 #include "switch/bank.hpp"
@@ -42,8 +44,20 @@ constexpr size_t kTlvElementsMax = 64;
 constexpr size_t kField48ElementsMax = 32;
 constexpr uint8_t kRecordVersion = 2;  // 1: without the trailing original key
 constexpr size_t kCredKeyBytesMax = 255;
+constexpr size_t kPinBlockedTrackedMax = 65536;
 constexpr int64_t kMsPerDay = 86'400'000;
 constexpr int64_t kMsPerMinute = 60'000;
+// A payment transfer's user_data_128.hi: a tag in the top byte, the RRN (as
+// a number) below it. 2^56 microseconds reach the year 4253. 'R': the
+// payment has no st/p record (PaymentInfo); 'P': it has one.
+constexpr uint64_t kRrnNumberMax = (uint64_t{1} << 56) - 1;
+constexpr uint64_t kRrnOnlyTag = uint64_t{'R'} << 56;
+constexpr uint64_t kRrnWithInfoTag = uint64_t{'P'} << 56;
+// False only when the payment's transfer says it has no PaymentInfo (so no
+// delivery split to move): payments from before the tags may have one.
+bool MayHavePaymentInfo(const U128& user_data_128) {
+  return (user_data_128.hi & ~kRrnNumberMax) != kRrnOnlyTag;
+}
 
 enum class Kind : uint8_t {
   kHold = 1,
@@ -77,17 +91,10 @@ struct TxnRecord {
   std::string orig_key;
 };
 
-void PutBe(std::string* out, uint64_t v, int bytes) {
-  for (int i = bytes - 1; i >= 0; --i) out->push_back(static_cast<char>((v >> (8 * i)) & 0xff));
-}
 uint64_t GetBe(std::string_view in, size_t* pos, int bytes) {
   uint64_t v = 0;
   for (int i = 0; i < bytes; ++i) v = (v << 8) | static_cast<uint8_t>(in[(*pos)++]);
   return v;
-}
-void PutU128(std::string* out, const U128& v) {
-  PutBe(out, v.hi, 8);
-  PutBe(out, v.lo, 8);
 }
 U128 GetU128(std::string_view in, size_t* pos) {
   U128 v;
@@ -98,30 +105,45 @@ U128 GetU128(std::string_view in, size_t* pos) {
 
 constexpr size_t kRecordFixedBytes = 1 + 1 + 1 + 8 + 8 + 2 + 16 * 3 + 8 + 8 + 4 + 1 + 2;
 
+// Writes `v` big-endian into `bytes` bytes at `p`; returns the end.
+char* StoreBe(char* p, uint64_t v, int bytes) {
+  for (int i = bytes - 1; i >= 0; --i) *p++ = static_cast<char>((v >> (8 * i)) & 0xff);
+  return p;
+}
+char* StoreBytes(char* p, std::string_view s) {
+  if (!s.empty()) std::memcpy(p, s.data(), s.size());
+  return p + s.size();
+}
+
+// One allocation, no per-byte appends (this runs on the ledger's sequencer
+// for every request).
 std::string EncodeRecord(const TxnRecord& r) {
   NARAE_CHECK(r.cred_key.size() <= kCredKeyBytesMax);
   NARAE_CHECK(r.response.size() <= 0xffff);
   NARAE_CHECK(r.orig_key.size() <= kCredKeyBytesMax);
-  std::string out;
-  out.reserve(kRecordFixedBytes + 1 + r.cred_key.size() + r.response.size() + r.orig_key.size());
-  PutBe(&out, kRecordVersion, 1);
-  PutBe(&out, static_cast<uint8_t>(r.kind), 1);
-  PutBe(&out, r.response_code, 1);
-  PutBe(&out, r.digest, 8);
-  PutBe(&out, r.amount_minor, 8);
-  PutBe(&out, r.currency, 2);
-  PutU128(&out, r.debit.value);
-  PutU128(&out, r.credit.value);
-  PutU128(&out, r.transfer.value);
-  PutBe(&out, r.captured_minor, 8);
-  PutBe(&out, r.refunded_minor, 8);
-  PutBe(&out, r.day, 4);
-  PutBe(&out, r.cred_key.size(), 1);
-  out += r.cred_key;
-  PutBe(&out, r.response.size(), 2);
-  out += r.response;
-  PutBe(&out, r.orig_key.size(), 1);
-  out += r.orig_key;
+  std::string out(kRecordFixedBytes + 1 + r.cred_key.size() + r.response.size() + r.orig_key.size(),
+                  '\0');
+  char* p = out.data();
+  p = StoreBe(p, kRecordVersion, 1);
+  p = StoreBe(p, static_cast<uint8_t>(r.kind), 1);
+  p = StoreBe(p, r.response_code, 1);
+  p = StoreBe(p, r.digest, 8);
+  p = StoreBe(p, r.amount_minor, 8);
+  p = StoreBe(p, r.currency, 2);
+  for (const U128* v : {&r.debit.value, &r.credit.value, &r.transfer.value}) {
+    p = StoreBe(p, v->hi, 8);
+    p = StoreBe(p, v->lo, 8);
+  }
+  p = StoreBe(p, r.captured_minor, 8);
+  p = StoreBe(p, r.refunded_minor, 8);
+  p = StoreBe(p, r.day, 4);
+  p = StoreBe(p, r.cred_key.size(), 1);
+  p = StoreBytes(p, r.cred_key);
+  p = StoreBe(p, r.response.size(), 2);
+  p = StoreBytes(p, r.response);
+  p = StoreBe(p, r.orig_key.size(), 1);
+  p = StoreBytes(p, r.orig_key);
+  NARAE_CHECK(p == out.data() + out.size());
   return out;
 }
 
@@ -320,6 +342,8 @@ struct Plan {
   std::string acquirer_bank;                          // that bank's id; "" for our merchants
   std::shared_ptr<const Merchant> acquirer_merchant;  // field 42, its interbank accounts
   std::string key_terminal;                           // the terminal part of the request key
+  uint64_t rrn_number = 0;    // field 37 of the response as a number (0 = not assigned yet)
+  bool payment_info = false;  // an approved hold or purchase records its PaymentInfo (st/p)
 };
 
 constexpr std::string_view kAuxBankStatePrefix = "au/d/b/";
@@ -696,6 +720,7 @@ class Authorizer final : public HookedHandler {
   void ReleaseDaily(ledger::Txn& txn, const TxnRecord& orig, uint64_t amount);
   RC ApplyStandIn(ledger::Txn& txn, Plan& p, CredentialState* bank_state);
   void SetAvailableBalance(ledger::Txn& txn, Plan& p, AccountId account);
+  uint64_t RrnNumber(Plan& p);
   void Respond(Plan& p, RC rc, const TransferId* approval);
 
   // Acknowledging thread (after the group is durable).
@@ -705,7 +730,12 @@ class Authorizer final : public HookedHandler {
   crypto::KeyStore* keys_;
   AuthorizerOptions options_;
   std::unique_ptr<BankCache> bank_;
-  uint64_t rrn_last_ = 0;     // sequencer thread only
+  uint64_t rrn_last_ = 0;  // sequencer thread only
+  // Sequencer thread only: the credential state keys of the cards this
+  // process blocked for PIN tries (ApplyPayment reads their state), at most
+  // kPinBlockedTrackedMax; beyond that every state is read.
+  std::unordered_set<std::string> pin_blocked_;
+  bool pin_blocked_all_ = false;
   PaymentObserver observer_;  // set before the first request
   std::mutex key_mu_;
   std::unordered_map<std::string, std::shared_ptr<const crypto::SecretBytes>> key_cache_;
@@ -1256,13 +1286,22 @@ CredentialState Authorizer::ReadState(ledger::Txn& txn, const std::string& key) 
   return s.ok() ? *s : CredentialState{};
 }
 
+// RRN: microseconds since the epoch, unique per engine run, in base 36;
+// assigned once per request (a payment's transfer carries it, see
+// RrnFromUserData).
+uint64_t Authorizer::RrnNumber(Plan& p) {
+  if (p.rrn_number == 0) {
+    p.rrn_number =
+        std::max(rrn_last_ + 1, static_cast<uint64_t>(std::max<int64_t>(p.clock.ms, 0)) * 1000);
+    NARAE_CHECK(p.rrn_number <= kRrnNumberMax);
+    rrn_last_ = p.rrn_number;
+  }
+  return p.rrn_number;
+}
+
 void Authorizer::Respond(Plan& p, RC rc, const TransferId* approval) {
   SetResponseCode(p.response, rc);
-  // RRN: microseconds since the epoch, unique per engine run, in base 36.
-  uint64_t rrn_us =
-      std::max(rrn_last_ + 1, static_cast<uint64_t>(std::max<int64_t>(p.clock.ms, 0)) * 1000);
-  rrn_last_ = rrn_us;
-  p.response.Set(37, Base36(rrn_us, 12));
+  p.response.Set(37, Base36(RrnNumber(p), 12));
   if (rc == RC::kApproved && approval) {
     p.response.Set(38, Base36(Mix(approval->value.lo ^ approval->value.hi), 6));
   } else {
@@ -1337,9 +1376,15 @@ void Authorizer::Apply(ledger::Txn& txn, Plan& p) {
   const bool approved = rc == RC::kApproved && !rec.transfer.IsZero();
   Respond(p, rc, approved ? &rec.transfer : nullptr);
   rec.response_code = static_cast<uint8_t>(rc);
-  Message stored = p.response;
-  stored.Clear(2);  // never store a full PAN (put back from a duplicate's request)
-  Result<std::vector<uint8_t>> packed = Pack(stored);
+  // Never store a full PAN (put back from a duplicate's request): packed
+  // without field 2, which then goes back into the reply (no Message copy).
+  std::optional<std::string> pan;
+  if (std::optional<std::string_view> v = p.response.Find(2)) {
+    pan.emplace(*v);
+    p.response.Clear(2);
+  }
+  Result<std::vector<uint8_t>> packed = Pack(p.response);
+  if (pan) p.response.Set(2, *pan);
   if (!packed.ok()) return;  // not recorded; the reply still goes out
   rec.response.assign(packed->begin(), packed->end());
   Write(txn, p.key, EncodeRecord(rec));
@@ -1353,12 +1398,17 @@ void Authorizer::Apply(ledger::Txn& txn, Plan& p) {
     Write(txn, std::string(kAuxRrnPrefix) + std::string(p.response.Get(37)),
           p.key.substr(kAuxTxnPrefix.size()));
     // The payment's order reference and RRN for the settlement reports
-    // (switch/settlement.hpp), in the same batch as the payment.
+    // (switch/settlement.hpp), in the same batch as the payment: only when
+    // there is more to say than the RRN, which the transfer carries
+    // (RrnFromUserData). The HTTP API's payments always get one (its split
+    // and its reports read it).
     PaymentInfo info;
     info.order_ref = p.order_ref;
     info.rrn = std::string(p.response.Get(37));
     if (!ValidatePaymentInfo(info).ok()) info.order_ref.clear();  // not printable: RRN only
-    if (ValidatePaymentInfo(info).ok()) RecordPaymentInfo(txn, rec.transfer, info);
+    if (p.payment_info && ValidatePaymentInfo(info).ok()) {
+      RecordPaymentInfo(txn, rec.transfer, info);
+    }
     if (p.delivery_share_minor != 0) {  // moved by the capture: this purchase, or the 0220
       RecordSplitAtCapture(txn, rec.transfer, p.delivery_share_minor);
       if (p.kind == Kind::kPurchase) {
@@ -1378,6 +1428,11 @@ std::optional<RC> Authorizer::CredentialStep(CredentialState& st, Plan& p) {
       Card blocked = *p.card;
       blocked.status = RecordStatus::kPinBlocked;
       p.card_update = blocked;
+      if (pin_blocked_.size() < kPinBlockedTrackedMax) {
+        pin_blocked_.insert(p.cred_key);
+      } else {
+        pin_blocked_all_ = true;  // too many to track: always read the state
+      }
     }
     return RC::kPinTriesExceeded;
   }
@@ -1421,22 +1476,35 @@ void Authorizer::SetAvailableBalance(ledger::Txn& txn, Plan& p, AccountId accoun
 }
 
 RC Authorizer::ApplyPayment(ledger::Txn& txn, Plan& p, TxnRecord& rec) {
-  CredentialState st = ReadState(txn, p.cred_key);
+  // Counters are kept only for the limits the credential has (limits are
+  // fixed when it is issued): a card without any writes no state for an
+  // approval that changes nothing else.
+  const RiskLimits& l = *p.limits;
+  const bool count_day = l.daily_amount_max_minor != 0 || l.daily_count_max != 0;
+  const bool count_minute = l.per_minute_max != 0;
+  // Without a PIN, ATC, SIM counter or counted limit the state could only
+  // say "PIN tries exhausted", which also blocks the card in its record (and
+  // in the cache once durable): it is read for the cards this process
+  // blocked so (pin_blocked_), else the read (mostly a miss: no state was
+  // ever written) is skipped.
+  const bool read_state = p.pin_present || p.has_atc || p.has_sim_counter || count_day ||
+                          count_minute || pin_blocked_all_ ||
+                          (!pin_blocked_.empty() && pin_blocked_.count(p.cred_key) != 0);
+  CredentialState st = read_state ? ReadState(txn, p.cred_key) : CredentialState{};
   const CredentialState before = st;
   std::optional<RC> decline = CredentialStep(st, p);
   RC rc = RC::kApproved;
   if (decline) rc = *decline;
   if (rc == RC::kApproved) {
-    if (st.day != p.clock.day) {
+    if (count_day && st.day != p.clock.day) {
       st.day = p.clock.day;
       st.day_amount_minor = 0;
       st.day_count = 0;
     }
-    if (st.minute != p.clock.minute) {
+    if (count_minute && st.minute != p.clock.minute) {
       st.minute = p.clock.minute;
       st.minute_count = 0;
     }
-    const RiskLimits& l = *p.limits;
     bool overflow = st.day_amount_minor > UINT64_MAX - p.amount_minor;
     if (l.daily_amount_max_minor != 0 &&
         (overflow || st.day_amount_minor + p.amount_minor > l.daily_amount_max_minor)) {
@@ -1456,7 +1524,15 @@ RC Authorizer::ApplyPayment(ledger::Txn& txn, Plan& p, TxnRecord& rec) {
     t.credit_account_id = p.credit;
     t.amount_minor = p.amount_minor;
     t.ledger = p.currency;
-    t.user_data_128 = U128{0, p.digest};
+    // The RRN rides on the transfer: settlement finds it there when the
+    // payment has no st/p record (no order reference, no split).
+    // An st/p record only when there is more to say than the RRN (an order
+    // reference, a split; every HTTP API payment: its split and reports).
+    PaymentInfo info{p.order_ref, Base36(RrnNumber(p), kRrnBytes), {}};
+    if (!ValidatePaymentInfo(info).ok()) p.order_ref.clear();  // not printable: RRN only
+    p.payment_info = !p.order_ref.empty() || p.delivery_share_minor != 0 || p.hook;
+    t.user_data_128 =
+        U128{(p.payment_info ? kRrnWithInfoTag : kRrnOnlyTag) | RrnNumber(p), p.digest};
     if (p.kind == Kind::kHold) {
       t.code = kCodeHold;
       t.flags = tf::kPending;
@@ -1470,9 +1546,11 @@ RC Authorizer::ApplyPayment(ledger::Txn& txn, Plan& p, TxnRecord& rec) {
     if (rc == RC::kApproved) {
       rec.transfer = t.id;
       rec.captured_minor = p.kind == Kind::kPurchase ? p.amount_minor : 0;
-      st.day_amount_minor += p.amount_minor;
-      st.day_count++;
-      st.minute_count++;
+      if (count_day) {
+        st.day_amount_minor += p.amount_minor;
+        st.day_count++;
+      }
+      if (count_minute) st.minute_count++;
       if (p.stand_in) {
         // The other bank's exposure grows; its interbank balance is not the
         // cardholder's and is never shown (no field 54).
@@ -1573,7 +1651,10 @@ RC Authorizer::ApplyCompletion(ledger::Txn& txn, Plan& p, TxnRecord& rec) {
   Write(txn, p.orig_key, EncodeRecord(*orig));
   // A delivery split recorded with the hold (settlement.hpp): its share goes
   // to the logistics office with this capture, whichever channel sent it.
-  (void)MoveDeliveryShare(txn, orig->transfer, orig->credit, orig->currency, p.amount_minor, t.id);
+  if (MayHavePaymentInfo(hold->hold.user_data_128)) {  // else no st/p: no split (no read)
+    (void)MoveDeliveryShare(txn, orig->transfer, orig->credit, orig->currency, p.amount_minor,
+                            t.id);
+  }
   ReleaseDaily(txn, *orig, hold->hold.amount_minor - p.amount_minor);
   return RC::kApproved;
 }
@@ -1808,6 +1889,19 @@ std::optional<PaymentRecord> LookupPaymentByRrn(ledger::Ledger& ledger, std::str
   out.refunded_minor = rec->refunded_minor;
   out.cred_key = rec->cred_key;
   return out;
+}
+
+std::string RrnFromUserData(const ledger::U128& user_data_128) {
+  const uint64_t tag = user_data_128.hi & ~kRrnNumberMax;
+  if (tag != kRrnOnlyTag && tag != kRrnWithInfoTag) return "";
+  return Base36(user_data_128.hi & kRrnNumberMax, kRrnBytes);
+}
+
+std::string LookupPaymentRrn(ledger::Ledger& ledger, const ledger::Transfer& capture) {
+  if ((capture.flags & tf::kPostPendingTransfer) == 0)
+    return RrnFromUserData(capture.user_data_128);
+  std::optional<ledger::Transfer> hold = ledger.LookupTransfer(capture.pending_id);
+  return hold ? RrnFromUserData(hold->user_data_128) : std::string();
 }
 
 uint64_t ReleaseStandInOnExpiry(ledger::Txn& txn, const std::vector<OtherBank>& banks,

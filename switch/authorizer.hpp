@@ -14,7 +14,11 @@
 //                                                  accounts, transfer id, captured and
 //                                                  refunded amounts, the packed response
 //   au/r/<RRN 12>                                  RRN -> request key (refunds by RRN)
-//   au/d/c/<card id>, au/d/s/<token id>            CredentialState (bank.hpp)
+//   au/d/c/<card id>, au/d/s/<token id>            CredentialState (bank.hpp), written
+//                                                  only when it changes
+//   st/p/<transfer id>                             PaymentInfo (settlement.hpp), only for a
+//                                                  payment with an order reference or split
+//                                                  (else its transfer carries the RRN)
 //
 // Thread safety: Handle() may be called from any number of threads.
 // REQUIRES: every reply has been delivered (or the ledger closed, which
@@ -212,6 +216,17 @@ struct PaymentRecord {
   std::string cred_key;  // au/d/c/<card id> or au/d/s/<token id>
 };
 std::optional<PaymentRecord> LookupPaymentByRrn(ledger::Ledger& ledger, std::string_view rrn);
+
+// An approved hold or purchase (codes 101, 102, 206) carries the RRN of its
+// approval (field 37) in its transfer's user_data_128: hi = 'R' in the top
+// byte and the RRN as a number (base 36) below it, lo = the request digest.
+// Payments approved before this carry hi = 0 (their RRN is in their st/p
+// record). Returns the RRN, "" when `user_data_128` carries none.
+std::string RrnFromUserData(const ledger::U128& user_data_128);
+// The RRN of the payment a capture settles: the transfer's own (a purchase)
+// or that of the hold it posted (a completion); "" when it carries none.
+// For settlement lines of payments without an st/p record.
+std::string LookupPaymentRrn(ledger::Ledger& ledger, const ledger::Transfer& capture);
 
 // A hold approved by stand-in for another bank (docs/authorization.md) that
 // expired unused gives the bank's exposure of its day back: when `hold`

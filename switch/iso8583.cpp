@@ -476,7 +476,13 @@ Result<Message> Unpack(std::span<const uint8_t> body, const FieldTable& table) {
   return message;
 }
 
-Result<std::vector<uint8_t>> Pack(const Message& message, const FieldTable& table) {
+namespace {
+
+// Pack() into a buffer that starts with `header_bytes` (0, or 2 for the
+// frame header, written here): one allocation and one copy of each field.
+Result<std::vector<uint8_t>> PackWithHeader(const Message& message, const FieldTable& table,
+                                            size_t header_bytes) {
+  NARAE_CHECK(header_bytes == 0 || header_bytes == kFrameHeaderBytes);
   const std::string& mti = message.mti();
   if (mti.size() != kMtiBytes || !AllDigits(mti)) {
     return Status::InvalidArgument("bad MTI '" + mti + "': must be 4 ASCII digits");
@@ -507,8 +513,12 @@ Result<std::vector<uint8_t>> Pack(const Message& message, const FieldTable& tabl
     return Status::InvalidArgument("message too long: " + std::to_string(total) +
                                    " bytes, at most " + std::to_string(kMessageBytesMax));
   }
-  std::vector<uint8_t> out(total);
+  std::vector<uint8_t> out(header_bytes + total);
   uint8_t* p = out.data();
+  if (header_bytes != 0) {
+    *p++ = static_cast<uint8_t>(total >> 8);
+    *p++ = static_cast<uint8_t>(total & 0xFF);
+  }
   std::memcpy(p, mti.data(), kMtiBytes);
   p += kMtiBytes;
   StoreBigEndian64(bits[0], p);
@@ -537,6 +547,12 @@ Result<std::vector<uint8_t>> Pack(const Message& message, const FieldTable& tabl
   }
   NARAE_CHECK(p == out.data() + out.size());
   return out;
+}
+
+}  // namespace
+
+Result<std::vector<uint8_t>> Pack(const Message& message, const FieldTable& table) {
+  return PackWithHeader(message, table, 0);
 }
 
 // ---------------------------------------------------------------------------
@@ -574,9 +590,9 @@ Result<std::span<const uint8_t>> Unframe(std::span<const uint8_t> frame) {
 }
 
 Result<std::vector<uint8_t>> PackFramed(const Message& message) {
-  Result<std::vector<uint8_t>> body = Pack(message);
-  if (!body.ok()) return body.status();
-  return Frame(*body);
+  // The body is at most kMessageBytesMax (checked by the packer), so the
+  // header always holds its length.
+  return PackWithHeader(message, Iso87Table(), kFrameHeaderBytes);
 }
 
 // ---------------------------------------------------------------------------

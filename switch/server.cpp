@@ -1,10 +1,11 @@
 // The ISO 8583 server: Boost.Asio with C++20 coroutines.
 //
 // One io_context run by `threads` threads; every connection lives on its own
-// strand and is served by three coroutines: the reader (frames, decodes,
-// dispatches to the handler), the writer (sends replies as they complete, in
-// batches) and the watchdog (enforces the read, idle and write timeouts by
-// closing the socket). The handler replies from any thread; the reply is
+// strand and is served by two coroutines, the reader (frames, decodes,
+// dispatches to the handler) and the watchdog (enforces the read, idle and
+// write timeouts by closing the socket), and by Flush(), which writes the
+// replies queued on the strand with one writev, callback style (no timer to
+// arm and cancel per batch). The handler replies from any thread; the reply is
 // posted to the connection's strand, or dropped if the connection is gone or
 // the server has shut down. Plain TCP and TLS share Session<Stream>.
 //
@@ -271,7 +272,6 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
         executor_(stream_.get_executor()),
         env_(env),
         info_(std::move(info)),
-        write_signal_(executor_),
         read_signal_(executor_),
         watchdog_(executor_) {
     rbuf_.resize(kReadChunkBytes);
@@ -289,7 +289,7 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
   void BeginShutdown() override {
     asio::post(executor_, [self = this->shared_from_this()] {
       self->stopping_ = true;
-      self->write_signal_.cancel();
+      self->Flush();
     });
   }
 
@@ -328,8 +328,6 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
       asio::co_spawn(
           executor_, [self]() { return self->Watchdog(); }, asio::detached);
       if (!(co_await Handshake())) co_return;
-      asio::co_spawn(
-          executor_, [self]() { return self->Writer(); }, asio::detached);
       co_await Reader();
     } catch (const std::exception& e) {
       env_.logger->Log(LogLevel::kError, "session_exception",
@@ -434,7 +432,7 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
           // The client finished sending: answer what is in flight, then close.
           reading_done_ = true;
           frame_started_.reset();
-          write_signal_.cancel();
+          Flush();
         } else {
           env_.logger->Log(LogLevel::kDebug, "read_error",
                            {{"conn", info_.connection_id}, {"error", ec.message()}});
@@ -496,16 +494,19 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
   void ServerReply(Message answer) {
     ++in_flight_;
     Enqueue(answer, Clock::now());
+    Flush();
   }
 
   void DrainInbox() {
-    std::vector<InboxEntry> replies;
+    drained_.clear();  // keeps its capacity: no allocation per group
     {
       std::lock_guard<std::mutex> lock(inbox_mu_);
-      replies.swap(inbox_);
+      drained_.swap(inbox_);
       drain_posted_ = false;
     }
-    for (InboxEntry& e : replies) OnReply(std::move(e.response), e.started);
+    for (InboxEntry& e : drained_) OnReply(std::move(e.response), e.started);
+    drained_.clear();
+    Flush();
   }
 
   void OnReply(Message response, Clock::time_point started) {
@@ -554,52 +555,47 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
       fields.emplace_back("conn", info_.connection_id);
       env_.logger->Log(level, "response", fields);
     }
-    write_signal_.cancel();
   }
 
-  asio::awaitable<void> Writer() {
-    auto self = this->shared_from_this();
-    try {
-      std::vector<std::vector<uint8_t>> batch;
-      std::vector<asio::const_buffer> buffers;
-      for (;;) {  // bounded by the connection's life
-        while (pending_.empty() && !closed_) {
-          if (in_flight_ == 0 && (stopping_ || reading_done_)) {
-            Close(stopping_ ? "shutdown" : "client_done");
-            co_return;
-          }
-          write_signal_.expires_at(Clock::time_point::max());
-          error_code ec;
-          co_await write_signal_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
-        }
-        if (closed_) co_return;
-        batch.swap(pending_);
-        buffers.clear();
-        for (const auto& frame : batch) buffers.push_back(asio::buffer(frame));
-        writing_ = true;
-        write_started_ = Clock::now();
-        error_code ec;
-        co_await asio::async_write(stream_, buffers, asio::redirect_error(asio::use_awaitable, ec));
-        writing_ = false;
-        if (ec) {
-          if (!closed_) {
-            env_.logger->Log(LogLevel::kDebug, "write_error",
-                             {{"conn", info_.connection_id}, {"error", ec.message()}});
-            Close("write_error");
-          }
-          co_return;
-        }
-        NARAE_CHECK(in_flight_ >= batch.size());
-        in_flight_ -= static_cast<uint32_t>(batch.size());
-        batch.clear();
-        last_activity_ = Clock::now();
-        if (paused_) read_signal_.cancel();
+  // On the strand: writes the queued replies with one writev unless a write
+  // is in flight (its completion comes back here), and closes the
+  // connection once nothing is in flight after the client or the server is
+  // done. Callback style: no timer to arm and cancel per batch.
+  void Flush() {
+    if (closed_ || writing_) return;
+    if (pending_.empty()) {
+      if (in_flight_ == 0 && (stopping_ || reading_done_)) {
+        Close(stopping_ ? "shutdown" : "client_done");
       }
-    } catch (const std::exception& e) {
-      env_.logger->Log(LogLevel::kError, "session_exception",
-                       {{"conn", info_.connection_id}, {"what", e.what()}});
-      Close("exception");
+      return;
     }
+    NARAE_CHECK(batch_.empty());
+    batch_.swap(pending_);
+    buffers_.clear();
+    for (const auto& frame : batch_) buffers_.push_back(asio::buffer(frame));
+    writing_ = true;
+    write_started_ = Clock::now();
+    asio::async_write(
+        stream_, buffers_,
+        [self = this->shared_from_this()](const error_code& ec, size_t) { self->OnWritten(ec); });
+  }
+
+  void OnWritten(const error_code& ec) {
+    writing_ = false;
+    if (ec) {
+      if (!closed_) {
+        env_.logger->Log(LogLevel::kDebug, "write_error",
+                         {{"conn", info_.connection_id}, {"error", ec.message()}});
+        Close("write_error");
+      }
+      return;
+    }
+    NARAE_CHECK(in_flight_ >= batch_.size());
+    in_flight_ -= static_cast<uint32_t>(batch_.size());
+    batch_.clear();  // the frames' buffers go; the vector keeps its capacity
+    last_activity_ = Clock::now();
+    if (paused_) read_signal_.cancel();
+    Flush();
   }
 
   // Wakes every `tick` and closes the connection when a deadline has passed.
@@ -653,7 +649,6 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
     auto& socket = Lowest();
     socket.shutdown(tcp::socket::shutdown_both, ec);
     socket.close(ec);
-    write_signal_.cancel();
     read_signal_.cancel();
     watchdog_.cancel();
     env_.shared->counters.connections_open.fetch_sub(1, std::memory_order_relaxed);
@@ -666,8 +661,7 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
   asio::any_io_executor executor_;  // the connection's strand
   SessionEnv env_;
   ConnectionInfo info_;
-  asio::steady_timer write_signal_;  // cancelled to wake the writer
-  asio::steady_timer read_signal_;   // cancelled to wake a paused reader
+  asio::steady_timer read_signal_;  // cancelled to wake a paused reader
   asio::steady_timer watchdog_;
   // Replies handed over by Deliver (any thread), taken by DrainInbox on the
   // strand. At most one entry per request handed to the handler (a second
@@ -686,6 +680,9 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
   uint32_t in_flight_ = 0;                     // requests read and not yet answered on the wire
   uint32_t awaiting_ = 0;                      // requests handed to the handler and not yet replied
   std::vector<std::vector<uint8_t>> pending_;  // framed replies to write; <= in_flight_
+  std::vector<std::vector<uint8_t>> batch_;    // the replies being written (writing_)
+  std::vector<asio::const_buffer> buffers_;    // batch_'s buffers for the writev
+  std::vector<InboxEntry> drained_;            // DrainInbox's batch, reused
   std::optional<Clock::time_point> frame_started_;
   Clock::time_point last_activity_;
   Clock::time_point write_started_;

@@ -14,6 +14,7 @@
 
 #include "crypto/crypto.hpp"
 #include "switch/api_events.hpp"
+#include "switch/authorizer.hpp"
 #include "switch/bank.hpp"
 #include "switch/iso8583.hpp"
 
@@ -961,6 +962,9 @@ class DayScanner {
       line.order_ref = std::move(p->order_ref);
       line.rrn = std::move(p->rrn);
     }
+    // A card payment without order reference or split has no st/p record:
+    // its transfer (or its hold's) carries the RRN (authorizer.hpp).
+    if (keep_lines_ && line.rrn.empty()) line.rrn = LookupPaymentRrn(ledger_, t);
     if (!Add(&m.captures_minor, t.amount_minor) || !Add(&m.fees_minor, line.fee_minor) ||
         !Add(&m.delivery_minor, line.delivery_minor) || m.captures_count == UINT32_MAX) {
       return Fail(Status::Internal("captures overflow for merchant " + m.merchant_id));

@@ -9,6 +9,7 @@
 #include <ctime>
 #include <filesystem>
 #include <future>
+#include <map>
 #include <mutex>
 #include <thread>
 
@@ -260,6 +261,107 @@ TEST_F(AuthTest, ApprovedPaymentRecordsItsRrnAndOrderForSettlement) {
   EXPECT_NE(Rc(d), "00");
   EXPECT_EQ(Field48Element(bad.Get(48), "ORDR"), "OKRYU-ORDER-78");
   EXPECT_EQ(Field48Element("ORDR05ab", "ORDR"), "");  // length beyond the field
+}
+
+// Records per request (docs/authorization.md, "Records"): a card without
+// limits paying without an order reference writes its request record and
+// RRN index only; the transfer carries the RRN for settlement; a card with
+// a daily limit still counts.
+TEST_F(AuthTest, PaymentWithoutOrderOrLimitsWritesNoStateAndNoPaymentInfo) {
+  DemoCard free_card = CardWithLimits(RiskLimits{});
+  const std::string state_key = std::string(kAuxCardStatePrefix) + free_card.issued.card.card_id;
+  Message buy = CardRequest("0200", free_card, 1500);
+  Message br = Send(buy);
+  ASSERT_EQ(Rc(br), "00");
+  std::optional<PaymentRecord> pay = LookupPaymentByRrn(*ledger_, br.Get(37));
+  ASSERT_TRUE(pay.has_value());
+  EXPECT_FALSE(ledger_->GetAux(PaymentInfoKey(pay->transfer)).has_value());
+  EXPECT_FALSE(ledger_->GetAux(state_key).has_value());
+  std::optional<ledger::Transfer> t = ledger_->LookupTransfer(pay->transfer);
+  ASSERT_TRUE(t.has_value());
+  EXPECT_EQ(RrnFromUserData(t->user_data_128), br.Get(37));
+  EXPECT_EQ(LookupPaymentRrn(*ledger_, *t), br.Get(37));
+  // A hold and its completion: the completion finds the hold's RRN.
+  Message hold = CardRequest("0100", free_card, 900);
+  Message hr = Send(hold);
+  ASSERT_EQ(Rc(hr), "00");
+  Message cr = Send(Reference("0220", hold, 600));
+  ASSERT_EQ(Rc(cr), "00");
+  EXPECT_FALSE(ledger_->GetAux(state_key).has_value());  // nothing to release either
+  std::string ckey = RequestKey("T0000003", cr.Get(7), cr.Get(11), SystemMs());
+  std::optional<ledger::Transfer> post = ledger_->LookupTransfer(RequestTransferId(ckey, 1));
+  ASSERT_TRUE(post.has_value());
+  EXPECT_EQ(RrnFromUserData(post->user_data_128), "");  // the completion carries none itself
+  EXPECT_EQ(LookupPaymentRrn(*ledger_, *post), hr.Get(37));
+  // Other user data is no RRN.
+  EXPECT_EQ(RrnFromUserData(ledger::U128{0, 77}), "");
+  EXPECT_EQ(RrnFromUserData(ledger::U128{uint64_t{'Q'} << 56 | 5, 77}), "");
+  // Refund by RRN and reversal by field 90 still find it, also after a restart.
+  Restart();
+  Message refund = CardRequest("0200", free_card, 500, "200000");
+  refund.Set(37, br.Get(37));
+  EXPECT_EQ(Rc(Send(refund)), "00");
+  EXPECT_EQ(Rc(Send(Reference("0400", buy, 1500))), "00");
+  EXPECT_EQ(Send(buy), br);  // the duplicate, identical
+  EXPECT_FALSE(ledger_->GetAux(state_key).has_value());
+
+  // A daily amount limit: the state counts every approval.
+  RiskLimits daily;
+  daily.daily_amount_max_minor = 10'000;
+  DemoCard limited = CardWithLimits(daily);
+  const std::string limited_key = std::string(kAuxCardStatePrefix) + limited.issued.card.card_id;
+  ASSERT_EQ(Rc(Send(CardRequest("0200", limited, 4000))), "00");
+  std::optional<std::string> v = ledger_->GetAux(limited_key);
+  ASSERT_TRUE(v.has_value());
+  Result<CredentialState> st = DecodeCredentialState(*v);
+  ASSERT_TRUE(st.ok());
+  EXPECT_EQ(st->day_amount_minor, 4000u);
+  EXPECT_EQ(st->day_count, 1u);
+  EXPECT_EQ(st->minute_count, 0u);  // no per-minute limit: not counted
+}
+
+// Settlement finds the RRN of payments without an st/p record on their
+// transfer, and keeps reading st/p records (with an order reference, and
+// those every payment had before).
+TEST_F(AuthTest, SettlementLinesCarryTheRrnWithOrWithoutPaymentInfo) {
+  const DemoCard& card = KpwCard();
+  Message buy = CardRequest("0200", card, 2000);
+  Message br = Send(buy);
+  ASSERT_EQ(Rc(br), "00");
+  Message hold = CardRequest("0100", card, 3000);
+  Message hr = Send(hold);
+  ASSERT_EQ(Rc(hr), "00");
+  ASSERT_EQ(Rc(Send(Reference("0220", hold, 3000))), "00");
+  Message ordered = CardRequest("0200", card, 4000);
+  ordered.Set(48, BuildField48(card.issued.cvv2, "ORDER-9"));
+  Message orr = Send(ordered);
+  ASSERT_EQ(Rc(orr), "00");
+  // A payment as recorded before: st/p with the RRN, no RRN on the transfer.
+  ledger::Transfer old;
+  old.id = ledger::TransferId::From(0x0dd);
+  old.debit_account_id = card.issued.card.account_id;
+  old.credit_account_id = Clearing("SOCKS001", 408);
+  old.amount_minor = 5000;
+  old.ledger = 408;
+  old.code = kTransferCodePurchase;
+  old.user_data_128 = ledger::U128{0, 1234};
+  auto created = ledger_->CreateTransfers({&old, 1});
+  ASSERT_TRUE(created.ok());
+  ASSERT_EQ(created->size(), 1u);
+  ASSERT_EQ((*created)[0].result, ledger::CreateTransferResult::kOk);
+  ASSERT_OK(PutPaymentInfo(*ledger_, old.id, PaymentInfo{"", "OLDRRN000001", {}}));
+  Result<DayRecord> day = CloseDay(*ledger_, std::nullopt);
+  ASSERT_TRUE(day.ok()) << day.status().ToString();
+  Result<MerchantSettlement> m = ComputeMerchantDay(*ledger_, day->day, "SOCKS001", 408);
+  ASSERT_TRUE(m.ok()) << m.status().ToString();
+  std::map<uint64_t, std::pair<std::string, std::string>> by_amount;  // rrn, order
+  for (const SettlementLine& l : m->lines) by_amount[l.amount_minor] = {l.rrn, l.order_ref};
+  ASSERT_EQ(by_amount.size(), 4u);
+  EXPECT_EQ(by_amount[2000].first, br.Get(37));
+  EXPECT_EQ(by_amount[3000].first, hr.Get(37));
+  EXPECT_EQ(by_amount[4000].first, orr.Get(37));
+  EXPECT_EQ(by_amount[4000].second, "ORDER-9");
+  EXPECT_EQ(by_amount[5000].first, "OLDRRN000001");
 }
 
 TEST_F(AuthTest, HoldThenPartialCompletionReleasesTheRest) {

@@ -615,6 +615,26 @@ TEST(Iso8583Framing, FrameUnframeAndReadLength) {
   EXPECT_TRUE(Frame(Bytes(kMessageBytesMax)).ok());
 }
 
+// PackFramed packs straight into the frame (one buffer): the same bytes as
+// Frame(Pack()), and the same refusals.
+TEST(Iso8583Framing, PackFramedIsTheFrameOfPackAndRefusesWhatPackRefuses) {
+  for (const Message& m : {Make0100(), Make0110(), Make0800(), Message("0800")}) {
+    Result<Bytes> body = Pack(m);
+    ASSERT_RESULT_OK(body);
+    Result<Bytes> framed = PackFramed(m);
+    ASSERT_RESULT_OK(framed);
+    EXPECT_EQ(Hex(*framed), Hex(*Frame(*body)));
+  }
+  Message bad_mti("01X0");
+  EXPECT_FALSE(PackFramed(bad_mti).ok());
+  Message field1 = Make0100();
+  field1.Set(1, std::string(8, '\0'));
+  EXPECT_FALSE(PackFramed(field1).ok());
+  Message bad_content = Make0100();
+  bad_content.Set(4, "00000000012X");
+  EXPECT_FALSE(PackFramed(bad_content).ok());
+}
+
 // ---------------------------------------------------------------------------
 // Helpers
 

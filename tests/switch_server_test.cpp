@@ -42,6 +42,7 @@
 #include "switch/log.hpp"
 #include "switch/server.hpp"
 #include "switch/switch.hpp"
+#include "tests/switch_harness.hpp"
 #include "tests/test_util.hpp"
 
 namespace narae::switching {
@@ -1219,6 +1220,74 @@ TEST(ServerBinary, BadConfigurationExitsTwo) {
   std::ofstream(dir.Sub("bad.json")) << R"({"server": {"max_frame_bytes": "big"}})";
   EXPECT_EQ(run("--data " + dir.path() + " --config " + dir.Sub("bad.json")), 2);
   EXPECT_EQ(run("--help"), 0);
+}
+
+// The real binary on a `--bench` bank (cards without daily limits: their
+// approvals write no credential state, payments without an order reference
+// no PaymentInfo): after a SIGKILL and a restart, a duplicate is answered
+// identically, a reversal finds its original by field 90, a refund its
+// original by RRN, a completion its hold, and a late original after its
+// reversal is declined.
+TEST(ServerBinary, RecordsOfABenchBankWorkAfterAKillAndRestart) {
+  namespace h = harness;
+  if (!h::HaveBinaries()) GTEST_SKIP() << "narae-switch or narae not built";
+#if defined(__SANITIZE_THREAD__)
+  GTEST_SKIP() << "not under ThreadSanitizer (uninstrumented RocksDB in the child)";
+#endif
+  testing::TempDir dir;
+  const std::string data = dir.Sub("data");
+  ASSERT_EQ(h::RunCommand(h::NaraeBin() + " demo seed --bench --data " + data + " --out " +
+                          dir.Sub("demo.json") + " --customers 2 >/dev/null"),
+            0);
+  const h::Demo demo = h::LoadDemo(dir.Sub("demo.json"));
+  const h::DemoTerminal& t = demo.Terminal("T0000003");  // the sock factory: no MAC
+  const h::DemoCard& card = demo.Card(408);
+  h::SwitchProcess sw;
+  ASSERT_TRUE(sw.Start(data));
+  Message buy = h::CardRequest("0200", t, card, 1, 2000);
+  Message buy2 = h::CardRequest("0200", t, card, 2, 3000);
+  Message hold = h::CardRequest("0100", t, card, 3, 4000);
+  Message never = h::CardRequest("0200", t, card, 4, 5000);
+  Message answers[4];
+  {
+    h::IsoClient c(sw.port());
+    ASSERT_TRUE(c.connected());
+    int i = 0;
+    for (const Message* m : {&buy, &buy2, &hold}) {
+      std::optional<Message> r = c.Call(h::SignFrame(*m, t));
+      ASSERT_TRUE(r.has_value());
+      ASSERT_EQ(r->Get(39), "00");
+      answers[i++] = *r;
+    }
+    std::optional<Message> rev = c.Call(h::SignFrame(h::FollowUp("0400", never, 5, 5000, t), t));
+    ASSERT_TRUE(rev.has_value());
+    EXPECT_EQ(rev->Get(39), "25");  // answered and recorded
+  }
+  sw.Kill();
+  ASSERT_TRUE(sw.Start(data));
+  h::IsoClient c(sw.port());
+  ASSERT_TRUE(c.connected());
+  std::optional<Message> dup = c.Call(h::SignFrame(buy, t));
+  ASSERT_TRUE(dup.has_value());
+  EXPECT_EQ(*dup, answers[0]);
+  std::optional<Message> rev = c.Call(h::SignFrame(h::FollowUp("0400", buy, 6, 2000, t), t));
+  ASSERT_TRUE(rev.has_value());
+  EXPECT_EQ(rev->Get(39), "00");
+  Message refund = h::CardRequest("0200", t, card, 7, 1000);
+  refund.Set(3, "200000");
+  refund.Set(37, answers[1].Get(37));
+  std::optional<Message> rf = c.Call(h::SignFrame(refund, t));
+  ASSERT_TRUE(rf.has_value());
+  EXPECT_EQ(rf->Get(39), "00");
+  Message completion = h::FollowUp("0220", hold, 8, 4000, t);
+  completion.Set(3, "000000");
+  std::optional<Message> cr = c.Call(h::SignFrame(completion, t));
+  ASSERT_TRUE(cr.has_value());
+  EXPECT_EQ(cr->Get(39), "00");
+  std::optional<Message> late = c.Call(h::SignFrame(never, t));
+  ASSERT_TRUE(late.has_value());
+  EXPECT_EQ(late->Get(39), "12");
+  EXPECT_EQ(sw.Stop(), 0);
 }
 
 }  // namespace
