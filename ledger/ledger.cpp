@@ -848,7 +848,14 @@ std::optional<std::string> LedgerImpl::DbGet(Cf cf, const rocksdb::Slice& key,
   std::string value;
   rocksdb::Status s = db_->Get(ro, cfs_[cf], key, &value);
   if (s.ok()) return value;
-  return std::nullopt;
+  if (s.IsNotFound()) return std::nullopt;
+  // Any other answer (an I/O error, a corrupt block) is not "absent": taking
+  // it as absent would make a retransmitted request look new and pay it
+  // twice, or a spent hold look open. Fail-stop instead: everything
+  // acknowledged is durable, and a restart re-reads it (docs/ledger.md).
+  std::fprintf(stderr, "narae ledger: read of %s failed: %s\n", kCfNames[cf], s.ToString().c_str());
+  std::fflush(stderr);
+  std::abort();
 }
 
 std::optional<std::string> LedgerImpl::CachedAuxGet(std::string_view key) {

@@ -3,6 +3,7 @@
 // and a restart see, for absent, present and overwritten keys.
 #include <rocksdb/db.h>
 
+#include <fstream>
 #include <future>
 #include <string>
 #include <vector>
@@ -177,6 +178,69 @@ TEST_F(LedgerTest, AuxWrittenWithoutTheMemtableBloomReadsTheSame) {
   EXPECT_EQ(ledger_->GetAux("au/x/wal"), "replaced");
   EXPECT_EQ(Scan(*ledger_, "au/x/").size(), 3u);
   ExpectVerified();
+}
+
+// A read that fails (here a corrupt SST block) is never taken for an absent
+// key: a retransmitted request would look new and be paid twice. The ledger
+// stops the process instead, naming the family and RocksDB's error.
+TEST_F(LedgerTest, CorruptAuxBlockStopsTheProcessInsteadOfReadingAsAbsent) {
+  ASSERT_OK(ledger_->Close());
+  ledger_.reset();
+  const std::string path = dir_.Sub("db");
+  std::string sst;
+  {
+    std::vector<std::string> names;
+    ASSERT_TRUE(rocksdb::DB::ListColumnFamilies({}, path, &names).ok());
+    std::vector<rocksdb::ColumnFamilyDescriptor> descs;
+    for (const std::string& n : names) descs.emplace_back(n, rocksdb::ColumnFamilyOptions());
+    std::vector<rocksdb::ColumnFamilyHandle*> handles;
+    rocksdb::DB* raw = nullptr;
+    ASSERT_TRUE(rocksdb::DB::Open({}, path, descs, &handles, &raw).ok());
+    std::unique_ptr<rocksdb::DB> db(raw);
+    rocksdb::ColumnFamilyHandle* aux = nullptr;
+    for (size_t i = 0; i < names.size(); ++i) {
+      if (names[i] == "aux") aux = handles[i];
+    }
+    ASSERT_NE(aux, nullptr);
+    std::string value(8000, '\0');  // incompressible: the block stays ~8 kB
+    uint64_t x = 88172645463325252ull;
+    for (char& c : value) {
+      x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+      c = static_cast<char>(x);
+    }
+    ASSERT_TRUE(db->Put({}, aux, "au/x/request", value).ok());
+    ASSERT_TRUE(db->Flush({}, aux).ok());
+    std::vector<rocksdb::LiveFileMetaData> files;
+    db->GetLiveFilesMetaData(&files);
+    for (const auto& f : files) {
+      if (f.column_family_name == "aux") sst = f.db_path + "/" + f.name;
+    }
+    for (auto* h : handles) ASSERT_TRUE(db->DestroyColumnFamilyHandle(h).ok());
+    ASSERT_TRUE(db->Close().ok());
+  }
+  ASSERT_FALSE(sst.empty());
+  {
+    // Inside the record's data block (the index and footer are at the end).
+    std::fstream f(sst, std::ios::in | std::ios::out | std::ios::binary);
+    ASSERT_TRUE(f.good()) << sst;
+    f.seekp(1000);
+    const std::string junk(64, '\x5a');
+    f.write(junk.data(), static_cast<std::streamsize>(junk.size()));
+    ASSERT_TRUE(f.good());
+  }
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_DEATH(
+      {
+        Open();
+        (void)ledger_->GetAux("au/x/request");
+      },
+      "read of aux failed: Corruption");
+  EXPECT_DEATH(
+      {
+        Open();
+        (void)TxnGet(*ledger_, "au/x/request");
+      },
+      "read of aux failed: Corruption");
 }
 
 }  // namespace
