@@ -2,9 +2,8 @@
 //
 // Cost sketch per payment: on the calling I/O thread one HMAC-SHA256 of the
 // request (the merchant's key set up once, crypto::MerchantRequestVerifier),
-// three SHA-256 (the body, once, for both the signature and the idempotency
-// fingerprint; the Idempotency-Key; the fingerprint over the body's digest,
-// one block), a SAX JSON parse
+// two SHA-256 (the body, once, for both the signature and the idempotency
+// fingerprint; the Idempotency-Key), a SAX JSON parse
 // and a message build, then the authorizer's own I/O-thread work (no ledger
 // read: the idempotency record is read in the transaction, or on a refusal
 // here); on the ledger's sequencer thread, in the authorizer's transaction,
@@ -180,18 +179,20 @@ std::string Sha256Hex(std::string_view s) {
   return LowerHex(*h);
 }
 
-// The fingerprint of a POST in its idempotency record: "b" + hex of
-// SHA-256(method "\n" target "\n" SHA-256(body)), the body's digest being the
-// one the signature check computed (the body is hashed once).
+// The fingerprint of a POST in its idempotency record: "b" + hex of the
+// body's SHA-256 (the digest the signature check computed: the body is
+// hashed once, and nothing more is hashed) + " " + method + " " + target.
+// The method and target are printable without spaces (the signature check
+// refuses others), so the fingerprint holds no newline.
 constexpr char kFingerprintDigestForm = 'b';
 std::string RequestFingerprint(std::string_view method, std::string_view target,
                                crypto::ByteView body_sha256) {
   NARAE_CHECK(body_sha256.size() == 32);
-  std::string in;
-  in.reserve(method.size() + target.size() + 2 + body_sha256.size());
-  in.append(method).append("\n").append(target).append("\n");
-  in.append(reinterpret_cast<const char*>(body_sha256.data()), body_sha256.size());
-  return kFingerprintDigestForm + Sha256Hex(in);
+  std::string fp(1, kFingerprintDigestForm);
+  fp.reserve(2 + 64 + method.size() + target.size() + 1);
+  fp += LowerHex(body_sha256);
+  fp.append(" ").append(method).append(" ").append(target);
+  return fp;
 }
 
 // The form written before (main up to fb21dac): 64 hex of SHA-256(method
@@ -493,7 +494,7 @@ struct PostCtx {
   std::string merchant;
   std::string request_id;
   std::string idem_key;     // ap/i/...
-  std::string fingerprint;  // RequestFingerprint(): method, target, the body's SHA-256
+  std::string fingerprint;  // RequestFingerprint(): the body's SHA-256, method, target
   // The request as it came, for a record written with the older fingerprint
   // form (LegacyRequestFingerprint), which hashes the body itself.
   std::string target;
