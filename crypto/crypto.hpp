@@ -271,6 +271,24 @@ Result<std::string> SignMerchantRequest(ByteView secret, std::string_view method
                                         std::string_view path, int64_t timestamp_s,
                                         std::string_view nonce, std::string_view body);
 
+// SignMerchantRequest() with the key set up once (the HMAC's key pads hashed
+// at construction, its context duplicated per request): for clients that
+// sign many requests with one secret (the load generator). Not thread-safe:
+// one per thread or connection. Sign() fails as SignMerchantRequest() does.
+class MerchantRequestSigner {
+ public:
+  // InvalidArgument when the secret is shorter than 16 bytes.
+  static Result<std::unique_ptr<MerchantRequestSigner>> Create(ByteView secret);
+  ~MerchantRequestSigner();
+  Result<std::string> Sign(std::string_view method, std::string_view path, int64_t timestamp_s,
+                           std::string_view nonce, std::string_view body);
+
+ private:
+  MerchantRequestSigner();
+  struct Keyed;  // merchant.cpp
+  std::unique_ptr<Keyed> keyed_;
+};
+
 // Verifies signature, time skew and nonce freshness. A nonce is remembered
 // for 2 * skew seconds; the cache is bounded (Unavailable when full).
 // Errors: PermissionDenied (bad signature), FailedPrecondition (timestamp
@@ -286,6 +304,12 @@ class MerchantRequestVerifier {
   Status Verify(ByteView secret, std::string_view method, std::string_view path,
                 int64_t timestamp_s, std::string_view nonce, std::string_view body,
                 std::string_view signature_hex, int64_t now_s);
+  // Verify() with the body's SHA-256 (32 bytes) computed by the caller, who
+  // needs it too (the HTTP API's idempotency fingerprint): the body is hashed
+  // once. The same checks and errors as Verify().
+  Status VerifyBodyDigest(ByteView secret, std::string_view method, std::string_view path,
+                          int64_t timestamp_s, std::string_view nonce, ByteView body_sha256,
+                          std::string_view signature_hex, int64_t now_s);
   size_t nonce_count() const;
 
  private:

@@ -2,7 +2,8 @@
 //
 // Cost sketch per payment: on the calling I/O thread one HMAC-SHA256 of the
 // request (the merchant's key set up once, crypto::MerchantRequestVerifier),
-// three SHA-256 (body, Idempotency-Key, fingerprint), a SAX JSON parse
+// two SHA-256 (the body, once, for both the signature and the idempotency
+// fingerprint; the Idempotency-Key), a SAX JSON parse
 // and a message build, then the authorizer's own I/O-thread work (no ledger
 // read: the idempotency record is read in the transaction, or on a refusal
 // here); on the ledger's sequencer thread, in the authorizer's transaction,
@@ -176,6 +177,32 @@ std::string Sha256Hex(std::string_view s) {
   Result<crypto::Bytes> h = crypto::Sha256(Bytes(s));
   NARAE_CHECK(h.ok());
   return LowerHex(*h);
+}
+
+// The fingerprint of a POST in its idempotency record: "b" + hex of the
+// body's SHA-256 (the digest the signature check computed: the body is
+// hashed once, and nothing more is hashed) + " " + method + " " + target.
+// The method and target are printable without spaces (the signature check
+// refuses others), so the fingerprint holds no newline.
+constexpr char kFingerprintDigestForm = 'b';
+std::string RequestFingerprint(std::string_view method, std::string_view target,
+                               crypto::ByteView body_sha256) {
+  NARAE_CHECK(body_sha256.size() == 32);
+  std::string fp(1, kFingerprintDigestForm);
+  fp.reserve(2 + 64 + method.size() + target.size() + 1);
+  fp += LowerHex(body_sha256);
+  fp.append(" ").append(method).append(" ").append(target);
+  return fp;
+}
+
+// The form written before (main up to fb21dac): 64 hex of SHA-256(method
+// "\n" target "\n" body). Computed only to compare with such a record.
+std::string LegacyRequestFingerprint(std::string_view method, std::string_view target,
+                                     std::string_view body) {
+  std::string in;
+  in.reserve(method.size() + target.size() + body.size() + 2);
+  in.append(method).append("\n").append(target).append("\n").append(body);
+  return Sha256Hex(in);
 }
 
 bool AllDigits(std::string_view s) {
@@ -467,8 +494,12 @@ struct PostCtx {
   std::string merchant;
   std::string request_id;
   std::string idem_key;     // ap/i/...
-  std::string fingerprint;  // SHA-256 of method, path, body
-  Message message;          // the ISO 8583 request (resubmitted on a STAN collision)
+  std::string fingerprint;  // RequestFingerprint(): the body's SHA-256, method, target
+  // The request as it came, for a record written with the older fingerprint
+  // form (LegacyRequestFingerprint), which hashes the body itself.
+  std::string target;
+  std::string request_body;
+  Message message;  // the ISO 8583 request (resubmitted on a STAN collision)
   int attempts = 0;
   bool sim = false;
   // Payment (kPay): what goes into the metadata.
@@ -568,9 +599,11 @@ class ApiImpl final : public Api {
   }
   std::string NextRequestId() { return "req_" + Hex16(request_seq_.fetch_add(1) + 1); }
 
-  std::optional<ApiError> Authenticate(const HttpRequest& req, std::string* merchant);
-  void Route(const HttpRequest& req, const std::string& merchant, const std::string& request_id,
-             Endpoint* endpoint, std::function<void(HttpResponse)> done);
+  std::optional<ApiError> Authenticate(const HttpRequest& req, crypto::ByteView body_sha256,
+                                       std::string* merchant);
+  void Route(HttpRequest& req, crypto::ByteView body_sha256, const std::string& merchant,
+             const std::string& request_id, Endpoint* endpoint,
+             std::function<void(HttpResponse)> done);
   // POST handlers: fill ctx (message and all) or return the error.
   std::optional<ApiError> BuildPayment(const json& body, PostCtx& ctx);
   std::optional<ApiError> PriceDistance(uint32_t distance_m, uint64_t amount_minor,
@@ -579,10 +612,13 @@ class ApiImpl final : public Api {
                                          PostCtx& ctx);
   std::optional<ApiError> BuildOtp(const json& sim, uint64_t amount_minor, uint16_t currency,
                                    Message& msg, PostCtx& ctx);
-  void Post(const HttpRequest& req, Op op, std::string_view payment_id, const std::string& merchant,
-            const std::string& request_id, std::function<void(HttpResponse)> done);
+  void Post(HttpRequest& req, crypto::ByteView body_sha256, Op op, std::string_view payment_id,
+            const std::string& merchant, const std::string& request_id,
+            std::function<void(HttpResponse)> done);
   // The answer stored under ctx's Idempotency-Key (a replay or a 409), if any.
   bool StoredAnswer(const PostCtx& ctx, HttpResponse* r);
+  // Whether a record's fingerprint is ctx's request (either form).
+  static bool SameRequest(std::string_view stored_fingerprint, const PostCtx& ctx);
   void Submit(std::shared_ptr<PostCtx> ctx);
   void Finish(const std::shared_ptr<PostCtx>& ctx, const Message& response);
   // Sequencer thread.
@@ -637,7 +673,8 @@ class ApiImpl final : public Api {
 
 // ---- Authentication ----------------------------------------------------------
 
-std::optional<ApiError> ApiImpl::Authenticate(const HttpRequest& req, std::string* merchant) {
+std::optional<ApiError> ApiImpl::Authenticate(const HttpRequest& req, crypto::ByteView body_sha256,
+                                              std::string* merchant) {
   std::string key_id = req.header("x-narae-key-id");
   std::string ts_text = req.header("x-narae-timestamp");
   std::string nonce = req.header("x-narae-nonce");
@@ -673,8 +710,8 @@ std::optional<ApiError> ApiImpl::Authenticate(const HttpRequest& req, std::strin
     secret = it->second;
     verifier = verifiers_[m->id].get();  // never erased: stable
   }
-  Status s = verifier->Verify(*secret, req.method, req.target, std::stoll(ts_text), nonce, req.body,
-                              signature, NowMs() / 1000);
+  Status s = verifier->VerifyBodyDigest(*secret, req.method, req.target, std::stoll(ts_text), nonce,
+                                        body_sha256, signature, NowMs() / 1000);
   if (!s.ok()) {
     switch (s.code()) {
       case StatusCode::kFailedPrecondition:
@@ -719,8 +756,12 @@ void ApiImpl::Handle(HttpRequest req, std::function<void(HttpResponse)> done) {
     r.body = ErrorBody(e, request_id);
     finish(std::move(r));
   };
+  // The body's SHA-256, once: the signature covers it and the idempotency
+  // fingerprint is made from it.
+  Result<crypto::Bytes> body_sha256 = crypto::Sha256(Bytes(req.body));
+  if (!body_sha256.ok()) return fail({500, "internal_error", "the request could not be hashed"});
   std::string merchant;
-  if (std::optional<ApiError> e = Authenticate(req, &merchant)) {
+  if (std::optional<ApiError> e = Authenticate(req, *body_sha256, &merchant)) {
     auth_failures_.fetch_add(1, std::memory_order_relaxed);
     return fail(*e);
   }
@@ -733,10 +774,10 @@ void ApiImpl::Handle(HttpRequest req, std::function<void(HttpResponse)> done) {
     r.headers.emplace_back("Retry-After", std::to_string(wait_s));
     return finish(std::move(r));
   }
-  Route(req, merchant, request_id, endpoint.get(), std::move(finish));
+  Route(req, *body_sha256, merchant, request_id, endpoint.get(), std::move(finish));
 }
 
-void ApiImpl::Route(const HttpRequest& req, const std::string& merchant,
+void ApiImpl::Route(HttpRequest& req, crypto::ByteView body_sha256, const std::string& merchant,
                     const std::string& request_id, Endpoint* endpoint,
                     std::function<void(HttpResponse)> done) {
   std::string_view target = req.target;
@@ -753,7 +794,7 @@ void ApiImpl::Route(const HttpRequest& req, const std::string& merchant,
   if (path == kPayments) {
     if (req.method == "POST") {
       *endpoint = Endpoint::kCreate;
-      return Post(req, Op::kPay, "", merchant, request_id, std::move(done));
+      return Post(req, body_sha256, Op::kPay, "", merchant, request_id, std::move(done));
     }
     if (req.method == "GET") {
       *endpoint = Endpoint::kList;
@@ -794,16 +835,16 @@ void ApiImpl::Route(const HttpRequest& req, const std::string& merchant,
       return error({404, "not_found", "no such endpoint"});
     }
     if (req.method != "POST") return error({405, "method_not_allowed", "use POST"});
-    return Post(req, op, id, merchant, request_id, std::move(done));
+    return Post(req, body_sha256, op, id, merchant, request_id, std::move(done));
   }
   error({404, "not_found", "no such endpoint"});
 }
 
 // ---- POST --------------------------------------------------------------------
 
-void ApiImpl::Post(const HttpRequest& req, Op op, std::string_view payment_id,
-                   const std::string& merchant, const std::string& request_id,
-                   std::function<void(HttpResponse)> done) {
+void ApiImpl::Post(HttpRequest& req, crypto::ByteView body_sha256, Op op,
+                   std::string_view payment_id, const std::string& merchant,
+                   const std::string& request_id, std::function<void(HttpResponse)> done) {
   std::string idem = req.header("idempotency-key");
   if (idem.empty() || idem.size() > kIdempotencyKeyBytesMax) {
     HttpResponse r;
@@ -817,11 +858,9 @@ void ApiImpl::Post(const HttpRequest& req, Op op, std::string_view payment_id,
   ctx->merchant = merchant;
   ctx->request_id = request_id;
   ctx->idem_key = std::string(kAuxIdemPrefix) + merchant + "/" + Sha256Hex(idem).substr(0, 32);
-  std::string fingerprint_input;
-  fingerprint_input.reserve(req.method.size() + req.target.size() + req.body.size() + 2);
-  fingerprint_input.append(req.method).append("\n").append(req.target).append("\n");
-  fingerprint_input.append(req.body);
-  ctx->fingerprint = Sha256Hex(fingerprint_input);
+  ctx->fingerprint = RequestFingerprint(req.method, req.target, body_sha256);
+  ctx->target = req.target;  // a copy: `payment_id` points into req.target
+  ctx->request_body = std::move(req.body);
   // A request refused here may be the retry of one that was answered (a
   // SIM OTP's counter is used up, a refund took what was left, ...): the
   // stored answer wins. A request that goes on to the engine is checked in
@@ -836,7 +875,7 @@ void ApiImpl::Post(const HttpRequest& req, Op op, std::string_view payment_id,
     done(std::move(r));
   };
   bool duplicate_key = false;
-  json body = ParseRequestJson(req.body, &duplicate_key);
+  json body = ParseRequestJson(ctx->request_body, &duplicate_key);
   if (duplicate_key) return error(BadRequest("the body repeats a key"));
   if (body.is_discarded() || !body.is_object()) {
     return error(BadRequest("the body must be a JSON object of at most 8 levels"));
@@ -860,7 +899,7 @@ bool ApiImpl::StoredAnswer(const PostCtx& ctx, HttpResponse* r) {
       !ResolveStoredBody([&](const std::string& k) { return ledger_->GetAux(k); }, &r->body)) {
     r->status = 500;
     r->body = ErrorBody({500, "internal_error", "a stored answer is unreadable"}, ctx.request_id);
-  } else if (fp != ctx.fingerprint) {
+  } else if (!SameRequest(fp, ctx)) {
     r->status = 409;
     r->body = ErrorBody(
         {409, "idempotency_conflict", "this Idempotency-Key was used with another request"},
@@ -870,6 +909,15 @@ bool ApiImpl::StoredAnswer(const PostCtx& ctx, HttpResponse* r) {
     r->headers.emplace_back("Idempotent-Replayed", "true");
   }
   return true;
+}
+
+bool ApiImpl::SameRequest(std::string_view stored_fingerprint, const PostCtx& ctx) {
+  if (stored_fingerprint.starts_with(kFingerprintDigestForm)) {
+    return stored_fingerprint == ctx.fingerprint;
+  }
+  // Only POSTs are recorded (Route sends nothing else to Post()).
+  return stored_fingerprint.size() == 64 &&
+         stored_fingerprint == LegacyRequestFingerprint("POST", ctx.target, ctx.request_body);
 }
 
 Status ApiImpl::StampStan(Message& m, bool physical) {
@@ -1254,7 +1302,7 @@ bool ApiImpl::Before(ledger::Txn& txn, PostCtx& ctx) {
       ctx.status = 500;
       ctx.body =
           ErrorBody({500, "internal_error", "a stored answer is unreadable"}, ctx.request_id);
-    } else if (fp != ctx.fingerprint) {
+    } else if (!SameRequest(fp, ctx)) {
       ctx.status = 409;
       ctx.body = ErrorBody(
           {409, "idempotency_conflict", "this Idempotency-Key was used with another request"},

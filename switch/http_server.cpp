@@ -1,10 +1,20 @@
 // The storefront API's HTTP/1.1 server: Boost.Beast with C++20 coroutines.
 //
-// One io_context run by `threads` threads; one coroutine per connection on
-// its own strand reads a request (a deadline on every read and write; the
+// One io_context per I/O thread, run by that thread alone (a connection's
+// handlers need no strand, and a handler's completion wakes no other
+// thread); connections are given to them in turn. One coroutine per
+// connection reads a request (a deadline on every read and write; the
 // header and body limits are the parser's, checked before anything is
 // allocated for them), hands it to the Api and writes the answer when the
-// Api calls back (from the ledger's acknowledging thread: posted to the strand).
+// Api calls back (from the ledger's acknowledging thread: posted to the connection's context).
+//
+// The deadlines: one timer per connection, run by a watchdog coroutine on
+// the same thread, and a deadline the session moves (a clock read) before
+// each wait for bytes and each write. The watchdog wakes at the deadline or
+// every tick (a quarter of the shortest timeout), whichever comes first, so a
+// request costs no timer operation (Beast's tcp_stream arms and cancels one
+// per read and write, each a timer-queue update and a handler); a deadline
+// is enforced at most a tick late.
 //
 // Boost 1.74 + GCC 12: <utility> must come before the Asio coroutine headers.
 #include <utility>
@@ -54,6 +64,21 @@ struct Counters {
   std::atomic<uint64_t> read_timeouts{0};
 };
 
+using Clock = std::chrono::steady_clock;
+
+// One connection: its socket (on one I/O thread's context), the watchdog's timer and
+// the deadline of what the session waits for. Touched on that thread only.
+struct Conn {
+  explicit Conn(tcp::socket s) : socket(std::move(s)), timer(socket.get_executor()) {}
+  tcp::socket socket;
+  asio::steady_timer timer;
+  Clock::time_point deadline = Clock::time_point::max();  // max: none (the Api works)
+  bool timed_out = false;                                 // the watchdog closed the socket
+  void Expect(uint32_t timeout_ms) {
+    deadline = Clock::now() + std::chrono::milliseconds(timeout_ms);
+  }
+};
+
 class HttpServerImpl final : public HttpServer {
  public:
   HttpServerImpl(const HttpServerOptions& options, Api* api, IsoHandler* health, Logger* logger)
@@ -63,9 +88,14 @@ class HttpServerImpl final : public HttpServer {
         logger_(logger),
         threads_count_(options.threads != 0 ? options.threads
                                             : std::max(1u, std::thread::hardware_concurrency())),
-        ioc_(static_cast<int>(threads_count_)),
-        acceptor_(asio::make_strand(ioc_)),
-        work_(asio::make_work_guard(ioc_)) {}
+        watchdog_tick_(std::chrono::milliseconds(std::max<uint32_t>(
+            1,
+            std::min({options.read_timeout_ms, options.idle_timeout_ms, options.write_timeout_ms}) /
+                4))),
+        iocs_(MakeContexts(threads_count_)),
+        acceptor_(*iocs_[0]) {
+    for (const auto& ioc : iocs_) work_.push_back(asio::make_work_guard(*ioc));
+  }
 
   ~HttpServerImpl() override { Shutdown(); }
 
@@ -94,7 +124,9 @@ class HttpServerImpl final : public HttpServer {
   void Run() {
     asio::co_spawn(
         acceptor_.get_executor(), [this]() { return AcceptLoop(); }, asio::detached);
-    for (uint32_t i = 0; i < threads_count_; ++i) threads_.emplace_back([this] { RunThread(); });
+    for (const auto& ioc : iocs_) {
+      threads_.emplace_back([this, c = ioc.get()] { RunThread(c); });
+    }
     if (logger_) {
       logger_->Log(LogLevel::kInfo, "http_listening",
                    {{"http", listen_address_}, {"threads", threads_count_}});
@@ -124,10 +156,11 @@ class HttpServerImpl final : public HttpServer {
     {
       std::lock_guard<std::mutex> lock(mu_);
       for (auto& [id, sock] : sockets_) {
-        asio::post(sock->get_executor(), [sock] {
+        asio::post(sock->socket.get_executor(), [sock] {
           error_code ec;
-          sock->socket().shutdown(tcp::socket::shutdown_both, ec);
-          sock->socket().close(ec);
+          sock->socket.shutdown(tcp::socket::shutdown_both, ec);
+          sock->socket.close(ec);
+          sock->timer.cancel();
         });
       }
     }
@@ -136,8 +169,8 @@ class HttpServerImpl final : public HttpServer {
            std::chrono::steady_clock::now() < close_deadline) {
       std::this_thread::sleep_for(std::chrono::milliseconds(2));
     }
-    work_.reset();
-    ioc_.stop();
+    for (auto& w : work_) w.reset();
+    for (const auto& ioc : iocs_) ioc->stop();
     for (std::thread& t : threads_) t.join();
     threads_.clear();
   }
@@ -154,11 +187,17 @@ class HttpServerImpl final : public HttpServer {
   }
 
  private:
-  void RunThread() {
+  static std::vector<std::unique_ptr<asio::io_context>> MakeContexts(uint32_t count) {
+    std::vector<std::unique_ptr<asio::io_context>> out;
+    for (uint32_t i = 0; i < count; ++i) out.push_back(std::make_unique<asio::io_context>(1));
+    return out;
+  }
+
+  void RunThread(asio::io_context* ioc) {
     pthread_setname_np(pthread_self(), "narae-http");   // per-thread CPU in `top -H`, /proc
     for (int attempt = 0; attempt < 1000; ++attempt) {  // bounded restarts after a throw
       try {
-        ioc_.run();
+        ioc->run();
         return;
       } catch (const std::exception& e) {
         if (logger_) logger_->Log(LogLevel::kError, "http_thread_exception", {{"what", e.what()}});
@@ -168,7 +207,8 @@ class HttpServerImpl final : public HttpServer {
 
   asio::awaitable<void> AcceptLoop() {
     for (;;) {
-      tcp::socket socket(asio::make_strand(ioc_));
+      // The next I/O thread's context: its handlers all run on that thread.
+      tcp::socket socket(*iocs_[next_context_++ % iocs_.size()]);
       error_code ec;
       co_await acceptor_.async_accept(socket, asio::redirect_error(asio::use_awaitable, ec));
       if (ec) {
@@ -183,14 +223,18 @@ class HttpServerImpl final : public HttpServer {
       socket.set_option(tcp::no_delay(true), ec);  // request/response: no Nagle delay
       counters_.connections_accepted++;
       counters_.connections_open++;
-      auto sock = std::make_shared<beast::tcp_stream>(std::move(socket));
+      auto sock = std::make_shared<Conn>(std::move(socket));
       uint64_t id = ++next_id_;
       {
         std::lock_guard<std::mutex> lock(mu_);
         sockets_[id] = sock;
       }
+      sock->Expect(options_.idle_timeout_ms);
       asio::co_spawn(
-          sock->get_executor(),
+          sock->socket.get_executor(),
+          [sock, tick = watchdog_tick_]() { return Watchdog(sock, tick); }, asio::detached);
+      asio::co_spawn(
+          sock->socket.get_executor(),
           [this, sock, id]() -> asio::awaitable<void> {
             try {
               co_await Session(*sock);
@@ -199,8 +243,9 @@ class HttpServerImpl final : public HttpServer {
                 logger_->Log(LogLevel::kWarn, "http_session_error", {{"what", e.what()}});
             }
             error_code ignored;
-            sock->socket().shutdown(tcp::socket::shutdown_both, ignored);
-            sock->socket().close(ignored);
+            sock->socket.shutdown(tcp::socket::shutdown_both, ignored);
+            sock->socket.close(ignored);
+            sock->timer.cancel();  // the watchdog ends
             {
               std::lock_guard<std::mutex> lock(mu_);
               sockets_.erase(id);
@@ -211,7 +256,29 @@ class HttpServerImpl final : public HttpServer {
     }
   }
 
-  asio::awaitable<void> Session(beast::tcp_stream& stream) {
+  // Closes the connection's socket once its deadline has passed, waking at
+  // the deadline or after `tick`, whichever is first (the session moves the
+  // deadline without touching the timer). Ends when the session cancels the
+  // timer or the socket is closed.
+  static asio::awaitable<void> Watchdog(std::shared_ptr<Conn> conn, Clock::duration tick) {
+    while (conn->socket.is_open()) {
+      const Clock::time_point now = Clock::now();
+      if (now >= conn->deadline) {
+        conn->timed_out = true;
+        error_code ignored;
+        conn->socket.shutdown(tcp::socket::shutdown_both, ignored);
+        conn->socket.close(ignored);  // the session's pending read or write fails
+        co_return;
+      }
+      conn->timer.expires_at(conn->deadline - now < tick ? conn->deadline : now + tick);
+      error_code ec;
+      co_await conn->timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+      if (ec == asio::error::operation_aborted) co_return;
+    }
+  }
+
+  asio::awaitable<void> Session(Conn& conn) {
+    tcp::socket& stream = conn.socket;
     beast::flat_buffer buffer(options_.header_bytes_max + options_.body_bytes_max +
                               kFirstReadBytes);
     for (uint32_t served = 0;; ++served) {
@@ -222,7 +289,7 @@ class HttpServerImpl final : public HttpServer {
       }
       // Idle keep-alive: wait for the first byte of the next request.
       if (buffer.size() == 0) {
-        stream.expires_after(std::chrono::milliseconds(options_.idle_timeout_ms));
+        conn.Expect(options_.idle_timeout_ms);
         error_code ec;
         size_t n = co_await stream.async_read_some(buffer.prepare(kFirstReadBytes),
                                                    asio::redirect_error(asio::use_awaitable, ec));
@@ -233,12 +300,12 @@ class HttpServerImpl final : public HttpServer {
       parser.header_limit(options_.header_bytes_max);
       parser.body_limit(options_.body_bytes_max);
       // The whole request within read_timeout_ms.
-      stream.expires_after(std::chrono::milliseconds(options_.read_timeout_ms));
+      conn.Expect(options_.read_timeout_ms);
       error_code ec;
       co_await http::async_read(stream, buffer, parser,
                                 asio::redirect_error(asio::use_awaitable, ec));
       if (ec) {
-        if (ec == beast::error::timeout) {
+        if (conn.timed_out) {
           counters_.read_timeouts++;
           co_return;
         }
@@ -265,20 +332,20 @@ class HttpServerImpl final : public HttpServer {
                                   {"message", message},
                                   {"request_id", ""}}}}
                      .dump();
-        co_await Write(stream, std::move(r), false, 11);
+        co_await Write(conn, std::move(r), false, 11);
         co_return;
       }
       counters_.requests++;
       http::request<http::string_body> req = parser.release();
       const bool keep_alive = req.keep_alive() && !stopping_;
       const unsigned version = req.version();
+      conn.deadline = Clock::time_point::max();  // none while the Api works
       HttpResponse r = co_await Serve(stream, std::move(req));
-      if (!co_await Write(stream, std::move(r), keep_alive, version) || !keep_alive) co_return;
+      if (!co_await Write(conn, std::move(r), keep_alive, version) || !keep_alive) co_return;
     }
   }
 
-  asio::awaitable<HttpResponse> Serve(beast::tcp_stream& stream,
-                                      http::request<http::string_body> req) {
+  asio::awaitable<HttpResponse> Serve(tcp::socket& stream, http::request<http::string_body> req) {
     std::string target(req.target());
     std::string method(req.method_string());
     if (target == "/healthz" && method == "GET") co_return Health();
@@ -348,8 +415,7 @@ class HttpServerImpl final : public HttpServer {
   // and field list cost an allocation per header): the status line, the
   // fixed headers, the Api's, Connection as Beast's keep_alive() would set
   // it, Content-Length, the body.
-  asio::awaitable<bool> Write(beast::tcp_stream& stream, HttpResponse r, bool keep_alive,
-                              unsigned version) {
+  asio::awaitable<bool> Write(Conn& conn, HttpResponse r, bool keep_alive, unsigned version) {
     std::string out;
     out.reserve(256 + r.body.size());
     out += "HTTP/";  // the request's version, as Beast writes it
@@ -376,9 +442,9 @@ class HttpServerImpl final : public HttpServer {
     out += std::to_string(r.body.size());
     out += "\r\n\r\n";
     out += r.body;
-    stream.expires_after(std::chrono::milliseconds(options_.write_timeout_ms));
+    conn.Expect(options_.write_timeout_ms);
     error_code ec;
-    co_await asio::async_write(stream, asio::buffer(out),
+    co_await asio::async_write(conn.socket, asio::buffer(out),
                                asio::redirect_error(asio::use_awaitable, ec));
     co_return !ec;
   }
@@ -394,9 +460,11 @@ class HttpServerImpl final : public HttpServer {
   IsoHandler* health_;
   Logger* logger_;
   uint32_t threads_count_;
-  asio::io_context ioc_;
-  tcp::acceptor acceptor_;
-  asio::executor_work_guard<asio::io_context::executor_type> work_;
+  Clock::duration watchdog_tick_;                        // a quarter of the shortest timeout
+  std::vector<std::unique_ptr<asio::io_context>> iocs_;  // one per I/O thread
+  tcp::acceptor acceptor_;                               // on iocs_[0]
+  std::vector<asio::executor_work_guard<asio::io_context::executor_type>> work_;
+  size_t next_context_ = 0;  // the accept loop's (iocs_[0]'s thread) only
   std::vector<std::thread> threads_;
   std::string listen_address_;
   uint16_t port_ = 0;
@@ -404,8 +472,8 @@ class HttpServerImpl final : public HttpServer {
   std::atomic<bool> stopping_{false};
   std::atomic<uint64_t> next_id_{0};
   std::mutex mu_;
-  bool shut_down_ = false;                                                    // GUARDED_BY(mu_)
-  std::unordered_map<uint64_t, std::shared_ptr<beast::tcp_stream>> sockets_;  // GUARDED_BY(mu_)
+  bool shut_down_ = false;                                       // GUARDED_BY(mu_)
+  std::unordered_map<uint64_t, std::shared_ptr<Conn>> sockets_;  // GUARDED_BY(mu_)
 };
 
 }  // namespace

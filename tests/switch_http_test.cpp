@@ -504,7 +504,7 @@ TEST_F(HttpTest, IdempotencyRecordNamesItsEventAndInlineRecordsStillReplay) {
   const std::string fingerprint = value.substr(0, nl);
   EXPECT_EQ(value.substr(nl, 6), "\n201\n@");
   EXPECT_TRUE(value.find("\n@ap/e/SOCKS001/") != std::string::npos) << value;
-  EXPECT_EQ(value.find("payment"), std::string::npos) << "the body is not repeated: " << value;
+  EXPECT_EQ(value.find("payment", nl), std::string::npos) << "the body is not repeated: " << value;
   Resp replay = Call("POST", "/v1/payments", body, "idem-ref-1");
   EXPECT_EQ(replay.status, 201u);
   EXPECT_EQ(replay.body, first.body);
@@ -532,6 +532,112 @@ TEST_F(HttpTest, IdempotencyRecordNamesItsEventAndInlineRecordsStillReplay) {
   EXPECT_EQ(broken.Code(), "internal_error");
   EXPECT_EQ(Call("GET", "/v1/payments/" + first.j["id"].get<std::string>()).j["status"],
             "authorized");
+}
+
+std::string TestSha256Hex(std::string_view s) {
+  auto h = nc::Sha256(nc::ByteView(reinterpret_cast<const uint8_t*>(s.data()), s.size()));
+  EXPECT_TRUE(h.ok());
+  std::string hex = nc::ToHex(*h);
+  for (char& c : hex) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return hex;
+}
+
+// The fingerprint is made from the body's SHA-256 (the one the signature
+// check computed): "b" + hex digest + " POST " + target. Records with
+// the form written before (64 hex of SHA-256(method \n target \n body)) still
+// replay and conflict, across a restart, on the sequencer (Before()) and on
+// the I/O thread (a request refused before the engine).
+TEST_F(HttpTest, FingerprintOfTheBodyDigestAndOlderFingerprintsStillReplay) {
+  const std::string body = PayBody(710, "manual", "fp-ref");
+  Resp first = Call("POST", "/v1/payments", body, "fp-1");
+  ASSERT_EQ(first.status, 201u) << first.body;
+  std::string key, value;
+  ASSERT_OK(ledger_->ScanAux("ap/i/SOCKS001/", [&](std::string_view k, std::string_view v) {
+    key = std::string(k);
+    value = std::string(v);
+    return true;
+  }));
+  const size_t nl = value.find('\n');
+  ASSERT_NE(nl, std::string::npos) << value;
+  EXPECT_EQ(value.substr(0, nl), "b" + TestSha256Hex(body) + " POST /v1/payments");
+  const std::string rest = value.substr(nl);  // "\n201\n@ap/e/..."
+
+  // The older form, in both the event-reference and the inline record.
+  const std::string legacy = TestSha256Hex("POST\n/v1/payments\n" + body);
+  ASSERT_OK(ledger_->Execute([&](ledger::Txn& txn) { txn.PutAux(key, legacy + rest); }));
+  Restart();
+  Resp replay = Call("POST", "/v1/payments", body, "fp-1");
+  EXPECT_EQ(replay.status, 201u) << replay.body;
+  EXPECT_EQ(replay.body, first.body);
+  EXPECT_EQ(replay.headers["Idempotent-Replayed"], "true");
+  Resp conflict = Call("POST", "/v1/payments", PayBody(711, "manual", "fp-ref"), "fp-1");
+  EXPECT_EQ(conflict.status, 409u) << conflict.body;
+  EXPECT_EQ(conflict.Code(), "idempotency_conflict");
+  // Refused before the engine (a bad body): the stored answer is read on the
+  // I/O thread, the older fingerprint compared there.
+  Resp refused = Call("POST", "/v1/payments", R"({"amount":1})", "fp-1");
+  EXPECT_EQ(refused.status, 409u) << refused.body;
+  const std::string old_body = R"({"amount":710,"note":"inline, older fingerprint"})";
+  ASSERT_OK(
+      ledger_->Execute([&](ledger::Txn& txn) { txn.PutAux(key, legacy + "\n201\n" + old_body); }));
+  Resp inline_replay = Call("POST", "/v1/payments", body, "fp-1");
+  EXPECT_EQ(inline_replay.status, 201u);
+  EXPECT_EQ(inline_replay.body, old_body);
+  // Neither form (a damaged record): not this request.
+  ASSERT_OK(
+      ledger_->Execute([&](ledger::Txn& txn) { txn.PutAux(key, "x" + legacy.substr(1) + rest); }));
+  EXPECT_EQ(Call("POST", "/v1/payments", body, "fp-1").status, 409u);
+  // A new key is fingerprinted in the new form again.
+  Resp second = Call("POST", "/v1/payments", PayBody(712, "manual", "fp-ref"), "fp-2");
+  ASSERT_EQ(second.status, 201u) << second.body;
+  EXPECT_EQ(Call("POST", "/v1/payments", PayBody(712, "manual", "fp-ref"), "fp-2").body,
+            second.body);
+}
+
+// The signing helpers: the keyed signer signs as the one-shot function, and
+// the verifier takes the body's digest instead of the body.
+TEST(HttpSigning, KeyedSignerAndVerifierOfTheBodyDigest) {
+  const std::string secret_hex = "00112233445566778899aabbccddeeff0011223344556677";
+  auto secret = nc::SecretFromHex(secret_hex);
+  ASSERT_TRUE(secret.ok());
+  auto signer = nc::MerchantRequestSigner::Create(*secret);
+  ASSERT_TRUE(signer.ok()) << signer.status().ToString();
+  const std::string body = R"({"amount":5})";
+  for (int i = 0; i < 2; ++i) {  // the keyed context is reused
+    auto a = (*signer)->Sign("POST", "/v1/payments", 1700000000 + i, "nonce-123", body);
+    auto b =
+        nc::SignMerchantRequest(*secret, "POST", "/v1/payments", 1700000000 + i, "nonce-123", body);
+    ASSERT_TRUE(a.ok() && b.ok());
+    EXPECT_EQ(*a, *b);
+  }
+  EXPECT_FALSE((*signer)->Sign("POST", "no-slash", 1700000000, "nonce-123", body).ok());
+  EXPECT_FALSE((*signer)->Sign("POST", "/v1/payments", 1700000000, "short", body).ok());
+  auto short_secret = nc::SecretFromHex("0011223344");
+  ASSERT_TRUE(short_secret.ok());
+  EXPECT_FALSE(nc::MerchantRequestSigner::Create(*short_secret).ok());
+
+  auto sig = (*signer)->Sign("POST", "/v1/payments", 1700000000, "nonce-123", body);
+  ASSERT_TRUE(sig.ok());
+  auto digest =
+      nc::Sha256(nc::ByteView(reinterpret_cast<const uint8_t*>(body.data()), body.size()));
+  ASSERT_TRUE(digest.ok());
+  nc::MerchantRequestVerifier v(nc::MerchantRequestVerifier::Options{});
+  EXPECT_EQ(v.VerifyBodyDigest(*secret, "POST", "/v1/payments", 1700000000, "nonce-123",
+                               nc::ByteView(digest->data(), 31), *sig, 1700000000)
+                .code(),
+            StatusCode::kInvalidArgument);
+  auto other = nc::Sha256(nc::ByteView(reinterpret_cast<const uint8_t*>("{}"), 2));
+  ASSERT_TRUE(other.ok());
+  EXPECT_EQ(v.VerifyBodyDigest(*secret, "POST", "/v1/payments", 1700000000, "nonce-123", *other,
+                               *sig, 1700000000)
+                .code(),
+            StatusCode::kPermissionDenied);
+  EXPECT_OK(v.VerifyBodyDigest(*secret, "POST", "/v1/payments", 1700000000, "nonce-123", *digest,
+                               *sig, 1700000000));
+  EXPECT_EQ(
+      v.Verify(*secret, "POST", "/v1/payments", 1700000000, "nonce-123", body, *sig, 1700000000)
+          .code(),
+      StatusCode::kAlreadyExists);  // the same nonce, through the body form
 }
 
 // Duplicate keys are found in large objects too (past the linear search).
@@ -1082,6 +1188,54 @@ TEST_F(HttpTest, ConnectionLimitAndIdleTimeout) {
   std::this_thread::sleep_for(std::chrono::milliseconds(500));
   Client fourth(server_->port());
   EXPECT_EQ(fourth.Send(health).status, 200u);
+}
+
+// A request whose bytes trickle in is cut after read_timeout_ms (counted),
+// one that completes in time is served, and a connection waiting for the
+// engine's answer has no deadline (only reads and writes do).
+TEST_F(HttpTest, SlowRequestCutAfterReadTimeoutAndIdleIsNotCounted) {
+  Stop();
+  server_options_.read_timeout_ms = 200;
+  server_options_.idle_timeout_ms = 400;
+  OpenLedger();
+  Start();
+  ASSERT_EQ(Pay(100).status, 201u);  // the deadline is off while the Api works
+  // Slow but within the limit: two parts 60 ms apart.
+  Client slow_ok(server_->port());
+  slow_ok.socket().write_some(asio::buffer(std::string("GET /healthz HTTP/1.1\r\n")));
+  std::this_thread::sleep_for(std::chrono::milliseconds(60));
+  slow_ok.socket().write_some(asio::buffer(std::string("Host: x\r\n\r\n")));
+  beast::flat_buffer buf;
+  http::response<http::string_body> res;
+  http::read(slow_ok.socket(), buf, res);
+  EXPECT_EQ(res.result_int(), 200u);
+  EXPECT_EQ(server_->Stats().read_timeouts, 0u);
+  // Slow-loris: a byte every 30 ms keeps arriving, the request is cut.
+  Client loris(server_->port());
+  loris.socket().write_some(asio::buffer(std::string("GET /healthz HTTP/1.1\r\n")));
+  const auto start = std::chrono::steady_clock::now();
+  beast::error_code ec;
+  for (int i = 0; i < 40 && !ec; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(30));
+    loris.socket().write_some(asio::buffer(std::string("X")), ec);
+  }
+  const auto cut_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                          std::chrono::steady_clock::now() - start)
+                          .count();
+  EXPECT_TRUE(ec) << "the slow request was never cut";
+  EXPECT_LT(cut_ms, 1000) << "cut within the timeout and a tick (plus the RST's way back)";
+  EXPECT_EQ(server_->Stats().read_timeouts, 1u);
+  // An idle keep-alive connection is closed after idle_timeout_ms and is not
+  // a read timeout.
+  Client idle(server_->port());
+  http::request<http::string_body> health{http::verb::get, "/healthz", 11};
+  EXPECT_EQ(idle.Send(health).status, 200u);
+  std::this_thread::sleep_for(std::chrono::milliseconds(700));
+  beast::flat_buffer buf2;
+  http::response<http::string_body> res2;
+  http::read(idle.socket(), buf2, res2, ec);
+  EXPECT_TRUE(ec) << "the idle connection is closed";
+  EXPECT_EQ(server_->Stats().read_timeouts, 1u);
 }
 
 // ---- Events of every state change, over either protocol ---------------------
