@@ -76,10 +76,14 @@ inline constexpr size_t kBlocksBytesMax = size_t{1} << 20;  // per call
 
 // Whole blocks of `in` (at most kBlocksBytesMax) into `out` (in.size()
 // bytes; out may be in itself). TDES key 16 or 24 bytes, or 8 for single DES
-// (run as DES-EDE with K||K). AES (ECB only) key 16, 24 or 32 bytes.
+// (single DES from the legacy provider, else DES-EDE with K||K). AES (ECB only) key 16, 24 or 32
+// bytes.
 Status TdesBlocks(ByteView key, CipherMode mode, bool encrypt, ByteView in, uint8_t* out,
                   KeyUse use);
 Status AesBlocks(ByteView key, bool encrypt, ByteView in, uint8_t* out, KeyUse use);
+// True when single DES (8-byte keys) runs as DES-ECB/DES-CBC from OpenSSL's
+// legacy provider (one DES pass); false when it runs as DES-EDE with K||K.
+bool SingleDesNative();
 // AES-CMAC (16 bytes) of `data` into out16.
 Status AesCmacInto(ByteView key, ByteView data, uint8_t* out16, KeyUse use);
 

@@ -15,6 +15,8 @@
 // dropped and when the thread ends; EVP_*_CTX_free wipes the schedules.
 #include <openssl/core_names.h>
 #include <openssl/crypto.h>
+#include <openssl/err.h>
+#include <openssl/provider.h>
 #include <openssl/rand.h>
 
 #include <array>
@@ -37,8 +39,10 @@ enum class Algo : uint8_t {
   kCmacAes128,
   kCmacAes192,
   kCmacAes256,
+  kDesEcb,  // single DES, from the legacy provider (SingleDes below)
+  kDesCbc,
 };
-constexpr size_t kAlgoCount = 10;
+constexpr size_t kAlgoCount = 12;
 
 struct AlgoInfo {
   const char* cipher;  // EVP_CIPHER name (for CMAC: its cipher parameter)
@@ -53,7 +57,37 @@ constexpr AlgoInfo kAlgos[kAlgoCount] = {
     {"AES-128-ECB", 16, 16, false, false}, {"AES-192-ECB", 24, 16, false, false},
     {"AES-256-ECB", 32, 16, false, false}, {"AES-128-CBC", 16, 16, true, false},
     {"AES-192-CBC", 24, 16, true, false},  {"AES-256-CBC", 32, 16, true, false},
+    {"DES-ECB", 8, 8, false, false},       {"DES-CBC", 8, 8, false, true},
 };
+constexpr bool IsSingleDes(Algo a) { return a == Algo::kDesEcb || a == Algo::kDesCbc; }
+
+// Single DES lives in OpenSSL 3's legacy provider only; the default provider
+// runs it as DES-EDE with K||K, three DES passes for one. The legacy
+// provider is loaded into a library context of its own, used for nothing
+// else, once per process (never freed: threads may use it until exit). When
+// it cannot be loaded, TdesBlocks falls back to K||K.
+struct SingleDes {
+  const EVP_CIPHER* ecb = nullptr;
+  const EVP_CIPHER* cbc = nullptr;
+};
+const SingleDes& LegacySingleDes() {
+  static const SingleDes des = [] {
+    SingleDes d;
+    OSSL_LIB_CTX* lib = OSSL_LIB_CTX_new();
+    if (lib == nullptr || OSSL_PROVIDER_load(lib, "legacy") == nullptr) {
+      ERR_clear_error();
+      return d;
+    }
+    d.ecb = EVP_CIPHER_fetch(lib, "DES-ECB", nullptr);
+    d.cbc = EVP_CIPHER_fetch(lib, "DES-CBC", nullptr);
+    if (d.ecb == nullptr || d.cbc == nullptr) {
+      ERR_clear_error();
+      return SingleDes{};
+    }
+    return d;
+  }();
+  return des;
+}
 const AlgoInfo& Info(Algo a) { return kAlgos[static_cast<size_t>(a)]; }
 
 constexpr size_t kKeyBytesMax = 32;
@@ -109,7 +143,9 @@ Status KeySlot(Slot& s, Algo algo, bool encrypt, ByteView key) {
     const uint8_t* iv = info.cbc ? kZeroIv : nullptr;
     if (!reuse) {
       s.mac.reset();
-      const EVP_CIPHER* cipher = FetchCipher(info.cipher);
+      const EVP_CIPHER* cipher = !IsSingleDes(algo)      ? FetchCipher(info.cipher)
+                                 : algo == Algo::kDesEcb ? LegacySingleDes().ecb
+                                                         : LegacySingleDes().cbc;
       if (!cipher) return OpenSslError(std::string("fetch ") + info.cipher);
       s.cipher.reset(EVP_CIPHER_CTX_new());
       if (!s.cipher) return OpenSslError("EVP_CIPHER_CTX_new");
@@ -280,7 +316,10 @@ Status CipherBlocks(Algo algo, bool encrypt, ByteView key, ByteView in, uint8_t*
 Status TdesBlocks(ByteView key, CipherMode mode, bool encrypt, ByteView in, uint8_t* out,
                   KeyUse use) {
   const bool cbc = mode == CipherMode::kCbc;
-  if (key.size() == 8) {  // the default provider has no single DES: K||K is the same
+  if (key.size() == 8 && LegacySingleDes().ecb != nullptr) {
+    return CipherBlocks(cbc ? Algo::kDesCbc : Algo::kDesEcb, encrypt, key, in, out, use);
+  }
+  if (key.size() == 8) {  // no legacy provider: DES-EDE with K||K is the same permutation
     uint8_t kk[16];
     std::memcpy(kk, key.data(), 8);
     std::memcpy(kk + 8, key.data(), 8);
@@ -328,6 +367,8 @@ Status AesCmacInto(ByteView key, ByteView data, uint8_t* out16, KeyUse use) {
   return WithSlot(algo, true, key, use,
                   [&](Slot& s, bool fresh) { return RunCmac(s, fresh, data, out16); });
 }
+
+bool SingleDesNative() { return LegacySingleDes().ecb != nullptr; }
 
 KeyCacheStats ThreadKeyCacheStats() { return Cache().Stats(); }
 void ClearThreadKeyCache() { Cache().Clear(); }

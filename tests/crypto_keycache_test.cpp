@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <cstdio>
 #include <optional>
 #include <string>
 #include <thread>
@@ -106,6 +107,28 @@ TEST(KeyCache, ManyKeysMatchUncachedPath) {
   EXPECT_GT(after.evictions, before.evictions);
   EXPECT_LE(after.entries, kCapacity);
   EXPECT_EQ(after.entries, kCapacity);  // every slot in use after that many keys
+}
+
+// Single DES (8-byte keys: the retail MAC's CBC pass, the CVV's first step)
+// runs on the legacy provider's DES when it loads; it equals DES-EDE with
+// K||K for every key, in ECB and CBC, both directions.
+TEST(KeyCache, SingleDesEqualsDesEdeWithKK) {
+  std::printf("single DES from the legacy provider: %s\n",
+              internal::SingleDesNative() ? "yes" : "no (DES-EDE K||K)");
+  for (int i = 0; i < 300; ++i) {
+    const Bytes k = Random(8);
+    Bytes kk = k;
+    kk.insert(kk.end(), k.begin(), k.end());
+    const Bytes data = Random(8 * static_cast<size_t>(1 + i % 5));
+    const KeyUse use = i % 2 == 0 ? KeyUse::kLongLived : KeyUse::kOneTime;
+    for (CipherMode mode : {CipherMode::kEcb, CipherMode::kCbc}) {
+      for (bool encrypt : {true, false}) {
+        ASSERT_EQ(Tdes(k, mode, encrypt, data, use, true),
+                  Tdes(kk, mode, encrypt, data, use, false))
+            << i;
+      }
+    }
+  }
 }
 
 // A key differing from a cached one in any single bit gets its own context:
