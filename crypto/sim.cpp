@@ -11,6 +11,23 @@ namespace {
 constexpr std::string_view kSimLabel = "narae-sim";
 constexpr size_t kFieldMax = 64;
 
+// Luhn over all the digits (LuhnValid stops at 19, the PAN limit; an ICCID
+// may have 20).
+bool IccidLuhnValid(std::string_view digits) {
+  int sum = 0;
+  bool dbl = false;  // the check digit itself is not doubled
+  for (size_t i = digits.size(); i-- > 0;) {
+    int d = digits[i] - '0';
+    if (dbl) {
+      d *= 2;
+      if (d > 9) d -= 9;
+    }
+    sum += d;
+    dbl = !dbl;
+  }
+  return sum % 10 == 0;
+}
+
 void PutBe(uint64_t v, size_t size, Bytes& out) {
   for (size_t i = size; i-- > 0;) out.push_back(static_cast<uint8_t>(v >> (8 * i)));
 }
@@ -21,7 +38,7 @@ Result<SecretBytes> DeriveSimKey(ByteView imk_sim, std::string_view iccid) {
   if (iccid.size() < 19 || iccid.size() > 20 || !internal::IsDigits(iccid)) {
     return Status::InvalidArgument("ICCID must be 19 or 20 digits");
   }
-  if (!LuhnValid(iccid)) return Status::InvalidArgument("ICCID check digit is wrong");
+  if (!IccidLuhnValid(iccid)) return Status::InvalidArgument("ICCID check digit is wrong");
   if (imk_sim.size() != 16 && imk_sim.size() != 24 && imk_sim.size() != 32) {
     return Status::InvalidArgument("KBKDF key must be an AES key");
   }
