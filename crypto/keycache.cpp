@@ -75,6 +75,7 @@ const SingleDes& LegacySingleDes() {
     SingleDes d;
     OSSL_LIB_CTX* lib = OSSL_LIB_CTX_new();
     if (lib == nullptr || OSSL_PROVIDER_load(lib, "legacy") == nullptr) {
+      OSSL_LIB_CTX_free(lib);  // accepts nullptr
       ERR_clear_error();
       return d;
     }
