@@ -37,6 +37,35 @@ Status CheckDoubleKey(ByteView key, const char* what) {
   return Status::Ok();
 }
 
+// Decimal digits packed as nibbles from nibble `*pos` of `out` (zero-filled
+// by the caller); the caller has checked they are digits and that they fit.
+void PackDigits(std::string_view digits, uint8_t* out, size_t* pos) {
+  for (char c : digits) {
+    const uint8_t d = static_cast<uint8_t>(c - '0');
+    out[*pos / 2] |= static_cast<uint8_t>(*pos % 2 == 0 ? d << 4 : d);
+    ++*pos;
+  }
+}
+
+uint8_t Nibble(const uint8_t* bytes, size_t i) {
+  return i % 2 == 0 ? static_cast<uint8_t>(bytes[i / 2] >> 4) : bytes[i / 2] & 0x0F;
+}
+
+// Visa-style decimalization of an 8-byte result (as internal::Decimalize
+// on its hex): its decimal nibbles first, then A-F as 0-5; `count` digits.
+std::string DecimalizeBlock(const uint8_t* block8, size_t count) {
+  std::string out;
+  for (size_t i = 0; i < 16 && out.size() < count; ++i) {
+    uint8_t v = Nibble(block8, i);
+    if (v <= 9) out.push_back(static_cast<char>('0' + v));
+  }
+  for (size_t i = 0; i < 16 && out.size() < count; ++i) {
+    uint8_t v = Nibble(block8, i);
+    if (v >= 10) out.push_back(static_cast<char>('0' + (v - 10)));
+  }
+  return out;
+}
+
 // 3DES-encrypt a 16-hex-digit block and return the upper-case hex result.
 Result<std::string> EncryptHexBlock(ByteView key, std::string_view hex16) {
   Result<Bytes> block = FromHex(hex16);
@@ -103,18 +132,25 @@ Result<std::string> Cvv(ByteView cvk, std::string_view pan, std::string_view exp
   if (service_code.size() != 3 || !IsDigits(service_code)) {
     return Status::InvalidArgument("service code must be 3 digits");
   }
-  std::string data = std::string(pan) + std::string(expiry_yymm) + std::string(service_code);
-  data.resize(32, '0');
-  Result<Bytes> b1 = FromHex(std::string_view(data).substr(0, 16));
-  Result<Bytes> b2 = FromHex(std::string_view(data).substr(16, 16));
-  if (!b1.ok() || !b2.ok()) return Status::Internal("CVV data");
+  // PAN | expiry | service code as digits, zero-filled to 32: two blocks.
+  uint8_t blocks[16] = {0};
+  size_t pos = 0;
+  PackDigits(pan, blocks, &pos);
+  PackDigits(expiry_yymm, blocks, &pos);
+  PackDigits(service_code, blocks, &pos);
   // Encrypt block 1 under A, xor block 2, then 3DES under A|B.
-  Result<SecretBytes> r = internal::DesEcbSingle(cvk.subspan(0, 8), *b1, true);
-  if (!r.ok()) return r.status();
-  for (size_t i = 0; i < 8; ++i) r->data()[i] ^= (*b2)[i];
-  Result<SecretBytes> r2 = internal::TdesEcb(cvk, *r, true);
-  if (!r2.ok()) return r2.status();
-  return internal::Decimalize(ToHex(*r2), 3);
+  uint8_t r[8];
+  Status st = internal::TdesBlocks(cvk.subspan(0, 8), internal::CipherMode::kEcb, true,
+                                   ByteView(blocks, 8), r, internal::KeyUse::kLongLived);
+  if (st.ok()) {
+    for (size_t i = 0; i < 8; ++i) r[i] ^= blocks[8 + i];
+    st = internal::TdesBlocks(cvk, internal::CipherMode::kEcb, true, ByteView(r, 8), r,
+                              internal::KeyUse::kLongLived);
+  }
+  std::string cvv = st.ok() ? DecimalizeBlock(r, 3) : std::string();
+  OPENSSL_cleanse(r, sizeof(r));
+  if (!st.ok()) return st;
+  return cvv;
 }
 
 Result<std::string> Cvv2(ByteView cvk, std::string_view pan, std::string_view expiry_yymm) {
@@ -144,12 +180,19 @@ Result<std::string> Pvv(ByteView pvk, std::string_view pan, int pvki, std::strin
   }
   Result<std::string> pan12 = internal::Pan12(pan);
   if (!pan12.ok()) return pan12.status();
-  std::string tsp =
-      pan12->substr(1) + static_cast<char>('0' + pvki) + std::string(pin.substr(0, 4));
-  Result<std::string> enc = EncryptHexBlock(pvk, tsp);
-  OPENSSL_cleanse(tsp.data(), tsp.size());
-  if (!enc.ok()) return enc.status();
-  return internal::Decimalize(*enc, 4);
+  // TSP: 11 PAN digits | PVKI | the first 4 PIN digits (16 digits, 8 bytes).
+  uint8_t tsp[8] = {0};
+  size_t pos = 0;
+  PackDigits(std::string_view(*pan12).substr(1), tsp, &pos);
+  const char pvki_digit = static_cast<char>('0' + pvki);
+  PackDigits(std::string_view(&pvki_digit, 1), tsp, &pos);
+  PackDigits(pin.substr(0, 4), tsp, &pos);
+  Status st = internal::TdesBlocks(pvk, internal::CipherMode::kEcb, true, ByteView(tsp, 8), tsp,
+                                   internal::KeyUse::kLongLived);
+  std::string pvv = st.ok() ? DecimalizeBlock(tsp, 4) : std::string();
+  OPENSSL_cleanse(tsp, sizeof(tsp));
+  if (!st.ok()) return st;
+  return pvv;
 }
 
 namespace {
@@ -214,22 +257,34 @@ Result<ClearPin> DecodePinBlockIso0(ByteView block, std::string_view pan) {
   if (block.size() != 8) return Status::InvalidArgument("format 0 PIN block must be 8 bytes");
   Result<std::string> pan12 = Pan12(pan);
   if (!pan12.ok()) return pan12.status();
-  Result<Bytes> pan_field = FromHex("0000" + *pan12);
-  if (!pan_field.ok()) return pan_field.status();
-  SecretBytes clear(block);
-  for (size_t i = 0; i < 8; ++i) clear.data()[i] ^= (*pan_field)[i];
-  std::string hex = ToHex(clear);
-  ClearPin guard(hex);  // wipes the copy on every return path
-  OPENSSL_cleanse(hex.data(), hex.size());
-  std::string_view h = guard.digits();
-  if (h[0] != '0') return Status::InvalidArgument("PIN block is not ISO format 0");
-  size_t len = static_cast<size_t>(h[1] <= '9' ? h[1] - '0' : h[1] - 'A' + 10);
+  // PAN field: 0000 | 12 PAN digits; the PIN field is the block xor it.
+  uint8_t h[8] = {0};
+  size_t pos = 4;
+  PackDigits(*pan12, h, &pos);
+  for (size_t i = 0; i < 8; ++i) h[i] ^= block[i];
+  struct Wipe {
+    uint8_t* p;
+    ~Wipe() { OPENSSL_cleanse(p, 8); }
+  } wipe{h};  // on every return path
+  if (Nibble(h, 0) != 0) return Status::InvalidArgument("PIN block is not ISO format 0");
+  const size_t len = Nibble(h, 1);
   if (len < 4 || len > 12) return Status::InvalidArgument("PIN block: PIN length not 4..12");
-  if (!IsDigits(h.substr(2, len))) return Status::InvalidArgument("PIN block: PIN not numeric");
-  for (size_t i = 2 + len; i < 16; ++i) {
-    if (h[i] != 'F') return Status::InvalidArgument("PIN block: bad filler");
+  std::string digits(len, '0');
+  for (size_t i = 0; i < len; ++i) {
+    const uint8_t d = Nibble(h, 2 + i);
+    if (d > 9) {
+      OPENSSL_cleanse(digits.data(), digits.size());
+      return Status::InvalidArgument("PIN block: PIN not numeric");
+    }
+    digits[i] = static_cast<char>('0' + d);
   }
-  return ClearPin(std::string(h.substr(2, len)));
+  ClearPin pin(std::move(digits));
+  digits.resize(len);  // the moved-from small-string buffer held the digits
+  OPENSSL_cleanse(digits.data(), digits.size());
+  for (size_t i = 2 + len; i < 16; ++i) {
+    if (Nibble(h, i) != 0x0F) return Status::InvalidArgument("PIN block: bad filler");
+  }
+  return pin;
 }
 
 Result<SecretBytes> EncodePinFieldIso4(std::string_view pin, ByteView random_fill) {
@@ -252,9 +307,12 @@ Result<SecretBytes> EncodePinFieldIso4(std::string_view pin, ByteView random_fil
 
 Result<Bytes> EncodePanFieldIso4(std::string_view pan) {
   NARAE_RETURN_IF_ERROR(CheckPan(pan));
-  std::string field = std::string(1, static_cast<char>('0' + (pan.size() - 12))) + std::string(pan);
-  field.resize(32, '0');
-  return FromHex(field);
+  // PAN length - 12 | PAN digits, zero-filled to 32 digits.
+  Bytes field(16, 0);
+  field[0] = static_cast<uint8_t>((pan.size() - 12) << 4);
+  size_t pos = 1;
+  PackDigits(pan, field.data(), &pos);
+  return field;
 }
 
 namespace {
@@ -281,9 +339,12 @@ Result<ClearPin> DecryptPinBlock(PinBlockFormat format, ByteView key, ByteView p
     if (key.size() != 16 && key.size() != 24) {
       return Status::InvalidArgument("format 0 needs a TDES key");
     }
-    Result<SecretBytes> clear = TdesEcb(key, pin_block, false);
-    if (!clear.ok()) return clear.status();
-    return DecodePinBlockIso0(*clear, pan);
+    uint8_t clear[8];
+    Status st = TdesBlocks(key, CipherMode::kEcb, false, pin_block, clear, KeyUse::kLongLived);
+    if (!st.ok()) return st;
+    Result<ClearPin> pin = DecodePinBlockIso0(ByteView(clear, 8), pan);
+    OPENSSL_cleanse(clear, sizeof(clear));
+    return pin;
   }
   if (pin_block.size() != 16) return Status::InvalidArgument("format 4 PIN block: 16 bytes");
   Result<Bytes> pan_field = EncodePanFieldIso4(pan);

@@ -30,16 +30,19 @@ Result<Bytes> CardDiversifier(std::string_view pan, std::string_view psn) {
   return FromHex(std::string_view(digits).substr(digits.size() - 16));
 }
 
-Result<SecretBytes> DeriveHalves(ByteView key, ByteView left_in, ByteView right_in, bool aes) {
-  Result<SecretBytes> left =
-      aes ? internal::AesEcb(key, left_in, true) : internal::TdesEcb(key, left_in, true);
-  if (!left.ok()) return left.status();
-  if (aes) return left;
-  Result<SecretBytes> right = internal::TdesEcb(key, right_in, true);
-  if (!right.ok()) return right.status();
+// TDES: 3DES(left_in) || 3DES(right_in) with odd parity, both blocks in one
+// pass. AES: AES(left_in) (16 bytes).
+Result<SecretBytes> DeriveHalves(ByteView key, ByteView left_in, ByteView right_in, bool aes,
+                                 internal::KeyUse use) {
+  if (aes) return internal::AesEcb(key, left_in, true, use);
+  if (left_in.size() != 8 || right_in.size() != 8) {
+    return Status::InvalidArgument("derivation data must be two 8-byte blocks");
+  }
   SecretBytes out(16);
-  std::memcpy(out.data(), left->data(), 8);
-  std::memcpy(out.data() + 8, right->data(), 8);
+  std::memcpy(out.data(), left_in.data(), 8);
+  std::memcpy(out.data() + 8, right_in.data(), 8);
+  NARAE_RETURN_IF_ERROR(
+      internal::TdesBlocks(key, internal::CipherMode::kEcb, true, out, out.data(), use));
   SetOddParity(out.data(), out.size());
   return out;
 }
@@ -52,7 +55,7 @@ Result<SecretBytes> EmvCardKeyOptionA(ByteView imk, std::string_view pan, std::s
   if (!y.ok()) return y.status();
   Bytes y_inv = *y;
   for (uint8_t& b : y_inv) b ^= 0xFF;
-  return DeriveHalves(imk, *y, y_inv, false);
+  return DeriveHalves(imk, *y, y_inv, false, internal::KeyUse::kLongLived);
 }
 
 Result<SecretBytes> EmvCommonSessionKey(ByteView card_key, ByteView r) {
@@ -62,7 +65,8 @@ Result<SecretBytes> EmvCommonSessionKey(ByteView card_key, ByteView r) {
   Bytes right(r.begin(), r.end());
   left[2] = 0xF0;
   right[2] = 0x0F;
-  return DeriveHalves(card_key, left, right, false);
+  // Card keys are per card: a one-time key for the cache.
+  return DeriveHalves(card_key, left, right, false, internal::KeyUse::kOneTime);
 }
 
 Result<SecretBytes> EmvSessionKey(ByteView card_key, uint16_t atc) {
@@ -75,7 +79,9 @@ Result<Bytes> EmvArqc(ByteView session_key, ByteView transaction_data) {
   if (transaction_data.empty() || transaction_data.size() > 1024) {
     return Status::InvalidArgument("transaction data must be 1..1024 bytes");
   }
-  return RetailMac(session_key, transaction_data, MacPadding::kMethod2);
+  // A session key serves one transaction.
+  return internal::RetailMacWith(session_key, transaction_data, MacPadding::kMethod2,
+                                 internal::KeyUse::kOneTime);
 }
 
 Result<Bytes> EmvArpcMethod1(ByteView card_key, ByteView arqc, ByteView arc) {
@@ -85,7 +91,8 @@ Result<Bytes> EmvArpcMethod1(ByteView card_key, ByteView arqc, ByteView arc) {
   std::memcpy(block, arqc.data(), 8);
   block[0] ^= arc[0];
   block[1] ^= arc[1];
-  Result<SecretBytes> enc = internal::TdesEcb(card_key, ByteView(block, 8), true);
+  Result<SecretBytes> enc =
+      internal::TdesEcb(card_key, ByteView(block, 8), true, internal::KeyUse::kOneTime);
   if (!enc.ok()) return enc.status();
   return Bytes(enc->data(), enc->data() + 8);
 }
@@ -111,7 +118,7 @@ Result<SecretBytes> EmvAesCardKey(ByteView imk, std::string_view pan, std::strin
   if (!y.ok()) return y.status();
   Bytes block = *y;
   for (uint8_t b : *y) block.push_back(static_cast<uint8_t>(b ^ 0xFF));
-  return DeriveHalves(imk, block, {}, true);
+  return DeriveHalves(imk, block, {}, true, internal::KeyUse::kLongLived);
 }
 
 Result<Bytes> EmvAesArqc(ByteView card_key, uint16_t atc, ByteView transaction_data) {
@@ -120,9 +127,10 @@ Result<Bytes> EmvAesArqc(ByteView card_key, uint16_t atc, ByteView transaction_d
     return Status::InvalidArgument("transaction data must be 1..1024 bytes");
   }
   uint8_t r[16] = {static_cast<uint8_t>(atc >> 8), static_cast<uint8_t>(atc & 0xFF), 0xF0};
-  Result<SecretBytes> session = internal::AesEcb(card_key, ByteView(r, 16), true);
+  Result<SecretBytes> session =
+      internal::AesEcb(card_key, ByteView(r, 16), true, internal::KeyUse::kOneTime);
   if (!session.ok()) return session.status();
-  Result<Bytes> mac = AesCmac(*session, transaction_data);
+  Result<Bytes> mac = internal::AesCmacWith(*session, transaction_data, internal::KeyUse::kOneTime);
   if (!mac.ok()) return mac.status();
   mac->resize(8);
   return mac;

@@ -59,11 +59,69 @@ EVP_MD* FetchMd(const char* name);
 // Drains the OpenSSL error queue into a kCrypto Status: "<what>: <reason>".
 Status OpenSslError(std::string_view what);
 
-// Raw ECB over whole blocks (no padding). TDES key: 16 or 24 bytes (an
+// ---- Keyed contexts (crypto/keycache.cpp, docs/crypto.md) ---------------------
+//
+// Block and CMAC operations run on keyed OpenSSL contexts kept by the calling
+// thread, so a check does not make and key a context per block.
+// kLongLived keys (CVK, PVK, TPK/ZPK, IMKs, terminal MAC keys) stay keyed in a
+// per-thread set-associative cache of kKeyCacheSets x kKeyCacheWays slots
+// (least recently used way evicted); kOneTime keys (EMV card and session keys,
+// per-SIM keys, anything derived per request) re-key a per-thread scratch
+// context instead, so they never push a long-lived key out.
+enum class KeyUse { kLongLived, kOneTime };
+enum class CipherMode { kEcb, kCbc };  // CBC always starts from a zero IV
+inline constexpr size_t kKeyCacheSets = 32;
+inline constexpr size_t kKeyCacheWays = 4;
+inline constexpr size_t kBlocksBytesMax = size_t{1} << 20;  // per call
+
+// Whole blocks of `in` (at most kBlocksBytesMax) into `out` (in.size()
+// bytes; out may be in itself). TDES key 16 or 24 bytes, or 8 for single DES
+// (single DES from the legacy provider, else DES-EDE with K||K). AES (ECB only) key 16, 24 or 32
+// bytes.
+Status TdesBlocks(ByteView key, CipherMode mode, bool encrypt, ByteView in, uint8_t* out,
+                  KeyUse use);
+Status AesBlocks(ByteView key, bool encrypt, ByteView in, uint8_t* out, KeyUse use);
+// True when single DES (8-byte keys) runs as DES-ECB/DES-CBC from OpenSSL's
+// legacy provider (one DES pass); false when it runs as DES-EDE with K||K.
+bool SingleDesNative();
+// AES-CMAC (16 bytes) of `data` into out16.
+Status AesCmacInto(ByteView key, ByteView data, uint8_t* out16, KeyUse use);
+
+struct KeyCacheStats {
+  uint64_t hits = 0;       // long-lived key found keyed
+  uint64_t misses = 0;     // long-lived key keyed into a slot
+  uint64_t evictions = 0;  // of those, slots that held another key
+  uint64_t one_time = 0;   // one-time keys keyed into a scratch context
+  size_t entries = 0;      // keyed slots now
+};
+// The calling thread's cache.
+KeyCacheStats ThreadKeyCacheStats();
+// Wipes and frees the calling thread's cached and scratch contexts.
+void ClearThreadKeyCache();
+// While one is alive, the calling thread keys a new context for every
+// operation and frees it after (the path before the cache), for tests that
+// compare both paths.
+class ScopedUncachedKeys {
+ public:
+  ScopedUncachedKeys();
+  ~ScopedUncachedKeys();
+  ScopedUncachedKeys(const ScopedUncachedKeys&) = delete;
+  ScopedUncachedKeys& operator=(const ScopedUncachedKeys&) = delete;
+};
+
+// Raw ECB over whole blocks (no padding), through the cache above (KeyUse
+// kLongLived unless given). TDES key: 16 or 24 bytes (an
 // 8-byte single DES key is expanded to K||K). AES key: 16, 24 or 32 bytes.
-Result<SecretBytes> TdesEcb(ByteView key, ByteView data, bool encrypt);
-Result<SecretBytes> AesEcb(ByteView key, ByteView data, bool encrypt);
-Result<SecretBytes> DesEcbSingle(ByteView key8, ByteView data, bool encrypt);
+Result<SecretBytes> TdesEcb(ByteView key, ByteView data, bool encrypt,
+                            KeyUse use = KeyUse::kLongLived);
+Result<SecretBytes> AesEcb(ByteView key, ByteView data, bool encrypt,
+                           KeyUse use = KeyUse::kLongLived);
+Result<SecretBytes> DesEcbSingle(ByteView key8, ByteView data, bool encrypt,
+                                 KeyUse use = KeyUse::kLongLived);
+// ISO 9797-1 MAC algorithm 3 (RetailMac) with the key's lifetime given.
+Result<Bytes> RetailMacWith(ByteView key, ByteView data, MacPadding padding, KeyUse use);
+// AES-CMAC (AesCmac) with the key's lifetime given.
+Result<Bytes> AesCmacWith(ByteView key, ByteView data, KeyUse use);
 
 bool IsDigits(std::string_view s);
 bool IsHexDigits(std::string_view s);

@@ -88,10 +88,16 @@ Result<Bytes> Hmac(HashAlg alg, ByteView key, ByteView data) {
 }
 
 Result<Bytes> AesCmac(ByteView key, ByteView data) {
-  const char* cipher = AesCbcName(key.size());
-  if (cipher == nullptr) return Status::InvalidArgument("AES key must be 16, 24 or 32 bytes");
-  return MacOneShot("CMAC", OSSL_MAC_PARAM_CIPHER, cipher, key, data);
+  return internal::AesCmacWith(key, data, internal::KeyUse::kLongLived);
 }
+
+namespace internal {
+Result<Bytes> AesCmacWith(ByteView key, ByteView data, KeyUse use) {
+  Bytes out(16);
+  NARAE_RETURN_IF_ERROR(AesCmacInto(key, data, out.data(), use));
+  return out;
+}
+}  // namespace internal
 
 Result<SecretBytes> HkdfSha256(ByteView ikm, ByteView salt, ByteView info, size_t length) {
   if (length == 0 || length > 255 * 32) return Status::InvalidArgument("HKDF length");
@@ -315,14 +321,15 @@ Result<Bytes> Ed25519PublicFromPem(std::string_view pem) {
 
 Result<std::string> KcvTdes(ByteView key) {
   static const uint8_t kZero[8] = {0};
-  Result<SecretBytes> enc = internal::TdesEcb(key, ByteView(kZero, 8), true);
+  Result<SecretBytes> enc =
+      internal::TdesEcb(key, ByteView(kZero, 8), true, internal::KeyUse::kOneTime);
   if (!enc.ok()) return enc.status();
   return ToHex(ByteView(enc->data(), 3));
 }
 
 Result<std::string> KcvAes(ByteView key) {
   static const uint8_t kZero[16] = {0};
-  Result<Bytes> mac = AesCmac(key, ByteView(kZero, 16));
+  Result<Bytes> mac = internal::AesCmacWith(key, ByteView(kZero, 16), internal::KeyUse::kOneTime);
   if (!mac.ok()) return mac.status();
   return ToHex(ByteView(mac->data(), 3));
 }
@@ -339,25 +346,33 @@ Bytes PadIso9797(ByteView data, MacPadding padding) {
 }  // namespace
 
 Result<Bytes> RetailMac(ByteView key, ByteView data, MacPadding padding) {
-  if (key.size() != 16) return Status::InvalidArgument("retail MAC key must be 16 bytes");
-  Bytes padded = PadIso9797(data, padding);
-  ByteView left = key.subspan(0, 8);
-  ByteView right = key.subspan(8, 8);
-  uint8_t chain[8] = {0};
-  for (size_t off = 0; off < padded.size(); off += 8) {
-    uint8_t block[8];
-    for (size_t i = 0; i < 8; ++i) block[i] = chain[i] ^ padded[off + i];
-    Result<SecretBytes> enc = internal::DesEcbSingle(left, ByteView(block, 8), true);
-    if (!enc.ok()) return enc.status();
-    std::memcpy(chain, enc->data(), 8);
-  }
-  // Output transformation 3: decrypt under K', encrypt under K.
-  Result<SecretBytes> dec = internal::DesEcbSingle(right, ByteView(chain, 8), false);
-  if (!dec.ok()) return dec.status();
-  Result<SecretBytes> enc = internal::DesEcbSingle(left, *dec, true);
-  if (!enc.ok()) return enc.status();
-  return Bytes(enc->data(), enc->data() + 8);
+  return internal::RetailMacWith(key, data, padding, internal::KeyUse::kLongLived);
 }
+
+namespace internal {
+// CBC-MAC under single DES K (the left half) over every block but the last;
+// the last block goes through E(K) D(K') E(K), which is 2-key 3DES under
+// K||K' (the output transformation 3 of ISO 9797-1). Two keyed contexts for
+// the whole message, however long.
+Result<Bytes> RetailMacWith(ByteView key, ByteView data, MacPadding padding, KeyUse use) {
+  if (key.size() != 16) return Status::InvalidArgument("retail MAC key must be 16 bytes");
+  if (data.size() >= kBlocksBytesMax) return Status::InvalidArgument("retail MAC data too long");
+  Bytes padded = PadIso9797(data, padding);
+  const size_t last = padded.size() - 8;
+  uint8_t block[8] = {0};  // chaining value before the last block
+  if (last > 0) {
+    NARAE_RETURN_IF_ERROR(TdesBlocks(key.subspan(0, 8), CipherMode::kCbc, true,
+                                     ByteView(padded.data(), last), padded.data(), use));
+    std::memcpy(block, padded.data() + last - 8, 8);
+  }
+  for (size_t i = 0; i < 8; ++i) block[i] ^= padded[last + i];
+  Bytes mac(8);
+  Status st = TdesBlocks(key, CipherMode::kEcb, true, ByteView(block, 8), mac.data(), use);
+  OPENSSL_cleanse(block, sizeof(block));
+  if (!st.ok()) return st;
+  return mac;
+}
+}  // namespace internal
 
 Status VerifyRetailMac(ByteView key, ByteView data, ByteView mac, MacPadding padding) {
   if (mac.size() < 4 || mac.size() > 8) return Status::InvalidArgument("MAC must be 4..8 bytes");

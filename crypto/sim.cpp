@@ -1,5 +1,7 @@
 // SIM-linked payment token: per-SIM key, canonical encoding, cryptogram and
 // its pure verification (replay window, time skew).
+#include <cstring>
+
 #include "crypto/crypto.hpp"
 #include "crypto/internal.hpp"
 
@@ -8,6 +10,23 @@ namespace narae::crypto {
 namespace {
 constexpr std::string_view kSimLabel = "narae-sim";
 constexpr size_t kFieldMax = 64;
+
+// Luhn over all the digits (LuhnValid stops at 19, the PAN limit; an ICCID
+// may have 20).
+bool IccidLuhnValid(std::string_view digits) {
+  int sum = 0;
+  bool dbl = false;  // the check digit itself is not doubled
+  for (size_t i = digits.size(); i-- > 0;) {
+    int d = digits[i] - '0';
+    if (dbl) {
+      d *= 2;
+      if (d > 9) d -= 9;
+    }
+    sum += d;
+    dbl = !dbl;
+  }
+  return sum % 10 == 0;
+}
 
 void PutBe(uint64_t v, size_t size, Bytes& out) {
   for (size_t i = size; i-- > 0;) out.push_back(static_cast<uint8_t>(v >> (8 * i)));
@@ -19,10 +38,29 @@ Result<SecretBytes> DeriveSimKey(ByteView imk_sim, std::string_view iccid) {
   if (iccid.size() < 19 || iccid.size() > 20 || !internal::IsDigits(iccid)) {
     return Status::InvalidArgument("ICCID must be 19 or 20 digits");
   }
-  if (!LuhnValid(iccid)) return Status::InvalidArgument("ICCID check digit is wrong");
-  ByteView label(reinterpret_cast<const uint8_t*>(kSimLabel.data()), kSimLabel.size());
-  ByteView context(reinterpret_cast<const uint8_t*>(iccid.data()), iccid.size());
-  return KbkdfCmacCounter(imk_sim, label, context, 32);
+  if (!IccidLuhnValid(iccid)) return Status::InvalidArgument("ICCID check digit is wrong");
+  if (imk_sim.size() != 16 && imk_sim.size() != 24 && imk_sim.size() != 32) {
+    return Status::InvalidArgument("KBKDF key must be an AES key");
+  }
+  // KbkdfCmacCounter(imk_sim, "narae-sim", iccid, 32) with the IMK-SIM's
+  // CMAC context kept keyed by the thread (crypto/keycache.cpp): SP 800-108
+  // counter mode, K(i) = CMAC(IMK, i BE4 | label | 00 | context | L BE4),
+  // L = 256 bits, i = 1, 2. Tests check it equals the EVP_KDF "KBKDF" result.
+  uint8_t input[4 + kSimLabel.size() + 1 + 20 + 4] = {0};
+  size_t n = 4;
+  std::memcpy(input + n, kSimLabel.data(), kSimLabel.size());
+  n += kSimLabel.size() + 1;  // the 00 separator
+  std::memcpy(input + n, iccid.data(), iccid.size());
+  n += iccid.size();
+  input[n + 2] = 0x01;  // L = 256 bits, big endian
+  n += 4;
+  SecretBytes out(32);
+  for (uint8_t i = 1; i <= 2; ++i) {
+    input[3] = i;
+    NARAE_RETURN_IF_ERROR(internal::AesCmacInto(
+        imk_sim, ByteView(input, n), out.data() + 16 * (i - 1), internal::KeyUse::kLongLived));
+  }
+  return out;
 }
 
 Result<Bytes> EncodeSimPayment(const SimPaymentFields& f) {
@@ -51,7 +89,8 @@ Result<Bytes> EncodeSimPayment(const SimPaymentFields& f) {
 Result<Bytes> SimCryptogram(ByteView sim_key, const SimPaymentFields& fields) {
   Result<Bytes> data = EncodeSimPayment(fields);
   if (!data.ok()) return data.status();
-  Result<Bytes> mac = AesCmac(sim_key, *data);
+  // Per-SIM keys are derived per request: a one-time key for the cache.
+  Result<Bytes> mac = internal::AesCmacWith(sim_key, *data, internal::KeyUse::kOneTime);
   if (!mac.ok()) return mac.status();
   mac->resize(8);
   return mac;

@@ -154,71 +154,27 @@ ClearPin::~ClearPin() {
   if (!digits_.empty()) OPENSSL_cleanse(digits_.data(), digits_.size());
 }
 
-namespace {
-Result<SecretBytes> EcbRaw(const char* name, ByteView key, ByteView data, bool encrypt,
-                           size_t block) {
-  if (data.empty() || data.size() % block != 0) {
-    return Status::InvalidArgument("data must be whole cipher blocks");
+Result<SecretBytes> TdesEcb(ByteView key, ByteView data, bool encrypt, KeyUse use) {
+  if (key.size() != 16 && key.size() != 24) {
+    if (key.size() == 8) return DesEcbSingle(key, data, encrypt, use);
+    return Status::InvalidArgument("TDES key must be 16 or 24 bytes");
   }
-  const EVP_CIPHER* cipher = FetchCipher(name);
-  if (!cipher) return OpenSslError(std::string("fetch ") + name);
-  if (static_cast<size_t>(EVP_CIPHER_get_key_length(cipher)) != key.size()) {
-    return Status::InvalidArgument("wrong key length for " + std::string(name));
-  }
-  CipherCtxPtr ctx(EVP_CIPHER_CTX_new());
-  if (!ctx) return OpenSslError("EVP_CIPHER_CTX_new");
-  if (EVP_CipherInit_ex2(ctx.get(), cipher, key.data(), nullptr, encrypt ? 1 : 0, nullptr) != 1 ||
-      EVP_CIPHER_CTX_set_padding(ctx.get(), 0) != 1) {
-    return OpenSslError("cipher init");
-  }
-  SecretBytes out(data.size() + block);
-  int len1 = 0;
-  int len2 = 0;
-  if (EVP_CipherUpdate(ctx.get(), out.data(), &len1, data.data(), static_cast<int>(data.size())) !=
-          1 ||
-      EVP_CipherFinal_ex(ctx.get(), out.data() + len1, &len2) != 1) {
-    return OpenSslError("cipher");
-  }
-  NARAE_CHECK(static_cast<size_t>(len1 + len2) == data.size());
-  SecretBytes result(ByteView(out.data(), data.size()));
-  return result;
-}
-}  // namespace
-
-Result<SecretBytes> TdesEcb(ByteView key, ByteView data, bool encrypt) {
-  if (key.size() == 8) {
-    return DesEcbSingle(key, data, encrypt);
-  }
-  if (key.size() == 16) return EcbRaw("DES-EDE-ECB", key, data, encrypt, 8);
-  if (key.size() == 24) return EcbRaw("DES-EDE3-ECB", key, data, encrypt, 8);
-  return Status::InvalidArgument("TDES key must be 16 or 24 bytes");
+  SecretBytes out(data.size());
+  NARAE_RETURN_IF_ERROR(TdesBlocks(key, CipherMode::kEcb, encrypt, data, out.data(), use));
+  return out;
 }
 
-Result<SecretBytes> DesEcbSingle(ByteView key8, ByteView data, bool encrypt) {
+Result<SecretBytes> DesEcbSingle(ByteView key8, ByteView data, bool encrypt, KeyUse use) {
   if (key8.size() != 8) return Status::InvalidArgument("DES key must be 8 bytes");
-  // The default provider has no single DES: DES-EDE with K||K is the same.
-  SecretBytes kk(16);
-  std::memcpy(kk.data(), key8.data(), 8);
-  std::memcpy(kk.data() + 8, key8.data(), 8);
-  return EcbRaw("DES-EDE-ECB", kk, data, encrypt, 8);
+  SecretBytes out(data.size());
+  NARAE_RETURN_IF_ERROR(TdesBlocks(key8, CipherMode::kEcb, encrypt, data, out.data(), use));
+  return out;
 }
 
-Result<SecretBytes> AesEcb(ByteView key, ByteView data, bool encrypt) {
-  const char* name = nullptr;
-  switch (key.size()) {
-    case 16:
-      name = "AES-128-ECB";
-      break;
-    case 24:
-      name = "AES-192-ECB";
-      break;
-    case 32:
-      name = "AES-256-ECB";
-      break;
-    default:
-      return Status::InvalidArgument("AES key must be 16, 24 or 32 bytes");
-  }
-  return EcbRaw(name, key, data, encrypt, 16);
+Result<SecretBytes> AesEcb(ByteView key, ByteView data, bool encrypt, KeyUse use) {
+  SecretBytes out(data.size());
+  NARAE_RETURN_IF_ERROR(AesBlocks(key, encrypt, data, out.data(), use));
+  return out;
 }
 
 bool IsDigits(std::string_view s) {

@@ -68,6 +68,24 @@ TEST_F(HsmCli, CalculatorsPrintKnownAnswers) {
   EXPECT_EQ(kcv.out.substr(0, 9), "TDES 08D7");
 }
 
+// `narae bench crypto` with a handful of iterations: every check verifies
+// (failures 0, exit 0) and the JSON line names the five checks; bad
+// arguments exit with 2. (A benchmark, not timed here.)
+TEST_F(HsmCli, BenchCryptoRunsEveryCheck) {
+  CliRun r = Narae("bench crypto --iterations 30 --cards 3 --terminals 2 --sims 3 --json");
+  EXPECT_EQ(r.exit_code, 0) << r.out;
+  for (const char* op : {"cvv2_verify", "pin_verify", "mac_verify", "arqc_verify", "sim_verify"}) {
+    EXPECT_NE(r.out.find(std::string("\"") + op + "\":"), std::string::npos) << op;
+  }
+  EXPECT_NE(r.out.find("\"failures\":0"), std::string::npos) << r.out;
+  CliRun one = Narae("bench crypto --iterations 5 --cards 1 --sims 1 --op pin_verify --json");
+  EXPECT_EQ(one.exit_code, 0);
+  EXPECT_EQ(one.out.find("cvv2_verify"), std::string::npos);
+  EXPECT_EQ(Narae("bench crypto --iterations 0").exit_code, 2);
+  EXPECT_EQ(Narae("bench crypto --op nonsense").exit_code, 2);
+  EXPECT_EQ(Narae("bench crypto --terminals 0").exit_code, 2);
+}
+
 TEST_F(HsmCli, BadInputExitsWithTwo) {
   EXPECT_EQ(
       Narae("hsm cvv --cvk zz --pan 4123456789012345 --expiry 8701 --service-code 101").exit_code,

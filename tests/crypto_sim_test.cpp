@@ -46,7 +46,18 @@ TEST(SimKey, DerivedFromIccidWithKbkdf) {
   ASSERT_OK(other);
   EXPECT_FALSE(ConstantTimeEqual(key, *other));
   EXPECT_FALSE(DeriveSimKey(kImkSim, "8985001234567890121").ok());  // bad check digit
-  EXPECT_FALSE(DeriveSimKey(kImkSim, "85001234567").ok());          // an MSISDN, not an ICCID
+  // 20-digit ICCIDs (ITU-T E.118 allows 19 or 20): a valid one is derived
+  // like any other, one with a wrong check digit is refused.
+  const std::string iccid20 = "89014103211118510720";
+  Result<SecretBytes> k20 = DeriveSimKey(kImkSim, iccid20);
+  ASSERT_OK(k20);
+  Result<SecretBytes> direct20 = KbkdfCmacCounter(kImkSim, Bytes(label.begin(), label.end()),
+                                                  Bytes(iccid20.begin(), iccid20.end()), 32);
+  ASSERT_OK(direct20);
+  EXPECT_TRUE(ConstantTimeEqual(*k20, *direct20));
+  EXPECT_FALSE(DeriveSimKey(kImkSim, "89014103211118510721").ok());
+  EXPECT_FALSE(DeriveSimKey(kImkSim, "890141032111185107201").ok());  // 21 digits
+  EXPECT_FALSE(DeriveSimKey(kImkSim, "85001234567").ok());            // an MSISDN, not an ICCID
   EXPECT_FALSE(DeriveSimKey(Bytes(7, 1), kIccid).ok());
 }
 

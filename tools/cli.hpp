@@ -33,5 +33,7 @@ void RegisterAuditCommands(CLI::App& app);
 void RegisterSettleCommands(CLI::App& app);
 // reconcile, bench reconcile (tools/cmd_reconcile.cpp); after the bench group exists
 void RegisterReconcileCommands(CLI::App& app);
+// bench crypto: cost of each credential check (tools/cmd_bench_crypto.cpp); after bench exists
+void RegisterCryptoBenchCommands(CLI::App& app);
 
 }  // namespace narae::tools

@@ -26,6 +26,7 @@ int main(int argc, char** argv) {
   narae::tools::RegisterAuditCommands(app);
   narae::tools::RegisterSettleCommands(app);
   narae::tools::RegisterReconcileCommands(app);
+  narae::tools::RegisterCryptoBenchCommands(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
