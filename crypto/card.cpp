@@ -77,12 +77,9 @@ Result<std::string> EncryptHexBlock(ByteView key, std::string_view hex16) {
 
 }  // namespace
 
-Result<char> LuhnCheckDigit(std::string_view digits) {
-  if (digits.empty() || digits.size() > 18 || !IsDigits(digits)) {
-    return Status::InvalidArgument("Luhn input must be 1 to 18 digits");
-  }
+int internal::LuhnSum(std::string_view digits, bool double_rightmost) {
   int sum = 0;
-  bool dbl = true;  // the rightmost payload digit is doubled
+  bool dbl = double_rightmost;
   for (size_t i = digits.size(); i-- > 0;) {
     int d = digits[i] - '0';
     if (dbl) {
@@ -92,6 +89,14 @@ Result<char> LuhnCheckDigit(std::string_view digits) {
     sum += d;
     dbl = !dbl;
   }
+  return sum;
+}
+
+Result<char> LuhnCheckDigit(std::string_view digits) {
+  if (digits.empty() || digits.size() > 18 || !IsDigits(digits)) {
+    return Status::InvalidArgument("Luhn input must be 1 to 18 digits");
+  }
+  const int sum = internal::LuhnSum(digits, /*double_rightmost=*/true);
   return static_cast<char>('0' + (10 - sum % 10) % 10);
 }
 

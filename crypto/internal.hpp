@@ -151,4 +151,10 @@ Result<ClearPin> DecryptPinBlock(PinBlockFormat format, ByteView key, ByteView p
 Result<SecretBytes> EncodePinFieldIso4(std::string_view pin, ByteView random_fill);
 Result<Bytes> EncodePanFieldIso4(std::string_view pan);
 
+// The Luhn sum of `digits` (all '0'..'9'), doubling every second digit from
+// the right: starting with the rightmost when it is payload (computing a
+// check digit), with the one left of it when the rightmost is the check
+// digit (validating).
+int LuhnSum(std::string_view digits, bool double_rightmost);
+
 }  // namespace narae::crypto::internal

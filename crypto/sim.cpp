@@ -14,18 +14,7 @@ constexpr size_t kFieldMax = 64;
 // Luhn over all the digits (LuhnValid stops at 19, the PAN limit; an ICCID
 // may have 20).
 bool IccidLuhnValid(std::string_view digits) {
-  int sum = 0;
-  bool dbl = false;  // the check digit itself is not doubled
-  for (size_t i = digits.size(); i-- > 0;) {
-    int d = digits[i] - '0';
-    if (dbl) {
-      d *= 2;
-      if (d > 9) d -= 9;
-    }
-    sum += d;
-    dbl = !dbl;
-  }
-  return sum % 10 == 0;
+  return internal::LuhnSum(digits, /*double_rightmost=*/false) % 10 == 0;
 }
 
 void PutBe(uint64_t v, size_t size, Bytes& out) {

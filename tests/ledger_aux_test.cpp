@@ -35,6 +35,28 @@ std::vector<std::pair<std::string, std::string>> Scan(Ledger& ledger, const std:
   return rows;
 }
 
+// Opens the ledger's folder with plain RocksDB (default options: what an
+// older build or another tool would write) and hands `fn` its aux family.
+template <typename Fn>
+void WithRawAux(const std::string& path, Fn fn) {
+  std::vector<std::string> names;
+  ASSERT_TRUE(rocksdb::DB::ListColumnFamilies({}, path, &names).ok());
+  std::vector<rocksdb::ColumnFamilyDescriptor> descs;
+  for (const std::string& n : names) descs.emplace_back(n, rocksdb::ColumnFamilyOptions());
+  std::vector<rocksdb::ColumnFamilyHandle*> handles;
+  rocksdb::DB* raw = nullptr;
+  ASSERT_TRUE(rocksdb::DB::Open({}, path, descs, &handles, &raw).ok());
+  std::unique_ptr<rocksdb::DB> db(raw);
+  rocksdb::ColumnFamilyHandle* aux = nullptr;
+  for (size_t i = 0; i < names.size(); ++i) {
+    if (names[i] == "aux") aux = handles[i];
+  }
+  ASSERT_NE(aux, nullptr);
+  fn(*db, aux);
+  for (auto* h : handles) ASSERT_TRUE(db->DestroyColumnFamilyHandle(h).ok());
+  ASSERT_TRUE(db->Close().ok());
+}
+
 using Rows = std::vector<std::pair<std::string, std::string>>;
 
 TEST_F(LedgerTest, AuxKeyPutTwiceInOneGroupKeepsTheLastValue) {
@@ -146,29 +168,13 @@ TEST_F(LedgerTest, AuxWrittenWithoutTheMemtableBloomReadsTheSame) {
   TxnPut(*ledger_, "au/x/ledger", "written by the ledger");
   ASSERT_OK(ledger_->Close());
   ledger_.reset();
-  {
-    const std::string path = dir_.Sub("db");
-    std::vector<std::string> names;
-    ASSERT_TRUE(rocksdb::DB::ListColumnFamilies({}, path, &names).ok());
-    std::vector<rocksdb::ColumnFamilyDescriptor> descs;
-    for (const std::string& n : names) descs.emplace_back(n, rocksdb::ColumnFamilyOptions());
-    std::vector<rocksdb::ColumnFamilyHandle*> handles;
-    rocksdb::DB* raw = nullptr;
-    ASSERT_TRUE(rocksdb::DB::Open({}, path, descs, &handles, &raw).ok());
-    std::unique_ptr<rocksdb::DB> db(raw);
-    rocksdb::ColumnFamilyHandle* aux = nullptr;
-    for (size_t i = 0; i < names.size(); ++i) {
-      if (names[i] == "aux") aux = handles[i];
-    }
-    ASSERT_NE(aux, nullptr);
+  WithRawAux(dir_.Sub("db"), [](rocksdb::DB& db, rocksdb::ColumnFamilyHandle* aux) {
     rocksdb::WriteOptions wo;
     wo.sync = true;
-    ASSERT_TRUE(db->Put(wo, aux, "au/x/flushed", "in an SST file").ok());
-    ASSERT_TRUE(db->Flush({}, aux).ok());
-    ASSERT_TRUE(db->Put(wo, aux, "au/x/wal", "only in the log").ok());
-    for (auto* h : handles) ASSERT_TRUE(db->DestroyColumnFamilyHandle(h).ok());
-    ASSERT_TRUE(db->Close().ok());
-  }
+    ASSERT_TRUE(db.Put(wo, aux, "au/x/flushed", "in an SST file").ok());
+    ASSERT_TRUE(db.Flush({}, aux).ok());
+    ASSERT_TRUE(db.Put(wo, aux, "au/x/wal", "only in the log").ok());
+  });
   Open();
   EXPECT_EQ(TxnGet(*ledger_, "au/x/ledger"), "written by the ledger");
   EXPECT_EQ(TxnGet(*ledger_, "au/x/flushed"), "in an SST file");
@@ -186,38 +192,22 @@ TEST_F(LedgerTest, AuxWrittenWithoutTheMemtableBloomReadsTheSame) {
 TEST_F(LedgerTest, CorruptAuxBlockStopsTheProcessInsteadOfReadingAsAbsent) {
   ASSERT_OK(ledger_->Close());
   ledger_.reset();
-  const std::string path = dir_.Sub("db");
   std::string sst;
-  {
-    std::vector<std::string> names;
-    ASSERT_TRUE(rocksdb::DB::ListColumnFamilies({}, path, &names).ok());
-    std::vector<rocksdb::ColumnFamilyDescriptor> descs;
-    for (const std::string& n : names) descs.emplace_back(n, rocksdb::ColumnFamilyOptions());
-    std::vector<rocksdb::ColumnFamilyHandle*> handles;
-    rocksdb::DB* raw = nullptr;
-    ASSERT_TRUE(rocksdb::DB::Open({}, path, descs, &handles, &raw).ok());
-    std::unique_ptr<rocksdb::DB> db(raw);
-    rocksdb::ColumnFamilyHandle* aux = nullptr;
-    for (size_t i = 0; i < names.size(); ++i) {
-      if (names[i] == "aux") aux = handles[i];
-    }
-    ASSERT_NE(aux, nullptr);
+  WithRawAux(dir_.Sub("db"), [&](rocksdb::DB& db, rocksdb::ColumnFamilyHandle* aux) {
     std::string value(8000, '\0');  // incompressible: the block stays ~8 kB
     uint64_t x = 88172645463325252ull;
     for (char& c : value) {
       x ^= x << 13, x ^= x >> 7, x ^= x << 17;
       c = static_cast<char>(x);
     }
-    ASSERT_TRUE(db->Put({}, aux, "au/x/request", value).ok());
-    ASSERT_TRUE(db->Flush({}, aux).ok());
+    ASSERT_TRUE(db.Put({}, aux, "au/x/request", value).ok());
+    ASSERT_TRUE(db.Flush({}, aux).ok());
     std::vector<rocksdb::LiveFileMetaData> files;
-    db->GetLiveFilesMetaData(&files);
+    db.GetLiveFilesMetaData(&files);
     for (const auto& f : files) {
       if (f.column_family_name == "aux") sst = f.db_path + "/" + f.name;
     }
-    for (auto* h : handles) ASSERT_TRUE(db->DestroyColumnFamilyHandle(h).ok());
-    ASSERT_TRUE(db->Close().ok());
-  }
+  });
   ASSERT_FALSE(sst.empty());
   {
     // Inside the record's data block (the index and footer are at the end).
