@@ -19,6 +19,7 @@
 #include "switch/bank.hpp"
 #include "switch/iso8583.hpp"
 #include "switch/settlement.hpp"
+#include "tests/switch_harness.hpp"
 #include "tests/test_util.hpp"
 
 namespace narae::switching {
@@ -176,26 +177,8 @@ class AuthTest : public ::testing::Test {
   Message SimRequest(const EnrolledSim& sim, uint64_t amount, uint64_t counter,
                      const std::string& mti = "0200") {
     Message m = Base(mti, "T0000003", "SOCKS001");
-    m.Set(2, sim.sim.token_id);
-    m.Set(3, "000000");
-    m.Set(4, *FormatAmount(amount));
-    m.Set(49, "408");
-    nc::SimPaymentFields f;
-    f.token_id = sim.sim.token_id;
-    f.counter = counter;
-    f.amount_minor = amount;
-    f.currency = 408;
-    f.merchant_id = "SOCKS001";
-    f.unix_time_s = (SystemMs() + offset_ms_.load()) / 1000;
-    auto key = nc::FromHex(sim.sim_key_hex);
-    auto crypt = nc::SimCryptogram(*key, f);
-    EXPECT_TRUE(crypt.ok());
-    SimTokenData t;
-    t.token_id = sim.sim.token_id;
-    t.counter = counter;
-    std::copy(crypt->begin(), crypt->end(), t.cryptogram.begin());
-    t.time_unix_s = static_cast<uint64_t>(f.unix_time_s);
-    m.Set(62, *FormatSimToken(t));
+    harness::SetSimPayment(m, sim.sim.token_id, sim.sim_key_hex, amount, counter, "SOCKS001",
+                           (SystemMs() + offset_ms_.load()) / 1000);
     return m;
   }
   void AddMac(Message& m, const std::string& key_hex) {

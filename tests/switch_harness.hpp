@@ -490,4 +490,34 @@ inline Message Echo(uint32_t stan) {
   return m;
 }
 
+// Fills `m` (MTI, terminal and merchant already set) as a payment by the SIM
+// token `token_id` whose key is `sim_key_hex` (an EnrolledSim's):
+// fields 2, 3, 4, 49 (KPW) and 62, its cryptogram over `merchant_id` (field
+// 42 trimmed) at `unix_time_s`.
+inline void SetSimPayment(Message& m, const std::string& token_id, const std::string& sim_key_hex,
+                          uint64_t amount_minor, uint64_t counter, const std::string& merchant_id,
+                          int64_t unix_time_s) {
+  m.Set(2, token_id);
+  m.Set(3, "000000");
+  m.Set(4, *FormatAmount(amount_minor));
+  m.Set(49, "408");
+  crypto::SimPaymentFields f;
+  f.token_id = token_id;
+  f.counter = counter;
+  f.amount_minor = amount_minor;
+  f.currency = 408;
+  f.merchant_id = merchant_id;
+  f.unix_time_s = unix_time_s;
+  Result<crypto::Bytes> key = crypto::FromHex(sim_key_hex);
+  NARAE_CHECK(key.ok());
+  Result<crypto::Bytes> crypt = crypto::SimCryptogram(*key, f);
+  NARAE_CHECK(crypt.ok());
+  SimTokenData t;
+  t.token_id = token_id;
+  t.counter = counter;
+  std::copy(crypt->begin(), crypt->end(), t.cryptogram.begin());
+  t.time_unix_s = static_cast<uint64_t>(unix_time_s);
+  m.Set(62, *FormatSimToken(t));
+}
+
 }  // namespace narae::switching::harness

@@ -752,27 +752,8 @@ class InterbankInboundTest : public InterbankTest {
   Message OurSim(const EnrolledSim& sim, uint64_t amount, uint64_t counter,
                  const std::string& merchant_id) {
     Message m = Inbound(IsoBase("0200"));
-    m.Set(2, sim.sim.token_id);
-    m.Set(3, "000000");
-    m.Set(4, *FormatAmount(amount));
-    m.Set(49, "408");
-    nc::SimPaymentFields f;
-    f.token_id = sim.sim.token_id;
-    f.counter = counter;
-    f.amount_minor = amount;
-    f.currency = 408;
-    f.merchant_id = merchant_id;
-    f.unix_time_s = SystemMs() / 1000;
-    Result<nc::Bytes> key = nc::FromHex(sim.sim_key_hex);
-    EXPECT_TRUE(key.ok());
-    Result<nc::Bytes> crypt = nc::SimCryptogram(*key, f);
-    EXPECT_TRUE(crypt.ok());
-    SimTokenData t;
-    t.token_id = sim.sim.token_id;
-    t.counter = counter;
-    std::copy(crypt->begin(), crypt->end(), t.cryptogram.begin());
-    t.time_unix_s = static_cast<uint64_t>(f.unix_time_s);
-    m.Set(62, *FormatSimToken(t));
+    harness::SetSimPayment(m, sim.sim.token_id, sim.sim_key_hex, amount, counter, merchant_id,
+                           static_cast<int64_t>(SystemMs() / 1000));
     return m;
   }
   Message Refund(const Message& approved_response, uint64_t amount) {
