@@ -33,8 +33,10 @@
 #include "switch/http_server.hpp"
 #include "switch/iso8583.hpp"
 #include "switch/settlement.hpp"
+#include "switch/switch.hpp"
 #include "tests/demo_bank_fixture.hpp"
 #include "tests/switch_harness.hpp"
+#include "tests/switch_tls_util.hpp"
 #include "tests/test_util.hpp"
 
 namespace narae::switching {
@@ -885,6 +887,56 @@ TEST_F(InterbankInboundTest, UnknownAcquirerCertificateMismatchAndForeignCredent
   own.Set(32, bank_().config.acquirer_id);
   EXPECT_EQ(Rc(Iso(own)), "00") << "our acquirer id: our terminal and merchant";
   EXPECT_EQ(Account(Interbank("KORYO")).credits_posted, 1'000u);
+}
+
+// The same rule through the real ISO server over mutual TLS: the server
+// takes the CN from the acquirer's certificate (signed by the CA the switch
+// trusts) and the authorizer checks it against field 32's bank.
+TEST_F(InterbankInboundTest, CertificateCnOfARealMutualTlsConnectionMustBeTheAcquirersBank) {
+  if (!tls_test::HaveOpenssl()) GTEST_SKIP() << "no openssl command line";
+  testing::TempDir dir;
+  tls_test::MakeCert(dir.path(), "server", "localhost");
+  tls_test::MakeCert(dir.path(), "ca", "Narae Test Acquirer CA");
+  tls_test::MakeCert(dir.path(), "koryo", "KORYO", "ca");
+  tls_test::MakeCert(dir.path(), "daedong", "DAEDONG", "ca");
+  tls_test::MakeCert(dir.path(), "stranger", "KORYO");  // self-signed: not the CA's
+  ServerOptions o;
+  o.iso_listen = "127.0.0.1:0";
+  o.threads = 1;
+  o.summary_interval_ms = 0;
+  o.tls.cert_file = dir.Sub("server.crt");
+  o.tls.key_file = dir.Sub("server.key");
+  o.tls.client_ca_file = dir.Sub("ca.crt");
+  Result<std::unique_ptr<IsoServer>> server = IsoServer::Start(o, auth_.get(), nullptr);
+  ASSERT_TRUE(server.ok()) << server.status().ToString();
+  const uint16_t port = (*server)->port();
+  const std::string ca = dir.Sub("server.crt");
+  const std::vector<ledger::Account> before = Balances();
+
+  // KORYO's acquirer id in field 32 over DAEDONG's certificate: 58.
+  std::optional<Message> r = tls_test::TlsRoundTrip(port, ca, Inbound(OurCard("0200", 1'000)),
+                                                    dir.Sub("daedong.crt"), dir.Sub("daedong.key"));
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->Get(39), "58");
+  // A KORYO certificate the CA did not sign never gets a handshake.
+  EXPECT_FALSE(tls_test::TlsRoundTrip(port, ca, Inbound(OurCard("0200", 1'000)),
+                                      dir.Sub("stranger.crt"), dir.Sub("stranger.key"))
+                   .has_value());
+  // KORYO's connection sending a request without field 32 (as our own terminal).
+  r = tls_test::TlsRoundTrip(port, ca, OurCard("0200", 1'000), dir.Sub("koryo.crt"),
+                             dir.Sub("koryo.key"));
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->Get(39), "58");
+  ExpectSame(Balances(), before);
+
+  // KORYO's certificate and KORYO's acquirer id: approved, KORYO owes nothing,
+  // we owe KORYO the amount.
+  r = tls_test::TlsRoundTrip(port, ca, Inbound(OurCard("0200", 1'000)), dir.Sub("koryo.crt"),
+                             dir.Sub("koryo.key"));
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->Get(39), "00");
+  EXPECT_EQ(Account(Interbank("KORYO")).credits_posted, 1'000u);
+  (*server)->Shutdown();
 }
 
 // Payments both ways: a KORYO card at our merchant (KORYO owes us) and our

@@ -43,6 +43,7 @@
 #include "switch/server.hpp"
 #include "switch/switch.hpp"
 #include "tests/switch_harness.hpp"
+#include "tests/switch_tls_util.hpp"
 #include "tests/test_util.hpp"
 
 namespace narae::switching {
@@ -673,58 +674,12 @@ TEST(ServerIso, ShutdownGraceBoundsAStuckHandlerAndLateRepliesAreDropped) {
 // ---------------------------------------------------------------------------
 // TLS, with certificates made by the openssl command line.
 
-bool HaveOpenssl() { return std::system("openssl version >/dev/null 2>&1") == 0; }
+using tls_test::HaveOpenssl;
+using tls_test::MakeCert;
 
-void MakeCert(const std::string& dir, const std::string& name, const std::string& cn,
-              const std::string& ca_name = "") {
-  std::string cmd;
-  if (ca_name.empty()) {
-    cmd =
-        "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 "
-        "-subj '/CN=" +
-        cn + "' -keyout " + dir + "/" + name + ".key -out " + dir + "/" + name + ".crt 2>/dev/null";
-  } else {
-    cmd = "openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj '/CN=" + cn +
-          "' -keyout " + dir + "/" + name + ".key -out " + dir + "/" + name +
-          ".csr 2>/dev/null && openssl x509 -req -days 2 -in " + dir + "/" + name + ".csr -CA " +
-          dir + "/" + ca_name + ".crt -CAkey " + dir + "/" + ca_name +
-          ".key -CAcreateserial -out " + dir + "/" + name + ".crt 2>/dev/null";
-  }
-  NARAE_CHECK(std::system(cmd.c_str()) == 0);
-}
-
-namespace asio = boost::asio;
-namespace ssl = boost::asio::ssl;
-
-// Connects with TLS and does one round trip; returns the response or nullopt.
 std::optional<Message> TlsRoundTrip(uint16_t port, const std::string& ca_file,
                                     const std::string& cert = "", const std::string& key = "") {
-  asio::io_context ioc;
-  ssl::context ctx(ssl::context::tls_client);
-  ctx.load_verify_file(ca_file);
-  ctx.set_verify_mode(ssl::verify_peer);
-  if (!cert.empty()) {
-    ctx.use_certificate_chain_file(cert);
-    ctx.use_private_key_file(key, ssl::context::pem);
-  }
-  ssl::stream<asio::ip::tcp::socket> stream(ioc, ctx);
-  boost::system::error_code ec;
-  stream.lowest_layer().connect({asio::ip::make_address("127.0.0.1"), port}, ec);
-  if (ec) return std::nullopt;
-  stream.handshake(ssl::stream_base::client, ec);
-  if (ec) return std::nullopt;
-  const std::vector<uint8_t> frame = PackFramed(Purchase(1)).value();
-  asio::write(stream, asio::buffer(frame), ec);
-  if (ec) return std::nullopt;
-  uint8_t header[2];
-  asio::read(stream, asio::buffer(header), ec);
-  if (ec) return std::nullopt;
-  std::vector<uint8_t> body((size_t{header[0]} << 8) | header[1]);
-  asio::read(stream, asio::buffer(body), ec);
-  if (ec) return std::nullopt;
-  Result<Message> m = Unpack(body);
-  if (!m.ok()) return std::nullopt;
-  return std::move(m).value();
+  return tls_test::TlsRoundTrip(port, ca_file, Purchase(1), cert, key);
 }
 
 TEST(ServerTls, RoundTripOverTls) {
