@@ -357,6 +357,38 @@ TEST_F(HttpSplitTest, FixedAmountFormStillWorks) {
   EXPECT_EQ(Credits(Logistics()), logistics0 + 5'800);
 }
 
+// A frozen logistics account: the capture stands, the share stays with the
+// merchant and nothing is recorded as moved (what `narae reconcile` reports
+// as delivery_share_not_moved, tests/tools_reconcile_test.cpp); once the
+// account is unfrozen the next capture moves its share again.
+TEST_F(HttpSplitTest, FrozenLogisticsAccountLeavesTheShareUnmovedAndTheCaptureStanding) {
+  const uint64_t logistics0 = Credits(Logistics());
+  ledger::AccountChange freeze;
+  freeze.id = Logistics();
+  freeze.action = ledger::AccountAction::kFreeze;
+  Result<std::vector<ledger::ChangeOutcome>> f = ledger_->ChangeAccounts({&freeze, 1});
+  ASSERT_TRUE(f.ok());
+  ASSERT_EQ(f->at(0).result, ledger::ChangeAccountResult::kOk);
+  Answer p = Pay(5'000, R"({"delivery_fee": 800})", "automatic");
+  ASSERT_EQ(p.status, 201) << p.body;
+  EXPECT_EQ(p.j["status"], "captured");
+  EXPECT_EQ(Credits(Logistics()), logistics0);
+  std::optional<std::string> info = ledger_->GetAux(PaymentInfoKey(PaymentTransfer(p)));
+  ASSERT_TRUE(info.has_value());
+  Result<PaymentInfo> decoded = DecodePaymentInfo(*info);
+  ASSERT_TRUE(decoded.ok());
+  EXPECT_EQ(decoded->split.kind, SplitKind::kAtCapture);
+  EXPECT_EQ(decoded->split.amount_minor, 800u);
+  EXPECT_EQ(decoded->split.moved_minor, 0u);
+  freeze.action = ledger::AccountAction::kUnfreeze;
+  f = ledger_->ChangeAccounts({&freeze, 1});
+  ASSERT_TRUE(f.ok());
+  ASSERT_EQ(f->at(0).result, ledger::ChangeAccountResult::kOk);
+  Answer q = Pay(5'000, R"({"delivery_fee": 800})", "automatic");
+  ASSERT_EQ(q.status, 201) << q.body;
+  EXPECT_EQ(Credits(Logistics()), logistics0 + 800);
+}
+
 TEST_F(HttpSplitTest, BadSplitsAreRefusedAndMakeNoPayment) {
   SetBands("*", {{10'000, 500}, {50'000, 1'500}});  // nothing over 50 km
   const uint64_t logistics0 = Credits(Logistics());

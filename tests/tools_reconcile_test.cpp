@@ -19,6 +19,7 @@
 #include <sstream>
 
 #include "switch/authorizer.hpp"
+#include "switch/settlement.hpp"
 #include "tests/ledger_fixture.hpp"
 
 namespace narae::testing {
@@ -140,6 +141,17 @@ class ReconcileTest : public LedgerTest {
     Advance(60);
   }
 
+  // The payment's delivery share moved at capture (docs/settlement.md):
+  // `share` due, `moved` in the logistics account.
+  void ShareAtCapture(const Pay& p, uint64_t share, uint64_t moved) {
+    sw::PaymentInfo info;
+    info.rrn = p.rrn;
+    info.split.kind = sw::SplitKind::kAtCapture;
+    info.split.amount_minor = share;
+    info.split.moved_minor = moved;
+    ASSERT_OK(sw::PutPaymentInfo(*ledger_, p.id, info));
+  }
+
   // One break of every class, two matched payments, one released, one row
   // of another day. Returns the CSV file.
   std::string PlantDay() {
@@ -156,7 +168,9 @@ class ReconcileTest : public LedgerTest {
     Pay late = Payment(9, true, 5000);
     Payment(10, true, 6000);                                 // stale: open for 7 days
     Payment(11, true, 300, true, true, /*timeout_s=*/3600);  // expired: released
-    Advance(24 * 3600);                                      // the next day
+    Pay unmoved = Payment(12, false, 1300);
+    ShareAtCapture(unmoved, 200, 0);  // the move at capture failed
+    Advance(24 * 3600);               // the next day
     Capture(late, 5000);
     std::string csv = "order_ref,rrn,payment_id,amount,currency,date,note\n";
     csv += "ORD-1," + matched.rrn + ",,15.00,KPW," + d + ",first\n";
@@ -168,6 +182,7 @@ class ReconcileTest : public LedgerTest {
     csv += "ORD-8," + duplicate.rrn + ",,12.00,408," + d + ",\n";
     csv += "\"ORD-8, again\"," + duplicate.rrn + ",,12.00,KPW," + d + ",\"said \"\"twice\"\"\"\n";
     csv += "ORD-9," + late.rrn + ",,50.00,KPW," + d + ",\n";
+    csv += "ORD-12," + unmoved.rrn + ",,13.00,KPW," + d + ",\n";
     csv += "ORD-0,ZZZZZZZZZZZZ,,1.00,KPW,2020-01-01,another day\n";
     return csv;
   }
@@ -200,11 +215,11 @@ TEST_F(ReconcileTest, OneBreakOfEveryClassIsFoundAndClassified) {
   EXPECT_EQ(r.matched.count, 2u);
   EXPECT_EQ(r.matched.minor_by_currency[kKpw], 1500u + 3500u);
   EXPECT_EQ(r.released.count, 1u);
-  EXPECT_EQ(r.switch_payments, 10u);  // 11 made, one never logged
-  EXPECT_EQ(r.ledger_payments, 10u);  // 11 made, one never booked
-  EXPECT_EQ(r.file_rows, 9u);
+  EXPECT_EQ(r.switch_payments, 11u);  // 12 made, one never logged
+  EXPECT_EQ(r.ledger_payments, 11u);  // 12 made, one never booked
+  EXPECT_EQ(r.file_rows, 10u);
   EXPECT_EQ(r.file_rows_other_days, 1u);
-  EXPECT_EQ(r.unmatched.count, 8u);  // 7 payments with breaks + the ledger-only one
+  EXPECT_EQ(r.unmatched.count, 9u);  // 8 payments with breaks + the ledger-only one
 
   const auto* b = Find(r, BreakClass::kMissingInLedger);
   ASSERT_NE(b, nullptr);
@@ -238,6 +253,43 @@ TEST_F(ReconcileTest, OneBreakOfEveryClassIsFoundAndClassified) {
   ASSERT_NE(b, nullptr);
   EXPECT_EQ(b->switch_minor, 6000u);
   EXPECT_NE(b->detail.find("expires"), std::string::npos);
+  b = Find(r, BreakClass::kDeliveryShareNotMoved);
+  ASSERT_NE(b, nullptr);
+  EXPECT_EQ(b->rrn, tools::RrnFromNumber(777012));
+  EXPECT_EQ(b->order_ref, "ORD-12");
+  EXPECT_EQ(b->switch_minor, 200u);  // due
+  EXPECT_EQ(b->ledger_minor, 0u);    // moved
+  EXPECT_EQ(b->detail, "delivery share 200: due 200, moved 0");
+}
+
+// Due = min(share, captured net of reversals): a share moved in full, one
+// capped by a smaller capture and one given back by a reversal are no
+// breaks; a reversal that could not give the share back is one.
+TEST_F(ReconcileTest, DeliveryShareIsDueUpToWhatStaysCaptured) {
+  Pay full = Payment(1, false, 2500);
+  ShareAtCapture(full, 300, 300);
+  Pay capped = Payment(2, true, 4000);
+  Capture(capped, 150);
+  ShareAtCapture(capped, 300, 150);
+  Pay reversed = Payment(3, false, 1000);  // later reversed to 400: 100 of 500 moved back
+  ASSERT_OK(ledger_->Execute(
+      [&](Txn& txn) { txn.PutAux(reversed.key, sw::EncodeRequestRecord(Record(reversed, 400))); }));
+  ShareAtCapture(reversed, 500, 400);
+  Pay stuck = Payment(4, false, 1000);  // reversed to 100, the share could not come back
+  ASSERT_OK(ledger_->Execute(
+      [&](Txn& txn) { txn.PutAux(stuck.key, sw::EncodeRequestRecord(Record(stuck, 100))); }));
+  ShareAtCapture(stuck, 500, 500);
+  std::string csv = "rrn,amount_minor,currency,date\n";
+  for (const auto& [p, settled] : std::vector<std::pair<Pay, int>>{
+           {full, 2500}, {capped, 150}, {reversed, 400}, {stuck, 100}}) {
+    csv += p.rrn + "," + std::to_string(settled) + ",KPW," + Date() + "\n";
+  }
+  tools::ReconcileReport r = Run(csv);
+  ASSERT_EQ(r.breaks.size(), 1u);
+  EXPECT_EQ(r.breaks[0].cls, BreakClass::kDeliveryShareNotMoved);
+  EXPECT_EQ(r.breaks[0].rrn, stuck.rrn);
+  EXPECT_EQ(r.breaks[0].detail, "delivery share 500: due 100, moved 500");
+  EXPECT_EQ(r.matched.count, 3u);
 }
 
 TEST_F(ReconcileTest, ACleanDayHasNoBreaks) {
@@ -352,6 +404,16 @@ TEST_F(ReconcileTest, FutureDayAndUnreadableSwitchRecordAreErrors) {
   auto bad = tools::Reconcile(*ledger_, tools::ReconcileRequest{day_, RealNowNs()}, none);
   ASSERT_FALSE(bad.ok());
   EXPECT_NE(bad.status().message().find("unreadable switch record"), std::string::npos);
+}
+
+TEST_F(ReconcileTest, UnreadablePaymentInfoIsAnError) {
+  Pay p = Payment(1, false, 2500);
+  ASSERT_OK(ledger_->Execute([&](Txn& txn) { txn.PutAux(sw::PaymentInfoKey(p.id), "junk"); }));
+  std::vector<tools::FileRow> none;
+  auto bad = tools::Reconcile(*ledger_, tools::ReconcileRequest{day_, RealNowNs()}, none);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("unreadable payment info of " + p.id.ToHex()),
+            std::string::npos);
 }
 
 TEST(ReconcileRrn, RoundTripsAndRefusesBadText) {

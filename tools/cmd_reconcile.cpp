@@ -19,6 +19,7 @@
 
 #include "ledger/ledger.hpp"
 #include "switch/authorizer.hpp"
+#include "switch/settlement.hpp"
 #include "tools/cli.hpp"
 #include "tools/progress.hpp"
 #include "tools/reconcile.hpp"
@@ -358,6 +359,14 @@ Status BuildBenchDay(Ledger& ledger, std::atomic<uint64_t>& clock_ns, uint32_t d
         r.day = day;
         r.rrn = rrn;
         records.emplace_back(key, switching::EncodeRequestRecord(r));
+      }
+      if (plan.planted == int(BreakClass::kDeliveryShareNotMoved)) {
+        // A share due at capture that never reached the logistics office.
+        switching::PaymentInfo info;
+        info.rrn = rrn;
+        info.split.kind = switching::SplitKind::kAtCapture;
+        info.split.amount_minor = std::min<uint64_t>(50, amount);
+        records.emplace_back(switching::PaymentInfoKey(t.id), switching::EncodePaymentInfo(info));
       }
       if (plan.planted == int(BreakClass::kMissingInFile) ||
           plan.planted == int(BreakClass::kStaleHold)) {

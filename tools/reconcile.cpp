@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "switch/authorizer.hpp"
+#include "switch/settlement.hpp"
 #include "tools/statement.hpp"
 
 namespace narae::tools {
@@ -485,12 +486,52 @@ void RowsFor(FileIndex& ix, uint64_t rrn, std::initializer_list<TransferId> ids,
   for (uint32_t r : *out) ix.used[r] = true;
 }
 
+// A payment's delivery share moved at capture (its PaymentInfo's split of
+// kind kAtCapture, switch/settlement.hpp).
+struct Share {
+  uint64_t share_minor = 0;
+  uint64_t moved_minor = 0;
+};
+
+// The shares of `payments` (aligned with them; nullopt: none at capture),
+// one point read each (usually a bloom filter miss), on two threads.
+Result<std::vector<std::optional<Share>>> ReadShares(
+    ledger::Ledger& ledger, const std::vector<reconcile_internal::Payment>& payments) {
+  std::vector<std::optional<Share>> out(payments.size());
+  Status errors[2] = {Status::Ok(), Status::Ok()};
+  auto read = [&](size_t part) {
+    const size_t from = payments.size() * part / 2, to = payments.size() * (part + 1) / 2;
+    for (size_t i = from; i < to; ++i) {
+      std::optional<std::string> v = ledger.GetAux(switching::PaymentInfoKey(payments[i].transfer));
+      if (!v) continue;
+      Result<switching::PaymentInfo> info = switching::DecodePaymentInfo(*v);
+      if (!info.ok()) {
+        errors[part] =
+            Status::Corruption("unreadable payment info of " + payments[i].transfer.ToHex() + ": " +
+                               info.status().message());
+        return;
+      }
+      if (info->split.kind == switching::SplitKind::kAtCapture) {
+        out[i] = Share{info->split.amount_minor, info->split.moved_minor};
+      }
+    }
+  };
+  std::thread second([&] { read(1); });
+  read(0);
+  second.join();
+  for (const Status& e : errors) {
+    if (!e.ok()) return e;
+  }
+  return out;
+}
+
 class Matcher {
  public:
   Matcher(const ReconcileRequest& req, const std::vector<FileRow>& file, ReconcileReport* report)
       : req_(req), file_(file), report_(report) {}
 
-  void MatchPayment(const reconcile_internal::Payment& p, const LedgerView& lv, FileIndex& ix);
+  void MatchPayment(const reconcile_internal::Payment& p, const std::optional<Share>& share,
+                    const LedgerView& lv, FileIndex& ix);
   void LedgerOnly(const LedgerPayment& l, FileIndex& ix);
   void FileOnly(FileIndex& ix, const SwitchLog& log);
 
@@ -521,8 +562,8 @@ class Matcher {
   std::vector<uint32_t> rows_;
 };
 
-void Matcher::MatchPayment(const reconcile_internal::Payment& p, const LedgerView& lv,
-                           FileIndex& ix) {
+void Matcher::MatchPayment(const reconcile_internal::Payment& p, const std::optional<Share>& share,
+                           const LedgerView& lv, FileIndex& ix) {
   const uint64_t day_end_ns = (uint64_t{req_.day} + 1) * kNsPerDay;
   std::vector<ReconcileBreak> found;
   auto make = [&](BreakClass cls, const std::string& detail) {
@@ -578,6 +619,18 @@ void Matcher::MatchPayment(const reconcile_internal::Payment& p, const LedgerVie
           found.push_back(std::move(b));
         }
       }
+    }
+  }
+  if (l && !stale && share) {
+    const uint64_t due = std::min(share->share_minor, p.captured_minor);
+    if (share->moved_minor != due) {
+      ReconcileBreak b =
+          make(BreakClass::kDeliveryShareNotMoved,
+               "delivery share " + std::to_string(share->share_minor) + ": due " +
+                   std::to_string(due) + ", moved " + std::to_string(share->moved_minor));
+      b.switch_minor = due;
+      b.ledger_minor = share->moved_minor;
+      found.push_back(std::move(b));
     }
   }
   RowsFor(ix, p.rrn, {p.transfer, p.original}, &rows_);
@@ -701,6 +754,8 @@ const char* BreakClassName(BreakClass c) {
       return "late_presentment";
     case BreakClass::kStaleHold:
       return "stale_hold";
+    case BreakClass::kDeliveryShareNotMoved:
+      return "delivery_share_not_moved";
   }
   return "unknown";
 }
@@ -776,11 +831,12 @@ Result<ReconcileReport> Reconcile(ledger::Ledger& ledger, const ReconcileRequest
   report.file_rows = ix.rows.size();
   report.file_rows_other_days = file.size() - ix.rows.size();
 
+  Result<std::vector<std::optional<Share>>> shares = ReadShares(ledger, log->payments);
+  if (!shares.ok()) return shares.status();
   Matcher m(request, file, &report);
-  uint64_t n = 0;
-  for (const reconcile_internal::Payment& p : log->payments) {
-    if (++n % kProgressEvery == 1 && progress) progress("matching", n);
-    m.MatchPayment(p, **lv, ix);
+  for (size_t i = 0; i < log->payments.size(); ++i) {
+    if ((i + 1) % kProgressEvery == 1 && progress) progress("matching", i + 1);
+    m.MatchPayment(log->payments[i], (*shares)[i], **lv, ix);
   }
   const uint64_t day_end_ns = day_start_ns + kNsPerDay;
   for (const LedgerPayment& l : (*lv)->payments) {

@@ -17,13 +17,20 @@
 // A payment released without money moving (hold voided or expired, purchase
 // fully reversed) and absent from the file is "released", not a break.
 //
+// Each settled payment's delivery split (its PaymentInfo, switch/settlement.hpp)
+// is checked too: a share due to the logistics office at capture that was
+// not moved is a break of its own (kDeliveryShareNotMoved).
+//
 // Cost: one scan of the switch log (every au/x record, all days), one scan
-// of the ledger's transfers from the start of D to the end, the file parsed
-// in memory, then sorts and binary searches: O(n log n), ~100 bytes a row.
+// of the ledger's transfers from the start of D to the end, one point read
+// per payment of D (its PaymentInfo, usually absent: a bloom filter miss;
+// two threads), the file parsed in memory, then sorts and binary searches:
+// O(n log n), ~100 bytes a row.
 //
 // Errors are Status/Result values; nothing throws across this boundary.
 // Thread safety: free functions; Reconcile() only reads the given ledger
-// (from two threads: the switch log and the transfers are scanned in parallel).
+// (from two threads: the switch log and the transfers are scanned in parallel,
+// then the payments' delivery shares are read in two halves).
 #pragma once
 
 #include <array>
@@ -60,8 +67,13 @@ enum class BreakClass : uint8_t {
   kDuplicate = 5,           // a second (third...) file row naming the same payment
   kLatePresentment = 6,     // a hold of day D captured after the end of D
   kStaleHold = 7,           // a hold of day D still open (not captured, voided or expired)
+  // A payment whose delivery share (moved to the logistics office at
+  // capture, docs/settlement.md) is not where it should be: the move failed
+  // (a frozen or closed logistics or clearing account), or a reversal could
+  // not give it back. Due = min(share, captured net of reversals).
+  kDeliveryShareNotMoved = 8,
 };
-inline constexpr size_t kBreakClassCount = 8;
+inline constexpr size_t kBreakClassCount = 9;
 const char* BreakClassName(BreakClass c);  // "missing_in_ledger", ...
 
 enum class ReconcileFileFormat { kCsv, kJson };
