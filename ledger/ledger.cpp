@@ -381,6 +381,10 @@ struct ConsistentRead {
   rocksdb::ReadOptions options;
 };
 
+// A group's aux puts, one row per key. A deque: rows never move, so a
+// Txn's index of them holds views of their keys (no second copy per key).
+using AuxRows = std::deque<std::pair<std::string, std::string>>;
+
 // Lets string-keyed maps be searched with a string_view (no heap copy of the
 // key per lookup).
 struct StringHash {
@@ -472,19 +476,21 @@ class LedgerImpl final : public Ledger, private Store {
   // query keeps for its rows).
   std::optional<codec::Event> ReadEvent(uint64_t ts, const rocksdb::ReadOptions& ro);
   static std::optional<codec::Event> FindEvent(codec::EventCursor* cur, uint64_t ts);
+  // (The default options are built once: a ReadOptions is ~30 fields and a
+  // std::function, constructed and destroyed per point read before.)
   std::optional<std::string> DbGet(Cf cf, const rocksdb::Slice& key,
-                                   const rocksdb::ReadOptions& ro = {});
+                                   const rocksdb::ReadOptions& ro = kPointRead);
+  static inline const rocksdb::ReadOptions kPointRead{};
   // Sequencer thread: an aux record through aux_cache_, then the DB.
   std::optional<std::string> CachedAuxGet(std::string_view key);
   // Sequencer thread: a group's puts replace the cached values of their keys.
-  void UpdateAuxCache(const std::vector<std::pair<std::string, std::string>>& aux);
+  void UpdateAuxCache(const AuxRows& aux);
 
   void SequencerLoop();
   void WriterLoop();
   void AckLoop();
   void RunGroup(std::deque<Submission>* subs);
-  void FinishGroup(Group* group, std::vector<DoneFn> dones,
-                   std::vector<std::pair<std::string, std::string>> aux, uint64_t cpu0);
+  void FinishGroup(Group* group, std::vector<DoneFn> dones, AuxRows aux, uint64_t cpu0);
   void FailPipeline();
   bool TryRecover();
 
@@ -547,7 +553,7 @@ class LedgerImpl final : public Ledger, private Store {
   std::chrono::steady_clock::time_point last_snapshot_ = std::chrono::steady_clock::now();
   bool force_snapshot_ = false;
   uint64_t events_since_snapshot_ = 0;
-  std::vector<uint32_t> aux_order_;  // reused by FinishGroup (sequencer thread)
+  std::vector<const AuxRows::value_type*> aux_order_;  // reused by FinishGroup (sequencer)
   // Aux records the sequencer read from the DB, kept current by every later
   // put (the sequencer is the only writer of the aux family): the switch
   // reads the same few records on most requests (a card's or SIM's
@@ -569,8 +575,7 @@ class LedgerImpl final : public Ledger, private Store {
 // The Txn handed to Submit() callbacks.
 class LedgerImpl::TxnImpl final : public Txn {
  public:
-  TxnImpl(LedgerImpl* l, std::vector<std::pair<std::string, std::string>>* aux)
-      : l_(l), aux_(aux) {}
+  TxnImpl(LedgerImpl* l, AuxRows* aux) : l_(l), aux_(aux) {}
   std::vector<AccountOutcome> CreateAccounts(std::span<const Account> a) override {
     if (a.size() > kBatchEventsMax) return {};
     return l_->engine_.CreateAccounts(a);
@@ -603,20 +608,22 @@ class LedgerImpl::TxnImpl final : public Txn {
   void PutAux(std::string_view key, std::string_view value) override {
     NARAE_CHECK(!key.empty() && key.size() <= kAuxKeyBytesMax);
     NARAE_CHECK(value.size() <= kAuxValueBytesMax);
-    if (auto it = index_.find(key); it != index_.end()) {
-      (*aux_)[it->second].second.assign(value);
-      return;
-    }
-    index_.emplace(std::string(key), aux_->size());
-    aux_->emplace_back(std::string(key), std::string(value));
+    // The row first, so the index's key views the row's own copy of the key
+    // (one hash per put; a key put again, rare, takes the row back).
+    const auto& row = aux_->emplace_back(std::piecewise_construct, std::forward_as_tuple(key),
+                                         std::forward_as_tuple(value));
+    auto [it, added] = index_.try_emplace(row.first, aux_->size() - 1);
+    if (added) return;
+    aux_->pop_back();
+    (*aux_)[it->second].second.assign(value);
   }
   uint64_t now_ns() const override { return l_->engine_.group_base(); }
 
  private:
   LedgerImpl* l_;
-  std::vector<std::pair<std::string, std::string>>* aux_;
-  // key -> its row in aux_ (one row per key)
-  std::unordered_map<std::string, size_t, StringHash, std::equal_to<>> index_;
+  AuxRows* aux_;
+  // key (a view of the row's key) -> its row in aux_ (one row per key)
+  std::unordered_map<std::string_view, size_t, StringHash> index_;
 };
 
 Result<std::unique_ptr<Ledger>> Ledger::Open(const Options& options) {
@@ -872,7 +879,7 @@ std::optional<std::string> LedgerImpl::CachedAuxGet(std::string_view key) {
   return v;
 }
 
-void LedgerImpl::UpdateAuxCache(const std::vector<std::pair<std::string, std::string>>& aux) {
+void LedgerImpl::UpdateAuxCache(const AuxRows& aux) {
   if (aux_cache_.empty()) return;
   for (const auto& [k, v] : aux) {
     auto it = aux_cache_.find(std::string_view(k));
@@ -1048,7 +1055,7 @@ void LedgerImpl::RunGroup(std::deque<Submission>* subs) {
   group.aux.clear();
   engine_.BeginGroup(&group, options_.clock_ns());
   engine_.ExpireDue(kExpiriesPerGroupMax);
-  std::vector<std::pair<std::string, std::string>> aux;
+  AuxRows aux;
   std::vector<DoneFn> dones;
   TxnImpl txn(this, &aux);
   while (!subs->empty() && group.events.size() < options_.group_events_max) {
@@ -1060,8 +1067,7 @@ void LedgerImpl::RunGroup(std::deque<Submission>* subs) {
   FinishGroup(&group, std::move(dones), std::move(aux), cpu0);
 }
 
-void LedgerImpl::FinishGroup(Group* group, std::vector<DoneFn> dones,
-                             std::vector<std::pair<std::string, std::string>> aux, uint64_t cpu0) {
+void LedgerImpl::FinishGroup(Group* group, std::vector<DoneFn> dones, AuxRows aux, uint64_t cpu0) {
   std::unique_ptr<PendingWrite> w;
   {
     std::lock_guard<std::mutex> lock(write_mu_);
@@ -1173,11 +1179,12 @@ void LedgerImpl::FinishGroup(Group* group, std::vector<DoneFn> dones,
   // Aux rows (one per key: Txn::PutAux replaces in place) go into the batch in key
   // order: the writer's memtable inserts are then cheap appends near the last
   // position (a switch group's rows arrive interleaved by request).
-  aux_order_.resize(aux.size());
-  for (size_t i = 0; i < aux.size(); ++i) aux_order_[i] = static_cast<uint32_t>(i);
+  // (Sorted through pointers: indexing the deque costs a division a step.)
+  aux_order_.clear();
+  for (const auto& row : aux) aux_order_.push_back(&row);
   std::sort(aux_order_.begin(), aux_order_.end(),
-            [&aux](uint32_t x, uint32_t y) { return aux[x].first < aux[y].first; });
-  for (uint32_t i : aux_order_) b.Put(cf(kAux), aux[i].first, aux[i].second);
+            [](const auto* x, const auto* y) { return x->first < y->first; });
+  for (const auto* row : aux_order_) b.Put(cf(kAux), row->first, row->second);
 
   if (!group->events.empty()) {
     JournalEntry j;

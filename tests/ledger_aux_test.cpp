@@ -3,6 +3,7 @@
 // and a restart see, for absent, present and overwritten keys.
 #include <rocksdb/db.h>
 
+#include <algorithm>
 #include <fstream>
 #include <future>
 #include <string>
@@ -77,6 +78,39 @@ TEST_F(LedgerTest, AuxKeyPutTwiceInOneGroupKeepsTheLastValue) {
   Reopen();
   EXPECT_EQ(TxnGet(*ledger_, "au/x/1"), "third");
   EXPECT_EQ(Scan(*ledger_, "au/x/"), (Rows{{"au/x/1", "third"}, {"au/x/2", "other"}}));
+}
+
+// Many puts in one group (short keys kept inside the string, long ones on
+// the heap; the group's index of its rows views their keys), every key put
+// again with a new value: reads inside the group see the latest value, and
+// the stored records are the last values, before and after a restart.
+TEST_F(LedgerTest, AuxManyPutsInOneGroupEachKeyOnce) {
+  constexpr int kKeys = 300;
+  auto key = [](int i) {
+    return (i % 2 == 0 ? "k" : "au/x/a-key-longer-than-the-inline-buffer/") + std::to_string(i);
+  };
+  ASSERT_OK(ledger_->Execute([&](Txn& txn) {
+    for (int i = kKeys - 1; i >= 0; --i) txn.PutAux(key(i), "first " + std::to_string(i));
+    for (int i = 0; i < kKeys; ++i) {
+      ASSERT_EQ(txn.GetAux(key(i)), "first " + std::to_string(i));
+      txn.PutAux(key(i), "second " + std::to_string(i));
+    }
+    for (int i = 0; i < kKeys; ++i) ASSERT_EQ(txn.GetAux(key(i)), "second " + std::to_string(i));
+    EXPECT_FALSE(txn.GetAux("k-absent").has_value());
+  }));
+  Rows expected;
+  for (int i = 0; i < kKeys; ++i) expected.emplace_back(key(i), "second " + std::to_string(i));
+  std::sort(expected.begin(), expected.end());
+  auto scan_all = [&] {
+    Rows rows = Scan(*ledger_, "au/x/");
+    for (auto& r : Scan(*ledger_, "k")) rows.push_back(std::move(r));
+    return rows;
+  };
+  EXPECT_EQ(scan_all(), expected);
+  Reopen();
+  EXPECT_EQ(scan_all(), expected);
+  for (int i = 0; i < kKeys; i += 37)
+    EXPECT_EQ(TxnGet(*ledger_, key(i)), "second " + std::to_string(i));
 }
 
 // Submissions queued together share groups; each sees every earlier put,
