@@ -549,7 +549,8 @@ struct PostCtx {
   Meta meta;
   uint64_t amount_minor = 0;
   uint16_t currency = 0;
-  ledger::AccountId debit;  // the paying account (below-minimum vs insufficient)
+  ledger::AccountId debit;  // a SIM's account (below-minimum vs insufficient; a card's is looked up
+                            // on that decline)
   // Capture/void/refund: the original.
   std::optional<PaymentRecord> orig;
   std::string orig_rrn;
@@ -1063,9 +1064,6 @@ void ApiImpl::SetCard(std::string_view pan, std::string_view expiry, std::string
   msg.Set(2, std::string(pan));
   msg.Set(14, std::string(expiry));
   msg.Set(48, BuildField48(cvv2, order_ref));
-  if (std::shared_ptr<const Card> cd = bank_->FindCardByPan(std::string(pan))) {
-    ctx.debit = cd->account_id;
-  }
   ctx.meta.method = "card";
   ctx.meta.masked.reserve(pan.size());
   ctx.meta.masked.assign(pan.substr(0, 6))
@@ -1460,9 +1458,18 @@ void ApiImpl::After(ledger::Txn& txn, PostCtx& ctx, const Message& response) {
   ctx.seen_rc = rc_text;
   if (!rc.ok() || *rc != RC::kApproved) {
     ApiError e = DeclineError(rc.ok() ? *rc : RC::kSystemMalfunction, ctx.op, ctx.sim);
-    if (rc.ok() && *rc == RC::kInsufficientFunds && !ctx.debit.IsZero()) {
+    if (rc.ok() && *rc == RC::kInsufficientFunds && ctx.op == Op::kPay) {
       // The ledger refuses both the same way: tell the reserve from the funds.
-      if (std::optional<ledger::Account> a = txn.PeekAccount(ctx.debit)) {
+      // A card's account is looked up here, on this rare path (the PAN's
+      // hash), not for every payment.
+      ledger::AccountId debit = ctx.debit;
+      if (debit.IsZero() && !ctx.sim) {
+        std::shared_ptr<const Card> cd = bank_->FindCardByPan(ctx.message.Get(2));
+        if (cd) debit = cd->account_id;
+      }
+      std::optional<ledger::Account> a;
+      if (!debit.IsZero()) a = txn.PeekAccount(debit);
+      if (a) {
         __int128 free =
             static_cast<__int128>(a->credits_posted) - a->debits_posted - a->debits_pending;
         if (free >= static_cast<__int128>(ctx.amount_minor)) {
