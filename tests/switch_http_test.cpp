@@ -588,6 +588,22 @@ TEST_F(HttpTest, MetadataInTheListRowAndOlderMetadataRowsStillRead) {
   ASSERT_GE(all.j["data"].size(), 2u);
   EXPECT_EQ(all.j["data"].back()["id"], later.j["id"]);
   EXPECT_EQ(all.j["data"].back()["order_ref"], "new-form-2");
+  // Captured, refunded and voided payments keep their metadata.
+  const std::string later_id = later.j["id"];
+  ASSERT_EQ(Call("POST", "/v1/payments/" + later_id + "/capture", "{}", NextKey()).status, 200u);
+  Resp refund = Call("POST", "/v1/payments/" + later_id + "/refunds", R"({"amount":2})", NextKey());
+  ASSERT_EQ(refund.status, 201u) << refund.body;
+  Resp after = Call("GET", "/v1/payments/" + later_id);
+  EXPECT_EQ(after.j["status"], "partially_refunded") << after.body;
+  EXPECT_EQ(after.j["order_ref"], "new-form-2");
+  EXPECT_EQ(after.j["channel"], "api");
+  EXPECT_EQ(after.j["created_at_ms"], later.j["created_at_ms"]);
+  Resp held = Pay(323, "manual", "new-form-3");
+  ASSERT_EQ(held.status, 201u) << held.body;
+  Resp voided =
+      Call("POST", "/v1/payments/" + held.j["id"].get<std::string>() + "/void", "{}", NextKey());
+  ASSERT_EQ(voided.status, 200u) << voided.body;
+  EXPECT_EQ(voided.j["order_ref"], "new-form-3");
 }
 
 std::string TestSha256Hex(std::string_view s) {
