@@ -74,6 +74,8 @@ Result<SecretBytes> RandomKey(size_t size);
 enum class HashAlg { kSha1, kSha256, kSha512 };
 
 Result<Bytes> Sha256(ByteView data);
+// The same into a caller's buffer (no allocation; one context per thread).
+Status Sha256Into(ByteView data, uint8_t (&out)[32]);
 Result<Bytes> Hmac(HashAlg alg, ByteView key, ByteView data);
 // AES-CMAC (RFC 4493 / NIST SP 800-38B); key of 16, 24 or 32 bytes. 16 bytes.
 Result<Bytes> AesCmac(ByteView key, ByteView data);

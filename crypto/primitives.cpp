@@ -69,18 +69,26 @@ Result<Bytes> MacOneShot(const char* mac_name, const char* param_name, const cha
 
 }  // namespace
 
-Result<Bytes> Sha256(ByteView data) {
-  Bytes out(32);
-  unsigned int len = 0;
-  internal::MdCtxPtr ctx(EVP_MD_CTX_new());
+// One EVP_MD_CTX per thread, re-initialised per call (EVP_DigestInit_ex2
+// resets it): a context allocated and freed per call cost about half of a
+// short message's hash (docs/crypto.md).
+Status Sha256Into(ByteView data, uint8_t (&out)[32]) {
+  thread_local internal::MdCtxPtr ctx(EVP_MD_CTX_new());
   const EVP_MD* md = internal::FetchMd("SHA256");
+  unsigned int len = 0;
   if (!ctx || !md || EVP_DigestInit_ex2(ctx.get(), md, nullptr) != 1 ||
       EVP_DigestUpdate(ctx.get(), data.data(), data.size()) != 1 ||
-      EVP_DigestFinal_ex(ctx.get(), out.data(), &len) != 1) {
+      EVP_DigestFinal_ex(ctx.get(), out, &len) != 1) {
     return OpenSslError("SHA-256");
   }
   NARAE_CHECK(len == 32);
-  return out;
+  return Status::Ok();
+}
+
+Result<Bytes> Sha256(ByteView data) {
+  uint8_t digest[32];
+  NARAE_RETURN_IF_ERROR(Sha256Into(data, digest));
+  return Bytes(digest, digest + 32);
 }
 
 Result<Bytes> Hmac(HashAlg alg, ByteView key, ByteView data) {

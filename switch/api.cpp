@@ -3,15 +3,14 @@
 // Cost sketch per payment: on the calling I/O thread one HMAC-SHA256 of the
 // request (the merchant's key set up once, crypto::MerchantRequestVerifier),
 // two SHA-256 (the body, once, for both the signature and the idempotency
-// fingerprint; the Idempotency-Key), a SAX JSON parse
-// and a message build, then the authorizer's own I/O-thread work (no ledger
-// read: the idempotency record is read in the transaction, or on a refusal
-// here); on the ledger's sequencer thread, in the authorizer's transaction,
-// one aux read (the idempotency key) and four aux writes (idempotency record
-// naming the event, metadata, list index, event) next to the authorizer's,
-// their JSON written by hand (JsonOut); the reply leaves from the ledger's
-// done callback.
-// docs/api.md ("Measured") has the figures.
+// fingerprint; the Idempotency-Key, each with the thread's SHA-256 context),
+// the body read without a JSON tree when it is a plain card payment
+// (ParseCardPaymentBody; a SAX parse otherwise) and a message build, then the authorizer's own
+// I/O-thread work (no ledger read: the idempotency record is read in the transaction, or on a
+// refusal here); on the ledger's sequencer thread, in the authorizer's transaction, one aux read
+// (the idempotency key) and three aux writes (idempotency record naming the event, list row with
+// the metadata, event) next to the authorizer's, their JSON written by hand (JsonOut); the reply
+// leaves from the ledger's done callback. docs/api.md ("Measured") has the figures.
 #include "switch/api.hpp"
 #include "switch/api_events.hpp"
 #include "switch/api_parse.hpp"
@@ -167,16 +166,25 @@ crypto::ByteView Bytes(std::string_view s) {
   return crypto::ByteView(reinterpret_cast<const uint8_t*>(s.data()), s.size());
 }
 
+void AppendLowerHex(crypto::ByteView b, std::string* out) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  for (uint8_t x : b) {
+    out->push_back(kHex[x >> 4]);
+    out->push_back(kHex[x & 15]);
+  }
+}
+
 std::string LowerHex(crypto::ByteView b) {
-  std::string s = crypto::ToHex(b);
-  for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  std::string s;
+  s.reserve(2 * b.size());
+  AppendLowerHex(b, &s);
   return s;
 }
 
 std::string Sha256Hex(std::string_view s) {
-  Result<crypto::Bytes> h = crypto::Sha256(Bytes(s));
-  NARAE_CHECK(h.ok());
-  return LowerHex(*h);
+  uint8_t h[32];
+  NARAE_CHECK(crypto::Sha256Into(Bytes(s), h).ok());
+  return LowerHex(crypto::ByteView(h, sizeof h));
 }
 
 // The fingerprint of a POST in its idempotency record: "b" + hex of the
@@ -190,7 +198,7 @@ std::string RequestFingerprint(std::string_view method, std::string_view target,
   NARAE_CHECK(body_sha256.size() == 32);
   std::string fp(1, kFingerprintDigestForm);
   fp.reserve(2 + 64 + method.size() + target.size() + 1);
-  fp += LowerHex(body_sha256);
+  AppendLowerHex(body_sha256, &fp);
   fp.append(" ").append(method).append(" ").append(target);
   return fp;
 }
@@ -207,6 +215,22 @@ std::string LegacyRequestFingerprint(std::string_view method, std::string_view t
 
 bool AllDigits(std::string_view s) {
   return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
+}
+
+// 1..64 printable ASCII characters without spaces.
+bool ValidOrderRef(std::string_view s) {
+  return !s.empty() && s.size() <= kOrderRefBytesMax &&
+         std::all_of(s.begin(), s.end(), [](char c) { return c > ' ' && c < 127; });
+}
+
+// The message of the 400 answer to a card's fields, nullopt when they are good.
+std::optional<std::string> CheckCard(std::string_view pan, std::string_view expiry,
+                                     std::string_view cvv2) {
+  if (!AllDigits(pan) || pan.size() < 13 || pan.size() > 19)
+    return "card.pan must be 13..19 digits";
+  if (!AllDigits(expiry) || expiry.size() != 4) return "card.expiry must be YYMM";
+  if (!AllDigits(cvv2) || cvv2.size() != 3) return "card.cvv2 must be 3 digits";
+  return std::nullopt;
 }
 
 std::string Pad15(std::string_view id) {
@@ -448,6 +472,15 @@ ledger::TransferId PurchaseTransfer(ledger::Txn& txn, std::string_view rrn) {
   return r ? r->transfer : ledger::TransferId{};
 }
 
+// A payment's list row: ap/l/<merchant>/<16 hex ns><RRN>, the ns of its
+// transfer (the older rows: of the transaction).
+std::string ListKey(std::string_view merchant, uint64_t ns, std::string_view rrn) {
+  std::string k;
+  k.reserve(kAuxListPrefix.size() + merchant.size() + 1 + 16 + rrn.size());
+  k.append(kAuxListPrefix).append(merchant).append("/").append(Hex16(ns)).append(rrn);
+  return k;
+}
+
 // PaymentJson(v).dump(), written by hand (keys in nlohmann's order).
 std::string PaymentBody(const PaymentView& v) {
   JsonOut j(640);
@@ -489,6 +522,16 @@ std::string StatusOf(const PaymentRecord& r, std::optional<ledger::HoldState> ho
 
 // ---- Requests on their way through the engine ------------------------------
 
+// The hold or purchase of the last approved HTTP payment, as the
+// authorizer's observer saw it (PaymentChange): the observer runs in the
+// request's transaction just before the API's After() hook, which takes the
+// transfer from here instead of reading the records back (PurchaseTransfer).
+// Sequencer thread only.
+struct HookedPayment {
+  std::string rrn;
+  ledger::TransferId transfer;
+};
+
 struct PostCtx {
   Op op = Op::kPay;
   std::string merchant;
@@ -506,7 +549,8 @@ struct PostCtx {
   Meta meta;
   uint64_t amount_minor = 0;
   uint16_t currency = 0;
-  ledger::AccountId debit;  // the paying account (below-minimum vs insufficient)
+  ledger::AccountId debit;  // a SIM's account (below-minimum vs insufficient; a card's is looked up
+                            // on that decline)
   // Capture/void/refund: the original.
   std::optional<PaymentRecord> orig;
   std::string orig_rrn;
@@ -578,12 +622,13 @@ constexpr size_t kLatencyBuckets = std::size(kLatencyBucketsUs);
 class ApiImpl final : public Api {
  public:
   ApiImpl(const ApiDeps& deps, ApiOptions options, HookedHandler* handler,
-          std::shared_ptr<BankCache> bank)
+          std::shared_ptr<BankCache> bank, std::shared_ptr<const HookedPayment> last_hooked)
       : ledger_(deps.ledger),
         keys_(deps.keys),
         handler_(handler),
         options_(std::move(options)),
         bank_(std::move(bank)),
+        last_hooked_(std::move(last_hooked)),
         rate_(options_.rate_per_s, options_.rate_burst) {}
 
   void Handle(HttpRequest req, std::function<void(HttpResponse)> done) override;
@@ -606,6 +651,11 @@ class ApiImpl final : public Api {
              std::function<void(HttpResponse)> done);
   // POST handlers: fill ctx (message and all) or return the error.
   std::optional<ApiError> BuildPayment(const json& body, PostCtx& ctx);
+  bool BuildCardPayment(const CardPaymentBody& body, PostCtx& ctx);
+  static Message PaymentMessage(bool automatic, uint64_t amount_minor, uint16_t currency,
+                                const std::string& merchant);
+  void SetCard(std::string_view pan, std::string_view expiry, std::string_view cvv2,
+               std::string_view order_ref, Message& msg, PostCtx& ctx);
   std::optional<ApiError> PriceDistance(uint32_t distance_m, uint64_t amount_minor,
                                         uint16_t currency, const PostCtx& ctx, ApiSplit* split);
   std::optional<ApiError> BuildReference(const json& body, std::string_view payment_id,
@@ -638,7 +688,10 @@ class ApiImpl final : public Api {
                       const std::string& request_id);
   HttpResponse Deliveries(std::string_view query, const std::string& merchant,
                           const std::string& request_id);
-  std::optional<PaymentView> LoadPayment(std::string_view payment_id, const std::string& merchant);
+  std::optional<PaymentView> LoadPayment(std::string_view payment_id, const std::string& merchant,
+                                         std::string_view list_value = {});
+  std::optional<Meta> LoadMeta(std::string_view rrn, const std::string& merchant,
+                               const ledger::TransferId& transfer);
   Status StampStan(Message& m, bool physical);
   Status ApplyMac(Message& m);
 
@@ -647,6 +700,8 @@ class ApiImpl final : public Api {
   HookedHandler* handler_;
   ApiOptions options_;
   std::shared_ptr<BankCache> bank_;  // shared with the authorizer's observer
+  // Written by the authorizer's observer, read by After(): sequencer thread only.
+  std::shared_ptr<const HookedPayment> last_hooked_;
   RateLimiter rate_;
   std::atomic<uint64_t> request_seq_{0};
   // Starts at a random value: a restart within the same second as the last
@@ -758,10 +813,13 @@ void ApiImpl::Handle(HttpRequest req, std::function<void(HttpResponse)> done) {
   };
   // The body's SHA-256, once: the signature covers it and the idempotency
   // fingerprint is made from it.
-  Result<crypto::Bytes> body_sha256 = crypto::Sha256(Bytes(req.body));
-  if (!body_sha256.ok()) return fail({500, "internal_error", "the request could not be hashed"});
+  uint8_t body_digest[32];
+  if (!crypto::Sha256Into(Bytes(req.body), body_digest).ok()) {
+    return fail({500, "internal_error", "the request could not be hashed"});
+  }
+  const crypto::ByteView body_sha256(body_digest, sizeof body_digest);
   std::string merchant;
-  if (std::optional<ApiError> e = Authenticate(req, *body_sha256, &merchant)) {
+  if (std::optional<ApiError> e = Authenticate(req, body_sha256, &merchant)) {
     auth_failures_.fetch_add(1, std::memory_order_relaxed);
     return fail(*e);
   }
@@ -774,7 +832,7 @@ void ApiImpl::Handle(HttpRequest req, std::function<void(HttpResponse)> done) {
     r.headers.emplace_back("Retry-After", std::to_string(wait_s));
     return finish(std::move(r));
   }
-  Route(req, *body_sha256, merchant, request_id, endpoint.get(), std::move(finish));
+  Route(req, body_sha256, merchant, request_id, endpoint.get(), std::move(finish));
 }
 
 void ApiImpl::Route(HttpRequest& req, crypto::ByteView body_sha256, const std::string& merchant,
@@ -853,11 +911,20 @@ void ApiImpl::Post(HttpRequest& req, crypto::ByteView body_sha256, Op op,
                        request_id);
     return done(std::move(r));
   }
+  uint8_t idem_digest[32];
+  if (!crypto::Sha256Into(Bytes(idem), idem_digest).ok()) {
+    HttpResponse r;
+    r.status = 500;
+    r.body = ErrorBody({500, "internal_error", "the request could not be hashed"}, request_id);
+    return done(std::move(r));
+  }
   auto ctx = std::make_shared<PostCtx>();
   ctx->op = op;
   ctx->merchant = merchant;
   ctx->request_id = request_id;
-  ctx->idem_key = std::string(kAuxIdemPrefix) + merchant + "/" + Sha256Hex(idem).substr(0, 32);
+  ctx->idem_key.reserve(kAuxIdemPrefix.size() + merchant.size() + 1 + 32);
+  ctx->idem_key.append(kAuxIdemPrefix).append(merchant).append("/");
+  AppendLowerHex(crypto::ByteView(idem_digest, 16), &ctx->idem_key);
   ctx->fingerprint = RequestFingerprint(req.method, req.target, body_sha256);
   ctx->target = req.target;  // a copy: `payment_id` points into req.target
   ctx->request_body = std::move(req.body);
@@ -874,15 +941,21 @@ void ApiImpl::Post(HttpRequest& req, crypto::ByteView body_sha256, Op op,
     }
     done(std::move(r));
   };
-  bool duplicate_key = false;
-  json body = ParseRequestJson(ctx->request_body, &duplicate_key);
-  if (duplicate_key) return error(BadRequest("the body repeats a key"));
-  if (body.is_discarded() || !body.is_object()) {
-    return error(BadRequest("the body must be a JSON object of at most 8 levels"));
+  // The common request (a plain card payment) is read without a JSON tree;
+  // any other body goes the general way, which also gives every 400.
+  std::optional<CardPaymentBody> plain =
+      op == Op::kPay ? ParseCardPaymentBody(ctx->request_body) : std::nullopt;
+  if (!plain || !BuildCardPayment(*plain, *ctx)) {
+    bool duplicate_key = false;
+    json body = ParseRequestJson(ctx->request_body, &duplicate_key);
+    if (duplicate_key) return error(BadRequest("the body repeats a key"));
+    if (body.is_discarded() || !body.is_object()) {
+      return error(BadRequest("the body must be a JSON object of at most 8 levels"));
+    }
+    std::optional<ApiError> e =
+        op == Op::kPay ? BuildPayment(body, *ctx) : BuildReference(body, payment_id, *ctx);
+    if (e) return error(*e);
   }
-  std::optional<ApiError> e =
-      op == Op::kPay ? BuildPayment(body, *ctx) : BuildReference(body, payment_id, *ctx);
-  if (e) return error(*e);
   if (Status s = ApplyMac(ctx->message); !s.ok()) {
     return error({500, "internal_error", "the request could not be signed for the engine"});
   }
@@ -947,6 +1020,57 @@ Status ApiImpl::ApplyMac(Message& m) {
   return Status::Ok();
 }
 
+// The plain card payment (ParseCardPaymentBody) when every check of
+// BuildPayment passes; false otherwise, and nothing is set: the caller then
+// takes the general way (BuildPayment), which gives the answer.
+bool ApiImpl::BuildCardPayment(const CardPaymentBody& b, PostCtx& ctx) {
+  if (b.amount_minor == 0 || b.amount_minor > kAmountMinorMax) return false;
+  const uint16_t currency = CurrencyNumeric(b.currency);
+  if (currency == 0 || (b.order_ref && !ValidOrderRef(*b.order_ref))) return false;
+  const bool automatic = b.capture && *b.capture == "automatic";
+  if (b.capture && !automatic && *b.capture != "manual") return false;
+  if (CheckCard(b.pan, b.expiry, b.cvv2)) return false;
+  std::shared_ptr<const Merchant> m = bank_->FindMerchant(ctx.merchant);
+  if (!m || !m->ForCurrency(currency)) return false;
+  Message msg = PaymentMessage(automatic, b.amount_minor, currency, ctx.merchant);
+  const std::string_view order_ref = b.order_ref.value_or("");
+  SetCard(b.pan, b.expiry, b.cvv2, order_ref, msg, ctx);
+  if (!StampStan(msg, false).ok()) return false;
+  ctx.message = std::move(msg);
+  ctx.amount_minor = b.amount_minor;
+  ctx.currency = currency;
+  ctx.meta.merchant = ctx.merchant;
+  ctx.meta.order_ref = std::string(order_ref);
+  ctx.meta.automatic = automatic;
+  return true;
+}
+
+Message ApiImpl::PaymentMessage(bool automatic, uint64_t amount_minor, uint16_t currency,
+                                const std::string& merchant) {
+  Message msg(automatic ? "0200" : "0100");
+  msg.Set(3, "000000");
+  msg.Set(4, *FormatAmount(amount_minor));
+  msg.Set(41, VirtualTerminalId(merchant));
+  msg.Set(42, Pad15(merchant));
+  msg.Set(49, *FormatDigits(currency, 3));
+  return msg;
+}
+
+// The card's fields of the engine's request and the payment's metadata.
+// REQUIRES: CheckCard() passed.
+void ApiImpl::SetCard(std::string_view pan, std::string_view expiry, std::string_view cvv2,
+                      std::string_view order_ref, Message& msg, PostCtx& ctx) {
+  NARAE_CHECK(pan.size() >= 13);
+  msg.Set(2, std::string(pan));
+  msg.Set(14, std::string(expiry));
+  msg.Set(48, BuildField48(cvv2, order_ref));
+  ctx.meta.method = "card";
+  ctx.meta.masked.reserve(pan.size());
+  ctx.meta.masked.assign(pan.substr(0, 6))
+      .append(pan.size() - 10, '*')
+      .append(pan.substr(pan.size() - 4));
+}
+
 std::optional<ApiError> ApiImpl::BuildPayment(const json& b, PostCtx& ctx) {
   static const char* const kKeys[] = {"amount", "currency", "order_ref", "capture",
                                       "card",   "sim",      "split"};
@@ -968,9 +1092,7 @@ std::optional<ApiError> ApiImpl::BuildPayment(const json& b, PostCtx& ctx) {
   if (b.contains("order_ref")) {
     if (!b["order_ref"].is_string()) return BadRequest("order_ref must be a string");
     order_ref = b["order_ref"].get<std::string>();
-    if (order_ref.empty() || order_ref.size() > kOrderRefBytesMax ||
-        !std::all_of(order_ref.begin(), order_ref.end(),
-                     [](char c) { return c > ' ' && c < 127; })) {
+    if (!ValidOrderRef(order_ref)) {
       return BadRequest("order_ref must be 1..64 printable ASCII characters without spaces");
     }
   }
@@ -1002,12 +1124,7 @@ std::optional<ApiError> ApiImpl::BuildPayment(const json& b, PostCtx& ctx) {
     const BankAccounts* ba = cfg ? cfg->ForCurrency(currency) : nullptr;
     if (!ba) return ApiError{422, "currency_not_accepted", "no logistics account in the currency"};
   }
-  Message msg(automatic ? "0200" : "0100");
-  msg.Set(3, "000000");
-  msg.Set(4, *FormatAmount(*amount));
-  msg.Set(41, VirtualTerminalId(ctx.merchant));
-  msg.Set(42, Pad15(ctx.merchant));
-  msg.Set(49, *FormatDigits(currency, 3));
+  Message msg = PaymentMessage(automatic, *amount, currency, ctx.merchant);
   const bool card = b.contains("card");
   const bool sim = b.contains("sim");
   if (card == sim) return BadRequest("exactly one of card and sim is required");
@@ -1021,18 +1138,8 @@ std::optional<ApiError> ApiImpl::BuildPayment(const json& b, PostCtx& ctx) {
     std::string pan = c["pan"].get<std::string>();
     std::string expiry = c["expiry"].get<std::string>();
     std::string cvv2 = c["cvv2"].get<std::string>();
-    if (!AllDigits(pan) || pan.size() < 13 || pan.size() > 19) {
-      return BadRequest("card.pan must be 13..19 digits");
-    }
-    if (!AllDigits(expiry) || expiry.size() != 4) return BadRequest("card.expiry must be YYMM");
-    if (!AllDigits(cvv2) || cvv2.size() != 3) return BadRequest("card.cvv2 must be 3 digits");
-    msg.Set(2, pan);
-    msg.Set(14, expiry);
-    msg.Set(48, BuildField48(cvv2, order_ref));
-    if (std::shared_ptr<const Card> cd = bank_->FindCardByPan(pan)) ctx.debit = cd->account_id;
-    ctx.meta.method = "card";
-    ctx.meta.masked =
-        pan.substr(0, 6) + std::string(pan.size() - 10, '*') + pan.substr(pan.size() - 4);
+    if (std::optional<std::string> e = CheckCard(pan, expiry, cvv2)) return BadRequest(*e);
+    SetCard(pan, expiry, cvv2, order_ref, msg, ctx);
   } else {
     const json& s = b["sim"];
     if (!s.is_object()) return BadRequest("sim must be an object");
@@ -1233,8 +1340,8 @@ std::optional<ApiError> ApiImpl::BuildReference(const json& b, std::string_view 
   ctx.currency = orig->currency;
   ctx.orig_rrn = rrn;
   ctx.orig = std::move(orig);
-  if (std::optional<std::string> mv = ledger_->GetAux(std::string(kAuxMetaPrefix) + rrn)) {
-    if (std::optional<Meta> meta = DecodeMeta(*mv)) ctx.meta = *meta;
+  if (std::optional<Meta> meta = LoadMeta(rrn, ctx.merchant, ctx.orig->transfer)) {
+    ctx.meta = std::move(*meta);
   }
   return std::nullopt;
 }
@@ -1351,9 +1458,18 @@ void ApiImpl::After(ledger::Txn& txn, PostCtx& ctx, const Message& response) {
   ctx.seen_rc = rc_text;
   if (!rc.ok() || *rc != RC::kApproved) {
     ApiError e = DeclineError(rc.ok() ? *rc : RC::kSystemMalfunction, ctx.op, ctx.sim);
-    if (rc.ok() && *rc == RC::kInsufficientFunds && !ctx.debit.IsZero()) {
+    if (rc.ok() && *rc == RC::kInsufficientFunds && ctx.op == Op::kPay) {
       // The ledger refuses both the same way: tell the reserve from the funds.
-      if (std::optional<ledger::Account> a = txn.PeekAccount(ctx.debit)) {
+      // A card's account is looked up here, on this rare path (the PAN's
+      // hash), not for every payment.
+      ledger::AccountId debit = ctx.debit;
+      if (debit.IsZero() && !ctx.sim) {
+        std::shared_ptr<const Card> cd = bank_->FindCardByPan(ctx.message.Get(2));
+        if (cd) debit = cd->account_id;
+      }
+      std::optional<ledger::Account> a;
+      if (!debit.IsZero()) a = txn.PeekAccount(debit);
+      if (a) {
         __int128 free =
             static_cast<__int128>(a->credits_posted) - a->debits_posted - a->debits_pending;
         if (free >= static_cast<__int128>(ctx.amount_minor)) {
@@ -1384,16 +1500,26 @@ void ApiImpl::After(ledger::Txn& txn, PostCtx& ctx, const Message& response) {
     v.field7 = std::string(response.Get(7));
     v.stan = std::string(response.Get(11));
     v.hold = !ctx.meta.automatic;
+    // One row: the list row, keyed by the payment transfer's timestamp,
+    // holds the metadata (GET finds it from the transfer). Without a
+    // transfer (not expected) the two rows written before.
+    const ledger::TransferId payment =
+        last_hooked_->rrn == rrn ? last_hooked_->transfer : PurchaseTransfer(txn, rrn);
+    std::optional<ledger::Transfer> t = payment.IsZero() ? std::nullopt : txn.PeekTransfer(payment);
+    if (t) {
+      ctx.meta.created_ms = static_cast<int64_t>(t->timestamp / 1'000'000);
+      txn.PutAux(ListKey(ctx.merchant, t->timestamp, rrn), EncodeMeta(ctx.meta));
+    } else {
+      txn.PutAux(std::string(kAuxMetaPrefix) + rrn, EncodeMeta(ctx.meta));
+      txn.PutAux(ListKey(ctx.merchant, txn.now_ns(), rrn), "");
+    }
     v.meta = ctx.meta;
-    txn.PutAux(std::string(kAuxMetaPrefix) + rrn, EncodeMeta(ctx.meta));
-    txn.PutAux(std::string(kAuxListPrefix) + ctx.merchant + "/" + Hex16(txn.now_ns()) + rrn, "");
     status = 201;
     type = ctx.meta.automatic ? "payment.captured" : "payment.authorized";
     // The delivery split is recorded with the payment (settlement.hpp,
     // kAtCapture) and moved to the logistics office by its capture: the
     // purchase itself, or the 0220 of the hold (HTTP or ISO 8583).
-    const ledger::TransferId payment = fee != 0 ? PurchaseTransfer(txn, rrn) : ledger::TransferId{};
-    if (!payment.IsZero()) {
+    if (fee != 0 && !payment.IsZero()) {
       RecordSplitAtCapture(txn, payment, fee);
       std::shared_ptr<const Merchant> m = bank_->FindMerchant(ctx.merchant);
       const MerchantCurrency* mc = m ? m->ForCurrency(ctx.currency) : nullptr;
@@ -1439,8 +1565,10 @@ void ApiImpl::After(ledger::Txn& txn, PostCtx& ctx, const Message& response) {
 
 // ---- GET -----------------------------------------------------------------------
 
+// `list_value`: the payment's list row when the caller read it (ListPayments).
 std::optional<PaymentView> ApiImpl::LoadPayment(std::string_view payment_id,
-                                                const std::string& merchant) {
+                                                const std::string& merchant,
+                                                std::string_view list_value) {
   if (!payment_id.starts_with(kPaymentIdPrefix)) return std::nullopt;
   std::string rrn(payment_id.substr(kPaymentIdPrefix.size()));
   if (rrn.size() != kRrnBytes) return std::nullopt;
@@ -1464,10 +1592,22 @@ std::optional<PaymentView> ApiImpl::LoadPayment(std::string_view payment_id,
   v.field7 = r->field7;
   v.stan = r->stan;
   v.hold = r->hold;
-  if (std::optional<std::string> mv = ledger_->GetAux(std::string(kAuxMetaPrefix) + rrn)) {
-    v.meta = DecodeMeta(*mv);
-  }
+  v.meta = list_value.empty() ? LoadMeta(rrn, merchant, r->transfer) : DecodeMeta(list_value);
   return v;
+}
+
+// The metadata of a payment the API made: in its list row (found from the
+// payment transfer's timestamp), or, for payments made before that form (and
+// rows written without a transfer), in ap/p/<RRN> with an empty list row.
+// nullopt for payments made over ISO 8583.
+std::optional<Meta> ApiImpl::LoadMeta(std::string_view rrn, const std::string& merchant,
+                                      const ledger::TransferId& transfer) {
+  std::optional<std::string> mv;
+  if (std::optional<ledger::Transfer> t = ledger_->LookupTransfer(transfer)) {
+    mv = ledger_->GetAux(ListKey(merchant, t->timestamp, rrn));
+  }
+  if (!mv || mv->empty()) mv = ledger_->GetAux(std::string(kAuxMetaPrefix) + std::string(rrn));
+  return mv ? DecodeMeta(*mv) : std::nullopt;
 }
 
 HttpResponse ApiImpl::GetPayment(std::string_view payment_id, const std::string& merchant,
@@ -1530,7 +1670,7 @@ HttpResponse ApiImpl::ListPayments(std::string_view query, const std::string& me
   std::string last;
   uint32_t scanned = 0;
   bool more = false;
-  Status s = ScanAuxAfter(*ledger_, prefix, after, [&](std::string_view k, std::string_view) {
+  Status s = ScanAuxAfter(*ledger_, prefix, after, [&](std::string_view k, std::string_view row) {
     std::string_view suffix = k.substr(prefix.size());
     if (suffix.size() != 16 + kRrnBytes) return true;
     uint64_t ns = std::stoull(std::string(suffix.substr(0, 16)), nullptr, 16);
@@ -1540,7 +1680,7 @@ HttpResponse ApiImpl::ListPayments(std::string_view query, const std::string& me
       return false;
     }
     std::optional<PaymentView> v =
-        LoadPayment(std::string(kPaymentIdPrefix) + std::string(suffix.substr(16)), merchant);
+        LoadPayment(std::string(kPaymentIdPrefix) + std::string(suffix.substr(16)), merchant, row);
     if (v && (order_ref.empty() || (v->meta && v->meta->order_ref == order_ref))) {
       if (items.size() == limit) {
         more = true;
@@ -1801,11 +1941,18 @@ Result<std::unique_ptr<Api>> Api::Create(const ApiDeps& deps, ApiOptions options
   std::shared_ptr<BankCache> shared_bank = std::move(*bank);
   // ISO 8583 payments and every hold's expiry index reach the event feed
   // through the authorizer's observer (switch/api_events.hpp).
-  hooked->SetPaymentObserver([shared_bank](ledger::Txn& txn, const PaymentChange& change) {
-    RecordIsoChange(txn, *shared_bank, change);
-  });
-  std::unique_ptr<Api> api =
-      std::make_unique<ApiImpl>(deps, std::move(options), hooked, std::move(shared_bank));
+  auto last_hooked = std::make_shared<HookedPayment>();
+  hooked->SetPaymentObserver(
+      [shared_bank, last_hooked](ledger::Txn& txn, const PaymentChange& change) {
+        if (change.hooked &&
+            (change.kind == RequestKind::kHold || change.kind == RequestKind::kPurchase)) {
+          last_hooked->rrn = change.rrn;
+          last_hooked->transfer = change.transfer;
+        }
+        RecordIsoChange(txn, *shared_bank, change);
+      });
+  std::unique_ptr<Api> api = std::make_unique<ApiImpl>(deps, std::move(options), hooked,
+                                                       std::move(shared_bank), last_hooked);
   return api;
 }
 

@@ -13,8 +13,9 @@
 // Records (ledger aux), next to the authorizer's au/...:
 //   ap/i/<merchant>/<32 hex SHA-256(Idempotency-Key)>  fingerprint, status, body
 //                                                      (or "@" + the ap/e key of its event)
-//   ap/p/<RRN>                                         payment metadata (JSON)
-//   ap/l/<merchant>/<16 hex created ns><RRN>           list index ("")
+//   ap/l/<merchant>/<16 hex transfer ns><RRN>          list index and payment metadata (JSON)
+//   ap/p/<RRN>                                         metadata of older payments (their
+//                                                      list row "", under the group's ns)
 //   ap/e/<merchant>/<16 hex sequence>                  event (JSON, api_events.hpp)
 //   ap/h/..., ap/hc                                    hold expiry index (api_events.hpp)
 //   ap/wh/, ap/wd/, ap/wc/                             webhooks (webhook.hpp)

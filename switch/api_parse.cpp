@@ -71,6 +71,126 @@ std::optional<std::string> ParseApiSplit(const nlohmann::json& s, uint64_t amoun
   return kForms;
 }
 
+namespace {
+
+// A cursor over a body for ParseCardPaymentBody: every step is checked and
+// fails (false) on anything outside the plain shape.
+class PlainJson {
+ public:
+  explicit PlainJson(std::string_view text) : s_(text) {}
+  void Space() {
+    while (i_ < s_.size() &&
+           (s_[i_] == ' ' || s_[i_] == '\t' || s_[i_] == '\n' || s_[i_] == '\r')) {
+      ++i_;
+    }
+  }
+  // `c` after optional white space.
+  bool Take(char c) {
+    Space();
+    if (i_ >= s_.size() || s_[i_] != c) return false;
+    ++i_;
+    return true;
+  }
+  bool Peek(char c) {
+    Space();
+    return i_ < s_.size() && s_[i_] == c;
+  }
+  // A string of printable ASCII without escapes.
+  bool String(std::string_view* out) {
+    if (!Take('"')) return false;
+    const size_t start = i_;
+    while (i_ < s_.size() && s_[i_] != '"') {
+      const char c = s_[i_];
+      if (c < 0x20 || c > 0x7e || c == '\\') return false;
+      ++i_;
+    }
+    if (i_ >= s_.size()) return false;
+    *out = s_.substr(start, i_ - start);
+    ++i_;
+    return true;
+  }
+  // 1..kDigitsMax digits, no leading zero but "0", not followed by a
+  // fraction or an exponent; or a string of 1..kDigitsMax digits.
+  bool Amount(uint64_t* out) {
+    constexpr size_t kDigitsMax = 15;
+    std::string_view digits;
+    if (Peek('"')) {
+      if (!String(&digits)) return false;
+    } else {
+      const size_t start = i_;
+      while (i_ < s_.size() && s_[i_] >= '0' && s_[i_] <= '9') ++i_;
+      digits = s_.substr(start, i_ - start);
+      if (digits.size() > 1 && digits[0] == '0') return false;
+      if (i_ < s_.size() && (s_[i_] == '.' || s_[i_] == 'e' || s_[i_] == 'E')) return false;
+    }
+    if (digits.empty() || digits.size() > kDigitsMax) return false;
+    uint64_t v = 0;
+    for (char c : digits) {
+      if (c < '0' || c > '9') return false;
+      v = v * 10 + static_cast<uint64_t>(c - '0');
+    }
+    *out = v;
+    return true;
+  }
+  bool AtEnd() {
+    Space();
+    return i_ == s_.size();
+  }
+
+ private:
+  std::string_view s_;
+  size_t i_ = 0;
+};
+
+bool ParseCard(PlainJson& p, CardPaymentBody* out) {
+  if (!p.Take('{')) return false;
+  bool pan = false, expiry = false, cvv2 = false;
+  for (int n = 0; n < 3; ++n) {
+    if (n != 0 && !p.Take(',')) return false;
+    std::string_view key;
+    if (!p.String(&key) || !p.Take(':')) return false;
+    bool* seen = key == "pan" ? &pan : key == "expiry" ? &expiry : key == "cvv2" ? &cvv2 : nullptr;
+    if (!seen || *seen) return false;
+    *seen = true;
+    std::string_view* v = key == "pan" ? &out->pan : key == "expiry" ? &out->expiry : &out->cvv2;
+    if (!p.String(v)) return false;
+  }
+  return p.Take('}');
+}
+
+}  // namespace
+
+std::optional<CardPaymentBody> ParseCardPaymentBody(std::string_view body) {
+  constexpr int kMembersMax = 5;  // amount, currency, order_ref, capture, card
+  PlainJson p(body);
+  CardPaymentBody out;
+  if (!p.Take('{')) return std::nullopt;
+  bool amount = false, currency = false, card = false;
+  for (int n = 0; n < kMembersMax && !p.Peek('}'); ++n) {
+    if (n != 0 && !p.Take(',')) return std::nullopt;
+    std::string_view key;
+    if (!p.String(&key) || !p.Take(':')) return std::nullopt;
+    bool ok = false;
+    if (key == "amount" && !amount) {
+      amount = true;
+      ok = p.Amount(&out.amount_minor);
+    } else if (key == "currency" && !currency) {
+      currency = true;
+      ok = p.String(&out.currency);
+    } else if (key == "order_ref" && !out.order_ref) {
+      ok = p.String(&out.order_ref.emplace());
+    } else if (key == "capture" && !out.capture) {
+      ok = p.String(&out.capture.emplace());
+    } else if (key == "card" && !card) {
+      card = true;
+      ok = ParseCard(p, &out);
+    }
+    if (!ok) return std::nullopt;
+  }
+  if (!p.Take('}') || !p.AtEnd() || !amount || !currency || !card) return std::nullopt;
+  return out;
+}
+
 std::map<std::string, std::string, std::less<>> ParseQuery(std::string_view q) {
   constexpr size_t kPairsMax = 16;
   std::map<std::string, std::string, std::less<>> out;

@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include <string>
+#include <thread>
 
 #include "crypto/crypto.hpp"
 #include "crypto/internal.hpp"
@@ -39,6 +40,25 @@ TEST(Sha256, Fips180Abc) {
   Result<Bytes> d = Sha256(S("abc"));
   ASSERT_OK(d);
   EXPECT_EQ(Hx(*d), "BA7816BF8F01CFEA414140DE5DAE2223B00361A396177A9CB410FF61F20015AD");
+}
+
+// The per-thread context is reused: the same digests call after call, on
+// several threads, for the empty message (FIPS 180-2 e3b0...) and "abc".
+TEST(Sha256, IntoReusesTheThreadsContext) {
+  auto run = [] {
+    for (int i = 0; i < 3; ++i) {
+      uint8_t d[32];
+      EXPECT_TRUE(Sha256Into(S("abc"), d).ok());
+      EXPECT_EQ(ToHex(ByteView(d, 32)),
+                "BA7816BF8F01CFEA414140DE5DAE2223B00361A396177A9CB410FF61F20015AD");
+      EXPECT_TRUE(Sha256Into({}, d).ok());
+      EXPECT_EQ(ToHex(ByteView(d, 32)),
+                "E3B0C44298FC1C149AFBF4C8996FB92427AE41E4649B934CA495991B7852B855");
+    }
+  };
+  run();
+  std::thread other(run);
+  other.join();
 }
 
 // RFC 2202 test case 2 (SHA-1) and RFC 4231 test case 2 (SHA-256/512).

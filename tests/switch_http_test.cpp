@@ -26,6 +26,7 @@
 #include "switch/api.hpp"
 #include "switch/api_config.hpp"
 #include "switch/api_events.hpp"
+#include "switch/api_parse.hpp"
 #include "switch/authorizer.hpp"
 #include "switch/bank.hpp"
 #include "switch/http_server.hpp"
@@ -534,6 +535,77 @@ TEST_F(HttpTest, IdempotencyRecordNamesItsEventAndInlineRecordsStillReplay) {
             "authorized");
 }
 
+// A payment's metadata lives in its list row (ap/l/<merchant>/<16 hex ns
+// of its transfer><RRN>), which GET finds from the transfer; folders written
+// before hold it in ap/p/<RRN> with an empty list row, and read as they are
+// (GET, the list, a capture) across a restart.
+TEST_F(HttpTest, MetadataInTheListRowAndOlderMetadataRowsStillRead) {
+  Resp p = Pay(321, "manual", "new-form");
+  ASSERT_EQ(p.status, 201u) << p.body;
+  const std::string id = p.j["id"];
+  const std::string rrn = id.substr(4);
+  std::vector<std::pair<std::string, std::string>> rows;
+  ASSERT_OK(ledger_->ScanAux("ap/l/SOCKS001/", [&](std::string_view k, std::string_view v) {
+    if (k.ends_with(rrn)) rows.emplace_back(std::string(k), std::string(v));
+    return true;
+  }));
+  ASSERT_EQ(rows.size(), 1u);
+  const auto [key, value] = rows[0];
+  json meta = json::parse(value, nullptr, false);
+  ASSERT_TRUE(meta.is_object()) << value;
+  EXPECT_EQ(meta["o"], "new-form");
+  EXPECT_FALSE(ledger_->GetAux("ap/p/" + rrn)) << "one row per payment";
+  const uint64_t key_ns = std::stoull(key.substr(key.size() - 28, 16), nullptr, 16);
+  EXPECT_EQ(p.j["created_at_ms"].get<uint64_t>(), key_ns / 1'000'000);
+  Resp g = Call("GET", "/v1/payments/" + id);
+  ASSERT_EQ(g.status, 200u) << g.body;
+  EXPECT_EQ(g.body, p.body);
+
+  // The form written before: the metadata in ap/p/<RRN>, the list row empty.
+  meta["o"] = "old-form";
+  ASSERT_OK(ledger_->Execute([&](ledger::Txn& txn) {
+    txn.PutAux("ap/p/" + rrn, meta.dump());
+    txn.PutAux(key, "");
+  }));
+  Restart();
+  Resp old_get = Call("GET", "/v1/payments/" + id);
+  ASSERT_EQ(old_get.status, 200u) << old_get.body;
+  EXPECT_EQ(old_get.j["order_ref"], "old-form");
+  EXPECT_EQ(old_get.j["capture"], "manual");
+  EXPECT_EQ(old_get.j["channel"], "api");
+  Resp list = Call("GET", "/v1/payments?order_ref=old-form");
+  ASSERT_EQ(list.status, 200u) << list.body;
+  ASSERT_EQ(list.j["data"].size(), 1u) << list.body;
+  EXPECT_EQ(list.j["data"][0]["id"], id);
+  Resp cap = Call("POST", "/v1/payments/" + id + "/capture", R"({"amount":300})", NextKey());
+  ASSERT_EQ(cap.status, 200u) << cap.body;
+  EXPECT_EQ(cap.j["order_ref"], "old-form");
+  EXPECT_EQ(cap.j["amount_captured"], 300);
+  // A payment made now is listed after it, in the new form.
+  Resp later = Pay(322, "manual", "new-form-2");
+  ASSERT_EQ(later.status, 201u) << later.body;
+  Resp all = Call("GET", "/v1/payments?limit=100");
+  ASSERT_GE(all.j["data"].size(), 2u);
+  EXPECT_EQ(all.j["data"].back()["id"], later.j["id"]);
+  EXPECT_EQ(all.j["data"].back()["order_ref"], "new-form-2");
+  // Captured, refunded and voided payments keep their metadata.
+  const std::string later_id = later.j["id"];
+  ASSERT_EQ(Call("POST", "/v1/payments/" + later_id + "/capture", "{}", NextKey()).status, 200u);
+  Resp refund = Call("POST", "/v1/payments/" + later_id + "/refunds", R"({"amount":2})", NextKey());
+  ASSERT_EQ(refund.status, 201u) << refund.body;
+  Resp after = Call("GET", "/v1/payments/" + later_id);
+  EXPECT_EQ(after.j["status"], "partially_refunded") << after.body;
+  EXPECT_EQ(after.j["order_ref"], "new-form-2");
+  EXPECT_EQ(after.j["channel"], "api");
+  EXPECT_EQ(after.j["created_at_ms"], later.j["created_at_ms"]);
+  Resp held = Pay(323, "manual", "new-form-3");
+  ASSERT_EQ(held.status, 201u) << held.body;
+  Resp voided =
+      Call("POST", "/v1/payments/" + held.j["id"].get<std::string>() + "/void", "{}", NextKey());
+  ASSERT_EQ(voided.status, 200u) << voided.body;
+  EXPECT_EQ(voided.j["order_ref"], "new-form-3");
+}
+
 std::string TestSha256Hex(std::string_view s) {
   auto h = nc::Sha256(nc::ByteView(reinterpret_cast<const uint8_t*>(s.data()), s.size()));
   EXPECT_TRUE(h.ok());
@@ -638,6 +710,117 @@ TEST(HttpSigning, KeyedSignerAndVerifierOfTheBodyDigest) {
       v.Verify(*secret, "POST", "/v1/payments", 1700000000, "nonce-123", body, *sig, 1700000000)
           .code(),
       StatusCode::kAlreadyExists);  // the same nonce, through the body form
+}
+
+// The plain card payment reader (ParseCardPaymentBody) against nlohmann: a
+// body it accepts is one nlohmann reads into the same members and values
+// (the property the fuzz target checks too, here on a deterministic sample
+// of mutations of a few bodies); the shapes it leaves to nlohmann.
+void ExpectPlainReadsAsNlohmann(std::string_view body) {
+  std::optional<CardPaymentBody> p = ParseCardPaymentBody(body);
+  if (!p) return;
+  json j = json::parse(body, nullptr, false);
+  ASSERT_TRUE(!j.is_discarded() && j.is_object()) << body;
+  EXPECT_EQ(j.size(), 3u + (p->order_ref ? 1 : 0) + (p->capture ? 1 : 0)) << body;
+  ASSERT_TRUE(j.contains("amount") && j.contains("currency") && j.contains("card")) << body;
+  EXPECT_EQ(ParseAmountJson(j["amount"]).value_or(p->amount_minor), p->amount_minor) << body;
+  if (j["amount"].is_number_unsigned()) {
+    EXPECT_EQ(j["amount"].get<uint64_t>(), p->amount_minor);
+  }
+  EXPECT_EQ(j["currency"], std::string(p->currency)) << body;
+  if (p->order_ref) {
+    EXPECT_EQ(j["order_ref"], std::string(*p->order_ref)) << body;
+  }
+  if (p->capture) {
+    EXPECT_EQ(j["capture"], std::string(*p->capture)) << body;
+  }
+  const json& c = j["card"];
+  ASSERT_TRUE(c.is_object() && c.size() == 3) << body;
+  EXPECT_EQ(c["pan"], std::string(p->pan)) << body;
+  EXPECT_EQ(c["expiry"], std::string(p->expiry)) << body;
+  EXPECT_EQ(c["cvv2"], std::string(p->cvv2)) << body;
+}
+
+TEST(HttpParse, PlainCardBodyReadsAsNlohmannDoes) {
+  const std::string plain =
+      R"({"amount":12500,"currency":"KPW","order_ref":"o-1","capture":"manual",)"
+      R"("card":{"pan":"9408010000000017","expiry":"3011","cvv2":"123"}})";
+  std::optional<CardPaymentBody> p = ParseCardPaymentBody(plain);
+  ASSERT_TRUE(p);
+  EXPECT_EQ(p->amount_minor, 12500u);
+  EXPECT_EQ(p->currency, "KPW");
+  EXPECT_EQ(p->order_ref.value_or(""), "o-1");
+  EXPECT_EQ(p->capture.value_or(""), "manual");
+  EXPECT_EQ(p->pan, "9408010000000017");
+  EXPECT_EQ(p->expiry, "3011");
+  EXPECT_EQ(p->cvv2, "123");
+  // Accepted: white space, any order, an amount as a string, optional members left out.
+  for (const char* ok : {
+           " {\"card\" : {\"cvv2\":\"1\",\"pan\":\"x\",\"expiry\":\"\"},\r\n\t\"currency\":\"KPW\","
+           "\"amount\":\"0012\"} ",
+           R"({"amount":0,"currency":"","card":{"pan":"","expiry":"","cvv2":""}})",
+       }) {
+    EXPECT_TRUE(ParseCardPaymentBody(ok)) << ok;
+    ExpectPlainReadsAsNlohmann(ok);
+  }
+  // Left to nlohmann: each of these is another shape or not JSON.
+  for (
+      const char* other : {
+          "",
+          "[]",
+          R"({"amount":12500,"currency":"KPW"})",
+          R"({"amount":12500,"amount":1,"currency":"KPW","card":{"pan":"1","expiry":"1","cvv2":"1"}})",
+          R"({"amount":12500,"currency":"K\u0050W","card":{"pan":"1","expiry":"1","cvv2":"1"}})",
+          R"({"amount":125.0,"currency":"KPW","card":{"pan":"1","expiry":"1","cvv2":"1"}})",
+          R"({"amount":1e3,"currency":"KPW","card":{"pan":"1","expiry":"1","cvv2":"1"}})",
+          R"({"amount":0125,"currency":"KPW","card":{"pan":"1","expiry":"1","cvv2":"1"}})",
+          R"({"amount":-1,"currency":"KPW","card":{"pan":"1","expiry":"1","cvv2":"1"}})",
+          R"({"amount":1234567890123456,"currency":"KPW","card":{"pan":"1","expiry":"1","cvv2":"1"}})",
+          R"({"amount":"12a","currency":"KPW","card":{"pan":"1","expiry":"1","cvv2":"1"}})",
+          R"({"amount":1,"currency":"KPW","card":{"pan":"1","expiry":"1","cvv2":"1"},})",
+          R"({"amount":1,"currency":"KPW","card":{"pan":"1","expiry":"1","cvv2":"1"}}x)",
+          R"({"amount":1,"currency":"KPW","card":{"pan":"1","expiry":"1","cvv2":"1","x":"1"}})",
+          R"({"amount":1,"currency":"KPW","card":{"pan":"1","pan":"1","cvv2":"1"}})",
+          R"({"amount":1,"currency":"KPW","card":{"pan":1,"expiry":"1","cvv2":"1"}})",
+          R"({"amount":1,"currency":"KPW","card":{"pan":"1","expiry":"1","cvv2":"1"},"split":{}})",
+          R"({"amount":1,"currency":"KPW","sim":{"token_id":"t","otp":"12345678"}})",
+          R"({"amount":1,"currency":"KPW","capture":true,"card":{"pan":"1","expiry":"1","cvv2":"1"}})",
+          "{\"amount\":1,\"currency\":\"KP\xC3\xA9\",\"card\":{\"pan\":\"1\",\"expiry\":\"1\","
+          "\"cvv2\":\"1\"}}",
+          "\xEF\xBB\xBF{\"amount\":1,\"currency\":\"KPW\",\"card\":{\"pan\":\"1\",\"expiry\":\"1\","
+          "\"cvv2\":\"1\"}}",
+      }) {
+    EXPECT_FALSE(ParseCardPaymentBody(other)) << other;
+  }
+  // Mutations: a byte replaced by a JSON-significant one, removed or doubled.
+  const std::string kBytes = "{}[]\":,\\ 0123456789.eE-+tnfu\x7f\x80\t";
+  uint64_t x = 88172645463325252ull;  // xorshift64: the same sample every run
+  auto next = [&] {
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    return x;
+  };
+  size_t accepted = 0;
+  for (int i = 0; i < 20000; ++i) {
+    std::string m = plain;
+    for (int k = 0, n = 1 + static_cast<int>(next() % 3); k < n; ++k) {
+      const size_t at = next() % m.size();
+      switch (next() % 3) {
+        case 0:
+          m[at] = kBytes[next() % kBytes.size()];
+          break;
+        case 1:
+          m.erase(at, 1);
+          break;
+        default:
+          m.insert(at, 1, m[at]);
+      }
+    }
+    if (ParseCardPaymentBody(m)) ++accepted;
+    ExpectPlainReadsAsNlohmann(m);
+  }
+  EXPECT_GT(accepted, 100u);  // the sample exercises the accepting side too
 }
 
 // Duplicate keys are found in large objects too (past the linear search).
@@ -806,6 +989,70 @@ TEST_F(HttpTest, DeclinesAndBadRequestsHaveStableCodes) {
             "currency_not_accepted");
   EXPECT_EQ(Call("DELETE", "/v1/payments").status, 405u);
   EXPECT_EQ(Call("GET", "/v1/nothing").status, 404u);
+}
+
+// A plain card payment is read without a JSON tree (ParseCardPaymentBody)
+// and every other body by nlohmann: the same request written both ways gets
+// the same answer, for good and bad values (the general way, a key written
+// with an escape, gives every 400).
+TEST_F(HttpTest, PlainAndGeneralBodiesGetTheSameAnswers) {
+  auto With = [&](const json& changes) {
+    json b = json::parse(PayBody(100));
+    b.update(changes);
+    return b.dump();
+  };
+  auto General = [](std::string body) {
+    const size_t at = body.find("\"currency\"");
+    EXPECT_NE(at, std::string::npos);
+    return body.replace(at, 10, R"("\u0063urrency")");
+  };
+  const std::vector<std::string> bad = {
+      With({{"amount", 0}}),
+      With({{"amount", "0"}}),
+      With({{"amount", 1'000'000'000'000}}),
+      With({{"currency", "XXX"}}),
+      With({{"currency", "EUR"}}),
+      With({{"capture", "later"}}),
+      With({{"order_ref", "has space"}}),
+      With({{"order_ref", ""}}),
+      With({{"order_ref", std::string(65, 'o')}}),
+      With({{"card", {{"pan", "94080100000000ab"}, {"expiry", "3011"}, {"cvv2", "123"}}}}),
+      With({{"card", {{"pan", "940801000000"}, {"expiry", "3011"}, {"cvv2", "123"}}}}),
+      With({{"card", {{"pan", "9408010000000017"}, {"expiry", "30111"}, {"cvv2", "123"}}}}),
+      With({{"card", {{"pan", "9408010000000017"}, {"expiry", "3011"}, {"cvv2", "12"}}}}),
+  };
+  for (const std::string& b : bad) {
+    ASSERT_TRUE(ParseCardPaymentBody(b)) << b;
+    ASSERT_FALSE(ParseCardPaymentBody(General(b))) << b;
+    Resp plain = Call("POST", "/v1/payments", b, NextKey());
+    Resp general = Call("POST", "/v1/payments", General(b), NextKey());
+    EXPECT_GE(plain.status, 400u) << b << " -> " << plain.body;
+    EXPECT_EQ(plain.status, general.status) << b;
+    EXPECT_EQ(plain.Code(), general.Code()) << b;
+    EXPECT_EQ(plain.j["error"]["message"], general.j["error"]["message"]) << b;
+  }
+  for (const std::string capture : {"manual", "automatic"}) {
+    const std::string b = With({{"capture", capture}, {"amount", "0777"}});
+    Resp plain = Call("POST", "/v1/payments", b, NextKey());
+    Resp general = Call("POST", "/v1/payments", General(b), NextKey());
+    ASSERT_EQ(plain.status, 201u) << plain.body;
+    ASSERT_EQ(general.status, 201u) << general.body;
+    for (const char* k : {"amount", "currency", "order_ref", "capture", "status", "payment_method",
+                          "merchant_id", "channel"}) {
+      EXPECT_EQ(plain.j[k], general.j[k]) << k;
+    }
+    EXPECT_EQ(plain.j["amount"], 777);
+    EXPECT_EQ(plain.j["iso8583"]["mti"], general.j["iso8583"]["mti"]);
+  }
+  // Without the optional members: a manual hold, no order reference.
+  json minimal = json::parse(PayBody(100));
+  minimal.erase("capture");
+  minimal.erase("order_ref");
+  ASSERT_TRUE(ParseCardPaymentBody(minimal.dump()));
+  Resp m = Call("POST", "/v1/payments", minimal.dump(), NextKey());
+  ASSERT_EQ(m.status, 201u) << m.body;
+  EXPECT_EQ(m.j["capture"], "manual");
+  EXPECT_EQ(m.j["order_ref"], "");
 }
 
 TEST_F(HttpTest, HostileBodiesAreRefusedAndMoveNothing) {

@@ -4,7 +4,9 @@
 // body and its amounts, and a stored idempotency record.
 //
 // Properties: nothing crashes; an accepted amount is 1..kAmountMinorMax;
-// IdemValue(ParseIdemValue(x)) gives x back when x parses.
+// IdemValue(ParseIdemValue(x)) gives x back when x parses; a body the plain
+// card payment reader (ParseCardPaymentBody) accepts is one nlohmann parses
+// into an object of exactly the same members and values.
 #include <utility>
 // clang-format off
 #include <boost/beast/core.hpp>
@@ -31,8 +33,35 @@ void CheckAmount(const nlohmann::json& v) {
   if (a && (*a == 0 || *a > kAmountMinorMax)) std::abort();
 }
 
+// ParseCardPaymentBody against nlohmann on the same bytes.
+void CheckPlainCardBody(std::string_view body, const nlohmann::json& j) {
+  std::optional<CardPaymentBody> p = ParseCardPaymentBody(body);
+  if (!p) return;
+  if (j.is_discarded() || !j.is_object()) std::abort();
+  const size_t members = 3 + (p->order_ref ? 1 : 0) + (p->capture ? 1 : 0);
+  if (j.size() != members || !j.contains("amount") || !j.contains("currency") ||
+      !j.contains("card")) {
+    std::abort();
+  }
+  const nlohmann::json& a = j["amount"];
+  const bool amount_same =
+      (a.is_number_unsigned() && a.get<uint64_t>() == p->amount_minor) ||
+      (a.is_string() && ParseAmountJson(a).value_or(p->amount_minor) == p->amount_minor);
+  auto same = [&](const nlohmann::json& o, const char* k, std::string_view v) {
+    return o.contains(k) && o[k].is_string() && o[k].get<std::string>() == v;
+  };
+  const nlohmann::json& c = j["card"];
+  if (!amount_same || !same(j, "currency", p->currency) ||
+      (p->order_ref && !same(j, "order_ref", *p->order_ref)) ||
+      (p->capture && !same(j, "capture", *p->capture)) || !c.is_object() || c.size() != 3 ||
+      !same(c, "pan", p->pan) || !same(c, "expiry", p->expiry) || !same(c, "cvv2", p->cvv2)) {
+    std::abort();
+  }
+}
+
 void CheckBody(std::string_view body) {
   nlohmann::json j = nlohmann::json::parse(body, nullptr, false);
+  CheckPlainCardBody(body, j);
   if (j.is_discarded() || !j.is_object()) return;
   if (j.contains("amount")) CheckAmount(j["amount"]);
   if (j.contains("split") && j["split"].is_object() && j["split"].contains("delivery_fee")) {
