@@ -146,9 +146,9 @@ TEST(IsoEventJson, AppendJsonStringIsDumpForEveryByteAndUtf8) {
   std::string out;
   AppendJsonString(&out, std::string("\x00\x1f\x1b\"\\\b\t", 7));
   EXPECT_EQ(out, R"("\u0000\u001f\u001b\"\\\b\t")");
-  // Invalid UTF-8 (never in an ISO event: RRNs are the switch's own base-36 and
-  // terminal ids those of known terminals) is written as it is, where
-  // dump() would throw (type_error 316).
+  // Invalid UTF-8 is written as it is, where dump() would throw
+  // (type_error 316); never in an ISO event: RRNs are the switch's own
+  // base-36 characters and terminal ids those of known terminals.
   out.clear();
   AppendJsonString(&out, "a\xff\xc3");
   EXPECT_EQ(out, "\"a\xff\xc3\"");
