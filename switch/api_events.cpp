@@ -43,17 +43,6 @@ uint64_t NextEventId(uint64_t group_ns) {
   return next;
 }
 
-json PaymentData(std::string_view rrn, std::string_view status, uint64_t amount_minor,
-                 uint16_t currency, uint64_t captured_minor) {
-  return json{{"id", "pay_" + std::string(rrn)},
-              {"object", "payment"},
-              {"status", status},
-              {"amount", amount_minor},
-              {"currency", CurrencyAlpha(currency)},
-              {"amount_captured", captured_minor},
-              {"channel", "iso8583"}};
-}
-
 struct DueHold {
   std::string suffix;  // ap/h/ suffix: expires_at hex + RRN
   std::string merchant;
@@ -192,42 +181,94 @@ void RecordIsoChange(ledger::Txn& txn, const BankCache& bank, const PaymentChang
   }
   const std::string orig_rrn = orig ? orig->rrn : std::string();
   const uint64_t orig_amount = orig ? orig->amount_minor : 0;
-  std::string type;
-  json data;
+  std::optional<IsoEvent> ev = IsoEventJson(c, orig_rrn, orig_amount);
+  if (ev) PutEvent(txn, merchant, ev->type, ev->data);
+}
+
+std::optional<IsoEvent> IsoEventJson(const PaymentChange& c, std::string_view orig_rrn,
+                                     uint64_t orig_amount) {
+  // The event's data, written by hand in the order json::dump() gives (its
+  // object keys sorted), without building a json tree on the sequencer.
+  std::string_view type;
+  std::string d;
+  d.reserve(320);
+  auto str = [&d](std::string_view key, std::string_view v) {
+    d += '"';
+    d += key;
+    d += "\":";
+    AppendJsonString(&d, v);
+    d += ',';
+  };
+  auto num = [&d](std::string_view key, uint64_t v) {
+    d += '"';
+    d += key;
+    d += "\":";
+    d += std::to_string(v);
+    d += ',';
+  };
+  auto iso = [&] {
+    d += "\"iso8583\":{";
+    str("rrn", c.rrn);
+    str("terminal_id", c.terminal_id);
+    d.back() = '}';
+    d += ',';
+  };
+  // amount, amount_captured[, amount_voided], channel, currency, id, iso8583,
+  // object[, partial], status
+  auto payment = [&](std::string_view rrn, std::string_view status, uint64_t amount,
+                     uint64_t captured, const uint64_t* voided) {
+    num("amount", amount);
+    num("amount_captured", captured);
+    if (voided) num("amount_voided", *voided);
+    str("channel", "iso8583");
+    str("currency", CurrencyAlpha(c.currency));
+    str("id", "pay_" + std::string(rrn));
+    iso();
+    str("object", "payment");
+    if (voided) {
+      d += "\"partial\":";
+      d += c.partial ? "true," : "false,";
+    }
+    str("status", status);
+  };
+  d += '{';
   switch (c.kind) {
     case RequestKind::kHold:
       type = "payment.authorized";
-      data = PaymentData(c.rrn, "authorized", c.amount_minor, c.currency, 0);
+      payment(c.rrn, "authorized", c.amount_minor, 0, nullptr);
       break;
     case RequestKind::kPurchase:
       type = "payment.captured";
-      data = PaymentData(c.rrn, "captured", c.amount_minor, c.currency, c.amount_minor);
+      payment(c.rrn, "captured", c.amount_minor, c.amount_minor, nullptr);
       break;
     case RequestKind::kCompletion:
       type = "payment.captured";
-      data = PaymentData(orig_rrn, "captured", orig_amount, c.currency, c.amount_minor);
+      payment(orig_rrn, "captured", orig_amount, c.amount_minor, nullptr);
       break;
     case RequestKind::kReversal:
       type = "payment.voided";
-      data = PaymentData(orig_rrn, c.partial ? "authorized" : "voided", orig_amount, c.currency, 0);
-      data["amount_voided"] = c.amount_minor;
-      data["partial"] = c.partial;
+      payment(orig_rrn, c.partial ? "authorized" : "voided", orig_amount, 0, &c.amount_minor);
       break;
     case RequestKind::kRefund:
       type = "payment.refunded";
-      data = json{{"id", "re_" + c.rrn},
-                  {"object", "refund"},
-                  {"payment_id", orig_rrn.empty() ? json(nullptr) : json("pay_" + orig_rrn)},
-                  {"amount", c.amount_minor},
-                  {"currency", CurrencyAlpha(c.currency)},
-                  {"status", "succeeded"},
-                  {"channel", "iso8583"}};
+      num("amount", c.amount_minor);
+      str("channel", "iso8583");
+      str("currency", CurrencyAlpha(c.currency));
+      str("id", "re_" + c.rrn);
+      iso();
+      str("object", "refund");
+      if (orig_rrn.empty()) {
+        d += "\"payment_id\":null,";
+      } else {
+        str("payment_id", std::string("pay_").append(orig_rrn));
+      }
+      str("status", "succeeded");
       break;
     default:
-      return;
+      return std::nullopt;
   }
-  data["iso8583"] = {{"rrn", c.rrn}, {"terminal_id", c.terminal_id}};
-  PutEvent(txn, merchant, type, data.dump());
+  d.back() = '}';
+  return IsoEvent{type, std::move(d)};
 }
 
 void RecordSettlementEvent(ledger::Txn& txn, const MerchantSettlement& m) {

@@ -79,6 +79,26 @@ void IndexHoldExpiry(ledger::Txn& txn, std::string_view merchant, std::string_vi
 // and the expiry index of every hold. `bank` maps terminals to merchants.
 void RecordIsoChange(ledger::Txn& txn, const BankCache& bank, const PaymentChange& change);
 
+// The event RecordIsoChange writes for `change` (not hooked): its type and
+// its data, the bytes json::dump() would write for the same object (keys
+// sorted, nlohmann's escapes), built by hand because it runs on the
+// sequencer for every ISO payment. `orig_rrn` and `orig_amount` are the
+// original request's (completion, reversal, refund; "" and 0 when none).
+// nullopt for kinds without an event (balance inquiry, tombstone).
+//   hold        payment.authorized  payment{status authorized, captured 0}
+//   purchase    payment.captured    payment{status captured, captured = amount}
+//   completion  payment.captured    payment of the original, captured = this amount
+//   reversal    payment.voided      payment of the original + amount_voided,
+//                                   partial; status authorized when partial
+//   refund      payment.refunded    refund{payment_id pay_<orig> or null}
+// Every data object carries "iso8583":{"rrn","terminal_id"} of this request.
+struct IsoEvent {
+  std::string_view type;  // a string literal
+  std::string data;       // a JSON object
+};
+std::optional<IsoEvent> IsoEventJson(const PaymentChange& change, std::string_view orig_rrn,
+                                     uint64_t orig_amount);
+
 // settlement.settled for a merchant's settled day (inside SettleDay's Txn).
 void RecordSettlementEvent(ledger::Txn& txn, const MerchantSettlement& settlement);
 
