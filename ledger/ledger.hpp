@@ -436,7 +436,10 @@ class Ledger {
   virtual Result<std::vector<ChangeOutcome>> ChangeAccounts(std::span<const AccountChange> c) = 0;
 
   // Runs `fn` on the sequencer thread, then commits what it did; `done` is
-  // called (on the acknowledging thread) once durable or with the error. `fn` must
+  // called once durable or with the error, on one of the ledger's threads (the
+  // acknowledging thread, or for a small group while the pipeline is idle the
+  // sequencer or the writer), in commit order, never two at once: it must not
+  // block or wait for the ledger (Execute() there aborts). `fn` must
   // be quick and must not block. Returns Unavailable without calling either
   // when the queue is full or the ledger is closing or unhealthy.
   virtual Status Submit(TxnFn fn, DoneFn done) = 0;
