@@ -165,6 +165,11 @@ constexpr size_t kAcksQueuedMax = 8;
 // group is small. Bounded so that a group sealed meanwhile waits at most
 // ~64 callbacks (~0.2 ms of the switch's replies) for its write.
 constexpr size_t kInlineAckCallbacksMax = 64;
+// The sequencer writes a sealed group itself (HandOver) only when the
+// pipeline is idle and the group has at most this many submissions: a
+// large group's write (~10 us of memtable inserts per request) would keep
+// the sequencer from sequencing what arrives meanwhile.
+constexpr size_t kInlineGroupSubmissionsMax = 64;
 
 enum Cf : size_t {
   kDefault = 0,
@@ -1255,9 +1260,9 @@ void LedgerImpl::FinishGroup(Group* group, std::vector<DoneFn> dones,
   HandOver(std::move(w));
 }
 
-// On the sequencer: a sealed group goes to the writer, or, when the whole
-// pipeline is idle (the writer asleep with nothing sealed, no submission
-// queued or left over), is written right here: with nothing to sequence
+// On the sequencer: a sealed group goes to the writer, or, when it is small
+// and the whole pipeline is idle (the writer asleep with nothing sealed, no
+// submission queued or left over), is written right here: with nothing to sequence
 // meanwhile there is nothing to overlap, and the hand-off cost a futex wake
 // and a context switch per group (at low and moderate rates, most groups).
 void LedgerImpl::HandOver(std::unique_ptr<PendingWrite> w) {
@@ -1275,7 +1280,8 @@ void LedgerImpl::HandOver(std::unique_ptr<PendingWrite> w) {
       room_cv_.wait(lock, [&] { return writes_.size() < kPipelineDepth; });
       sequencer_room_waiting_ = false;
     }
-    if (queue_empty && !sequencer_backlog_ && writes_.empty() && writer_waiting_) {
+    if (queue_empty && !sequencer_backlog_ && writes_.empty() && writer_waiting_ &&
+        w->dones.size() <= kInlineGroupSubmissionsMax) {
       write_here = true;  // the writer stays asleep: only the sequencer wakes it
     } else {
       writes_.push_back(std::move(w));
