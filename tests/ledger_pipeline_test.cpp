@@ -65,7 +65,7 @@ std::vector<std::thread::id> LargeGroupCallbackThreads(Ledger& ledger, int n) {
 // order and in the order of callbacks: the two orders are the same.
 TEST_F(LedgerTest, PipelineCallbacksRunInCommitOrder) {
   constexpr int kThreads = 4;
-  constexpr int kPerThread = 300;
+  constexpr int kPerThread = 100;
   constexpr int kTotal = kThreads * kPerThread;
   // A lone group of one: nothing else waits, so its callback runs where it
   // was written, not on the acknowledging thread.
@@ -98,7 +98,7 @@ TEST_F(LedgerTest, PipelineCallbacksRunInCommitOrder) {
               done[i].set_value(st);
             });
         NARAE_CHECK(s.ok());
-        if (k % 50 == 0) std::this_thread::yield();  // a mix of small and large groups
+        if (k % 20 == 0) std::this_thread::yield();  // a mix of small and large groups
       }
     });
   }
