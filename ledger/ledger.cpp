@@ -158,6 +158,18 @@ constexpr size_t kPipelineDepth = 1;
 // Durable groups whose callbacks wait for the acknowledging thread; the
 // writer waits when this many are queued (back-pressure, a bounded queue).
 constexpr size_t kAcksQueuedMax = 8;
+// A durable group with at most this many callbacks runs them on the writer
+// itself when nothing else waits (no sealed group to write, no callbacks
+// queued or running on the acknowledging thread): the hand-off cost a futex
+// wake and a context switch per group, and at low and moderate rates every
+// group is small. Bounded so that a group sealed meanwhile waits at most
+// ~64 callbacks (~0.2 ms of the switch's replies) for its write.
+constexpr size_t kInlineAckCallbacksMax = 64;
+// The sequencer writes a sealed group itself (HandOver) only when the
+// pipeline is idle and the group has at most this many submissions: a
+// large group's write (~10 us of memtable inserts per request) would keep
+// the sequencer from sequencing what arrives meanwhile.
+constexpr size_t kInlineGroupSubmissionsMax = 64;
 
 enum Cf : size_t {
   kDefault = 0,
@@ -489,6 +501,9 @@ class LedgerImpl final : public Ledger, private Store {
   void SequencerLoop();
   void WriterLoop();
   void AckLoop();
+  void Acknowledge(std::vector<DoneFn>* dones, const Status& st);
+  void HandOver(std::unique_ptr<PendingWrite> w);
+  void WriteGroup(std::unique_ptr<PendingWrite> w);
   void RunGroup(std::deque<Submission>* subs);
   void FinishGroup(Group* group, std::vector<DoneFn> dones, AuxRows aux, uint64_t cpu0);
   void FailPipeline();
@@ -506,10 +521,18 @@ class LedgerImpl final : public Ledger, private Store {
   std::condition_variable cv_;
   std::deque<Submission> queue_;
   bool stopping_ = false;
+  // The sequencer sleeps in cv_ and no Submit() has woken it yet: only the
+  // first submission after it fell asleep notifies (a notify per Submit cost
+  // futex calls and contention on mu_ while it was already awake).
+  bool sequencer_waiting_ = false;  // GUARDED_BY(mu_)
 
   // Pipeline to the writer.
   std::mutex write_mu_;
-  std::condition_variable write_cv_;
+  std::condition_variable write_cv_;     // the writer waits for a sealed group
+  std::condition_variable room_cv_;      // the sequencer waits for room / a drained pipeline
+  bool writer_waiting_ = false;          // GUARDED_BY(write_mu_): asleep, nothing to do
+  bool sequencer_backlog_ = false;       // sequencer only: submissions left for the next group
+  bool sequencer_room_waiting_ = false;  // GUARDED_BY(write_mu_)
   std::deque<std::unique_ptr<PendingWrite>> writes_;
   std::vector<std::unique_ptr<PendingWrite>> free_writes_;  // GUARDED_BY(write_mu_)
   Group group_buf_;                                         // sequencer only
@@ -525,10 +548,17 @@ class LedgerImpl final : public Ledger, private Store {
     std::vector<DoneFn> dones;
     Status status;
   };
+  // Small groups' callbacks run on the writer when the acknowledging thread
+  // is idle with nothing queued (kInlineAckCallbacksMax): commit order holds
+  // because every earlier group's callbacks have then returned.
   std::mutex ack_mu_;
-  std::condition_variable ack_cv_;
-  std::deque<Ack> acks_;   // GUARDED_BY(ack_mu_); at most kAcksQueuedMax
-  bool ack_stop_ = false;  // GUARDED_BY(ack_mu_)
+  std::condition_variable ack_cv_;       // the acknowledging thread waits for work
+  std::condition_variable ack_room_cv_;  // the writer waits for room in acks_
+  std::deque<Ack> acks_;                 // GUARDED_BY(ack_mu_); at most kAcksQueuedMax
+  bool ack_stop_ = false;                // GUARDED_BY(ack_mu_)
+  bool acker_busy_ = false;              // GUARDED_BY(ack_mu_): running popped callbacks
+  bool acker_waiting_ = false;           // GUARDED_BY(ack_mu_)
+  bool writer_room_waiting_ = false;     // GUARDED_BY(ack_mu_)
 
   // Overlay: state of groups sequenced but not yet durable.
   std::mutex overlay_mu_;
@@ -963,10 +993,12 @@ std::optional<HoldDone> LedgerImpl::FindHoldDone(TransferId id) {
   return DecodeHoldDone(*v);
 }
 
-// `done` runs on the acknowledging thread (AckLoop), in commit order.
+// `done` runs on the writer or the acknowledging thread (Acknowledge), in
+// commit order.
 Status LedgerImpl::Submit(TxnFn fn, DoneFn done) {
   if (options_.read_only) return Status::FailedPrecondition("ledger opened read-only");
   NARAE_CHECK(fn != nullptr);
+  bool wake = false;
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (stopping_) return Status::Unavailable("ledger is closing");
@@ -977,8 +1009,10 @@ Status LedgerImpl::Submit(TxnFn fn, DoneFn done) {
       return Status::Unavailable("ledger queue full");
     }
     queue_.push_back({std::move(fn), std::move(done)});
+    wake = sequencer_waiting_;
+    sequencer_waiting_ = false;
   }
-  cv_.notify_one();
+  if (wake) cv_.notify_one();
   return Status::Ok();
 }
 
@@ -1008,7 +1042,9 @@ void LedgerImpl::SequencerLoop() {
         uint64_t next = engine_.NextExpiry();
         if (next != 0 && healthy_.load() && next <= options_.clock_ns()) break;
         // Sleep until the next expiry (at most 100 ms, the clock may be fake).
+        sequencer_waiting_ = true;
         cv_.wait_for(lock, std::chrono::milliseconds(100));
+        sequencer_waiting_ = false;
       }
       if (queue_.empty() && stopping_) {
         lock.unlock();
@@ -1064,6 +1100,7 @@ void LedgerImpl::RunGroup(std::deque<Submission>* subs) {
     s.fn(txn);
     dones.push_back(std::move(s.done));
   }
+  sequencer_backlog_ = !subs->empty();
   FinishGroup(&group, std::move(dones), std::move(aux), cpu0);
 }
 
@@ -1227,22 +1264,53 @@ void LedgerImpl::FinishGroup(Group* group, std::vector<DoneFn> dones, AuxRows au
   stat_accounts_ = engine_.account_count();
   stat_open_holds_ = engine_.open_hold_count();
   stat_sequencer_busy_us_ += ThreadCpuUs() - cpu0;
+  HandOver(std::move(w));
+}
+
+// On the sequencer: a sealed group goes to the writer, or, when it is small
+// and the whole pipeline is idle (the writer asleep with nothing sealed, no
+// submission queued or left over), is written right here: with nothing to sequence
+// meanwhile there is nothing to overlap, and the hand-off cost a futex wake
+// and a context switch per group (at low and moderate rates, most groups).
+void LedgerImpl::HandOver(std::unique_ptr<PendingWrite> w) {
+  bool queue_empty = false;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    queue_empty = queue_.empty();
+  }
+  bool wake = false;
+  bool write_here = false;
   {
     std::unique_lock<std::mutex> lock(write_mu_);
-    write_cv_.wait(lock, [&] { return writes_.size() < kPipelineDepth; });
-    writes_.push_back(std::move(w));
+    if (writes_.size() >= kPipelineDepth) {
+      sequencer_room_waiting_ = true;
+      room_cv_.wait(lock, [&] { return writes_.size() < kPipelineDepth; });
+      sequencer_room_waiting_ = false;
+    }
+    if (queue_empty && !sequencer_backlog_ && writes_.empty() && writer_waiting_ &&
+        w->dones.size() <= kInlineGroupSubmissionsMax) {
+      write_here = true;  // the writer stays asleep: only the sequencer wakes it
+    } else {
+      writes_.push_back(std::move(w));
+      wake = writer_waiting_;
+      writer_waiting_ = false;
+    }
   }
-  write_cv_.notify_all();
+  if (wake) write_cv_.notify_one();
+  if (write_here) WriteGroup(std::move(w));
 }
 
 void LedgerImpl::WriterLoop() {
-  rocksdb::WriteOptions wo;
-  wo.sync = options_.sync;
   for (;;) {
     std::unique_ptr<PendingWrite> w;
+    bool wake_sequencer = false;
     {
       std::unique_lock<std::mutex> lock(write_mu_);
-      write_cv_.wait(lock, [&] { return !writes_.empty() || writer_stop_; });
+      if (writes_.empty() && !writer_stop_) {
+        writer_waiting_ = true;
+        write_cv_.wait(lock, [&] { return !writes_.empty() || writer_stop_; });
+        writer_waiting_ = false;
+      }
       if (writes_.empty()) {
         lock.unlock();
         {
@@ -1254,81 +1322,128 @@ void LedgerImpl::WriterLoop() {
       }
       w = std::move(writes_.front());
       writes_.pop_front();
+      wake_sequencer = sequencer_room_waiting_;
+      sequencer_room_waiting_ = false;
     }
-    write_cv_.notify_all();
-    Status st;
-    if (failed_pipeline_.load()) {
-      st = Status::Unavailable("an earlier group failed to write");
-    } else if (w->batch.Count() > 0) {
-      auto t0 = std::chrono::steady_clock::now();
-      const uint64_t cpu0 = ThreadCpuUs();
-      st = FromRocks(db_->Write(wo, &w->batch), "write group");
-      stat_writer_busy_us_ += ThreadCpuUs() - cpu0;
-      auto us = std::chrono::duration_cast<std::chrono::microseconds>(
-                    std::chrono::steady_clock::now() - t0)
-                    .count();
-      stat_last_fsync_us_ = static_cast<uint64_t>(us);
+    if (wake_sequencer) room_cv_.notify_one();
+    WriteGroup(std::move(w));
+  }
+}
+
+// Writes one sealed group (one atomic WAL record, one fsync), publishes its
+// durable state and acknowledges it. On the writer, or on the sequencer when
+// the pipeline is idle (HandOver). Groups are written one at a time, in
+// sequence order.
+void LedgerImpl::WriteGroup(std::unique_ptr<PendingWrite> w) {
+  rocksdb::WriteOptions wo;
+  wo.sync = options_.sync;
+  Status st;
+  if (failed_pipeline_.load()) {
+    st = Status::Unavailable("an earlier group failed to write");
+  } else if (w->batch.Count() > 0) {
+    auto t0 = std::chrono::steady_clock::now();
+    const uint64_t cpu0 = ThreadCpuUs();
+    st = FromRocks(db_->Write(wo, &w->batch), "write group");
+    stat_writer_busy_us_ += ThreadCpuUs() - cpu0;
+    auto us =
+        std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t0)
+            .count();
+    stat_last_fsync_us_ = static_cast<uint64_t>(us);
+  }
+  if (st.ok()) {
+    if (!w->accounts.empty()) {
+      std::unique_lock<std::shared_mutex> lock(committed_mu_);
+      for (const Account& a : w->accounts) committed_[a.id] = a;
     }
-    if (st.ok()) {
-      if (!w->accounts.empty()) {
-        std::unique_lock<std::shared_mutex> lock(committed_mu_);
-        for (const Account& a : w->accounts) committed_[a.id] = a;
+    stat_groups_++;
+    stat_events_ += w->events;
+    stat_last_group_events_ = w->events;
+  } else {
+    FailPipeline();
+  }
+  {
+    std::lock_guard<std::mutex> lock(overlay_mu_);
+    // Erase exactly what this group added, unless a later group replaced it.
+    auto erase_own = [&](auto& map, const auto& keys) {
+      for (const auto& k : keys) {
+        auto it = map.find(k);
+        if (it != map.end() && it->second.second == w->sequence) map.erase(it);
       }
-      stat_groups_++;
-      stat_events_ += w->events;
-      stat_last_group_events_ = w->events;
-    } else {
-      FailPipeline();
-    }
-    {
-      std::lock_guard<std::mutex> lock(overlay_mu_);
-      // Erase exactly what this group added, unless a later group replaced it.
-      auto erase_own = [&](auto& map, const auto& keys) {
-        for (const auto& k : keys) {
-          auto it = map.find(k);
-          if (it != map.end() && it->second.second == w->sequence) map.erase(it);
-        }
-      };
-      erase_own(ov_transfers_, w->ov_transfers);
-      erase_own(ov_failed_, w->ov_failed);
-      erase_own(ov_holds_done_, w->ov_holds);
-      erase_own(ov_aux_, w->ov_aux);
-    }
-    // The callbacks (the switch's replies) run on the acknowledging thread:
-    // the next group's write and fsync overlap them.
-    {
-      std::unique_lock<std::mutex> ack_lock(ack_mu_);
-      ack_cv_.wait(ack_lock, [&] { return acks_.size() < kAcksQueuedMax; });
-      acks_.push_back(Ack{std::move(w->dones), st});
-    }
-    ack_cv_.notify_all();
-    // Recycle the buffers: fresh multi-megabyte allocations cost page faults.
-    w->batch.Clear();
-    w->dones.clear();
-    w->accounts.clear();
-    w->ov_transfers.clear();
-    w->ov_failed.clear();
-    w->ov_holds.clear();
-    w->ov_aux.clear();
+    };
+    erase_own(ov_transfers_, w->ov_transfers);
+    erase_own(ov_failed_, w->ov_failed);
+    erase_own(ov_holds_done_, w->ov_holds);
+    erase_own(ov_aux_, w->ov_aux);
+  }
+  Acknowledge(&w->dones, st);
+  // Recycle the buffers: fresh multi-megabyte allocations cost page faults.
+  w->batch.Clear();
+  w->dones.clear();
+  w->accounts.clear();
+  w->ov_transfers.clear();
+  w->ov_failed.clear();
+  w->ov_holds.clear();
+  w->ov_aux.clear();
+  std::lock_guard<std::mutex> lock(write_mu_);
+  if (free_writes_.size() < kPipelineDepth + 1) free_writes_.push_back(std::move(w));
+}
+
+// On the writer, after a group's write: its callbacks (the switch's
+// replies) run on the acknowledging thread, so the next group's write and
+// fsync overlap them; a small group's run here when nothing else waits
+// (kInlineAckCallbacksMax). Either way in commit order.
+void LedgerImpl::Acknowledge(std::vector<DoneFn>* dones, const Status& st) {
+  bool next_sealed = false;
+  if (dones->size() <= kInlineAckCallbacksMax) {
     std::lock_guard<std::mutex> lock(write_mu_);
-    if (free_writes_.size() < kPipelineDepth + 1) free_writes_.push_back(std::move(w));
+    next_sealed = !writes_.empty();
+  }
+  bool inline_here = false;
+  bool wake = false;
+  {
+    std::unique_lock<std::mutex> lock(ack_mu_);
+    if (dones->size() <= kInlineAckCallbacksMax && !next_sealed && acks_.empty() && !acker_busy_) {
+      inline_here = true;  // every earlier group's callbacks have returned
+    } else {
+      if (acks_.size() >= kAcksQueuedMax) {
+        writer_room_waiting_ = true;
+        ack_room_cv_.wait(lock, [&] { return acks_.size() < kAcksQueuedMax; });
+        writer_room_waiting_ = false;
+      }
+      acks_.push_back(Ack{std::move(*dones), st});
+      NARAE_CHECK(acks_.size() <= kAcksQueuedMax);
+      wake = acker_waiting_;
+      acker_waiting_ = false;
+    }
+  }
+  if (wake) ack_cv_.notify_one();
+  if (!inline_here) return;
+  for (auto& done : *dones) {
+    if (done) done(st);
   }
 }
 
 void LedgerImpl::AckLoop() {
+  std::unique_lock<std::mutex> lock(ack_mu_);
   for (;;) {
-    Ack ack;
-    {
-      std::unique_lock<std::mutex> lock(ack_mu_);
+    acker_busy_ = false;  // the previous group's callbacks have returned
+    if (acks_.empty() && !ack_stop_) {
+      acker_waiting_ = true;
       ack_cv_.wait(lock, [&] { return !acks_.empty() || ack_stop_; });
-      if (acks_.empty()) return;  // stopped and drained
-      ack = std::move(acks_.front());
-      acks_.pop_front();
+      acker_waiting_ = false;
     }
-    ack_cv_.notify_all();  // a writer waiting for room
+    if (acks_.empty()) return;  // stopped and drained
+    Ack ack = std::move(acks_.front());
+    acks_.pop_front();
+    acker_busy_ = true;
+    const bool wake = writer_room_waiting_;
+    writer_room_waiting_ = false;
+    lock.unlock();
+    if (wake) ack_room_cv_.notify_one();
     for (auto& done : ack.dones) {
       if (done) done(ack.status);
     }
+    lock.lock();
   }
 }
 
@@ -1345,7 +1460,11 @@ void LedgerImpl::FailPipeline() {
 bool LedgerImpl::TryRecover() {
   {
     std::unique_lock<std::mutex> lock(write_mu_);
-    write_cv_.wait(lock, [&] { return writes_.empty(); });
+    if (!writes_.empty()) {
+      sequencer_room_waiting_ = true;
+      room_cv_.wait(lock, [&] { return writes_.empty(); });
+      sequencer_room_waiting_ = false;
+    }
   }
   rocksdb::Status rs = db_->Resume();
   if (!rs.ok()) return false;

@@ -435,10 +435,10 @@ class Ledger {
   virtual Result<std::vector<TransferOutcome>> CreateTransfers(std::span<const Transfer> t) = 0;
   virtual Result<std::vector<ChangeOutcome>> ChangeAccounts(std::span<const AccountChange> c) = 0;
 
-  // Runs `fn` on the sequencer thread, then commits what it did; `done` is
-  // called (on the acknowledging thread) once durable or with the error. `fn` must
-  // be quick and must not block. Returns Unavailable without calling either
-  // when the queue is full or the ledger is closing or unhealthy.
+  // Runs `fn` on the sequencer thread, then commits what it did; `done` is called once durable
+  // or with the error, in commit order, one at a time, on a ledger thread (docs/ledger.md); it
+  // must not block. `fn` must be quick and must not block. Returns Unavailable without calling
+  // either when the queue is full or the ledger is closing or unhealthy.
   virtual Status Submit(TxnFn fn, DoneFn done) = 0;
   // Submit() and wait.
   virtual Status Execute(TxnFn fn) = 0;

@@ -1,13 +1,15 @@
 // The ISO 8583 server: Boost.Asio with C++20 coroutines.
 //
-// One io_context run by `threads` threads; every connection lives on its own
+// One io_context per I/O thread (`threads` of them; each connection stays on
+// one, assigned round-robin at accept); every connection lives on its own
 // strand and is served by two coroutines, the reader (frames, decodes,
 // dispatches to the handler) and the watchdog (enforces the read, idle and
 // write timeouts by closing the socket), and by Flush(), which writes the
 // replies queued on the strand with one writev, callback style (no timer to
-// arm and cancel per batch). The handler replies from any thread; the reply is
-// posted to the connection's strand, or dropped if the connection is gone or
-// the server has shut down. Plain TCP and TLS share Session<Stream>.
+// arm and cancel per batch). The handler replies from any thread; the reply
+// goes to the connection's inbox and the connection to its I/O thread's ready
+// list (one post per burst of replies, not per connection), or is dropped if
+// the connection is gone or the server has shut down. Plain TCP and TLS share Session<Stream>.
 //
 // Boost 1.74 + GCC 12: <utility> must come before the Asio coroutine headers.
 #include <utility>
@@ -203,11 +205,28 @@ struct Counters {
   std::atomic<uint64_t> refused_shutting_down{0};
 };
 
+class SessionBase;
+
+// Sessions of one I/O thread whose inbox got replies from a ledger thread
+// (Deliver), taken by one handler posted to that thread per burst (the
+// replies of one ledger group) instead of one post per connection; the
+// handler defers each session's drain to its strand on the same thread,
+// which wakes no other thread. At most one entry per session (its
+// drain_posted_). Emptied by Shutdown() while the io_context still exists.
+struct ReadyList {
+  std::mutex mu;
+  std::vector<std::shared_ptr<SessionBase>> sessions;  // GUARDED_BY(mu)
+  bool posted = false;                                 // GUARDED_BY(mu)
+  asio::io_context* ioc = nullptr;  // the I/O thread's; used only while the gate is open
+};
+
 struct Shared {
   // Readers: reply callbacks posting to a strand. Writer: Shutdown(), once,
   // after the I/O threads are joined; from then on replies are dropped.
   std::shared_mutex gate_mu;
   bool gate_open = true;  // GUARDED_BY(gate_mu)
+  // One per I/O thread, made before the first session, never resized.
+  std::vector<std::unique_ptr<ReadyList>> ready;
   Counters counters;
   LatencyHistogram latency;
 };
@@ -250,7 +269,25 @@ class SessionBase {
   virtual ~SessionBase() = default;
   virtual void BeginShutdown() = 0;  // any thread: posts to the strand
   virtual void ForceClose() = 0;     // any thread: posts to the strand
+  // On an I/O thread (TakeReady): drains the inbox on the session's strand.
+  virtual void DrainOnStrand(std::shared_ptr<SessionBase> self) = 0;
 };
+
+// On an I/O thread: every session with replies waiting drains them on its
+// strand. Deferred (a continuation of this handler): queued on this thread,
+// no other thread woken, no system call.
+void TakeReady(ReadyList* list) {
+  std::vector<std::shared_ptr<SessionBase>> ready;
+  {
+    std::lock_guard<std::mutex> lock(list->mu);
+    ready.swap(list->sessions);
+    list->posted = false;
+  }
+  for (auto& s : ready) {
+    SessionBase* raw = s.get();
+    raw->DrainOnStrand(std::move(s));
+  }
+}
 
 // Everything a session reads from the server; lives as long as the server's
 // io_context (so as long as any session).
@@ -267,10 +304,11 @@ void Unregister(ServerImpl* server, uint64_t id);
 template <typename Stream>
 class Session : public SessionBase, public std::enable_shared_from_this<Session<Stream>> {
  public:
-  Session(Stream stream, const SessionEnv& env, ConnectionInfo info)
+  Session(Stream stream, const SessionEnv& env, ConnectionInfo info, ReadyList* ready)
       : stream_(std::move(stream)),
         executor_(stream_.get_executor()),
         env_(env),
+        ready_(ready),
         info_(std::move(info)),
         read_signal_(executor_),
         watchdog_(executor_) {
@@ -310,13 +348,27 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
     // they wait in the inbox and one handler per connection takes them all
     // (one post instead of one per reply, and one writev for the lot).
     Session* raw = self.get();
+    ReadyList* list = raw->ready_;
     {
       std::lock_guard<std::mutex> inbox_lock(raw->inbox_mu_);
       raw->inbox_.push_back({std::move(response), started});
       if (raw->drain_posted_) return;  // `self` released under the gate lock
       raw->drain_posted_ = true;
     }
-    asio::post(raw->executor_, [self = std::move(self)] { self->DrainInbox(); });
+    bool post = false;
+    {
+      std::lock_guard<std::mutex> ready_lock(list->mu);
+      list->sessions.push_back(std::move(self));
+      post = !list->posted;
+      list->posted = true;
+    }
+    // The list lives as long as the server's io_contexts (the gate is open).
+    if (post) asio::post(*list->ioc, [list] { TakeReady(list); });
+  }
+
+  void DrainOnStrand(std::shared_ptr<SessionBase> base) override {
+    auto self = std::static_pointer_cast<Session>(std::move(base));
+    asio::defer(executor_, [self = std::move(self)] { self->DrainInbox(); });
   }
 
  private:
@@ -660,6 +712,7 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
   Stream stream_;
   asio::any_io_executor executor_;  // the connection's strand
   SessionEnv env_;
+  ReadyList* const ready_;  // its I/O thread's (in env_.shared)
   ConnectionInfo info_;
   asio::steady_timer read_signal_;  // cancelled to wake a paused reader
   asio::steady_timer watchdog_;
@@ -704,16 +757,20 @@ class ServerImpl final : public IsoServer {
         shared_(std::make_shared<Shared>()),
         threads_count_(options.threads != 0 ? options.threads
                                             : std::max(1u, std::thread::hardware_concurrency())),
-        ioc_(static_cast<int>(threads_count_)),
-        accept_strand_(asio::make_strand(ioc_)),
+        iocs_(MakeIoContexts(threads_count_)),
+        accept_strand_(asio::make_strand(*iocs_[0])),
         acceptor_(accept_strand_),
-        summary_timer_(accept_strand_),
-        work_(asio::make_work_guard(ioc_)) {
+        summary_timer_(accept_strand_) {
     if (logger_ == nullptr) {
       own_logger_ = std::make_unique<Logger>(LogLevel::kWarn);
       logger_ = own_logger_.get();
     }
     env_ = SessionEnv{&options_, handler_, logger_, shared_, this};
+    for (auto& ioc : iocs_) {
+      works_.push_back(asio::make_work_guard(*ioc));
+      shared_->ready.push_back(std::make_unique<ReadyList>());
+      shared_->ready.back()->ioc = ioc.get();
+    }
   }
 
   ~ServerImpl() override { Shutdown(); }
@@ -749,7 +806,7 @@ class ServerImpl final : public IsoServer {
           accept_strand_, [this]() { return SummaryLoop(); }, asio::detached);
     }
     for (uint32_t i = 0; i < threads_count_; ++i) {
-      threads_.emplace_back([this] { RunThread(); });
+      threads_.emplace_back([this, i] { RunThread(i); });
     }
     logger_->Log(LogLevel::kInfo, "listening",
                  {{"iso", listen_address_},
@@ -807,10 +864,19 @@ class ServerImpl final : public IsoServer {
     return Status::Ok();
   }
 
-  void RunThread() {
+  // One io_context per I/O thread (concurrency hint 1), each connection on
+  // one of them: Asio's shared scheduler woke the other I/O thread (a futex
+  // wake and wait, a context switch) for about every second request.
+  static std::vector<std::unique_ptr<asio::io_context>> MakeIoContexts(uint32_t count) {
+    std::vector<std::unique_ptr<asio::io_context>> out;
+    for (uint32_t i = 0; i < count; ++i) out.push_back(std::make_unique<asio::io_context>(1));
+    return out;
+  }
+
+  void RunThread(uint32_t lane) {
     for (int attempt = 0; attempt < 1000; ++attempt) {  // bounded restarts after a throw
       try {
-        ioc_.run();
+        iocs_[lane]->run();
         return;
       } catch (const std::exception& e) {
         logger_->Log(LogLevel::kError, "io_thread_exception", {{"what", e.what()}});
@@ -820,7 +886,9 @@ class ServerImpl final : public IsoServer {
 
   asio::awaitable<void> AcceptLoop() {
     for (;;) {  // ends when the acceptor is closed
-      tcp::socket socket(asio::make_strand(ioc_));
+      const uint32_t lane = next_lane_;
+      next_lane_ = (next_lane_ + 1) % threads_count_;
+      tcp::socket socket(asio::make_strand(*iocs_[lane]));
       error_code ec;
       co_await acceptor_.async_accept(socket, asio::redirect_error(asio::use_awaitable, ec));
       if (ec) {
@@ -834,14 +902,14 @@ class ServerImpl final : public IsoServer {
         continue;
       }
       try {
-        Accepted(std::move(socket));
+        Accepted(std::move(socket), lane);
       } catch (const std::exception& e) {
         logger_->Log(LogLevel::kError, "accept_exception", {{"what", e.what()}});
       }
     }
   }
 
-  void Accepted(tcp::socket socket) {
+  void Accepted(tcp::socket socket, uint32_t lane) {
     Counters& c = shared_->counters;
     error_code ec;
     if (Load(c.connections_open) >= options_.max_connections || stopping_.load()) {
@@ -863,11 +931,13 @@ class ServerImpl final : public IsoServer {
     std::shared_ptr<SessionBase> base;
     if (ssl_ != nullptr) {
       auto s = std::make_shared<Session<ssl::stream<tcp::socket>>>(
-          ssl::stream<tcp::socket>(std::move(socket), *ssl_), env_, std::move(info));
+          ssl::stream<tcp::socket>(std::move(socket), *ssl_), env_, std::move(info),
+          shared_->ready[lane].get());
       Register(s->id(), s);
       s->Start();
     } else {
-      auto s = std::make_shared<Session<tcp::socket>>(std::move(socket), env_, std::move(info));
+      auto s = std::make_shared<Session<tcp::socket>>(std::move(socket), env_, std::move(info),
+                                                      shared_->ready[lane].get());
       Register(s->id(), s);
       s->Start();
     }
@@ -912,14 +982,15 @@ class ServerImpl final : public IsoServer {
   std::condition_variable sessions_cv_;
   std::unordered_map<uint64_t, std::weak_ptr<SessionBase>> sessions_;  // GUARDED_BY(sessions_mu_)
   uint64_t next_connection_id_ = 0;                                    // accept strand only
+  uint32_t next_lane_ = 0;                                             // accept strand only
   std::vector<std::thread> threads_;
   // Declared last: destroyed first, with every session and pending handler,
   // while everything above is still alive.
-  asio::io_context ioc_;
-  asio::strand<asio::io_context::executor_type> accept_strand_;
+  std::vector<std::unique_ptr<asio::io_context>> iocs_;          // one per I/O thread
+  asio::strand<asio::io_context::executor_type> accept_strand_;  // on iocs_[0]
   tcp::acceptor acceptor_;
   asio::steady_timer summary_timer_;
-  asio::executor_work_guard<asio::io_context::executor_type> work_;
+  std::vector<asio::executor_work_guard<asio::io_context::executor_type>> works_;
 };
 
 void Unregister(ServerImpl* server, uint64_t id) { server->Unregister(id); }
@@ -991,13 +1062,22 @@ void ServerImpl::Shutdown() {
     for (auto& s : LiveSessions()) s->ForceClose();
     WaitNoSessions(Clock::now() + std::chrono::seconds(2));
   }
-  work_.reset();
-  ioc_.stop();
+  works_.clear();
+  for (auto& ioc : iocs_) ioc->stop();
   for (auto& t : threads_) t.join();
   {
     // From here on a late reply is dropped before it touches the io_context.
     std::unique_lock<std::shared_mutex> gate(shared_->gate_mu);
     shared_->gate_open = false;
+  }
+  {
+    // Sessions still listed for a drain go now, while the io_context exists.
+    std::vector<std::shared_ptr<SessionBase>> ready;
+    for (auto& list : shared_->ready) {
+      std::lock_guard<std::mutex> lock(list->mu);
+      for (auto& s : list->sessions) ready.push_back(std::move(s));
+      list->sessions.clear();
+    }
   }
   if (!threads_.empty()) {
     logger_->Log(

@@ -324,6 +324,40 @@ TEST(ServerIso, PipelinedRequestsAllAnswered) {
   EXPECT_EQ(stans.size(), static_cast<size_t>(kRequests));
 }
 
+// Replies released together from a non-I/O thread (like a ledger group's
+// callbacks) for many connections, several per connection: the server hands
+// them to its I/O threads in bursts (one posted handler takes every session
+// with replies waiting); each connection gets exactly its own replies.
+TEST(ServerIso, ABurstOfRepliesFromAnotherThreadReachesEveryConnection) {
+  TestHandler handler(0ms, /*hold=*/true);
+  auto server = StartServer(TestOptions(), &handler);
+  constexpr int kConnections = 24;
+  constexpr int kPerConnection = 3;
+  std::vector<std::unique_ptr<Client>> clients;
+  for (int c = 0; c < kConnections; ++c) {
+    clients.push_back(std::make_unique<Client>(server->port()));
+    for (int k = 0; k < kPerConnection; ++k) {
+      ASSERT_TRUE(clients.back()->Send(Purchase(c * 100 + k + 1)));
+    }
+  }
+  ASSERT_TRUE(Eventually([&] { return handler.held() == size_t{kConnections * kPerConnection}; }));
+  handler.Release();  // the worker thread replies to all, back to back
+  for (int c = 0; c < kConnections; ++c) {
+    std::set<std::string> stans;
+    for (int k = 0; k < kPerConnection; ++k) {
+      std::optional<Message> r = clients[c]->Recv();
+      ASSERT_TRUE(r.has_value()) << c << "/" << k;
+      stans.insert(std::string(r->Get(11)));
+    }
+    std::set<std::string> want;
+    for (int k = 0; k < kPerConnection; ++k) {
+      want.insert(FormatDigits(static_cast<uint64_t>(c * 100 + k + 1), 6).value());
+    }
+    EXPECT_EQ(stans, want) << c;
+  }
+  EXPECT_EQ(server->Stats().replies_dropped, 0u);
+}
+
 TEST(ServerIso, ResponsesLeaveAsTheyComplete) {
   // Request 1 is held; request 2 is answered inline: 2's reply comes first.
   class Selective : public IsoHandler {

@@ -1,0 +1,202 @@
+// The ledger's commit pipeline (sequencer -> writer -> acknowledging
+// thread): callbacks run in commit order whichever thread runs them (when
+// the pipeline is idle a small group is written and acknowledged by the
+// thread that sealed it; large groups' callbacks run on the acknowledging
+// thread), and a small group never overtakes callbacks still queued or
+// running.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <future>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "tests/ledger_fixture.hpp"
+
+namespace narae::testing {
+namespace {
+
+// Polls `pred` (a state the ledger reaches by itself) for at most 30 s.
+template <typename Pred>
+bool Eventually(Pred pred) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (!pred()) {
+    if (std::chrono::steady_clock::now() > deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  return true;
+}
+
+// Holds the sequencer in a first submission while `n` more queue, so they
+// form one group; returns the thread each of their callbacks ran on.
+std::vector<std::thread::id> LargeGroupCallbackThreads(Ledger& ledger, int n) {
+  std::promise<void> started, release;
+  std::shared_future<void> gate = release.get_future().share();
+  NARAE_CHECK(ledger
+                  .Submit(
+                      [&](Txn&) {
+                        started.set_value();
+                        gate.wait();
+                      },
+                      [](Status) {})
+                  .ok());
+  started.get_future().wait();
+  std::vector<std::thread::id> ids(static_cast<size_t>(n));
+  std::vector<std::promise<void>> done(static_cast<size_t>(n));
+  for (int i = 0; i < n; ++i) {
+    NARAE_CHECK(ledger
+                    .Submit([i](Txn& txn) { txn.PutAux("pl/large/" + std::to_string(i), "v"); },
+                            [&, i](Status st) {
+                              NARAE_CHECK(st.ok());
+                              ids[static_cast<size_t>(i)] = std::this_thread::get_id();
+                              done[static_cast<size_t>(i)].set_value();
+                            })
+                    .ok());
+  }
+  release.set_value();
+  for (auto& d : done) d.get_future().wait();
+  return ids;
+}
+
+// Four threads submit; each submission notes its place in the sequencer's
+// order and in the order of callbacks: the two orders are the same.
+TEST_F(LedgerTest, PipelineCallbacksRunInCommitOrder) {
+  constexpr int kThreads = 4;
+  constexpr int kPerThread = 100;
+  constexpr int kTotal = kThreads * kPerThread;
+  // A lone group of one: nothing else waits, so its callback runs where it
+  // was written, not on the acknowledging thread.
+  std::thread::id lone_thread;
+  {
+    std::promise<void> p;
+    ASSERT_OK(ledger_->Submit([](Txn& txn) { txn.PutAux("pl/first", "x"); },
+                              [&](Status st) {
+                                NARAE_CHECK(st.ok());
+                                lone_thread = std::this_thread::get_id();
+                                p.set_value();
+                              }));
+    p.get_future().wait();
+  }
+  std::vector<int> applied(kTotal, -1), acked(kTotal, -1);
+  std::atomic<int> applied_next{0}, acked_next{0};
+  std::vector<std::promise<Status>> done(kTotal);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int k = 0; k < kPerThread; ++k) {
+        const int i = t * kPerThread + k;
+        Status s = ledger_->Submit(
+            [&, i](Txn& txn) {
+              applied[i] = applied_next++;
+              txn.PutAux("pl/" + std::to_string(i), "v");
+            },
+            [&, i](Status st) {
+              acked[i] = acked_next++;
+              done[i].set_value(st);
+            });
+        NARAE_CHECK(s.ok());
+        if (k % 20 == 0) std::this_thread::yield();  // a mix of small and large groups
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  for (auto& d : done) ASSERT_OK(d.get_future().get());
+  for (int i = 0; i < kTotal; ++i) EXPECT_EQ(applied[i], acked[i]) << i;
+  EXPECT_EQ(ledger_->GetAux("pl/" + std::to_string(kTotal - 1)), "v");
+  // A group of 70 callbacks (queued while the sequencer is held) runs on the
+  // acknowledging thread: another thread than the lone group's.
+  const std::vector<std::thread::id> threads_of_large = LargeGroupCallbackThreads(*ledger_, 70);
+  ASSERT_EQ(threads_of_large.size(), 70u);
+  for (const auto& id : threads_of_large) EXPECT_EQ(id, threads_of_large[0]);
+  EXPECT_NE(threads_of_large[0], lone_thread);
+}
+
+// A group of more than 64 callbacks goes to the acknowledging thread; while
+// its first callback is still running, later small groups are written but
+// their callbacks wait behind it (never run inline out of order): eight wait
+// queued and the thread that wrote the ninth waits for room. Once released,
+// everything is acknowledged in commit order.
+TEST_F(LedgerTest, PipelineSmallGroupsWaitBehindRunningCallbacks) {
+  std::promise<void> seq_started, seq_release, ack_started, ack_release;
+  std::shared_future<void> seq_gate = seq_release.get_future().share();
+  std::shared_future<void> ack_gate = ack_release.get_future().share();
+  std::mutex order_mu;
+  std::vector<std::string> order;
+  std::vector<std::thread::id> order_threads;
+  auto note = [&](std::string name) {
+    std::lock_guard<std::mutex> lock(order_mu);
+    order.push_back(std::move(name));
+    order_threads.push_back(std::this_thread::get_id());
+  };
+  std::vector<std::promise<Status>> done;
+  done.reserve(100);
+  auto submit = [&](std::string name, std::function<void(Txn&)> before,
+                    std::function<void()> in_done) {
+    done.emplace_back();
+    std::promise<Status>* p = &done.back();
+    return ledger_->Submit(
+        [name, before](Txn& txn) {
+          if (before) before(txn);
+          txn.PutAux("pl/" + name, "v");
+        },
+        [&note, name, in_done, p](Status st) {
+          if (in_done) in_done();
+          note(name);
+          p->set_value(st);
+        });
+  };
+  // The sequencer holds S0 while F1..F70 queue: they form one group of 70.
+  ASSERT_OK(submit(
+      "S0",
+      [&](Txn&) {
+        seq_started.set_value();
+        seq_gate.wait();
+      },
+      nullptr));
+  seq_started.get_future().wait();
+  constexpr int kLarge = 70;
+  for (int i = 1; i <= kLarge; ++i) {
+    std::function<void()> in_done;
+    if (i == 1) {
+      in_done = [&] {
+        ack_started.set_value();
+        ack_gate.wait();
+      };
+    }
+    ASSERT_OK(submit("F" + std::to_string(i), nullptr, in_done));
+  }
+  seq_release.set_value();
+  ack_started.get_future().wait();  // F1's callback runs (and waits) on the acknowledging thread
+  const LedgerStats before = ledger_->Stats();
+  // Nine single-submission groups are written one after the other.
+  constexpr int kWritten = 9;
+  for (int i = 1; i <= kWritten; ++i) {
+    ASSERT_OK(submit("G" + std::to_string(i), nullptr, nullptr));
+    ASSERT_TRUE(Eventually([&] {
+      return ledger_->Stats().groups_committed == before.groups_committed + uint64_t(i);
+    })) << i;
+  }
+  {
+    std::lock_guard<std::mutex> lock(order_mu);
+    ASSERT_EQ(order.size(), 1u);  // S0 only: F1 has not returned, nothing overtook it
+    EXPECT_EQ(order[0], "S0");
+  }
+  ASSERT_OK(submit("G10", nullptr, nullptr));
+  ASSERT_OK(submit("G11", nullptr, nullptr));
+  ack_release.set_value();
+  for (auto& d : done) ASSERT_OK(d.get_future().get());
+  std::vector<std::string> want = {"S0"};
+  for (int i = 1; i <= kLarge; ++i) want.push_back("F" + std::to_string(i));
+  for (int i = 1; i <= 11; ++i) want.push_back("G" + std::to_string(i));
+  EXPECT_EQ(order, want);
+  // F1..F70 and G1..G9 ran on the acknowledging thread.
+  for (size_t i = 1; i <= size_t{kLarge + kWritten}; ++i)
+    EXPECT_EQ(order_threads[i], order_threads[1]);
+  EXPECT_EQ(ledger_->GetAux("pl/G11"), "v");
+}
+
+}  // namespace
+}  // namespace narae::testing
