@@ -412,6 +412,7 @@ struct Submission {
 // A sequenced group on its way to disk.
 struct PendingWrite {
   uint64_t sequence = 0;  // group sequence (for the overlay), not journal
+  uint64_t epoch = 0;     // the pipeline epoch it was sequenced in (TryRecover)
   rocksdb::WriteBatch batch;
   std::vector<DoneFn> dones;
   size_t events = 0;
@@ -570,6 +571,11 @@ class LedgerImpl final : public Ledger, private Store {
 
   std::atomic<bool> healthy_{true};
   std::atomic<bool> failed_pipeline_{false};
+  // Bumped by TryRecover before it clears failed_pipeline_: a group sequenced
+  // on the state before a failed write is refused by WriteGroup even when the
+  // writer took it from the queue before the recovery and checks it after
+  // (it was built on effects that never became durable).
+  std::atomic<uint64_t> pipeline_epoch_{0};
   std::atomic<uint64_t> stat_groups_{0}, stat_events_{0}, stat_last_group_events_{0},
       stat_last_fsync_us_{0};
   std::atomic<uint64_t> stat_accounts_{0}, stat_open_holds_{0};
@@ -1115,6 +1121,7 @@ void LedgerImpl::FinishGroup(Group* group, std::vector<DoneFn> dones, AuxRows au
   }
   if (!w) w = std::make_unique<PendingWrite>();
   w->sequence = ++group_sequence_;
+  w->epoch = pipeline_epoch_.load();
   w->dones = std::move(dones);
   w->events = group->events.size();
   BatchBuilder b;
@@ -1338,7 +1345,8 @@ void LedgerImpl::WriteGroup(std::unique_ptr<PendingWrite> w) {
   rocksdb::WriteOptions wo;
   wo.sync = options_.sync;
   Status st;
-  if (failed_pipeline_.load()) {
+  // failed_pipeline_ first: TryRecover bumps the epoch before clearing it.
+  if (failed_pipeline_.load() || w->epoch != pipeline_epoch_.load()) {
     st = Status::Unavailable("an earlier group failed to write");
   } else if (w->batch.Count() > 0) {
     auto t0 = std::chrono::steady_clock::now();
@@ -1466,6 +1474,7 @@ bool LedgerImpl::TryRecover() {
       sequencer_room_waiting_ = false;
     }
   }
+  pipeline_epoch_++;  // every group sequenced so far fails, wherever it is
   rocksdb::Status rs = db_->Resume();
   if (!rs.ok()) return false;
   {
