@@ -166,9 +166,11 @@ constexpr size_t kAcksQueuedMax = 8;
 // ~64 callbacks (~0.2 ms of the switch's replies) for its write.
 constexpr size_t kInlineAckCallbacksMax = 64;
 // The sequencer writes a sealed group itself (HandOver) only when the
-// pipeline is idle and the group has at most this many submissions: a
-// large group's write (~10 us of memtable inserts per request) would keep
-// the sequencer from sequencing what arrives meanwhile.
+// pipeline is idle and the group has at most this many submissions and
+// events: a large group's write (~10 us of memtable inserts per request)
+// would keep the sequencer from sequencing what arrives meanwhile. Events
+// count too: one submission of a batch of 8,000 transfers (`narae bench
+// ledger`, imports) is a large write.
 constexpr size_t kInlineGroupSubmissionsMax = 64;
 
 enum Cf : size_t {
@@ -1295,7 +1297,7 @@ void LedgerImpl::HandOver(std::unique_ptr<PendingWrite> w) {
       sequencer_room_waiting_ = false;
     }
     if (queue_empty && !sequencer_backlog_ && writes_.empty() && writer_waiting_ &&
-        w->dones.size() <= kInlineGroupSubmissionsMax) {
+        w->dones.size() <= kInlineGroupSubmissionsMax && w->events <= kInlineGroupSubmissionsMax) {
       write_here = true;  // the writer stays asleep: only the sequencer wakes it
     } else {
       writes_.push_back(std::move(w));
