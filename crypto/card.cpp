@@ -51,8 +51,8 @@ uint8_t Nibble(const uint8_t* bytes, size_t i) {
   return i % 2 == 0 ? static_cast<uint8_t>(bytes[i / 2] >> 4) : bytes[i / 2] & 0x0F;
 }
 
-// Visa-style decimalization of an 8-byte result (as internal::Decimalize
-// on its hex): its decimal nibbles first, then A-F as 0-5; `count` digits.
+// Visa-style decimalization of an 8-byte result (read as 16 hex nibbles):
+// its decimal nibbles first, then A-F as 0-5; `count` digits.
 std::string DecimalizeBlock(const uint8_t* block8, size_t count) {
   std::string out;
   for (size_t i = 0; i < 16 && out.size() < count; ++i) {

@@ -127,8 +127,6 @@ bool IsDigits(std::string_view s);
 bool IsHexDigits(std::string_view s);
 // 12 rightmost PAN digits excluding the check digit.
 Result<std::string> Pan12(std::string_view pan);
-// Visa-style decimalization: digits of the hex string first, then A-F - 10.
-std::string Decimalize(std::string_view hex, size_t count);
 
 // A clear PIN held only inside crypto/ (wiped on destruction).
 class ClearPin {

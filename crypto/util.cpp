@@ -200,19 +200,5 @@ Result<std::string> Pan12(std::string_view pan) {
   return std::string(pan.substr(pan.size() - 13, 12));
 }
 
-std::string Decimalize(std::string_view hex, size_t count) {
-  std::string out;
-  for (char c : hex) {
-    if (out.size() == count) return out;
-    if (c >= '0' && c <= '9') out.push_back(c);
-  }
-  for (char c : hex) {
-    if (out.size() == count) return out;
-    int v = HexValue(c);
-    if (v >= 10) out.push_back(static_cast<char>('0' + (v - 10)));
-  }
-  return out;
-}
-
 }  // namespace internal
 }  // namespace narae::crypto
