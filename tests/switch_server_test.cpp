@@ -1090,11 +1090,45 @@ TEST(ServerBinary, SeedEchoBenchAndSigtermExitsZero) {
     EXPECT_GT(j["kinds"][kind]["approved"].get<uint64_t>(), 0u) << kind;
   }
   EXPECT_GT(j["codes"]["05"].get<uint64_t>(), 0u);  // the wrong CVV2s
+
+  // Open loop, both arrival shapes: exactly rate x duration requests are
+  // scheduled and each is answered; the shape is echoed in the JSON line.
+  const std::string open = narae + " bench switch --iso 127.0.0.1:" + std::to_string(port) +
+                           " --credentials " + demo + " --connections 3 --duration 1 --rate 300";
+  for (const char* arrivals : {"spread", "burst"}) {
+    ASSERT_EQ(std::system((open + " --arrivals " + arrivals + " --json > " + bench_out).c_str()), 0)
+        << arrivals << Slurp(bench_out);
+    j = nlohmann::json::parse(Slurp(bench_out), nullptr, false);
+    ASSERT_FALSE(j.is_discarded()) << Slurp(bench_out);
+    EXPECT_EQ(j["mode"], "open") << arrivals;
+    EXPECT_EQ(j["arrivals"], arrivals);
+    EXPECT_EQ(j["sent"].get<uint64_t>() + j["skipped"].get<uint64_t>(), 300u) << arrivals;
+    EXPECT_EQ(j["answered"].get<uint64_t>(), j["sent"].get<uint64_t>()) << arrivals;
+    EXPECT_EQ(j["errors"].get<uint64_t>(), 0u) << arrivals;
+  }
+  // A shape it does not know and a rate above its bound are refused (exit 2).
+  EXPECT_EQ(WEXITSTATUS(std::system((open + " --arrivals poisson >/dev/null 2>&1").c_str())), 2);
+  EXPECT_EQ(
+      WEXITSTATUS(std::system((narae + " bench switch --iso 127.0.0.1:" + std::to_string(port) +
+                               " --credentials " + demo + " --rate 10000001 >/dev/null 2>&1")
+                                  .c_str())),
+      2);
   c.Close();
 
   ASSERT_EQ(::kill(child.pid, SIGTERM), 0);
   EXPECT_EQ(WaitExit(child.pid, 15000), 0);
   ::close(child.stdout_fd);
+
+  // Open loop against the closed port: connect errors, what was scheduled
+  // before them counted unanswered, exit status 1.
+  const int rc = std::system((open + " --json > " + bench_out + " 2>/dev/null").c_str());
+  ASSERT_TRUE(WIFEXITED(rc));
+  EXPECT_EQ(WEXITSTATUS(rc), 1);
+  j = nlohmann::json::parse(Slurp(bench_out), nullptr, false);
+  ASSERT_FALSE(j.is_discarded()) << Slurp(bench_out);
+  EXPECT_EQ(j["errors"].get<uint64_t>(), 3u);  // one per connection
+  EXPECT_EQ(j["answered"].get<uint64_t>(), 0u);
+  EXPECT_EQ(j["unanswered"].get<uint64_t>(), j["sent"].get<uint64_t>());
 
   // No full PAN, SIM token id or key of demo.json in the log (debug level:
   // every decline is logged).

@@ -69,7 +69,8 @@ struct Args {
   std::string credentials;
   uint32_t connections = 8;
   uint32_t duration_s = 10;
-  uint32_t rate = 0;  // total requests/s; 0 = closed loop
+  uint32_t rate = 0;                // total requests/s; 0 = closed loop
+  std::string arrivals = "spread";  // open loop: spread | burst
   uint32_t depth = 8;
   uint32_t threads = 1;
   uint32_t decline_percent = 1;
@@ -251,6 +252,8 @@ std::string Local(const char* format, std::time_t t) {
   return std::string(buf, n);
 }
 
+class Pacer;
+
 class Connection {
  public:
   Connection(asio::io_context& ioc, ssl::context* tls, const Args& args, Credentials& creds,
@@ -276,6 +279,9 @@ class Connection {
       std::fprintf(stderr, "narae bench switch: connect %s: %s\n", args_.iso.c_str(),
                    ec.message().c_str());
       ++results_.errors;
+      results_.unanswered += in_flight_.size();
+      in_flight_.clear();
+      closed_ = true;
       co_return;
     }
     Socket().set_option(tcp::no_delay(true), ec);
@@ -286,15 +292,40 @@ class Connection {
         std::fprintf(stderr, "narae bench switch: TLS handshake with %s: %s\n", args_.iso.c_str(),
                      ec.message().c_str());
         ++results_.errors;
+        results_.unanswered += in_flight_.size();
+        in_flight_.clear();
         closed_ = true;
         Socket().close(ec);
         co_return;
       }
     }
+    connected_ = true;
     auto ex = co_await asio::this_coro::executor;
     asio::co_spawn(ex, Receive(), asio::detached);
-    co_await Send();
+    if (args_.rate > 0) {  // open loop: the thread's Pacer calls Emit
+      Flush();             // what was scheduled while connecting
+      error_code ignored;
+      pace_.expires_at(end_);
+      co_await pace_.async_wait(asio::redirect_error(asio::use_awaitable, ignored));
+    } else {
+      co_await Send();
+    }
+    co_await Drain();
   }
+
+  // Open loop: the request scheduled at `stamp` (its latency counts from
+  // there). It joins what waits to be written; one write carries everything
+  // that came due while the previous write was in progress.
+  void Emit(Clock::time_point stamp) {
+    if (closed_) return;
+    if (in_flight_.size() >= kOpenLoopInFlightMax) {
+      ++results_.skipped;
+      return;
+    }
+    AppendRequest(stamp, &pending_);
+    if (connected_) Flush();
+  }
+  void set_pacer(Pacer* p) { pacer_ = p; }
 
  private:
   tcp::socket& Socket() { return tls_ ? tls_->next_layer() : socket_; }
@@ -312,37 +343,40 @@ class Connection {
     co_return co_await socket_.async_read_some(b, asio::redirect_error(asio::use_awaitable, ec));
   }
 
-  // Builds and writes requests until the end time.
+  // Writes `pending_` unless a write is in progress (its completion writes
+  // what came meanwhile).
+  void Flush() {
+    if (writing_ || pending_.empty() || closed_) return;
+    writing_ = true;
+    std::swap(pending_, writing_buf_);
+    pending_.clear();
+    auto done = [this](const error_code& ec, size_t) {
+      writing_ = false;
+      if (ec) {
+        Fail("write", ec);
+        return;
+      }
+      Flush();
+    };
+    if (tls_) {
+      asio::async_write(*tls_, asio::buffer(writing_buf_), done);
+    } else {
+      asio::async_write(socket_, asio::buffer(writing_buf_), done);
+    }
+  }
+
+  // Closed loop: keeps --depth requests in flight until the end time.
   asio::awaitable<void> Send() {
-    const bool open_loop = args_.rate > 0;
-    const auto interval =
-        open_loop
-            ? std::chrono::nanoseconds(static_cast<int64_t>(1e9 * args_.connections / args_.rate))
-            : std::chrono::nanoseconds(0);
-    Clock::time_point next = Clock::now();
     std::vector<uint8_t> out;
     while (!closed_ && Clock::now() < end_) {  // bounded by --duration
       out.clear();
-      Clock::time_point stamp = Clock::now();
-      if (open_loop) {
-        pace_.expires_at(next);
+      const Clock::time_point stamp = Clock::now();
+      while (!closed_ && in_flight_.size() >= args_.depth) {
+        signal_.expires_at(Clock::time_point::max());
         error_code ec;
-        co_await pace_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
-        stamp = next;
-        next += interval;
-        if (in_flight_.size() >= kOpenLoopInFlightMax) {
-          ++results_.skipped;
-          continue;
-        }
-        AppendRequest(stamp, &out);
-      } else {
-        while (!closed_ && in_flight_.size() >= args_.depth) {
-          signal_.expires_at(Clock::time_point::max());
-          error_code ec;
-          co_await signal_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
-        }
-        while (in_flight_.size() < args_.depth) AppendRequest(stamp, &out);
+        co_await signal_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
       }
+      while (in_flight_.size() < args_.depth) AppendRequest(stamp, &out);
       if (closed_) break;
       if (out.empty()) continue;
       error_code ec;
@@ -352,7 +386,10 @@ class Connection {
         co_return;
       }
     }
-    // Drain: wait up to 2 s for the replies still in flight, then close.
+  }
+
+  // Waits up to 2 s for the replies still in flight, then closes.
+  asio::awaitable<void> Drain() {
     const Clock::time_point drain_end = Clock::now() + std::chrono::seconds(2);
     while (!closed_ && !in_flight_.empty() && Clock::now() < drain_end) {
       signal_.expires_at(drain_end);
@@ -360,6 +397,7 @@ class Connection {
       co_await signal_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
     }
     results_.unanswered += in_flight_.size();
+    in_flight_.clear();
     closed_ = true;
     error_code ec;
     Socket().close(ec);
@@ -386,8 +424,11 @@ class Connection {
       std::memmove(buf.data(), buf.data() + pos, have - pos);
       have -= pos;
       signal_.cancel();
+      PollPacer();
     }
   }
+
+  void PollPacer();  // open loop: sends what has come due while the thread is awake
 
   void Fail(const char* what, const error_code& ec) {
     if (!closed_) {
@@ -400,6 +441,7 @@ class Connection {
     error_code ignored;
     Socket().close(ignored);
     signal_.cancel();
+    pace_.cancel();
   }
 
   void OnResponse(std::span<const uint8_t> body) {
@@ -660,7 +702,7 @@ class Connection {
   tcp::socket socket_;                           // plain TCP
   std::optional<ssl::stream<tcp::socket>> tls_;  // --tls (its own socket)
   asio::steady_timer signal_;                    // wakes the sender when a reply arrives
-  asio::steady_timer pace_;                      // open loop: the next send time
+  asio::steady_timer pace_;                      // open loop: the end of the run
   const Args& args_;
   Credentials& creds_;
   Terminal& terminal_;
@@ -670,12 +712,88 @@ class Connection {
   Clock::time_point end_;
   std::unordered_map<uint32_t, InFlight> in_flight_;  // by STAN
   std::deque<FollowUp> follow_ups_;                   // <= kFollowUpsMax
+  std::vector<uint8_t> pending_;      // open loop: frames waiting for the write in progress
+  std::vector<uint8_t> writing_buf_;  // open loop: the frames being written
+  bool writing_ = false;
+  bool connected_ = false;
+  Pacer* pacer_ = nullptr;  // open loop: this thread's
   struct {
     std::time_t second = -1;
     std::string field7, field12, field13;
   } times_;  // SetCommon's fields of the current second
   bool closed_ = false;
 };
+
+// Open loop: one pacer per client thread sends its connections' requests on
+// a fixed schedule, each request stamped with its scheduled time so latency
+// includes any lateness of the generator. --arrivals spread (the default):
+// one request every `interval / n` to the thread's n connections in turn,
+// so each connection sends every `interval` = connections / rate, the
+// connections staggered. --arrivals burst: every connection sends at the
+// same instants, `interval` apart (n requests arrive at once). The pacer
+// sends what has come due whenever its thread is awake (a reply arrived) and
+// otherwise wakes at most once per kPaceTick.
+constexpr auto kPaceTick = std::chrono::microseconds(100);
+constexpr uint32_t kPaceBurstMax = 65536;  // sends per poll (the rest: on the next)
+constexpr uint32_t kRateMax = 10'000'000;  // requests/s: steps stay >= 100 ns
+
+class Pacer {
+ public:
+  Pacer(asio::io_context& ioc, std::vector<Connection*> connections,
+        std::chrono::nanoseconds interval, bool burst, Clock::time_point start,
+        Clock::time_point end)
+      : timer_(ioc),
+        connections_(std::move(connections)),
+        burst_(burst),
+        interval_(interval),
+        start_(start),
+        end_(end) {
+    NARAE_CHECK(!connections_.empty() && interval_.count() > 0);
+    for (Connection* c : connections_) c->set_pacer(this);
+  }
+
+  asio::awaitable<void> Run() {
+    while (Next() < end_) {  // bounded: every poll past Next() sends
+      timer_.expires_at(std::max(Next(), Clock::now() + kPaceTick));
+      error_code ec;
+      co_await timer_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+      Poll();
+    }
+  }
+
+  // Sends every request whose time has come.
+  void Poll() {
+    const Clock::time_point now = Clock::now();
+    for (uint32_t n = 0; n < kPaceBurstMax && Next() <= now && Next() < end_; ++n) {
+      connections_[sent_ % connections_.size()]->Emit(Next());
+      ++sent_;
+    }
+  }
+
+ private:
+  // Request k goes to connection k mod n at start + interval x (k / n) (a
+  // rational number of intervals: spread) or at the start of its round (burst).
+  Clock::time_point Next() const {
+    const uint64_t n = connections_.size();
+    const uint64_t round = sent_ / n;
+    const uint64_t within = burst_ ? 0 : sent_ % n;
+    const int64_t ns = interval_.count();
+    return start_ +
+           std::chrono::nanoseconds(ns * static_cast<int64_t>(round) +
+                                    ns * static_cast<int64_t>(within) / static_cast<int64_t>(n));
+  }
+
+  asio::steady_timer timer_;
+  std::vector<Connection*> connections_;  // this thread's
+  const bool burst_;
+  const std::chrono::nanoseconds interval_;  // between a connection's requests
+  Clock::time_point start_, end_;
+  uint64_t sent_ = 0;  // requests scheduled so far
+};
+
+void Connection::PollPacer() {
+  if (pacer_ != nullptr) pacer_->Poll();
+}
 
 uint64_t Percentile(const std::vector<uint32_t>& sorted, double p) {
   if (sorted.empty()) return 0;
@@ -744,11 +862,12 @@ Result<ssl::context> MakeTlsContext(const Args& a) {
 int RunBenchSwitch(const Args& a) {
   if (a.connections == 0 || a.connections > kConnectionsMax || a.depth == 0 ||
       a.depth > kDepthMax || a.duration_s == 0 || a.duration_s > 86400 || a.threads == 0 ||
-      a.threads > 64 || a.decline_percent > 100) {
+      a.threads > 64 || a.decline_percent > 100 || a.rate > kRateMax ||
+      (a.arrivals != "spread" && a.arrivals != "burst")) {
     std::fprintf(stderr,
                  "narae bench switch: invalid arguments (connections 1..%u, depth 1..%u, "
-                 "duration 1..86400, threads 1..64)\n",
-                 kConnectionsMax, kDepthMax);
+                 "duration 1..86400, threads 1..64, rate 0..%u, arrivals spread|burst)\n",
+                 kConnectionsMax, kDepthMax, kRateMax);
     return 2;
   }
   Result<Credentials> creds = LoadCredentials(a.credentials);
@@ -788,6 +907,21 @@ int RunBenchSwitch(const Args& a) {
     Connection* c = connections.back().get();
     asio::co_spawn(
         *iocs[t], [c, ep = *endpoint]() { return c->Run(ep); }, asio::detached);
+  }
+  std::vector<std::unique_ptr<Pacer>> pacers;
+  if (a.rate > 0) {  // thread t paces connections t, t + threads, ...
+    // Each connection sends every `interval`.
+    const auto interval = std::chrono::nanoseconds(
+        static_cast<int64_t>(1e9 * a.connections / static_cast<double>(a.rate)));
+    for (uint32_t t = 0; t < a.threads && t < a.connections; ++t) {
+      std::vector<Connection*> mine;
+      for (uint32_t i = t; i < a.connections; i += a.threads) mine.push_back(connections[i].get());
+      pacers.push_back(std::make_unique<Pacer>(*iocs[t], std::move(mine), interval,
+                                               a.arrivals == "burst", start, end));
+      Pacer* p = pacers.back().get();
+      asio::co_spawn(
+          *iocs[t], [p]() { return p->Run(); }, asio::detached);
+    }
   }
   std::atomic<bool> done{false};
   std::thread progress;
@@ -841,6 +975,7 @@ int RunBenchSwitch(const Args& a) {
       {"mode", a.rate > 0 ? "open" : "closed"},
       {"tls", a.tls},
       {"rate", a.rate},
+      {"arrivals", a.rate > 0 ? a.arrivals : ""},
       {"depth", a.depth},
       {"sent", all.sent},
       {"answered", all.answered},
@@ -899,6 +1034,9 @@ void RegisterSwitchBenchCommands(CLI::App& app) {
       ->capture_default_str();
   bs->add_option("--duration", args.duration_s, "Seconds to run")->capture_default_str();
   bs->add_option("--rate", args.rate, "Total requests/s, open loop (0 = closed loop)")
+      ->capture_default_str();
+  bs->add_option("--arrivals", args.arrivals,
+                 "Open loop: spread (connections staggered) or burst (all at once)")
       ->capture_default_str();
   bs->add_option("--depth", args.depth, "Closed loop: requests in flight per connection")
       ->capture_default_str();
