@@ -19,7 +19,6 @@
 
 #include <algorithm>
 #include <atomic>
-#include <cctype>
 #include <chrono>
 #include <climits>
 #include <cstdint>
@@ -90,15 +89,15 @@ int ParseStatus(std::string_view head) {
   return status;
 }
 
+char AsciiLower(char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c + 32) : c; }
+
 // Content-Length of a response head (names compared case-insensitively);
 // SIZE_MAX when absent or malformed.
 size_t ContentLength(std::string_view head) {
   constexpr std::string_view kName = "\r\ncontent-length:";
   for (size_t i = 0; i + kName.size() <= head.size(); ++i) {
     size_t k = 0;
-    while (k < kName.size() && std::tolower(static_cast<unsigned char>(head[i + k])) == kName[k]) {
-      ++k;
-    }
+    while (k < kName.size() && AsciiLower(head[i + k]) == kName[k]) ++k;
     if (k != kName.size()) continue;
     size_t j = i + k;
     while (j < head.size() && head[j] == ' ') ++j;
