@@ -6,10 +6,13 @@
 // running.
 #include <gtest/gtest.h>
 
+#include <stdlib.h>
+
 #include <atomic>
 #include <chrono>
 #include <future>
 #include <mutex>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <thread>
 #include <vector>
@@ -196,6 +199,59 @@ TEST_F(LedgerTest, PipelineSmallGroupsWaitBehindRunningCallbacks) {
   for (size_t i = 1; i <= size_t{kLarge + kWritten}; ++i)
     EXPECT_EQ(order_threads[i], order_threads[1]);
   EXPECT_EQ(ledger_->GetAux("pl/G11"), "v");
+}
+
+// NARAE_LEDGER_STAGES: Close() prints one JSON line with where the groups'
+// time went; every submission is counted once and the stages of a group add
+// up to no more than its total.
+TEST_F(LedgerTest, PipelineStagesPrintedAtCloseWhenAsked) {
+  constexpr int kSubmissions = 40;
+  for (int i = 0; i < kSubmissions; ++i) {
+    ASSERT_OK(ledger_->Execute([i](Txn& txn) {
+      txn.PutAux("st/" + std::to_string(i), "v");
+      std::this_thread::sleep_for(std::chrono::microseconds(i == 0 ? 20000 : 0));
+    }));
+  }
+  ASSERT_EQ(setenv("NARAE_LEDGER_STAGES", "1", 1), 0);
+  ::testing::internal::CaptureStderr();
+  Status closed = ledger_->Close();
+  const std::string err = ::testing::internal::GetCapturedStderr();
+  ASSERT_EQ(unsetenv("NARAE_LEDGER_STAGES"), 0);
+  ASSERT_OK(closed);
+  ledger_.reset();
+  const size_t at = err.find("{\"ledger_stages_us\":");
+  ASSERT_NE(at, std::string::npos) << err;
+  const nlohmann::json j = nlohmann::json::parse(err.substr(at, err.find('\n', at) - at));
+  const nlohmann::json& s = j["ledger_stages_us"];
+  // Execute waits for each: one group per submission, plus Close's own.
+  const uint64_t groups = s["total"]["n"];
+  EXPECT_GE(groups, static_cast<uint64_t>(kSubmissions));
+  EXPECT_EQ(s["queued"]["n"].get<uint64_t>(), groups);
+  EXPECT_EQ(s["sequencing"]["n"].get<uint64_t>(), groups);
+  EXPECT_EQ(s["callbacks"]["n"].get<uint64_t>(), groups);
+  EXPECT_GE(s["submissions"]["max"].get<uint64_t>(), 1u);
+  // The first submission slept 20 ms while it was sequenced.
+  EXPECT_GE(s["sequencing"]["max"].get<uint64_t>(), 20000u);
+  EXPECT_GE(s["total"]["max"].get<uint64_t>(), 20000u);
+  for (const char* stage : {"queued", "sequencing", "handover", "write", "ack_wait", "callbacks"}) {
+    EXPECT_LE(s[stage]["max"].get<uint64_t>(), s["total"]["max"].get<uint64_t>()) << stage;
+    EXPECT_LE(s[stage]["p50"].get<uint64_t>(), s[stage]["max"].get<uint64_t>()) << stage;
+  }
+  // Idle pipeline: single small groups are written on the sequencer and
+  // acknowledged where they were written.
+  EXPECT_GE(s["written_on_sequencer"].get<uint64_t>(), 1u);
+  EXPECT_GE(s["acked_inline"].get<uint64_t>(), 1u);
+}
+
+TEST_F(LedgerTest, PipelineStagesNotPrintedUnlessAsked) {
+  ASSERT_OK(ledger_->Execute([](Txn& txn) { txn.PutAux("st/x", "v"); }));
+  ASSERT_EQ(unsetenv("NARAE_LEDGER_STAGES"), 0);
+  ::testing::internal::CaptureStderr();
+  Status closed = ledger_->Close();
+  const std::string err = ::testing::internal::GetCapturedStderr();
+  ASSERT_OK(closed);
+  ledger_.reset();
+  EXPECT_EQ(err.find("ledger_stages_us"), std::string::npos) << err;
 }
 
 }  // namespace
