@@ -6,6 +6,7 @@
 // running.
 #include <gtest/gtest.h>
 
+#include <pthread.h>
 #include <stdlib.h>
 
 #include <atomic>
@@ -199,6 +200,53 @@ TEST_F(LedgerTest, PipelineSmallGroupsWaitBehindRunningCallbacks) {
   for (size_t i = 1; i <= size_t{kLarge + kWritten}; ++i)
     EXPECT_EQ(order_threads[i], order_threads[1]);
   EXPECT_EQ(ledger_->GetAux("pl/G11"), "v");
+}
+
+// A small durable group's callbacks run on the writer even when the next
+// group is already sealed (kInlineAckBeforeNextWriteMax): S0 is held on the
+// sequencer while F1..F3 queue, so S0's group is written while F1..F3's is
+// sealed behind it (or, if the sequencer was slow, written by the sequencer
+// itself once the pipeline was idle); no callback runs on the acknowledging
+// thread. Threads are told apart by their names.
+TEST_F(LedgerTest, PipelineSmallGroupAckedOnTheWriterWhileTheNextWaits) {
+  std::promise<void> seq_started, seq_release;
+  std::shared_future<void> seq_gate = seq_release.get_future().share();
+  std::mutex mu;
+  std::vector<std::pair<std::string, std::string>> order;  // name, thread name
+  std::vector<std::promise<Status>> done(4);
+  auto submit = [&](int i, std::function<void()> before) {
+    const std::string name = i == 0 ? "S0" : "F" + std::to_string(i);
+    return ledger_->Submit(
+        [name, before](Txn& txn) {
+          if (before) before();
+          txn.PutAux("ak/" + name, "v");
+        },
+        [&, name, i](Status st) {
+          {
+            std::lock_guard<std::mutex> lock(mu);
+            char thread[16] = {};
+            pthread_getname_np(pthread_self(), thread, sizeof(thread));
+            order.emplace_back(name, thread);
+          }
+          done[static_cast<size_t>(i)].set_value(st);
+        });
+  };
+  ASSERT_OK(submit(0, [&] {
+    seq_started.set_value();
+    seq_gate.wait();
+  }));
+  seq_started.get_future().wait();
+  for (int i = 1; i <= 3; ++i) ASSERT_OK(submit(i, nullptr));
+  seq_release.set_value();
+  for (auto& d : done) ASSERT_OK(d.get_future().get());
+  std::lock_guard<std::mutex> lock(mu);
+  ASSERT_EQ(order.size(), 4u);
+  EXPECT_EQ(order[0].first, "S0");
+  EXPECT_EQ(order[1].first, "F1");
+  EXPECT_EQ(order[3].first, "F3");
+  // S0's group went to the writer (F1..F3 were queued).
+  EXPECT_EQ(order[0].second, "narae-writer");
+  for (const auto& [name, thread] : order) EXPECT_NE(thread, "narae-acker") << name;
 }
 
 // NARAE_LEDGER_STAGES: Close() prints one JSON line with where the groups'
