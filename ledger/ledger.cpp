@@ -35,11 +35,14 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
+#include <bit>
 #include <chrono>
 #include <condition_variable>
 #include <cstdarg>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <deque>
 #include <filesystem>
@@ -165,6 +168,15 @@ constexpr size_t kAcksQueuedMax = 8;
 // group is small. Bounded so that a group sealed meanwhile waits at most
 // ~64 callbacks (~0.2 ms of the switch's replies) for its write.
 constexpr size_t kInlineAckCallbacksMax = 64;
+// ... and a durable group with at most this many runs them on the writer
+// even when the next group is already sealed and waits for its write: the
+// hand-off to the acknowledging thread cost a futex wake, a context switch
+// and that thread's scheduling delay per group (on 2 busy cores 0.1 ms
+// typical, several ms at worst), more than the ~16 replies (~0.1 ms) delay
+// the next write. Under steady moderate load most groups are this small and
+// the next one is always sealed, so before this nearly every group's
+// replies took the extra hop.
+constexpr size_t kInlineAckBeforeNextWriteMax = 16;
 // The sequencer writes a sealed group itself (HandOver) only when the
 // pipeline is idle and the group has at most this many submissions and
 // events: a large group's write (~10 us of memtable inserts per request)
@@ -172,6 +184,78 @@ constexpr size_t kInlineAckCallbacksMax = 64;
 // count too: one submission of a batch of 8,000 transfers (`narae bench
 // ledger`, imports) is a large write.
 constexpr size_t kInlineGroupSubmissionsMax = 64;
+
+// Pipeline stage timings, per group (docs/ledger.md, "Where a group's time
+// goes"): log2 buckets with 4 sub-buckets of microseconds, relaxed atomics
+// (recorded by whichever pipeline thread runs the stage). Printed as one
+// line on stderr at Close() when NARAE_LEDGER_STAGES is set.
+class StageHistogram {
+ public:
+  static constexpr int kSubBits = 2;
+  static constexpr int kBuckets = 40 << kSubBits;
+  void Record(uint64_t v) {
+    counts_[static_cast<size_t>(BucketOf(v))].fetch_add(1, std::memory_order_relaxed);
+    sum_.fetch_add(v, std::memory_order_relaxed);
+    uint64_t seen = max_.load(std::memory_order_relaxed);
+    while (v > seen && !max_.compare_exchange_weak(seen, v, std::memory_order_relaxed)) {
+    }
+  }
+  void RecordSince(std::chrono::steady_clock::time_point t0,
+                   std::chrono::steady_clock::time_point t1) {
+    Record(t1 <= t0 ? 0
+                    : static_cast<uint64_t>(
+                          std::chrono::duration_cast<std::chrono::microseconds>(t1 - t0).count()));
+  }
+  // "name":{"n":..,"mean":..,"p50":..,"p99":..,"p999":..,"max":..}
+  std::string Json(std::string_view name) const {
+    uint64_t n = 0;
+    std::array<uint64_t, kBuckets> c{};
+    for (int i = 0; i < kBuckets; ++i) {
+      c[static_cast<size_t>(i)] = counts_[static_cast<size_t>(i)].load(std::memory_order_relaxed);
+      n += c[static_cast<size_t>(i)];
+    }
+    const uint64_t mx = max_.load(std::memory_order_relaxed);
+    auto at = [&](double q) -> uint64_t {
+      if (n == 0) return 0;
+      const uint64_t rank = static_cast<uint64_t>(q * static_cast<double>(n - 1)) + 1;
+      uint64_t seen = 0;
+      for (int i = 0; i < kBuckets; ++i) {
+        seen += c[static_cast<size_t>(i)];
+        if (seen >= rank) return std::min(Upper(i), mx);
+      }
+      return mx;
+    };
+    char buf[256];
+    std::snprintf(buf, sizeof(buf),
+                  "\"%.*s\":{\"n\":%llu,\"mean\":%llu,\"p50\":%llu,\"p99\":%llu,\"p999\":%llu,"
+                  "\"max\":%llu}",
+                  static_cast<int>(name.size()), name.data(), static_cast<unsigned long long>(n),
+                  static_cast<unsigned long long>(n == 0 ? 0 : sum_.load() / n),
+                  static_cast<unsigned long long>(at(0.5)),
+                  static_cast<unsigned long long>(at(0.99)),
+                  static_cast<unsigned long long>(at(0.999)), static_cast<unsigned long long>(mx));
+    return buf;
+  }
+
+ private:
+  static int BucketOf(uint64_t v) {
+    constexpr uint64_t kSub = uint64_t{1} << kSubBits;
+    if (v < kSub) return static_cast<int>(v);
+    const int msb = std::bit_width(v) - 1;
+    const int b = (msb - kSubBits + 1) * static_cast<int>(kSub) +
+                  static_cast<int>((v >> (msb - kSubBits)) & (kSub - 1));
+    return std::min(b, kBuckets - 1);
+  }
+  static uint64_t Upper(int b) {
+    constexpr int kSub = 1 << kSubBits;
+    if (b < kSub) return static_cast<uint64_t>(b);
+    const int msb = b / kSub - 1 + kSubBits;
+    const uint64_t lower = (kSub + static_cast<uint64_t>(b % kSub)) << (msb - kSubBits);
+    return lower + (uint64_t{1} << (msb - kSubBits)) - 1;
+  }
+  std::array<std::atomic<uint64_t>, kBuckets> counts_{};
+  std::atomic<uint64_t> sum_{0}, max_{0};
+};
 
 enum Cf : size_t {
   kDefault = 0,
@@ -409,6 +493,7 @@ struct StringHash {
 struct Submission {
   TxnFn fn;
   DoneFn done;
+  std::chrono::steady_clock::time_point queued;  // Submit()
 };
 
 // A sequenced group on its way to disk.
@@ -422,6 +507,9 @@ struct PendingWrite {
   // Overlay entries this group added, erased once it is written.
   std::vector<TransferId> ov_transfers, ov_failed, ov_holds;
   std::vector<std::string> ov_aux;
+  // Stage stamps (StageHistogram): the group's first submission queued,
+  // sequencing started, sealed.
+  std::chrono::steady_clock::time_point first_queued, sequenced, sealed;
 };
 
 }  // namespace
@@ -504,11 +592,14 @@ class LedgerImpl final : public Ledger, private Store {
   void SequencerLoop();
   void WriterLoop();
   void AckLoop();
-  void Acknowledge(std::vector<DoneFn>* dones, const Status& st);
+  void Acknowledge(std::vector<DoneFn>* dones, const Status& st,
+                   std::chrono::steady_clock::time_point first_queued);
   void HandOver(std::unique_ptr<PendingWrite> w);
   void WriteGroup(std::unique_ptr<PendingWrite> w);
   void RunGroup(std::deque<Submission>* subs);
-  void FinishGroup(Group* group, std::vector<DoneFn> dones, AuxRows aux, uint64_t cpu0);
+  void FinishGroup(Group* group, std::vector<DoneFn> dones, AuxRows aux, uint64_t cpu0,
+                   std::chrono::steady_clock::time_point first_queued,
+                   std::chrono::steady_clock::time_point sequenced);
   void FailPipeline();
   bool TryRecover();
 
@@ -550,6 +641,7 @@ class LedgerImpl final : public Ledger, private Store {
   struct Ack {
     std::vector<DoneFn> dones;
     Status status;
+    std::chrono::steady_clock::time_point first_queued, durable;  // stage stamps
   };
   // Small groups' callbacks run on the writer when the acknowledging thread
   // is idle with nothing queued (kInlineAckCallbacksMax): commit order holds
@@ -582,6 +674,22 @@ class LedgerImpl final : public Ledger, private Store {
       stat_last_fsync_us_{0};
   std::atomic<uint64_t> stat_accounts_{0}, stat_open_holds_{0};
   std::atomic<uint64_t> stat_sequencer_busy_us_{0}, stat_writer_busy_us_{0};
+  // Where a group's time goes (microseconds; sizes in submissions).
+  struct Stages {
+    StageHistogram queued;       // first submission queued -> sequencing starts
+    StageHistogram sequencing;   // sequencing starts -> sealed
+    StageHistogram handover;     // sealed -> write starts
+    StageHistogram write;        // db_->Write (memtable inserts + WAL append + fsync)
+    StageHistogram ack_wait;     // durable -> its callbacks start
+    StageHistogram callbacks;    // its callbacks run
+    StageHistogram total;        // first submission queued -> its callbacks returned
+    StageHistogram submissions;  // a group's submissions
+    std::atomic<uint64_t> written_on_sequencer{0}, acked_inline{0};
+  };
+  Stages stages_;
+  void RunCallbacks(std::vector<DoneFn>* dones, const Status& st,
+                    std::chrono::steady_clock::time_point first_queued,
+                    std::chrono::steady_clock::time_point durable);
   std::thread sequencer_;
   std::thread writer_;
   std::thread acker_;
@@ -1016,7 +1124,7 @@ Status LedgerImpl::Submit(TxnFn fn, DoneFn done) {
     if (queue_.size() >= options_.queue_submissions_max) {
       return Status::Unavailable("ledger queue full");
     }
-    queue_.push_back({std::move(fn), std::move(done)});
+    queue_.push_back({std::move(fn), std::move(done), std::chrono::steady_clock::now()});
     wake = sequencer_waiting_;
     sequencer_waiting_ = false;
   }
@@ -1088,6 +1196,8 @@ void LedgerImpl::SequencerLoop() {
 
 void LedgerImpl::RunGroup(std::deque<Submission>* subs) {
   const uint64_t cpu0 = ThreadCpuUs();
+  const auto sequenced = std::chrono::steady_clock::now();
+  const auto first_queued = subs->empty() ? sequenced : subs->front().queued;
   Group& group = group_buf_;  // reused: its vectors keep their capacity
   group.first_timestamp = group.last_timestamp = 0;
   group.events.clear();
@@ -1109,10 +1219,14 @@ void LedgerImpl::RunGroup(std::deque<Submission>* subs) {
     dones.push_back(std::move(s.done));
   }
   sequencer_backlog_ = !subs->empty();
-  FinishGroup(&group, std::move(dones), std::move(aux), cpu0);
+  stages_.queued.RecordSince(first_queued, sequenced);
+  stages_.submissions.Record(dones.size());
+  FinishGroup(&group, std::move(dones), std::move(aux), cpu0, first_queued, sequenced);
 }
 
-void LedgerImpl::FinishGroup(Group* group, std::vector<DoneFn> dones, AuxRows aux, uint64_t cpu0) {
+void LedgerImpl::FinishGroup(Group* group, std::vector<DoneFn> dones, AuxRows aux, uint64_t cpu0,
+                             std::chrono::steady_clock::time_point first_queued,
+                             std::chrono::steady_clock::time_point sequenced) {
   std::unique_ptr<PendingWrite> w;
   {
     std::lock_guard<std::mutex> lock(write_mu_);
@@ -1126,6 +1240,8 @@ void LedgerImpl::FinishGroup(Group* group, std::vector<DoneFn> dones, AuxRows au
   w->epoch = pipeline_epoch_.load();
   w->dones = std::move(dones);
   w->events = group->events.size();
+  w->first_queued = first_queued;
+  w->sequenced = sequenced;
   BatchBuilder b;
   b.Reset(last_batch_bytes_ + last_batch_bytes_ / 8);
   auto cf = [&](Cf c) { return cfs_[c]->GetID(); };
@@ -1273,6 +1389,8 @@ void LedgerImpl::FinishGroup(Group* group, std::vector<DoneFn> dones, AuxRows au
   stat_accounts_ = engine_.account_count();
   stat_open_holds_ = engine_.open_hold_count();
   stat_sequencer_busy_us_ += ThreadCpuUs() - cpu0;
+  w->sealed = std::chrono::steady_clock::now();
+  stages_.sequencing.RecordSince(w->sequenced, w->sealed);
   HandOver(std::move(w));
 }
 
@@ -1306,7 +1424,10 @@ void LedgerImpl::HandOver(std::unique_ptr<PendingWrite> w) {
     }
   }
   if (wake) write_cv_.notify_one();
-  if (write_here) WriteGroup(std::move(w));
+  if (write_here) {
+    stages_.written_on_sequencer.fetch_add(1, std::memory_order_relaxed);
+    WriteGroup(std::move(w));
+  }
 }
 
 void LedgerImpl::WriterLoop() {
@@ -1347,6 +1468,8 @@ void LedgerImpl::WriteGroup(std::unique_ptr<PendingWrite> w) {
   rocksdb::WriteOptions wo;
   wo.sync = options_.sync;
   Status st;
+  const auto write_start = std::chrono::steady_clock::now();
+  stages_.handover.RecordSince(w->sealed, write_start);
   // failed_pipeline_ first: TryRecover bumps the epoch before clearing it.
   if (failed_pipeline_.load() || w->epoch != pipeline_epoch_.load()) {
     st = Status::Unavailable("an earlier group failed to write");
@@ -1359,6 +1482,7 @@ void LedgerImpl::WriteGroup(std::unique_ptr<PendingWrite> w) {
         std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t0)
             .count();
     stat_last_fsync_us_ = static_cast<uint64_t>(us);
+    stages_.write.Record(static_cast<uint64_t>(us));
   }
   if (st.ok()) {
     if (!w->accounts.empty()) {
@@ -1385,7 +1509,7 @@ void LedgerImpl::WriteGroup(std::unique_ptr<PendingWrite> w) {
     erase_own(ov_holds_done_, w->ov_holds);
     erase_own(ov_aux_, w->ov_aux);
   }
-  Acknowledge(&w->dones, st);
+  Acknowledge(&w->dones, st, w->first_queued);
   // Recycle the buffers: fresh multi-megabyte allocations cost page faults.
   w->batch.Clear();
   w->dones.clear();
@@ -1402,9 +1526,11 @@ void LedgerImpl::WriteGroup(std::unique_ptr<PendingWrite> w) {
 // replies) run on the acknowledging thread, so the next group's write and
 // fsync overlap them; a small group's run here when nothing else waits
 // (kInlineAckCallbacksMax). Either way in commit order.
-void LedgerImpl::Acknowledge(std::vector<DoneFn>* dones, const Status& st) {
+void LedgerImpl::Acknowledge(std::vector<DoneFn>* dones, const Status& st,
+                             std::chrono::steady_clock::time_point first_queued) {
+  const auto durable = std::chrono::steady_clock::now();
   bool next_sealed = false;
-  if (dones->size() <= kInlineAckCallbacksMax) {
+  if (dones->size() > kInlineAckBeforeNextWriteMax && dones->size() <= kInlineAckCallbacksMax) {
     std::lock_guard<std::mutex> lock(write_mu_);
     next_sealed = !writes_.empty();
   }
@@ -1412,7 +1538,9 @@ void LedgerImpl::Acknowledge(std::vector<DoneFn>* dones, const Status& st) {
   bool wake = false;
   {
     std::unique_lock<std::mutex> lock(ack_mu_);
-    if (dones->size() <= kInlineAckCallbacksMax && !next_sealed && acks_.empty() && !acker_busy_) {
+    const bool small = dones->size() <= kInlineAckBeforeNextWriteMax ||
+                       (dones->size() <= kInlineAckCallbacksMax && !next_sealed);
+    if (small && acks_.empty() && !acker_busy_) {
       inline_here = true;  // every earlier group's callbacks have returned
     } else {
       if (acks_.size() >= kAcksQueuedMax) {
@@ -1420,7 +1548,7 @@ void LedgerImpl::Acknowledge(std::vector<DoneFn>* dones, const Status& st) {
         ack_room_cv_.wait(lock, [&] { return acks_.size() < kAcksQueuedMax; });
         writer_room_waiting_ = false;
       }
-      acks_.push_back(Ack{std::move(*dones), st});
+      acks_.push_back(Ack{std::move(*dones), st, first_queued, durable});
       NARAE_CHECK(acks_.size() <= kAcksQueuedMax);
       wake = acker_waiting_;
       acker_waiting_ = false;
@@ -1428,9 +1556,22 @@ void LedgerImpl::Acknowledge(std::vector<DoneFn>* dones, const Status& st) {
   }
   if (wake) ack_cv_.notify_one();
   if (!inline_here) return;
+  stages_.acked_inline.fetch_add(1, std::memory_order_relaxed);
+  RunCallbacks(dones, st, first_queued, durable);
+}
+
+// A durable group's callbacks, in order (Acknowledge or AckLoop).
+void LedgerImpl::RunCallbacks(std::vector<DoneFn>* dones, const Status& st,
+                              std::chrono::steady_clock::time_point first_queued,
+                              std::chrono::steady_clock::time_point durable) {
+  const auto start = std::chrono::steady_clock::now();
+  stages_.ack_wait.RecordSince(durable, start);
   for (auto& done : *dones) {
     if (done) done(st);
   }
+  const auto end = std::chrono::steady_clock::now();
+  stages_.callbacks.RecordSince(start, end);
+  stages_.total.RecordSince(first_queued, end);
 }
 
 void LedgerImpl::AckLoop() {
@@ -1450,9 +1591,7 @@ void LedgerImpl::AckLoop() {
     writer_room_waiting_ = false;
     lock.unlock();
     if (wake) ack_room_cv_.notify_one();
-    for (auto& done : ack.dones) {
-      if (done) done(ack.status);
-    }
+    RunCallbacks(&ack.dones, ack.status, ack.first_queued, ack.durable);
     lock.lock();
   }
 }
@@ -1506,6 +1645,16 @@ Status LedgerImpl::Close() {
   if (sequencer_.joinable()) sequencer_.join();
   if (writer_.joinable()) writer_.join();
   if (acker_.joinable()) acker_.join();
+  if (!options_.read_only && std::getenv("NARAE_LEDGER_STAGES") != nullptr) {
+    std::string line = "{\"ledger_stages_us\":{";
+    line += stages_.queued.Json("queued") + "," + stages_.sequencing.Json("sequencing") + "," +
+            stages_.handover.Json("handover") + "," + stages_.write.Json("write") + "," +
+            stages_.ack_wait.Json("ack_wait") + "," + stages_.callbacks.Json("callbacks") + "," +
+            stages_.total.Json("total") + "," + stages_.submissions.Json("submissions") +
+            ",\"written_on_sequencer\":" + std::to_string(stages_.written_on_sequencer.load()) +
+            ",\"acked_inline\":" + std::to_string(stages_.acked_inline.load()) + "}}\n";
+    std::fputs(line.c_str(), stderr);
+  }
   Status st;
   if (db_) {
     if (!options_.read_only) st = FromRocks(db_->FlushWAL(true), "flush WAL");

@@ -229,10 +229,26 @@ struct Shared {
   std::vector<std::unique_ptr<ReadyList>> ready;
   Counters counters;
   LatencyHistogram latency;
+  // Where a request's time goes (docs/switch.md, "Where a request's time
+  // goes"), over the server's life; logged as `stages` at shutdown.
+  struct Stages {
+    LatencyHistogram handle;           // the handler's Handle() call, on the I/O thread
+    LatencyHistogram to_reply;         // frame decoded -> the handler's reply (ledger, durable)
+    LatencyHistogram hop;              // reply -> taken on the connection's strand
+    LatencyHistogram write;            // queued on the strand -> written to the socket
+    LatencyHistogram total;            // frame decoded -> written to the socket
+    LatencyHistogram frames_per_read;  // frames served per read (arrival burst size)
+  } stages;
 };
 
 void Bump(std::atomic<uint64_t>& c) { c.fetch_add(1, std::memory_order_relaxed); }
 uint64_t Load(const std::atomic<uint64_t>& c) { return c.load(std::memory_order_relaxed); }
+
+uint64_t Micros(Clock::time_point from, Clock::time_point to) {
+  if (to <= from) return 0;
+  return static_cast<uint64_t>(
+      std::chrono::duration_cast<std::chrono::microseconds>(to - from).count());
+}
 
 uint64_t MicrosSince(Clock::time_point start) {
   const auto d = Clock::now() - start;
@@ -351,7 +367,7 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
     ReadyList* list = raw->ready_;
     {
       std::lock_guard<std::mutex> inbox_lock(raw->inbox_mu_);
-      raw->inbox_.push_back({std::move(response), started});
+      raw->inbox_.push_back({std::move(response), started, Clock::now()});
       if (raw->drain_posted_) return;  // `self` released under the gate lock
       raw->drain_posted_ = true;
     }
@@ -429,6 +445,7 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
     for (;;) {  // bounded by the connection's life (timeouts, limits)
       // Serve every complete frame in the buffer.
       size_t consumed = 0;
+      uint64_t frames = 0;
       while (!closed_ && buffered_ - consumed >= kFrameHeaderBytes) {
         Result<size_t> len = ReadFrameLength({rbuf_.data() + consumed, kFrameHeaderBytes});
         NARAE_CHECK(len.ok());
@@ -449,6 +466,7 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
         }
         OnFrame({rbuf_.data() + consumed + kFrameHeaderBytes, *len});
         consumed += frame;
+        ++frames;
         while (!closed_ && in_flight_ >= opt.max_in_flight_per_connection) {
           paused_ = true;  // back-pressure: stop reading until replies drain
           read_signal_.expires_at(Clock::time_point::max());
@@ -460,6 +478,7 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
           last_activity_ = Clock::now();
         }
       }
+      if (frames > 0) env_.shared->stages.frames_per_read.Record(frames);
       if (closed_) co_return;
       if (consumed > 0) {
         std::memmove(rbuf_.data(), rbuf_.data() + consumed, buffered_ - consumed);
@@ -540,6 +559,7 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
         [weak = std::move(weak), shared = std::move(shared), started](Message response) mutable {
           Deliver(weak, shared, started, std::move(response));
         });
+    env_.shared->stages.handle.Record(MicrosSince(started));
   }
 
   // An answer the server makes itself (30, 12, 91): queued like a reply.
@@ -556,7 +576,12 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
       drained_.swap(inbox_);
       drain_posted_ = false;
     }
-    for (InboxEntry& e : drained_) OnReply(std::move(e.response), e.started);
+    const Clock::time_point now = Clock::now();
+    for (InboxEntry& e : drained_) {
+      env_.shared->stages.hop.Record(Micros(e.delivered, now));
+      env_.shared->stages.to_reply.Record(Micros(e.started, e.delivered));
+      OnReply(std::move(e.response), e.started);
+    }
     drained_.clear();
     Flush();
   }
@@ -593,6 +618,8 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
       }
     }
     pending_.push_back(std::move(framed).value());
+    pending_started_.push_back(started);
+    pending_queued_.push_back(Clock::now());
     NARAE_CHECK(pending_.size() <= in_flight_);
     const uint64_t latency_us = MicrosSince(started);
     Counters& c = env_.shared->counters;
@@ -623,6 +650,8 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
     }
     NARAE_CHECK(batch_.empty());
     batch_.swap(pending_);
+    batch_started_.swap(pending_started_);
+    batch_queued_.swap(pending_queued_);
     buffers_.clear();
     for (const auto& frame : batch_) buffers_.push_back(asio::buffer(frame));
     writing_ = true;
@@ -644,6 +673,13 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
     }
     NARAE_CHECK(in_flight_ >= batch_.size());
     in_flight_ -= static_cast<uint32_t>(batch_.size());
+    const Clock::time_point now = Clock::now();
+    for (size_t i = 0; i < batch_started_.size(); ++i) {
+      env_.shared->stages.write.Record(Micros(batch_queued_[i], now));
+      env_.shared->stages.total.Record(Micros(batch_started_[i], now));
+    }
+    batch_started_.clear();
+    batch_queued_.clear();
     batch_.clear();  // the frames' buffers go; the vector keeps its capacity
     last_activity_ = Clock::now();
     if (paused_) read_signal_.cancel();
@@ -723,6 +759,7 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
   struct InboxEntry {
     Message response;
     Clock::time_point started;
+    Clock::time_point delivered;  // Deliver() (stage stamps)
   };
   std::mutex inbox_mu_;
   std::vector<InboxEntry> inbox_;  // GUARDED_BY(inbox_mu_)
@@ -734,8 +771,11 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
   uint32_t awaiting_ = 0;                      // requests handed to the handler and not yet replied
   std::vector<std::vector<uint8_t>> pending_;  // framed replies to write; <= in_flight_
   std::vector<std::vector<uint8_t>> batch_;    // the replies being written (writing_)
-  std::vector<asio::const_buffer> buffers_;    // batch_'s buffers for the writev
-  std::vector<InboxEntry> drained_;            // DrainInbox's batch, reused
+  // Stage stamps of pending_ and batch_ (frame decoded, reply queued).
+  std::vector<Clock::time_point> pending_started_, pending_queued_;
+  std::vector<Clock::time_point> batch_started_, batch_queued_;
+  std::vector<asio::const_buffer> buffers_;  // batch_'s buffers for the writev
+  std::vector<InboxEntry> drained_;          // DrainInbox's batch, reused
   std::optional<Clock::time_point> frame_started_;
   Clock::time_point last_activity_;
   Clock::time_point write_started_;
@@ -949,6 +989,31 @@ class ServerImpl final : public IsoServer {
   }
 
   asio::awaitable<void> SummaryLoop();
+  // One `stages` line: count, p50, p99, p99.9 and max of every stage.
+  void LogStages() {
+    Shared::Stages& st = shared_->stages;
+    const std::pair<const char*, LatencyHistogram*> all[] = {
+        {"handle", &st.handle}, {"to_reply", &st.to_reply},
+        {"hop", &st.hop},       {"write", &st.write},
+        {"total", &st.total},   {"frames_per_read", &st.frames_per_read}};
+    std::vector<std::string> keys;  // the fields' keys are views
+    keys.reserve(std::size(all) * 5);
+    std::vector<LogField> fields;
+    for (const auto& [name, h] : all) {
+      const LatencyHistogram::Summary sum = h->Drain();
+      const std::string n(name);
+      const std::pair<const char*, uint64_t> v[] = {{"_n", sum.count},
+                                                    {"_p50", sum.p50_us},
+                                                    {"_p99", sum.p99_us},
+                                                    {"_p999", sum.p999_us},
+                                                    {"_max", sum.max_us}};
+      for (const auto& [suffix, value] : v) {
+        keys.push_back(n + suffix);
+        fields.emplace_back(keys.back(), value);
+      }
+    }
+    logger_->Log(LogLevel::kInfo, "stages", fields);
+  }
 
   std::vector<std::shared_ptr<SessionBase>> LiveSessions() {
     std::vector<std::shared_ptr<SessionBase>> out;
@@ -1079,6 +1144,7 @@ void ServerImpl::Shutdown() {
       list->sessions.clear();
     }
   }
+  if (!threads_.empty()) LogStages();
   if (!threads_.empty()) {
     logger_->Log(
         LogLevel::kInfo, "shutdown_done",

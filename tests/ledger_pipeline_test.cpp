@@ -6,10 +6,14 @@
 // running.
 #include <gtest/gtest.h>
 
+#include <pthread.h>
+#include <stdlib.h>
+
 #include <atomic>
 #include <chrono>
 #include <future>
 #include <mutex>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <thread>
 #include <vector>
@@ -196,6 +200,106 @@ TEST_F(LedgerTest, PipelineSmallGroupsWaitBehindRunningCallbacks) {
   for (size_t i = 1; i <= size_t{kLarge + kWritten}; ++i)
     EXPECT_EQ(order_threads[i], order_threads[1]);
   EXPECT_EQ(ledger_->GetAux("pl/G11"), "v");
+}
+
+// A small durable group's callbacks run on the writer even when the next
+// group is already sealed (kInlineAckBeforeNextWriteMax): S0 is held on the
+// sequencer while F1..F3 queue, so S0's group is written while F1..F3's is
+// sealed behind it (or, if the sequencer was slow, written by the sequencer
+// itself once the pipeline was idle); no callback runs on the acknowledging
+// thread. Threads are told apart by their names.
+TEST_F(LedgerTest, PipelineSmallGroupAckedOnTheWriterWhileTheNextWaits) {
+  std::promise<void> seq_started, seq_release;
+  std::shared_future<void> seq_gate = seq_release.get_future().share();
+  std::mutex mu;
+  std::vector<std::pair<std::string, std::string>> order;  // name, thread name
+  std::vector<std::promise<Status>> done(4);
+  auto submit = [&](int i, std::function<void()> before) {
+    const std::string name = i == 0 ? "S0" : "F" + std::to_string(i);
+    return ledger_->Submit(
+        [name, before](Txn& txn) {
+          if (before) before();
+          txn.PutAux("ak/" + name, "v");
+        },
+        [&, name, i](Status st) {
+          {
+            std::lock_guard<std::mutex> lock(mu);
+            char thread[16] = {};
+            pthread_getname_np(pthread_self(), thread, sizeof(thread));
+            order.emplace_back(name, thread);
+          }
+          done[static_cast<size_t>(i)].set_value(st);
+        });
+  };
+  ASSERT_OK(submit(0, [&] {
+    seq_started.set_value();
+    seq_gate.wait();
+  }));
+  seq_started.get_future().wait();
+  for (int i = 1; i <= 3; ++i) ASSERT_OK(submit(i, nullptr));
+  seq_release.set_value();
+  for (auto& d : done) ASSERT_OK(d.get_future().get());
+  std::lock_guard<std::mutex> lock(mu);
+  ASSERT_EQ(order.size(), 4u);
+  EXPECT_EQ(order[0].first, "S0");
+  EXPECT_EQ(order[1].first, "F1");
+  EXPECT_EQ(order[3].first, "F3");
+  // S0's group went to the writer (F1..F3 were queued).
+  EXPECT_EQ(order[0].second, "narae-writer");
+  for (const auto& [name, thread] : order) EXPECT_NE(thread, "narae-acker") << name;
+}
+
+// NARAE_LEDGER_STAGES: Close() prints one JSON line with where the groups'
+// time went; every submission is counted once and the stages of a group add
+// up to no more than its total.
+TEST_F(LedgerTest, PipelineStagesPrintedAtCloseWhenAsked) {
+  constexpr int kSubmissions = 40;
+  for (int i = 0; i < kSubmissions; ++i) {
+    ASSERT_OK(ledger_->Execute([i](Txn& txn) {
+      txn.PutAux("st/" + std::to_string(i), "v");
+      std::this_thread::sleep_for(std::chrono::microseconds(i == 0 ? 20000 : 0));
+    }));
+  }
+  ASSERT_EQ(setenv("NARAE_LEDGER_STAGES", "1", 1), 0);
+  ::testing::internal::CaptureStderr();
+  Status closed = ledger_->Close();
+  const std::string err = ::testing::internal::GetCapturedStderr();
+  ASSERT_EQ(unsetenv("NARAE_LEDGER_STAGES"), 0);
+  ASSERT_OK(closed);
+  ledger_.reset();
+  const size_t at = err.find("{\"ledger_stages_us\":");
+  ASSERT_NE(at, std::string::npos) << err;
+  const nlohmann::json j = nlohmann::json::parse(err.substr(at, err.find('\n', at) - at));
+  const nlohmann::json& s = j["ledger_stages_us"];
+  // Execute waits for each: one group per submission, plus Close's own.
+  const uint64_t groups = s["total"]["n"];
+  EXPECT_GE(groups, static_cast<uint64_t>(kSubmissions));
+  EXPECT_EQ(s["queued"]["n"].get<uint64_t>(), groups);
+  EXPECT_EQ(s["sequencing"]["n"].get<uint64_t>(), groups);
+  EXPECT_EQ(s["callbacks"]["n"].get<uint64_t>(), groups);
+  EXPECT_GE(s["submissions"]["max"].get<uint64_t>(), 1u);
+  // The first submission slept 20 ms while it was sequenced.
+  EXPECT_GE(s["sequencing"]["max"].get<uint64_t>(), 20000u);
+  EXPECT_GE(s["total"]["max"].get<uint64_t>(), 20000u);
+  for (const char* stage : {"queued", "sequencing", "handover", "write", "ack_wait", "callbacks"}) {
+    EXPECT_LE(s[stage]["max"].get<uint64_t>(), s["total"]["max"].get<uint64_t>()) << stage;
+    EXPECT_LE(s[stage]["p50"].get<uint64_t>(), s[stage]["max"].get<uint64_t>()) << stage;
+  }
+  // Idle pipeline: single small groups are written on the sequencer and
+  // acknowledged where they were written.
+  EXPECT_GE(s["written_on_sequencer"].get<uint64_t>(), 1u);
+  EXPECT_GE(s["acked_inline"].get<uint64_t>(), 1u);
+}
+
+TEST_F(LedgerTest, PipelineStagesNotPrintedUnlessAsked) {
+  ASSERT_OK(ledger_->Execute([](Txn& txn) { txn.PutAux("st/x", "v"); }));
+  ASSERT_EQ(unsetenv("NARAE_LEDGER_STAGES"), 0);
+  ::testing::internal::CaptureStderr();
+  Status closed = ledger_->Close();
+  const std::string err = ::testing::internal::GetCapturedStderr();
+  ASSERT_OK(closed);
+  ledger_.reset();
+  EXPECT_EQ(err.find("ledger_stages_us"), std::string::npos) << err;
 }
 
 }  // namespace

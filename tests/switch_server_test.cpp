@@ -853,6 +853,50 @@ TEST(ServerLog, InfoLevelLogsNoPerRequestLines) {
   }
 }
 
+// At shutdown one `stages` line says where the requests' time went: every
+// answer counted in `total`, the handler's requests in `handle`, `to_reply`
+// and `hop`, and the handler's 5 ms delay shows in `to_reply`.
+TEST(ServerLog, StagesLineAtShutdownSaysWhereRequestsWaited) {
+  testing::TempDir dir;
+  const std::string log_path = dir.Sub("switch.log");
+  auto logger = Logger::Open(log_path, LogLevel::kInfo);
+  ASSERT_TRUE(logger.ok());
+  TestHandler handler(5ms);
+  auto server = StartServer(TestOptions(), &handler, logger->get());
+  Client c(server->port());
+  for (int i = 1; i <= 20; ++i) ASSERT_TRUE(c.Send(Purchase(i)));
+  for (int i = 1; i <= 20; ++i) ASSERT_TRUE(c.Recv().has_value());
+  // An MTI the switch does not serve: answered 12 by the server itself.
+  Message odd("0300");
+  odd.Set(11, "000099");
+  ASSERT_TRUE(c.Send(odd));
+  std::optional<Message> r = c.Recv();
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->Get(39), "12");
+  server->Shutdown();
+  std::optional<nlohmann::json> stages;
+  for (const std::string& line : ReadLines(log_path)) {
+    if (line.find("\"event\":\"stages\"") != std::string::npos)
+      stages = nlohmann::json::parse(line);
+  }
+  ASSERT_TRUE(stages.has_value());
+  const nlohmann::json& s = *stages;
+  EXPECT_EQ(s["total_n"].get<uint64_t>(), 21u);  // the server's own answer too
+  EXPECT_EQ(s["write_n"].get<uint64_t>(), 21u);
+  EXPECT_EQ(s["handle_n"].get<uint64_t>(), 20u);
+  EXPECT_EQ(s["to_reply_n"].get<uint64_t>(), 20u);
+  EXPECT_EQ(s["hop_n"].get<uint64_t>(), 20u);
+  EXPECT_GE(s["frames_per_read_n"].get<uint64_t>(), 1u);
+  EXPECT_LE(s["frames_per_read_n"].get<uint64_t>(), 21u);
+  EXPECT_GE(s["to_reply_p50"].get<uint64_t>(), 5000u);
+  EXPECT_GE(s["total_max"].get<uint64_t>(), s["to_reply_p50"].get<uint64_t>());
+  for (const char* stage : {"handle", "to_reply", "hop", "write", "total"}) {
+    const std::string n(stage);
+    EXPECT_LE(s[n + "_p50"].get<uint64_t>(), s[n + "_p99"].get<uint64_t>()) << n;
+    EXPECT_LE(s[n + "_p99"].get<uint64_t>(), s[n + "_max"].get<uint64_t>()) << n;
+  }
+}
+
 TEST(ServerLog, EscapesAnythingIntoValidJson) {
   LogField f("k", std::string_view("a\"b\\c\n\x01\xff", 8));
   const std::string line = Logger::Format(LogLevel::kWarn, "ev\"", &f, 1);
