@@ -1395,6 +1395,96 @@ TEST_F(HttpTest, HealthMetricsAndLimits) {
   EXPECT_EQ(res.result_int(), 400u);
 }
 
+// The server reads each request into a per-connection buffer reused by the
+// next (switch/http_server.cpp, RequestReader): field names in any case, the
+// first of a repeated field, chunked bodies, HTTP/1.0 keep-alive and a long
+// answer followed by short ones on the same connection, as raw bytes.
+TEST_F(HttpTest, RequestReaderReusesItsBuffersAcrossRequests) {
+  const DemoMerchant& m = Merchant("SOCKS001");
+  auto signed_request = [&](const std::string& version, const std::string& body,
+                            const std::string& extra_fields, bool chunked) {
+    const std::string nonce =
+        "raw-" + std::to_string(++nonce_seq_) + "-" + std::to_string(SystemMs());
+    std::string req = "POST /v1/payments HTTP/" + version + "\r\nHost: x\r\n";
+    req += extra_fields;
+    for (auto& [k, v] : SignedHeaders("SOCKS001", m.api_secret_hex, "POST", "/v1/payments", body,
+                                      SystemMs() / 1000, nonce)) {
+      std::string name = k;  // field names in odd cases: found all the same
+      for (size_t i = 0; i < name.size(); i += 2) {
+        name[i] = static_cast<char>(std::toupper(static_cast<unsigned char>(name[i])));
+      }
+      for (size_t i = 1; i < name.size(); i += 2) {
+        name[i] = static_cast<char>(std::tolower(static_cast<unsigned char>(name[i])));
+      }
+      req += name + ": " + v + "\r\n";
+    }
+    req += "idempotency-KEY: " + NextKey() + "\r\n";
+    if (chunked) {
+      req += "Transfer-Encoding: chunked\r\n\r\n";
+      const size_t half = body.size() / 2;
+      char size[32];
+      std::snprintf(size, sizeof size, "%zx\r\n", half);
+      req += size + body.substr(0, half) + "\r\n";
+      std::snprintf(size, sizeof size, "%zx\r\n", body.size() - half);
+      req += size + body.substr(half) + "\r\n0\r\n\r\n";
+    } else {
+      req += "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body;
+    }
+    return req;
+  };
+  auto exchange = [](tcp::socket& socket, beast::flat_buffer& buf, const std::string& bytes) {
+    asio::write(socket, asio::buffer(bytes));
+    http::response<http::string_body> res;
+    http::read(socket, buf, res);
+    return res;
+  };
+  asio::io_context ioc;
+  tcp::socket socket(ioc);
+  socket.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), server_->port()));
+  beast::flat_buffer buf;
+  auto r1 = exchange(socket, buf, signed_request("1.1", PayBody(100), "", false));
+  EXPECT_EQ(r1.result_int(), 201u) << r1.body();
+  // A repeated field: the first counts (a second key id would not verify).
+  const std::string body2 = PayBody(101);
+  std::string req2 = signed_request("1.1", body2, "", false);
+  req2.insert(req2.find("\r\n\r\n"), "\r\nX-Narae-Key-Id: PIZZA001");
+  auto r2 = exchange(socket, buf, req2);
+  EXPECT_EQ(r2.result_int(), 201u) << r2.body();
+  // A chunked body is read whole.
+  auto r3 = exchange(socket, buf, signed_request("1.1", PayBody(102), "", true));
+  EXPECT_EQ(r3.result_int(), 201u) << r3.body();
+  // A long answer (a list of payments), then short ones again.
+  for (int i = 0; i < 40; ++i) ASSERT_EQ(Pay(200 + i).status, 201u);
+  Resp list = Call("GET", "/v1/payments?limit=100");
+  ASSERT_EQ(list.status, 200u);
+  ASSERT_GT(list.body.size(), 16u * 1024);  // over the buffer a connection keeps
+  const std::string nonce = "raw-list-" + std::to_string(SystemMs());
+  std::string get = "GET /v1/payments?limit=100 HTTP/1.1\r\nHost: x\r\n";
+  for (auto& [k, v] : SignedHeaders("SOCKS001", m.api_secret_hex, "GET", "/v1/payments?limit=100",
+                                    "", SystemMs() / 1000, nonce)) {
+    get += k + ": " + v + "\r\n";
+  }
+  auto r4 = exchange(socket, buf, get + "\r\n");
+  EXPECT_EQ(r4.result_int(), 200u);
+  EXPECT_EQ(json::parse(r4.body())["data"].size(), json::parse(list.body)["data"].size());
+  auto r5 = exchange(socket, buf, signed_request("1.1", PayBody(103), "", false));
+  EXPECT_EQ(r5.result_int(), 201u) << r5.body();
+  EXPECT_EQ(json::parse(r5.body())["amount"], 103);
+  // HTTP/1.0 with keep-alive stays open and says so; without, it closes.
+  auto r6 = exchange(socket, buf,
+                     signed_request("1.0", PayBody(104), "Connection: keep-alive\r\n", false));
+  EXPECT_EQ(r6.result_int(), 201u) << r6.body();
+  EXPECT_EQ(r6.version(), 10u);
+  EXPECT_EQ(r6[http::field::connection], "keep-alive");
+  auto r7 = exchange(socket, buf, signed_request("1.0", PayBody(105), "", false));
+  EXPECT_EQ(r7.result_int(), 201u) << r7.body();
+  EXPECT_FALSE(r7.keep_alive());
+  char byte = 0;
+  beast::error_code ec;
+  socket.read_some(asio::buffer(&byte, 1), ec);
+  EXPECT_EQ(ec, asio::error::eof);  // the server closed the connection
+}
+
 TEST_F(HttpTest, RateLimitAnswers429WithRetryAfter) {
   Stop();
   api_options_.rate_per_s = 1;
