@@ -324,16 +324,18 @@ Status MerchantRequestVerifier::VerifyBodyDigest(ByteView secret, std::string_vi
   // Only authenticated requests reach the cache, so strangers cannot fill it.
   std::lock_guard<std::mutex> lock(mu_);
   EvictExpired(now_s);
-  std::string key(nonce);
-  if (nonce_expiry_.count(key) != 0) return Status::AlreadyExists("nonce already used");
-  if (nonce_expiry_.size() >= options_.nonce_cache_max) {
-    return Status::Unavailable("nonce cache full; retry later");
-  }
   // A timestamp accepted now stays acceptable until timestamp + skew, so the
   // nonce is remembered at least that long.
-  int64_t expiry = std::max(now_s, timestamp_s) + options_.skew_s_max + 1;
-  nonce_expiry_.emplace(key, expiry);
-  expiry_order_.emplace(expiry, std::move(key));
+  const int64_t expiry = std::max(now_s, timestamp_s) + options_.skew_s_max + 1;
+  // One search of the tree: inserted, or found (reused); a full cache takes
+  // the new nonce back out (rare).
+  auto [it, inserted] = nonce_expiry_.try_emplace(std::string(nonce), expiry);
+  if (!inserted) return Status::AlreadyExists("nonce already used");
+  if (nonce_expiry_.size() > options_.nonce_cache_max) {
+    nonce_expiry_.erase(it);
+    return Status::Unavailable("nonce cache full; retry later");
+  }
+  expiry_order_.emplace_hint(expiry_order_.end(), expiry, it->first);
   return Status::Ok();
 }
 

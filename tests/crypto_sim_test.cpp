@@ -340,6 +340,14 @@ TEST(MerchantSigning, NonceCacheIsBoundedAndExpires) {
                         Sign(ts, "nonce-0009", ""), ts)
                 .code(),
             StatusCode::kUnavailable);
+  // A full cache still tells a reused nonce from a new one, and keeps no
+  // refused nonce.
+  EXPECT_EQ(verifier
+                .Verify(kSecret, "POST", "/v1/payments", ts, "nonce-0001", "",
+                        Sign(ts, "nonce-0001", ""), ts)
+                .code(),
+            StatusCode::kAlreadyExists);
+  EXPECT_EQ(verifier.nonce_count(), 3u);
   // After the window the old nonces are evicted and room is made.
   const int64_t later = ts + 30;
   EXPECT_TRUE(verifier
