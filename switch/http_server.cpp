@@ -322,6 +322,11 @@ class HttpServerImpl final : public HttpServer {
         continue;
       }
       socket.set_option(tcp::no_delay(true), ec);  // request/response: no Nagle delay
+      socket.non_blocking(true, ec);               // Write() tries a send in place first
+      if (ec) {
+        socket.close(ec);
+        continue;
+      }
       counters_.connections_accepted++;
       counters_.connections_open++;
       auto sock = std::make_shared<Conn>(std::move(socket));
@@ -402,11 +407,24 @@ class HttpServerImpl final : public HttpServer {
       RequestReader parser(&request);
       parser.header_limit(options_.header_bytes_max);
       parser.body_limit(options_.body_bytes_max);
+      parser.eager(true);  // the body too, as http::async_read sets it
       // The whole request within read_timeout_ms.
       conn.Expect(options_.read_timeout_ms);
       error_code ec;
-      co_await http::async_read(stream, buffer, parser,
-                                asio::redirect_error(asio::use_awaitable, ec));
+      // The bytes already read are parsed here: a request that came whole (the
+      // common case) needs no read operation (Beast's read posts its completion
+      // through the scheduler even when it read nothing). The rest, if any, is
+      // read by http::async_read, which goes on with the same parser.
+      while (buffer.size() != 0 && !parser.is_done()) {
+        const size_t used = parser.put(buffer.data(), ec);
+        buffer.consume(used);
+        if (ec || used == 0) break;
+      }
+      if (ec == http::error::need_more) ec = {};
+      if (!ec && !parser.is_done()) {
+        co_await http::async_read(stream, buffer, parser,
+                                  asio::redirect_error(asio::use_awaitable, ec));
+      }
       if (ec) {
         if (conn.timed_out) {
           counters_.read_timeouts++;
@@ -545,8 +563,17 @@ class HttpServerImpl final : public HttpServer {
     out += r.body;
     conn.Expect(options_.write_timeout_ms);
     error_code ec;
-    co_await asio::async_write(conn.socket, asio::buffer(out),
-                               asio::redirect_error(asio::use_awaitable, ec));
+    // The socket is non-blocking: the answer usually fits in the socket's
+    // buffer and goes in this call; what does not is written asynchronously.
+    size_t sent = conn.socket.write_some(asio::buffer(out), ec);
+    if (ec == asio::error::would_block || ec == asio::error::try_again) {
+      ec = {};
+      sent = 0;
+    }
+    if (!ec && sent < out.size()) {
+      co_await asio::async_write(conn.socket, asio::buffer(out.data() + sent, out.size() - sent),
+                                 asio::redirect_error(asio::use_awaitable, ec));
+    }
     // A large answer (a long list) does not stay with the connection.
     if (out.capacity() > kReusedBytesMax) std::string().swap(out);
     co_return !ec;
