@@ -1485,6 +1485,61 @@ TEST_F(HttpTest, RequestReaderReusesItsBuffersAcrossRequests) {
   EXPECT_EQ(ec, asio::error::eof);  // the server closed the connection
 }
 
+// A request is parsed from the bytes already read when they hold all of it,
+// else read on (http_server.cpp, Session): three requests in one write each
+// get their answer in order, and a request sent in pieces (the header cut in
+// the middle, then the body) is read whole; the answers are sent in place on
+// the non-blocking socket.
+TEST_F(HttpTest, PipelinedAndSplitRequestsAreEachAnswered) {
+  const DemoMerchant& m = Merchant("SOCKS001");
+  auto request = [&](uint64_t amount) {
+    const std::string body = PayBody(amount);
+    const std::string nonce =
+        "pipe-" + std::to_string(++nonce_seq_) + "-" + std::to_string(SystemMs());
+    std::string req = "POST /v1/payments HTTP/1.1\r\nHost: x\r\n";
+    for (auto& [k, v] : SignedHeaders("SOCKS001", m.api_secret_hex, "POST", "/v1/payments", body,
+                                      SystemMs() / 1000, nonce)) {
+      req += k + ": " + v + "\r\n";
+    }
+    req += "Idempotency-Key: " + NextKey() + "\r\n";
+    req += "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body;
+    return req;
+  };
+  asio::io_context ioc;
+  tcp::socket socket(ioc);
+  socket.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), server_->port()));
+  beast::flat_buffer buf;
+  asio::write(socket, asio::buffer(request(301) + request(302) + request(303)));
+  for (uint64_t amount : {301u, 302u, 303u}) {
+    http::response<http::string_body> res;
+    http::read(socket, buf, res);
+    EXPECT_EQ(res.result_int(), 201u) << res.body();
+    EXPECT_EQ(json::parse(res.body())["amount"], amount);
+  }
+  const std::string split = request(304);
+  const size_t header_cut = split.find("Idempotency-Key");
+  const size_t body_at = split.find("\r\n\r\n") + 4;
+  asio::write(socket, asio::buffer(split.substr(0, header_cut)));
+  std::this_thread::sleep_for(std::chrono::milliseconds(30));
+  asio::write(socket, asio::buffer(split.substr(header_cut, body_at - header_cut)));
+  std::this_thread::sleep_for(std::chrono::milliseconds(30));
+  asio::write(socket, asio::buffer(split.substr(body_at)));
+  http::response<http::string_body> res;
+  http::read(socket, buf, res);
+  EXPECT_EQ(res.result_int(), 201u) << res.body();
+  EXPECT_EQ(json::parse(res.body())["amount"], 304);
+  // A malformed request after a good one in the same write: the good one is
+  // answered, then 400 and the connection closes.
+  asio::write(socket, asio::buffer(request(305) + "NOT HTTP\r\n\r\n"));
+  http::response<http::string_body> good;
+  http::read(socket, buf, good);
+  EXPECT_EQ(good.result_int(), 201u) << good.body();
+  http::response<http::string_body> bad;
+  http::read(socket, buf, bad);
+  EXPECT_EQ(bad.result_int(), 400u);
+  EXPECT_FALSE(bad.keep_alive());
+}
+
 TEST_F(HttpTest, RateLimitAnswers429WithRetryAfter) {
   Stop();
   api_options_.rate_per_s = 1;
