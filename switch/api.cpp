@@ -197,6 +197,7 @@ std::string Sha256Hex(std::string_view s) {
 // The method and target are printable without spaces (the signature check
 // refuses others), so the fingerprint holds no newline.
 constexpr char kFingerprintDigestForm = 'b';
+constexpr size_t kLegacyFingerprintBytes = 64;  // the older form's length
 std::string RequestFingerprint(std::string_view method, std::string_view target,
                                crypto::ByteView body_sha256) {
   NARAE_CHECK(body_sha256.size() == 32);
@@ -1003,12 +1004,14 @@ bool ApiImpl::StoredAnswer(const PostCtx& ctx, HttpResponse* r) {
 }
 
 bool ApiImpl::SameRequest(std::string_view stored_fingerprint, const PostCtx& ctx) {
-  if (stored_fingerprint.starts_with(kFingerprintDigestForm)) {
+  // The older form is exactly 64 hex digits, and one in 16 of them starts
+  // with 'b' too: told apart by its length (the digest form is "b" + 64 hex
+  // + " METHOD TARGET", longer).
+  if (stored_fingerprint.size() != kLegacyFingerprintBytes) {
     return stored_fingerprint == ctx.fingerprint;
   }
   // Only POSTs are recorded (Route sends nothing else to Post()).
-  return stored_fingerprint.size() == 64 &&
-         stored_fingerprint == LegacyRequestFingerprint("POST", ctx.target, ctx.request_body);
+  return stored_fingerprint == LegacyRequestFingerprint("POST", ctx.target, ctx.request_body);
 }
 
 Status ApiImpl::StampStan(Message& m, bool physical) {
