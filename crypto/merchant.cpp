@@ -12,7 +12,6 @@
 // provider's context), hence this use. Checked against RFC 4231's vectors
 // and the one-shot EVP HMAC (tests/crypto_sim_test.cpp, MerchantHmac*).
 #define OPENSSL_SUPPRESS_DEPRECATED
-#include <openssl/core_names.h>
 #include <openssl/crypto.h>
 #include <openssl/sha.h>
 
