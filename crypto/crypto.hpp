@@ -273,8 +273,8 @@ Result<std::string> SignMerchantRequest(ByteView secret, std::string_view method
                                         std::string_view path, int64_t timestamp_s,
                                         std::string_view nonce, std::string_view body);
 
-// SignMerchantRequest() with the key set up once (the HMAC's key pads hashed
-// at construction, its context duplicated per request): for clients that
+// SignMerchantRequest() with the key set up once (the SHA-256 states after the
+// HMAC key's pads, made at construction and copied per request): for clients that
 // sign many requests with one secret (the load generator). Not thread-safe:
 // one per thread or connection. Sign() fails as SignMerchantRequest() does.
 class MerchantRequestSigner {

@@ -1,8 +1,22 @@
 // Merchant request signing (HMAC-SHA256 over a canonical string) and its
 // verifier with a bounded, time-windowed nonce cache.
-#include <openssl/core_names.h>
+//
+// A signer or verifier keys the HMAC once: the SHA-256 states after the
+// key's inner and outer pads (RFC 2104) are kept, and a MAC copies them
+// (plain structs: no allocation, no provider look-up) and hashes the
+// canonical string in its pieces, so a request costs the compressions of
+// its own bytes plus one for the outer hash. OpenSSL 3 marks the low-level
+// SHA256_* functions deprecated (they remain, and use the same
+// CPU-specific code as EVP's SHA-256); EVP offers no way to copy a digest
+// state without allocating one (EVP_MD_CTX_copy_ex duplicates the
+// provider's context), hence this use. Checked against RFC 4231's vectors
+// and the one-shot EVP HMAC (tests/crypto_sim_test.cpp, MerchantHmac*).
+#define OPENSSL_SUPPRESS_DEPRECATED
+#include <openssl/crypto.h>
+#include <openssl/sha.h>
 
 #include <algorithm>
+#include <cstring>
 
 #include "crypto/crypto.hpp"
 #include "crypto/internal.hpp"
@@ -25,10 +39,11 @@ bool Printable(std::string_view s) {
 }  // namespace
 
 namespace {
-// The canonical string from the body's SHA-256 (32 bytes).
-Result<std::string> CanonicalFromDigest(std::string_view method, std::string_view path,
-                                        int64_t timestamp_s, std::string_view nonce,
-                                        ByteView body_sha256) {
+constexpr char kHexDigits[] = "0123456789abcdef";
+
+// Checks the canonical string's parts (the errors of MerchantCanonicalString).
+Status CheckCanonicalParts(std::string_view method, std::string_view path, int64_t timestamp_s,
+                           std::string_view nonce, ByteView body_sha256) {
   if (method.empty() || method.size() > 16 || !Printable(method)) {
     return Status::InvalidArgument("bad HTTP method");
   }
@@ -40,16 +55,133 @@ Result<std::string> CanonicalFromDigest(std::string_view method, std::string_vie
   }
   if (timestamp_s < 0) return Status::InvalidArgument("bad timestamp");
   if (body_sha256.size() != 32) return Status::InvalidArgument("body digest must be 32 bytes");
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string out;
-  out.reserve(method.size() + path.size() + nonce.size() + 24 + 64 + 4);
-  out.append(method).append("\n").append(path).append("\n");
-  out.append(std::to_string(timestamp_s)).append("\n").append(nonce).append("\n");
+  return Status::Ok();
+}
+
+// The canonical string's parts after PATH: "\nTIMESTAMP\nNONCE\nHEX".
+// REQUIRES: CheckCanonicalParts() passed (so it fits: 1 + 19 + 1 + 128 + 1 + 64).
+size_t CanonicalTail(int64_t timestamp_s, std::string_view nonce, ByteView body_sha256,
+                     char (&out)[256]) {
+  NARAE_CHECK(timestamp_s >= 0 && nonce.size() <= kNonceMax && body_sha256.size() == 32);
+  size_t n = 0;
+  out[n++] = '\n';
+  char digits[20];
+  size_t d = 0;
+  for (uint64_t t = static_cast<uint64_t>(timestamp_s); d == 0 || t != 0; t /= 10) {
+    digits[d++] = static_cast<char>('0' + t % 10);
+  }
+  while (d > 0) out[n++] = digits[--d];
+  out[n++] = '\n';
+  std::memcpy(out + n, nonce.data(), nonce.size());
+  n += nonce.size();
+  out[n++] = '\n';
   for (uint8_t b : body_sha256) {
-    out.push_back(kHex[b >> 4]);
-    out.push_back(kHex[b & 0x0F]);
+    out[n++] = kHexDigits[b >> 4];
+    out[n++] = kHexDigits[b & 0x0F];
+  }
+  return n;
+}
+
+// The canonical string from the body's SHA-256 (32 bytes).
+Result<std::string> CanonicalFromDigest(std::string_view method, std::string_view path,
+                                        int64_t timestamp_s, std::string_view nonce,
+                                        ByteView body_sha256) {
+  NARAE_RETURN_IF_ERROR(CheckCanonicalParts(method, path, timestamp_s, nonce, body_sha256));
+  char tail[256];
+  const size_t n = CanonicalTail(timestamp_s, nonce, body_sha256, tail);
+  std::string out;
+  out.reserve(method.size() + 1 + path.size() + n);
+  out.append(method).append("\n").append(path).append(tail, n);
+  return out;
+}
+
+// HMAC-SHA256 keyed once: the SHA-256 states after (K ^ ipad) and (K ^ opad).
+// Wiped on destruction (they stand for the key).
+struct HmacSha256Key {
+  SHA256_CTX inner;
+  SHA256_CTX outer;
+  HmacSha256Key() = default;
+  HmacSha256Key(const HmacSha256Key&) = default;
+  HmacSha256Key& operator=(const HmacSha256Key&) = default;
+  ~HmacSha256Key() { OPENSSL_cleanse(this, sizeof *this); }
+};
+
+Status KeyHmacSha256(ByteView secret, HmacSha256Key* key) {
+  constexpr size_t kBlock = 64;
+  uint8_t k[kBlock] = {};
+  if (secret.size() > kBlock) {
+    if (SHA256(secret.data(), secret.size(), k) == nullptr) {
+      return Status::Crypto("SHA-256 of the HMAC key failed");
+    }
+  } else if (!secret.empty()) {
+    std::memcpy(k, secret.data(), secret.size());
+  }
+  uint8_t pad[kBlock];
+  for (size_t i = 0; i < kBlock; ++i) pad[i] = static_cast<uint8_t>(k[i] ^ 0x36);
+  const bool inner = SHA256_Init(&key->inner) == 1 && SHA256_Update(&key->inner, pad, kBlock) == 1;
+  for (size_t i = 0; i < kBlock; ++i) pad[i] = static_cast<uint8_t>(k[i] ^ 0x5c);
+  const bool outer = SHA256_Init(&key->outer) == 1 && SHA256_Update(&key->outer, pad, kBlock) == 1;
+  OPENSSL_cleanse(k, sizeof k);
+  OPENSSL_cleanse(pad, sizeof pad);
+  if (!inner || !outer) return Status::Crypto("HMAC-SHA256 key set-up failed");
+  return Status::Ok();
+}
+
+// HMAC-SHA256 over the concatenation of `parts` with a keyed state.
+template <size_t N>
+Status HmacSha256Parts(const HmacSha256Key& key, const std::string_view (&parts)[N],
+                       uint8_t (&out)[32]) {
+  SHA256_CTX c = key.inner;
+  bool ok = true;
+  for (std::string_view p : parts) ok = ok && SHA256_Update(&c, p.data(), p.size()) == 1;
+  uint8_t inner_digest[32];
+  ok = ok && SHA256_Final(inner_digest, &c) == 1;
+  c = key.outer;
+  ok =
+      ok && SHA256_Update(&c, inner_digest, sizeof inner_digest) == 1 && SHA256_Final(out, &c) == 1;
+  OPENSSL_cleanse(&c, sizeof c);
+  OPENSSL_cleanse(inner_digest, sizeof inner_digest);
+  if (!ok) return Status::Crypto("HMAC-SHA256 failed");
+  return Status::Ok();
+}
+
+// The MAC of the canonical string (its parts hashed where they are).
+// REQUIRES: CheckCanonicalParts() passed.
+Status CanonicalMac(const HmacSha256Key& key, std::string_view method, std::string_view path,
+                    int64_t timestamp_s, std::string_view nonce, ByteView body_sha256,
+                    uint8_t (&out)[32]) {
+  char tail[256];
+  const size_t n = CanonicalTail(timestamp_s, nonce, body_sha256, tail);
+  const std::string_view parts[] = {method, "\n", path, std::string_view(tail, n)};
+  return HmacSha256Parts(key, parts, out);
+}
+
+std::string LowerHex32(const uint8_t (&mac)[32]) {
+  std::string out(64, '0');
+  for (size_t i = 0; i < 32; ++i) {
+    out[2 * i] = kHexDigits[mac[i] >> 4];
+    out[2 * i + 1] = kHexDigits[mac[i] & 0x0F];
   }
   return out;
+}
+
+int HexNibble(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+// 64 hex digits (either case) into 32 bytes, as FromHex() reads them.
+bool ParseHex32(std::string_view hex, uint8_t (&out)[32]) {
+  if (hex.size() != 64) return false;
+  for (size_t i = 0; i < 32; ++i) {
+    const int hi = HexNibble(hex[2 * i]);
+    const int lo = HexNibble(hex[2 * i + 1]);
+    if (hi < 0 || lo < 0) return false;
+    out[i] = static_cast<uint8_t>(hi << 4 | lo);
+  }
+  return true;
 }
 }  // namespace
 
@@ -75,37 +207,8 @@ Result<std::string> SignMerchantRequest(ByteView secret, std::string_view method
   return Lower(ToHex(*mac));
 }
 
-namespace {
-// An HMAC-SHA256 context keyed with `secret`.
-Result<internal::MacCtxPtr> KeyedHmacSha256(ByteView secret) {
-  EVP_MAC* mac = internal::FetchMac("HMAC");
-  if (!mac) return internal::OpenSslError("fetch HMAC");
-  internal::MacCtxPtr ctx(EVP_MAC_CTX_new(mac));
-  if (!ctx) return internal::OpenSslError("EVP_MAC_CTX_new");
-  OSSL_PARAM params[] = {
-      OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, const_cast<char*>("SHA256"), 0),
-      OSSL_PARAM_construct_end()};
-  if (EVP_MAC_init(ctx.get(), secret.data(), secret.size(), params) != 1) {
-    return internal::OpenSslError("HMAC init");
-  }
-  return ctx;
-}
-
-// The HMAC of `data` with `dup`, a duplicate of a keyed context (consumed).
-Result<Bytes> HmacWithDuplicate(internal::MacCtxPtr dup, std::string_view data) {
-  if (!dup) return internal::OpenSslError("EVP_MAC_CTX_dup");
-  Bytes out(32);
-  size_t out_len = 0;
-  if (EVP_MAC_update(dup.get(), reinterpret_cast<const uint8_t*>(data.data()), data.size()) != 1 ||
-      EVP_MAC_final(dup.get(), out.data(), &out_len, out.size()) != 1 || out_len != 32) {
-    return internal::OpenSslError("HMAC");
-  }
-  return out;
-}
-}  // namespace
-
 struct MerchantRequestSigner::Keyed {
-  internal::MacCtxPtr keyed;
+  HmacSha256Key key;
 };
 
 MerchantRequestSigner::MerchantRequestSigner() = default;
@@ -113,31 +216,33 @@ MerchantRequestSigner::~MerchantRequestSigner() = default;
 
 Result<std::unique_ptr<MerchantRequestSigner>> MerchantRequestSigner::Create(ByteView secret) {
   if (secret.size() < 16) return Status::InvalidArgument("merchant secret too short");
-  Result<internal::MacCtxPtr> ctx = KeyedHmacSha256(secret);
-  if (!ctx.ok()) return ctx.status();
+  auto keyed = std::make_unique<Keyed>();
+  NARAE_RETURN_IF_ERROR(KeyHmacSha256(secret, &keyed->key));
   std::unique_ptr<MerchantRequestSigner> s(new MerchantRequestSigner());
-  s->keyed_ = std::make_unique<Keyed>();
-  s->keyed_->keyed = std::move(*ctx);
+  s->keyed_ = std::move(keyed);
   return s;
 }
 
 Result<std::string> MerchantRequestSigner::Sign(std::string_view method, std::string_view path,
                                                 int64_t timestamp_s, std::string_view nonce,
                                                 std::string_view body) {
-  Result<std::string> canonical = MerchantCanonicalString(method, path, timestamp_s, nonce, body);
-  if (!canonical.ok()) return canonical.status();
-  Result<Bytes> mac =
-      HmacWithDuplicate(internal::MacCtxPtr(EVP_MAC_CTX_dup(keyed_->keyed.get())), *canonical);
-  if (!mac.ok()) return mac.status();
-  return Lower(ToHex(*mac));
+  uint8_t digest[32];
+  NARAE_RETURN_IF_ERROR(
+      Sha256Into(ByteView(reinterpret_cast<const uint8_t*>(body.data()), body.size()), digest));
+  const ByteView body_sha256(digest, sizeof digest);
+  NARAE_RETURN_IF_ERROR(CheckCanonicalParts(method, path, timestamp_s, nonce, body_sha256));
+  uint8_t mac[32];
+  NARAE_RETURN_IF_ERROR(
+      CanonicalMac(keyed_->key, method, path, timestamp_s, nonce, body_sha256, mac));
+  return LowerHex32(mac);
 }
 
-// An HMAC-SHA256 context keyed once (EVP_MAC_init hashes the key's pads)
-// and duplicated per request: a verifier serves one merchant, so the key
-// setup and the algorithm lookup of a one-shot HMAC are paid once.
+// The HMAC keyed with the last secret seen: a verifier serves one merchant,
+// so the key set-up is paid once (a different secret, e.g. a rotated key,
+// replaces it). A request copies the two states out under the lock.
 struct MerchantRequestVerifier::KeyedMac {
-  SecretBytes secret;  // the key of `keyed`, compared in constant time
-  internal::MacCtxPtr keyed;
+  SecretBytes secret;  // the key of `key`, compared in constant time
+  HmacSha256Key key;
 };
 
 MerchantRequestVerifier::MerchantRequestVerifier(Options options) : options_(options) {
@@ -148,20 +253,21 @@ MerchantRequestVerifier::MerchantRequestVerifier(Options options) : options_(opt
 MerchantRequestVerifier::~MerchantRequestVerifier() = default;
 
 Result<Bytes> MerchantRequestVerifier::KeyedHmac(ByteView secret, std::string_view data) {
-  internal::MacCtxPtr ctx;
+  HmacSha256Key key;
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (!mac_ || !ConstantTimeEqual(mac_->secret.view(), secret)) {
       auto m = std::make_unique<KeyedMac>();
       m->secret = SecretBytes(secret);
-      Result<internal::MacCtxPtr> keyed = KeyedHmacSha256(secret);
-      if (!keyed.ok()) return keyed.status();
-      m->keyed = std::move(*keyed);
+      NARAE_RETURN_IF_ERROR(KeyHmacSha256(secret, &m->key));
       mac_ = std::move(m);
     }
-    ctx.reset(EVP_MAC_CTX_dup(mac_->keyed.get()));
+    key = mac_->key;
   }
-  return HmacWithDuplicate(std::move(ctx), data);
+  uint8_t mac[32];
+  const std::string_view parts[] = {data};
+  NARAE_RETURN_IF_ERROR(HmacSha256Parts(key, parts, mac));
+  return Bytes(mac, mac + sizeof mac);
 }
 
 void MerchantRequestVerifier::EvictExpired(int64_t now_s) {
@@ -188,16 +294,26 @@ Status MerchantRequestVerifier::VerifyBodyDigest(ByteView secret, std::string_vi
                                                  std::string_view nonce, ByteView body_sha256,
                                                  std::string_view signature_hex, int64_t now_s) {
   if (signature_hex.size() != 64) return Status::InvalidArgument("signature must be 64 hex");
-  Result<Bytes> given = FromHex(signature_hex);
-  if (!given.ok()) return given.status();
+  uint8_t given[32];
+  if (!ParseHex32(signature_hex, given)) return Status::InvalidArgument("signature must be hex");
   // SignMerchantRequest's HMAC, with the key set up once per verifier.
   if (secret.size() < 16) return Status::InvalidArgument("merchant secret too short");
-  Result<std::string> canonical =
-      CanonicalFromDigest(method, path, timestamp_s, nonce, body_sha256);
-  if (!canonical.ok()) return canonical.status();
-  Result<Bytes> expected = KeyedHmac(secret, *canonical);
+  NARAE_RETURN_IF_ERROR(CheckCanonicalParts(method, path, timestamp_s, nonce, body_sha256));
+  // The canonical string in a buffer on the stack (bounded by the checks).
+  char canonical[16 + 1 + kPathMax + 256];
+  char tail[256];
+  const size_t tail_bytes = CanonicalTail(timestamp_s, nonce, body_sha256, tail);
+  size_t n = 0;
+  std::memcpy(canonical + n, method.data(), method.size());
+  n += method.size();
+  canonical[n++] = '\n';
+  std::memcpy(canonical + n, path.data(), path.size());
+  n += path.size();
+  std::memcpy(canonical + n, tail, tail_bytes);
+  n += tail_bytes;
+  Result<Bytes> expected = KeyedHmac(secret, std::string_view(canonical, n));
   if (!expected.ok()) return expected.status();
-  if (!ConstantTimeEqual(*expected, *given)) {
+  if (!ConstantTimeEqual(*expected, ByteView(given, sizeof given))) {
     return Status::PermissionDenied("request signature does not verify");
   }
   int64_t skew = timestamp_s - now_s;
@@ -207,16 +323,18 @@ Status MerchantRequestVerifier::VerifyBodyDigest(ByteView secret, std::string_vi
   // Only authenticated requests reach the cache, so strangers cannot fill it.
   std::lock_guard<std::mutex> lock(mu_);
   EvictExpired(now_s);
-  std::string key(nonce);
-  if (nonce_expiry_.count(key) != 0) return Status::AlreadyExists("nonce already used");
-  if (nonce_expiry_.size() >= options_.nonce_cache_max) {
-    return Status::Unavailable("nonce cache full; retry later");
-  }
   // A timestamp accepted now stays acceptable until timestamp + skew, so the
   // nonce is remembered at least that long.
-  int64_t expiry = std::max(now_s, timestamp_s) + options_.skew_s_max + 1;
-  nonce_expiry_.emplace(key, expiry);
-  expiry_order_.emplace(expiry, std::move(key));
+  const int64_t expiry = std::max(now_s, timestamp_s) + options_.skew_s_max + 1;
+  // One search of the tree: inserted, or found (reused); a full cache takes
+  // the new nonce back out (rare).
+  auto [it, inserted] = nonce_expiry_.try_emplace(std::string(nonce), expiry);
+  if (!inserted) return Status::AlreadyExists("nonce already used");
+  if (nonce_expiry_.size() > options_.nonce_cache_max) {
+    nonce_expiry_.erase(it);
+    return Status::Unavailable("nonce cache full; retry later");
+  }
+  expiry_order_.emplace_hint(expiry_order_.end(), expiry, it->first);
   return Status::Ok();
 }
 

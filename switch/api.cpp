@@ -21,6 +21,7 @@
 #include <cctype>
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <ctime>
 #include <map>
 #include <mutex>
@@ -168,9 +169,12 @@ crypto::ByteView Bytes(std::string_view s) {
 
 void AppendLowerHex(crypto::ByteView b, std::string* out) {
   static constexpr char kHex[] = "0123456789abcdef";
+  const size_t at = out->size();
+  out->resize(at + 2 * b.size());
+  char* p = out->data() + at;
   for (uint8_t x : b) {
-    out->push_back(kHex[x >> 4]);
-    out->push_back(kHex[x & 15]);
+    *p++ = kHex[x >> 4];
+    *p++ = kHex[x & 15];
   }
 }
 
@@ -193,6 +197,7 @@ std::string Sha256Hex(std::string_view s) {
 // The method and target are printable without spaces (the signature check
 // refuses others), so the fingerprint holds no newline.
 constexpr char kFingerprintDigestForm = 'b';
+constexpr size_t kLegacyFingerprintBytes = 64;  // the older form's length
 std::string RequestFingerprint(std::string_view method, std::string_view target,
                                crypto::ByteView body_sha256) {
   NARAE_CHECK(body_sha256.size() == 32);
@@ -297,7 +302,15 @@ class JsonOut {
 #ifndef NDEBUG
     for (char c : k) NARAE_CHECK(c == '_' || std::isalnum(static_cast<unsigned char>(c)));
 #endif
-    s_.append(first_ ? "\"" : ",\"", first_ ? 1 : 2).append(k).append("\":", 2);
+    const size_t at = s_.size();
+    s_.resize(at + (first_ ? 0 : 1) + k.size() + 3);  // [,]"k":
+    char* p = s_.data() + at;
+    if (!first_) *p++ = ',';
+    *p++ = '"';
+    std::memcpy(p, k.data(), k.size());
+    p += k.size();
+    *p++ = '"';
+    *p = ':';
     first_ = false;
   }
   std::string s_;
@@ -364,13 +377,19 @@ ApiError DeclineError(RC rc, Op op, bool sim) {
 // ---- Currencies and amounts -------------------------------------------------
 
 std::string Field7(int64_t ms) {
-  std::time_t t = static_cast<std::time_t>(ms / 1000);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "%02d%02d%02d%02d%02d", tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
-                tm.tm_min, tm.tm_sec);
-  return buf;
+  // The last second formatted by this thread: most requests of a second reuse it.
+  thread_local int64_t last_s = -1;
+  thread_local char last[64] = {};
+  const int64_t s = ms / 1000;
+  if (s != last_s) {
+    std::time_t t = static_cast<std::time_t>(s);
+    std::tm tm{};
+    gmtime_r(&t, &tm);
+    std::snprintf(last, sizeof last, "%02d%02d%02d%02d%02d", tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
+                  tm.tm_min, tm.tm_sec);
+    last_s = s;
+  }
+  return last;
 }
 
 // ---- Payments as JSON -------------------------------------------------------
@@ -985,12 +1004,14 @@ bool ApiImpl::StoredAnswer(const PostCtx& ctx, HttpResponse* r) {
 }
 
 bool ApiImpl::SameRequest(std::string_view stored_fingerprint, const PostCtx& ctx) {
-  if (stored_fingerprint.starts_with(kFingerprintDigestForm)) {
+  // The older form is exactly 64 hex digits, and one in 16 of them starts
+  // with 'b' too: told apart by its length (the digest form is "b" + 64 hex
+  // + " METHOD TARGET", longer).
+  if (stored_fingerprint.size() != kLegacyFingerprintBytes) {
     return stored_fingerprint == ctx.fingerprint;
   }
   // Only POSTs are recorded (Route sends nothing else to Post()).
-  return stored_fingerprint.size() == 64 &&
-         stored_fingerprint == LegacyRequestFingerprint("POST", ctx.target, ctx.request_body);
+  return stored_fingerprint == LegacyRequestFingerprint("POST", ctx.target, ctx.request_body);
 }
 
 Status ApiImpl::StampStan(Message& m, bool physical) {
@@ -1438,10 +1459,9 @@ bool ApiImpl::Before(ledger::Txn& txn, PostCtx& ctx) {
 void ApiImpl::RecordAnswer(ledger::Txn& txn, PostCtx& ctx, unsigned status, std::string body,
                            std::string_view event_key) {
   if (event_key.empty()) {
-    txn.PutAux(ctx.idem_key, IdemValue(ctx.fingerprint, status, body));
+    txn.PutAux(ctx.idem_key, IdemValue(ctx.fingerprint, status, "", body));
   } else {
-    txn.PutAux(ctx.idem_key, IdemValue(ctx.fingerprint, status,
-                                       std::string(kStoredBodyRef) + std::string(event_key)));
+    txn.PutAux(ctx.idem_key, IdemValue(ctx.fingerprint, status, kStoredBodyRef, event_key));
   }
   ctx.status = status;
   ctx.body = std::move(body);
@@ -1553,14 +1573,16 @@ void ApiImpl::After(ledger::Txn& txn, PostCtx& ctx, const Message& response) {
       r.Str("id", "re_" + std::string(response.Get(37))).Str("object", "refund");
       r.Str("payment_id", v.id).Str("status", "succeeded").End();
       std::string body = r.Take();
-      const std::string event = PutEvent(txn, ctx.merchant, "payment.refunded", body);
-      RecordAnswer(txn, ctx, 201, std::move(body), EventKey(ctx.merchant, event));
+      std::string event_key;
+      PutEvent(txn, ctx.merchant, "payment.refunded", body, &event_key);
+      RecordAnswer(txn, ctx, 201, std::move(body), event_key);
       return;
     }
   }
   std::string body = PaymentBody(v);
-  const std::string event = PutEvent(txn, ctx.merchant, type, body);
-  RecordAnswer(txn, ctx, status, std::move(body), EventKey(ctx.merchant, event));
+  std::string event_key;
+  PutEvent(txn, ctx.merchant, type, body, &event_key);
+  RecordAnswer(txn, ctx, status, std::move(body), event_key);
 }
 
 // ---- GET -----------------------------------------------------------------------

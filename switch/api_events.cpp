@@ -12,6 +12,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <future>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -73,9 +74,22 @@ std::string Hex16(uint64_t v) {
 
 void AppendJsonString(std::string* out, std::string_view s) {
   static constexpr char kHex[] = "0123456789abcdef";
+  // The common case (ids, codes, names: nothing to escape) in one copy.
+  if (std::none_of(s.begin(), s.end(), [](char ch) {
+        const auto c = static_cast<unsigned char>(ch);
+        return c < 0x20 || c == '"' || c == '\\';
+      })) {
+    const size_t at = out->size();
+    out->resize(at + s.size() + 2);
+    char* p = out->data() + at;
+    *p++ = '"';
+    if (!s.empty()) std::memcpy(p, s.data(), s.size());
+    p[s.size()] = '"';
+    return;
+  }
   out->push_back('"');
-  // The common case (ids, codes, names: nothing to escape) is appended in
-  // runs; the byte-at-a-time path below handles only the bytes that need it.
+  // Otherwise in runs; the byte-at-a-time path below handles only the bytes
+  // that need it.
   size_t run = 0;
   for (size_t i = 0; i < s.size(); ++i) {
     const auto c = static_cast<unsigned char>(s[i]);
@@ -117,7 +131,7 @@ void AppendJsonString(std::string* out, std::string_view s) {
 }
 
 std::string PutEvent(ledger::Txn& txn, std::string_view merchant, std::string_view type,
-                     std::string_view data_json) {
+                     std::string_view data_json, std::string* event_key) {
   NARAE_CHECK(!merchant.empty() && !type.empty() && !data_json.empty());
   const std::string id = Hex16(NextEventId(txn.now_ns()));
   std::string ev;
@@ -131,7 +145,11 @@ std::string PutEvent(ledger::Txn& txn, std::string_view merchant, std::string_vi
   ev += ",\"data\":";
   ev += data_json;
   ev += "}";
-  txn.PutAux(std::string(kAuxEventPrefix) + std::string(merchant) + "/" + id, ev);
+  std::string key;
+  key.reserve(kAuxEventPrefix.size() + merchant.size() + 1 + id.size());
+  key.append(kAuxEventPrefix).append(merchant).append("/").append(id);
+  txn.PutAux(key, ev);
+  if (event_key) *event_key = std::move(key);
   return "evt_" + id;
 }
 

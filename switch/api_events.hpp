@@ -61,9 +61,10 @@ std::string Hex16(uint64_t v);
 void AppendJsonString(std::string* out, std::string_view s);
 
 // Appends an event for `merchant` to the feed, inside `txn`. `data_json` is
-// a JSON value (an object). Returns the event id ("evt_" + 16 hex).
+// a JSON value (an object). Returns the event id ("evt_" + 16 hex); its
+// record's key (EventKey()) in `*event_key` when given.
 std::string PutEvent(ledger::Txn& txn, std::string_view merchant, std::string_view type,
-                     std::string_view data_json);
+                     std::string_view data_json, std::string* event_key = nullptr);
 
 // The aux key of event `event_id` ("evt_" + 16 hex) of `merchant`.
 std::string EventKey(std::string_view merchant, std::string_view event_id);

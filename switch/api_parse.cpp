@@ -206,8 +206,17 @@ std::map<std::string, std::string, std::less<>> ParseQuery(std::string_view q) {
   return out;
 }
 
-std::string IdemValue(const std::string& fingerprint, unsigned status, const std::string& body) {
-  return fingerprint + "\n" + std::to_string(status) + "\n" + body;
+std::string IdemValue(std::string_view fingerprint, unsigned status, std::string_view body_prefix,
+                      std::string_view body) {
+  NARAE_CHECK(status >= 100 && status <= 999);  // three digits, as ParseIdemValue reads them
+  std::string v;
+  v.reserve(fingerprint.size() + 5 + body_prefix.size() + body.size());
+  v.append(fingerprint).push_back('\n');
+  v.push_back(static_cast<char>('0' + status / 100));
+  v.push_back(static_cast<char>('0' + status / 10 % 10));
+  v.push_back(static_cast<char>('0' + status % 10));
+  v.append("\n").append(body_prefix).append(body);
+  return v;
 }
 
 bool ParseIdemValue(std::string_view v, std::string* fingerprint, unsigned* status,

@@ -56,8 +56,10 @@ std::optional<CardPaymentBody> ParseCardPaymentBody(std::string_view body);
 // values Narae takes are plain). A later duplicate wins.
 std::map<std::string, std::string, std::less<>> ParseQuery(std::string_view query);
 
-// An idempotency record: "<fingerprint>\n<3-digit status>\n<body>".
-std::string IdemValue(const std::string& fingerprint, unsigned status, const std::string& body);
+// An idempotency record: "<fingerprint>\n<3-digit status>\n<body_prefix><body>"
+// (a prefix "@" names the event whose data is the body). REQUIRES: status in 100..999.
+std::string IdemValue(std::string_view fingerprint, unsigned status, std::string_view body_prefix,
+                      std::string_view body);
 // Splits one; false when corrupt.
 bool ParseIdemValue(std::string_view value, std::string* fingerprint, unsigned* status,
                     std::string* body);

@@ -54,6 +54,7 @@ using tcp = asio::ip::tcp;
 using error_code = boost::system::error_code;
 
 constexpr size_t kFirstReadBytes = 4096;
+constexpr size_t kReusedBytesMax = 16 * 1024;  // an answer buffer kept per connection, at most
 
 struct Counters {
   std::atomic<uint64_t> connections_accepted{0};
@@ -77,6 +78,106 @@ struct Conn {
   void Expect(uint32_t timeout_ms) {
     deadline = Clock::now() + std::chrono::milliseconds(timeout_ms);
   }
+};
+
+// A connection's request, reused from one request to the next (its strings
+// and the field list keep their capacity: once warm, reading a request
+// allocates nothing but the body handed to the Api). The header is kept as
+// received, the fields in order; a lookup is a case-insensitive linear search
+// that returns the first match, as Beast's basic_fields::find does (a header
+// holds a few fields, bounded by header_bytes_max).
+struct RequestData {
+  std::string method;
+  std::string target;
+  std::string body;
+  std::string fields;  // each field's name then value, one after the other
+  struct Span {
+    uint32_t name_at = 0;
+    uint32_t name_bytes = 0;
+    uint32_t value_at = 0;
+    uint32_t value_bytes = 0;
+  };
+  std::vector<Span> spans;
+  unsigned version = 11;
+
+  void Clear() {
+    method.clear();
+    target.clear();
+    body.clear();
+    fields.clear();
+    spans.clear();
+    version = 11;
+  }
+
+  static bool EqualNoCase(std::string_view a, std::string_view b) {
+    if (a.size() != b.size()) return false;
+    for (size_t i = 0; i < a.size(); ++i) {
+      char x = a[i];
+      char y = b[i];
+      if (x >= 'A' && x <= 'Z') x = static_cast<char>(x + 32);
+      if (y >= 'A' && y <= 'Z') y = static_cast<char>(y + 32);
+      if (x != y) return false;
+    }
+    return true;
+  }
+
+  // The value of the first field named `name` (any case); empty if none.
+  std::string_view Find(std::string_view name) const {
+    for (const Span& s : spans) {
+      if (EqualNoCase(std::string_view(fields).substr(s.name_at, s.name_bytes), name)) {
+        return std::string_view(fields).substr(s.value_at, s.value_bytes);
+      }
+    }
+    return {};
+  }
+};
+
+// Beast's HTTP/1.1 request parser (the grammar, the header and body limits,
+// chunked bodies, keep-alive) writing into a RequestData instead of an
+// http::request (whose field list allocates a node per field).
+class RequestReader final : public http::basic_parser<true> {
+ public:
+  explicit RequestReader(RequestData* data) : data_(data) { data_->Clear(); }
+
+ private:
+  void on_request_impl(http::verb, beast::string_view method, beast::string_view target,
+                       int version, error_code&) override {
+    data_->method.assign(method.data(), method.size());
+    data_->target.assign(target.data(), target.size());
+    data_->version = static_cast<unsigned>(version);
+  }
+  void on_response_impl(int, beast::string_view, int, error_code& ec) override {
+    ec = http::error::bad_method;  // a request parser never sees a status line
+  }
+  void on_field_impl(http::field, beast::string_view name, beast::string_view value,
+                     error_code&) override {
+    RequestData::Span s;
+    s.name_at = static_cast<uint32_t>(data_->fields.size());
+    s.name_bytes = static_cast<uint32_t>(name.size());
+    data_->fields.append(name.data(), name.size());
+    s.value_at = static_cast<uint32_t>(data_->fields.size());
+    s.value_bytes = static_cast<uint32_t>(value.size());
+    data_->fields.append(value.data(), value.size());
+    data_->spans.push_back(s);
+  }
+  void on_header_impl(error_code&) override {}
+  void on_body_init_impl(const boost::optional<std::uint64_t>& content_length,
+                         error_code&) override {
+    // The length was checked against the body limit by the parser.
+    if (content_length) data_->body.reserve(static_cast<size_t>(*content_length));
+  }
+  size_t on_body_impl(beast::string_view body, error_code&) override {
+    data_->body.append(body.data(), body.size());
+    return body.size();
+  }
+  void on_chunk_header_impl(std::uint64_t, beast::string_view, error_code&) override {}
+  size_t on_chunk_body_impl(std::uint64_t, beast::string_view body, error_code&) override {
+    data_->body.append(body.data(), body.size());
+    return body.size();
+  }
+  void on_finish_impl(error_code&) override {}
+
+  RequestData* data_;
 };
 
 class HttpServerImpl final : public HttpServer {
@@ -221,6 +322,11 @@ class HttpServerImpl final : public HttpServer {
         continue;
       }
       socket.set_option(tcp::no_delay(true), ec);  // request/response: no Nagle delay
+      socket.non_blocking(true, ec);               // Write() tries a send in place first
+      if (ec) {
+        socket.close(ec);
+        continue;
+      }
       counters_.connections_accepted++;
       counters_.connections_open++;
       auto sock = std::make_shared<Conn>(std::move(socket));
@@ -281,6 +387,8 @@ class HttpServerImpl final : public HttpServer {
     tcp::socket& stream = conn.socket;
     beast::flat_buffer buffer(options_.header_bytes_max + options_.body_bytes_max +
                               kFirstReadBytes);
+    RequestData request;  // reused by every request of the connection
+    std::string out;      // the answer's bytes, likewise
     for (uint32_t served = 0;; ++served) {
       if (stopping_) co_return;
       if (options_.requests_per_connection_max != 0 &&
@@ -296,14 +404,27 @@ class HttpServerImpl final : public HttpServer {
         if (ec) co_return;  // closed, or idle too long
         buffer.commit(n);
       }
-      http::request_parser<http::string_body> parser;
+      RequestReader parser(&request);
       parser.header_limit(options_.header_bytes_max);
       parser.body_limit(options_.body_bytes_max);
+      parser.eager(true);  // the body too, as http::async_read sets it
       // The whole request within read_timeout_ms.
       conn.Expect(options_.read_timeout_ms);
       error_code ec;
-      co_await http::async_read(stream, buffer, parser,
-                                asio::redirect_error(asio::use_awaitable, ec));
+      // The bytes already read are parsed here: a request that came whole (the
+      // common case) needs no read operation (Beast's read posts its completion
+      // through the scheduler even when it read nothing). The rest, if any, is
+      // read by http::async_read, which goes on with the same parser.
+      while (buffer.size() != 0 && !parser.is_done()) {
+        const size_t used = parser.put(buffer.data(), ec);
+        buffer.consume(used);
+        if (ec || used == 0) break;
+      }
+      if (ec == http::error::need_more) ec = {};
+      if (!ec && !parser.is_done()) {
+        co_await http::async_read(stream, buffer, parser,
+                                  asio::redirect_error(asio::use_awaitable, ec));
+      }
       if (ec) {
         if (conn.timed_out) {
           counters_.read_timeouts++;
@@ -332,37 +453,32 @@ class HttpServerImpl final : public HttpServer {
                                   {"message", message},
                                   {"request_id", ""}}}}
                      .dump();
-        co_await Write(conn, std::move(r), false, 11);
+        co_await Write(conn, std::move(r), false, 11, &out);
         co_return;
       }
       counters_.requests++;
-      http::request<http::string_body> req = parser.release();
-      const bool keep_alive = req.keep_alive() && !stopping_;
-      const unsigned version = req.version();
+      const bool keep_alive = parser.keep_alive() && !stopping_;
+      const unsigned version = request.version;
       conn.deadline = Clock::time_point::max();  // none while the Api works
-      HttpResponse r = co_await Serve(stream, std::move(req));
-      if (!co_await Write(conn, std::move(r), keep_alive, version) || !keep_alive) co_return;
+      HttpResponse r = co_await Serve(stream, &request);
+      if (!co_await Write(conn, std::move(r), keep_alive, version, &out) || !keep_alive) co_return;
     }
   }
 
-  asio::awaitable<HttpResponse> Serve(tcp::socket& stream, http::request<http::string_body> req) {
-    std::string target(req.target());
-    std::string method(req.method_string());
-    if (target == "/healthz" && method == "GET") co_return Health();
-    if (target == "/metrics" && method == "GET") co_return Metrics();
+  // `request` is the session's: it stays put until the answer is back.
+  asio::awaitable<HttpResponse> Serve(tcp::socket& stream, RequestData* request) {
+    if (request->target == "/healthz" && request->method == "GET") co_return Health();
+    if (request->target == "/metrics" && request->method == "GET") co_return Metrics();
     // Held by pointer: GCC 12 miscompiles non-trivial captures moved into
     // a lambda inside a co_await expression.
     auto in = std::make_shared<HttpRequest>();
-    in->method = std::move(method);
-    in->target = std::move(target);
-    in->body = std::move(req.body());
+    in->method = request->method;
+    in->target = request->target;
+    in->body = std::move(request->body);
     // The Api reads the headers only while Handle() runs (before it returns),
-    // and `req` lives in this frame until the answer is back: no copy.
-    const http::request<http::string_body>* headers = &req;
-    in->header = [headers](std::string_view name) {
-      auto it = headers->find(beast::string_view(name.data(), name.size()));
-      return it == headers->end() ? std::string() : std::string(it->value());
-    };
+    // and `request` lives in the session's frame until the answer is back.
+    const RequestData* headers = request;
+    in->header = [headers](std::string_view name) { return std::string(headers->Find(name)); };
     auto ex = stream.get_executor();
     Api* api = api_;
     auto initiate = [api, ex, in](auto handler) {
@@ -415,8 +531,11 @@ class HttpServerImpl final : public HttpServer {
   // and field list cost an allocation per header): the status line, the
   // fixed headers, the Api's, Connection as Beast's keep_alive() would set
   // it, Content-Length, the body.
-  asio::awaitable<bool> Write(Conn& conn, HttpResponse r, bool keep_alive, unsigned version) {
-    std::string out;
+  // `buffer` is the session's (its capacity reused).
+  asio::awaitable<bool> Write(Conn& conn, HttpResponse r, bool keep_alive, unsigned version,
+                              std::string* buffer) {
+    std::string& out = *buffer;
+    out.clear();
     out.reserve(256 + r.body.size());
     out += "HTTP/";  // the request's version, as Beast writes it
     out += static_cast<char>('0' + version / 10 % 10);
@@ -444,8 +563,19 @@ class HttpServerImpl final : public HttpServer {
     out += r.body;
     conn.Expect(options_.write_timeout_ms);
     error_code ec;
-    co_await asio::async_write(conn.socket, asio::buffer(out),
-                               asio::redirect_error(asio::use_awaitable, ec));
+    // The socket is non-blocking: the answer usually fits in the socket's
+    // buffer and goes in this call; what does not is written asynchronously.
+    size_t sent = conn.socket.write_some(asio::buffer(out), ec);
+    if (ec == asio::error::would_block || ec == asio::error::try_again) {
+      ec = {};
+      sent = 0;
+    }
+    if (!ec && sent < out.size()) {
+      co_await asio::async_write(conn.socket, asio::buffer(out.data() + sent, out.size() - sent),
+                                 asio::redirect_error(asio::use_awaitable, ec));
+    }
+    // A large answer (a long list) does not stay with the connection.
+    if (out.capacity() > kReusedBytesMax) std::string().swap(out);
     co_return !ec;
   }
 

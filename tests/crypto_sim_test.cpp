@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include <cctype>
+#include <memory>
 #include <string>
 
 #include "crypto/crypto.hpp"
@@ -258,6 +259,72 @@ TEST(MerchantSigning, VerifierFollowsTheSecretItIsGiven) {
       StatusCode::kInvalidArgument);
 }
 
+// The signer and the verifier key HMAC-SHA256 once (the SHA-256 states after
+// the key's pads) and feed the canonical string in pieces: they must give
+// the one-shot EVP HMAC's answer for keys shorter than, equal to and longer
+// than SHA-256's 64-byte block (a longer key is hashed first), for any
+// timestamp's digits, any path length, and signatures in either case.
+TEST(MerchantSigning, KeyedStatesMatchTheOneShotHmacForEveryKeyLength) {
+  const std::string long_path = "/" + std::string(2047, 'p');
+  for (size_t key_bytes : {16u, 31u, 55u, 63u, 64u, 65u, 100u, 128u, 200u}) {
+    SCOPED_TRACE(key_bytes);
+    Bytes secret(key_bytes);
+    for (size_t i = 0; i < key_bytes; ++i) secret[i] = static_cast<uint8_t>(i * 37 + key_bytes);
+    Result<std::unique_ptr<MerchantRequestSigner>> signer = MerchantRequestSigner::Create(secret);
+    ASSERT_OK(signer);
+    MerchantRequestVerifier verifier({/*skew_s_max=*/300, /*nonce_cache_max=*/100});
+    int n = 0;
+    for (int64_t ts : {int64_t{0}, int64_t{7}, int64_t{1700000000}, int64_t{999999999999}}) {
+      for (const std::string& path : {std::string("/v1/payments"), long_path}) {
+        const std::string nonce = "nonce-" + std::to_string(key_bytes) + "-" + std::to_string(n++);
+        const std::string body = "{\"amount\":" + std::to_string(ts) + "}";
+        Result<std::string> canonical = MerchantCanonicalString("POST", path, ts, nonce, body);
+        ASSERT_OK(canonical);
+        Result<Bytes> mac =
+            Hmac(HashAlg::kSha256, secret, Bytes(canonical->begin(), canonical->end()));
+        ASSERT_OK(mac);
+        std::string expected = ToHex(*mac);
+        for (char& ch : expected) ch = static_cast<char>(std::tolower(ch));
+        Result<std::string> one_shot = SignMerchantRequest(secret, "POST", path, ts, nonce, body);
+        ASSERT_OK(one_shot);
+        EXPECT_EQ(*one_shot, expected);
+        Result<std::string> keyed = (*signer)->Sign("POST", path, ts, nonce, body);
+        ASSERT_OK(keyed);
+        EXPECT_EQ(*keyed, expected);
+        // A flipped bit anywhere in the signature fails, and consumes no nonce.
+        std::string bad = expected;
+        bad[static_cast<size_t>(n) % 64] = bad[static_cast<size_t>(n) % 64] == '0' ? '1' : '0';
+        EXPECT_EQ(verifier.Verify(secret, "POST", path, ts, nonce, body, bad, ts).code(),
+                  StatusCode::kPermissionDenied);
+        // Upper-case hex verifies as lower-case does (FromHex reads both).
+        std::string upper = expected;
+        for (char& ch : upper) ch = static_cast<char>(std::toupper(ch));
+        EXPECT_TRUE(verifier.Verify(secret, "POST", path, ts, nonce, body, upper, ts).ok());
+      }
+    }
+  }
+  // Checks of the parts come before the MAC: the one-shot's errors.
+  Result<std::unique_ptr<MerchantRequestSigner>> signer = MerchantRequestSigner::Create(kSecret);
+  ASSERT_OK(signer);
+  EXPECT_EQ((*signer)->Sign("POST", "v1", 1, "nonce-0001", "").status().code(),
+            StatusCode::kInvalidArgument);
+  EXPECT_EQ((*signer)->Sign("POST", "/v1", -1, "nonce-0001", "").status().code(),
+            StatusCode::kInvalidArgument);
+  EXPECT_EQ(
+      (*signer)->Sign("POST", "/" + std::string(2048, 'p'), 1, "nonce-0001", "").status().code(),
+      StatusCode::kInvalidArgument);
+  EXPECT_EQ((*signer)->Sign("POST", "/v1", 1, std::string(129, 'n'), "").status().code(),
+            StatusCode::kInvalidArgument);
+  MerchantRequestVerifier verifier({/*skew_s_max=*/300, /*nonce_cache_max=*/100});
+  const std::string sig = Sign(1700000000, "nonce-0001", "");
+  EXPECT_EQ(verifier
+                .Verify(kSecret, "POST", "/v1/payments", 1700000000, std::string(129, 'n'), "", sig,
+                        1700000000)
+                .code(),
+            StatusCode::kInvalidArgument);
+  EXPECT_EQ(verifier.nonce_count(), 0u);
+}
+
 TEST(MerchantSigning, NonceCacheIsBoundedAndExpires) {
   MerchantRequestVerifier verifier({/*skew_s_max=*/10, /*nonce_cache_max=*/3});
   const int64_t ts = 1700000000;
@@ -273,6 +340,14 @@ TEST(MerchantSigning, NonceCacheIsBoundedAndExpires) {
                         Sign(ts, "nonce-0009", ""), ts)
                 .code(),
             StatusCode::kUnavailable);
+  // A full cache still tells a reused nonce from a new one, and keeps no
+  // refused nonce.
+  EXPECT_EQ(verifier
+                .Verify(kSecret, "POST", "/v1/payments", ts, "nonce-0001", "",
+                        Sign(ts, "nonce-0001", ""), ts)
+                .code(),
+            StatusCode::kAlreadyExists);
+  EXPECT_EQ(verifier.nonce_count(), 3u);
   // After the window the old nonces are evicted and room is made.
   const int64_t later = ts + 30;
   EXPECT_TRUE(verifier
