@@ -496,8 +496,9 @@ class LedgerImpl final : public Ledger, private Store {
   std::optional<std::string> DbGet(Cf cf, const rocksdb::Slice& key,
                                    const rocksdb::ReadOptions& ro = kPointRead);
   static inline const rocksdb::ReadOptions kPointRead{};
-  // Sequencer thread: an aux record through aux_cache_, then the DB.
-  std::optional<std::string> CachedAuxGet(std::string_view key);
+  // Sequencer thread: an aux record through aux_cache_, then the DB. A key
+  // found absent is cached (as absent) only when `cache_absent`.
+  std::optional<std::string> CachedAuxGet(std::string_view key, bool cache_absent);
   // Sequencer thread: a group's puts replace the cached values of their keys.
   void UpdateAuxCache(const AuxRows& aux);
 
@@ -592,13 +593,20 @@ class LedgerImpl final : public Ledger, private Store {
   bool force_snapshot_ = false;
   uint64_t events_since_snapshot_ = 0;
   std::vector<const AuxRows::value_type*> aux_order_;  // reused by FinishGroup (sequencer)
+  // The current group's aux keys (views of its rows' keys) -> row: TxnImpl's,
+  // kept here so its buckets survive the group (sequencer thread).
+  using AuxIndex = std::unordered_map<std::string_view, size_t, StringHash>;
+  AuxIndex aux_index_;
   // Aux records the sequencer read from the DB, kept current by every later
   // put (the sequencer is the only writer of the aux family): the switch
   // reads the same few records on most requests (a card's or SIM's
   // credential state, the bank's configuration), which cost a skiplist
   // search per memtable or an SST block read each. Bounded; emptied when
   // full and when the state is reloaded after a failed write.
-  std::unordered_map<std::string, std::string, StringHash, std::equal_to<>> aux_cache_;
+  // A key read with GetAuxHot and found absent is cached as nullopt (exact:
+  // a put of it in any later group replaces that answer, UpdateAuxCache).
+  std::unordered_map<std::string, std::optional<std::string>, StringHash, std::equal_to<>>
+      aux_cache_;
   size_t aux_cache_bytes_ = 0;
   // Durable account state served to readers: updated by the writer after
   // each successful write (or by replay on a read-only instance).
@@ -613,7 +621,10 @@ class LedgerImpl final : public Ledger, private Store {
 // The Txn handed to Submit() callbacks.
 class LedgerImpl::TxnImpl final : public Txn {
  public:
-  TxnImpl(LedgerImpl* l, AuxRows* aux) : l_(l), aux_(aux) {}
+  // One TxnImpl per group (sequencer thread): its index is the ledger's,
+  // emptied here, so its buckets are allocated once, not grown by rehashes
+  // in every group (a switch group puts a few thousand rows).
+  TxnImpl(LedgerImpl* l, AuxRows* aux) : l_(l), aux_(aux), index_(l->aux_index_) { index_.clear(); }
   std::vector<AccountOutcome> CreateAccounts(std::span<const Account> a) override {
     if (a.size() > kBatchEventsMax) return {};
     return l_->engine_.CreateAccounts(a);
@@ -631,15 +642,8 @@ class LedgerImpl::TxnImpl final : public Txn {
   std::optional<Transfer> PeekTransfer(TransferId id) override {
     return l_->engine_.PeekTransfer(id);
   }
-  std::optional<std::string> GetAux(std::string_view key) override {
-    if (auto it = index_.find(key); it != index_.end()) return (*aux_)[it->second].second;
-    {
-      std::lock_guard<std::mutex> lock(l_->overlay_mu_);
-      auto it = l_->ov_aux_.find(key);
-      if (it != l_->ov_aux_.end()) return it->second.first;
-    }
-    return l_->CachedAuxGet(key);
-  }
+  std::optional<std::string> GetAux(std::string_view key) override { return Get(key, false); }
+  std::optional<std::string> GetAuxHot(std::string_view key) override { return Get(key, true); }
   // A key put twice in one group is one row: the later value replaces the
   // earlier in place (the batch is atomic, so no reader could ever see the
   // earlier value; writing it cost a memtable insert and WAL bytes).
@@ -658,10 +662,19 @@ class LedgerImpl::TxnImpl final : public Txn {
   uint64_t now_ns() const override { return l_->engine_.group_base(); }
 
  private:
+  std::optional<std::string> Get(std::string_view key, bool cache_absent) {
+    if (auto it = index_.find(key); it != index_.end()) return (*aux_)[it->second].second;
+    {
+      std::lock_guard<std::mutex> lock(l_->overlay_mu_);
+      auto it = l_->ov_aux_.find(key);
+      if (it != l_->ov_aux_.end()) return it->second.first;
+    }
+    return l_->CachedAuxGet(key, cache_absent);
+  }
+
   LedgerImpl* l_;
   AuxRows* aux_;
-  // key (a view of the row's key) -> its row in aux_ (one row per key)
-  std::unordered_map<std::string_view, size_t, StringHash> index_;
+  AuxIndex& index_;
 };
 
 Result<std::unique_ptr<Ledger>> Ledger::Open(const Options& options) {
@@ -903,17 +916,19 @@ std::optional<std::string> LedgerImpl::DbGet(Cf cf, const rocksdb::Slice& key,
   std::abort();
 }
 
-std::optional<std::string> LedgerImpl::CachedAuxGet(std::string_view key) {
+std::optional<std::string> LedgerImpl::CachedAuxGet(std::string_view key, bool cache_absent) {
   if (auto it = aux_cache_.find(key); it != aux_cache_.end()) return it->second;
   std::optional<std::string> v = DbGet(kAux, rocksdb::Slice(key.data(), key.size()));
-  if (!v) return v;  // absent keys are not cached: most are new keys, written next
-  if (aux_cache_.size() >= kAuxCacheEntriesMax ||
-      aux_cache_bytes_ + key.size() + v->size() > kAuxCacheBytesMax) {
+  // Absent keys are cached only for GetAuxHot: most misses are new keys
+  // (a request's duplicate-detection key), written next and never read again.
+  if (!v && !cache_absent) return v;
+  const size_t bytes = key.size() + (v ? v->size() : 0);
+  if (aux_cache_.size() >= kAuxCacheEntriesMax || aux_cache_bytes_ + bytes > kAuxCacheBytesMax) {
     aux_cache_.clear();  // bounded; the hot records come back on their next read
     aux_cache_bytes_ = 0;
   }
-  aux_cache_bytes_ += key.size() + v->size();
-  aux_cache_.emplace(std::string(key), *v);
+  aux_cache_bytes_ += bytes;
+  aux_cache_.emplace(std::string(key), v);
   return v;
 }
 
@@ -922,7 +937,7 @@ void LedgerImpl::UpdateAuxCache(const AuxRows& aux) {
   for (const auto& [k, v] : aux) {
     auto it = aux_cache_.find(std::string_view(k));
     if (it == aux_cache_.end()) continue;
-    aux_cache_bytes_ = aux_cache_bytes_ - it->second.size() + v.size();
+    aux_cache_bytes_ = aux_cache_bytes_ - (it->second ? it->second->size() : 0) + v.size();
     it->second = v;
   }
   if (aux_cache_bytes_ > kAuxCacheBytesMax) {
