@@ -399,6 +399,66 @@ struct ConsistentRead {
 // Txn's index of them holds views of their keys (no second copy per key).
 using AuxRows = std::deque<std::pair<std::string, std::string>>;
 
+// A group's index of its aux rows by key (TxnImpl): open addressing over
+// (32 hash bits, row + 1) slots, at most half full, kept across groups with
+// only its used slots cleared. A node-based map cost an allocation and a
+// free per put (the switch puts ~3 rows a request) and regrew its buckets
+// in every group. Sequencer thread only.
+class AuxIndex {
+ public:
+  // Forgets every row (the rows of the last group are gone).
+  void Clear() {
+    if (slots_.size() > kSlotsKeptMax) {
+      std::vector<uint64_t>().swap(slots_);  // a huge group's table is not kept
+    } else {
+      for (uint32_t i : used_) slots_[i] = 0;
+    }
+    used_.clear();
+  }
+  // The row of `key`, or -1.
+  int64_t Find(const AuxRows& rows, std::string_view key, uint32_t hash) const {
+    if (slots_.empty()) return -1;
+    const size_t mask = slots_.size() - 1;
+    for (size_t i = hash & mask;; i = (i + 1) & mask) {
+      const uint64_t slot = slots_[i];
+      if (slot == 0) return -1;
+      const uint32_t row = static_cast<uint32_t>(slot) - 1;
+      if (static_cast<uint32_t>(slot >> 32) == hash && rows[row].first == key) return row;
+    }
+  }
+  // Records that `row` (not in the index yet) holds a key with `hash`.
+  void Insert(uint32_t hash, size_t row) {
+    NARAE_CHECK(row < UINT32_MAX - 1);
+    if ((used_.size() + 1) * 2 > slots_.size()) Grow();
+    Place(hash, static_cast<uint32_t>(row));
+  }
+  static uint32_t Hash(std::string_view key) {
+    return static_cast<uint32_t>(std::hash<std::string_view>{}(key));
+  }
+
+ private:
+  static constexpr size_t kSlotsInitial = 1024;
+  static constexpr size_t kSlotsKeptMax = size_t{1} << 16;  // 512 KiB
+  void Place(uint32_t hash, uint32_t row) {
+    const size_t mask = slots_.size() - 1;
+    size_t i = hash & mask;
+    while (slots_[i] != 0) i = (i + 1) & mask;
+    slots_[i] = (uint64_t{hash} << 32) | (row + 1);
+    used_.push_back(static_cast<uint32_t>(i));
+  }
+  void Grow() {
+    std::vector<uint64_t> old;
+    old.swap(slots_);
+    slots_.assign(std::max(kSlotsInitial, old.size() * 2), 0);
+    used_.clear();
+    for (uint64_t slot : old) {
+      if (slot != 0) Place(static_cast<uint32_t>(slot >> 32), static_cast<uint32_t>(slot) - 1);
+    }
+  }
+  std::vector<uint64_t> slots_;  // size 0 or a power of two
+  std::vector<uint32_t> used_;   // the slots in use (what Clear zeroes)
+};
+
 // Lets string-keyed maps be searched with a string_view (no heap copy of the
 // key per lookup).
 struct StringHash {
@@ -593,9 +653,8 @@ class LedgerImpl final : public Ledger, private Store {
   bool force_snapshot_ = false;
   uint64_t events_since_snapshot_ = 0;
   std::vector<const AuxRows::value_type*> aux_order_;  // reused by FinishGroup (sequencer)
-  // The current group's aux keys (views of its rows' keys) -> row: TxnImpl's,
-  // kept here so its buckets survive the group (sequencer thread).
-  using AuxIndex = std::unordered_map<std::string_view, size_t, StringHash>;
+  // The current group's aux keys -> row: TxnImpl's, kept here so its table
+  // survives the group (sequencer thread).
   AuxIndex aux_index_;
   // Aux records the sequencer read from the DB, kept current by every later
   // put (the sequencer is the only writer of the aux family): the switch
@@ -624,7 +683,10 @@ class LedgerImpl::TxnImpl final : public Txn {
   // One TxnImpl per group (sequencer thread): its index is the ledger's,
   // emptied here, so its buckets are allocated once, not grown by rehashes
   // in every group (a switch group puts a few thousand rows).
-  TxnImpl(LedgerImpl* l, AuxRows* aux) : l_(l), aux_(aux), index_(l->aux_index_) { index_.clear(); }
+  TxnImpl(LedgerImpl* l, AuxRows* aux) : l_(l), aux_(aux), index_(l->aux_index_) {
+    NARAE_CHECK(aux_->empty());
+    index_.Clear();
+  }
   std::vector<AccountOutcome> CreateAccounts(std::span<const Account> a) override {
     if (a.size() > kBatchEventsMax) return {};
     return l_->engine_.CreateAccounts(a);
@@ -650,20 +712,22 @@ class LedgerImpl::TxnImpl final : public Txn {
   void PutAux(std::string_view key, std::string_view value) override {
     NARAE_CHECK(!key.empty() && key.size() <= kAuxKeyBytesMax);
     NARAE_CHECK(value.size() <= kAuxValueBytesMax);
-    // The row first, so the index's key views the row's own copy of the key
-    // (one hash per put; a key put again, rare, takes the row back).
-    const auto& row = aux_->emplace_back(std::piecewise_construct, std::forward_as_tuple(key),
-                                         std::forward_as_tuple(value));
-    auto [it, added] = index_.try_emplace(row.first, aux_->size() - 1);
-    if (added) return;
-    aux_->pop_back();
-    (*aux_)[it->second].second.assign(value);
+    const uint32_t hash = AuxIndex::Hash(key);
+    if (int64_t row = index_.Find(*aux_, key, hash); row >= 0) {
+      (*aux_)[static_cast<size_t>(row)].second.assign(value);
+      return;
+    }
+    aux_->emplace_back(std::piecewise_construct, std::forward_as_tuple(key),
+                       std::forward_as_tuple(value));
+    index_.Insert(hash, aux_->size() - 1);
   }
   uint64_t now_ns() const override { return l_->engine_.group_base(); }
 
  private:
   std::optional<std::string> Get(std::string_view key, bool cache_absent) {
-    if (auto it = index_.find(key); it != index_.end()) return (*aux_)[it->second].second;
+    if (int64_t row = index_.Find(*aux_, key, AuxIndex::Hash(key)); row >= 0) {
+      return (*aux_)[static_cast<size_t>(row)].second;
+    }
     {
       std::lock_guard<std::mutex> lock(l_->overlay_mu_);
       auto it = l_->ov_aux_.find(key);
