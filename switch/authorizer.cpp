@@ -1410,8 +1410,14 @@ void Authorizer::Apply(ledger::Txn& txn, Plan& p) {
                             p.currency, rec.transfer, p.partial, p.hook != nullptr});
   }
   if (approved && (p.kind == Kind::kHold || p.kind == Kind::kPurchase)) {
-    Write(txn, std::string(kAuxRrnPrefix) + std::string(p.response.Get(37)),
-          p.key.substr(kAuxTxnPrefix.size()));
+    // Key and value as views (PutAux copies them into its row once).
+    char rrn_key[kAuxRrnPrefix.size() + kRrnBytes];
+    const std::string_view rrn = p.response.Get(37);
+    NARAE_CHECK(rrn.size() == kRrnBytes);
+    std::memcpy(rrn_key, kAuxRrnPrefix.data(), kAuxRrnPrefix.size());
+    std::memcpy(rrn_key + kAuxRrnPrefix.size(), rrn.data(), rrn.size());
+    txn.PutAux(std::string_view(rrn_key, sizeof rrn_key),
+               std::string_view(p.key).substr(kAuxTxnPrefix.size()));
     // The payment's order reference and RRN for the settlement reports
     // (switch/settlement.hpp), in the same batch as the payment: only when
     // there is more to say than the RRN, which the transfer carries
