@@ -483,6 +483,66 @@ struct ConsistentRead {
 // Txn's index of them holds views of their keys (no second copy per key).
 using AuxRows = std::deque<std::pair<std::string, std::string>>;
 
+// A group's index of its aux rows by key (TxnImpl): open addressing over
+// (32 hash bits, row + 1) slots, at most half full, kept across groups with
+// only its used slots cleared. A node-based map cost an allocation and a
+// free per put (the switch puts ~3 rows a request) and regrew its buckets
+// in every group. Sequencer thread only.
+class AuxIndex {
+ public:
+  // Forgets every row (the rows of the last group are gone).
+  void Clear() {
+    if (slots_.size() > kSlotsKeptMax) {
+      std::vector<uint64_t>().swap(slots_);  // a huge group's table is not kept
+    } else {
+      for (uint32_t i : used_) slots_[i] = 0;
+    }
+    used_.clear();
+  }
+  // The row of `key`, or -1.
+  int64_t Find(const AuxRows& rows, std::string_view key, uint32_t hash) const {
+    if (slots_.empty()) return -1;
+    const size_t mask = slots_.size() - 1;
+    for (size_t i = hash & mask;; i = (i + 1) & mask) {
+      const uint64_t slot = slots_[i];
+      if (slot == 0) return -1;
+      const uint32_t row = static_cast<uint32_t>(slot) - 1;
+      if (static_cast<uint32_t>(slot >> 32) == hash && rows[row].first == key) return row;
+    }
+  }
+  // Records that `row` (not in the index yet) holds a key with `hash`.
+  void Insert(uint32_t hash, size_t row) {
+    NARAE_CHECK(row < UINT32_MAX - 1);
+    if ((used_.size() + 1) * 2 > slots_.size()) Grow();
+    Place(hash, static_cast<uint32_t>(row));
+  }
+  static uint32_t Hash(std::string_view key) {
+    return static_cast<uint32_t>(std::hash<std::string_view>{}(key));
+  }
+
+ private:
+  static constexpr size_t kSlotsInitial = 1024;
+  static constexpr size_t kSlotsKeptMax = size_t{1} << 16;  // 512 KiB
+  void Place(uint32_t hash, uint32_t row) {
+    const size_t mask = slots_.size() - 1;
+    size_t i = hash & mask;
+    while (slots_[i] != 0) i = (i + 1) & mask;
+    slots_[i] = (uint64_t{hash} << 32) | (row + 1);
+    used_.push_back(static_cast<uint32_t>(i));
+  }
+  void Grow() {
+    std::vector<uint64_t> old;
+    old.swap(slots_);
+    slots_.assign(std::max(kSlotsInitial, old.size() * 2), 0);
+    used_.clear();
+    for (uint64_t slot : old) {
+      if (slot != 0) Place(static_cast<uint32_t>(slot >> 32), static_cast<uint32_t>(slot) - 1);
+    }
+  }
+  std::vector<uint64_t> slots_;  // size 0 or a power of two
+  std::vector<uint32_t> used_;   // the slots in use (what Clear zeroes)
+};
+
 // Lets string-keyed maps be searched with a string_view (no heap copy of the
 // key per lookup).
 struct StringHash {
@@ -584,8 +644,9 @@ class LedgerImpl final : public Ledger, private Store {
   std::optional<std::string> DbGet(Cf cf, const rocksdb::Slice& key,
                                    const rocksdb::ReadOptions& ro = kPointRead);
   static inline const rocksdb::ReadOptions kPointRead{};
-  // Sequencer thread: an aux record through aux_cache_, then the DB.
-  std::optional<std::string> CachedAuxGet(std::string_view key);
+  // Sequencer thread: an aux record through aux_cache_, then the DB. A key
+  // found absent is cached (as absent) only when `cache_absent`.
+  std::optional<std::string> CachedAuxGet(std::string_view key, bool cache_absent);
   // Sequencer thread: a group's puts replace the cached values of their keys.
   void UpdateAuxCache(const AuxRows& aux);
 
@@ -700,13 +761,19 @@ class LedgerImpl final : public Ledger, private Store {
   bool force_snapshot_ = false;
   uint64_t events_since_snapshot_ = 0;
   std::vector<const AuxRows::value_type*> aux_order_;  // reused by FinishGroup (sequencer)
+  // The current group's aux keys -> row: TxnImpl's, kept here so its table
+  // survives the group (sequencer thread).
+  AuxIndex aux_index_;
   // Aux records the sequencer read from the DB, kept current by every later
   // put (the sequencer is the only writer of the aux family): the switch
   // reads the same few records on most requests (a card's or SIM's
   // credential state, the bank's configuration), which cost a skiplist
   // search per memtable or an SST block read each. Bounded; emptied when
   // full and when the state is reloaded after a failed write.
-  std::unordered_map<std::string, std::string, StringHash, std::equal_to<>> aux_cache_;
+  // A key read with GetAuxHot and found absent is cached as nullopt (exact:
+  // a put of it in any later group replaces that answer, UpdateAuxCache).
+  std::unordered_map<std::string, std::optional<std::string>, StringHash, std::equal_to<>>
+      aux_cache_;
   size_t aux_cache_bytes_ = 0;
   // Durable account state served to readers: updated by the writer after
   // each successful write (or by replay on a read-only instance).
@@ -721,7 +788,13 @@ class LedgerImpl final : public Ledger, private Store {
 // The Txn handed to Submit() callbacks.
 class LedgerImpl::TxnImpl final : public Txn {
  public:
-  TxnImpl(LedgerImpl* l, AuxRows* aux) : l_(l), aux_(aux) {}
+  // One TxnImpl per group (sequencer thread): its index is the ledger's,
+  // emptied here, so its buckets are allocated once, not grown by rehashes
+  // in every group (a switch group puts a few thousand rows).
+  TxnImpl(LedgerImpl* l, AuxRows* aux) : l_(l), aux_(aux), index_(l->aux_index_) {
+    NARAE_CHECK(aux_->empty());
+    index_.Clear();
+  }
   std::vector<AccountOutcome> CreateAccounts(std::span<const Account> a) override {
     if (a.size() > kBatchEventsMax) return {};
     return l_->engine_.CreateAccounts(a);
@@ -739,37 +812,41 @@ class LedgerImpl::TxnImpl final : public Txn {
   std::optional<Transfer> PeekTransfer(TransferId id) override {
     return l_->engine_.PeekTransfer(id);
   }
-  std::optional<std::string> GetAux(std::string_view key) override {
-    if (auto it = index_.find(key); it != index_.end()) return (*aux_)[it->second].second;
-    {
-      std::lock_guard<std::mutex> lock(l_->overlay_mu_);
-      auto it = l_->ov_aux_.find(key);
-      if (it != l_->ov_aux_.end()) return it->second.first;
-    }
-    return l_->CachedAuxGet(key);
-  }
+  std::optional<std::string> GetAux(std::string_view key) override { return Get(key, false); }
+  std::optional<std::string> GetAuxHot(std::string_view key) override { return Get(key, true); }
   // A key put twice in one group is one row: the later value replaces the
   // earlier in place (the batch is atomic, so no reader could ever see the
   // earlier value; writing it cost a memtable insert and WAL bytes).
   void PutAux(std::string_view key, std::string_view value) override {
     NARAE_CHECK(!key.empty() && key.size() <= kAuxKeyBytesMax);
     NARAE_CHECK(value.size() <= kAuxValueBytesMax);
-    // The row first, so the index's key views the row's own copy of the key
-    // (one hash per put; a key put again, rare, takes the row back).
-    const auto& row = aux_->emplace_back(std::piecewise_construct, std::forward_as_tuple(key),
-                                         std::forward_as_tuple(value));
-    auto [it, added] = index_.try_emplace(row.first, aux_->size() - 1);
-    if (added) return;
-    aux_->pop_back();
-    (*aux_)[it->second].second.assign(value);
+    const uint32_t hash = AuxIndex::Hash(key);
+    if (int64_t row = index_.Find(*aux_, key, hash); row >= 0) {
+      (*aux_)[static_cast<size_t>(row)].second.assign(value);
+      return;
+    }
+    aux_->emplace_back(std::piecewise_construct, std::forward_as_tuple(key),
+                       std::forward_as_tuple(value));
+    index_.Insert(hash, aux_->size() - 1);
   }
   uint64_t now_ns() const override { return l_->engine_.group_base(); }
 
  private:
+  std::optional<std::string> Get(std::string_view key, bool cache_absent) {
+    if (int64_t row = index_.Find(*aux_, key, AuxIndex::Hash(key)); row >= 0) {
+      return (*aux_)[static_cast<size_t>(row)].second;
+    }
+    {
+      std::lock_guard<std::mutex> lock(l_->overlay_mu_);
+      auto it = l_->ov_aux_.find(key);
+      if (it != l_->ov_aux_.end()) return it->second.first;
+    }
+    return l_->CachedAuxGet(key, cache_absent);
+  }
+
   LedgerImpl* l_;
   AuxRows* aux_;
-  // key (a view of the row's key) -> its row in aux_ (one row per key)
-  std::unordered_map<std::string_view, size_t, StringHash> index_;
+  AuxIndex& index_;
 };
 
 Result<std::unique_ptr<Ledger>> Ledger::Open(const Options& options) {
@@ -1011,17 +1088,19 @@ std::optional<std::string> LedgerImpl::DbGet(Cf cf, const rocksdb::Slice& key,
   std::abort();
 }
 
-std::optional<std::string> LedgerImpl::CachedAuxGet(std::string_view key) {
+std::optional<std::string> LedgerImpl::CachedAuxGet(std::string_view key, bool cache_absent) {
   if (auto it = aux_cache_.find(key); it != aux_cache_.end()) return it->second;
   std::optional<std::string> v = DbGet(kAux, rocksdb::Slice(key.data(), key.size()));
-  if (!v) return v;  // absent keys are not cached: most are new keys, written next
-  if (aux_cache_.size() >= kAuxCacheEntriesMax ||
-      aux_cache_bytes_ + key.size() + v->size() > kAuxCacheBytesMax) {
+  // Absent keys are cached only for GetAuxHot: most misses are new keys
+  // (a request's duplicate-detection key), written next and never read again.
+  if (!v && !cache_absent) return v;
+  const size_t bytes = key.size() + (v ? v->size() : 0);
+  if (aux_cache_.size() >= kAuxCacheEntriesMax || aux_cache_bytes_ + bytes > kAuxCacheBytesMax) {
     aux_cache_.clear();  // bounded; the hot records come back on their next read
     aux_cache_bytes_ = 0;
   }
-  aux_cache_bytes_ += key.size() + v->size();
-  aux_cache_.emplace(std::string(key), *v);
+  aux_cache_bytes_ += bytes;
+  aux_cache_.emplace(std::string(key), v);
   return v;
 }
 
@@ -1030,7 +1109,7 @@ void LedgerImpl::UpdateAuxCache(const AuxRows& aux) {
   for (const auto& [k, v] : aux) {
     auto it = aux_cache_.find(std::string_view(k));
     if (it == aux_cache_.end()) continue;
-    aux_cache_bytes_ = aux_cache_bytes_ - it->second.size() + v.size();
+    aux_cache_bytes_ = aux_cache_bytes_ - (it->second ? it->second->size() : 0) + v.size();
     it->second = v;
   }
   if (aux_cache_bytes_ > kAuxCacheBytesMax) {

@@ -363,6 +363,13 @@ class Txn {
   // counters, idempotency keys). Gets see earlier puts of this and
   // not-yet-durable groups. Keys at most 256 bytes, values at most 64 KiB.
   virtual std::optional<std::string> GetAux(std::string_view key) = 0;
+  // GetAux for a record read again and again that may never have been
+  // written (a card's credential state, kept only once it changes): the
+  // answer, "absent" included, stays in the sequencer's aux cache, so the
+  // next read of a key nobody wrote costs no RocksDB read. Exact, not a
+  // guess: every aux write goes through PutAux, and its group replaces the
+  // cached answer before any later submission runs. Same results as GetAux.
+  virtual std::optional<std::string> GetAuxHot(std::string_view key) = 0;
   virtual void PutAux(std::string_view key, std::string_view value) = 0;
   // The timestamp base of this group (ns since the epoch, strictly increasing).
   virtual uint64_t now_ns() const = 0;

@@ -392,9 +392,17 @@ std::string RequestKey(std::string_view terminal_id, std::string_view field7, st
 }
 
 TransferId RequestTransferId(std::string_view request_key, uint8_t sub) {
-  std::string s(request_key);
-  s.push_back(static_cast<char>(sub));
-  U128 v{Fnv64(s, 0x6e61726165ull), Fnv64(s, 0x737769746368ull)};
+  // Fnv64(key + sub, seed) for the two seeds in one pass, without copying
+  // the key (the ids are stable: reconcile and old records name them).
+  uint64_t hi = 0xcbf29ce484222325ull ^ 0x6e61726165ull;
+  uint64_t lo = 0xcbf29ce484222325ull ^ 0x737769746368ull;
+  auto step = [&](uint8_t b) {
+    hi = (hi ^ b) * 0x100000001b3ull;
+    lo = (lo ^ b) * 0x100000001b3ull;
+  };
+  for (char c : request_key) step(static_cast<uint8_t>(c));
+  step(sub);
+  U128 v{Mix(hi), Mix(lo)};
   v.hi &= 0x7fffffffffffffffull;  // never int max
   if (v.IsZero()) v.lo = 1;
   return TransferId{v};
@@ -758,9 +766,14 @@ std::shared_ptr<const crypto::SecretBytes> Authorizer::Key(const std::string& id
 
 void SetResponseCode(Message& m, RC rc) { m.Set(39, ResponseCodeText(rc)); }
 
+// The echoed fields (at most ~110 bytes) and what the answer adds (37, 38,
+// 39, 54, the ARPC in 55, the MAC) fit without growing.
+constexpr size_t kEchoResponseBytesReserved = 256;
+
 // The request's response with the echoed fields.
 Message EchoResponse(const Message& req, const std::string& mti) {
   Message resp(mti);
+  resp.Reserve(kEchoResponseBytesReserved);  // the echo and the answer's fields, one allocation
   for (int f : {2, 3, 4, 7, 11, 12, 13, 32, 41, 42, 49}) {
     if (auto v = req.Find(f)) resp.Set(f, *v);
   }
@@ -1281,7 +1294,9 @@ void Authorizer::Write(ledger::Txn& txn, const std::string& key, const std::stri
 }
 
 CredentialState Authorizer::ReadState(ledger::Txn& txn, const std::string& key) {
-  std::optional<std::string> v = Read(txn, key);
+  // Hot: read on most of the credential's requests, and absent until its
+  // state first changes (a PIN card paying with right PINs never has one).
+  std::optional<std::string> v = txn.GetAuxHot(key);
   Result<CredentialState> s = DecodeCredentialState(v ? *v : "");
   return s.ok() ? *s : CredentialState{};
 }
@@ -1395,8 +1410,14 @@ void Authorizer::Apply(ledger::Txn& txn, Plan& p) {
                             p.currency, rec.transfer, p.partial, p.hook != nullptr});
   }
   if (approved && (p.kind == Kind::kHold || p.kind == Kind::kPurchase)) {
-    Write(txn, std::string(kAuxRrnPrefix) + std::string(p.response.Get(37)),
-          p.key.substr(kAuxTxnPrefix.size()));
+    // Key and value as views (PutAux copies them into its row once).
+    char rrn_key[kAuxRrnPrefix.size() + kRrnBytes];
+    const std::string_view rrn = p.response.Get(37);
+    NARAE_CHECK(rrn.size() == kRrnBytes);
+    std::memcpy(rrn_key, kAuxRrnPrefix.data(), kAuxRrnPrefix.size());
+    std::memcpy(rrn_key + kAuxRrnPrefix.size(), rrn.data(), rrn.size());
+    txn.PutAux(std::string_view(rrn_key, sizeof rrn_key),
+               std::string_view(p.key).substr(kAuxTxnPrefix.size()));
     // The payment's order reference and RRN for the settlement reports
     // (switch/settlement.hpp), in the same batch as the payment: only when
     // there is more to say than the RRN, which the transfer carries

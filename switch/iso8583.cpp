@@ -234,6 +234,36 @@ Status CheckContent(int field, const FieldSpec& spec, const uint8_t* data, size_
   return Status::Ok();
 }
 
+// CheckContent's answer without building a message: the codec's hot path
+// (every field of every message in and out). Digits and printable text are
+// plain range checks the compiler vectorizes; the rest use the class table.
+bool ContentOk(FieldType type, const uint8_t* data, size_t size) {
+  unsigned bad = 0;
+  switch (type) {
+    case FT::kB:
+      return true;
+    case FT::kNone:
+      return false;
+    case FT::kN:
+      for (size_t i = 0; i < size; ++i) bad |= static_cast<uint8_t>(data[i] - '0') > 9;
+      return bad == 0;
+    case FT::kAns:
+      for (size_t i = 0; i < size; ++i) bad |= static_cast<uint8_t>(data[i] - 0x20) > 0x5E;
+      return bad == 0;
+    case FT::kAn:
+      for (size_t i = 0; i < size; ++i) bad |= (kClasses[data[i]] & kClassAn) == 0;
+      return bad == 0;
+    case FT::kZ:
+      for (size_t i = 0; i < size; ++i) bad |= (kClasses[data[i]] & kClassZ) == 0;
+      return bad == 0;
+    case FT::kXn:
+      if (size == 0 || (data[0] != 'C' && data[0] != 'D')) return false;
+      for (size_t i = 1; i < size; ++i) bad |= static_cast<uint8_t>(data[i] - '0') > 9;
+      return bad == 0;
+  }
+  return false;
+}
+
 size_t PrefixDigits(LengthFormat format) {
   switch (format) {
     case LF::kFixed:
@@ -295,22 +325,9 @@ const FieldTable& Iso87Table() { return kIso87Table; }
 // ---------------------------------------------------------------------------
 // Message
 
-void Message::CheckFieldNumber(int field) { NARAE_CHECK(field >= 1 && field <= kFieldNumberMax); }
-
-bool Message::Has(int field) const {
-  CheckFieldNumber(field);
-  return (present_[(field - 1) / 64] & FieldBit(field)) != 0;
-}
-
-std::string_view Message::Get(int field) const {
-  if (!Has(field)) return {};
-  const Slot& slot = slots_[field];
-  return std::string_view(data_).substr(slot.offset, slot.size);
-}
-
-std::optional<std::string_view> Message::Find(int field) const {
-  if (!Has(field)) return std::nullopt;
-  return Get(field);
+void Message::FieldNumberOutOfRange(int field) {
+  NARAE_CHECK(field >= 1 && field <= kFieldNumberMax);
+  std::abort();  // not reached
 }
 
 void Message::Set(int field, std::string_view value) {
@@ -417,8 +434,12 @@ Result<Message> Unpack(std::span<const uint8_t> body, const FieldTable& table) {
           "field 1: secondary bitmap present but announces no field 65..128");
     }
   }
-  message.data_.reserve(size - pos);
+  // The fields' bytes are copied once, prefixes included (dead bytes the
+  // slots skip): one copy of the body instead of an append per field.
+  const size_t fields_start = pos;
+  message.data_.assign(reinterpret_cast<const char*>(in + pos), size - pos);
   std::array<uint64_t, 2> data_bits{bits[0] & ~(uint64_t{1} << 63), bits[1]};
+  size_t live_bytes = 0;
   int last_field = 0;
   for (int f = NextBit(data_bits, 0); f != 0; f = NextBit(data_bits, f)) {
     const FieldSpec& spec = table[f];
@@ -458,11 +479,13 @@ Result<Message> Unpack(std::span<const uint8_t> body, const FieldTable& table) {
                                      std::to_string(pos) + ", " + std::to_string(size - pos) +
                                      " bytes left");
     }
-    NARAE_RETURN_IF_ERROR(CheckContent(f, spec, in + pos, length));
+    if (!ContentOk(spec.type, in + pos, length)) {
+      NARAE_RETURN_IF_ERROR(CheckContent(f, spec, in + pos, length));
+    }
     Message::Slot& slot = message.slots_[f];
-    slot.offset = static_cast<uint32_t>(message.data_.size());
+    slot.offset = static_cast<uint32_t>(pos - fields_start);
     slot.size = static_cast<uint32_t>(length);
-    message.data_.append(reinterpret_cast<const char*>(in + pos), length);
+    live_bytes += length;
     pos += length;
     last_field = f;
   }
@@ -472,7 +495,7 @@ Result<Message> Unpack(std::span<const uint8_t> body, const FieldTable& table) {
         std::to_string(last_field) + ") at offset " + std::to_string(pos));
   }
   message.present_ = data_bits;
-  message.live_bytes_ = message.data_.size();
+  message.live_bytes_ = live_bytes;
   return message;
 }
 
@@ -493,18 +516,24 @@ Result<std::vector<uint8_t>> PackWithHeader(const Message& message, const FieldT
   }
   std::array<uint64_t, 2> bits{0, 0};
   size_t total = kMtiBytes + kBitmapBytes;
-  for (int f = message.NextField(1); f != 0; f = message.NextField(f)) {
+  Status bad;
+  message.ForEachField([&](int f, std::string_view value) {
+    if (!bad.ok()) return;
     const FieldSpec& spec = table[f];
+    const auto* data = reinterpret_cast<const uint8_t*>(value.data());
+    const bool length_ok = spec.length_format == LF::kFixed ? value.size() == spec.length_max
+                                                            : value.size() <= spec.length_max;
     if (spec.type == FT::kNone) {
-      return Status::InvalidArgument("field " + std::to_string(f) + " is set but has no spec");
+      bad = Status::InvalidArgument("field " + std::to_string(f) + " is set but has no spec");
+    } else if (!length_ok) {
+      bad = CheckLength(f, spec, value.size());
+    } else if (!ContentOk(spec.type, data, value.size())) {
+      bad = CheckContent(f, spec, data, value.size());
     }
-    std::string_view value = message.Get(f);
-    NARAE_RETURN_IF_ERROR(CheckLength(f, spec, value.size()));
-    NARAE_RETURN_IF_ERROR(
-        CheckContent(f, spec, reinterpret_cast<const uint8_t*>(value.data()), value.size()));
     total += PrefixDigits(spec.length_format) + value.size();
     bits[(f - 1) / 64] |= uint64_t{1} << (63 - (f - 1) % 64);
-  }
+  });
+  if (!bad.ok()) return bad;
   if (bits[1] != 0) {
     bits[0] |= uint64_t{1} << 63;
     total += kBitmapBytes;
@@ -527,9 +556,8 @@ Result<std::vector<uint8_t>> PackWithHeader(const Message& message, const FieldT
     StoreBigEndian64(bits[1], p);
     p += kBitmapBytes;
   }
-  for (int f = message.NextField(1); f != 0; f = message.NextField(f)) {
+  message.ForEachField([&](int f, std::string_view value) {
     const FieldSpec& spec = table[f];
-    std::string_view value = message.Get(f);
     size_t n = value.size();
     switch (spec.length_format) {
       case LF::kFixed:
@@ -544,7 +572,7 @@ Result<std::vector<uint8_t>> PackWithHeader(const Message& message, const FieldT
     }
     if (n != 0) std::memcpy(p, value.data(), n);
     p += n;
-  }
+  });
   NARAE_CHECK(p == out.data() + out.size());
   return out;
 }
@@ -910,24 +938,31 @@ Result<std::string> FormatAdditionalAmounts(std::span<const AdditionalAmount> am
     return Status::InvalidArgument("field 54: 1 to 6 additional amounts needed, got " +
                                    std::to_string(amounts.size()));
   }
-  std::string out;
-  out.reserve(amounts.size() * kAdditionalAmountBytes);
+  // Written in place (the switch formats one or two per approval): no
+  // string per part.
+  std::string out(amounts.size() * kAdditionalAmountBytes, '0');
+  char* p = out.data();
+  auto digits = [&p](uint64_t v, size_t width) {
+    for (size_t i = width; i > 0; --i) {
+      p[i - 1] = static_cast<char>('0' + v % 10);
+      v /= 10;
+    }
+    p += width;
+    return v == 0;  // fitted
+  };
   for (const AdditionalAmount& amount : amounts) {
-    Result<std::string> account = FormatDigits(amount.account_type, 2);
-    Result<std::string> type = FormatDigits(amount.amount_type, 2);
-    Result<std::string> currency = FormatDigits(amount.currency, 3);
-    Result<std::string> value = FormatDigits(amount.amount_minor, 12);
-    if (!account.ok() || !type.ok() || !currency.ok() || !value.ok()) {
+    bool fits = digits(amount.account_type, 2);
+    fits = digits(amount.amount_type, 2) && fits;
+    fits = digits(amount.currency, 3) && fits;
+    *p++ = amount.negative ? 'D' : 'C';
+    fits = digits(amount.amount_minor, 12) && fits;
+    if (!fits) {
       return Status::InvalidArgument(
           "field 54: account type, amount type, currency or amount "
           "out of range");
     }
-    out += *account;
-    out += *type;
-    out += *currency;
-    out += amount.negative ? 'D' : 'C';
-    out += *value;
   }
+  NARAE_CHECK(p == out.data() + out.size());
   return out;
 }
 

@@ -94,10 +94,35 @@ class Message {
   void set_mti(std::string_view mti) { mti_.assign(mti.data(), mti.size()); }
 
   // REQUIRES: 1 <= field <= 128 (checked: a wrong number is a programmer error).
-  bool Has(int field) const;
+  bool Has(int field) const {
+    CheckFieldNumber(field);
+    return (present_[(field - 1) / 64] & FieldBit(field)) != 0;
+  }
   // The value, or an empty view when absent (use Has() or Find() to tell).
-  std::string_view Get(int field) const;
-  std::optional<std::string_view> Find(int field) const;
+  std::string_view Get(int field) const {
+    if (!Has(field)) return {};
+    return std::string_view(data_.data() + slots_[field].offset, slots_[field].size);
+  }
+  std::optional<std::string_view> Find(int field) const {
+    if (!Has(field)) return std::nullopt;
+    return std::string_view(data_.data() + slots_[field].offset, slots_[field].size);
+  }
+  // Calls fn(field, value) for every present field in ascending order (wire
+  // order), at most 128 calls.
+  template <typename Fn>
+  void ForEachField(Fn&& fn) const {
+    for (int word = 0; word < 2; ++word) {
+      uint64_t w = present_[word];
+      while (w != 0) {
+        const int lead = __builtin_clzll(w);  // bit 63 is the word's first field
+        w &= ~(uint64_t{1} << (63 - lead));
+        const int field = word * 64 + lead + 1;
+        fn(field, std::string_view(data_.data() + slots_[field].offset, slots_[field].size));
+      }
+    }
+  }
+  // Room for `bytes` of field values without growing (a builder's hint).
+  void Reserve(size_t bytes) { data_.reserve(bytes); }
   void Set(int field, std::string_view value);
   void SetBytes(int field, std::span<const uint8_t> value);
   void Clear(int field);
@@ -116,7 +141,10 @@ class Message {
     uint32_t size = 0;
   };
   friend Result<Message> Unpack(std::span<const uint8_t> body, const FieldTable& table);
-  static void CheckFieldNumber(int field);
+  static void CheckFieldNumber(int field) {
+    if (field < 1 || field > kFieldNumberMax) FieldNumberOutOfRange(field);
+  }
+  [[noreturn]] static void FieldNumberOutOfRange(int field);
   static uint64_t FieldBit(int field) { return uint64_t{1} << (63 - (field - 1) % 64); }
   void Compact();
 

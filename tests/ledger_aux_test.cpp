@@ -163,6 +163,86 @@ TEST_F(LedgerTest, AuxReadAfterOverwriteIsNeverStale) {
   EXPECT_FALSE(TxnGet(*ledger_, "au/d/s/other").has_value());
 }
 
+std::optional<std::string> TxnGetHot(Ledger& ledger, const std::string& key) {
+  std::optional<std::string> v;
+  NARAE_CHECK(ledger.Execute([&](Txn& txn) { v = txn.GetAuxHot(key); }).ok());
+  return v;
+}
+
+// GetAuxHot keeps "absent" in the sequencer's cache: every later put of the
+// key, in the same group, the next group, many groups queued at once, after
+// a flush to SST files or a restart, is seen by both GetAux and GetAuxHot.
+TEST_F(LedgerTest, AuxHotReadOfAnAbsentKeySeesEveryLaterPut) {
+  EXPECT_FALSE(TxnGetHot(*ledger_, "au/d/c/pin-card").has_value());
+  EXPECT_FALSE(TxnGetHot(*ledger_, "au/d/c/pin-card").has_value());  // from the cache
+  EXPECT_FALSE(TxnGet(*ledger_, "au/d/c/pin-card").has_value());
+  ASSERT_OK(ledger_->Execute([&](Txn& txn) {
+    EXPECT_FALSE(txn.GetAuxHot("au/d/c/same-group").has_value());
+    txn.PutAux("au/d/c/same-group", "g1");
+    EXPECT_EQ(txn.GetAuxHot("au/d/c/same-group"), "g1");
+  }));
+  EXPECT_EQ(TxnGetHot(*ledger_, "au/d/c/same-group"), "g1");
+  TxnPut(*ledger_, "au/d/c/pin-card", "tries-1");
+  EXPECT_EQ(TxnGetHot(*ledger_, "au/d/c/pin-card"), "tries-1");
+  EXPECT_EQ(TxnGet(*ledger_, "au/d/c/pin-card"), "tries-1");
+  EXPECT_EQ(ledger_->GetAux("au/d/c/pin-card"), "tries-1");
+
+  // Submissions in flight together: each reads (hot) what the one before put.
+  constexpr int kSubmissions = 100;
+  std::vector<std::optional<std::string>> seen(kSubmissions);
+  std::vector<std::promise<Status>> done(kSubmissions);
+  for (int i = 0; i < kSubmissions; ++i) {
+    ASSERT_OK(ledger_->Submit(
+        [i, &seen](Txn& txn) {
+          seen[i] = txn.GetAuxHot("au/d/s/new-sim");
+          if (i % 2 == 1) txn.PutAux("au/d/s/new-sim", std::to_string(i));
+        },
+        [i, &done](Status s) { done[i].set_value(s); }));
+  }
+  for (auto& d : done) ASSERT_OK(d.get_future().get());
+  EXPECT_FALSE(seen[0].has_value());
+  EXPECT_FALSE(seen[1].has_value());
+  for (int i = 2; i < kSubmissions; ++i) {
+    EXPECT_EQ(seen[i], std::to_string(i % 2 == 0 ? i - 1 : i - 2)) << i;
+  }
+
+  EXPECT_FALSE(TxnGetHot(*ledger_, "au/d/c/flushed").has_value());
+  ASSERT_OK(ledger_->Checkpoint(dir_.Sub("cp")));  // flushes the memtables to SST files
+  EXPECT_FALSE(TxnGetHot(*ledger_, "au/d/c/flushed").has_value());
+  TxnPut(*ledger_, "au/d/c/flushed", "after-flush");
+  EXPECT_EQ(TxnGetHot(*ledger_, "au/d/c/flushed"), "after-flush");
+  Reopen();
+  EXPECT_EQ(TxnGetHot(*ledger_, "au/d/c/pin-card"), "tries-1");
+  EXPECT_EQ(TxnGetHot(*ledger_, "au/d/s/new-sim"), std::to_string(kSubmissions - 1));
+  EXPECT_EQ(TxnGetHot(*ledger_, "au/d/c/flushed"), "after-flush");
+  EXPECT_FALSE(TxnGetHot(*ledger_, "au/d/c/never").has_value());
+  TxnPut(*ledger_, "au/d/c/never", "now");
+  EXPECT_EQ(TxnGetHot(*ledger_, "au/d/c/never"), "now");
+}
+
+// More absent keys read hot than the cache holds: it empties itself, and a
+// key put after its "absent" was dropped or kept reads back its value.
+TEST_F(LedgerTest, AuxHotAbsentKeysBeyondTheCacheStayCorrect) {
+  constexpr int kKeys = 20000;
+  auto key = [](int i) { return "au/d/c/" + std::to_string(1000000 + i); };
+  ASSERT_OK(ledger_->Execute([&](Txn& txn) {
+    for (int i = 0; i < kKeys; ++i) ASSERT_FALSE(txn.GetAuxHot(key(i)).has_value()) << i;
+  }));
+  ASSERT_OK(ledger_->Execute([&](Txn& txn) {
+    for (int i = 0; i < kKeys; i += 5) txn.PutAux(key(i), "set");
+  }));
+  ASSERT_OK(ledger_->Execute([&](Txn& txn) {
+    for (int n = 0; n < kKeys; ++n) {
+      const int i = kKeys - 1 - n;  // the still-cached (last read) keys first
+      if (i % 5 == 0) {
+        ASSERT_EQ(txn.GetAuxHot(key(i)), "set") << i;
+      } else {
+        ASSERT_FALSE(txn.GetAuxHot(key(i)).has_value()) << i;
+      }
+    }
+  }));
+}
+
 // More records read than the sequencer's cache holds (16,384): it empties
 // itself and reads from the DB again, and no value is ever stale.
 TEST_F(LedgerTest, AuxCacheOverflowStaysCorrect) {

@@ -1033,6 +1033,20 @@ TEST(AuthorizerOptions, NumbersOutOfRangeOrNotIntegersAreRefused) {
   EXPECT_EQ(ok->hold_timeout_s, 86400u);
 }
 
+// Transfer ids are a function of the request key that must never change:
+// records, reconcile and the tests name transfers by it (values computed
+// independently: two FNV-1a 64 hashes of key + sub, seeds "narae" and
+// "switch", each through splitmix64's finalizer, top bit of hi cleared).
+TEST(AuthorizerIds, RequestTransferIdIsStable) {
+  const ledger::TransferId a = RequestTransferId("au/x/T00000012026112912000000000001", 1);
+  EXPECT_EQ(a.value.hi, 0x102b1bba342a030bull);
+  EXPECT_EQ(a.value.lo, 0x0def1d96d8409c7full);
+  const ledger::TransferId b = RequestTransferId("au/x/@KORYO/T1202601011200000000099", 2);
+  EXPECT_EQ(b.value.hi, 0x6871de4870ad15abull);
+  EXPECT_EQ(b.value.lo, 0xa96c50d69315ea83ull);
+  EXPECT_NE(RequestTransferId("au/x/T00000012026112912000000000001", 2).value.lo, a.value.lo);
+}
+
 TEST(AuthorizerField48, OnlyThreeDigitsAreACvv2) {
   EXPECT_EQ(Field48Cvv2("CVV203123"), "123");
   EXPECT_EQ(Field48Cvv2("ORDR02abCVV203456"), "456");

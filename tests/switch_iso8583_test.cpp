@@ -466,6 +466,16 @@ TEST(Iso8583Errors, CharactersNotAllowedByTheFieldType) {
   Message fee("0200");
   fee.Set(28, "X00000100");
   ExpectPackError(fee, "must start with 'C' or 'D'");
+  fee.Set(28, "C0000010A");
+  ExpectPackError(fee, "field 28 (amount, transaction fee): byte 0x41 at position 8");
+  Message text = Make0100();
+  std::string name(40, 'A');
+  name[5] = '\x7f';
+  text.Set(43, name);
+  ExpectPackError(text, "byte 0x7F at position 5 not allowed in a alphanumeric-special field");
+  name[5] = '~';  // 0x7E, the last printable
+  text.Set(43, name);
+  EXPECT_TRUE(Pack(text).ok());
   Message fixed = Make0100();
   fixed.Set(3, "00000");
   ExpectPackError(fixed, "field 3 (processing code): numeric field of fixed length 6 has length 5");
@@ -572,6 +582,56 @@ TEST(Iso8583Message, SetGetClearAndReplace) {
   m.Set(128, kMac);
   EXPECT_EQ(m.NextField(64), 128);
   EXPECT_EQ(m.NextField(128), 0);
+}
+
+// Unpack keeps the fields' bytes in one copy of the body (length prefixes
+// included, skipped by the slots): an unpacked message reads, edits, grows,
+// compacts and packs exactly like one built field by field.
+TEST(Iso8583Message, UnpackedMessageEditsAndRepacksLikeABuiltOne) {
+  Message built = Make0100();
+  built.Set(100, "12345");  // LLVAR in the secondary bitmap
+  Result<std::vector<uint8_t>> packed = Pack(built);
+  ASSERT_RESULT_OK(packed);
+  Result<Message> m = Unpack(*packed);
+  ASSERT_RESULT_OK(m);
+  EXPECT_TRUE(*m == built);
+  EXPECT_EQ(m->Get(2), "9410000000000017");  // LLVAR: after its 2-digit prefix
+  EXPECT_EQ(m->Get(55), built.Get(55));      // LLLVAR binary
+  EXPECT_EQ(m->Get(100), "12345");
+  m->Set(2, "94100000000000170");  // longer: appended after the body's copy
+  m->Set(4, "000000000001");       // same size: in place
+  m->Clear(62);
+  built.Set(2, "94100000000000170");
+  built.Set(4, "000000000001");
+  built.Clear(62);
+  for (int i = 0; i < 3000; ++i) {  // many compactions
+    m->Set(48, std::string(static_cast<size_t>(i % 300), 'x'));
+  }
+  built.Set(48, std::string(2999 % 300, 'x'));
+  EXPECT_TRUE(*m == built);
+  EXPECT_EQ(m->Get(100), "12345");
+  Result<std::vector<uint8_t>> again = Pack(*m);
+  ASSERT_RESULT_OK(again);
+  EXPECT_EQ(*again, *Pack(built));
+}
+
+TEST(Iso8583Message, ForEachFieldVisitsPresentFieldsInWireOrder) {
+  Message m("0200");
+  m.Set(128, kMac);
+  m.Set(2, "12");
+  m.Set(64, kMac);
+  m.Set(65, kMac);
+  m.Set(39, "00");
+  m.Clear(2);
+  std::vector<std::pair<int, std::string>> seen;
+  m.ForEachField([&](int f, std::string_view v) { seen.emplace_back(f, std::string(v)); });
+  const std::vector<std::pair<int, std::string>> want = {
+      {39, "00"}, {64, std::string(kMac)}, {65, std::string(kMac)}, {128, std::string(kMac)}};
+  EXPECT_EQ(seen, want);
+  Message empty("0800");
+  int calls = 0;
+  empty.ForEachField([&](int, std::string_view) { ++calls; });
+  EXPECT_EQ(calls, 0);
 }
 
 TEST(Iso8583Message, EqualityComparesMtiAndFields) {
