@@ -165,6 +165,19 @@ class HttpTest : public ::testing::Test {
     Start();
   }
 
+  // The aux rows under `prefix` (key, value), in key order.
+  std::vector<std::pair<std::string, std::string>> AuxRows(const std::string& prefix) {
+    std::vector<std::pair<std::string, std::string>> rows;
+    EXPECT_TRUE(ledger_
+                    ->ScanAux(prefix,
+                              [&](std::string_view k, std::string_view v) {
+                                rows.emplace_back(std::string(k), std::string(v));
+                                return true;
+                              })
+                    .ok());
+    return rows;
+  }
+
   const DemoMerchant& Merchant(const std::string& id) {
     for (const DemoMerchant& m : bank_.merchants) {
       if (m.merchant.id == id) return m;
@@ -496,11 +509,7 @@ TEST_F(HttpTest, IdempotencyRecordNamesItsEventAndInlineRecordsStillReplay) {
   const std::string body = PayBody(700, "manual", "idem-ref");
   Resp first = Call("POST", "/v1/payments", body, "idem-ref-1");
   ASSERT_EQ(first.status, 201u) << first.body;
-  std::vector<std::pair<std::string, std::string>> records;
-  ASSERT_OK(ledger_->ScanAux("ap/i/SOCKS001/", [&](std::string_view k, std::string_view v) {
-    records.emplace_back(std::string(k), std::string(v));
-    return true;
-  }));
+  const std::vector<std::pair<std::string, std::string>> records = AuxRows("ap/i/SOCKS001/");
   ASSERT_EQ(records.size(), 1u);
   const auto [key, value] = records[0];
   const size_t nl = value.find('\n');
@@ -626,12 +635,9 @@ TEST_F(HttpTest, FingerprintOfTheBodyDigestAndOlderFingerprintsStillReplay) {
   const std::string body = PayBody(710, "manual", "fp-ref");
   Resp first = Call("POST", "/v1/payments", body, "fp-1");
   ASSERT_EQ(first.status, 201u) << first.body;
-  std::string key, value;
-  ASSERT_OK(ledger_->ScanAux("ap/i/SOCKS001/", [&](std::string_view k, std::string_view v) {
-    key = std::string(k);
-    value = std::string(v);
-    return true;
-  }));
+  const std::vector<std::pair<std::string, std::string>> records = AuxRows("ap/i/SOCKS001/");
+  ASSERT_EQ(records.size(), 1u);
+  const auto [key, value] = records[0];
   const size_t nl = value.find('\n');
   ASSERT_NE(nl, std::string::npos) << value;
   EXPECT_EQ(value.substr(0, nl), "b" + TestSha256Hex(body) + " POST /v1/payments");
@@ -687,12 +693,9 @@ TEST_F(HttpTest, OlderFingerprintStartingWithTheDigestFormsLetterStillReplays) {
   ASSERT_FALSE(body.empty());
   Resp first = Call("POST", "/v1/payments", body, "fp-b");
   ASSERT_EQ(first.status, 201u) << first.body;
-  std::string key, value;
-  ASSERT_OK(ledger_->ScanAux("ap/i/SOCKS001/", [&](std::string_view k, std::string_view v) {
-    key = std::string(k);
-    value = std::string(v);
-    return true;
-  }));
+  const std::vector<std::pair<std::string, std::string>> records = AuxRows("ap/i/SOCKS001/");
+  ASSERT_EQ(records.size(), 1u);
+  const auto [key, value] = records[0];
   const std::string rest = value.substr(value.find('\n'));
   const std::string legacy = TestSha256Hex("POST\n/v1/payments\n" + body);
   ASSERT_EQ(legacy[0], 'b');
