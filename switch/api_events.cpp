@@ -12,7 +12,6 @@
 #include <atomic>
 #include <chrono>
 #include <cstdio>
-#include <cstring>
 #include <future>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -79,12 +78,9 @@ void AppendJsonString(std::string* out, std::string_view s) {
         const auto c = static_cast<unsigned char>(ch);
         return c < 0x20 || c == '"' || c == '\\';
       })) {
-    const size_t at = out->size();
-    out->resize(at + s.size() + 2);
-    char* p = out->data() + at;
-    *p++ = '"';
-    if (!s.empty()) std::memcpy(p, s.data(), s.size());
-    p[s.size()] = '"';
+    out->push_back('"');
+    out->append(s);  // safe even if `s` is a view of *out
+    out->push_back('"');
     return;
   }
   out->push_back('"');

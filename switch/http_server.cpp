@@ -54,7 +54,8 @@ using tcp = asio::ip::tcp;
 using error_code = boost::system::error_code;
 
 constexpr size_t kFirstReadBytes = 4096;
-constexpr size_t kReusedBytesMax = 16 * 1024;  // an answer buffer kept per connection, at most
+constexpr size_t kReusedBytesMax = 16 * 1024;   // an answer buffer kept per connection, at most
+constexpr uint32_t kPipelinedBeforeYield = 16;  // requests served from the buffer in a row
 
 struct Counters {
   std::atomic<uint64_t> connections_accepted{0};
@@ -387,8 +388,9 @@ class HttpServerImpl final : public HttpServer {
     tcp::socket& stream = conn.socket;
     beast::flat_buffer buffer(options_.header_bytes_max + options_.body_bytes_max +
                               kFirstReadBytes);
-    RequestData request;  // reused by every request of the connection
-    std::string out;      // the answer's bytes, likewise
+    RequestData request;     // reused by every request of the connection
+    std::string out;         // the answer's bytes, likewise
+    uint32_t pipelined = 0;  // requests found already read since the last read
     for (uint32_t served = 0;; ++served) {
       if (stopping_) co_return;
       if (options_.requests_per_connection_max != 0 &&
@@ -397,12 +399,18 @@ class HttpServerImpl final : public HttpServer {
       }
       // Idle keep-alive: wait for the first byte of the next request.
       if (buffer.size() == 0) {
+        pipelined = 0;
         conn.Expect(options_.idle_timeout_ms);
         error_code ec;
         size_t n = co_await stream.async_read_some(buffer.prepare(kFirstReadBytes),
                                                    asio::redirect_error(asio::use_awaitable, ec));
         if (ec) co_return;  // closed, or idle too long
         buffer.commit(n);
+      } else if (++pipelined % kPipelinedBeforeYield == 0) {
+        // Requests already read are parsed and often answered (/healthz,
+        // /metrics) without suspending: a client pipelining hundreds of them
+        // would keep this thread from its other connections. Let them run.
+        co_await asio::post(stream.get_executor(), asio::use_awaitable);
       }
       RequestReader parser(&request);
       parser.header_limit(options_.header_bytes_max);

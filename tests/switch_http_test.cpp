@@ -1587,6 +1587,37 @@ TEST_F(HttpTest, PipelinedAndSplitRequestsAreEachAnswered) {
   EXPECT_FALSE(bad.keep_alive());
 }
 
+// Hundreds of requests in one write that need no wait (/healthz): the server
+// lets its other connections run every few of them (a post) and still
+// answers each, in order, on the same connection.
+TEST_F(HttpTest, ManyPipelinedRequestsAreAnsweredInOrder) {
+  asio::io_context ioc;
+  tcp::socket socket(ioc);
+  socket.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), server_->port()));
+  std::string reqs;
+  for (int i = 0; i < 300; ++i) {
+    reqs += i % 3 == 2 ? "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n"
+                       : "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
+  }
+  asio::write(socket, asio::buffer(reqs));
+  beast::flat_buffer buf;
+  for (int i = 0; i < 300; ++i) {
+    http::response<http::string_body> res;
+    http::read(socket, buf, res);
+    ASSERT_EQ(res.result_int(), 200u) << i << " " << res.body();
+    ASSERT_TRUE(res.keep_alive()) << i;
+    // Each answer is its own request's: /metrics is Prometheus text, /healthz JSON.
+    EXPECT_EQ(res.body().rfind("{", 0) == 0, i % 3 != 2) << i << " " << res.body().substr(0, 40);
+  }
+  // The connection still serves a request written on its own afterwards.
+  http::request<http::string_body> health{http::verb::get, "/healthz", 11};
+  health.set(http::field::host, "x");
+  http::write(socket, health);
+  http::response<http::string_body> res;
+  http::read(socket, buf, res);
+  EXPECT_EQ(res.result_int(), 200u);
+}
+
 TEST_F(HttpTest, RateLimitAnswers429WithRetryAfter) {
   Stop();
   api_options_.rate_per_s = 1;
