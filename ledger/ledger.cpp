@@ -56,6 +56,7 @@
 
 #include "ledger/codec.hpp"
 #include "ledger/engine.hpp"
+#include "ledger/histogram.hpp"
 #include "ledger/verify.hpp"
 
 namespace narae::ledger {
@@ -184,78 +185,35 @@ constexpr size_t kInlineAckBeforeNextWriteMax = 16;
 // count too: one submission of a batch of 8,000 transfers (`narae bench
 // ledger`, imports) is a large write.
 constexpr size_t kInlineGroupSubmissionsMax = 64;
+// A group in the making grows from the queue while the writer has no room
+// for it (RunGroup), at most this many times (a submission may add no event,
+// so the group-size bound alone does not end the loop).
+constexpr size_t kGrowPullsMax = 4096;
+// While sequencing a long queue, every this many submissions the sequencer
+// looks whether the writer sleeps with nothing to write, and if so seals
+// the group so far (RunGroup).
+constexpr size_t kSealCheckSubmissions = 128;
 
 // Pipeline stage timings, per group (docs/ledger.md, "Where a group's time
-// goes"): log2 buckets with 4 sub-buckets of microseconds, relaxed atomics
-// (recorded by whichever pipeline thread runs the stage). Printed as one
-// line on stderr at Close() when NARAE_LEDGER_STAGES is set.
-class StageHistogram {
- public:
-  static constexpr int kSubBits = 2;
-  static constexpr int kBuckets = 40 << kSubBits;
-  void Record(uint64_t v) {
-    counts_[static_cast<size_t>(BucketOf(v))].fetch_add(1, std::memory_order_relaxed);
-    sum_.fetch_add(v, std::memory_order_relaxed);
-    uint64_t seen = max_.load(std::memory_order_relaxed);
-    while (v > seen && !max_.compare_exchange_weak(seen, v, std::memory_order_relaxed)) {
-    }
-  }
-  void RecordSince(std::chrono::steady_clock::time_point t0,
-                   std::chrono::steady_clock::time_point t1) {
-    Record(t1 <= t0 ? 0
-                    : static_cast<uint64_t>(
-                          std::chrono::duration_cast<std::chrono::microseconds>(t1 - t0).count()));
-  }
-  // "name":{"n":..,"mean":..,"p50":..,"p99":..,"p999":..,"max":..}
-  std::string Json(std::string_view name) const {
-    uint64_t n = 0;
-    std::array<uint64_t, kBuckets> c{};
-    for (int i = 0; i < kBuckets; ++i) {
-      c[static_cast<size_t>(i)] = counts_[static_cast<size_t>(i)].load(std::memory_order_relaxed);
-      n += c[static_cast<size_t>(i)];
-    }
-    const uint64_t mx = max_.load(std::memory_order_relaxed);
-    auto at = [&](double q) -> uint64_t {
-      if (n == 0) return 0;
-      const uint64_t rank = static_cast<uint64_t>(q * static_cast<double>(n - 1)) + 1;
-      uint64_t seen = 0;
-      for (int i = 0; i < kBuckets; ++i) {
-        seen += c[static_cast<size_t>(i)];
-        if (seen >= rank) return std::min(Upper(i), mx);
-      }
-      return mx;
-    };
-    char buf[256];
-    std::snprintf(buf, sizeof(buf),
-                  "\"%.*s\":{\"n\":%llu,\"mean\":%llu,\"p50\":%llu,\"p99\":%llu,\"p999\":%llu,"
-                  "\"max\":%llu}",
-                  static_cast<int>(name.size()), name.data(), static_cast<unsigned long long>(n),
-                  static_cast<unsigned long long>(n == 0 ? 0 : sum_.load() / n),
-                  static_cast<unsigned long long>(at(0.5)),
-                  static_cast<unsigned long long>(at(0.99)),
-                  static_cast<unsigned long long>(at(0.999)), static_cast<unsigned long long>(mx));
-    return buf;
-  }
+// goes"), in microseconds (LatencyHistogram, ledger/histogram.hpp: recorded
+// by whichever pipeline thread runs the stage). Printed as one line on
+// stderr at Close() when NARAE_LEDGER_STAGES is set.
+using StageHistogram = LatencyHistogram;
 
- private:
-  static int BucketOf(uint64_t v) {
-    constexpr uint64_t kSub = uint64_t{1} << kSubBits;
-    if (v < kSub) return static_cast<int>(v);
-    const int msb = std::bit_width(v) - 1;
-    const int b = (msb - kSubBits + 1) * static_cast<int>(kSub) +
-                  static_cast<int>((v >> (msb - kSubBits)) & (kSub - 1));
-    return std::min(b, kBuckets - 1);
-  }
-  static uint64_t Upper(int b) {
-    constexpr int kSub = 1 << kSubBits;
-    if (b < kSub) return static_cast<uint64_t>(b);
-    const int msb = b / kSub - 1 + kSubBits;
-    const uint64_t lower = (kSub + static_cast<uint64_t>(b % kSub)) << (msb - kSubBits);
-    return lower + (uint64_t{1} << (msb - kSubBits)) - 1;
-  }
-  std::array<std::atomic<uint64_t>, kBuckets> counts_{};
-  std::atomic<uint64_t> sum_{0}, max_{0};
-};
+// "name":{"n":..,"mean":..,"p50":..,"p99":..,"p999":..,"max":..}
+std::string StageJson(std::string_view name, StageHistogram& h) {
+  const StageHistogram::Summary s = h.Summarize(false);
+  char buf[256];
+  std::snprintf(
+      buf, sizeof(buf),
+      "\"%.*s\":{\"n\":%llu,\"mean\":%llu,\"p50\":%llu,\"p99\":%llu,\"p999\":%llu,"
+      "\"max\":%llu}",
+      static_cast<int>(name.size()), name.data(), static_cast<unsigned long long>(s.count),
+      static_cast<unsigned long long>(s.mean_us), static_cast<unsigned long long>(s.p50_us),
+      static_cast<unsigned long long>(s.p99_us), static_cast<unsigned long long>(s.p999_us),
+      static_cast<unsigned long long>(s.max_us));
+  return buf;
+}
 
 enum Cf : size_t {
   kDefault = 0,
@@ -572,6 +530,15 @@ struct PendingWrite {
   std::chrono::steady_clock::time_point first_queued, sequenced, sealed;
 };
 
+// The calls deferred by the group callbacks running on this thread
+// (DeferUntilGroupCallbacksReturn; RunCallbacks runs them).
+struct DeferredCalls {
+  bool open = false;  // a group's callbacks are running on this thread
+  size_t count = 0;
+  std::array<std::pair<void (*)(void*), void*>, kDeferredCallsMax> calls{};
+};
+thread_local DeferredCalls t_deferred;
+
 }  // namespace
 
 class LedgerImpl final : public Ledger, private Store {
@@ -656,6 +623,16 @@ class LedgerImpl final : public Ledger, private Store {
   void Acknowledge(std::vector<DoneFn>* dones, const Status& st,
                    std::chrono::steady_clock::time_point first_queued);
   void HandOver(std::unique_ptr<PendingWrite> w);
+  // True when the writer sleeps with nothing to write.
+  bool WriterIdle() {
+    std::lock_guard<std::mutex> lock(write_mu_);
+    return writer_waiting_ && writes_.empty();
+  }
+  // True when a sealed group would not wait for the writer (HandOver).
+  bool WriterHasRoom() {
+    std::lock_guard<std::mutex> lock(write_mu_);
+    return writes_.size() < kPipelineDepth;
+  }
   void WriteGroup(std::unique_ptr<PendingWrite> w);
   void RunGroup(std::deque<Submission>* subs);
   void FinishGroup(Group* group, std::vector<DoneFn> dones, AuxRows aux, uint64_t cpu0,
@@ -1291,11 +1268,35 @@ void LedgerImpl::RunGroup(std::deque<Submission>* subs) {
   AuxRows aux;
   std::vector<DoneFn> dones;
   TxnImpl txn(this, &aux);
-  while (!subs->empty() && group.events.size() < options_.group_events_max) {
-    Submission s = std::move(subs->front());
-    subs->pop_front();
-    s.fn(txn);
-    dones.push_back(std::move(s.done));
+  for (size_t pulls = 0;; ++pulls) {
+    bool seal_now = false;
+    while (!subs->empty() && group.events.size() < options_.group_events_max) {
+      Submission s = std::move(subs->front());
+      subs->pop_front();
+      s.fn(txn);
+      dones.push_back(std::move(s.done));
+      // The writer asleep with nothing to write while this group keeps
+      // growing would leave it (and, behind it, the replies, the I/O
+      // threads and the clients) idle for the whole group: hand over a
+      // part now, so the stages overlap.
+      if (dones.size() % kSealCheckSubmissions == 0 && !subs->empty() && WriterIdle()) {
+        seal_now = true;
+        break;
+      }
+    }
+    if (seal_now) break;
+    // While the writer has no room for this group (it writes group N and
+    // N+1 waits sealed), keep growing it from the queue rather than sealing
+    // it and sleeping until there is room: the sequencer then works while
+    // the writer waits on its fsync, and what arrived meanwhile joins this
+    // group instead of the next one (no extra group, no extra fsync).
+    if (!subs->empty() || group.events.size() >= options_.group_events_max ||
+        pulls >= kGrowPullsMax || WriterHasRoom()) {
+      break;
+    }
+    std::lock_guard<std::mutex> lock(mu_);
+    if (queue_.empty() || stopping_) break;
+    subs->swap(queue_);
   }
   sequencer_backlog_ = !subs->empty();
   stages_.queued.RecordSince(first_queued, sequenced);
@@ -1639,15 +1640,22 @@ void LedgerImpl::Acknowledge(std::vector<DoneFn>* dones, const Status& st,
   RunCallbacks(dones, st, first_queued, durable);
 }
 
-// A durable group's callbacks, in order (Acknowledge or AckLoop).
+// A durable group's callbacks, in order (Acknowledge or AckLoop), then the
+// calls they deferred.
 void LedgerImpl::RunCallbacks(std::vector<DoneFn>* dones, const Status& st,
                               std::chrono::steady_clock::time_point first_queued,
                               std::chrono::steady_clock::time_point durable) {
   const auto start = std::chrono::steady_clock::now();
   stages_.ack_wait.RecordSince(durable, start);
+  DeferredCalls& deferred = t_deferred;
+  NARAE_CHECK(!deferred.open && deferred.count == 0);
+  deferred.open = true;
   for (auto& done : *dones) {
     if (done) done(st);
   }
+  deferred.open = false;
+  for (size_t i = 0; i < deferred.count; ++i) deferred.calls[i].first(deferred.calls[i].second);
+  deferred.count = 0;
   const auto end = std::chrono::steady_clock::now();
   stages_.callbacks.RecordSince(start, end);
   stages_.total.RecordSince(first_queued, end);
@@ -1726,10 +1734,12 @@ Status LedgerImpl::Close() {
   if (acker_.joinable()) acker_.join();
   if (!options_.read_only && std::getenv("NARAE_LEDGER_STAGES") != nullptr) {
     std::string line = "{\"ledger_stages_us\":{";
-    line += stages_.queued.Json("queued") + "," + stages_.sequencing.Json("sequencing") + "," +
-            stages_.handover.Json("handover") + "," + stages_.write.Json("write") + "," +
-            stages_.ack_wait.Json("ack_wait") + "," + stages_.callbacks.Json("callbacks") + "," +
-            stages_.total.Json("total") + "," + stages_.submissions.Json("submissions") +
+    line += StageJson("queued", stages_.queued) + "," +
+            StageJson("sequencing", stages_.sequencing) + "," +
+            StageJson("handover", stages_.handover) + "," + StageJson("write", stages_.write) +
+            "," + StageJson("ack_wait", stages_.ack_wait) + "," +
+            StageJson("callbacks", stages_.callbacks) + "," + StageJson("total", stages_.total) +
+            "," + StageJson("submissions", stages_.submissions) +
             ",\"written_on_sequencer\":" + std::to_string(stages_.written_on_sequencer.load()) +
             ",\"acked_inline\":" + std::to_string(stages_.acked_inline.load()) + "}}\n";
     std::fputs(line.c_str(), stderr);
@@ -1968,6 +1978,13 @@ LedgerStats LedgerImpl::Stats() {
   s.writer_busy_us = stat_writer_busy_us_;
   s.healthy = healthy_;
   return s;
+}
+
+bool DeferUntilGroupCallbacksReturn(void (*fn)(void*), void* arg) {
+  DeferredCalls& deferred = t_deferred;
+  if (!deferred.open || deferred.count == deferred.calls.size()) return false;
+  deferred.calls[deferred.count++] = {fn, arg};
+  return true;
 }
 
 }  // namespace narae::ledger

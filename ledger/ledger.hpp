@@ -377,6 +377,17 @@ class Txn {
 using TxnFn = std::function<void(Txn&)>;
 using DoneFn = std::function<void(Status)>;
 
+// For a Submit() callback (DoneFn): runs `fn(arg)` on this ledger thread
+// once every callback of the current group has returned, before any later
+// group's callbacks and before the group's callbacks are destroyed (what
+// they hold is still alive). Calls run in the order deferred. Returns false,
+// and defers nothing, outside a group's callbacks or when
+// kDeferredCallsMax calls already wait: the caller then does the work at
+// once. The switch hands each I/O thread one burst of replies per group
+// this way, instead of waking it for every reply.
+inline constexpr size_t kDeferredCallsMax = 64;
+bool DeferUntilGroupCallbacksReturn(void (*fn)(void*), void* arg);
+
 struct Options {
   std::string path;  // the data folder (created when missing)
   // Open as a RocksDB secondary: read-only, follows a live primary

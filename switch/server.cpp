@@ -38,6 +38,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "ledger/ledger.hpp"
 #include "switch/log.hpp"
 #include "switch/server.hpp"
 #include "switch/switch.hpp"
@@ -115,56 +116,6 @@ Message ServerAnswer(std::string_view response_mti, std::string_view stan, Respo
   return m;
 }
 
-int LatencyHistogram::BucketOf(uint64_t us) {
-  constexpr uint64_t kSub = uint64_t{1} << kSubBits;
-  if (us < kSub) return static_cast<int>(us);
-  const int msb = std::bit_width(us) - 1;
-  const int bucket = (msb - kSubBits + 1) * static_cast<int>(kSub) +
-                     static_cast<int>((us >> (msb - kSubBits)) & (kSub - 1));
-  return std::min(bucket, kBuckets - 1);
-}
-
-uint64_t LatencyHistogram::BucketUpper(int bucket) {
-  constexpr int kSub = 1 << kSubBits;
-  if (bucket < kSub) return static_cast<uint64_t>(bucket);
-  const int msb = bucket / kSub - 1 + kSubBits;
-  const uint64_t sub = static_cast<uint64_t>(bucket % kSub);
-  const uint64_t lower = (kSub + sub) << (msb - kSubBits);
-  return lower + (uint64_t{1} << (msb - kSubBits)) - 1;
-}
-
-void LatencyHistogram::Record(uint64_t us) {
-  counts_[static_cast<size_t>(BucketOf(us))].fetch_add(1, std::memory_order_relaxed);
-  uint64_t seen = max_us_.load(std::memory_order_relaxed);
-  while (us > seen && !max_us_.compare_exchange_weak(seen, us, std::memory_order_relaxed)) {
-  }
-}
-
-LatencyHistogram::Summary LatencyHistogram::Drain() {
-  std::array<uint64_t, kBuckets> counts;
-  Summary s;
-  for (int i = 0; i < kBuckets; ++i) {
-    counts[static_cast<size_t>(i)] =
-        counts_[static_cast<size_t>(i)].exchange(0, std::memory_order_relaxed);
-    s.count += counts[static_cast<size_t>(i)];
-  }
-  s.max_us = max_us_.exchange(0, std::memory_order_relaxed);
-  if (s.count == 0) return s;
-  const auto at = [&](double q) {
-    const uint64_t rank = static_cast<uint64_t>(q * static_cast<double>(s.count - 1)) + 1;
-    uint64_t seen = 0;
-    for (int i = 0; i < kBuckets; ++i) {
-      seen += counts[static_cast<size_t>(i)];
-      if (seen >= rank) return std::min(BucketUpper(i), s.max_us);
-    }
-    return s.max_us;
-  };
-  s.p50_us = at(0.50);
-  s.p99_us = at(0.99);
-  s.p999_us = at(0.999);
-  return s;
-}
-
 Status ParseHostPort(std::string_view text, std::string* host, uint16_t* port) {
   NARAE_CHECK(host != nullptr && port != nullptr);
   size_t colon = text.rfind(':');
@@ -206,6 +157,7 @@ struct Counters {
 };
 
 class SessionBase;
+struct Shared;
 
 // Sessions of one I/O thread whose inbox got replies from a ledger thread
 // (Deliver), taken by one handler posted to that thread per burst (the
@@ -218,6 +170,7 @@ struct ReadyList {
   std::vector<std::shared_ptr<SessionBase>> sessions;  // GUARDED_BY(mu)
   bool posted = false;                                 // GUARDED_BY(mu)
   asio::io_context* ioc = nullptr;  // the I/O thread's; used only while the gate is open
+  Shared* shared = nullptr;         // its owner
 };
 
 struct Shared {
@@ -305,6 +258,17 @@ void TakeReady(ReadyList* list) {
   }
 }
 
+// A post of TakeReady deferred by Deliver to the end of a ledger group's
+// callbacks. The list is alive: the callbacks, which hold the server's
+// Shared, are not destroyed yet (ledger::DeferUntilGroupCallbacksReturn).
+// After Shutdown() closed the gate there is no io_context to post to.
+void PostReady(void* arg) {
+  ReadyList* list = static_cast<ReadyList*>(arg);
+  std::shared_lock<std::shared_mutex> lock(list->shared->gate_mu);
+  if (!list->shared->gate_open) return;
+  asio::post(*list->ioc, [list] { TakeReady(list); });
+}
+
 // Everything a session reads from the server; lives as long as the server's
 // io_context (so as long as any session).
 struct SessionEnv {
@@ -378,8 +342,13 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
       post = !list->posted;
       list->posted = true;
     }
+    if (!post) return;
+    // Inside a ledger group's callbacks, the post waits until the group's
+    // last reply is in (one wake of the I/O thread per group instead of one
+    // per reply when it drains faster than the replies come).
+    if (ledger::DeferUntilGroupCallbacksReturn(&PostReady, list)) return;
     // The list lives as long as the server's io_contexts (the gate is open).
-    if (post) asio::post(*list->ioc, [list] { TakeReady(list); });
+    asio::post(*list->ioc, [list] { TakeReady(list); });
   }
 
   void DrainOnStrand(std::shared_ptr<SessionBase> base) override {
@@ -810,6 +779,7 @@ class ServerImpl final : public IsoServer {
       works_.push_back(asio::make_work_guard(*ioc));
       shared_->ready.push_back(std::make_unique<ReadyList>());
       shared_->ready.back()->ioc = ioc.get();
+      shared_->ready.back()->shared = shared_.get();
     }
   }
 
@@ -1000,7 +970,7 @@ class ServerImpl final : public IsoServer {
     keys.reserve(std::size(all) * 5);
     std::vector<LogField> fields;
     for (const auto& [name, h] : all) {
-      const LatencyHistogram::Summary sum = h->Drain();
+      const LatencyHistogram::Summary sum = h->Summarize(true);
       const std::string n(name);
       const std::pair<const char*, uint64_t> v[] = {{"_n", sum.count},
                                                     {"_p50", sum.p50_us},
@@ -1079,7 +1049,7 @@ asio::awaitable<void> ServerImpl::SummaryLoop() {
       last = now;
       continue;  // nothing to say
     }
-    const LatencyHistogram::Summary lat = shared_->latency.Drain();
+    const LatencyHistogram::Summary lat = shared_->latency.Summarize(true);
     const uint64_t elapsed_ms = static_cast<uint64_t>(
         std::chrono::duration_cast<std::chrono::milliseconds>(now - last).count());
     const uint64_t per_s = elapsed_ms == 0 ? 0 : (responses - last_responses) * 1000 / elapsed_ms;

@@ -10,6 +10,7 @@
 #include <span>
 #include <string>
 
+#include "ledger/histogram.hpp"
 #include "switch/iso8583.hpp"
 
 namespace narae::switching {
@@ -32,27 +33,8 @@ std::optional<std::string> AnswerMti(std::string_view request_mti);
 // field 11 when known, field 39.
 Message ServerAnswer(std::string_view response_mti, std::string_view stan, ResponseCode code);
 
-// A lock-free log-linear latency histogram (microseconds), ~6% resolution,
-// up to ~1 hour. Record() from any thread; Drain() takes and resets counts.
-class LatencyHistogram {
- public:
-  static constexpr int kSubBits = 4;
-  static constexpr int kBuckets = 40 << kSubBits;
-  void Record(uint64_t us);
-  struct Summary {
-    uint64_t count = 0;
-    uint64_t p50_us = 0;
-    uint64_t p99_us = 0;
-    uint64_t p999_us = 0;
-    uint64_t max_us = 0;
-  };
-  Summary Drain();
-  static int BucketOf(uint64_t us);
-  static uint64_t BucketUpper(int bucket);
-
- private:
-  std::array<std::atomic<uint64_t>, kBuckets> counts_{};
-  std::atomic<uint64_t> max_us_{0};
-};
+// The latency histogram of the metrics and the `stages` log line
+// (ledger/histogram.hpp: ~6% resolution; Summarize(true) takes and resets).
+using LatencyHistogram = ledger::LatencyHistogram;
 
 }  // namespace narae::switching

@@ -302,5 +302,213 @@ TEST_F(LedgerTest, PipelineStagesNotPrintedUnlessAsked) {
   EXPECT_EQ(err.find("ledger_stages_us"), std::string::npos) << err;
 }
 
+// While the writer has no room (it is busy with group 1 and group 2 waits
+// sealed), the group being built takes what arrives instead of being sealed
+// and waiting: S2, S3 and S4 commit in one group (Txn::now_ns() is the
+// group's, the fake clock moved by each submission). Before, S2 was sealed alone and S3, S4 formed
+// a fourth group.
+TEST_F(LedgerTest, PipelineGroupGrowsWhileTheWriterHasNoRoom) {
+  std::promise<void> s0_started, s0_release, writer_held, writer_release, s2_started, s2_release;
+  std::shared_future<void> s0_gate = s0_release.get_future().share();
+  std::shared_future<void> writer_gate = writer_release.get_future().share();
+  std::shared_future<void> writer_held_f = writer_held.get_future().share();
+  std::shared_future<void> s2_gate = s2_release.get_future().share();
+  std::mutex mu;
+  std::vector<uint64_t> group_of(5, 0);
+  std::vector<std::promise<Status>> done(5);
+  std::promise<void> s1_ran;
+  auto submit = [&](int i, std::function<void()> in_fn, std::function<void()> in_done) {
+    return ledger_->Submit(
+        [&, i, in_fn](Txn& txn) {
+          if (in_fn) in_fn();
+          clock_ns_ += 1;  // the next group's now_ns() differs
+          txn.PutAux("gr/" + std::to_string(i), "v");
+          std::lock_guard<std::mutex> lock(mu);
+          group_of[static_cast<size_t>(i)] = txn.now_ns();
+        },
+        [&, i, in_done](Status st) {
+          if (in_done) in_done();
+          done[static_cast<size_t>(i)].set_value(st);
+        });
+  };
+  // S0 is held on the sequencer while S1 queues, so S0's group goes to the
+  // writer, whose inline callback then holds it.
+  ASSERT_OK(submit(
+      0,
+      [&] {
+        s0_started.set_value();
+        s0_gate.wait();
+      },
+      [&] {
+        writer_held.set_value();
+        writer_gate.wait();
+      }));
+  s0_started.get_future().wait();
+  // S1 (group 2) waits until the writer is held: then it is sealed and
+  // waits for the writer.
+  ASSERT_OK(submit(
+      1,
+      [&] {
+        writer_held_f.wait();
+        s1_ran.set_value();
+      },
+      nullptr));
+  s0_release.set_value();
+  s1_ran.get_future().wait();
+  // S2 starts group 3 and waits until S3 and S4 are queued.
+  ASSERT_OK(submit(
+      2,
+      [&] {
+        s2_started.set_value();
+        s2_gate.wait();
+      },
+      nullptr));
+  s2_started.get_future().wait();
+  ASSERT_OK(submit(3, nullptr, nullptr));
+  ASSERT_OK(submit(4, nullptr, nullptr));
+  s2_release.set_value();
+  // The sequencer takes S3 and S4 without the writer (before, it waited for
+  // room with S2's group sealed, and took them only once the writer was
+  // released). The writer is released either way, so a failure ends.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  bool took_them = false;
+  while (!took_them && std::chrono::steady_clock::now() < deadline) {
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      took_them = group_of[4] != 0;
+    }
+    if (!took_them) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  writer_release.set_value();
+  for (auto& d : done) ASSERT_OK(d.get_future().get());
+  EXPECT_TRUE(took_them);
+  std::lock_guard<std::mutex> lock(mu);
+  EXPECT_NE(group_of[0], group_of[1]);
+  EXPECT_NE(group_of[1], group_of[2]);
+  EXPECT_EQ(group_of[2], group_of[3]);
+  EXPECT_EQ(group_of[2], group_of[4]);
+}
+
+// A long queue met by an idle writer is sealed in parts of a multiple of
+// kSealCheckSubmissions (128) submissions, so the writer writes the first
+// part while the sequencer sequences the rest; every callback still runs in
+// order.
+TEST_F(LedgerTest, PipelineLongQueueIsSealedInPartsWhileTheWriterIsIdle) {
+  std::promise<void> s0_started, s0_release;
+  std::shared_future<void> s0_gate = s0_release.get_future().share();
+  ASSERT_OK(ledger_->Submit(
+      [&](Txn&) {
+        s0_started.set_value();
+        s0_gate.wait();
+      },
+      [](Status) {}));
+  s0_started.get_future().wait();
+  constexpr int kQueued = 600;
+  std::mutex mu;
+  std::vector<uint64_t> group_of(kQueued, 0);
+  std::vector<int> order;
+  std::vector<std::promise<Status>> done(kQueued);
+  for (int i = 0; i < kQueued; ++i) {
+    ASSERT_OK(ledger_->Submit(
+        [&, i](Txn& txn) {
+          // ~0.1 s for the lot: the writer is done with S0's group well
+          // before the sequencer is done with them.
+          std::this_thread::sleep_for(std::chrono::microseconds(150));
+          clock_ns_ += 1;  // the next group's now_ns() differs
+          txn.PutAux("lq/" + std::to_string(i), "v");
+          std::lock_guard<std::mutex> lock(mu);
+          group_of[static_cast<size_t>(i)] = txn.now_ns();
+        },
+        [&, i](Status st) {
+          {
+            std::lock_guard<std::mutex> lock(mu);
+            order.push_back(i);
+          }
+          done[static_cast<size_t>(i)].set_value(st);
+        }));
+  }
+  s0_release.set_value();
+  for (auto& d : done) ASSERT_OK(d.get_future().get());
+  std::lock_guard<std::mutex> lock(mu);
+  std::vector<int> sizes;
+  for (int i = 0; i < kQueued; ++i) {
+    if (i == 0 || group_of[static_cast<size_t>(i)] != group_of[static_cast<size_t>(i - 1)]) {
+      sizes.push_back(0);
+    }
+    ++sizes.back();
+  }
+  ASSERT_GE(sizes.size(), 2u);
+  for (size_t g = 0; g + 1 < sizes.size(); ++g) EXPECT_EQ(sizes[g] % 128, 0) << g;
+  for (int i = 0; i < kQueued; ++i) EXPECT_EQ(order[static_cast<size_t>(i)], i);
+}
+
+// DeferUntilGroupCallbacksReturn: a call deferred by a callback runs on the
+// same thread once the group's last callback has returned, before the next
+// group's callbacks; outside callbacks, and beyond kDeferredCallsMax, it is
+// refused and the caller does the work itself.
+TEST_F(LedgerTest, PipelineDeferredCallsRunAfterTheGroupsCallbacks) {
+  EXPECT_FALSE(DeferUntilGroupCallbacksReturn([](void*) {}, nullptr));
+  struct Log {
+    std::mutex mu;
+    std::vector<std::string> events;
+    std::vector<std::thread::id> threads;
+    void Add(std::string e) {
+      std::lock_guard<std::mutex> lock(mu);
+      events.push_back(std::move(e));
+      threads.push_back(std::this_thread::get_id());
+    }
+  } log;
+  std::promise<void> s0_started, s0_release;
+  std::shared_future<void> s0_gate = s0_release.get_future().share();
+  ASSERT_OK(ledger_->Submit(
+      [&](Txn&) {
+        s0_started.set_value();
+        s0_gate.wait();
+      },
+      [](Status) {}));
+  s0_started.get_future().wait();
+  // G1 (three submissions) queue behind S0: one group.
+  std::atomic<int> refused{0};
+  std::vector<std::promise<void>> done(4);
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_OK(ledger_->Submit([i](Txn& txn) { txn.PutAux("df/" + std::to_string(i), "v"); },
+                              [&, i](Status st) {
+                                NARAE_CHECK(st.ok());
+                                log.Add("cb" + std::to_string(i));
+                                if (i == 0) {
+                                  // More than the bound: the last ones are refused.
+                                  for (size_t k = 0; k < kDeferredCallsMax + 2; ++k) {
+                                    const bool ok = DeferUntilGroupCallbacksReturn(
+                                        [](void* arg) { static_cast<Log*>(arg)->Add("deferred"); },
+                                        &log);
+                                    if (!ok) ++refused;
+                                  }
+                                }
+                                done[static_cast<size_t>(i)].set_value();
+                              }));
+  }
+  s0_release.set_value();
+  for (int i = 0; i < 3; ++i) done[static_cast<size_t>(i)].get_future().wait();
+  // The next group's callback comes after every deferred call.
+  ASSERT_OK(ledger_->Submit([](Txn& txn) { txn.PutAux("df/next", "v"); },
+                            [&](Status) {
+                              log.Add("next");
+                              done[3].set_value();
+                            }));
+  done[3].get_future().wait();
+  EXPECT_EQ(refused.load(), 2);
+  std::lock_guard<std::mutex> lock(log.mu);
+  ASSERT_EQ(log.events.size(), 3 + kDeferredCallsMax + 1);
+  EXPECT_EQ(log.events[0], "cb0");
+  EXPECT_EQ(log.events[1], "cb1");
+  EXPECT_EQ(log.events[2], "cb2");
+  for (size_t k = 3; k < 3 + kDeferredCallsMax; ++k) {
+    EXPECT_EQ(log.events[k], "deferred") << k;
+    EXPECT_EQ(log.threads[k], log.threads[2]) << k;
+  }
+  EXPECT_EQ(log.events.back(), "next");
+  EXPECT_FALSE(DeferUntilGroupCallbacksReturn([](void*) {}, nullptr));
+}
+
 }  // namespace
 }  // namespace narae::testing
