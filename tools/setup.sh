@@ -4,7 +4,7 @@
 
 NARAE_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 NARAE_PACKAGES=(build-essential cmake librocksdb-dev libboost-dev libcereal-dev libssl-dev
-  libgtest-dev nlohmann-json3-dev libcli11-dev)
+  libgtest-dev nlohmann-json3-dev libcli11-dev libjemalloc-dev)
 NARAE_TEST_PACKAGES=(libxml2-utils clang-14 libclang-rt-14-dev)
 
 narae_install_packages() {
