@@ -79,9 +79,10 @@ struct ApiOptions {
 struct HttpRequest {
   std::string method;  // "GET", "POST", ...
   std::string target;  // path and query, as signed
-  // Header lookup by lower-case name ("" when absent). Valid until the
-  // request's `done` is called (HttpServer reads the headers in place).
-  std::function<std::string(std::string_view)> header;
+  // Header lookup by lower-case name ("" when absent), a view of the request's
+  // bytes. Valid until the request's `done` is called (HttpServer reads the
+  // headers in place): a caller that keeps a value longer copies it.
+  std::function<std::string_view(std::string_view)> header;
   std::string body;
 };
 

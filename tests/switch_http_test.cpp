@@ -371,6 +371,50 @@ TEST_F(HttpTest, HoldCaptureRefundLifecycle) {
   EXPECT_EQ(r5.status, 409u) << r5.body;
 }
 
+// AppendJsonString looks for a byte to escape eight bytes at a time: every
+// byte value at every position of strings of 0..40 bytes (words, the tail
+// after them, both) is written as nlohmann::json::dump() writes it.
+TEST(HttpJson, AppendJsonStringEscapesEveryByteAtEveryPosition) {
+  for (size_t size = 1; size <= 40; ++size) {
+    for (size_t at = 0; at < size; ++at) {
+      for (int b = 0; b < 0x80; ++b) {
+        std::string s(size, 'a');
+        s[at] = static_cast<char>(b);
+        std::string out = "x";
+        AppendJsonString(&out, s);
+        ASSERT_EQ(out, "x" + json(s).dump()) << "size " << size << " at " << at << " byte " << b;
+      }
+      // Bytes above 0x7f (UTF-8) are never escaped, whatever their neighbours.
+      std::string s(size, '\xc3');
+      s[at] = '\x1f';
+      std::string out;
+      AppendJsonString(&out, s);
+      ASSERT_EQ(out.substr(0, at + 1), "\"" + std::string(at, '\xc3')) << size << " " << at;
+      ASSERT_EQ(out.substr(at + 1, 6), "\\u001f") << size << " " << at;
+    }
+  }
+  std::string empty;
+  AppendJsonString(&empty, "");
+  EXPECT_EQ(empty, "\"\"");
+}
+
+// A view of the output itself is written as it was, also when the output
+// must grow (its bytes move): the fast path appended from a view that its
+// own push_back could have freed (seen while reading it for this change).
+TEST(HttpJson, AppendJsonStringOfAViewOfItsOwnOutput) {
+  for (const std::string& text :
+       {std::string("plain text of some length"), std::string("needs \"escapes\" and a \\ here")}) {
+    std::string out = text;
+    out.shrink_to_fit();
+    AppendJsonString(&out, std::string_view(out));
+    EXPECT_EQ(out, text + json(text).dump());
+    std::string tail = "ab" + text;
+    tail.shrink_to_fit();
+    AppendJsonString(&tail, std::string_view(tail).substr(2));
+    EXPECT_EQ(tail, "ab" + text + json(text).dump());
+  }
+}
+
 // The answers and events the sequencer writes by hand (api.cpp JsonOut,
 // api_events.cpp AppendJsonString) are the bytes nlohmann::json writes for
 // the same payment (GET), escapes included; the stored metadata reads back.
