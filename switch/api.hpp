@@ -89,7 +89,9 @@ struct HttpRequest {
 struct HttpResponse {
   unsigned status = 200;
   std::string body;  // JSON (or text for /metrics)
-  std::string content_type = "application/json";
+  // Static text (a literal): a view, so that making an answer allocates
+  // nothing for it (16 bytes would not fit a std::string's own buffer).
+  std::string_view content_type = "application/json";
   std::vector<std::pair<std::string, std::string>> headers;  // extra (Retry-After, ...)
 };
 

@@ -302,6 +302,34 @@ class HttpTest : public ::testing::Test {
   int iso_stan_ = 0;
 };
 
+// Every answer says its type (HttpResponse::content_type, a view of a
+// literal): JSON for the API's answers, replays and errors, the Prometheus
+// text type for /metrics; each carries its X-Request-Id.
+TEST_F(HttpTest, AnswersCarryTheirContentType) {
+  const std::string key = NextKey();
+  Resp paid = Call("POST", "/v1/payments", PayBody(1200), key);
+  ASSERT_EQ(paid.status, 201u) << paid.body;
+  EXPECT_EQ(paid.headers["Content-Type"], "application/json");
+  EXPECT_TRUE(paid.headers["X-Request-Id"].starts_with("req_")) << paid.headers["X-Request-Id"];
+  EXPECT_EQ(paid.headers["X-Request-Id"].size(), 20u);
+  Resp replay = Call("POST", "/v1/payments", PayBody(1200), key);
+  EXPECT_EQ(replay.status, 201u);
+  EXPECT_EQ(replay.headers["Content-Type"], "application/json");
+  EXPECT_NE(replay.headers["X-Request-Id"], paid.headers["X-Request-Id"]);
+  Resp bad = Call("POST", "/v1/payments", "{", NextKey());
+  EXPECT_EQ(bad.status, 400u);
+  EXPECT_EQ(bad.headers["Content-Type"], "application/json");
+  Resp unsigned_call = Call("GET", "/v1/payments", "", "", "");
+  EXPECT_EQ(unsigned_call.status, 401u);
+  EXPECT_EQ(unsigned_call.headers["Content-Type"], "application/json");
+  Resp health = Call("GET", "/healthz", "", "", "");
+  EXPECT_EQ(health.status, 200u);
+  EXPECT_EQ(health.headers["Content-Type"], "application/json");
+  Resp metrics = Call("GET", "/metrics", "", "", "");
+  EXPECT_EQ(metrics.status, 200u);
+  EXPECT_EQ(metrics.headers["Content-Type"], "text/plain; version=0.0.4");
+}
+
 TEST_F(HttpTest, HoldCaptureRefundLifecycle) {
   Resp p = Pay(10'000);
   ASSERT_EQ(p.status, 201u) << p.body;
