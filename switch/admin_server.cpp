@@ -81,7 +81,7 @@ class AdminApi final : public Api {
 
  private:
   bool Authorized(const HttpRequest& request) const {
-    const std::string given = request.header("authorization");
+    const std::string given(request.header("authorization"));
     const auto bytes = [](const std::string& s) {
       return crypto::ByteView(reinterpret_cast<const uint8_t*>(s.data()), s.size());
     };

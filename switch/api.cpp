@@ -19,6 +19,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cctype>
+#include <charconv>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -48,6 +49,8 @@ constexpr std::string_view kAuxMetaPrefix = "ap/p/";
 constexpr std::string_view kAuxListPrefix = "ap/l/";
 constexpr std::string_view kPaymentIdPrefix = "pay_";
 constexpr size_t kRrnBytes = 12;
+// The sequencer's idempotency record buffer is kept up to this size.
+constexpr size_t kIdemScratchBytesMax = 16 * 1024;
 constexpr uint32_t kStanPhysicalBase = 900000;  // STANs the API uses on physical terminals
 constexpr uint32_t kStanRange = 100000;
 constexpr uint32_t kListScanRowsMax = 10000;  // rows examined per list call (order_ref filter)
@@ -281,12 +284,12 @@ class JsonOut {
   }
   JsonOut& Num(std::string_view k, uint64_t v) {
     Key(k);
-    s_ += std::to_string(v);
+    AppendDecimal(v);
     return *this;
   }
   JsonOut& Int(std::string_view k, int64_t v) {
     Key(k);
-    s_ += std::to_string(v);
+    AppendDecimal(v);
     return *this;
   }
   JsonOut& Bool(std::string_view k, bool v) {
@@ -298,20 +301,31 @@ class JsonOut {
 
  private:
   // Keys are the API's own names (letters, digits, '_'): nothing to escape.
+  // Keys are short (the longest is 21 bytes): written through a stack buffer.
+  static constexpr size_t kKeyBytesMax = 48;
   void Key(std::string_view k) {
 #ifndef NDEBUG
     for (char c : k) NARAE_CHECK(c == '_' || std::isalnum(static_cast<unsigned char>(c)));
 #endif
-    const size_t at = s_.size();
-    s_.resize(at + (first_ ? 0 : 1) + k.size() + 3);  // [,]"k":
-    char* p = s_.data() + at;
-    if (!first_) *p++ = ',';
-    *p++ = '"';
-    std::memcpy(p, k.data(), k.size());
-    p += k.size();
-    *p++ = '"';
-    *p = ':';
+    NARAE_CHECK(k.size() <= kKeyBytesMax);
+    char b[kKeyBytesMax + 4];  // [,]"k":
+    size_t n = 0;
+    if (!first_) b[n++] = ',';
+    b[n++] = '"';
+    std::memcpy(b + n, k.data(), k.size());
+    n += k.size();
+    b[n++] = '"';
+    b[n++] = ':';
+    s_.append(b, n);
     first_ = false;
+  }
+  // As std::to_string writes it, without the temporary string.
+  template <typename T>
+  void AppendDecimal(T v) {
+    char b[24];
+    auto [end, ec] = std::to_chars(b, b + sizeof b, v);
+    NARAE_CHECK(ec == std::errc());
+    s_.append(b, end);
   }
   std::string s_;
   bool first_ = true;
@@ -496,7 +510,9 @@ ledger::TransferId PurchaseTransfer(ledger::Txn& txn, std::string_view rrn) {
 std::string ListKey(std::string_view merchant, uint64_t ns, std::string_view rrn) {
   std::string k;
   k.reserve(kAuxListPrefix.size() + merchant.size() + 1 + 16 + rrn.size());
-  k.append(kAuxListPrefix).append(merchant).append("/").append(Hex16(ns)).append(rrn);
+  k.append(kAuxListPrefix).append(merchant).append("/");
+  AppendHex16(&k, ns);
+  k.append(rrn);
   return k;
 }
 
@@ -661,7 +677,13 @@ class ApiImpl final : public Api {
                std::chrono::system_clock::now().time_since_epoch())
         .count();
   }
-  std::string NextRequestId() { return "req_" + Hex16(request_seq_.fetch_add(1) + 1); }
+  std::string NextRequestId() {
+    std::string id;
+    id.reserve(4 + 16);
+    id.append("req_");
+    AppendHex16(&id, request_seq_.fetch_add(1) + 1);
+    return id;
+  }
 
   std::optional<ApiError> Authenticate(const HttpRequest& req, crypto::ByteView body_sha256,
                                        std::string* merchant);
@@ -749,10 +771,10 @@ class ApiImpl final : public Api {
 
 std::optional<ApiError> ApiImpl::Authenticate(const HttpRequest& req, crypto::ByteView body_sha256,
                                               std::string* merchant) {
-  std::string key_id = req.header("x-narae-key-id");
-  std::string ts_text = req.header("x-narae-timestamp");
-  std::string nonce = req.header("x-narae-nonce");
-  std::string signature = req.header("x-narae-signature");
+  const std::string_view key_id = req.header("x-narae-key-id");
+  const std::string_view ts_text = req.header("x-narae-timestamp");
+  const std::string_view nonce = req.header("x-narae-nonce");
+  const std::string_view signature = req.header("x-narae-signature");
   if (key_id.empty() || ts_text.empty() || nonce.empty() || signature.empty()) {
     return ApiError{401, "unauthenticated",
                     "X-Narae-Key-Id, X-Narae-Timestamp, X-Narae-Nonce and X-Narae-Signature are "
@@ -784,8 +806,10 @@ std::optional<ApiError> ApiImpl::Authenticate(const HttpRequest& req, crypto::By
     secret = it->second;
     verifier = verifiers_[m->id].get();  // never erased: stable
   }
-  Status s = verifier->VerifyBodyDigest(*secret, req.method, req.target, std::stoll(ts_text), nonce,
-                                        body_sha256, signature, NowMs() / 1000);
+  int64_t ts = 0;  // 1..12 digits (checked above): fits
+  std::from_chars(ts_text.data(), ts_text.data() + ts_text.size(), ts);
+  Status s = verifier->VerifyBodyDigest(*secret, req.method, req.target, ts, nonce, body_sha256,
+                                        signature, NowMs() / 1000);
   if (!s.ok()) {
     switch (s.code()) {
       case StatusCode::kFailedPrecondition:
@@ -805,24 +829,33 @@ std::optional<ApiError> ApiImpl::Authenticate(const HttpRequest& req, crypto::By
 // ---- Dispatch ------------------------------------------------------------------
 
 void ApiImpl::Handle(HttpRequest req, std::function<void(HttpResponse)> done) {
-  const auto start = std::chrono::steady_clock::now();
-  std::string request_id = NextRequestId();
-  auto endpoint = std::make_shared<Endpoint>(Endpoint::kOther);
+  // What the answer needs, in one allocation: the request id, the endpoint
+  // (set by Route) and the server's callback.
+  struct Pending {
+    std::chrono::steady_clock::time_point start;
+    Endpoint endpoint = Endpoint::kOther;
+    std::string request_id;
+    std::function<void(HttpResponse)> done;
+  };
+  auto pending = std::make_shared<Pending>();
+  pending->start = std::chrono::steady_clock::now();
+  pending->request_id = NextRequestId();
+  pending->done = std::move(done);
+  const std::string& request_id = pending->request_id;  // lives as long as `finish`
   // Counts the outcome and adds the request id header.
-  auto finish = [this, start, endpoint, request_id,
-                 done = std::move(done)](HttpResponse r) mutable {
-    size_t e = static_cast<size_t>(*endpoint);
+  auto finish = [this, pending](HttpResponse r) {
+    size_t e = static_cast<size_t>(pending->endpoint);
     size_t cls = std::min<size_t>(r.status / 100, kStatusClasses - 1);
     requests_[e][cls].fetch_add(1, std::memory_order_relaxed);
     uint64_t us = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(
-                                            std::chrono::steady_clock::now() - start)
+                                            std::chrono::steady_clock::now() - pending->start)
                                             .count());
     size_t b = 0;
     while (b < kLatencyBuckets && us > kLatencyBucketsUs[b]) ++b;
     latency_[e][b].fetch_add(1, std::memory_order_relaxed);
     latency_sum_us_[e].fetch_add(us, std::memory_order_relaxed);
-    r.headers.emplace_back("X-Request-Id", request_id);
-    done(std::move(r));
+    r.headers.emplace_back("X-Request-Id", pending->request_id);
+    pending->done(std::move(r));
   };
   auto fail = [&](const ApiError& e) {
     HttpResponse r;
@@ -851,7 +884,7 @@ void ApiImpl::Handle(HttpRequest req, std::function<void(HttpResponse)> done) {
     r.headers.emplace_back("Retry-After", std::to_string(wait_s));
     return finish(std::move(r));
   }
-  Route(req, body_sha256, merchant, request_id, endpoint.get(), std::move(finish));
+  Route(req, body_sha256, merchant, request_id, &pending->endpoint, std::move(finish));
 }
 
 void ApiImpl::Route(HttpRequest& req, crypto::ByteView body_sha256, const std::string& merchant,
@@ -922,7 +955,7 @@ void ApiImpl::Route(HttpRequest& req, crypto::ByteView body_sha256, const std::s
 void ApiImpl::Post(HttpRequest& req, crypto::ByteView body_sha256, Op op,
                    std::string_view payment_id, const std::string& merchant,
                    const std::string& request_id, std::function<void(HttpResponse)> done) {
-  std::string idem = req.header("idempotency-key");
+  const std::string_view idem = req.header("idempotency-key");
   if (idem.empty() || idem.size() > kIdempotencyKeyBytesMax) {
     HttpResponse r;
     r.status = 400;
@@ -1458,11 +1491,16 @@ bool ApiImpl::Before(ledger::Txn& txn, PostCtx& ctx) {
 
 void ApiImpl::RecordAnswer(ledger::Txn& txn, PostCtx& ctx, unsigned status, std::string body,
                            std::string_view event_key) {
+  // Built in a buffer this thread keeps (PutAux copies it).
+  thread_local std::string value;
+  value.clear();
   if (event_key.empty()) {
-    txn.PutAux(ctx.idem_key, IdemValue(ctx.fingerprint, status, "", body));
+    AppendIdemValue(&value, ctx.fingerprint, status, "", body);
   } else {
-    txn.PutAux(ctx.idem_key, IdemValue(ctx.fingerprint, status, kStoredBodyRef, event_key));
+    AppendIdemValue(&value, ctx.fingerprint, status, kStoredBodyRef, event_key);
   }
+  txn.PutAux(ctx.idem_key, value);
+  if (value.capacity() > kIdemScratchBytesMax) std::string().swap(value);  // a large error body
   ctx.status = status;
   ctx.body = std::move(body);
 }
@@ -1506,7 +1544,7 @@ void ApiImpl::After(ledger::Txn& txn, PostCtx& ctx, const Message& response) {
   PaymentView v;
   v.merchant = ctx.merchant;
   v.currency = ctx.currency;
-  std::string type;
+  std::string_view type;
   unsigned status = 200;
   const uint64_t fee = ctx.meta.delivery_fee_minor;
   if (ctx.op == Op::kPay) {

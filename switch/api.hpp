@@ -79,16 +79,19 @@ struct ApiOptions {
 struct HttpRequest {
   std::string method;  // "GET", "POST", ...
   std::string target;  // path and query, as signed
-  // Header lookup by lower-case name ("" when absent). Valid until the
-  // request's `done` is called (HttpServer reads the headers in place).
-  std::function<std::string(std::string_view)> header;
+  // Header lookup by lower-case name ("" when absent), a view of the request's
+  // bytes. Valid until the request's `done` is called (HttpServer reads the
+  // headers in place): a caller that keeps a value longer copies it.
+  std::function<std::string_view(std::string_view)> header;
   std::string body;
 };
 
 struct HttpResponse {
   unsigned status = 200;
   std::string body;  // JSON (or text for /metrics)
-  std::string content_type = "application/json";
+  // Static text (a literal): a view, so that making an answer allocates
+  // nothing for it (16 bytes would not fit a std::string's own buffer).
+  std::string_view content_type = "application/json";
   std::vector<std::pair<std::string, std::string>> headers;  // extra (Retry-After, ...)
 };
 

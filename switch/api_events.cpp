@@ -10,8 +10,11 @@
 
 #include <algorithm>
 #include <atomic>
+#include <charconv>
 #include <chrono>
 #include <cstdio>
+#include <cstring>
+#include <functional>
 #include <future>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -29,6 +32,8 @@ using json = nlohmann::json;
 
 constexpr std::string_view kAuxRrnIndexPrefix = "au/r/";
 constexpr size_t kExpirySuffixBytes = 16 + kRrnBytes;
+// PutEvent's buffer is kept up to this size (a payment's event is ~700 B).
+constexpr size_t kEventScratchBytesMax = 16 * 1024;
 
 // The last event id handed out in this process (sequencer threads only;
 // atomic because several ledgers may live in one process, e.g. tests).
@@ -65,22 +70,60 @@ void ReleaseExpiredStandIn(ledger::Txn& txn, const std::vector<OtherBank>& banks
 }  // namespace
 
 std::string Hex16(uint64_t v) {
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string s(16, '0');
-  for (size_t i = 16; i-- > 0; v >>= 4) s[i] = kHex[v & 0xf];
+  std::string s;
+  AppendHex16(&s, v);
   return s;
 }
 
+void AppendHex16(std::string* out, uint64_t v) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  char s[16];
+  for (size_t i = 16; i-- > 0; v >>= 4) s[i] = kHex[v & 0xf];
+  out->append(s, sizeof s);
+}
+
+namespace {
+
+// True when some byte of `s` must be escaped (below 0x20, '"' or '\\'),
+// looked at eight bytes at a time: a byte below n (n <= 128) or equal to 0
+// sets its top bit in (x - n * kOnes) & ~x, and none other does in a word
+// without one (Bit Twiddling Hacks, "hasless", "haszero").
+bool NeedsEscape(std::string_view s) {
+  constexpr uint64_t kOnes = 0x0101010101010101ULL;
+  constexpr uint64_t kHigh = 0x8080808080808080ULL;
+  size_t i = 0;
+  for (; i + 8 <= s.size(); i += 8) {
+    uint64_t x = 0;
+    std::memcpy(&x, s.data() + i, sizeof x);
+    const uint64_t quote = x ^ (kOnes * '"');
+    const uint64_t backslash = x ^ (kOnes * '\\');
+    const uint64_t hit =
+        ((x - kOnes * 0x20) & ~x) | ((quote - kOnes) & ~quote) | ((backslash - kOnes) & ~backslash);
+    if ((hit & kHigh) != 0) return true;
+  }
+  for (; i < s.size(); ++i) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    if (c < 0x20 || c == '"' || c == '\\') return true;
+  }
+  return false;
+}
+
+}  // namespace
+
 void AppendJsonString(std::string* out, std::string_view s) {
   static constexpr char kHex[] = "0123456789abcdef";
+  const std::less<const char*> before;
+  if (!s.empty() && !before(s.data(), out->data()) &&
+      before(s.data(), out->data() + out->size() + 1)) {
+    const std::string copy(s);  // a view of *out: growing *out would move it
+    AppendJsonString(out, copy);
+    return;
+  }
   // The common case (ids, codes, names: nothing to escape) in one copy.
-  if (std::none_of(s.begin(), s.end(), [](char ch) {
-        const auto c = static_cast<unsigned char>(ch);
-        return c < 0x20 || c == '"' || c == '\\';
-      })) {
-    out->push_back('"');
-    out->append(s);  // safe even if `s` is a view of *out
-    out->push_back('"');
+  if (!NeedsEscape(s)) {
+    const size_t at = out->size();
+    out->append(s.size() + 2, '"');  // one call into the string, not three
+    if (!s.empty()) std::memcpy(out->data() + at + 1, s.data(), s.size());
     return;
   }
   out->push_back('"');
@@ -126,27 +169,35 @@ void AppendJsonString(std::string* out, std::string_view s) {
   out->push_back('"');
 }
 
-std::string PutEvent(ledger::Txn& txn, std::string_view merchant, std::string_view type,
-                     std::string_view data_json, std::string* event_key) {
+void PutEvent(ledger::Txn& txn, std::string_view merchant, std::string_view type,
+              std::string_view data_json, std::string* event_key) {
   NARAE_CHECK(!merchant.empty() && !type.empty() && !data_json.empty());
-  const std::string id = Hex16(NextEventId(txn.now_ns()));
-  std::string ev;
+  const uint64_t id = NextEventId(txn.now_ns());
+  // The record and its key in buffers this thread keeps (PutAux copies
+  // them): no allocation per event once they have grown.
+  thread_local std::string ev;
+  thread_local std::string key;
+  ev.clear();
   ev.reserve(data_json.size() + 128);
   ev += "{\"id\":\"evt_";
-  ev += id;
+  AppendHex16(&ev, id);
   ev += "\",\"type\":";
   AppendJsonString(&ev, type);
   ev += ",\"created_at_ms\":";
-  ev += std::to_string(txn.now_ns() / 1'000'000);
+  char ms[24];
+  auto [end, ec] = std::to_chars(ms, ms + sizeof ms, txn.now_ns() / 1'000'000);
+  NARAE_CHECK(ec == std::errc());
+  ev.append(ms, end);
   ev += ",\"data\":";
   ev += data_json;
   ev += "}";
-  std::string key;
-  key.reserve(kAuxEventPrefix.size() + merchant.size() + 1 + id.size());
-  key.append(kAuxEventPrefix).append(merchant).append("/").append(id);
-  txn.PutAux(key, ev);
-  if (event_key) *event_key = std::move(key);
-  return "evt_" + id;
+  std::string* k = event_key ? event_key : &key;
+  k->clear();
+  k->reserve(kAuxEventPrefix.size() + merchant.size() + 1 + 16);
+  k->append(kAuxEventPrefix).append(merchant).append("/");
+  AppendHex16(k, id);
+  txn.PutAux(*k, ev);
+  if (ev.capacity() > kEventScratchBytesMax) std::string().swap(ev);  // a rare large event
 }
 
 std::string EventKey(std::string_view merchant, std::string_view event_id) {
@@ -173,8 +224,15 @@ void IndexHoldExpiry(ledger::Txn& txn, std::string_view merchant, std::string_vi
   if (rrn.size() != kRrnBytes) return;
   std::optional<ledger::HoldInfo> h = txn.PeekHold(hold);
   if (!h || h->expires_at == 0) return;
-  txn.PutAux(std::string(kAuxExpiryIndexPrefix) + Hex16(h->expires_at) + std::string(rrn),
-             std::string(merchant) + "/" + hold.ToHex());
+  std::string key;
+  key.reserve(kAuxExpiryIndexPrefix.size() + 16 + rrn.size());
+  key.append(kAuxExpiryIndexPrefix);
+  AppendHex16(&key, h->expires_at);
+  key.append(rrn);
+  std::string value;
+  value.reserve(merchant.size() + 1 + 32);
+  value.append(merchant).append("/").append(hold.ToHex());
+  txn.PutAux(key, value);
 }
 
 void RecordIsoChange(ledger::Txn& txn, const BankCache& bank, const PaymentChange& c) {

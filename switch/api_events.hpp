@@ -53,6 +53,8 @@ inline constexpr size_t kExpiryScanBatchMax = 1024;  // expired holds per transa
 
 // 16 lower-case hex digits.
 std::string Hex16(uint64_t v);
+// Appends Hex16(v) to `out` (no allocation of its own).
+void AppendHex16(std::string* out, uint64_t v);
 
 // Appends `s` as a JSON string, escaped exactly as nlohmann::json::dump()
 // escapes it (", \, control characters; other bytes as they are), so text
@@ -61,10 +63,11 @@ std::string Hex16(uint64_t v);
 void AppendJsonString(std::string* out, std::string_view s);
 
 // Appends an event for `merchant` to the feed, inside `txn`. `data_json` is
-// a JSON value (an object). Returns the event id ("evt_" + 16 hex); its
-// record's key (EventKey()) in `*event_key` when given.
-std::string PutEvent(ledger::Txn& txn, std::string_view merchant, std::string_view type,
-                     std::string_view data_json, std::string* event_key = nullptr);
+// a JSON value (an object). The record's key (EventKey()) in `*event_key`
+// when given. The record is built in a buffer the thread keeps (the ledger
+// copies what PutAux is given).
+void PutEvent(ledger::Txn& txn, std::string_view merchant, std::string_view type,
+              std::string_view data_json, std::string* event_key = nullptr);
 
 // The aux key of event `event_id` ("evt_" + 16 hex) of `merchant`.
 std::string EventKey(std::string_view merchant, std::string_view event_id);

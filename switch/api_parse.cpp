@@ -208,15 +208,20 @@ std::map<std::string, std::string, std::less<>> ParseQuery(std::string_view q) {
 
 std::string IdemValue(std::string_view fingerprint, unsigned status, std::string_view body_prefix,
                       std::string_view body) {
-  NARAE_CHECK(status >= 100 && status <= 999);  // three digits, as ParseIdemValue reads them
   std::string v;
-  v.reserve(fingerprint.size() + 5 + body_prefix.size() + body.size());
-  v.append(fingerprint).push_back('\n');
-  v.push_back(static_cast<char>('0' + status / 100));
-  v.push_back(static_cast<char>('0' + status / 10 % 10));
-  v.push_back(static_cast<char>('0' + status % 10));
-  v.append("\n").append(body_prefix).append(body);
+  AppendIdemValue(&v, fingerprint, status, body_prefix, body);
   return v;
+}
+
+void AppendIdemValue(std::string* out, std::string_view fingerprint, unsigned status,
+                     std::string_view body_prefix, std::string_view body) {
+  NARAE_CHECK(status >= 100 && status <= 999);  // three digits, as ParseIdemValue reads them
+  out->reserve(out->size() + fingerprint.size() + 5 + body_prefix.size() + body.size());
+  out->append(fingerprint).push_back('\n');
+  out->push_back(static_cast<char>('0' + status / 100));
+  out->push_back(static_cast<char>('0' + status / 10 % 10));
+  out->push_back(static_cast<char>('0' + status % 10));
+  out->append("\n").append(body_prefix).append(body);
 }
 
 bool ParseIdemValue(std::string_view v, std::string* fingerprint, unsigned* status,

@@ -60,6 +60,9 @@ std::map<std::string, std::string, std::less<>> ParseQuery(std::string_view quer
 // (a prefix "@" names the event whose data is the body). REQUIRES: status in 100..999.
 std::string IdemValue(std::string_view fingerprint, unsigned status, std::string_view body_prefix,
                       std::string_view body);
+// The same, appended to `*out`.
+void AppendIdemValue(std::string* out, std::string_view fingerprint, unsigned status,
+                     std::string_view body_prefix, std::string_view body);
 // Splits one; false when corrupt.
 bool ParseIdemValue(std::string_view value, std::string* fingerprint, unsigned* status,
                     std::string* body);

@@ -123,10 +123,12 @@ struct RequestData {
   }
 
   // The value of the first field named `name` (any case); empty if none.
+  // The spans lie inside `fields` (on_field_impl), so they are used unchecked.
   std::string_view Find(std::string_view name) const {
     for (const Span& s : spans) {
-      if (EqualNoCase(std::string_view(fields).substr(s.name_at, s.name_bytes), name)) {
-        return std::string_view(fields).substr(s.value_at, s.value_bytes);
+      if (s.name_bytes != name.size()) continue;  // most fields, without a look at the bytes
+      if (EqualNoCase(std::string_view(fields.data() + s.name_at, s.name_bytes), name)) {
+        return std::string_view(fields.data() + s.value_at, s.value_bytes);
       }
     }
     return {};
@@ -478,22 +480,34 @@ class HttpServerImpl final : public HttpServer {
     if (request->target == "/healthz" && request->method == "GET") co_return Health();
     if (request->target == "/metrics" && request->method == "GET") co_return Metrics();
     // Held by pointer: GCC 12 miscompiles non-trivial captures moved into
-    // a lambda inside a co_await expression.
-    auto in = std::make_shared<HttpRequest>();
-    in->method = request->method;
-    in->target = request->target;
-    in->body = std::move(request->body);
+    // a lambda inside a co_await expression. `in` lives in this frame, and
+    // Handle() takes it before the initiation returns.
+    HttpRequest in;
+    in.method = request->method;
+    in.target = request->target;
+    in.body = std::move(request->body);
     // The Api reads the headers only while Handle() runs (before it returns),
     // and `request` lives in the session's frame until the answer is back.
     const RequestData* headers = request;
-    in->header = [headers](std::string_view name) { return std::string(headers->Find(name)); };
+    in.header = [headers](std::string_view name) { return headers->Find(name); };
+    HttpRequest* in_ptr = &in;
     auto ex = stream.get_executor();
     Api* api = api_;
-    auto initiate = [api, ex, in](auto handler) {
-      auto h = std::make_shared<decltype(handler)>(std::move(handler));
-      api->Handle(std::move(*in), [ex, h](HttpResponse r) {
-        auto rp = std::make_shared<HttpResponse>(std::move(r));
-        asio::post(ex, [h, rp]() { (*h)(std::move(*rp)); });
+    using Executor = decltype(ex);
+    auto initiate = [api, ex, in_ptr](auto handler) {
+      using Handler = decltype(handler);
+      // The handler, the connection's executor and the answer in one
+      // allocation; the answer comes back on the ledger's thread and is
+      // handed to the connection's thread.
+      struct Reply {
+        Handler on_answer;
+        Executor executor;
+        HttpResponse response;
+      };
+      auto reply = std::make_shared<Reply>(Reply{std::move(handler), ex, HttpResponse{}});
+      api->Handle(std::move(*in_ptr), [reply](HttpResponse r) {
+        reply->response = std::move(r);
+        asio::post(reply->executor, [reply]() { reply->on_answer(std::move(reply->response)); });
       });
     };
     HttpResponse r =

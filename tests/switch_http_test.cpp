@@ -302,6 +302,34 @@ class HttpTest : public ::testing::Test {
   int iso_stan_ = 0;
 };
 
+// Every answer says its type (HttpResponse::content_type, a view of a
+// literal): JSON for the API's answers, replays and errors, the Prometheus
+// text type for /metrics; each carries its X-Request-Id.
+TEST_F(HttpTest, AnswersCarryTheirContentType) {
+  const std::string key = NextKey();
+  Resp paid = Call("POST", "/v1/payments", PayBody(1200), key);
+  ASSERT_EQ(paid.status, 201u) << paid.body;
+  EXPECT_EQ(paid.headers["Content-Type"], "application/json");
+  EXPECT_TRUE(paid.headers["X-Request-Id"].starts_with("req_")) << paid.headers["X-Request-Id"];
+  EXPECT_EQ(paid.headers["X-Request-Id"].size(), 20u);
+  Resp replay = Call("POST", "/v1/payments", PayBody(1200), key);
+  EXPECT_EQ(replay.status, 201u);
+  EXPECT_EQ(replay.headers["Content-Type"], "application/json");
+  EXPECT_NE(replay.headers["X-Request-Id"], paid.headers["X-Request-Id"]);
+  Resp bad = Call("POST", "/v1/payments", "{", NextKey());
+  EXPECT_EQ(bad.status, 400u);
+  EXPECT_EQ(bad.headers["Content-Type"], "application/json");
+  Resp unsigned_call = Call("GET", "/v1/payments", "", "", "");
+  EXPECT_EQ(unsigned_call.status, 401u);
+  EXPECT_EQ(unsigned_call.headers["Content-Type"], "application/json");
+  Resp health = Call("GET", "/healthz", "", "", "");
+  EXPECT_EQ(health.status, 200u);
+  EXPECT_EQ(health.headers["Content-Type"], "application/json");
+  Resp metrics = Call("GET", "/metrics", "", "", "");
+  EXPECT_EQ(metrics.status, 200u);
+  EXPECT_EQ(metrics.headers["Content-Type"], "text/plain; version=0.0.4");
+}
+
 TEST_F(HttpTest, HoldCaptureRefundLifecycle) {
   Resp p = Pay(10'000);
   ASSERT_EQ(p.status, 201u) << p.body;
@@ -369,6 +397,50 @@ TEST_F(HttpTest, HoldCaptureRefundLifecycle) {
   EXPECT_EQ(g.j["status"], "refunded");
   Resp r5 = Call("POST", "/v1/payments/" + id + "/refunds", "{}", NextKey());
   EXPECT_EQ(r5.status, 409u) << r5.body;
+}
+
+// AppendJsonString looks for a byte to escape eight bytes at a time: every
+// byte value at every position of strings of 0..40 bytes (words, the tail
+// after them, both) is written as nlohmann::json::dump() writes it.
+TEST(HttpJson, AppendJsonStringEscapesEveryByteAtEveryPosition) {
+  for (size_t size = 1; size <= 40; ++size) {
+    for (size_t at = 0; at < size; ++at) {
+      for (int b = 0; b < 0x80; ++b) {
+        std::string s(size, 'a');
+        s[at] = static_cast<char>(b);
+        std::string out = "x";
+        AppendJsonString(&out, s);
+        ASSERT_EQ(out, "x" + json(s).dump()) << "size " << size << " at " << at << " byte " << b;
+      }
+      // Bytes above 0x7f (UTF-8) are never escaped, whatever their neighbours.
+      std::string s(size, '\xc3');
+      s[at] = '\x1f';
+      std::string out;
+      AppendJsonString(&out, s);
+      ASSERT_EQ(out.substr(0, at + 1), "\"" + std::string(at, '\xc3')) << size << " " << at;
+      ASSERT_EQ(out.substr(at + 1, 6), "\\u001f") << size << " " << at;
+    }
+  }
+  std::string empty;
+  AppendJsonString(&empty, "");
+  EXPECT_EQ(empty, "\"\"");
+}
+
+// A view of the output itself is written as it was, also when the output
+// must grow (its bytes move): the fast path appended from a view that its
+// own push_back could have freed (seen while reading it for this change).
+TEST(HttpJson, AppendJsonStringOfAViewOfItsOwnOutput) {
+  for (const std::string& text :
+       {std::string("plain text of some length"), std::string("needs \"escapes\" and a \\ here")}) {
+    std::string out = text;
+    out.shrink_to_fit();
+    AppendJsonString(&out, std::string_view(out));
+    EXPECT_EQ(out, text + json(text).dump());
+    std::string tail = "ab" + text;
+    tail.shrink_to_fit();
+    AppendJsonString(&tail, std::string_view(tail).substr(2));
+    EXPECT_EQ(tail, "ab" + text + json(text).dump());
+  }
 }
 
 // The answers and events the sequencer writes by hand (api.cpp JsonOut,
