@@ -9,6 +9,7 @@
 #include "switch/authorizer.hpp"
 
 #include <algorithm>
+#include <charconv>
 #include <chrono>
 #include <cstring>
 #include <ctime>
@@ -42,6 +43,7 @@ constexpr uint16_t kCodeRefund = 103;
 constexpr uint16_t kCodeReversal = 104;
 constexpr size_t kTlvElementsMax = 64;
 constexpr size_t kField48ElementsMax = 32;
+constexpr size_t kPanBytesMax = 19;    // field 2, LLVAR n..19
 constexpr uint8_t kRecordVersion = 2;  // 1: without the trailing original key
 constexpr size_t kCredKeyBytesMax = 255;
 constexpr size_t kPinBlockedTrackedMax = 65536;
@@ -191,26 +193,36 @@ uint64_t Mix(uint64_t x) {
   x ^= x >> 31;
   return x;
 }
-uint64_t Fnv64(std::string_view s, uint64_t seed) {
-  uint64_t h = 0xcbf29ce484222325ull ^ seed;
-  for (char c : s) {
+// FNV-1a (64-bit, seeded), then Mix: fed piece by piece, so the request
+// digest needs no joined string (the value is that of the joined text).
+struct Fnv {
+  explicit Fnv(uint64_t seed) : h(0xcbf29ce484222325ull ^ seed) {}
+  void Add(char c) {
     h ^= static_cast<uint8_t>(c);
     h *= 0x100000001b3ull;
   }
-  return Mix(h);
-}
+  void Add(std::string_view s) {
+    for (char c : s) Add(c);
+  }
+  uint64_t Done() const { return Mix(h); }
+  uint64_t h;
+};
 
 bool AllDigits(std::string_view s) {
   return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
 }
 
-std::string Base36(uint64_t v, size_t width) {
+// The last `width` base-36 digits of v into out[0..width).
+void Base36Into(uint64_t v, char* out, size_t width) {
   static constexpr char kDigits[] = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ";
-  std::string s(width, '0');
   for (size_t i = width; i-- > 0;) {
-    s[i] = kDigits[v % 36];
+    out[i] = kDigits[v % 36];
     v /= 36;
   }
+}
+std::string Base36(uint64_t v, size_t width) {
+  std::string s(width, '0');
+  Base36Into(v, s.data(), width);
   return s;
 }
 
@@ -376,19 +388,34 @@ std::string ExposureKey(const std::vector<OtherBank>& banks, const AccountId& ac
 
 // ---- Public helpers ---------------------------------------------------------
 
-std::string RequestKey(std::string_view terminal_id, std::string_view field7, std::string_view stan,
-                       int64_t now_ms) {
-  Clock c = MakeClock(now_ms);
+namespace {
+// RequestKey with the switch's clock already broken down (the request's
+// Plan has it: one gmtime per request, not one per key).
+std::string RequestKeyAt(std::string_view terminal_id, std::string_view field7,
+                         std::string_view stan, const Clock& c) {
   int month = field7.size() >= 2 ? (field7[0] - '0') * 10 + (field7[1] - '0') : c.month;
   int year = c.year;
   if (month > c.month + 6) year -= 1;
   if (month + 6 < c.month) year += 1;
-  std::string key(kAuxTxnPrefix);
+  char year_text[16];
+  const std::to_chars_result year_end =
+      std::to_chars(year_text, year_text + sizeof year_text, year);
+  NARAE_CHECK(year_end.ec == std::errc());
+  const size_t year_size = static_cast<size_t>(year_end.ptr - year_text);
+  std::string key;
+  key.reserve(kAuxTxnPrefix.size() + terminal_id.size() + year_size + field7.size() + stan.size());
+  key.append(kAuxTxnPrefix);
   key.append(terminal_id);
-  key += std::to_string(year);
+  key.append(year_text, year_size);
   key.append(field7);
   key.append(stan);
   return key;
+}
+}  // namespace
+
+std::string RequestKey(std::string_view terminal_id, std::string_view field7, std::string_view stan,
+                       int64_t now_ms) {
+  return RequestKeyAt(terminal_id, field7, stan, MakeClock(now_ms));
 }
 
 TransferId RequestTransferId(std::string_view request_key, uint8_t sub) {
@@ -859,9 +886,18 @@ std::optional<RC> Authorizer::PrepareTerminal(const Message& req, Plan& p,
     if (!p.mac_key) return RC::kSystemMalfunction;
     int mac_field = req.NextField(64) != 0 ? 128 : 64;
     if (!req.Has(mac_field) || req.NextField(mac_field) != 0) return RC::kFormatError;
-    Result<std::vector<uint8_t>> data = MacData(req);
-    if (!data.ok()) return RC::kFormatError;
-    if (!crypto::VerifyIso8583Mac(*p.mac_key, *data, Bytes(req.Get(mac_field))).ok()) {
+    // The MAC'd bytes are the request as it came (no repacking) without
+    // its last 8 bytes, the MAC itself, which is the last field.
+    std::optional<std::span<const uint8_t>> wire = req.PackedIfUnchanged();
+    Result<std::vector<uint8_t>> packed = std::vector<uint8_t>();
+    if (!wire) {
+      packed = MacData(req);
+      if (!packed.ok()) return RC::kFormatError;
+    } else if (wire->size() < kMessageBytesMin + 8) {
+      return RC::kFormatError;
+    }
+    const crypto::ByteView data = wire ? wire->first(wire->size() - 8) : crypto::ByteView(*packed);
+    if (!crypto::VerifyIso8583Mac(*p.mac_key, data, Bytes(req.Get(mac_field))).ok()) {
       return RC::kDoNotHonour;
     }
   }
@@ -873,16 +909,18 @@ std::optional<RC> Authorizer::Prepare(const Message& req, Plan& p) {
   if (!req.Has(7) || !req.Has(11) || !req.Has(41)) return RC::kFormatError;
   if (!ValidField7(req.Get(7))) return RC::kFormatError;
   if (auto rc = PrepareAcquirer(req, p)) return rc;
-  p.key = RequestKey(p.key_terminal, req.Get(7), req.Get(11), p.clock.ms);
+  p.key = RequestKeyAt(p.key_terminal, req.Get(7), req.Get(11), p.clock);
   if (req.Has(48)) p.order_ref = Field48Element(req.Get(48), "ORDR");
   // The digest tells a retransmission from another request reusing the key.
-  std::string d(mti.substr(0, 3));
-  d += '0';  // a repeat (0221, 0401, 0421) is the same request
+  // Fed piece by piece: the value of the joined text.
+  Fnv d(0);
+  d.Add(std::string_view(mti).substr(0, 3));
+  d.Add('0');  // a repeat (0221, 0401, 0421) is the same request
   for (int f : {2, 3, 4, 49, 90}) {
-    d += '|';
-    d += req.Get(f);
+    d.Add('|');
+    d.Add(req.Get(f));
   }
-  p.digest = Fnv64(d, 0);
+  p.digest = d.Done();
   if (!req.Has(42)) return RC::kFormatError;
   std::shared_ptr<const Merchant> merchant = p.acquirer_merchant;
   if (!merchant) {
@@ -947,7 +985,7 @@ std::optional<RC> Authorizer::Prepare(const Message& req, Plan& p) {
     if (req.Has(90)) {
       Result<OriginalData> od = ParseOriginalData(req.Get(90));
       if (!od.ok()) return RC::kFormatError;
-      p.orig_key = RequestKey(p.key_terminal, od->transmission_datetime, od->stan, p.clock.ms);
+      p.orig_key = RequestKeyAt(p.key_terminal, od->transmission_datetime, od->stan, p.clock);
     } else if (req.Has(37)) {
       p.rrn_ref = std::string(req.Get(37));
     } else {
@@ -1245,7 +1283,7 @@ std::optional<RC> Authorizer::PrepareReference(const Message& req, Plan& p) {
   if (!req.Has(90)) return RC::kFormatError;
   Result<OriginalData> od = ParseOriginalData(req.Get(90));
   if (!od.ok() || !ValidField7(od->transmission_datetime)) return RC::kFormatError;
-  p.orig_key = RequestKey(p.key_terminal, od->transmission_datetime, od->stan, p.clock.ms);
+  p.orig_key = RequestKeyAt(p.key_terminal, od->transmission_datetime, od->stan, p.clock);
   if (completion) {
     if (od->mti != "0100") return RC::kInvalidTransaction;
     if (!req.Has(4) || !req.Has(49)) return RC::kFormatError;
@@ -1316,9 +1354,13 @@ uint64_t Authorizer::RrnNumber(Plan& p) {
 
 void Authorizer::Respond(Plan& p, RC rc, const TransferId* approval) {
   SetResponseCode(p.response, rc);
-  p.response.Set(37, Base36(RrnNumber(p), 12));
+  char rrn[kRrnBytes];
+  Base36Into(RrnNumber(p), rrn, sizeof rrn);
+  p.response.Set(37, std::string_view(rrn, sizeof rrn));
   if (rc == RC::kApproved && approval) {
-    p.response.Set(38, Base36(Mix(approval->value.lo ^ approval->value.hi), 6));
+    char code[6];
+    Base36Into(Mix(approval->value.lo ^ approval->value.hi), code, sizeof code);
+    p.response.Set(38, std::string_view(code, sizeof code));
   } else {
     p.response.Clear(38);
   }
@@ -1392,16 +1434,21 @@ void Authorizer::Apply(ledger::Txn& txn, Plan& p) {
   Respond(p, rc, approved ? &rec.transfer : nullptr);
   rec.response_code = static_cast<uint8_t>(rc);
   // Never store a full PAN (put back from a duplicate's request): packed
-  // without field 2, which then goes back into the reply (no Message copy).
-  std::optional<std::string> pan;
-  if (std::optional<std::string_view> v = p.response.Find(2)) {
-    pan.emplace(*v);
+  // without field 2, which then goes back into the reply (no Message copy;
+  // the PAN waits on the stack, at most 19 digits).
+  char pan[kPanBytesMax];
+  size_t pan_size = 0;
+  const bool has_pan = p.response.Has(2);
+  if (has_pan) {
+    const std::string_view v = p.response.Get(2);
+    NARAE_CHECK(v.size() <= sizeof pan);  // field 2 is LLVAR n..19
+    pan_size = v.size();
+    std::memcpy(pan, v.data(), pan_size);
     p.response.Clear(2);
   }
-  Result<std::vector<uint8_t>> packed = Pack(p.response);
-  if (pan) p.response.Set(2, *pan);
+  const Status packed = PackAppend(p.response, &rec.response);  // straight into the record
+  if (has_pan) p.response.Set(2, std::string_view(pan, pan_size));
   if (!packed.ok()) return;  // not recorded; the reply still goes out
-  rec.response.assign(packed->begin(), packed->end());
   Write(txn, p.key, EncodeRecord(rec));
   if (approved && observer_ && p.acquirer_bank.empty()) {  // events are for our merchants
     observer_(txn,
@@ -1423,12 +1470,12 @@ void Authorizer::Apply(ledger::Txn& txn, Plan& p) {
     // there is more to say than the RRN, which the transfer carries
     // (RrnFromUserData). The HTTP API's payments always get one (its split
     // and its reports read it).
-    PaymentInfo info;
-    info.order_ref = p.order_ref;
-    info.rrn = std::string(p.response.Get(37));
-    if (!ValidatePaymentInfo(info).ok()) info.order_ref.clear();  // not printable: RRN only
-    if (p.payment_info && ValidatePaymentInfo(info).ok()) {
-      RecordPaymentInfo(txn, rec.transfer, info);
+    if (p.payment_info) {
+      PaymentInfo info;
+      info.order_ref = p.order_ref;
+      info.rrn = std::string(p.response.Get(37));
+      if (!ValidatePaymentInfo(info).ok()) info.order_ref.clear();  // not printable: RRN only
+      if (ValidatePaymentInfo(info).ok()) RecordPaymentInfo(txn, rec.transfer, info);
     }
     if (p.delivery_share_minor != 0) {  // moved by the capture: this purchase, or the 0220
       RecordSplitAtCapture(txn, rec.transfer, p.delivery_share_minor);
@@ -1489,10 +1536,11 @@ void Authorizer::SetAvailableBalance(ledger::Txn& txn, Plan& p, AccountId accoun
     x.amount_minor = static_cast<uint64_t>(std::min<__int128>(mag, 999'999'999'999));
     return x;
   };
-  std::vector<AdditionalAmount> list;
-  if (p.kind == Kind::kBalance) list.push_back(amount(kAmountTypeLedgerBalance, ledger_balance));
-  list.push_back(amount(kAmountTypeAvailableBalance, available));
-  Result<std::string> f = FormatAdditionalAmounts(list);
+  AdditionalAmount list[2];  // on the stack: no vector per approval
+  size_t count = 0;
+  if (p.kind == Kind::kBalance) list[count++] = amount(kAmountTypeLedgerBalance, ledger_balance);
+  list[count++] = amount(kAmountTypeAvailableBalance, available);
+  Result<std::string> f = FormatAdditionalAmounts(std::span<const AdditionalAmount>(list, count));
   if (f.ok()) p.response.Set(54, *f);
 }
 

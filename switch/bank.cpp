@@ -543,7 +543,7 @@ std::shared_ptr<const BankConfig> BankCache::config() const {
 template <typename Map>
 static auto FindIn(std::shared_mutex& mu, const Map& map, std::string_view key) {
   std::shared_lock lock(mu);
-  auto it = map.find(std::string(key));
+  auto it = map.find(key);
   return it == map.end() ? typename Map::mapped_type{} : it->second;
 }
 
@@ -562,7 +562,7 @@ std::shared_ptr<const Card> BankCache::FindCardByPan(std::string_view pan) const
   // instructions in allocations and copies).
   char hash[64];
   if (!PanHashHexInto(pan, hash)) return nullptr;
-  const std::string card_id(hash, 32);
+  const std::string_view card_id(hash, 32);
   std::shared_ptr<const Card> c;
   {
     std::shared_lock lock(mu_);

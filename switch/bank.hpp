@@ -237,13 +237,22 @@ class BankCache {
   size_t card_count() const;
 
  private:
+  // Looked up by string_view without building a key (a card id is 32
+  // characters: a std::string of it would be an allocation per request).
+  struct KeyHash {
+    using is_transparent = void;
+    size_t operator()(std::string_view key) const { return std::hash<std::string_view>{}(key); }
+  };
+  template <typename V>
+  using KeyMap = std::unordered_map<std::string, V, KeyHash, std::equal_to<>>;
+
   mutable std::shared_mutex mu_;
-  std::shared_ptr<const BankConfig> config_;                                    // GUARDED_BY(mu_)
-  std::unordered_map<std::string, std::shared_ptr<const Merchant>> merchants_;  // GUARDED_BY(mu_)
-  std::unordered_map<std::string, std::shared_ptr<const Terminal>> terminals_;  // GUARDED_BY(mu_)
-  std::unordered_map<std::string, std::shared_ptr<const Card>> cards_;          // GUARDED_BY(mu_)
-  std::unordered_map<std::string, std::shared_ptr<const Sim>> sims_;            // GUARDED_BY(mu_)
-  std::shared_ptr<const std::vector<OtherBank>> other_banks_;                   // GUARDED_BY(mu_)
+  std::shared_ptr<const BankConfig> config_;                   // GUARDED_BY(mu_)
+  KeyMap<std::shared_ptr<const Merchant>> merchants_;          // GUARDED_BY(mu_)
+  KeyMap<std::shared_ptr<const Terminal>> terminals_;          // GUARDED_BY(mu_)
+  KeyMap<std::shared_ptr<const Card>> cards_;                  // GUARDED_BY(mu_)
+  KeyMap<std::shared_ptr<const Sim>> sims_;                    // GUARDED_BY(mu_)
+  std::shared_ptr<const std::vector<OtherBank>> other_banks_;  // GUARDED_BY(mu_)
 };
 
 // ---- Administration (tools and tests; synchronous ledger writes). ----

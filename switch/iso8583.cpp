@@ -234,32 +234,88 @@ Status CheckContent(int field, const FieldSpec& spec, const uint8_t* data, size_
   return Status::Ok();
 }
 
+// Eight bytes at a time (SWAR, exact for every byte value): true when all
+// eight are ASCII digits. A digit has the high nibble 3, and adding 6 to its
+// low nibble does not carry into the high one (no byte exceeds 0x45, so no
+// carry crosses bytes either).
+constexpr uint64_t kOnes = 0x0101010101010101ull;
+constexpr uint64_t kHighBits = 0x8080808080808080ull;
+bool WordAllDigits(uint64_t w) {
+  constexpr uint64_t kHighNibbles = 0xF0F0F0F0F0F0F0F0ull;
+  return (w & kHighNibbles) == 0x30 * kOnes && ((w + 6 * kOnes) & kHighNibbles) == 0x30 * kOnes;
+}
+// True when all eight bytes are printable ASCII (0x20..0x7E). Any byte below
+// 0x20: the borrow-free subtraction sets its high bit (exact as an "any"
+// test, Hacker's Delight 6-1); any byte above 0x7E: adding 1 or the byte
+// itself sets its high bit (a carry out of 0xFF only follows such a byte).
+bool WordAllPrintable(uint64_t w) {
+  const uint64_t below = (w - 0x20 * kOnes) & ~w & kHighBits;
+  const uint64_t above = ((w + kOnes) | w) & kHighBits;
+  return (below | above) == 0;
+}
+uint64_t LoadWord(const uint8_t* p) {
+  uint64_t w;
+  std::memcpy(&w, p, sizeof w);
+  return w;
+}
+
+// A field shorter than a word is checked as one word, padded with a byte
+// that passes (`fill`); a longer one word by word, the last word overlapping
+// the one before (checking a byte twice changes no "all" answer).
+template <bool (*kWordOk)(uint64_t)>
+bool AllBytes(const uint8_t* data, size_t size, uint8_t fill) {
+  if (size < 8) {
+    uint64_t w = fill * kOnes;
+    for (size_t i = 0; i < size; ++i) {
+      const unsigned shift = 8 * static_cast<unsigned>(i);
+      w = (w & ~(uint64_t{0xFF} << shift)) | (uint64_t{data[i]} << shift);
+    }
+    return kWordOk(w);
+  }
+  for (size_t i = 0; i + 8 < size; i += 8) {
+    if (!kWordOk(LoadWord(data + i))) return false;
+  }
+  return kWordOk(LoadWord(data + size - 8));
+}
+
+bool AllDigitBytes(const uint8_t* data, size_t size) {
+  return AllBytes<WordAllDigits>(data, size, '0');
+}
+
+bool AllPrintableBytes(const uint8_t* data, size_t size) {
+  return AllBytes<WordAllPrintable>(data, size, ' ');
+}
+
+// The class table for the other types (short fields: 37, 38, 39, 54),
+// stopping at the first byte outside (a loop the compiler does not
+// vectorize: the vector code cost more than it saved on such fields).
+bool AllInClass(const uint8_t* data, size_t size, uint8_t mask) {
+  for (size_t i = 0; i < size; ++i) {
+    if ((kClasses[data[i]] & mask) == 0) return false;
+  }
+  return true;
+}
+
 // CheckContent's answer without building a message: the codec's hot path
 // (every field of every message in and out). Digits and printable text are
-// plain range checks the compiler vectorizes; the rest use the class table.
+// checked eight bytes at a time; the rest use the class table.
 bool ContentOk(FieldType type, const uint8_t* data, size_t size) {
-  unsigned bad = 0;
   switch (type) {
     case FT::kB:
       return true;
     case FT::kNone:
       return false;
     case FT::kN:
-      for (size_t i = 0; i < size; ++i) bad |= static_cast<uint8_t>(data[i] - '0') > 9;
-      return bad == 0;
+      return AllDigitBytes(data, size);
     case FT::kAns:
-      for (size_t i = 0; i < size; ++i) bad |= static_cast<uint8_t>(data[i] - 0x20) > 0x5E;
-      return bad == 0;
+      return AllPrintableBytes(data, size);
     case FT::kAn:
-      for (size_t i = 0; i < size; ++i) bad |= (kClasses[data[i]] & kClassAn) == 0;
-      return bad == 0;
+      return AllInClass(data, size, kClassAn);
     case FT::kZ:
-      for (size_t i = 0; i < size; ++i) bad |= (kClasses[data[i]] & kClassZ) == 0;
-      return bad == 0;
+      return AllInClass(data, size, kClassZ);
     case FT::kXn:
       if (size == 0 || (data[0] != 'C' && data[0] != 'D')) return false;
-      for (size_t i = 1; i < size; ++i) bad |= static_cast<uint8_t>(data[i] - '0') > 9;
-      return bad == 0;
+      return AllDigitBytes(data + 1, size - 1);
   }
   return false;
 }
@@ -330,8 +386,14 @@ void Message::FieldNumberOutOfRange(int field) {
   std::abort();  // not reached
 }
 
+std::optional<std::span<const uint8_t>> Message::PackedIfUnchanged() const {
+  if (!unpacked_) return std::nullopt;
+  return std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(data_.data()), data_.size());
+}
+
 void Message::Set(int field, std::string_view value) {
   CheckFieldNumber(field);
+  unpacked_ = false;
   // A value that points into data_ would dangle if data_ grows: copy it first.
   uintptr_t lo = reinterpret_cast<uintptr_t>(data_.data());
   uintptr_t hi = lo + data_.size();
@@ -366,6 +428,7 @@ void Message::SetBytes(int field, std::span<const uint8_t> value) {
 
 void Message::Clear(int field) {
   if (!Has(field)) return;
+  unpacked_ = false;
   live_bytes_ -= slots_[field].size;
   slots_[field] = Slot{};
   present_[(field - 1) / 64] &= ~FieldBit(field);
@@ -434,10 +497,10 @@ Result<Message> Unpack(std::span<const uint8_t> body, const FieldTable& table) {
           "field 1: secondary bitmap present but announces no field 65..128");
     }
   }
-  // The fields' bytes are copied once, prefixes included (dead bytes the
-  // slots skip): one copy of the body instead of an append per field.
-  const size_t fields_start = pos;
-  message.data_.assign(reinterpret_cast<const char*>(in + pos), size - pos);
+  // The body is copied once, MTI, bitmaps and prefixes included (dead bytes
+  // the slots skip): one copy instead of an append per field, and the
+  // packed form stays at hand while nothing changes (PackedIfUnchanged).
+  message.data_.assign(reinterpret_cast<const char*>(in), size);
   std::array<uint64_t, 2> data_bits{bits[0] & ~(uint64_t{1} << 63), bits[1]};
   size_t live_bytes = 0;
   int last_field = 0;
@@ -483,7 +546,7 @@ Result<Message> Unpack(std::span<const uint8_t> body, const FieldTable& table) {
       NARAE_RETURN_IF_ERROR(CheckContent(f, spec, in + pos, length));
     }
     Message::Slot& slot = message.slots_[f];
-    slot.offset = static_cast<uint32_t>(pos - fields_start);
+    slot.offset = static_cast<uint32_t>(pos);
     slot.size = static_cast<uint32_t>(length);
     live_bytes += length;
     pos += length;
@@ -496,16 +559,17 @@ Result<Message> Unpack(std::span<const uint8_t> body, const FieldTable& table) {
   }
   message.present_ = data_bits;
   message.live_bytes_ = live_bytes;
+  message.unpacked_ = &table == &kIso87Table;
   return message;
 }
 
 namespace {
 
-// Pack() into a buffer that starts with `header_bytes` (0, or 2 for the
-// frame header, written here): one allocation and one copy of each field.
-Result<std::vector<uint8_t>> PackWithHeader(const Message& message, const FieldTable& table,
-                                            size_t header_bytes) {
-  NARAE_CHECK(header_bytes == 0 || header_bytes == kFrameHeaderBytes);
+// Checks a message for Pack() and returns its packed size (MTI, bitmaps,
+// fields with their prefixes) and its bitmaps (field 1 set when a field
+// 65..128 is present).
+Result<size_t> PackedSize(const Message& message, const FieldTable& table,
+                          std::array<uint64_t, 2>* bits_out) {
   const std::string& mti = message.mti();
   if (mti.size() != kMtiBytes || !AllDigits(mti)) {
     return Status::InvalidArgument("bad MTI '" + mti + "': must be 4 ASCII digits");
@@ -542,13 +606,16 @@ Result<std::vector<uint8_t>> PackWithHeader(const Message& message, const FieldT
     return Status::InvalidArgument("message too long: " + std::to_string(total) +
                                    " bytes, at most " + std::to_string(kMessageBytesMax));
   }
-  std::vector<uint8_t> out(header_bytes + total);
-  uint8_t* p = out.data();
-  if (header_bytes != 0) {
-    *p++ = static_cast<uint8_t>(total >> 8);
-    *p++ = static_cast<uint8_t>(total & 0xFF);
-  }
-  std::memcpy(p, mti.data(), kMtiBytes);
+  *bits_out = bits;
+  return total;
+}
+
+// Writes the packed body, exactly PackedSize() bytes, at `p`.
+// REQUIRES: PackedSize(message, table, &bits) succeeded.
+void WriteBody(const Message& message, const FieldTable& table, const std::array<uint64_t, 2>& bits,
+               uint8_t* p, size_t total) {
+  uint8_t* const start = p;
+  std::memcpy(p, message.mti().data(), kMtiBytes);
   p += kMtiBytes;
   StoreBigEndian64(bits[0], p);
   p += kBitmapBytes;
@@ -573,7 +640,24 @@ Result<std::vector<uint8_t>> PackWithHeader(const Message& message, const FieldT
     if (n != 0) std::memcpy(p, value.data(), n);
     p += n;
   });
-  NARAE_CHECK(p == out.data() + out.size());
+  NARAE_CHECK(p == start + total);
+}
+
+// Pack() into a buffer that starts with `header_bytes` (0, or 2 for the
+// frame header, written here): one allocation and one copy of each field.
+Result<std::vector<uint8_t>> PackWithHeader(const Message& message, const FieldTable& table,
+                                            size_t header_bytes) {
+  NARAE_CHECK(header_bytes == 0 || header_bytes == kFrameHeaderBytes);
+  std::array<uint64_t, 2> bits{};
+  Result<size_t> total = PackedSize(message, table, &bits);
+  if (!total.ok()) return total.status();
+  std::vector<uint8_t> out(header_bytes + *total);
+  uint8_t* p = out.data();
+  if (header_bytes != 0) {
+    *p++ = static_cast<uint8_t>(*total >> 8);
+    *p++ = static_cast<uint8_t>(*total & 0xFF);
+  }
+  WriteBody(message, table, bits, p, *total);
   return out;
 }
 
@@ -581,6 +665,17 @@ Result<std::vector<uint8_t>> PackWithHeader(const Message& message, const FieldT
 
 Result<std::vector<uint8_t>> Pack(const Message& message, const FieldTable& table) {
   return PackWithHeader(message, table, 0);
+}
+
+Status PackAppend(const Message& message, std::string* out, const FieldTable& table) {
+  NARAE_CHECK(out != nullptr);
+  std::array<uint64_t, 2> bits{};
+  Result<size_t> total = PackedSize(message, table, &bits);
+  if (!total.ok()) return total.status();
+  const size_t start = out->size();
+  out->resize(start + *total);
+  WriteBody(message, table, bits, reinterpret_cast<uint8_t*>(out->data() + start), *total);
+  return Status::Ok();
 }
 
 // ---------------------------------------------------------------------------

@@ -91,7 +91,10 @@ class Message {
   explicit Message(std::string_view mti) : mti_(mti) {}
 
   const std::string& mti() const { return mti_; }
-  void set_mti(std::string_view mti) { mti_.assign(mti.data(), mti.size()); }
+  void set_mti(std::string_view mti) {
+    mti_.assign(mti.data(), mti.size());
+    unpacked_ = false;
+  }
 
   // REQUIRES: 1 <= field <= 128 (checked: a wrong number is a programmer error).
   bool Has(int field) const {
@@ -121,6 +124,11 @@ class Message {
       }
     }
   }
+  // The bytes Pack(*this) returns, without packing: the body Unpack() read
+  // with Iso87Table(), while no field or MTI has been set or cleared since
+  // (nullopt otherwise, for a built message, and for another table). Valid
+  // until the message changes. A request's MAC is checked over these bytes.
+  std::optional<std::span<const uint8_t>> PackedIfUnchanged() const;
   // Room for `bytes` of field values without growing (a builder's hint).
   void Reserve(size_t bytes) { data_.reserve(bytes); }
   void Set(int field, std::string_view value);
@@ -154,6 +162,9 @@ class Message {
   std::array<Slot, kFieldNumberMax + 1> slots_{};
   std::string data_;       // field values, referenced by slots_
   size_t live_bytes_ = 0;  // bytes of data_ referenced by present fields
+  // data_ is the body Unpack() read with Iso87Table(), unchanged since:
+  // Pack(*this) would return exactly data_.
+  bool unpacked_ = false;
 };
 
 // Parses a message body (no length header). Fails on: fewer bytes than MTI +
@@ -168,6 +179,10 @@ Result<Message> Unpack(std::span<const uint8_t> body, const FieldTable& table = 
 // wrong length, a variable field longer than its maximum, a character not
 // allowed by the field's type, or a body longer than kMessageBytesMax.
 Result<std::vector<uint8_t>> Pack(const Message& message, const FieldTable& table = Iso87Table());
+// Pack() appended to `out` (a record's buffer, without an intermediate
+// vector). On failure `out` is unchanged. REQUIRES: out != nullptr.
+[[nodiscard]] Status PackAppend(const Message& message, std::string* out,
+                                const FieldTable& table = Iso87Table());
 
 // ---------------------------------------------------------------------------
 // Framing: 2-byte big-endian length header, then the body.

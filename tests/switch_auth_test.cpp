@@ -759,6 +759,83 @@ TEST_F(AuthTest, MacRequiredVerifiedAndBoundToItsTerminal) {
   EXPECT_EQ(Account(card.issued.card.account_id).debits_posted, 100u);
 }
 
+// A request as it comes off the wire (Unpack) has its MAC checked over the
+// bytes received, not over a repacking: the right MAC approves, one flipped
+// byte anywhere in the MAC'd part (a digit of field 4, of field 11) or in
+// the MAC is 05, and an unpacked request edited afterwards is checked over
+// its packed form (the built-message path).
+TEST_F(AuthTest, MacOfAnUnpackedRequestIsCheckedOverTheBytesReceived) {
+  const DemoCard& card = KpwCard();
+  const DemoTerminal& mac_t = MerchantById("NOODLE01").terminals[0];
+  ASSERT_FALSE(mac_t.mac_key_hex.empty());
+  auto wire_of = [&](Message m) {
+    AddMac(m, mac_t.mac_key_hex);
+    Result<std::vector<uint8_t>> w = Pack(m);
+    EXPECT_TRUE(w.ok());
+    return *w;
+  };
+  std::vector<uint8_t> good =
+      wire_of(CardRequest("0200", card, 100, "000000", mac_t.id, "NOODLE01"));
+  Result<Message> gm = Unpack(good);
+  ASSERT_TRUE(gm.ok());
+  ASSERT_TRUE(gm->PackedIfUnchanged().has_value());
+  Message gr = Send(*gm);
+  EXPECT_EQ(Rc(gr), "00");
+  EXPECT_TRUE(MacVerifies(gr, mac_t.mac_key_hex));
+  // Flip one digit of field 4 (the amount), of field 11 (a new request), and
+  // one bit of the MAC: each a valid message whose MAC no longer matches.
+  for (int which = 0; which < 3; ++which) {
+    Message m = CardRequest("0200", card, 100, "000000", mac_t.id, "NOODLE01");
+    std::vector<uint8_t> w = wire_of(m);
+    const std::string_view body(reinterpret_cast<const char*>(w.data()), w.size());
+    size_t at = 0;
+    if (which == 0) at = body.find("000000000100");
+    if (which == 1) at = body.find(std::string(m.Get(11)));
+    if (which == 2) at = w.size() - 1;
+    ASSERT_NE(at, std::string_view::npos);
+    if (which == 2) {
+      w[at] ^= 0x01;
+    } else {
+      at += which == 0 ? 9 : 5;
+      w[at] = w[at] == '9' ? '8' : static_cast<uint8_t>(w[at] + 1);
+    }
+    Result<Message> bad = Unpack(w);
+    ASSERT_TRUE(bad.ok()) << which;
+    EXPECT_EQ(Rc(Send(*bad)), "05") << which;
+  }
+  // Edited after Unpack: the MAC was made over the original, so the edited
+  // request fails (over its packed form), and re-MACing it passes.
+  std::vector<uint8_t> w2 = wire_of(CardRequest("0200", card, 100, "000000", mac_t.id, "NOODLE01"));
+  Result<Message> edited = Unpack(w2);
+  ASSERT_TRUE(edited.ok());
+  edited->Set(4, "000000000101");
+  EXPECT_FALSE(edited->PackedIfUnchanged().has_value());
+  EXPECT_EQ(Rc(Send(*edited)), "05");
+  edited->Set(11, NextStan());
+  AddMac(*edited, mac_t.mac_key_hex);
+  EXPECT_EQ(Rc(Send(*edited)), "00");
+  EXPECT_EQ(Account(card.issued.card.account_id).debits_posted, 201u);
+}
+
+// Request keys name records written by earlier versions: the key of a
+// request is a fixed function of terminal, field 7, STAN and the clock (the
+// year from the month), including across the year's end.
+TEST(AuthorizerIds, RequestKeyIsStable) {
+  // 2026-11-30 00:00:00 UTC.
+  const int64_t now_ms = int64_t{1795996800} * 1000;
+  EXPECT_EQ(RequestKey("T0000001", "1130120000", "000042", now_ms),
+            "au/x/T000000120261130120000000042");
+  // A January field 7 seen in late November is next year's; a June one this year's.
+  EXPECT_EQ(RequestKey("T0000001", "0101000000", "000001", now_ms),
+            "au/x/T000000120270101000000000001");
+  EXPECT_EQ(RequestKey("@KORYO/T1", "0601000000", "000001", now_ms),
+            "au/x/@KORYO/T120260601000000000001");
+  // 2027-01-01 00:00:01 UTC: a December field 7 is the year before.
+  const int64_t jan_ms = int64_t{1798761601} * 1000;
+  EXPECT_EQ(RequestKey("T0000001", "1231235959", "000007", jan_ms),
+            "au/x/T000000120261231235959000007");
+}
+
 TEST_F(AuthTest, BalanceInquiryReturnsLedgerAndAvailableBalances) {
   const DemoCard& card = KpwCard();
   Message r = Send(CardRequest("0200", card, 0, "310000"));

@@ -5,7 +5,9 @@
 
 #include <chrono>
 #include <cstdio>
+#include <optional>
 #include <random>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -481,6 +483,70 @@ TEST(Iso8583Errors, CharactersNotAllowedByTheFieldType) {
   ExpectPackError(fixed, "field 3 (processing code): numeric field of fixed length 6 has length 5");
 }
 
+// The codec checks digits and printable text eight bytes at a time: every
+// byte value at every position of fields up to 28 bytes long (three words
+// and a tail), through Pack and Unpack, against the documented classes;
+// then random fields with several bad bytes.
+TEST(Iso8583Errors, EveryByteAtEveryPositionIsCheckedLikeTheClassTable) {
+  auto is_digit = [](int b) { return b >= '0' && b <= '9'; };
+  auto is_printable = [](int b) { return b >= 0x20 && b <= 0x7E; };
+  struct Case {
+    int field;
+    size_t length_max;
+    char fill;
+    bool (*allowed)(int);
+  };
+  // Field 2: LLVAR n..19; 34: LLVAR ans..28; 28: x+n 9 ('C' then 8 digits).
+  const Case cases[] = {{2, 19, '7', +is_digit}, {34, 28, 'a', +is_printable}};
+  for (const Case& c : cases) {
+    for (size_t length = 1; length <= c.length_max; ++length) {
+      for (size_t at = 0; at < length; ++at) {
+        for (int b = 0; b < 256; ++b) {
+          std::string value(length, c.fill);
+          value[at] = static_cast<char>(b);
+          Message m("0200");
+          m.Set(c.field, value);
+          Result<std::vector<uint8_t>> packed = Pack(m);
+          ASSERT_EQ(packed.ok(), c.allowed(b))
+              << "field " << c.field << " length " << length << " byte " << b << " at " << at;
+          // Unpack sees the same bytes on the wire.
+          Message good("0200");
+          good.Set(c.field, std::string(length, c.fill));
+          Result<std::vector<uint8_t>> wire = Pack(good);
+          ASSERT_TRUE(wire.ok());
+          (*wire)[4 + 8 + 2 + at] = static_cast<uint8_t>(b);
+          ASSERT_EQ(Unpack(*wire).ok(), c.allowed(b))
+              << "unpack field " << c.field << " byte " << b;
+        }
+      }
+    }
+  }
+  for (size_t at = 1; at < 9; ++at) {
+    for (int b = 0; b < 256; ++b) {
+      std::string fee = "C00000100";
+      fee[at] = static_cast<char>(b);
+      Message m("0200");
+      m.Set(28, fee);
+      ASSERT_EQ(Pack(m).ok(), is_digit(b)) << "field 28 byte " << b << " at " << at;
+    }
+  }
+  std::mt19937_64 rng(8583);
+  for (int round = 0; round < 20000; ++round) {
+    const bool numeric = round % 2 == 0;
+    const size_t length = 1 + rng() % (numeric ? 19 : 28);
+    std::string value(length, numeric ? '1' : 'z');
+    bool ok = true;
+    for (int bad = static_cast<int>(rng() % 4); bad > 0; --bad) {
+      const int b = static_cast<int>(rng() % 256);
+      value[rng() % length] = static_cast<char>(b);
+    }
+    for (char ch : value) ok = ok && (numeric ? is_digit : is_printable)(static_cast<uint8_t>(ch));
+    Message m("0200");
+    m.Set(numeric ? 2 : 34, value);
+    ASSERT_EQ(Pack(m).ok(), ok) << "round " << round;
+  }
+}
+
 TEST(Iso8583Errors, TooLongMessage) {
   // The 1987 table cannot reach 65535 bytes; a table of LLLVAR fields can.
   FieldTable wide = Iso87Table();
@@ -550,6 +616,9 @@ TEST(Iso8583Fuzz, RandomMutationsNeverCrashAndRoundTripWhenAccepted) {
     Result<Bytes> repacked = Pack(*m);
     ASSERT_RESULT_OK(repacked);
     EXPECT_EQ(*repacked, b);
+    std::optional<std::span<const uint8_t>> as_read = m->PackedIfUnchanged();
+    ASSERT_TRUE(as_read.has_value());
+    EXPECT_EQ(Bytes(as_read->begin(), as_read->end()), b);
   }
   EXPECT_LT(accepted, kIterations);
 }
@@ -582,6 +651,50 @@ TEST(Iso8583Message, SetGetClearAndReplace) {
   m.Set(128, kMac);
   EXPECT_EQ(m.NextField(64), 128);
   EXPECT_EQ(m.NextField(128), 0);
+}
+
+// An unpacked message hands out the bytes it was read from (a request's
+// MAC is checked over them) until anything changes; a built message, one
+// read with another table, and one edited have none, and PackAppend
+// appends exactly Pack()'s bytes.
+TEST(Iso8583Message, PackedIfUnchangedIsTheBodyReadUntilTheMessageChanges) {
+  Message built = Make0200();
+  built.Set(128, kMac);  // secondary bitmap
+  EXPECT_FALSE(built.PackedIfUnchanged().has_value());
+  Result<std::vector<uint8_t>> packed = Pack(built);
+  ASSERT_RESULT_OK(packed);
+  Result<Message> m = Unpack(*packed);
+  ASSERT_RESULT_OK(m);
+  auto bytes_of = [](const Message& msg) {
+    std::optional<std::span<const uint8_t>> v = msg.PackedIfUnchanged();
+    return v ? std::optional<Bytes>(Bytes(v->begin(), v->end())) : std::nullopt;
+  };
+  EXPECT_EQ(bytes_of(*m), *packed);
+  Message copy = *m;  // a copy has them too
+  EXPECT_EQ(bytes_of(copy), *packed);
+  copy.Clear(99);  // absent: nothing changes
+  EXPECT_EQ(bytes_of(copy), *packed);
+  copy.Clear(2);
+  EXPECT_FALSE(copy.PackedIfUnchanged().has_value());
+  Message same_value = *m;
+  same_value.Set(11, m->Get(11));  // any Set counts as a change
+  EXPECT_FALSE(same_value.PackedIfUnchanged().has_value());
+  Message mti = *m;
+  mti.set_mti("0210");
+  EXPECT_FALSE(mti.PackedIfUnchanged().has_value());
+  EXPECT_EQ(bytes_of(*m), *packed);  // the original is untouched
+  FieldTable other = Iso87Table();
+  Result<Message> with_other = Unpack(*packed, other);
+  ASSERT_RESULT_OK(with_other);
+  EXPECT_FALSE(with_other->PackedIfUnchanged().has_value());
+  // PackAppend: Pack()'s bytes after what the buffer holds; nothing on failure.
+  std::string record = "head";
+  ASSERT_TRUE(PackAppend(built, &record).ok());
+  EXPECT_EQ(record, "head" + std::string(packed->begin(), packed->end()));
+  Message bad = built;
+  bad.Set(3, "12345");  // fixed 6
+  EXPECT_FALSE(PackAppend(bad, &record).ok());
+  EXPECT_EQ(record.size(), 4 + packed->size());
 }
 
 // Unpack keeps the fields' bytes in one copy of the body (length prefixes
