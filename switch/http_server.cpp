@@ -6,7 +6,8 @@
 // connection reads a request (a deadline on every read and write; the
 // header and body limits are the parser's, checked before anything is
 // allocated for them), hands it to the Api and writes the answer when the
-// Api calls back (from the ledger's acknowledging thread: posted to the connection's context).
+// Api calls back (from a ledger thread: handed to the connection's thread,
+// once per ledger group and thread; AnswerBox).
 //
 // The deadlines: one timer per connection, run by a watchdog coroutine on
 // the same thread, and a deadline the session moves (a clock read) before
@@ -38,6 +39,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "ledger/ledger.hpp"
 #include "switch/api.hpp"
 #include "switch/handler.hpp"
 #include "switch/http_server.hpp"
@@ -183,6 +185,52 @@ class RequestReader final : public http::basic_parser<true> {
   RequestData* data_;
 };
 
+// An answer that came back from the Api for a connection, to complete on
+// the connection's I/O thread.
+struct PendingAnswer {
+  virtual ~PendingAnswer() = default;
+  virtual void Complete() = 0;
+};
+
+// One per I/O thread: answers for its connections, handed over by one
+// handler per burst. An answer from a ledger group's callbacks is posted
+// once the group's last callback has returned
+// (ledger::DeferUntilGroupCallbacksReturn), so the thread is woken once per
+// group, not once per answer.
+struct AnswerBox {
+  std::mutex mu;
+  std::vector<std::shared_ptr<PendingAnswer>> answers;  // GUARDED_BY(mu)
+  bool posted = false;                                  // GUARDED_BY(mu)
+  asio::io_context* ioc = nullptr;
+
+  // On the I/O thread.
+  static void Take(AnswerBox* box) {
+    std::vector<std::shared_ptr<PendingAnswer>> answers;
+    {
+      std::lock_guard<std::mutex> lock(box->mu);
+      answers.swap(box->answers);
+      box->posted = false;
+    }
+    for (auto& a : answers) a->Complete();
+  }
+  static void Post(void* arg) {
+    AnswerBox* box = static_cast<AnswerBox*>(arg);
+    asio::post(*box->ioc, [box] { Take(box); });
+  }
+  // Any thread (the ledger's, or the I/O thread itself for an answer made
+  // without the ledger).
+  void Deliver(std::shared_ptr<PendingAnswer> answer) {
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      answers.push_back(std::move(answer));
+      if (posted) return;
+      posted = true;
+    }
+    if (ledger::DeferUntilGroupCallbacksReturn(&Post, this)) return;
+    Post(this);
+  }
+};
+
 class HttpServerImpl final : public HttpServer {
  public:
   HttpServerImpl(const HttpServerOptions& options, Api* api, IsoHandler* health, Logger* logger)
@@ -198,7 +246,11 @@ class HttpServerImpl final : public HttpServer {
                 4))),
         iocs_(MakeContexts(threads_count_)),
         acceptor_(*iocs_[0]) {
-    for (const auto& ioc : iocs_) work_.push_back(asio::make_work_guard(*ioc));
+    for (const auto& ioc : iocs_) {
+      work_.push_back(asio::make_work_guard(*ioc));
+      boxes_.push_back(std::make_unique<AnswerBox>());
+      boxes_.back()->ioc = ioc.get();
+    }
   }
 
   ~HttpServerImpl() override { Shutdown(); }
@@ -491,23 +543,23 @@ class HttpServerImpl final : public HttpServer {
     const RequestData* headers = request;
     in.header = [headers](std::string_view name) { return headers->Find(name); };
     HttpRequest* in_ptr = &in;
-    auto ex = stream.get_executor();
+    AnswerBox* box = BoxOf(stream);
     Api* api = api_;
-    using Executor = decltype(ex);
-    auto initiate = [api, ex, in_ptr](auto handler) {
+    auto initiate = [api, box, in_ptr](auto handler) {
       using Handler = decltype(handler);
-      // The handler, the connection's executor and the answer in one
-      // allocation; the answer comes back on the ledger's thread and is
-      // handed to the connection's thread.
-      struct Reply {
+      // The handler and the answer in one allocation; the answer comes
+      // back on the ledger's thread and is handed to the connection's
+      // thread (its box).
+      struct Reply final : PendingAnswer {
+        explicit Reply(Handler h) : on_answer(std::move(h)) {}
+        void Complete() override { on_answer(std::move(response)); }
         Handler on_answer;
-        Executor executor;
         HttpResponse response;
       };
-      auto reply = std::make_shared<Reply>(Reply{std::move(handler), ex, HttpResponse{}});
-      api->Handle(std::move(*in_ptr), [reply](HttpResponse r) {
+      auto reply = std::make_shared<Reply>(std::move(handler));
+      api->Handle(std::move(*in_ptr), [reply, box](HttpResponse r) {
         reply->response = std::move(r);
-        asio::post(reply->executor, [reply]() { reply->on_answer(std::move(reply->response)); });
+        box->Deliver(reply);
       });
     };
     HttpResponse r =
@@ -601,6 +653,16 @@ class HttpServerImpl final : public HttpServer {
     co_return !ec;
   }
 
+  // The answer box of the I/O thread that runs `stream`.
+  AnswerBox* BoxOf(tcp::socket& stream) {
+    asio::execution_context* ctx = &stream.get_executor().context();
+    for (auto& box : boxes_) {
+      if (static_cast<asio::execution_context*>(box->ioc) == ctx) return box.get();
+    }
+    NARAE_CHECK(false && "a connection outside the server's I/O threads");
+    return nullptr;
+  }
+
   // A header name or value as it goes on the wire: a CR or LF (never made
   // by Narae, but a header must not be able to start another) becomes a space.
   static void AppendHeaderValue(std::string* out, std::string_view v) {
@@ -614,6 +676,7 @@ class HttpServerImpl final : public HttpServer {
   uint32_t threads_count_;
   Clock::duration watchdog_tick_;                        // a quarter of the shortest timeout
   std::vector<std::unique_ptr<asio::io_context>> iocs_;  // one per I/O thread
+  std::vector<std::unique_ptr<AnswerBox>> boxes_;        // one per I/O thread (iocs_[i])
   tcp::acceptor acceptor_;                               // on iocs_[0]
   std::vector<asio::executor_work_guard<asio::io_context::executor_type>> work_;
   size_t next_context_ = 0;  // the accept loop's (iocs_[0]'s thread) only
