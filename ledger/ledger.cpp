@@ -152,6 +152,15 @@ constexpr double kAuxMemtableBloomRatio = 0.02;
 constexpr size_t kAuxCacheEntriesMax = 16384;
 constexpr size_t kAuxCacheBytesMax = 8u << 20;
 constexpr size_t kExpiriesPerGroupMax = kBatchEventsMax;
+// A batch row's bytes besides its key and value (tag, family, two lengths),
+// and an event's rows at most (its frame in a chunk, transfer_ids,
+// user_data, two account_index rows with balances, its hold's rows).
+constexpr size_t kBatchRowOverheadBytes = 16;
+constexpr size_t kBatchBytesPerEventMax = 640;
+// The transfer-id filter is built on open only when transfer_ids holds at most
+// this many keys (RocksDB's estimate): a scan of a few seconds, and a filter
+// within IdFilter::kBytesMax at its design rate.
+constexpr uint64_t kIdFilterScanIdsMax = uint64_t{16} << 20;
 // Sealed groups waiting for the writer, besides the one it is writing. One:
 // while the writer syncs group N, group N+1 waits sealed and new submissions
 // gather in the queue, so the next group is as large as the wait allows. Two
@@ -761,6 +770,10 @@ class LedgerImpl final : public Ledger, private Store {
   bool force_snapshot_ = false;
   uint64_t events_since_snapshot_ = 0;
   std::vector<const AuxRows::value_type*> aux_order_;  // reused by FinishGroup (sequencer)
+  // Every key of transfer_ids, durable or in flight: FindId skips the read
+  // of an id it has never seen (sequencer thread; built by LoadState).
+  IdFilter id_filter_;
+  Status LoadIdFilter();
   // The current group's aux keys -> row: TxnImpl's, kept here so its table
   // survives the group (sequencer thread).
   AuxIndex aux_index_;
@@ -1029,9 +1042,32 @@ Status LedgerImpl::LoadState() {
     engine_.LoadOpenHold({*t, codec::GetU64(it->value().data())});
   }
   NARAE_RETURN_IF_ERROR(FromRocks(it->status(), "scan holds"));
+  NARAE_RETURN_IF_ERROR(LoadIdFilter());
   stat_accounts_ = engine_.account_count();
   stat_open_holds_ = engine_.open_hold_count();
   return Status::Ok();
+}
+
+// The transfer-id filter covers every key of transfer_ids (ids of stored
+// transfers and failed ids). A family too large to scan at open in a few
+// seconds leaves it off (FindId reads RocksDB as before).
+Status LedgerImpl::LoadIdFilter() {
+  id_filter_.Disable();
+  if (options_.read_only) return Status::Ok();  // FindId runs on the sequencer only
+  uint64_t estimate = 0;
+  if (!db_->GetIntProperty(cfs_[kTransferIds], "rocksdb.estimate-num-keys", &estimate)) {
+    return Status::Ok();
+  }
+  if (estimate > kIdFilterScanIdsMax) return Status::Ok();
+  id_filter_.Reset(2 * estimate);
+  rocksdb::ReadOptions total;
+  total.total_order_seek = true;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(total, cfs_[kTransferIds]));
+  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    if (it->key().size() != 16) return Status::Corruption("transfer id key");
+    id_filter_.Add(codec::GetU128(it->key().data()));
+  }
+  return FromRocks(it->status(), "scan transfer ids");
 }
 
 // Brings the accounts up to date with the events after `after_ts` (the
@@ -1153,6 +1189,9 @@ std::optional<Transfer> LedgerImpl::FindTransfer(TransferId id) {
 
 Store::IdState LedgerImpl::FindId(TransferId id) {
   IdState state;
+  // Never added to the filter: no transfer_ids row, durable or in flight
+  // (FinishGroup adds an id before its group enters the overlay).
+  if (!id_filter_.MayContain(id.value)) return state;
   {
     std::lock_guard<std::mutex> lock(overlay_mu_);
     if (auto it = ov_transfers_.find(id); it != ov_transfers_.end()) {
@@ -1321,8 +1360,15 @@ void LedgerImpl::FinishGroup(Group* group, std::vector<DoneFn> dones, AuxRows au
   w->events = group->events.size();
   w->first_queued = first_queued;
   w->sequenced = sequenced;
+  // Room for the whole batch at once: a batch string that grows is copied
+  // (with the last batch's size as the only guess, most groups of the switch
+  // grew it once, ~500 instructions a request). An event's rows take at
+  // most kBatchBytesPerEventMax; aux rows their sizes.
+  size_t bytes_hint = last_batch_bytes_ + last_batch_bytes_ / 8;
+  size_t group_bytes = group->events.size() * kBatchBytesPerEventMax;
+  for (const auto& [k, v] : aux) group_bytes += k.size() + v.size() + kBatchRowOverheadBytes;
   BatchBuilder b;
-  b.Reset(last_batch_bytes_ + last_batch_bytes_ / 8);
+  b.Reset(std::max(bytes_hint, group_bytes));
   auto cf = [&](Cf c) { return cfs_[c]->GetID(); };
 
   // Events in timestamp order, with their digest for the journal.
@@ -1353,6 +1399,7 @@ void LedgerImpl::FinishGroup(Group* group, std::vector<DoneFn> dones, AuxRows au
     if (ev.kind == codec::EventKind::kTransfer) {
       const Transfer& t = ev.transfer;
       b.Put(cf(kTransferIds), Key128(t.id.value).slice(), KeyTs(ev.timestamp()).slice());
+      id_filter_.Add(t.id.value);
       if (!t.user_data_128.IsZero()) {
         b.Put(cf(kUserData), Key128Ts(t.user_data_128, t.timestamp).slice(), rocksdb::Slice());
       }
@@ -1416,6 +1463,7 @@ void LedgerImpl::FinishGroup(Group* group, std::vector<DoneFn> dones, AuxRows au
     value.assign(1, kFailedMarker);
     codec::PutU64(&value, code);
     b.Put(cf(kTransferIds), Key128(id.value).slice(), value);
+    id_filter_.Add(id.value);
   }
   // Aux rows (one per key: Txn::PutAux replaces in place) go into the batch in key
   // order: the writer's memtable inserts are then cheap appends near the last
