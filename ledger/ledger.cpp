@@ -157,10 +157,18 @@ constexpr size_t kExpiriesPerGroupMax = kBatchEventsMax;
 // user_data, two account_index rows with balances, its hold's rows).
 constexpr size_t kBatchRowOverheadBytes = 16;
 constexpr size_t kBatchBytesPerEventMax = 640;
-// The transfer-id filter is built on open only when transfer_ids holds at most
-// this many keys (RocksDB's estimate): a scan of a few seconds, and a filter
-// within IdFilter::kBytesMax at its design rate.
-constexpr uint64_t kIdFilterScanIdsMax = uint64_t{16} << 20;
+// The transfer-id and aux filters are built on open only when their family
+// holds at most this many keys (RocksDB's estimate): a scan of a few seconds,
+// and a filter within IdFilter::kBytesMax at its design rate.
+constexpr uint64_t kFilterScanKeysMax = uint64_t{16} << 20;
+// The aux scan reads the values too (up to 64 KiB each; ~250 bytes in the
+// switch's records): a lower bound.
+constexpr uint64_t kAuxFilterScanKeysMax = uint64_t{4} << 20;
+// An aux key's filter key: a 64-bit hash and the length (equal filter keys of
+// different keys are false positives: a read, never a wrong answer).
+U128 AuxFilterKey(std::string_view key) {
+  return U128{std::hash<std::string_view>{}(key), key.size()};
+}
 // Sealed groups waiting for the writer, besides the one it is writing. One:
 // while the writer syncs group N, group N+1 waits sealed and new submissions
 // gather in the queue, so the next group is as large as the wait allows. Two
@@ -773,7 +781,11 @@ class LedgerImpl final : public Ledger, private Store {
   // Every key of transfer_ids, durable or in flight: FindId skips the read
   // of an id it has never seen (sequencer thread; built by LoadState).
   IdFilter id_filter_;
-  Status LoadIdFilter();
+  // Likewise every aux key (by AuxFilterKey): CachedAuxGet skips the read of
+  // a key never written (a new request's duplicate-detection key).
+  IdFilter aux_filter_;
+  Status LoadFilters();
+  Status LoadFilter(Cf cf, IdFilter* filter);
   // The current group's aux keys -> row: TxnImpl's, kept here so its table
   // survives the group (sequencer thread).
   AuxIndex aux_index_;
@@ -1042,32 +1054,44 @@ Status LedgerImpl::LoadState() {
     engine_.LoadOpenHold({*t, codec::GetU64(it->value().data())});
   }
   NARAE_RETURN_IF_ERROR(FromRocks(it->status(), "scan holds"));
-  NARAE_RETURN_IF_ERROR(LoadIdFilter());
+  NARAE_RETURN_IF_ERROR(LoadFilters());
   stat_accounts_ = engine_.account_count();
   stat_open_holds_ = engine_.open_hold_count();
   return Status::Ok();
 }
 
-// The transfer-id filter covers every key of transfer_ids (ids of stored
-// transfers and failed ids). A family too large to scan at open in a few
-// seconds leaves it off (FindId reads RocksDB as before).
-Status LedgerImpl::LoadIdFilter() {
+// The filters cover every key of transfer_ids (ids of stored transfers and
+// failed ids) and of aux. A family too large to scan at open in a few
+// seconds leaves its filter off (the reads go to RocksDB as before).
+Status LedgerImpl::LoadFilters() {
   id_filter_.Disable();
-  if (options_.read_only) return Status::Ok();  // FindId runs on the sequencer only
+  aux_filter_.Disable();
+  if (options_.read_only) return Status::Ok();  // FindId and Txn reads: sequencer only
+  NARAE_RETURN_IF_ERROR(LoadFilter(kTransferIds, &id_filter_));
+  return LoadFilter(kAux, &aux_filter_);
+}
+
+Status LedgerImpl::LoadFilter(Cf cf, IdFilter* filter) {
   uint64_t estimate = 0;
-  if (!db_->GetIntProperty(cfs_[kTransferIds], "rocksdb.estimate-num-keys", &estimate)) {
-    return Status::Ok();
-  }
-  if (estimate > kIdFilterScanIdsMax) return Status::Ok();
-  id_filter_.Reset(2 * estimate);
+  if (!db_->GetIntProperty(cfs_[cf], "rocksdb.estimate-num-keys", &estimate)) return Status::Ok();
+  if (estimate > (cf == kAux ? kAuxFilterScanKeysMax : kFilterScanKeysMax)) return Status::Ok();
+  filter->Reset(2 * estimate);
   rocksdb::ReadOptions total;
   total.total_order_seek = true;
-  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(total, cfs_[kTransferIds]));
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(total, cfs_[cf]));
   for (it->SeekToFirst(); it->Valid(); it->Next()) {
-    if (it->key().size() != 16) return Status::Corruption("transfer id key");
-    id_filter_.Add(codec::GetU128(it->key().data()));
+    const std::string_view key(it->key().data(), it->key().size());
+    if (cf == kTransferIds && key.size() != 16) {
+      filter->Disable();  // corrupt: the reads (and verify) meet it as before
+      return Status::Ok();
+    }
+    filter->Add(cf == kTransferIds ? codec::GetU128(key.data()) : AuxFilterKey(key));
   }
-  return FromRocks(it->status(), "scan transfer ids");
+  // A block that cannot be read leaves the filter off: the reads of that
+  // family then go to RocksDB, and the one that meets the bad block stops
+  // the process (DbGet), as without the filter.
+  if (!it->status().ok()) filter->Disable();
+  return Status::Ok();
 }
 
 // Brings the accounts up to date with the events after `after_ts` (the
@@ -1126,7 +1150,12 @@ std::optional<std::string> LedgerImpl::DbGet(Cf cf, const rocksdb::Slice& key,
 
 std::optional<std::string> LedgerImpl::CachedAuxGet(std::string_view key, bool cache_absent) {
   if (auto it = aux_cache_.find(key); it != aux_cache_.end()) return it->second;
-  std::optional<std::string> v = DbGet(kAux, rocksdb::Slice(key.data(), key.size()));
+  // A key never written (every aux write passes FinishGroup, which adds it
+  // to the filter before the group enters the overlay) is not read.
+  std::optional<std::string> v;
+  if (aux_filter_.MayContain(AuxFilterKey(key))) {
+    v = DbGet(kAux, rocksdb::Slice(key.data(), key.size()));
+  }
   // Absent keys are cached only for GetAuxHot: most misses are new keys
   // (a request's duplicate-detection key), written next and never read again.
   if (!v && !cache_absent) return v;
@@ -1473,7 +1502,10 @@ void LedgerImpl::FinishGroup(Group* group, std::vector<DoneFn> dones, AuxRows au
   for (const auto& row : aux) aux_order_.push_back(&row);
   std::sort(aux_order_.begin(), aux_order_.end(),
             [](const auto* x, const auto* y) { return x->first < y->first; });
-  for (const auto* row : aux_order_) b.Put(cf(kAux), row->first, row->second);
+  for (const auto* row : aux_order_) {
+    b.Put(cf(kAux), row->first, row->second);
+    aux_filter_.Add(AuxFilterKey(row->first));
+  }
 
   if (!group->events.empty()) {
     JournalEntry j;
