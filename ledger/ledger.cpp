@@ -169,6 +169,15 @@ constexpr uint64_t kAuxFilterScanKeysMax = uint64_t{4} << 20;
 U128 AuxFilterKey(std::string_view key) {
   return U128{std::hash<std::string_view>{}(key), key.size()};
 }
+// Bytes [offset, offset + 8) of `s` as a big-endian integer, zero-padded:
+// integers compare as the bytes do (unsigned, lexicographic).
+uint64_t BigEndianPrefix(std::string_view s, size_t offset) {
+  unsigned char b[8] = {};
+  if (s.size() > offset) std::memcpy(b, s.data() + offset, std::min<size_t>(8, s.size() - offset));
+  uint64_t v = 0;
+  for (unsigned char c : b) v = (v << 8) | c;
+  return v;
+}
 // Sealed groups waiting for the writer, besides the one it is writing. One:
 // while the writer syncs group N, group N+1 waits sealed and new submissions
 // gather in the queue, so the next group is as large as the wait allows. Two
@@ -777,7 +786,14 @@ class LedgerImpl final : public Ledger, private Store {
   std::chrono::steady_clock::time_point last_snapshot_ = std::chrono::steady_clock::now();
   bool force_snapshot_ = false;
   uint64_t events_since_snapshot_ = 0;
-  std::vector<const AuxRows::value_type*> aux_order_;  // reused by FinishGroup (sequencer)
+  // A group's aux rows in key order (FinishGroup, sequencer): each row with its
+  // key's first 16 bytes as two big-endian integers, zero-padded, so most
+  // comparisons of the sort are integer ones.
+  struct AuxSortKey {
+    uint64_t p0, p1;
+    const AuxRows::value_type* row;
+  };
+  std::vector<AuxSortKey> aux_order_;
   // Every key of transfer_ids, durable or in flight: FindId skips the read
   // of an id it has never seen (sequencer thread; built by LoadState).
   IdFilter id_filter_;
@@ -1497,14 +1513,22 @@ void LedgerImpl::FinishGroup(Group* group, std::vector<DoneFn> dones, AuxRows au
   // Aux rows (one per key: Txn::PutAux replaces in place) go into the batch in key
   // order: the writer's memtable inserts are then cheap appends near the last
   // position (a switch group's rows arrive interleaved by request).
-  // (Sorted through pointers: indexing the deque costs a division a step.)
+  // (Sorted through pointers: indexing the deque costs a division a step. The
+  // keys' first 16 bytes decide most comparisons as integers: zero padding
+  // sorts a shorter key first, as the bytewise order does, and equal
+  // prefixes fall back to the whole keys.)
   aux_order_.clear();
-  for (const auto& row : aux) aux_order_.push_back(&row);
-  std::sort(aux_order_.begin(), aux_order_.end(),
-            [](const auto* x, const auto* y) { return x->first < y->first; });
-  for (const auto* row : aux_order_) {
-    b.Put(cf(kAux), row->first, row->second);
-    aux_filter_.Add(AuxFilterKey(row->first));
+  for (const auto& row : aux) {
+    aux_order_.push_back({BigEndianPrefix(row.first, 0), BigEndianPrefix(row.first, 8), &row});
+  }
+  std::sort(aux_order_.begin(), aux_order_.end(), [](const AuxSortKey& x, const AuxSortKey& y) {
+    if (x.p0 != y.p0) return x.p0 < y.p0;
+    if (x.p1 != y.p1) return x.p1 < y.p1;
+    return x.row->first < y.row->first;
+  });
+  for (const AuxSortKey& k : aux_order_) {
+    b.Put(cf(kAux), k.row->first, k.row->second);
+    aux_filter_.Add(AuxFilterKey(k.row->first));
   }
 
   if (!group->events.empty()) {
