@@ -158,12 +158,13 @@ constexpr size_t kExpiriesPerGroupMax = kBatchEventsMax;
 constexpr size_t kBatchRowOverheadBytes = 16;
 constexpr size_t kBatchBytesPerEventMax = 640;
 // The transfer-id and aux filters are built on open only when their family
-// holds at most this many keys (RocksDB's estimate): a scan of a few seconds,
-// and a filter within IdFilter::kBytesMax at its design rate.
-constexpr uint64_t kFilterScanKeysMax = uint64_t{16} << 20;
+// holds at most this many keys (RocksDB's estimate): the scan cost ~1.6 s per
+// million transfer ids on the shared machine (a hash memtable is copied into
+// key order to be iterated), so an open takes at most a few seconds more.
+constexpr uint64_t kFilterScanKeysMax = uint64_t{4} << 20;
 // The aux scan reads the values too (up to 64 KiB each; ~250 bytes in the
 // switch's records): a lower bound.
-constexpr uint64_t kAuxFilterScanKeysMax = uint64_t{4} << 20;
+constexpr uint64_t kAuxFilterScanKeysMax = uint64_t{1} << 20;
 // An aux key's filter key: a 64-bit hash and the length (equal filter keys of
 // different keys are false positives: a read, never a wrong answer).
 U128 AuxFilterKey(std::string_view key) {
@@ -1094,6 +1095,7 @@ Status LedgerImpl::LoadFilter(Cf cf, IdFilter* filter) {
   filter->Reset(2 * estimate);
   rocksdb::ReadOptions total;
   total.total_order_seek = true;
+  total.fill_cache = false;  // one pass: keep the block cache for the reads after
   std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(total, cfs_[cf]));
   for (it->SeekToFirst(); it->Valid(); it->Next()) {
     const std::string_view key(it->key().data(), it->key().size());
