@@ -152,33 +152,6 @@ constexpr double kAuxMemtableBloomRatio = 0.02;
 constexpr size_t kAuxCacheEntriesMax = 16384;
 constexpr size_t kAuxCacheBytesMax = 8u << 20;
 constexpr size_t kExpiriesPerGroupMax = kBatchEventsMax;
-// A batch row's bytes besides its key and value (tag, family, two lengths),
-// and an event's rows at most (its frame in a chunk, transfer_ids,
-// user_data, two account_index rows with balances, its hold's rows).
-constexpr size_t kBatchRowOverheadBytes = 16;
-constexpr size_t kBatchBytesPerEventMax = 640;
-// The transfer-id and aux filters are built on open only when their family
-// holds at most this many keys (RocksDB's estimate): the scan cost ~1.6 s per
-// million transfer ids on the shared machine (a hash memtable is copied into
-// key order to be iterated), so an open takes at most a few seconds more.
-constexpr uint64_t kFilterScanKeysMax = uint64_t{4} << 20;
-// The aux scan reads the values too (up to 64 KiB each; ~250 bytes in the
-// switch's records): a lower bound.
-constexpr uint64_t kAuxFilterScanKeysMax = uint64_t{1} << 20;
-// An aux key's filter key: a 64-bit hash and the length (equal filter keys of
-// different keys are false positives: a read, never a wrong answer).
-U128 AuxFilterKey(std::string_view key) {
-  return U128{std::hash<std::string_view>{}(key), key.size()};
-}
-// Bytes [offset, offset + 8) of `s` as a big-endian integer, zero-padded:
-// integers compare as the bytes do (unsigned, lexicographic).
-uint64_t BigEndianPrefix(std::string_view s, size_t offset) {
-  unsigned char b[8] = {};
-  if (s.size() > offset) std::memcpy(b, s.data() + offset, std::min<size_t>(8, s.size() - offset));
-  uint64_t v = 0;
-  for (unsigned char c : b) v = (v << 8) | c;
-  return v;
-}
 // Sealed groups waiting for the writer, besides the one it is writing. One:
 // while the writer syncs group N, group N+1 waits sealed and new submissions
 // gather in the queue, so the next group is as large as the wait allows. Two
@@ -304,6 +277,33 @@ const char* const kCfNames[kCfCount] = {"default",       "accounts",  "events", 
 // kFailedMarker + the result code (8 bytes) of an id that failed.
 constexpr char kFailedMarker = 'F';
 constexpr size_t kFailedValueBytes = 9;
+// A batch row's bytes besides its key and value (tag, family, two lengths),
+// and an event's rows at most (its frame in a chunk, transfer_ids,
+// user_data, two account_index rows with balances, its hold's rows).
+constexpr size_t kBatchRowOverheadBytes = 16;
+constexpr size_t kBatchBytesPerEventMax = 640;
+// The transfer-id and aux filters are built on open only when their family
+// holds at most this many keys (RocksDB's estimate): the scan cost ~1.6 s per
+// million transfer ids on the shared machine (a hash memtable is copied into
+// key order to be iterated), so an open takes at most a few seconds more.
+constexpr uint64_t kFilterScanKeysMax = uint64_t{4} << 20;
+// The aux scan reads the values too (up to 64 KiB each; ~250 bytes in the
+// switch's records): a lower bound.
+constexpr uint64_t kAuxFilterScanKeysMax = uint64_t{1} << 20;
+// An aux key's filter key: a 64-bit hash and the length (equal filter keys of
+// different keys are false positives: a read, never a wrong answer).
+U128 AuxFilterKey(std::string_view key) {
+  return U128{std::hash<std::string_view>{}(key), key.size()};
+}
+// Bytes [offset, offset + 8) of `s` as a big-endian integer, zero-padded:
+// integers compare as the bytes do (unsigned, lexicographic).
+uint64_t BigEndianPrefix(std::string_view s, size_t offset) {
+  unsigned char b[8] = {};
+  if (s.size() > offset) std::memcpy(b, s.data() + offset, std::min<size_t>(8, s.size() - offset));
+  uint64_t v = 0;
+  for (unsigned char c : b) v = (v << 8) | c;
+  return v;
+}
 
 // CPU time of the calling thread, microseconds (not disturbed by other
 // processes competing for the cores, unlike wall time).
