@@ -71,6 +71,81 @@ bool IsPostOrVoid(const Transfer& t) {
 
 }  // namespace
 
+namespace {
+// The filter's 64-bit hash of an id (ids may be sequential: mix both halves).
+uint64_t IdFilterHash(U128 id) {
+  uint64_t x = id.lo ^ (id.hi * 0x9E3779B97F4A7C15ull);
+  x ^= x >> 33;
+  x *= 0xff51afd7ed558ccdull;
+  x ^= x >> 33;
+  x *= 0xc4ceb9fe1a85ec53ull;
+  x ^= x >> 33;
+  return x;
+}
+// One bit per 32-bit word of a block (the split block bloom filter's salts).
+constexpr uint32_t kIdFilterSalts[8] = {0x47b6137bU, 0x44974d91U, 0x8824ad5bU, 0xa2b7289dU,
+                                        0x705495c7U, 0x2df1424bU, 0x9efc4947U, 0x5c6bfb31U};
+constexpr uint64_t kIdFilterBlockBits = 256;
+}  // namespace
+
+void IdFilter::Reset(uint64_t ids_expected) {
+  segments_.clear();
+  bytes_ = 0;
+  enabled_ = AddSegment(std::max(ids_expected, ids_min_));
+}
+
+void IdFilter::Disable() {
+  segments_.clear();
+  segments_.shrink_to_fit();
+  bytes_ = 0;
+  enabled_ = false;
+}
+
+bool IdFilter::AddSegment(uint64_t ids_max) {
+  uint64_t blocks = 1;
+  while (blocks * kIdFilterBlockBits < ids_max * kBitsPerId) blocks *= 2;
+  const uint64_t bytes = blocks * kIdFilterBlockBits / 8;
+  if (bytes > bytes_max_ - bytes_) return false;
+  Segment seg;
+  seg.words.assign(blocks * 8, 0);
+  seg.block_mask = blocks - 1;
+  seg.ids_max = blocks * kIdFilterBlockBits / kBitsPerId;
+  segments_.push_back(std::move(seg));
+  bytes_ += bytes;
+  return true;
+}
+
+void IdFilter::Add(U128 id) {
+  if (!enabled_) return;
+  NARAE_CHECK(!segments_.empty());
+  if (segments_.back().ids >= segments_.back().ids_max &&
+      !AddSegment(2 * segments_.back().ids_max)) {
+    Disable();  // past the memory bound: every answer is "maybe" from now on
+    return;
+  }
+  Segment& seg = segments_.back();
+  const uint64_t h = IdFilterHash(id);
+  uint32_t* block = seg.words.data() + ((h >> 32) & seg.block_mask) * 8;
+  for (size_t i = 0; i < 8; ++i) {
+    block[i] |= uint32_t{1} << ((static_cast<uint32_t>(h) * kIdFilterSalts[i]) >> 27);
+  }
+  ++seg.ids;
+}
+
+bool IdFilter::MayContain(U128 id) const {
+  if (!enabled_) return true;
+  const uint64_t h = IdFilterHash(id);
+  for (const Segment& seg : segments_) {
+    const uint32_t* block = seg.words.data() + ((h >> 32) & seg.block_mask) * 8;
+    bool all = true;
+    for (size_t i = 0; i < 8 && all; ++i) {
+      all = (block[i] >> ((static_cast<uint32_t>(h) * kIdFilterSalts[i]) >> 27)) & 1;
+    }
+    if (all) return true;
+  }
+  return false;
+}
+
 struct Engine::Undo {
   enum class Kind : uint8_t {
     kAccountState,     // restore `account`

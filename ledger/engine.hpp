@@ -41,6 +41,56 @@ class Store {
   virtual std::optional<HoldDone> FindHoldDone(TransferId id) = 0;
 };
 
+// Answers "this transfer id was certainly never stored" without a read, so
+// a new transfer's idempotency check (a RocksDB point read of a key that
+// nearly always does not exist, ~3,000 instructions) is skipped. A blocked
+// bloom filter (256-bit blocks, 8 bits a key, 16 bits a key as designed): no
+// false negatives, so it is exact; a "maybe" is answered by the read as
+// before. Memory only: the ledger rebuilds it on open from the transfer_ids
+// family and adds every id before the row holding it is handed to the
+// writer, so it always covers what is durable or in flight (a group that
+// then fails leaves extra ids: false positives, never wrong answers).
+// When full it grows by a segment twice the size of the last (lookups probe
+// every segment; old ids cannot be rehashed without their keys); past
+// kIdFilterBytesMax it switches off and every answer is "maybe" until the
+// next open. Single-threaded (the sequencer, or the open before it runs).
+class IdFilter {
+ public:
+  static constexpr uint64_t kBitsPerId = 16;
+  static constexpr uint64_t kIdsMin = uint64_t{1} << 20;  // the first segment: 2 MiB
+  static constexpr uint64_t kBytesMax = uint64_t{128} << 20;
+
+  // The first segment's minimum and the memory bound (tests shrink them).
+  explicit IdFilter(uint64_t ids_min = kIdsMin, uint64_t bytes_max = kBytesMax)
+      : ids_min_(ids_min), bytes_max_(bytes_max) {}
+
+  // Empty and on, with room for at least `ids_expected` ids in its first
+  // segment (when that alone would pass the memory bound it is off instead).
+  void Reset(uint64_t ids_expected);
+  // Every answer becomes "maybe"; the memory is released.
+  void Disable();
+  void Add(U128 id);
+  // False only when `id` was never added since Reset().
+  bool MayContain(U128 id) const;
+  bool enabled() const { return enabled_; }
+  size_t segments() const { return segments_.size(); }
+  uint64_t bytes() const { return bytes_; }
+
+ private:
+  struct Segment {
+    std::vector<uint32_t> words;  // blocks of 8 words (256 bits)
+    uint64_t block_mask = 0;      // blocks - 1 (a power of two)
+    uint64_t ids_max = 0;         // ids at the design rate
+    uint64_t ids = 0;
+  };
+  bool AddSegment(uint64_t ids_max);
+  uint64_t ids_min_;
+  uint64_t bytes_max_;
+  bool enabled_ = false;
+  uint64_t bytes_ = 0;
+  std::vector<Segment> segments_;
+};
+
 struct OpenHold {
   Transfer hold;
   uint64_t expires_at = 0;  // 0 = never

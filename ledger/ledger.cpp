@@ -235,6 +235,33 @@ const char* const kCfNames[kCfCount] = {"default",       "accounts",  "events", 
 // kFailedMarker + the result code (8 bytes) of an id that failed.
 constexpr char kFailedMarker = 'F';
 constexpr size_t kFailedValueBytes = 9;
+// A batch row's bytes besides its key and value (tag, family, two lengths),
+// and an event's rows at most (its frame in a chunk, transfer_ids,
+// user_data, two account_index rows with balances, its hold's rows).
+constexpr size_t kBatchRowOverheadBytes = 16;
+constexpr size_t kBatchBytesPerEventMax = 640;
+// The transfer-id and aux filters are built on open only when their family
+// holds at most this many keys (RocksDB's estimate): the scan cost ~1.6 s per
+// million transfer ids on the shared machine (a hash memtable is copied into
+// key order to be iterated), so an open takes at most a few seconds more.
+constexpr uint64_t kFilterScanKeysMax = uint64_t{4} << 20;
+// The aux scan reads the values too (up to 64 KiB each; ~250 bytes in the
+// switch's records): a lower bound.
+constexpr uint64_t kAuxFilterScanKeysMax = uint64_t{1} << 20;
+// An aux key's filter key: a 64-bit hash and the length (equal filter keys of
+// different keys are false positives: a read, never a wrong answer).
+U128 AuxFilterKey(std::string_view key) {
+  return U128{std::hash<std::string_view>{}(key), key.size()};
+}
+// Bytes [offset, offset + 8) of `s` as a big-endian integer, zero-padded:
+// integers compare as the bytes do (unsigned, lexicographic).
+uint64_t BigEndianPrefix(std::string_view s, size_t offset) {
+  unsigned char b[8] = {};
+  if (s.size() > offset) std::memcpy(b, s.data() + offset, std::min<size_t>(8, s.size() - offset));
+  uint64_t v = 0;
+  for (unsigned char c : b) v = (v << 8) | c;
+  return v;
+}
 
 // CPU time of the calling thread, microseconds (not disturbed by other
 // processes competing for the cores, unlike wall time).
@@ -737,7 +764,22 @@ class LedgerImpl final : public Ledger, private Store {
   std::chrono::steady_clock::time_point last_snapshot_ = std::chrono::steady_clock::now();
   bool force_snapshot_ = false;
   uint64_t events_since_snapshot_ = 0;
-  std::vector<const AuxRows::value_type*> aux_order_;  // reused by FinishGroup (sequencer)
+  // A group's aux rows in key order (FinishGroup, sequencer): each row with its
+  // key's first 16 bytes as two big-endian integers, zero-padded, so most
+  // comparisons of the sort are integer ones.
+  struct AuxSortKey {
+    uint64_t p0, p1;
+    const AuxRows::value_type* row;
+  };
+  std::vector<AuxSortKey> aux_order_;
+  // Every key of transfer_ids, durable or in flight: FindId skips the read
+  // of an id it has never seen (sequencer thread; built by LoadState).
+  IdFilter id_filter_;
+  // Likewise every aux key (by AuxFilterKey): CachedAuxGet skips the read of
+  // a key never written (a new request's duplicate-detection key).
+  IdFilter aux_filter_;
+  Status LoadFilters();
+  Status LoadFilter(Cf cf, IdFilter* filter);
   // The current group's aux keys -> row: TxnImpl's, kept here so its table
   // survives the group (sequencer thread).
   AuxIndex aux_index_;
@@ -1006,8 +1048,44 @@ Status LedgerImpl::LoadState() {
     engine_.LoadOpenHold({*t, codec::GetU64(it->value().data())});
   }
   NARAE_RETURN_IF_ERROR(FromRocks(it->status(), "scan holds"));
+  NARAE_RETURN_IF_ERROR(LoadFilters());
   stat_accounts_ = engine_.account_count();
   stat_open_holds_ = engine_.open_hold_count();
+  return Status::Ok();
+}
+
+// The filters cover every key of transfer_ids (ids of stored transfers and
+// failed ids) and of aux. A family too large to scan at open in a few
+// seconds leaves its filter off (the reads go to RocksDB as before).
+Status LedgerImpl::LoadFilters() {
+  id_filter_.Disable();
+  aux_filter_.Disable();
+  if (options_.read_only) return Status::Ok();  // FindId and Txn reads: sequencer only
+  NARAE_RETURN_IF_ERROR(LoadFilter(kTransferIds, &id_filter_));
+  return LoadFilter(kAux, &aux_filter_);
+}
+
+Status LedgerImpl::LoadFilter(Cf cf, IdFilter* filter) {
+  uint64_t estimate = 0;
+  if (!db_->GetIntProperty(cfs_[cf], "rocksdb.estimate-num-keys", &estimate)) return Status::Ok();
+  if (estimate > (cf == kAux ? kAuxFilterScanKeysMax : kFilterScanKeysMax)) return Status::Ok();
+  filter->Reset(2 * estimate);
+  rocksdb::ReadOptions total;
+  total.total_order_seek = true;
+  total.fill_cache = false;  // one pass: keep the block cache for the reads after
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(total, cfs_[cf]));
+  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    const std::string_view key(it->key().data(), it->key().size());
+    if (cf == kTransferIds && key.size() != 16) {
+      filter->Disable();  // corrupt: the reads (and verify) meet it as before
+      return Status::Ok();
+    }
+    filter->Add(cf == kTransferIds ? codec::GetU128(key.data()) : AuxFilterKey(key));
+  }
+  // A block that cannot be read leaves the filter off: the reads of that
+  // family then go to RocksDB, and the one that meets the bad block stops
+  // the process (DbGet), as without the filter.
+  if (!it->status().ok()) filter->Disable();
   return Status::Ok();
 }
 
@@ -1067,7 +1145,12 @@ std::optional<std::string> LedgerImpl::DbGet(Cf cf, const rocksdb::Slice& key,
 
 std::optional<std::string> LedgerImpl::CachedAuxGet(std::string_view key, bool cache_absent) {
   if (auto it = aux_cache_.find(key); it != aux_cache_.end()) return it->second;
-  std::optional<std::string> v = DbGet(kAux, rocksdb::Slice(key.data(), key.size()));
+  // A key never written (every aux write passes FinishGroup, which adds it
+  // to the filter before the group enters the overlay) is not read.
+  std::optional<std::string> v;
+  if (aux_filter_.MayContain(AuxFilterKey(key))) {
+    v = DbGet(kAux, rocksdb::Slice(key.data(), key.size()));
+  }
   // Absent keys are cached only for GetAuxHot: most misses are new keys
   // (a request's duplicate-detection key), written next and never read again.
   if (!v && !cache_absent) return v;
@@ -1130,6 +1213,9 @@ std::optional<Transfer> LedgerImpl::FindTransfer(TransferId id) {
 
 Store::IdState LedgerImpl::FindId(TransferId id) {
   IdState state;
+  // Never added to the filter: no transfer_ids row, durable or in flight
+  // (FinishGroup adds an id before its group enters the overlay).
+  if (!id_filter_.MayContain(id.value)) return state;
   {
     std::lock_guard<std::mutex> lock(overlay_mu_);
     if (auto it = ov_transfers_.find(id); it != ov_transfers_.end()) {
@@ -1322,8 +1408,15 @@ void LedgerImpl::FinishGroup(Group* group, std::vector<DoneFn> dones, AuxRows au
   w->events = group->events.size();
   w->first_queued = first_queued;
   w->sequenced = sequenced;
+  // Room for the whole batch at once: a batch string that grows is copied
+  // (with the last batch's size as the only guess, most groups of the switch
+  // grew it once, ~500 instructions a request). An event's rows take at
+  // most kBatchBytesPerEventMax; aux rows their sizes.
+  size_t bytes_hint = last_batch_bytes_ + last_batch_bytes_ / 8;
+  size_t group_bytes = group->events.size() * kBatchBytesPerEventMax;
+  for (const auto& [k, v] : aux) group_bytes += k.size() + v.size() + kBatchRowOverheadBytes;
   BatchBuilder b;
-  b.Reset(last_batch_bytes_ + last_batch_bytes_ / 8);
+  b.Reset(std::max(bytes_hint, group_bytes));
   auto cf = [&](Cf c) { return cfs_[c]->GetID(); };
 
   // Events in timestamp order, with their digest for the journal.
@@ -1354,6 +1447,7 @@ void LedgerImpl::FinishGroup(Group* group, std::vector<DoneFn> dones, AuxRows au
     if (ev.kind == codec::EventKind::kTransfer) {
       const Transfer& t = ev.transfer;
       b.Put(cf(kTransferIds), Key128(t.id.value).slice(), KeyTs(ev.timestamp()).slice());
+      id_filter_.Add(t.id.value);
       if (!t.user_data_128.IsZero()) {
         b.Put(cf(kUserData), Key128Ts(t.user_data_128, t.timestamp).slice(), rocksdb::Slice());
       }
@@ -1417,16 +1511,28 @@ void LedgerImpl::FinishGroup(Group* group, std::vector<DoneFn> dones, AuxRows au
     value.assign(1, kFailedMarker);
     codec::PutU64(&value, code);
     b.Put(cf(kTransferIds), Key128(id.value).slice(), value);
+    id_filter_.Add(id.value);
   }
   // Aux rows (one per key: Txn::PutAux replaces in place) go into the batch in key
   // order: the writer's memtable inserts are then cheap appends near the last
   // position (a switch group's rows arrive interleaved by request).
-  // (Sorted through pointers: indexing the deque costs a division a step.)
+  // (Sorted through pointers: indexing the deque costs a division a step. The
+  // keys' first 16 bytes decide most comparisons as integers: zero padding
+  // sorts a shorter key first, as the bytewise order does, and equal
+  // prefixes fall back to the whole keys.)
   aux_order_.clear();
-  for (const auto& row : aux) aux_order_.push_back(&row);
-  std::sort(aux_order_.begin(), aux_order_.end(),
-            [](const auto* x, const auto* y) { return x->first < y->first; });
-  for (const auto* row : aux_order_) b.Put(cf(kAux), row->first, row->second);
+  for (const auto& row : aux) {
+    aux_order_.push_back({BigEndianPrefix(row.first, 0), BigEndianPrefix(row.first, 8), &row});
+  }
+  std::sort(aux_order_.begin(), aux_order_.end(), [](const AuxSortKey& x, const AuxSortKey& y) {
+    if (x.p0 != y.p0) return x.p0 < y.p0;
+    if (x.p1 != y.p1) return x.p1 < y.p1;
+    return x.row->first < y.row->first;
+  });
+  for (const AuxSortKey& k : aux_order_) {
+    b.Put(cf(kAux), k.row->first, k.row->second);
+    aux_filter_.Add(AuxFilterKey(k.row->first));
+  }
 
   if (!group->events.empty()) {
     JournalEntry j;
