@@ -34,6 +34,33 @@ bool Eventually(Pred pred) {
   return true;
 }
 
+// Holds the sequencer in a submission until Release() (or the end of the
+// scope), so that what is submitted meanwhile queues behind it.
+class SequencerHold {
+ public:
+  explicit SequencerHold(Ledger& ledger) {
+    NARAE_CHECK(ledger
+                    .Submit(
+                        [this](Txn&) {
+                          started_.set_value();
+                          gate_.wait();
+                        },
+                        [](Status) {})
+                    .ok());
+    started_.get_future().wait();
+  }
+  ~SequencerHold() { Release(); }
+  void Release() {
+    if (!released_) release_.set_value();
+    released_ = true;
+  }
+
+ private:
+  std::promise<void> started_, release_;
+  std::shared_future<void> gate_ = release_.get_future().share();
+  bool released_ = false;
+};
+
 // Holds the sequencer in a first submission while `n` more queue, so they
 // form one group; returns the thread each of their callbacks ran on.
 std::vector<std::thread::id> LargeGroupCallbackThreads(Ledger& ledger, int n) {
@@ -394,15 +421,7 @@ TEST_F(LedgerTest, PipelineGroupGrowsWhileTheWriterHasNoRoom) {
 // part while the sequencer sequences the rest; every callback still runs in
 // order.
 TEST_F(LedgerTest, PipelineLongQueueIsSealedInPartsWhileTheWriterIsIdle) {
-  std::promise<void> s0_started, s0_release;
-  std::shared_future<void> s0_gate = s0_release.get_future().share();
-  ASSERT_OK(ledger_->Submit(
-      [&](Txn&) {
-        s0_started.set_value();
-        s0_gate.wait();
-      },
-      [](Status) {}));
-  s0_started.get_future().wait();
+  SequencerHold hold(*ledger_);
   constexpr int kQueued = 600;
   std::mutex mu;
   std::vector<uint64_t> group_of(kQueued, 0);
@@ -427,7 +446,7 @@ TEST_F(LedgerTest, PipelineLongQueueIsSealedInPartsWhileTheWriterIsIdle) {
           done[static_cast<size_t>(i)].set_value(st);
         }));
   }
-  s0_release.set_value();
+  hold.Release();
   for (auto& d : done) ASSERT_OK(d.get_future().get());
   std::lock_guard<std::mutex> lock(mu);
   std::vector<int> sizes;
@@ -458,15 +477,7 @@ TEST_F(LedgerTest, PipelineDeferredCallsRunAfterTheGroupsCallbacks) {
       threads.push_back(std::this_thread::get_id());
     }
   } log;
-  std::promise<void> s0_started, s0_release;
-  std::shared_future<void> s0_gate = s0_release.get_future().share();
-  ASSERT_OK(ledger_->Submit(
-      [&](Txn&) {
-        s0_started.set_value();
-        s0_gate.wait();
-      },
-      [](Status) {}));
-  s0_started.get_future().wait();
+  SequencerHold hold(*ledger_);
   // G1 (three submissions) queue behind S0: one group.
   std::atomic<int> refused{0};
   std::vector<std::promise<void>> done(4);
@@ -487,7 +498,7 @@ TEST_F(LedgerTest, PipelineDeferredCallsRunAfterTheGroupsCallbacks) {
                                 done[static_cast<size_t>(i)].set_value();
                               }));
   }
-  s0_release.set_value();
+  hold.Release();
   for (int i = 0; i < 3; ++i) done[static_cast<size_t>(i)].get_future().wait();
   // The next group's callback comes after every deferred call.
   ASSERT_OK(ledger_->Submit([](Txn& txn) { txn.PutAux("df/next", "v"); },
