@@ -1376,8 +1376,11 @@ void LedgerImpl::RunGroup(std::deque<Submission>* subs) {
     // it and sleeping until there is room: the sequencer then works while
     // the writer waits on its fsync, and what arrived meanwhile joins this
     // group instead of the next one (no extra group, no extra fsync).
+    // At most a queue's worth of submissions (a stalled writer must still
+    // let the queue fill, so that Submit() answers Unavailable).
     if (!subs->empty() || group.events.size() >= options_.group_events_max ||
-        pulls >= kGrowPullsMax || WriterHasRoom()) {
+        dones.size() >= options_.queue_submissions_max || pulls >= kGrowPullsMax ||
+        WriterHasRoom()) {
       break;
     }
     std::lock_guard<std::mutex> lock(mu_);

@@ -1441,7 +1441,7 @@ void Authorizer::Apply(ledger::Txn& txn, Plan& p) {
   const bool has_pan = p.response.Has(2);
   if (has_pan) {
     const std::string_view v = p.response.Get(2);
-    NARAE_CHECK(v.size() <= sizeof pan);  // field 2 is LLVAR n..19
+    if (v.size() > sizeof pan) return;  // not a PAN (n..19): not recorded, the reply still goes
     pan_size = v.size();
     std::memcpy(pan, v.data(), pan_size);
     p.response.Clear(2);

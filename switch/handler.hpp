@@ -35,7 +35,11 @@ class IsoHandler {
   // Called on a server I/O thread for each decoded request. Must call
   // `reply` exactly once, possibly later and from another thread (after the
   // ledger group holding its effect is durable). The reply is the response
-  // message (the server packs and frames it).
+  // message (the server packs and frames it). Called from a ledger group's
+  // `done` callback, `reply` must not be destroyed before that callback
+  // returns: the server defers handing the reply to its I/O thread to the
+  // end of the group's callbacks (ledger::DeferUntilGroupCallbacksReturn)
+  // and relies on what `reply` holds until then.
   virtual void Handle(Message request, const ConnectionInfo& conn,
                       std::function<void(Message response)> reply) = 0;
   virtual HealthInfo Health() = 0;

@@ -196,25 +196,26 @@ struct PendingAnswer {
 // handler per burst. An answer from a ledger group's callbacks is posted
 // once the group's last callback has returned
 // (ledger::DeferUntilGroupCallbacksReturn), so the thread is woken once per
-// group, not once per answer.
+// group, not once per answer. Shared with the Api's callbacks (which keep it
+// alive until the deferred post has run); once the server has stopped its
+// threads (Close()) answers are dropped.
 struct AnswerBox {
-  std::mutex mu;
-  std::vector<std::shared_ptr<PendingAnswer>> answers;  // GUARDED_BY(mu)
-  bool posted = false;                                  // GUARDED_BY(mu)
-  asio::io_context* ioc = nullptr;
+  explicit AnswerBox(asio::io_context* context) : ioc(context) {}
 
   // On the I/O thread.
   static void Take(AnswerBox* box) {
-    std::vector<std::shared_ptr<PendingAnswer>> answers;
+    std::vector<std::shared_ptr<PendingAnswer>> taken;
     {
       std::lock_guard<std::mutex> lock(box->mu);
-      answers.swap(box->answers);
+      taken.swap(box->answers);
       box->posted = false;
     }
-    for (auto& a : answers) a->Complete();
+    for (auto& a : taken) a->Complete();
   }
   static void Post(void* arg) {
     AnswerBox* box = static_cast<AnswerBox*>(arg);
+    std::lock_guard<std::mutex> lock(box->mu);
+    if (box->ioc == nullptr) return;  // closed
     asio::post(*box->ioc, [box] { Take(box); });
   }
   // Any thread (the ledger's, or the I/O thread itself for an answer made
@@ -222,6 +223,7 @@ struct AnswerBox {
   void Deliver(std::shared_ptr<PendingAnswer> answer) {
     {
       std::lock_guard<std::mutex> lock(mu);
+      if (ioc == nullptr) return;  // closed: the connection is gone
       answers.push_back(std::move(answer));
       if (posted) return;
       posted = true;
@@ -229,6 +231,23 @@ struct AnswerBox {
     if (ledger::DeferUntilGroupCallbacksReturn(&Post, this)) return;
     Post(this);
   }
+  // After the I/O threads have stopped: nothing is posted any more (the
+  // io_context is destroyed with the server).
+  void Close() {
+    std::lock_guard<std::mutex> lock(mu);
+    ioc = nullptr;
+    answers.clear();
+  }
+
+ private:
+  std::mutex mu;
+  std::vector<std::shared_ptr<PendingAnswer>> answers;  // GUARDED_BY(mu)
+  bool posted = false;                                  // GUARDED_BY(mu)
+  asio::io_context* ioc;                                // GUARDED_BY(mu); null once closed
+
+ public:
+  // The I/O thread's context, for BoxOf (never changes until Close()).
+  const asio::io_context* const context_of_thread = ioc;
 };
 
 class HttpServerImpl final : public HttpServer {
@@ -248,8 +267,7 @@ class HttpServerImpl final : public HttpServer {
         acceptor_(*iocs_[0]) {
     for (const auto& ioc : iocs_) {
       work_.push_back(asio::make_work_guard(*ioc));
-      boxes_.push_back(std::make_unique<AnswerBox>());
-      boxes_.back()->ioc = ioc.get();
+      boxes_.push_back(std::make_shared<AnswerBox>(ioc.get()));
     }
   }
 
@@ -329,6 +347,7 @@ class HttpServerImpl final : public HttpServer {
     for (const auto& ioc : iocs_) ioc->stop();
     for (std::thread& t : threads_) t.join();
     threads_.clear();
+    for (auto& box : boxes_) box->Close();  // a late answer has nowhere to go
   }
 
   HttpServerStats Stats() const override {
@@ -543,9 +562,11 @@ class HttpServerImpl final : public HttpServer {
     const RequestData* headers = request;
     in.header = [headers](std::string_view name) { return headers->Find(name); };
     HttpRequest* in_ptr = &in;
-    AnswerBox* box = BoxOf(stream);
+    // By pointer too (the GCC 12 note above); it lives in this frame.
+    std::shared_ptr<AnswerBox> box_of_thread = BoxOf(stream);
+    const std::shared_ptr<AnswerBox>* box_ptr = &box_of_thread;
     Api* api = api_;
-    auto initiate = [api, box, in_ptr](auto handler) {
+    auto initiate = [api, box_ptr, in_ptr](auto handler) {
       using Handler = decltype(handler);
       // The handler and the answer in one allocation; the answer comes
       // back on the ledger's thread and is handed to the connection's
@@ -557,6 +578,7 @@ class HttpServerImpl final : public HttpServer {
         HttpResponse response;
       };
       auto reply = std::make_shared<Reply>(std::move(handler));
+      std::shared_ptr<AnswerBox> box = *box_ptr;
       api->Handle(std::move(*in_ptr), [reply, box](HttpResponse r) {
         reply->response = std::move(r);
         box->Deliver(reply);
@@ -654,10 +676,10 @@ class HttpServerImpl final : public HttpServer {
   }
 
   // The answer box of the I/O thread that runs `stream`.
-  AnswerBox* BoxOf(tcp::socket& stream) {
-    asio::execution_context* ctx = &stream.get_executor().context();
+  std::shared_ptr<AnswerBox> BoxOf(tcp::socket& stream) {
+    const asio::execution_context* ctx = &stream.get_executor().context();
     for (auto& box : boxes_) {
-      if (static_cast<asio::execution_context*>(box->ioc) == ctx) return box.get();
+      if (static_cast<const asio::execution_context*>(box->context_of_thread) == ctx) return box;
     }
     NARAE_CHECK(false && "a connection outside the server's I/O threads");
     return nullptr;
@@ -676,7 +698,7 @@ class HttpServerImpl final : public HttpServer {
   uint32_t threads_count_;
   Clock::duration watchdog_tick_;                        // a quarter of the shortest timeout
   std::vector<std::unique_ptr<asio::io_context>> iocs_;  // one per I/O thread
-  std::vector<std::unique_ptr<AnswerBox>> boxes_;        // one per I/O thread (iocs_[i])
+  std::vector<std::shared_ptr<AnswerBox>> boxes_;        // one per I/O thread (iocs_[i])
   tcp::acceptor acceptor_;                               // on iocs_[0]
   std::vector<asio::executor_work_guard<asio::io_context::executor_type>> work_;
   size_t next_context_ = 0;  // the accept loop's (iocs_[0]'s thread) only

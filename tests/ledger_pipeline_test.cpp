@@ -521,5 +521,74 @@ TEST_F(LedgerTest, PipelineDeferredCallsRunAfterTheGroupsCallbacks) {
   EXPECT_FALSE(DeferUntilGroupCallbacksReturn([](void*) {}, nullptr));
 }
 
+// A stalled writer (group 1 held in its callback, group 2 sealed) still
+// lets the queue fill: the group that grows meanwhile takes at most a
+// queue's worth of submissions, then Submit() answers Unavailable, as before
+// groups grew. Every accepted submission commits once the writer resumes.
+TEST_F(LedgerTest, PipelineStalledWriterStillFillsTheQueue) {
+  ASSERT_OK(ledger_->Close());
+  ledger_.reset();
+  Options o;
+  o.path = dir_.Sub("small-queue");
+  o.queue_submissions_max = 4;
+  auto opened = Ledger::Open(o);
+  ASSERT_TRUE(opened.ok()) << opened.status().ToString();
+  std::unique_ptr<Ledger> ledger = std::move(opened.value());
+  std::promise<void> s0_started, s0_release, writer_held, writer_release, s1_ran;
+  std::shared_future<void> s0_gate = s0_release.get_future().share();
+  std::shared_future<void> writer_gate = writer_release.get_future().share();
+  std::shared_future<void> writer_held_f = writer_held.get_future().share();
+  // S0 is held on the sequencer while S1 queues, so S0's group goes to the
+  // writer, whose inline callback then holds it; S1 (group 2) is sealed once
+  // the writer is held, and waits.
+  ASSERT_OK(ledger->Submit(
+      [&](Txn& txn) {
+        s0_started.set_value();
+        s0_gate.wait();
+        txn.PutAux("sq/s0", "v");
+      },
+      [&](Status) {
+        writer_held.set_value();
+        writer_gate.wait();
+      }));
+  s0_started.get_future().wait();
+  ASSERT_OK(ledger->Submit(
+      [&](Txn& txn) {
+        writer_held_f.wait();
+        txn.PutAux("sq/s1", "v");
+        s1_ran.set_value();
+      },
+      [](Status) {}));
+  s0_release.set_value();
+  s1_ran.get_future().wait();
+  std::atomic<int> committed{0};
+  int accepted = 0, refused = 0;
+  // Submissions arrive faster than the sequencer runs them (1 ms each), so
+  // the queue is never empty when it looks: without the bound the growing
+  // group would take them all.
+  for (int i = 0; i < 80; ++i) {
+    Status st = ledger->Submit(
+        [i](Txn& txn) {
+          std::this_thread::sleep_for(std::chrono::milliseconds(1));
+          txn.PutAux("sq/" + std::to_string(i + 1), "v");
+        },
+        [&](Status s) {
+          if (s.ok()) ++committed;
+        });
+    if (st.ok()) {
+      ++accepted;
+    } else {
+      EXPECT_EQ(st.code(), StatusCode::kUnavailable);
+      ++refused;
+    }
+    std::this_thread::sleep_for(std::chrono::microseconds(300));
+  }
+  writer_release.set_value();
+  EXPECT_GT(refused, 0);
+  EXPECT_LE(accepted, 12);
+  ASSERT_OK(ledger->Close());
+  EXPECT_EQ(committed.load(), accepted);
+}
+
 }  // namespace
 }  // namespace narae::testing

@@ -420,6 +420,14 @@ TEST(HttpJson, AppendJsonStringEscapesEveryByteAtEveryPosition) {
       ASSERT_EQ(out.substr(0, at + 1), "\"" + std::string(at, '\xc3')) << size << " " << at;
       ASSERT_EQ(out.substr(at + 1, 6), "\\u001f") << size << " " << at;
     }
+    // Only bytes above 0x7f (every one of them, a whole string of it): the
+    // fast path copies them as they are.
+    for (int b = 0x80; b <= 0xff; ++b) {
+      const std::string s(size, static_cast<char>(b));
+      std::string out;
+      AppendJsonString(&out, s);
+      ASSERT_EQ(out, "\"" + s + "\"") << "size " << size << " byte " << b;
+    }
   }
   std::string empty;
   AppendJsonString(&empty, "");
