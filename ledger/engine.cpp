@@ -69,9 +69,6 @@ bool IsPostOrVoid(const Transfer& t) {
   return (t.flags & (tf::kPostPendingTransfer | tf::kVoidPendingTransfer)) != 0;
 }
 
-}  // namespace
-
-namespace {
 // The filter's 64-bit hash of an id (ids may be sequential: mix both halves).
 uint64_t IdFilterHash(U128 id) {
   uint64_t x = id.lo ^ (id.hi * 0x9E3779B97F4A7C15ull);

@@ -44,15 +44,15 @@ class Store {
 // Answers "this transfer id was certainly never stored" without a read, so
 // a new transfer's idempotency check (a RocksDB point read of a key that
 // nearly always does not exist, ~3,000 instructions) is skipped. A blocked
-// bloom filter (256-bit blocks, 8 bits a key, 16 bits a key as designed): no
-// false negatives, so it is exact; a "maybe" is answered by the read as
+// bloom filter (256-bit blocks, 8 bits set per id, 16 bits of filter per id
+// as designed): no false negatives, so it is exact; a "maybe" is answered by the read as
 // before. Memory only: the ledger rebuilds it on open from the transfer_ids
 // family and adds every id before the row holding it is handed to the
 // writer, so it always covers what is durable or in flight (a group that
 // then fails leaves extra ids: false positives, never wrong answers).
 // When full it grows by a segment twice the size of the last (lookups probe
 // every segment; old ids cannot be rehashed without their keys); past
-// kIdFilterBytesMax it switches off and every answer is "maybe" until the
+// bytes_max (kBytesMax) it switches off and every answer is "maybe" until the
 // next open. Single-threaded (the sequencer, or the open before it runs).
 class IdFilter {
  public:

@@ -419,17 +419,15 @@ std::string RequestKey(std::string_view terminal_id, std::string_view field7, st
 }
 
 TransferId RequestTransferId(std::string_view request_key, uint8_t sub) {
-  // Fnv64(key + sub, seed) for the two seeds in one pass, without copying
-  // the key (the ids are stable: reconcile and old records name them).
-  uint64_t hi = 0xcbf29ce484222325ull ^ 0x6e61726165ull;
-  uint64_t lo = 0xcbf29ce484222325ull ^ 0x737769746368ull;
-  auto step = [&](uint8_t b) {
-    hi = (hi ^ b) * 0x100000001b3ull;
-    lo = (lo ^ b) * 0x100000001b3ull;
-  };
-  for (char c : request_key) step(static_cast<uint8_t>(c));
-  step(sub);
-  U128 v{Mix(hi), Mix(lo)};
+  // FNV-1a of key + sub under two seeds, without copying the key (the ids
+  // are stable: reconcile and old records name them).
+  Fnv hi(0x6e61726165ull);
+  Fnv lo(0x737769746368ull);
+  hi.Add(request_key);
+  hi.Add(static_cast<char>(sub));
+  lo.Add(request_key);
+  lo.Add(static_cast<char>(sub));
+  U128 v{hi.Done(), lo.Done()};
   v.hi &= 0x7fffffffffffffffull;  // never int max
   if (v.IsZero()) v.lo = 1;
   return TransferId{v};

@@ -202,31 +202,33 @@ struct PendingAnswer {
 struct AnswerBox {
   explicit AnswerBox(asio::io_context* context) : ioc(context) {}
 
+  asio::io_context* const ioc;  // the I/O thread's (posted to until Close())
+
   // On the I/O thread.
   static void Take(AnswerBox* box) {
     std::vector<std::shared_ptr<PendingAnswer>> taken;
     {
-      std::lock_guard<std::mutex> lock(box->mu);
-      taken.swap(box->answers);
-      box->posted = false;
+      std::lock_guard<std::mutex> lock(box->mu_);
+      taken.swap(box->answers_);
+      box->posted_ = false;
     }
     for (auto& a : taken) a->Complete();
   }
   static void Post(void* arg) {
     AnswerBox* box = static_cast<AnswerBox*>(arg);
-    std::lock_guard<std::mutex> lock(box->mu);
-    if (box->ioc == nullptr) return;  // closed
+    std::lock_guard<std::mutex> lock(box->mu_);
+    if (box->closed_) return;
     asio::post(*box->ioc, [box] { Take(box); });
   }
   // Any thread (the ledger's, or the I/O thread itself for an answer made
   // without the ledger).
   void Deliver(std::shared_ptr<PendingAnswer> answer) {
     {
-      std::lock_guard<std::mutex> lock(mu);
-      if (ioc == nullptr) return;  // closed: the connection is gone
-      answers.push_back(std::move(answer));
-      if (posted) return;
-      posted = true;
+      std::lock_guard<std::mutex> lock(mu_);
+      if (closed_) return;  // the connection is gone
+      answers_.push_back(std::move(answer));
+      if (posted_) return;
+      posted_ = true;
     }
     if (ledger::DeferUntilGroupCallbacksReturn(&Post, this)) return;
     Post(this);
@@ -234,20 +236,16 @@ struct AnswerBox {
   // After the I/O threads have stopped: nothing is posted any more (the
   // io_context is destroyed with the server).
   void Close() {
-    std::lock_guard<std::mutex> lock(mu);
-    ioc = nullptr;
-    answers.clear();
+    std::lock_guard<std::mutex> lock(mu_);
+    closed_ = true;
+    answers_.clear();
   }
 
  private:
-  std::mutex mu;
-  std::vector<std::shared_ptr<PendingAnswer>> answers;  // GUARDED_BY(mu)
-  bool posted = false;                                  // GUARDED_BY(mu)
-  asio::io_context* ioc;                                // GUARDED_BY(mu); null once closed
-
- public:
-  // The I/O thread's context, for BoxOf (never changes until Close()).
-  const asio::io_context* const context_of_thread = ioc;
+  std::mutex mu_;
+  std::vector<std::shared_ptr<PendingAnswer>> answers_;  // GUARDED_BY(mu_)
+  bool posted_ = false;                                  // GUARDED_BY(mu_)
+  bool closed_ = false;                                  // GUARDED_BY(mu_)
 };
 
 class HttpServerImpl final : public HttpServer {
@@ -679,7 +677,7 @@ class HttpServerImpl final : public HttpServer {
   std::shared_ptr<AnswerBox> BoxOf(tcp::socket& stream) {
     const asio::execution_context* ctx = &stream.get_executor().context();
     for (auto& box : boxes_) {
-      if (static_cast<const asio::execution_context*>(box->context_of_thread) == ctx) return box;
+      if (static_cast<const asio::execution_context*>(box->ioc) == ctx) return box;
     }
     NARAE_CHECK(false && "a connection outside the server's I/O threads");
     return nullptr;

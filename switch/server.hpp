@@ -3,8 +3,6 @@
 // server's latency histogram. The server itself is IsoServer (switch.hpp).
 #pragma once
 
-#include <array>
-#include <atomic>
 #include <cstdint>
 #include <optional>
 #include <span>
