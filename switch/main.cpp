@@ -36,6 +36,16 @@
 #include "switch/switch.hpp"
 #include "switch/webhook.hpp"
 
+// jemalloc's options (read at its start when it is the allocator; an unused
+// global otherwise): transparent huge pages for its extents. The ledger's
+// memtable arenas take a page fault per new 4 KiB page otherwise (~0.2-0.4
+// per request, each a costly exit on a virtual machine); MALLOC_CONF in the
+// environment still overrides. docs/switch.md "Memory".
+extern "C" {
+extern const char* malloc_conf;
+const char* malloc_conf = "thp:always";  // NOLINT: jemalloc's name
+}
+
 namespace narae::switching {
 namespace {
 

@@ -1151,8 +1151,25 @@ TEST(ServerBinary, SeedEchoBenchAndSigtermExitsZero) {
     EXPECT_EQ(j["answered"].get<uint64_t>(), j["sent"].get<uint64_t>()) << arrivals;
     EXPECT_EQ(j["errors"].get<uint64_t>(), 0u) << arrivals;
   }
-  // A shape it does not know and a rate above its bound are refused (exit 2).
+  // Acquirer-host links (--batch-us): the same requests, written on the
+  // link's clock; every one scheduled is sent or skipped, and answered.
+  ASSERT_EQ(std::system((open + " --batch-us 2000 --json > " + bench_out).c_str()), 0)
+      << Slurp(bench_out);
+  j = nlohmann::json::parse(Slurp(bench_out), nullptr, false);
+  ASSERT_FALSE(j.is_discarded()) << Slurp(bench_out);
+  EXPECT_EQ(j["batch_us"], 2000);
+  EXPECT_EQ(j["sent"].get<uint64_t>() + j["skipped"].get<uint64_t>(), 300u);
+  EXPECT_EQ(j["answered"].get<uint64_t>(), j["sent"].get<uint64_t>());
+  EXPECT_EQ(j["errors"].get<uint64_t>(), 0u);
+  // A shape it does not know, a rate above its bound, a link clock above its
+  // bound or without an open loop are refused (exit 2).
   EXPECT_EQ(WEXITSTATUS(std::system((open + " --arrivals poisson >/dev/null 2>&1").c_str())), 2);
+  EXPECT_EQ(WEXITSTATUS(std::system((open + " --batch-us 100001 >/dev/null 2>&1").c_str())), 2);
+  EXPECT_EQ(
+      WEXITSTATUS(std::system((narae + " bench switch --iso 127.0.0.1:" + std::to_string(port) +
+                               " --credentials " + demo + " --batch-us 1000 >/dev/null 2>&1")
+                                  .c_str())),
+      2);
   EXPECT_EQ(
       WEXITSTATUS(std::system((narae + " bench switch --iso 127.0.0.1:" + std::to_string(port) +
                                " --credentials " + demo + " --rate 10000001 >/dev/null 2>&1")

@@ -71,6 +71,7 @@ struct Args {
   uint32_t duration_s = 10;
   uint32_t rate = 0;                // total requests/s; 0 = closed loop
   std::string arrivals = "spread";  // open loop: spread | burst
+  uint32_t batch_us = 0;            // open loop: an acquirer host's link (0 = off)
   uint32_t depth = 8;
   uint32_t threads = 1;
   uint32_t decline_percent = 1;
@@ -316,13 +317,19 @@ class Connection {
   // Open loop: the request scheduled at `stamp` (its latency counts from
   // there). It joins what waits to be written; one write carries everything
   // that came due while the previous write was in progress.
-  void Emit(Clock::time_point stamp) {
-    if (closed_) return;
+  // Returns true when the request is the first to wait for the next write
+  // (the pacer then calls FlushPending once it has scheduled the rest).
+  bool Emit(Clock::time_point stamp) {
+    if (closed_) return false;
     if (in_flight_.size() >= kOpenLoopInFlightMax) {
       ++results_.skipped;
-      return;
+      return false;
     }
+    const bool first = pending_.empty();
     AppendRequest(stamp, &pending_);
+    return first;
+  }
+  void FlushPending() {
     if (connected_) Flush();
   }
   void set_pacer(Pacer* p) { pacer_ = p; }
@@ -732,42 +739,59 @@ class Connection {
 // connections staggered. --arrivals burst: every connection sends at the
 // same instants, `interval` apart (n requests arrive at once). The pacer
 // sends what has come due whenever its thread is awake (a reply arrived) and
-// otherwise wakes at most once per kPaceTick.
+// otherwise wakes at most once per kPaceTick. --batch-us N: each connection
+// plays an acquirer host's link to the switch, carrying many terminals'
+// requests and writing what they produced every N us in one write (the
+// pacer wakes on that clock only); a request's latency still counts from its
+// scheduled time, so the wait for the link's next write is in the figures.
 constexpr auto kPaceTick = std::chrono::microseconds(100);
 constexpr uint32_t kPaceBurstMax = 65536;  // sends per poll (the rest: on the next)
 constexpr uint32_t kRateMax = 10'000'000;  // requests/s: steps stay >= 100 ns
+constexpr uint32_t kBatchUsMax = 100'000;  // --batch-us: a link sends at least 10 times a second
 
 class Pacer {
  public:
   Pacer(asio::io_context& ioc, std::vector<Connection*> connections,
-        std::chrono::nanoseconds interval, bool burst, Clock::time_point start,
-        Clock::time_point end)
+        std::chrono::nanoseconds interval, bool burst, std::chrono::microseconds batch,
+        Clock::time_point start, Clock::time_point end)
       : timer_(ioc),
         connections_(std::move(connections)),
         burst_(burst),
         interval_(interval),
+        batch_(batch),
         start_(start),
         end_(end) {
     NARAE_CHECK(!connections_.empty() && interval_.count() > 0);
+    touched_.reserve(connections_.size());
     for (Connection* c : connections_) c->set_pacer(this);
   }
 
   asio::awaitable<void> Run() {
+    const std::chrono::nanoseconds tick = batch_.count() > 0 ? batch_ : kPaceTick;
     while (Next() < end_) {  // bounded: every poll past Next() sends
-      timer_.expires_at(std::max(Next(), Clock::now() + kPaceTick));
+      timer_.expires_at(std::max(Next(), Clock::now() + tick));
       error_code ec;
       co_await timer_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
       Poll();
     }
   }
 
-  // Sends every request whose time has come.
+  // Sends every request whose time has come: one write per connection.
   void Poll() {
     const Clock::time_point now = Clock::now();
+    touched_.clear();
     for (uint32_t n = 0; n < kPaceBurstMax && Next() <= now && Next() < end_; ++n) {
-      connections_[sent_ % connections_.size()]->Emit(Next());
+      Connection* c = connections_[sent_ % connections_.size()];
+      if (c->Emit(Next())) touched_.push_back(c);  // bounded: each connection once
       ++sent_;
     }
+    for (Connection* c : touched_) c->FlushPending();
+  }
+
+  // A reply arrived on one of the thread's connections: send what came due,
+  // unless the link sends only on its own clock (--batch-us).
+  void PollOnReply() {
+    if (batch_.count() == 0) Poll();
   }
 
  private:
@@ -787,12 +811,14 @@ class Pacer {
   std::vector<Connection*> connections_;  // this thread's
   const bool burst_;
   const std::chrono::nanoseconds interval_;  // between a connection's requests
+  const std::chrono::microseconds batch_;    // --batch-us: the link's send clock, or 0
   Clock::time_point start_, end_;
-  uint64_t sent_ = 0;  // requests scheduled so far
+  uint64_t sent_ = 0;                 // requests scheduled so far
+  std::vector<Connection*> touched_;  // a poll's connections with requests to write
 };
 
 void Connection::PollPacer() {
-  if (pacer_ != nullptr) pacer_->Poll();
+  if (pacer_ != nullptr) pacer_->PollOnReply();
 }
 
 uint64_t Percentile(const std::vector<uint32_t>& sorted, double p) {
@@ -863,11 +889,13 @@ int RunBenchSwitch(const Args& a) {
   if (a.connections == 0 || a.connections > kConnectionsMax || a.depth == 0 ||
       a.depth > kDepthMax || a.duration_s == 0 || a.duration_s > 86400 || a.threads == 0 ||
       a.threads > 64 || a.decline_percent > 100 || a.rate > kRateMax ||
-      (a.arrivals != "spread" && a.arrivals != "burst")) {
+      (a.arrivals != "spread" && a.arrivals != "burst") || a.batch_us > kBatchUsMax ||
+      (a.batch_us > 0 && a.rate == 0)) {
     std::fprintf(stderr,
                  "narae bench switch: invalid arguments (connections 1..%u, depth 1..%u, "
-                 "duration 1..86400, threads 1..64, rate 0..%u, arrivals spread|burst)\n",
-                 kConnectionsMax, kDepthMax, kRateMax);
+                 "duration 1..86400, threads 1..64, rate 0..%u, arrivals spread|burst, "
+                 "batch-us 0..%u and only with --rate)\n",
+                 kConnectionsMax, kDepthMax, kRateMax, kBatchUsMax);
     return 2;
   }
   Result<Credentials> creds = LoadCredentials(a.credentials);
@@ -917,7 +945,8 @@ int RunBenchSwitch(const Args& a) {
       std::vector<Connection*> mine;
       for (uint32_t i = t; i < a.connections; i += a.threads) mine.push_back(connections[i].get());
       pacers.push_back(std::make_unique<Pacer>(*iocs[t], std::move(mine), interval,
-                                               a.arrivals == "burst", start, end));
+                                               a.arrivals == "burst",
+                                               std::chrono::microseconds(a.batch_us), start, end));
       Pacer* p = pacers.back().get();
       asio::co_spawn(
           *iocs[t], [p]() { return p->Run(); }, asio::detached);
@@ -976,6 +1005,7 @@ int RunBenchSwitch(const Args& a) {
       {"tls", a.tls},
       {"rate", a.rate},
       {"arrivals", a.rate > 0 ? a.arrivals : ""},
+      {"batch_us", a.batch_us},
       {"depth", a.depth},
       {"sent", all.sent},
       {"answered", all.answered},
@@ -991,7 +1021,11 @@ int RunBenchSwitch(const Args& a) {
   if (!a.json) {
     std::printf("switch bench: %u connections%s, %u s, %s\n", a.connections,
                 a.tls ? " over TLS" : "", a.duration_s,
-                a.rate > 0 ? ("open loop at " + std::to_string(a.rate) + " requests/s").c_str()
+                a.rate > 0 ? ("open loop at " + std::to_string(a.rate) + " requests/s" +
+                              (a.batch_us > 0
+                                   ? ", links sending every " + std::to_string(a.batch_us) + " us"
+                                   : ""))
+                                 .c_str()
                            : ("closed loop, depth " + std::to_string(a.depth)).c_str());
     std::printf("  answered %llu of %llu sent: %.0f requests/s, approved %llu: %.0f/s\n",
                 static_cast<unsigned long long>(all.answered),
@@ -1037,6 +1071,10 @@ void RegisterSwitchBenchCommands(CLI::App& app) {
       ->capture_default_str();
   bs->add_option("--arrivals", args.arrivals,
                  "Open loop: spread (connections staggered) or burst (all at once)")
+      ->capture_default_str();
+  bs->add_option("--batch-us", args.batch_us,
+                 "Open loop: each connection is an acquirer host's link that writes what its "
+                 "terminals produced every N us in one write (0 = each request when due)")
       ->capture_default_str();
   bs->add_option("--depth", args.depth, "Closed loop: requests in flight per connection")
       ->capture_default_str();

@@ -5,6 +5,13 @@
 #include "tools/cli.hpp"
 #include "tools/cmd_webhook.hpp"
 
+// jemalloc's options, as in narae-switch (switch/main.cpp): huge pages for the
+// ledger's memtable arenas (narae bench ledger, narae demo seed).
+extern "C" {
+extern const char* malloc_conf;
+const char* malloc_conf = "thp:always";  // NOLINT: jemalloc's name
+}
+
 namespace narae::tools {
 namespace {
 int g_exit_code = 0;  // NOLINT: one per process
