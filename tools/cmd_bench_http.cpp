@@ -126,7 +126,6 @@ class Needle {
   std::boyer_moore_horspool_searcher<std::string_view::const_iterator> searcher_;
 };
 
-const Needle kHeadEnd("\r\n\r\n"sv);
 const Needle kAuthorized(R"("status":"authorized")"sv);
 const Needle kOrderRef(R"("order_ref":")"sv);
 
@@ -152,67 +151,79 @@ int ParseStatus(std::string_view head) {
   return status >= 100 ? status : 0;
 }
 
-// Content-Length of a response head (the header lines after the status
-// line, names compared case-insensitively): SIZE_MAX when absent, repeated,
-// malformed or above kResponseBytesMax; a chunked answer is malformed here
-// (the server never sends one).
-size_t ContentLength(std::string_view head) {
-  constexpr size_t kHeaderLinesMax = 256;
-  size_t length = SIZE_MAX;
-  const char* at = static_cast<const char*>(std::memchr(head.data(), '\n', head.size()));
-  for (size_t lines = 0; at != nullptr; ++lines) {
-    if (lines == kHeaderLinesMax || at == head.data() || at[-1] != '\r') return SIZE_MAX;
-    const char* begin = at + 1;
-    const size_t rest = static_cast<size_t>(head.data() + head.size() - begin);
-    at = static_cast<const char*>(std::memchr(begin, '\n', rest));
-    std::string_view line(begin, at == nullptr ? rest : static_cast<size_t>(at - begin - 1));
-    const size_t colon = line.find(':');
-    if (colon == std::string_view::npos) return SIZE_MAX;
-    const std::string_view name = line.substr(0, colon);
-    if (EqualsIgnoreCase(name, "transfer-encoding")) return SIZE_MAX;
-    if (!EqualsIgnoreCase(name, "content-length")) continue;
-    if (length != SIZE_MAX) return SIZE_MAX;
-    std::string_view value = line.substr(colon + 1);
-    while (!value.empty() && (value.front() == ' ' || value.front() == '\t')) {
-      value.remove_prefix(1);
-    }
-    while (!value.empty() && (value.back() == ' ' || value.back() == '\t')) value.remove_suffix(1);
-    size_t n = 0;
-    const std::from_chars_result r = std::from_chars(value.data(), value.data() + value.size(), n);
-    if (value.empty() || r.ec != std::errc() || r.ptr != value.data() + value.size()) {
-      return SIZE_MAX;
-    }
-    length = n;
+// The Content-Length of header `line` (without its CRLF) into `length`:
+// false when the line is malformed, a second Content-Length, a Transfer-
+// Encoding (the server never sends a chunked answer) or a length above
+// kResponseBytesMax. Names compare case-insensitively.
+bool ReadHeader(std::string_view line, size_t* length) {
+  const size_t colon = line.find(':');
+  if (colon == std::string_view::npos) return false;
+  const std::string_view name = line.substr(0, colon);
+  if (EqualsIgnoreCase(name, "transfer-encoding")) return false;
+  if (!EqualsIgnoreCase(name, "content-length")) return true;
+  if (*length != SIZE_MAX) return false;
+  std::string_view value = line.substr(colon + 1);
+  while (!value.empty() && (value.front() == ' ' || value.front() == '\t')) value.remove_prefix(1);
+  while (!value.empty() && (value.back() == ' ' || value.back() == '\t')) value.remove_suffix(1);
+  size_t n = 0;
+  const std::from_chars_result r = std::from_chars(value.data(), value.data() + value.size(), n);
+  if (value.empty() || r.ec != std::errc() || r.ptr != value.data() + value.size() ||
+      n > kResponseBytesMax) {
+    return false;
   }
-  return length > kResponseBytesMax ? SIZE_MAX : length;
+  *length = n;
+  return true;
 }
 
 }  // namespace
 
-// One parsed answer (declared in bench_http.hpp for the tests).
+// One parsed answer (declared in bench_http.hpp for the tests): its head
+// read line by line (CRLF each, the status line first, an empty line last),
+// then its body.
 HttpAnswer ParseHttpAnswer(std::string_view bytes, std::string_view order_ref) {
+  constexpr size_t kHeadLinesMax = 256;
   HttpAnswer a;
-  const size_t head_end = kHeadEnd.In(bytes);
-  if (head_end == std::string_view::npos) {
-    a.state = bytes.size() > kResponseBytesMax ? HttpAnswer::State::kMalformed
-                                               : HttpAnswer::State::kIncomplete;
-    return a;
+  const char* const data = bytes.data();
+  const char* const end = data + bytes.size();
+  const char* line = data;
+  size_t length = SIZE_MAX;
+  size_t body_at = 0;
+  for (size_t lines = 0; body_at == 0; ++lines) {
+    const char* lf = static_cast<const char*>(std::memchr(line, '\n', end - line));
+    if (lf == nullptr) {
+      a.state = bytes.size() > kResponseBytesMax ? HttpAnswer::State::kMalformed
+                                                 : HttpAnswer::State::kIncomplete;
+      return a;
+    }
+    if (lines == kHeadLinesMax || lf == line || lf[-1] != '\r') {
+      a.state = HttpAnswer::State::kMalformed;
+      return a;
+    }
+    const std::string_view text(line, static_cast<size_t>(lf - 1 - line));
+    bool ok = true;
+    if (lines == 0) {
+      a.status = ParseStatus(text);
+      ok = a.status != 0;
+    } else if (text.empty()) {
+      body_at = static_cast<size_t>(lf + 1 - data);
+      ok = length != SIZE_MAX;
+    } else {
+      ok = ReadHeader(text, &length);
+    }
+    if (!ok) {
+      a.state = HttpAnswer::State::kMalformed;
+      return a;
+    }
+    line = lf + 1;
   }
-  const std::string_view head = bytes.substr(0, head_end);
-  a.status = ParseStatus(head);
-  const size_t length = ContentLength(head);
-  if (a.status == 0 || length == SIZE_MAX) {
-    a.state = HttpAnswer::State::kMalformed;
-    return a;
-  }
-  a.size = head_end + 4 + length;
+  a.size = body_at + length;
   if (bytes.size() < a.size) {
     a.state = HttpAnswer::State::kIncomplete;
     return a;
   }
   // One request in flight per connection: bytes after its answer were never
   // asked for.
-  const std::string_view body = bytes.substr(head_end + 4, length);
+  const std::string_view body = bytes.substr(body_at, length);
   bool ok = bytes.size() == a.size && body.size() >= 2 && body.front() == '{' && body.back() == '}';
   if (ok && a.status == 201) {
     // A durable authorization of this very request.
