@@ -26,7 +26,6 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <atomic>
 #include <cerrno>
 #include <charconv>
 #include <chrono>
@@ -324,7 +323,7 @@ class Loop {
       return;
     }
     for (uint32_t i = 0; i < conns_.size(); ++i) {
-      if (Open(*conns_[i], i)) Send(*conns_[i], Clock::now());
+      if (Open(*conns_[i], i)) Send(*conns_[i], Clock::now(), true);
     }
     epoll_event events[kEventsMax];
     const Clock::time_point give_up = end_ + kDrainMax;
@@ -343,7 +342,7 @@ class Loop {
         Connection& c = *conns_[events[e].data.u32];
         if (c.fd < 0) continue;
         if ((events[e].events & EPOLLOUT) && c.sent < c.request.size()) {
-          Send(c, Clock::now());
+          Send(c, Clock::now(), false);
           continue;
         }
         if (events[e].events & (EPOLLIN | EPOLLERR | EPOLLHUP)) Receive(c);
@@ -377,10 +376,10 @@ class Loop {
     return true;
   }
 
-  // Writes the rest of `c.request` (building a new one first when the last
+  // Writes the rest of `c.request`, a new one first when `next` (the last
   // was answered); waits for EPOLLOUT when the socket's buffer is full.
-  void Send(Connection& c, Clock::time_point now) {
-    if (c.sent == 0) {
+  void Send(Connection& c, Clock::time_point now, bool next) {
+    if (next) {
       if (!BuildRequest(c)) {
         Fail(c);
         return;
@@ -431,8 +430,10 @@ class Loop {
       return;
     }
     const Clock::time_point now = Clock::now();
-    latency_us_.push_back(static_cast<uint32_t>(
-        std::chrono::duration_cast<std::chrono::microseconds>(now - c.t0).count()));
+    if (latency_us_.size() < kLatencySamplesMax) {  // the run's percentiles use this many at most
+      latency_us_.push_back(static_cast<uint32_t>(
+          std::chrono::duration_cast<std::chrono::microseconds>(now - c.t0).count()));
+    }
     switch (a.status) {
       case 201:
         counts_.approved++;
@@ -450,8 +451,7 @@ class Loop {
       Close(c);
       return;
     }
-    c.sent = 0;
-    Send(c, now);
+    Send(c, now, true);
   }
 
   void Fail(Connection& c) {
