@@ -258,7 +258,8 @@ constexpr uint64_t kFilterScanKeysMax = uint64_t{4} << 20;
 constexpr uint64_t kAuxFilterScanKeysMax = uint64_t{1} << 20;
 // The 64-bit hash of an aux key, computed once per key and carried with it
 // (AuxRow, AuxKeyView): the group index, the cache and the filter all use it.
-// Eight bytes a step, each mixed in by a multiply and a shift, then
+// Eight bytes a step (the last step's overlapping the one before when the
+// size is not a multiple of 8), each mixed in by a multiply and a shift, then
 // MurmurHash3's finalizer (every output bit depends on every input bit: the
 // tables use the low bits). Aux keys are short (~20-60 bytes): std::hash's
 // _Hash_bytes, called five or more times per key before, cost ~100
@@ -278,7 +279,11 @@ uint64_t AuxHash(std::string_view key) {
   }
   if (n > 0) {
     uint64_t w = 0;
-    for (size_t i = 0; i < n; ++i) w |= uint64_t{static_cast<unsigned char>(p[i])} << (8 * i);
+    if (key.size() >= 8) {
+      std::memcpy(&w, key.data() + key.size() - 8, 8);  // the last 8 bytes, overlapping
+    } else {
+      for (size_t i = 0; i < n; ++i) w |= uint64_t{static_cast<unsigned char>(p[i])} << (8 * i);
+    }
     h = (h ^ w) * kMul2;
     h ^= h >> 29;
   }
