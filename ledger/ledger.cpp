@@ -691,7 +691,7 @@ struct PendingWrite {
   size_t events = 0;
   std::vector<Account> accounts;  // touched accounts' new state, for readers
   // Overlay entries this group added, erased once it is written.
-  std::vector<TransferId> ov_transfers, ov_failed, ov_holds;
+
   // Stage stamps (StageHistogram): the group's first submission queued,
   // sequencing started, sealed.
   std::chrono::steady_clock::time_point first_queued, sequenced, sealed;
@@ -867,11 +867,22 @@ class LedgerImpl final : public Ledger, private Store {
   bool acker_waiting_ = false;           // GUARDED_BY(ack_mu_)
   bool writer_room_waiting_ = false;     // GUARDED_BY(ack_mu_)
 
-  // Overlay: state of groups sequenced but not yet durable.
-  std::mutex overlay_mu_;
-  std::unordered_map<TransferId, std::pair<Transfer, uint64_t>, IdHash> ov_transfers_;
-  std::unordered_map<TransferId, std::pair<uint32_t, uint64_t>, IdHash> ov_failed_;
-  std::unordered_map<TransferId, std::pair<HoldDone, uint64_t>, IdHash> ov_holds_done_;
+  // Overlay: the transfers, failed ids and resolved holds of sealed groups
+  // not yet durable (each group's maps, taken whole from the engine: no copy
+  // per entry), oldest first. Durable groups leave it at the next seal
+  // (TrimOverlay; what they hold never changes, so until then they answer
+  // as the DB would). Sequencer thread only (no lock: the writer publishes
+  // durable_sequence_ and touches nothing here).
+  struct OverlayGroup {
+    uint64_t sequence = 0;
+    Engine::GroupMaps maps;
+  };
+  std::deque<std::unique_ptr<OverlayGroup>> ov_groups_;
+  std::vector<std::unique_ptr<OverlayGroup>> ov_groups_free_;
+  // Seals the engine's maps of the group `sequence` into the overlay.
+  void PushOverlay(uint64_t sequence);
+  // Drops the durable groups' maps (all of them when `all`: a recovery).
+  void TrimOverlay(bool all);
   // The aux overlay: sealed groups' rows, oldest first, readable until their
   // group is durable and they pass the retention bounds (kAuxRetained*Max;
   // the newest group is always kept). Only the sequencer puts aux rows, so a
@@ -1372,6 +1383,37 @@ void LedgerImpl::RetainAuxGroup(std::unique_ptr<AuxGroup> g) {
   }
 }
 
+void LedgerImpl::PushOverlay(uint64_t sequence) {
+  TrimOverlay(/*all=*/false);
+  std::unique_ptr<OverlayGroup> g;
+  if (ov_groups_free_.empty()) {
+    g = std::make_unique<OverlayGroup>();
+  } else {
+    g = std::move(ov_groups_free_.back());
+    ov_groups_free_.pop_back();
+  }
+  g->sequence = sequence;
+  engine_.SwapGroupMaps(&g->maps);  // the engine gets the recycled maps, emptied
+  if (g->maps.empty()) {
+    ov_groups_free_.push_back(std::move(g));
+    return;
+  }
+  ov_groups_.push_back(std::move(g));
+}
+
+void LedgerImpl::TrimOverlay(bool all) {
+  const uint64_t durable = durable_sequence_.load(std::memory_order_acquire);
+  // Bounded: the groups in the overlay, at most the pipeline's (kPipelineDepth
+  // sealed, one writing, one written on the sequencer) once the durable ones
+  // are gone.
+  while (!ov_groups_.empty() && (all || ov_groups_.front()->sequence <= durable)) {
+    std::unique_ptr<OverlayGroup> g = std::move(ov_groups_.front());
+    ov_groups_.pop_front();
+    g->maps.Clear();
+    if (ov_groups_free_.size() < kPipelineDepth + 2) ov_groups_free_.push_back(std::move(g));
+  }
+}
+
 void LedgerImpl::ClearAuxGroups() {
   while (!aux_groups_.empty()) {
     std::unique_ptr<AuxGroup> old = std::move(aux_groups_.front());
@@ -1410,10 +1452,8 @@ std::optional<Transfer> LedgerImpl::ReadTransfer(TransferId id, const rocksdb::R
 }
 
 std::optional<Transfer> LedgerImpl::FindTransfer(TransferId id) {
-  {
-    std::lock_guard<std::mutex> lock(overlay_mu_);
-    auto it = ov_transfers_.find(id);
-    if (it != ov_transfers_.end()) return it->second.first;
+  for (const auto& g : ov_groups_) {
+    if (auto it = g->maps.transfers.find(id); it != g->maps.transfers.end()) return it->second;
   }
   return ReadTransfer(id, {});
 }
@@ -1423,14 +1463,13 @@ Store::IdState LedgerImpl::FindId(TransferId id) {
   // Never added to the filter: no transfer_ids row, durable or in flight
   // (FinishGroup adds an id before its group enters the overlay).
   if (!id_filter_.MayContain(id.value)) return state;
-  {
-    std::lock_guard<std::mutex> lock(overlay_mu_);
-    if (auto it = ov_transfers_.find(id); it != ov_transfers_.end()) {
-      state.transfer = it->second.first;
+  for (const auto& g : ov_groups_) {  // an id is in one group at most
+    if (auto it = g->maps.transfers.find(id); it != g->maps.transfers.end()) {
+      state.transfer = it->second;
       return state;
     }
-    if (auto it = ov_failed_.find(id); it != ov_failed_.end()) {
-      state.failed_code = it->second.first;
+    if (auto it = g->maps.failed.find(id); it != g->maps.failed.end()) {
+      state.failed_code = it->second;
       return state;
     }
   }
@@ -1448,10 +1487,8 @@ Store::IdState LedgerImpl::FindId(TransferId id) {
 }
 
 std::optional<HoldDone> LedgerImpl::FindHoldDone(TransferId id) {
-  {
-    std::lock_guard<std::mutex> lock(overlay_mu_);
-    auto it = ov_holds_done_.find(id);
-    if (it != ov_holds_done_.end()) return it->second.first;
+  for (const auto& g : ov_groups_) {  // a hold is resolved once
+    if (auto it = g->maps.holds_done.find(id); it != g->maps.holds_done.end()) return it->second;
   }
   auto v = DbGet(kHoldsDone, codec::Key128(id.value));
   if (!v) return std::nullopt;
@@ -1767,21 +1804,7 @@ void LedgerImpl::FinishGroup(Group* group, std::vector<DoneFn> dones, std::uniqu
   last_batch_bytes_ = b.bytes();
   w->batch = b.Take();
 
-  {
-    std::lock_guard<std::mutex> lock(overlay_mu_);
-    for (const auto& [id, t] : engine_.group_transfers()) {
-      ov_transfers_[id] = {t, w->sequence};
-      w->ov_transfers.push_back(id);
-    }
-    for (const auto& [id, code] : group->failed) {
-      ov_failed_[id] = {code, w->sequence};
-      w->ov_failed.push_back(id);
-    }
-    for (const auto& [id, done] : group->holds_done) {
-      ov_holds_done_[id] = {done, w->sequence};
-      w->ov_holds.push_back(id);
-    }
-  }
+  PushOverlay(w->sequence);
   // The group's aux rows stay readable (no copy: the group itself is kept).
   UpdateAuxCache(*aux);
   aux->sequence = w->sequence;
@@ -1896,27 +1919,13 @@ void LedgerImpl::WriteGroup(std::unique_ptr<PendingWrite> w) {
   } else {
     FailPipeline();
   }
-  {
-    std::lock_guard<std::mutex> lock(overlay_mu_);
-    // Erase exactly what this group added, unless a later group replaced it.
-    auto erase_own = [&](auto& map, const auto& keys) {
-      for (const auto& k : keys) {
-        auto it = map.find(k);
-        if (it != map.end() && it->second.second == w->sequence) map.erase(it);
-      }
-    };
-    erase_own(ov_transfers_, w->ov_transfers);
-    erase_own(ov_failed_, w->ov_failed);
-    erase_own(ov_holds_done_, w->ov_holds);
-  }
+
   Acknowledge(&w->dones, st, w->first_queued);
   // Recycle the buffers: fresh multi-megabyte allocations cost page faults.
   w->batch.Clear();
   w->dones.clear();
   w->accounts.clear();
-  w->ov_transfers.clear();
-  w->ov_failed.clear();
-  w->ov_holds.clear();
+
   std::lock_guard<std::mutex> lock(write_mu_);
   if (free_writes_.size() < kPipelineDepth + 1) free_writes_.push_back(std::move(w));
 }
@@ -2024,12 +2033,7 @@ bool LedgerImpl::TryRecover() {
   pipeline_epoch_++;  // every group sequenced so far fails, wherever it is
   rocksdb::Status rs = db_->Resume();
   if (!rs.ok()) return false;
-  {
-    std::lock_guard<std::mutex> lock(overlay_mu_);
-    ov_transfers_.clear();
-    ov_failed_.clear();
-    ov_holds_done_.clear();
-  }
+  TrimOverlay(/*all=*/true);
   ClearAuxGroups();
   aux_cache_.clear();
   aux_cache_bytes_ = 0;
