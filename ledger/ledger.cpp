@@ -584,9 +584,11 @@ class AuxIndex {
 class AuxGroup {
  public:
   // Past these a recycled group releases its memory instead of keeping it
-  // (one huge group).
-  static constexpr size_t kArenaKeptBytesMax = 4u << 20;
-  static constexpr size_t kRowsKeptMax = 16384;
+  // (one huge group): the pool (kAuxRetainedGroupsMax + 1 groups) then
+  // keeps at most ~2 MiB a group (arena, rows, index) beyond the bytes of
+  // the kept rows.
+  static constexpr size_t kArenaKeptBytesMax = 1u << 20;
+  static constexpr size_t kRowsKeptMax = 8192;
 
   uint64_t sequence = 0;  // PendingWrite::sequence once sealed
 
@@ -1368,10 +1370,14 @@ void LedgerImpl::RetainAuxGroup(std::unique_ptr<AuxGroup> g) {
   aux_retained_bytes_ += g->bytes();
   aux_groups_.push_back(std::move(g));
   const uint64_t durable = durable_sequence_.load(std::memory_order_acquire);
+  // After a failed write no group in flight will be durable: every group
+  // sequenced until the recovery fails (WriteGroup), whatever it read, so
+  // the bounds hold then too (the recovery drops them all).
+  const bool failed = failed_pipeline_.load();
   // Oldest first, and only durable ones (an in-flight group's rows are not
   // in the DB yet); the newest group always stays. Bounded: at most the
   // groups kept.
-  while (aux_groups_.size() > 1 && aux_groups_.front()->sequence <= durable &&
+  while (aux_groups_.size() > 1 && (failed || aux_groups_.front()->sequence <= durable) &&
          (aux_groups_.size() > kAuxRetainedGroupsMax || aux_retained_rows_ > kAuxRetainedRowsMax ||
           aux_retained_bytes_ > kAuxRetainedBytesMax)) {
     std::unique_ptr<AuxGroup> old = std::move(aux_groups_.front());
@@ -1403,6 +1409,9 @@ void LedgerImpl::PushOverlay(uint64_t sequence) {
 
 void LedgerImpl::TrimOverlay(bool all) {
   const uint64_t durable = durable_sequence_.load(std::memory_order_acquire);
+  // After a failed write every group sequenced until the recovery fails
+  // (WriteGroup), whatever it read: the overlay may go.
+  all = all || failed_pipeline_.load();
   // Bounded: the groups in the overlay, at most the pipeline's (kPipelineDepth
   // sealed, one writing, one written on the sequencer) once the durable ones
   // are gone.
@@ -1776,7 +1785,12 @@ void LedgerImpl::FinishGroup(Group* group, std::vector<DoneFn> dones, std::uniqu
   std::sort(aux_order_.begin(), aux_order_.end(), [&g](const AuxSortKey& x, const AuxSortKey& y) {
     if (x.p0 != y.p0) return x.p0 < y.p0;
     if (x.p1 != y.p1) return x.p1 < y.p1;
-    return g.Key(*x.row) < g.Key(*y.row);
+    // Equal first 16 bytes (when both keys have them): compare the rest
+    // only (the switch's request keys tie there within a terminal).
+    const std::string_view a = g.Key(*x.row);
+    const std::string_view b = g.Key(*y.row);
+    if (a.size() >= 16 && b.size() >= 16) return a.substr(16) < b.substr(16);
+    return a < b;
   });
   for (const AuxSortKey& k : aux_order_) {
     const std::string_view key = aux->Key(*k.row);
