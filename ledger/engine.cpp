@@ -281,6 +281,14 @@ void Engine::Clear() {
   group_ = nullptr;
 }
 
+void Engine::SwapGroupMaps(GroupMaps* maps) {
+  NARAE_CHECK(maps != nullptr);
+  maps->Clear();
+  std::swap(group_transfers_, maps->transfers);
+  std::swap(group_failed_, maps->failed);
+  std::swap(group_holds_done_, maps->holds_done);
+}
+
 void Engine::BeginGroup(Group* group, uint64_t clock_ns) {
   NARAE_CHECK(group != nullptr);
   group_ = group;

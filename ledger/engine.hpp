@@ -159,11 +159,24 @@ class Engine {
   size_t open_hold_count() const { return open_holds_.size(); }
   // Earliest expiry of an open hold, 0 when none.
   uint64_t NextExpiry() const;
-  // New transfers created in the current group (the caller keeps them
-  // visible to the Store until durable).
-  const std::unordered_map<TransferId, Transfer, IdHash>& group_transfers() const {
-    return group_transfers_;
-  }
+  // What the current group created, failed and resolved, by id: the caller
+  // keeps it visible to the Store until durable.
+  struct GroupMaps {
+    std::unordered_map<TransferId, Transfer, IdHash> transfers;  // new transfers
+    std::unordered_map<TransferId, uint32_t, IdHash> failed;     // failed ids: result code
+    std::unordered_map<TransferId, HoldDone, IdHash> holds_done;
+    bool empty() const { return transfers.empty() && failed.empty() && holds_done.empty(); }
+    // Keeps the buckets.
+    void Clear() {
+      transfers.clear();
+      failed.clear();
+      holds_done.clear();
+    }
+  };
+  // Hands the current group's maps to the caller in exchange for `maps`
+  // (emptied here; a recycled set keeps its buckets): no copy per entry.
+  // Call after the group's last change, before the next BeginGroup.
+  void SwapGroupMaps(GroupMaps* maps);
   void Clear();
 
  private:

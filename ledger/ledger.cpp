@@ -152,6 +152,14 @@ constexpr double kAuxMemtableBloomRatio = 0.02;
 // The sequencer's cache of aux records read from the DB (LedgerImpl::aux_cache_).
 constexpr size_t kAuxCacheEntriesMax = 16384;
 constexpr size_t kAuxCacheBytesMax = 8u << 20;
+// Sealed groups' aux rows stay readable on the sequencer after they are
+// durable (LedgerImpl::aux_groups_), up to these bounds: a request that
+// follows another (a completion, a reversal, a refund) reads the records its
+// original wrote a few groups earlier, which cost a memtable search each
+// (~11,800 instructions) once the original's group was durable.
+constexpr size_t kAuxRetainedGroupsMax = 16;
+constexpr size_t kAuxRetainedRowsMax = 65536;
+constexpr size_t kAuxRetainedBytesMax = 16u << 20;
 constexpr size_t kExpiriesPerGroupMax = kBatchEventsMax;
 // Sealed groups waiting for the writer, besides the one it is writing. One:
 // while the writer syncs group N, group N+1 waits sealed and new submissions
@@ -248,11 +256,47 @@ constexpr uint64_t kFilterScanKeysMax = uint64_t{4} << 20;
 // The aux scan reads the values too (up to 64 KiB each; ~250 bytes in the
 // switch's records): a lower bound.
 constexpr uint64_t kAuxFilterScanKeysMax = uint64_t{1} << 20;
-// An aux key's filter key: a 64-bit hash and the length (equal filter keys of
-// different keys are false positives: a read, never a wrong answer).
-U128 AuxFilterKey(std::string_view key) {
-  return U128{std::hash<std::string_view>{}(key), key.size()};
+// The 64-bit hash of an aux key, computed once per key and carried with it
+// (AuxRow, AuxKeyView): the group index, the cache and the filter all use it.
+// Eight bytes a step (the last step's overlapping the one before when the
+// size is not a multiple of 8), each mixed in by a multiply and a shift, then
+// MurmurHash3's finalizer (every output bit depends on every input bit: the
+// tables use the low bits). Aux keys are short (~20-60 bytes): std::hash's
+// _Hash_bytes, called five or more times per key before, cost ~100
+// instructions a call. Memory only (the filter and tables are rebuilt on
+// open), so it may change.
+uint64_t AuxHash(std::string_view key) {
+  constexpr uint64_t kMul1 = 0xff51afd7ed558ccdull;
+  constexpr uint64_t kMul2 = 0xc4ceb9fe1a85ec53ull;
+  uint64_t h = 0x9E3779B97F4A7C15ull ^ (key.size() * kMul2);
+  const char* p = key.data();
+  size_t n = key.size();
+  for (; n >= 8; p += 8, n -= 8) {
+    uint64_t w;
+    std::memcpy(&w, p, 8);
+    h = (h ^ w) * kMul1;
+    h ^= h >> 29;
+  }
+  if (n > 0) {
+    uint64_t w = 0;
+    if (key.size() >= 8) {
+      std::memcpy(&w, key.data() + key.size() - 8, 8);  // the last 8 bytes, overlapping
+    } else {
+      for (size_t i = 0; i < n; ++i) w |= uint64_t{static_cast<unsigned char>(p[i])} << (8 * i);
+    }
+    h = (h ^ w) * kMul2;
+    h ^= h >> 29;
+  }
+  h ^= h >> 33;
+  h *= kMul1;
+  h ^= h >> 33;
+  h *= kMul2;
+  h ^= h >> 33;
+  return h;
 }
+// An aux key's filter key: its hash and its length (equal filter keys of
+// different keys are false positives: a read, never a wrong answer).
+U128 AuxFilterKey(std::string_view key, uint64_t hash) { return U128{hash, key.size()}; }
 // Bytes [offset, offset + 8) of `s` as a big-endian integer, zero-padded:
 // integers compare as the bytes do (unsigned, lexicographic).
 uint64_t BigEndianPrefix(std::string_view s, size_t offset) {
@@ -464,9 +508,12 @@ struct ConsistentRead {
   rocksdb::ReadOptions options;
 };
 
-// A group's aux puts, one row per key. A deque: rows never move, so a
-// Txn's index of them holds views of their keys (no second copy per key).
-using AuxRows = std::deque<std::pair<std::string, std::string>>;
+// A group's aux put: its key and value in the group's byte arena
+// (AuxGroup), and the key's AuxHash.
+struct AuxRow {
+  size_t key_at = 0, key_size = 0, value_at = 0, value_size = 0;
+  uint64_t hash = 0;
+};
 
 // A group's index of its aux rows by key (TxnImpl): open addressing over
 // (32 hash bits, row + 1) slots, at most half full, kept across groups with
@@ -484,25 +531,24 @@ class AuxIndex {
     }
     used_.clear();
   }
-  // The row of `key`, or -1.
-  int64_t Find(const AuxRows& rows, std::string_view key, uint32_t hash) const {
+  // The row whose key (`key_of(row)`) is `key`, or -1.
+  template <typename KeyOf>
+  int64_t Find(std::string_view key, uint64_t hash64, const KeyOf& key_of) const {
     if (slots_.empty()) return -1;
+    const uint32_t hash = static_cast<uint32_t>(hash64);
     const size_t mask = slots_.size() - 1;
     for (size_t i = hash & mask;; i = (i + 1) & mask) {
       const uint64_t slot = slots_[i];
       if (slot == 0) return -1;
       const uint32_t row = static_cast<uint32_t>(slot) - 1;
-      if (static_cast<uint32_t>(slot >> 32) == hash && rows[row].first == key) return row;
+      if (static_cast<uint32_t>(slot >> 32) == hash && key_of(row) == key) return row;
     }
   }
-  // Records that `row` (not in the index yet) holds a key with `hash`.
-  void Insert(uint32_t hash, size_t row) {
+  // Records that `row` (not in the index yet) holds a key with `hash64`.
+  void Insert(uint64_t hash64, size_t row) {
     NARAE_CHECK(row < UINT32_MAX - 1);
     if ((used_.size() + 1) * 2 > slots_.size()) Grow();
-    Place(hash, static_cast<uint32_t>(row));
-  }
-  static uint32_t Hash(std::string_view key) {
-    return static_cast<uint32_t>(std::hash<std::string_view>{}(key));
+    Place(static_cast<uint32_t>(hash64), static_cast<uint32_t>(row));
   }
 
  private:
@@ -528,11 +574,108 @@ class AuxIndex {
   std::vector<uint32_t> used_;   // the slots in use (what Clear zeroes)
 };
 
-// Lets string-keyed maps be searched with a string_view (no heap copy of the
-// key per lookup).
-struct StringHash {
+// One group's aux rows (one per key: a second put of a key replaces its
+// value) and their index: built while the group is sequenced (TxnImpl),
+// then kept readable until it is durable and past the retention bounds
+// (LedgerImpl::aux_groups_), then recycled. Keys and values are appended to
+// one byte arena that keeps its capacity: a std::string per key and value
+// cost an allocation at the put and a free at the end (~1,000 instructions
+// a request on the sequencer). Sequencer thread only.
+class AuxGroup {
+ public:
+  // Past these a recycled group releases its memory instead of keeping it
+  // (one huge group): the pool (kAuxRetainedGroupsMax + 1 groups) then
+  // keeps at most ~2 MiB a group (arena, rows, index) beyond the bytes of
+  // the kept rows.
+  static constexpr size_t kArenaKeptBytesMax = 1u << 20;
+  static constexpr size_t kRowsKeptMax = 8192;
+
+  uint64_t sequence = 0;  // PendingWrite::sequence once sealed
+
+  // REQUIRES: hash == AuxHash(key).
+  void Put(std::string_view key, uint64_t hash, std::string_view value) {
+    if (int64_t row = index_.Find(key, hash, KeyOf()); row >= 0) {
+      // Replaced: the old value's bytes stay in the arena until Clear.
+      AuxRow& r = rows_[static_cast<size_t>(row)];
+      r.value_at = Append(value);
+      r.value_size = value.size();
+      return;
+    }
+    AuxRow r;
+    r.key_at = Append(key);
+    r.key_size = key.size();
+    r.value_at = Append(value);
+    r.value_size = value.size();
+    r.hash = hash;
+    rows_.push_back(r);
+    index_.Insert(hash, rows_.size() - 1);
+  }
+  // The row of `key` (with its AuxHash), or nullptr.
+  const AuxRow* Find(std::string_view key, uint64_t hash) const {
+    const int64_t row = index_.Find(key, hash, KeyOf());
+    return row < 0 ? nullptr : &rows_[static_cast<size_t>(row)];
+  }
+  std::string_view Key(const AuxRow& r) const { return {arena_.data() + r.key_at, r.key_size}; }
+  std::string_view Value(const AuxRow& r) const {
+    return {arena_.data() + r.value_at, r.value_size};
+  }
+  const std::vector<AuxRow>& rows() const { return rows_; }
+  // Room for `bytes` of keys and values and `rows` rows without regrowing
+  // (a recycled group keeps its room; a new or smaller one would regrow it
+  // by copies while the group is built).
+  void Reserve(size_t bytes, size_t rows) {
+    arena_.reserve(std::min(bytes, kArenaKeptBytesMax));
+    rows_.reserve(std::min(rows, kRowsKeptMax));
+  }
+  // Bytes of keys and values held (replaced values included).
+  size_t bytes() const { return arena_.size(); }
+  void Clear() {
+    sequence = 0;
+    rows_.clear();
+    arena_.clear();
+    index_.Clear();
+    if (arena_.capacity() > kArenaKeptBytesMax) std::string().swap(arena_);
+    if (rows_.capacity() > kRowsKeptMax) std::vector<AuxRow>().swap(rows_);
+  }
+
+ private:
+  struct KeyOfRow {
+    const AuxGroup* g;
+    std::string_view operator()(uint32_t row) const { return g->Key(g->rows_[row]); }
+  };
+  KeyOfRow KeyOf() const { return KeyOfRow{this}; }
+  size_t Append(std::string_view bytes) {
+    const size_t at = arena_.size();
+    arena_.append(bytes);
+    return at;
+  }
+  std::string arena_;
+  std::vector<AuxRow> rows_;
+  AuxIndex index_;
+};
+
+// Keys of the sequencer's aux cache: the key and its AuxHash, so a lookup
+// (with an AuxKeyView) and every rehash or bucket walk reuse the hash
+// instead of hashing the bytes again.
+struct AuxKeyView {
+  std::string_view key;
+  uint64_t hash;
+};
+struct AuxCacheKey {
+  std::string key;
+  uint64_t hash;
+};
+struct AuxKeyHash {
   using is_transparent = void;
-  size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
+  size_t operator()(const AuxKeyView& k) const noexcept { return k.hash; }
+  size_t operator()(const AuxCacheKey& k) const noexcept { return k.hash; }
+};
+struct AuxKeyEq {
+  using is_transparent = void;
+  template <typename A, typename B>
+  bool operator()(const A& a, const B& b) const noexcept {
+    return a.hash == b.hash && std::string_view(a.key) == std::string_view(b.key);
+  }
 };
 
 struct Submission {
@@ -550,8 +693,7 @@ struct PendingWrite {
   size_t events = 0;
   std::vector<Account> accounts;  // touched accounts' new state, for readers
   // Overlay entries this group added, erased once it is written.
-  std::vector<TransferId> ov_transfers, ov_failed, ov_holds;
-  std::vector<std::string> ov_aux;
+
   // Stage stamps (StageHistogram): the group's first submission queued,
   // sequencing started, sealed.
   std::chrono::steady_clock::time_point first_queued, sequenced, sealed;
@@ -638,11 +780,18 @@ class LedgerImpl final : public Ledger, private Store {
   std::optional<std::string> DbGet(Cf cf, const rocksdb::Slice& key,
                                    const rocksdb::ReadOptions& ro = kPointRead);
   static inline const rocksdb::ReadOptions kPointRead{};
-  // Sequencer thread: an aux record through aux_cache_, then the DB. A key
-  // found absent is cached (as absent) only when `cache_absent`.
-  std::optional<std::string> CachedAuxGet(std::string_view key, bool cache_absent);
+  // Sequencer thread: an aux record not put by the current group: through
+  // aux_filter_, aux_cache_, the sealed groups' rows, then the DB. `hash` is
+  // AuxHash(key). A key found absent in the DB is cached (as absent) only
+  // when `cache_absent`.
+  std::optional<std::string> SealedAuxGet(std::string_view key, uint64_t hash, bool cache_absent);
   // Sequencer thread: a group's puts replace the cached values of their keys.
-  void UpdateAuxCache(const AuxRows& aux);
+  void UpdateAuxCache(const AuxGroup& aux);
+  // Sequencer thread: keeps a sealed group's rows readable (aux_groups_) and
+  // recycles the oldest durable groups past the retention bounds.
+  void RetainAuxGroup(std::unique_ptr<AuxGroup> g);
+  std::unique_ptr<AuxGroup> NewAuxGroup();
+  void ClearAuxGroups();
 
   void SequencerLoop();
   void WriterLoop();
@@ -662,8 +811,8 @@ class LedgerImpl final : public Ledger, private Store {
   }
   void WriteGroup(std::unique_ptr<PendingWrite> w);
   void RunGroup(std::deque<Submission>* subs);
-  void FinishGroup(Group* group, std::vector<DoneFn> dones, AuxRows aux, uint64_t cpu0,
-                   std::chrono::steady_clock::time_point first_queued,
+  void FinishGroup(Group* group, std::vector<DoneFn> dones, std::unique_ptr<AuxGroup> aux,
+                   uint64_t cpu0, std::chrono::steady_clock::time_point first_queued,
                    std::chrono::steady_clock::time_point sequenced);
   void FailPipeline();
   bool TryRecover();
@@ -720,13 +869,35 @@ class LedgerImpl final : public Ledger, private Store {
   bool acker_waiting_ = false;           // GUARDED_BY(ack_mu_)
   bool writer_room_waiting_ = false;     // GUARDED_BY(ack_mu_)
 
-  // Overlay: state of groups sequenced but not yet durable.
-  std::mutex overlay_mu_;
-  std::unordered_map<TransferId, std::pair<Transfer, uint64_t>, IdHash> ov_transfers_;
-  std::unordered_map<TransferId, std::pair<uint32_t, uint64_t>, IdHash> ov_failed_;
-  std::unordered_map<TransferId, std::pair<HoldDone, uint64_t>, IdHash> ov_holds_done_;
-  std::unordered_map<std::string, std::pair<std::string, uint64_t>, StringHash, std::equal_to<>>
-      ov_aux_;
+  // Overlay: the transfers, failed ids and resolved holds of sealed groups
+  // not yet durable (each group's maps, taken whole from the engine: no copy
+  // per entry), oldest first. Durable groups leave it at the next seal
+  // (TrimOverlay; what they hold never changes, so until then they answer
+  // as the DB would). Sequencer thread only (no lock: the writer publishes
+  // durable_sequence_ and touches nothing here).
+  struct OverlayGroup {
+    uint64_t sequence = 0;
+    Engine::GroupMaps maps;
+  };
+  std::deque<std::unique_ptr<OverlayGroup>> ov_groups_;
+  std::vector<std::unique_ptr<OverlayGroup>> ov_groups_free_;
+  // Seals the engine's maps of the group `sequence` into the overlay.
+  void PushOverlay(uint64_t sequence);
+  // Drops the durable groups' maps (all of them when `all`: a recovery).
+  void TrimOverlay(bool all);
+  // The aux overlay: sealed groups' rows, oldest first, readable until their
+  // group is durable and they pass the retention bounds (kAuxRetained*Max;
+  // the newest group is always kept). Only the sequencer puts aux rows, so a
+  // durable group's rows are what the DB holds unless a later group (also
+  // here, searched first) replaced them; a key in none of them was last
+  // written by a durable group. Sequencer thread only (no lock): the writer
+  // only publishes durable_sequence_.
+  std::deque<std::unique_ptr<AuxGroup>> aux_groups_;
+  std::vector<std::unique_ptr<AuxGroup>> aux_groups_free_;
+  size_t aux_retained_rows_ = 0;
+  size_t aux_retained_bytes_ = 0;
+  // The sequence of the last group written successfully (WriteGroup).
+  std::atomic<uint64_t> durable_sequence_{0};
 
   std::atomic<bool> healthy_{true};
   std::atomic<bool> failed_pipeline_{false};
@@ -769,20 +940,17 @@ class LedgerImpl final : public Ledger, private Store {
   // comparisons of the sort are integer ones.
   struct AuxSortKey {
     uint64_t p0, p1;
-    const AuxRows::value_type* row;
+    const AuxRow* row;
   };
   std::vector<AuxSortKey> aux_order_;
   // Every key of transfer_ids, durable or in flight: FindId skips the read
   // of an id it has never seen (sequencer thread; built by LoadState).
   IdFilter id_filter_;
-  // Likewise every aux key (by AuxFilterKey): CachedAuxGet skips the read of
+  // Likewise every aux key (by AuxFilterKey): SealedAuxGet skips the read of
   // a key never written (a new request's duplicate-detection key).
   IdFilter aux_filter_;
   Status LoadFilters();
   Status LoadFilter(Cf cf, IdFilter* filter);
-  // The current group's aux keys -> row: TxnImpl's, kept here so its table
-  // survives the group (sequencer thread).
-  AuxIndex aux_index_;
   // Aux records the sequencer read from the DB, kept current by every later
   // put (the sequencer is the only writer of the aux family): the switch
   // reads the same few records on most requests (a card's or SIM's
@@ -791,8 +959,7 @@ class LedgerImpl final : public Ledger, private Store {
   // full and when the state is reloaded after a failed write.
   // A key read with GetAuxHot and found absent is cached as nullopt (exact:
   // a put of it in any later group replaces that answer, UpdateAuxCache).
-  std::unordered_map<std::string, std::optional<std::string>, StringHash, std::equal_to<>>
-      aux_cache_;
+  std::unordered_map<AuxCacheKey, std::optional<std::string>, AuxKeyHash, AuxKeyEq> aux_cache_;
   size_t aux_cache_bytes_ = 0;
   // Durable account state served to readers: updated by the writer after
   // each successful write (or by replay on a read-only instance).
@@ -807,13 +974,10 @@ class LedgerImpl final : public Ledger, private Store {
 // The Txn handed to Submit() callbacks.
 class LedgerImpl::TxnImpl final : public Txn {
  public:
-  // One TxnImpl per group (sequencer thread): its index is the ledger's,
-  // emptied here, so its buckets are allocated once, not grown by rehashes
-  // in every group (a switch group puts a few thousand rows).
-  TxnImpl(LedgerImpl* l, AuxRows* aux) : l_(l), aux_(aux), index_(l->aux_index_) {
-    NARAE_CHECK(aux_->empty());
-    index_.Clear();
-  }
+  // One TxnImpl per group (sequencer thread), putting into `aux`: an empty
+  // recycled group whose index keeps its table, so its slots are allocated
+  // once, not grown in every group (a switch group puts a few thousand rows).
+  TxnImpl(LedgerImpl* l, AuxGroup* aux) : l_(l), aux_(aux) { NARAE_CHECK(aux_->rows().empty()); }
   std::vector<AccountOutcome> CreateAccounts(std::span<const Account> a) override {
     if (a.size() > kBatchEventsMax) return {};
     return l_->engine_.CreateAccounts(a);
@@ -839,33 +1003,19 @@ class LedgerImpl::TxnImpl final : public Txn {
   void PutAux(std::string_view key, std::string_view value) override {
     NARAE_CHECK(!key.empty() && key.size() <= kAuxKeyBytesMax);
     NARAE_CHECK(value.size() <= kAuxValueBytesMax);
-    const uint32_t hash = AuxIndex::Hash(key);
-    if (int64_t row = index_.Find(*aux_, key, hash); row >= 0) {
-      (*aux_)[static_cast<size_t>(row)].second.assign(value);
-      return;
-    }
-    aux_->emplace_back(std::piecewise_construct, std::forward_as_tuple(key),
-                       std::forward_as_tuple(value));
-    index_.Insert(hash, aux_->size() - 1);
+    aux_->Put(key, AuxHash(key), value);
   }
   uint64_t now_ns() const override { return l_->engine_.group_base(); }
 
  private:
   std::optional<std::string> Get(std::string_view key, bool cache_absent) {
-    if (int64_t row = index_.Find(*aux_, key, AuxIndex::Hash(key)); row >= 0) {
-      return (*aux_)[static_cast<size_t>(row)].second;
-    }
-    {
-      std::lock_guard<std::mutex> lock(l_->overlay_mu_);
-      auto it = l_->ov_aux_.find(key);
-      if (it != l_->ov_aux_.end()) return it->second.first;
-    }
-    return l_->CachedAuxGet(key, cache_absent);
+    const uint64_t hash = AuxHash(key);  // once for every table below
+    if (const AuxRow* row = aux_->Find(key, hash)) return std::string(aux_->Value(*row));
+    return l_->SealedAuxGet(key, hash, cache_absent);
   }
 
   LedgerImpl* l_;
-  AuxRows* aux_;
-  AuxIndex& index_;
+  AuxGroup* aux_;
 };
 
 Result<std::unique_ptr<Ledger>> Ledger::Open(const Options& options) {
@@ -1080,7 +1230,7 @@ Status LedgerImpl::LoadFilter(Cf cf, IdFilter* filter) {
       filter->Disable();  // corrupt: the reads (and verify) meet it as before
       return Status::Ok();
     }
-    filter->Add(cf == kTransferIds ? codec::GetU128(key.data()) : AuxFilterKey(key));
+    filter->Add(cf == kTransferIds ? codec::GetU128(key.data()) : AuxFilterKey(key, AuxHash(key)));
   }
   // A block that cannot be read leaves the filter off: the reads of that
   // family then go to RocksDB, and the one that meets the bad block stops
@@ -1143,16 +1293,25 @@ std::optional<std::string> LedgerImpl::DbGet(Cf cf, const rocksdb::Slice& key,
   std::abort();
 }
 
-std::optional<std::string> LedgerImpl::CachedAuxGet(std::string_view key, bool cache_absent) {
-  if (auto it = aux_cache_.find(key); it != aux_cache_.end()) return it->second;
+std::optional<std::string> LedgerImpl::SealedAuxGet(std::string_view key, uint64_t hash,
+                                                    bool cache_absent) {
   // A key never written (every aux write passes FinishGroup, which adds it
-  // to the filter before the group enters the overlay) is not read.
-  std::optional<std::string> v;
-  if (aux_filter_.MayContain(AuxFilterKey(key))) {
-    v = DbGet(kAux, rocksdb::Slice(key.data(), key.size()));
+  // to the filter before its group is sealed) is absent: no table is
+  // searched (a new request's duplicate-detection key, most of the misses).
+  if (!aux_filter_.MayContain(AuxFilterKey(key, hash))) return std::nullopt;
+  // The cache before the sealed groups: its answers are current (every
+  // sealed group's puts replaced them, UpdateAuxCache), and the hot keys
+  // are there.
+  const AuxKeyView view{key, hash};
+  if (auto it = aux_cache_.find(view); it != aux_cache_.end()) return it->second;
+  for (auto g = aux_groups_.rbegin(); g != aux_groups_.rend(); ++g) {  // newest first
+    if (const AuxRow* row = (*g)->Find(key, hash)) return std::string((*g)->Value(*row));
   }
-  // Absent keys are cached only for GetAuxHot: most misses are new keys
-  // (a request's duplicate-detection key), written next and never read again.
+  // Not in any kept group: its last put (if any) is durable.
+  std::optional<std::string> v = DbGet(kAux, rocksdb::Slice(key.data(), key.size()));
+  // Absent keys are cached only for GetAuxHot (and matter only while the
+  // filter is off or for its false positives): most misses are new keys,
+  // written next and never read again.
   if (!v && !cache_absent) return v;
   const size_t bytes = key.size() + (v ? v->size() : 0);
   if (aux_cache_.size() >= kAuxCacheEntriesMax || aux_cache_bytes_ + bytes > kAuxCacheBytesMax) {
@@ -1160,22 +1319,121 @@ std::optional<std::string> LedgerImpl::CachedAuxGet(std::string_view key, bool c
     aux_cache_bytes_ = 0;
   }
   aux_cache_bytes_ += bytes;
-  aux_cache_.emplace(std::string(key), v);
+  aux_cache_.emplace(AuxCacheKey{std::string(key), hash}, v);
   return v;
 }
 
-void LedgerImpl::UpdateAuxCache(const AuxRows& aux) {
+void LedgerImpl::UpdateAuxCache(const AuxGroup& aux) {
   if (aux_cache_.empty()) return;
-  for (const auto& [k, v] : aux) {
-    auto it = aux_cache_.find(std::string_view(k));
+  for (const AuxRow& row : aux.rows()) {
+    auto it = aux_cache_.find(AuxKeyView{aux.Key(row), row.hash});
     if (it == aux_cache_.end()) continue;
-    aux_cache_bytes_ = aux_cache_bytes_ - (it->second ? it->second->size() : 0) + v.size();
-    it->second = v;
+    aux_cache_bytes_ = aux_cache_bytes_ - (it->second ? it->second->size() : 0) + row.value_size;
+    it->second = std::string(aux.Value(row));
   }
   if (aux_cache_bytes_ > kAuxCacheBytesMax) {
     aux_cache_.clear();
     aux_cache_bytes_ = 0;
   }
+}
+
+std::unique_ptr<AuxGroup> LedgerImpl::NewAuxGroup() {
+  std::unique_ptr<AuxGroup> g;
+  if (aux_groups_free_.empty()) {
+    g = std::make_unique<AuxGroup>();
+  } else {
+    g = std::move(aux_groups_free_.back());
+    aux_groups_free_.pop_back();
+  }
+  // As much room as the last group took, and an eighth more.
+  if (!aux_groups_.empty()) {
+    const AuxGroup& last = *aux_groups_.back();
+    g->Reserve(last.bytes() + last.bytes() / 8, last.rows().size() + last.rows().size() / 8);
+  }
+  return g;
+}
+
+void LedgerImpl::RetainAuxGroup(std::unique_ptr<AuxGroup> g) {
+  NARAE_CHECK(g->sequence != 0);
+  auto recycle = [&](std::unique_ptr<AuxGroup> old) {
+    old->Clear();
+    // At most the retained groups and one being built are ever in use.
+    if (aux_groups_free_.size() < kAuxRetainedGroupsMax + 1) {
+      aux_groups_free_.push_back(std::move(old));
+    }
+  };
+  if (g->rows().empty()) {
+    recycle(std::move(g));
+    return;
+  }
+  aux_retained_rows_ += g->rows().size();
+  aux_retained_bytes_ += g->bytes();
+  aux_groups_.push_back(std::move(g));
+  const uint64_t durable = durable_sequence_.load(std::memory_order_acquire);
+  // After a failed write no group in flight will be durable: every group
+  // sequenced until the recovery fails (WriteGroup), whatever it read, so
+  // the bounds hold then too (the recovery drops them all).
+  const bool failed = failed_pipeline_.load();
+  // Oldest first, and only durable ones (an in-flight group's rows are not
+  // in the DB yet); the newest group always stays. Bounded: at most the
+  // groups kept.
+  while (aux_groups_.size() > 1 && (failed || aux_groups_.front()->sequence <= durable) &&
+         (aux_groups_.size() > kAuxRetainedGroupsMax || aux_retained_rows_ > kAuxRetainedRowsMax ||
+          aux_retained_bytes_ > kAuxRetainedBytesMax)) {
+    std::unique_ptr<AuxGroup> old = std::move(aux_groups_.front());
+    aux_groups_.pop_front();
+    NARAE_CHECK(aux_retained_rows_ >= old->rows().size() && aux_retained_bytes_ >= old->bytes());
+    aux_retained_rows_ -= old->rows().size();
+    aux_retained_bytes_ -= old->bytes();
+    recycle(std::move(old));
+  }
+}
+
+void LedgerImpl::PushOverlay(uint64_t sequence) {
+  TrimOverlay(/*all=*/false);
+  std::unique_ptr<OverlayGroup> g;
+  if (ov_groups_free_.empty()) {
+    g = std::make_unique<OverlayGroup>();
+  } else {
+    g = std::move(ov_groups_free_.back());
+    ov_groups_free_.pop_back();
+  }
+  g->sequence = sequence;
+  engine_.SwapGroupMaps(&g->maps);  // the engine gets the recycled maps, emptied
+  if (g->maps.empty()) {
+    ov_groups_free_.push_back(std::move(g));
+    return;
+  }
+  ov_groups_.push_back(std::move(g));
+}
+
+void LedgerImpl::TrimOverlay(bool all) {
+  const uint64_t durable = durable_sequence_.load(std::memory_order_acquire);
+  // After a failed write every group sequenced until the recovery fails
+  // (WriteGroup), whatever it read: the overlay may go.
+  all = all || failed_pipeline_.load();
+  // Bounded: the groups in the overlay, at most the pipeline's (kPipelineDepth
+  // sealed, one writing, one written on the sequencer) once the durable ones
+  // are gone.
+  while (!ov_groups_.empty() && (all || ov_groups_.front()->sequence <= durable)) {
+    std::unique_ptr<OverlayGroup> g = std::move(ov_groups_.front());
+    ov_groups_.pop_front();
+    g->maps.Clear();
+    if (ov_groups_free_.size() < kPipelineDepth + 2) ov_groups_free_.push_back(std::move(g));
+  }
+}
+
+void LedgerImpl::ClearAuxGroups() {
+  while (!aux_groups_.empty()) {
+    std::unique_ptr<AuxGroup> old = std::move(aux_groups_.front());
+    aux_groups_.pop_front();
+    old->Clear();
+    if (aux_groups_free_.size() < kAuxRetainedGroupsMax + 1) {
+      aux_groups_free_.push_back(std::move(old));
+    }
+  }
+  aux_retained_rows_ = 0;
+  aux_retained_bytes_ = 0;
 }
 
 std::optional<codec::Event> LedgerImpl::ReadEvent(uint64_t ts, const rocksdb::ReadOptions& ro) {
@@ -1203,10 +1461,8 @@ std::optional<Transfer> LedgerImpl::ReadTransfer(TransferId id, const rocksdb::R
 }
 
 std::optional<Transfer> LedgerImpl::FindTransfer(TransferId id) {
-  {
-    std::lock_guard<std::mutex> lock(overlay_mu_);
-    auto it = ov_transfers_.find(id);
-    if (it != ov_transfers_.end()) return it->second.first;
+  for (const auto& g : ov_groups_) {
+    if (auto it = g->maps.transfers.find(id); it != g->maps.transfers.end()) return it->second;
   }
   return ReadTransfer(id, {});
 }
@@ -1216,14 +1472,13 @@ Store::IdState LedgerImpl::FindId(TransferId id) {
   // Never added to the filter: no transfer_ids row, durable or in flight
   // (FinishGroup adds an id before its group enters the overlay).
   if (!id_filter_.MayContain(id.value)) return state;
-  {
-    std::lock_guard<std::mutex> lock(overlay_mu_);
-    if (auto it = ov_transfers_.find(id); it != ov_transfers_.end()) {
-      state.transfer = it->second.first;
+  for (const auto& g : ov_groups_) {  // an id is in one group at most
+    if (auto it = g->maps.transfers.find(id); it != g->maps.transfers.end()) {
+      state.transfer = it->second;
       return state;
     }
-    if (auto it = ov_failed_.find(id); it != ov_failed_.end()) {
-      state.failed_code = it->second.first;
+    if (auto it = g->maps.failed.find(id); it != g->maps.failed.end()) {
+      state.failed_code = it->second;
       return state;
     }
   }
@@ -1241,10 +1496,8 @@ Store::IdState LedgerImpl::FindId(TransferId id) {
 }
 
 std::optional<HoldDone> LedgerImpl::FindHoldDone(TransferId id) {
-  {
-    std::lock_guard<std::mutex> lock(overlay_mu_);
-    auto it = ov_holds_done_.find(id);
-    if (it != ov_holds_done_.end()) return it->second.first;
+  for (const auto& g : ov_groups_) {  // a hold is resolved once
+    if (auto it = g->maps.holds_done.find(id); it != g->maps.holds_done.end()) return it->second;
   }
   auto v = DbGet(kHoldsDone, codec::Key128(id.value));
   if (!v) return std::nullopt;
@@ -1351,9 +1604,9 @@ void LedgerImpl::RunGroup(std::deque<Submission>* subs) {
   group.aux.clear();
   engine_.BeginGroup(&group, options_.clock_ns());
   engine_.ExpireDue(kExpiriesPerGroupMax);
-  AuxRows aux;
+  std::unique_ptr<AuxGroup> aux = NewAuxGroup();
   std::vector<DoneFn> dones;
-  TxnImpl txn(this, &aux);
+  TxnImpl txn(this, aux.get());
   for (size_t pulls = 0;; ++pulls) {
     bool seal_now = false;
     while (!subs->empty() && group.events.size() < options_.group_events_max) {
@@ -1393,8 +1646,8 @@ void LedgerImpl::RunGroup(std::deque<Submission>* subs) {
   FinishGroup(&group, std::move(dones), std::move(aux), cpu0, first_queued, sequenced);
 }
 
-void LedgerImpl::FinishGroup(Group* group, std::vector<DoneFn> dones, AuxRows aux, uint64_t cpu0,
-                             std::chrono::steady_clock::time_point first_queued,
+void LedgerImpl::FinishGroup(Group* group, std::vector<DoneFn> dones, std::unique_ptr<AuxGroup> aux,
+                             uint64_t cpu0, std::chrono::steady_clock::time_point first_queued,
                              std::chrono::steady_clock::time_point sequenced) {
   std::unique_ptr<PendingWrite> w;
   {
@@ -1417,7 +1670,7 @@ void LedgerImpl::FinishGroup(Group* group, std::vector<DoneFn> dones, AuxRows au
   // most kBatchBytesPerEventMax; aux rows their sizes.
   size_t bytes_hint = last_batch_bytes_ + last_batch_bytes_ / 8;
   size_t group_bytes = group->events.size() * kBatchBytesPerEventMax;
-  for (const auto& [k, v] : aux) group_bytes += k.size() + v.size() + kBatchRowOverheadBytes;
+  group_bytes += aux->bytes() + aux->rows().size() * kBatchRowOverheadBytes;
   BatchBuilder b;
   b.Reset(std::max(bytes_hint, group_bytes));
   auto cf = [&](Cf c) { return cfs_[c]->GetID(); };
@@ -1524,17 +1777,27 @@ void LedgerImpl::FinishGroup(Group* group, std::vector<DoneFn> dones, AuxRows au
   // sorts a shorter key first, as the bytewise order does, and equal
   // prefixes fall back to the whole keys.)
   aux_order_.clear();
-  for (const auto& row : aux) {
-    aux_order_.push_back({BigEndianPrefix(row.first, 0), BigEndianPrefix(row.first, 8), &row});
+  for (const AuxRow& row : aux->rows()) {
+    const std::string_view key = aux->Key(row);
+    aux_order_.push_back({BigEndianPrefix(key, 0), BigEndianPrefix(key, 8), &row});
   }
-  std::sort(aux_order_.begin(), aux_order_.end(), [](const AuxSortKey& x, const AuxSortKey& y) {
+  const AuxGroup& g = *aux;
+  std::sort(aux_order_.begin(), aux_order_.end(), [&g](const AuxSortKey& x, const AuxSortKey& y) {
     if (x.p0 != y.p0) return x.p0 < y.p0;
     if (x.p1 != y.p1) return x.p1 < y.p1;
-    return x.row->first < y.row->first;
+    // Equal first 16 bytes (when both keys have them): compare the rest
+    // only (the switch's request keys tie there within a terminal).
+    const std::string_view a = g.Key(*x.row);
+    const std::string_view b = g.Key(*y.row);
+    if (a.size() >= 16 && b.size() >= 16) return a.substr(16) < b.substr(16);
+    return a < b;
   });
   for (const AuxSortKey& k : aux_order_) {
-    b.Put(cf(kAux), k.row->first, k.row->second);
-    aux_filter_.Add(AuxFilterKey(k.row->first));
+    const std::string_view key = aux->Key(*k.row);
+    const std::string_view value = aux->Value(*k.row);
+    b.Put(cf(kAux), rocksdb::Slice(key.data(), key.size()),
+          rocksdb::Slice(value.data(), value.size()));
+    aux_filter_.Add(AuxFilterKey(key, k.row->hash));
   }
 
   if (!group->events.empty()) {
@@ -1555,26 +1818,11 @@ void LedgerImpl::FinishGroup(Group* group, std::vector<DoneFn> dones, AuxRows au
   last_batch_bytes_ = b.bytes();
   w->batch = b.Take();
 
-  {
-    std::lock_guard<std::mutex> lock(overlay_mu_);
-    for (const auto& [id, t] : engine_.group_transfers()) {
-      ov_transfers_[id] = {t, w->sequence};
-      w->ov_transfers.push_back(id);
-    }
-    for (const auto& [id, code] : group->failed) {
-      ov_failed_[id] = {code, w->sequence};
-      w->ov_failed.push_back(id);
-    }
-    for (const auto& [id, done] : group->holds_done) {
-      ov_holds_done_[id] = {done, w->sequence};
-      w->ov_holds.push_back(id);
-    }
-    UpdateAuxCache(aux);
-    for (auto& [k, v] : aux) {
-      w->ov_aux.push_back(k);
-      ov_aux_[std::move(k)] = {std::move(v), w->sequence};
-    }
-  }
+  PushOverlay(w->sequence);
+  // The group's aux rows stay readable (no copy: the group itself is kept).
+  UpdateAuxCache(*aux);
+  aux->sequence = w->sequence;
+  RetainAuxGroup(std::move(aux));
   stat_accounts_ = engine_.account_count();
   stat_open_holds_ = engine_.open_hold_count();
   stat_sequencer_busy_us_ += ThreadCpuUs() - cpu0;
@@ -1674,6 +1922,7 @@ void LedgerImpl::WriteGroup(std::unique_ptr<PendingWrite> w) {
     stages_.write.Record(static_cast<uint64_t>(us));
   }
   if (st.ok()) {
+    durable_sequence_.store(w->sequence, std::memory_order_release);
     if (!w->accounts.empty()) {
       std::unique_lock<std::shared_mutex> lock(committed_mu_);
       for (const Account& a : w->accounts) committed_[a.id] = a;
@@ -1684,29 +1933,13 @@ void LedgerImpl::WriteGroup(std::unique_ptr<PendingWrite> w) {
   } else {
     FailPipeline();
   }
-  {
-    std::lock_guard<std::mutex> lock(overlay_mu_);
-    // Erase exactly what this group added, unless a later group replaced it.
-    auto erase_own = [&](auto& map, const auto& keys) {
-      for (const auto& k : keys) {
-        auto it = map.find(k);
-        if (it != map.end() && it->second.second == w->sequence) map.erase(it);
-      }
-    };
-    erase_own(ov_transfers_, w->ov_transfers);
-    erase_own(ov_failed_, w->ov_failed);
-    erase_own(ov_holds_done_, w->ov_holds);
-    erase_own(ov_aux_, w->ov_aux);
-  }
+
   Acknowledge(&w->dones, st, w->first_queued);
   // Recycle the buffers: fresh multi-megabyte allocations cost page faults.
   w->batch.Clear();
   w->dones.clear();
   w->accounts.clear();
-  w->ov_transfers.clear();
-  w->ov_failed.clear();
-  w->ov_holds.clear();
-  w->ov_aux.clear();
+
   std::lock_guard<std::mutex> lock(write_mu_);
   if (free_writes_.size() < kPipelineDepth + 1) free_writes_.push_back(std::move(w));
 }
@@ -1814,13 +2047,8 @@ bool LedgerImpl::TryRecover() {
   pipeline_epoch_++;  // every group sequenced so far fails, wherever it is
   rocksdb::Status rs = db_->Resume();
   if (!rs.ok()) return false;
-  {
-    std::lock_guard<std::mutex> lock(overlay_mu_);
-    ov_transfers_.clear();
-    ov_failed_.clear();
-    ov_holds_done_.clear();
-    ov_aux_.clear();
-  }
+  TrimOverlay(/*all=*/true);
+  ClearAuxGroups();
   aux_cache_.clear();
   aux_cache_bytes_ = 0;
   if (!LoadState().ok()) return false;

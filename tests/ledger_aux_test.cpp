@@ -4,8 +4,10 @@
 #include <rocksdb/db.h>
 
 #include <algorithm>
+#include <filesystem>
 #include <fstream>
 #include <future>
+#include <iterator>
 #include <string>
 #include <vector>
 
@@ -298,6 +300,87 @@ TEST_F(LedgerTest, AuxWrittenWithoutTheMemtableBloomReadsTheSame) {
   EXPECT_EQ(ledger_->GetAux("au/x/wal"), "replaced");
   EXPECT_EQ(Scan(*ledger_, "au/x/").size(), 3u);
   ExpectVerified();
+}
+
+// The sequencer keeps the aux rows of the last groups readable after they
+// are durable (up to 16 groups): a record a group wrote is read back by a
+// later group without a RocksDB read. Proved by corrupting the record's SST
+// block after a flush: a RocksDB read of it would stop the process
+// (CorruptAuxBlockStopsTheProcessInsteadOfReadingAsAbsent below).
+TEST_F(LedgerTest, AuxRecordsOfTheLastDurableGroupsAreReadWithoutTheDb) {
+  // Incompressible (the block stays raw on disk) around a marker to find it.
+  std::string value(8000, '\0');
+  uint64_t x = 88172645463325252ull;
+  for (char& c : value) {
+    x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+    c = static_cast<char>(x);
+  }
+  const std::string marker = "<<marker 5f3a9c: the record's bytes on disk>>";
+  value.replace(4000, marker.size(), marker);
+  TxnPut(*ledger_, "au/x/recent", value);  // durable once Execute returns
+  TxnPut(*ledger_, "au/x/other", "a later group");
+  ASSERT_OK(ledger_->Checkpoint(dir_.Sub("cp")));  // flushes the memtables to SST files
+  size_t corrupted = 0;
+  for (const auto& e : std::filesystem::directory_iterator(dir_.Sub("db"))) {
+    if (e.path().extension() != ".sst") continue;
+    std::fstream f(e.path(), std::ios::in | std::ios::out | std::ios::binary);
+    ASSERT_TRUE(f.good()) << e.path();
+    const std::string bytes((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+    const size_t at = bytes.find(marker);
+    if (at == std::string::npos) continue;
+    f.clear();
+    f.seekp(static_cast<std::streamoff>(at));
+    const std::string junk(marker.size(), '\x5a');
+    f.write(junk.data(), static_cast<std::streamsize>(junk.size()));
+    ASSERT_TRUE(f.good());
+    ++corrupted;
+  }
+  ASSERT_EQ(corrupted, 1u);
+  EXPECT_EQ(TxnGet(*ledger_, "au/x/recent"), value);
+  EXPECT_EQ(TxnGet(*ledger_, "au/x/other"), "a later group");
+}
+
+// Puts spread over more groups than the sequencer keeps (16) read back
+// with their last value from every group after them, whether the read finds
+// them in the current group, a kept group or the DB; also after a restart.
+TEST_F(LedgerTest, AuxReadsPastTheKeptGroupsSeeTheLastPut) {
+  constexpr int kGroups = 48;
+  constexpr int kShared = 8;  // keys put again and again
+  auto shared = [](int i) { return "au/k/" + std::to_string(i); };
+  auto own = [](int g) { return "au/u/" + std::to_string(g); };
+  std::vector<std::string> last(kShared);
+  for (int g = 0; g < kGroups; ++g) {
+    ASSERT_OK(ledger_->Execute([&](Txn& txn) {
+      for (int i = 0; i < kShared; ++i) {
+        ASSERT_EQ(txn.GetAux(shared(i)), last[i].empty() ? std::optional<std::string>()
+                                                         : std::optional<std::string>(last[i]))
+            << g << " " << i;
+      }
+      for (int back = 1; back <= g; back += 3) {  // kept groups and older ones
+        const std::string expected =
+            (g - back) % 5 == 0 && g - back + 21 < g ? "over" : "v" + std::to_string(g - back);
+        ASSERT_EQ(txn.GetAux(own(g - back)), expected) << g << " " << back;
+      }
+      txn.PutAux(shared(g % kShared), "s" + std::to_string(g));
+      txn.PutAux(own(g), "v" + std::to_string(g));
+      // A key of a group no longer kept, put again: later groups see it.
+      if (g >= 21 && (g - 21) % 5 == 0) txn.PutAux(own(g - 21), "over");
+      EXPECT_EQ(txn.GetAux(own(g)), "v" + std::to_string(g));
+    }));
+    last[g % kShared] = "s" + std::to_string(g);
+  }
+  auto expect_all = [&] {
+    for (int i = 0; i < kShared; ++i) EXPECT_EQ(TxnGet(*ledger_, shared(i)), last[i]) << i;
+    for (int g = 0; g < kGroups; ++g) {
+      const bool over = g % 5 == 0 && g + 21 < kGroups;
+      EXPECT_EQ(TxnGet(*ledger_, own(g)), over ? "over" : "v" + std::to_string(g)) << g;
+      EXPECT_EQ(ledger_->GetAux(own(g)), over ? "over" : "v" + std::to_string(g)) << g;
+    }
+    EXPECT_FALSE(TxnGet(*ledger_, own(kGroups)).has_value());
+  };
+  expect_all();
+  Reopen();
+  expect_all();
 }
 
 // A read that fails (here a corrupt SST block) is never taken for an absent
