@@ -357,5 +357,39 @@ TEST(MerchantSigning, NonceCacheIsBoundedAndExpires) {
   EXPECT_EQ(verifier.nonce_count(), 1u);
 }
 
+// Nonces are evicted by their own expiry (the later of now and their
+// timestamp, plus the skew), not in the order they came: a nonce with a
+// future timestamp stays after one that came later with an older one left.
+TEST(MerchantSigning, NoncesExpireInExpiryOrderNotArrivalOrder) {
+  MerchantRequestVerifier verifier({/*skew_s_max=*/10, /*nonce_cache_max=*/4});
+  auto verify = [&](int64_t ts, const std::string& nonce, int64_t now) {
+    return verifier.Verify(kSecret, "POST", "/v1/payments", ts, nonce, "", Sign(ts, nonce, ""), now)
+        .code();
+  };
+  const int64_t now = 1700000000;
+  ASSERT_EQ(verify(now + 9, "nonce-late", now), StatusCode::kOk);    // until now + 20
+  ASSERT_EQ(verify(now - 9, "nonce-early", now), StatusCode::kOk);   // until now + 11
+  ASSERT_EQ(verify(now, "nonce-middle", now + 5), StatusCode::kOk);  // until now + 16
+  EXPECT_EQ(verifier.nonce_count(), 3u);
+  EXPECT_EQ(verify(now + 10, "nonce-early", now + 10), StatusCode::kAlreadyExists);
+  EXPECT_EQ(verifier.nonce_count(), 3u);
+  // At now + 11 only the early one has gone: it may be used again.
+  EXPECT_EQ(verify(now + 11, "nonce-early", now + 11), StatusCode::kOk);  // until now + 22
+  EXPECT_EQ(verify(now + 11, "nonce-late", now + 11), StatusCode::kAlreadyExists);
+  EXPECT_EQ(verify(now + 11, "nonce-middle", now + 11), StatusCode::kAlreadyExists);
+  EXPECT_EQ(verifier.nonce_count(), 3u);
+  // A full cache (4) refuses a new nonce and keeps it out; expiry makes room.
+  ASSERT_EQ(verify(now + 12, "nonce-fourth", now + 12), StatusCode::kOk);  // until now + 23
+  EXPECT_EQ(verify(now + 12, "nonce-fifth", now + 12), StatusCode::kUnavailable);
+  EXPECT_EQ(verifier.nonce_count(), 4u);
+  EXPECT_EQ(verify(now + 16, "nonce-fifth", now + 16), StatusCode::kOk);  // middle went
+  EXPECT_EQ(verifier.nonce_count(), 4u);  // late, early, fourth, fifth
+  EXPECT_EQ(verify(now + 16, "nonce-middle", now + 16), StatusCode::kUnavailable);
+  EXPECT_EQ(verify(now + 20, "nonce-middle", now + 20), StatusCode::kOk);  // late went
+  // Everything goes once the last expiry has passed.
+  EXPECT_EQ(verify(now + 40, "nonce-last", now + 40), StatusCode::kOk);
+  EXPECT_EQ(verifier.nonce_count(), 1u);
+}
+
 }  // namespace
 }  // namespace narae::crypto
