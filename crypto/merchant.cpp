@@ -16,6 +16,7 @@
 #include <openssl/sha.h>
 
 #include <algorithm>
+#include <array>
 #include <cstring>
 #include <unordered_map>
 #include <vector>
@@ -42,6 +43,15 @@ bool Printable(std::string_view s) {
 
 namespace {
 constexpr char kHexDigits[] = "0123456789abcdef";
+// The two lower-case hex digits of each byte value, side by side.
+constexpr std::array<char, 512> kHexPairs = [] {
+  std::array<char, 512> t{};
+  for (size_t b = 0; b < 256; ++b) {
+    t[2 * b] = kHexDigits[b >> 4];
+    t[2 * b + 1] = kHexDigits[b & 15];
+  }
+  return t;
+}();
 
 // Checks the canonical string's parts (the errors of MerchantCanonicalString).
 Status CheckCanonicalParts(std::string_view method, std::string_view path, int64_t timestamp_s,
@@ -78,8 +88,8 @@ size_t CanonicalTail(int64_t timestamp_s, std::string_view nonce, ByteView body_
   n += nonce.size();
   out[n++] = '\n';
   for (uint8_t b : body_sha256) {
-    out[n++] = kHexDigits[b >> 4];
-    out[n++] = kHexDigits[b & 0x0F];
+    std::memcpy(out + n, &kHexPairs[2 * size_t{b}], 2);
+    n += 2;
   }
   return n;
 }
@@ -167,23 +177,29 @@ std::string LowerHex32(const uint8_t (&mac)[32]) {
   return out;
 }
 
-int HexNibble(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
+// The value of each hex digit (either case), -1 for any other byte.
+constexpr std::array<int8_t, 256> kNibble = [] {
+  std::array<int8_t, 256> t{};
+  for (int c = 0; c < 256; ++c) {
+    t[c] = c >= '0' && c <= '9'   ? static_cast<int8_t>(c - '0')
+           : c >= 'a' && c <= 'f' ? static_cast<int8_t>(c - 'a' + 10)
+           : c >= 'A' && c <= 'F' ? static_cast<int8_t>(c - 'A' + 10)
+                                  : int8_t{-1};
+  }
+  return t;
+}();
 
 // 64 hex digits (either case) into 32 bytes, as FromHex() reads them.
 bool ParseHex32(std::string_view hex, uint8_t (&out)[32]) {
   if (hex.size() != 64) return false;
+  int bad = 0;  // any digit's -1 sets its sign bit
   for (size_t i = 0; i < 32; ++i) {
-    const int hi = HexNibble(hex[2 * i]);
-    const int lo = HexNibble(hex[2 * i + 1]);
-    if (hi < 0 || lo < 0) return false;
+    const int hi = kNibble[static_cast<unsigned char>(hex[2 * i])];
+    const int lo = kNibble[static_cast<unsigned char>(hex[2 * i + 1])];
+    bad |= hi | lo;
     out[i] = static_cast<uint8_t>(hi << 4 | lo);
   }
-  return true;
+  return bad >= 0;
 }
 }  // namespace
 

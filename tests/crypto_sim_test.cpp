@@ -357,6 +357,36 @@ TEST(MerchantSigning, NonceCacheIsBoundedAndExpires) {
   EXPECT_EQ(verifier.nonce_count(), 1u);
 }
 
+// The signature's 64 hex digits are read through a table: any byte that is
+// not a hex digit, at any position, is refused (InvalidArgument, before
+// the MAC), and both cases of each digit are read alike.
+TEST(MerchantSigning, SignatureHexIsReadDigitByDigit) {
+  MerchantRequestVerifier verifier({/*skew_s_max=*/300, /*nonce_cache_max=*/100000});
+  const int64_t ts = 1700000000;
+  const std::string good = Sign(ts, "nonce-hex-0", "");
+  int n = 0;
+  for (size_t at = 0; at < good.size(); ++at) {
+    for (int b : {0x00, int{'/'}, int{':'}, int{'@'}, int{'G'}, int{'`'}, int{'g'}, 0x7f, 0x80,
+                  0xff, int{'0'} + 0x80}) {
+      std::string bad = good;
+      bad[at] = static_cast<char>(b);
+      const std::string nonce = "nonce-hex-" + std::to_string(++n);
+      EXPECT_EQ(verifier.Verify(kSecret, "POST", "/v1/payments", ts, nonce, "", bad, ts).code(),
+                StatusCode::kInvalidArgument)
+          << at << " " << b;
+    }
+  }
+  // An upper-case letter at each position verifies as its lower case.
+  for (size_t at = 0; at < good.size(); ++at) {
+    const std::string nonce = "nonce-hex-" + std::to_string(++n);
+    std::string mixed = Sign(ts, nonce, "");
+    if (mixed[at] < 'a') continue;  // a digit here
+    mixed[at] = static_cast<char>(mixed[at] - 32);
+    EXPECT_TRUE(verifier.Verify(kSecret, "POST", "/v1/payments", ts, nonce, "", mixed, ts).ok())
+        << at;
+  }
+}
+
 // Nonces are evicted by their own expiry (the later of now and their
 // timestamp, plus the skew), not in the order they came: a nonce with a
 // future timestamp stays after one that came later with an older one left.
