@@ -17,6 +17,7 @@
 #include "switch/webhook.hpp"
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cctype>
 #include <charconv>
@@ -170,14 +171,24 @@ crypto::ByteView Bytes(std::string_view s) {
   return crypto::ByteView(reinterpret_cast<const uint8_t*>(s.data()), s.size());
 }
 
+// The two lower-case hex digits of each byte value, side by side.
+constexpr std::array<char, 512> kHexPairs = [] {
+  constexpr char kHex[] = "0123456789abcdef";
+  std::array<char, 512> t{};
+  for (size_t b = 0; b < 256; ++b) {
+    t[2 * b] = kHex[b >> 4];
+    t[2 * b + 1] = kHex[b & 15];
+  }
+  return t;
+}();
+
 void AppendLowerHex(crypto::ByteView b, std::string* out) {
-  static constexpr char kHex[] = "0123456789abcdef";
   const size_t at = out->size();
   out->resize(at + 2 * b.size());
   char* p = out->data() + at;
   for (uint8_t x : b) {
-    *p++ = kHex[x >> 4];
-    *p++ = kHex[x & 15];
+    std::memcpy(p, &kHexPairs[2 * size_t{x}], 2);
+    p += 2;
   }
 }
 
@@ -1160,8 +1171,8 @@ Message ApiImpl::PaymentMessage(bool automatic, uint64_t amount_minor, uint16_t 
 void ApiImpl::SetCard(std::string_view pan, std::string_view expiry, std::string_view cvv2,
                       std::string_view order_ref, Message& msg, PostCtx& ctx) {
   NARAE_CHECK(pan.size() >= 13);
-  msg.Set(2, std::string(pan));
-  msg.Set(14, std::string(expiry));
+  msg.Set(2, pan);  // Set copies the bytes
+  msg.Set(14, expiry);
   msg.Set(48, BuildField48(cvv2, order_ref));
   ctx.meta.method = "card";
   ctx.meta.masked.reserve(pan.size());
