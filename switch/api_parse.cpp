@@ -2,7 +2,6 @@
 #include "switch/api_parse.hpp"
 
 #include <algorithm>
-#include <cstring>
 
 #include "switch/api.hpp"
 
@@ -74,32 +73,6 @@ std::optional<std::string> ParseApiSplit(const nlohmann::json& s, uint64_t amoun
 
 namespace {
 
-// Every byte of `s` is printable ASCII (0x20..0x7e) other than '\\', eight
-// at a time: a byte below 0x20, equal to 0x7f or to '\\' sets its top bit
-// in the tests below, one of 0x80 or more has it set already (Bit Twiddling
-// Hacks, "hasless", "haszero"). The last bytes are one more word,
-// overlapping the one before (or, under eight bytes, padded with spaces).
-bool PlainText(std::string_view s) {
-  constexpr uint64_t kOnes = 0x0101010101010101ULL;
-  constexpr uint64_t kHigh = 0x8080808080808080ULL;
-  auto bad = [](uint64_t x) {
-    const uint64_t del = x ^ (kOnes * 0x7f);
-    const uint64_t backslash = x ^ (kOnes * '\\');
-    return ((x | (x - kOnes * 0x20) | (del - kOnes) | (backslash - kOnes)) & kHigh) != 0;
-  };
-  uint64_t x = kOnes * ' ';
-  if (s.size() < sizeof x) {
-    if (!s.empty()) std::memcpy(&x, s.data(), s.size());
-    return !bad(x);
-  }
-  for (size_t i = 0; i + sizeof x <= s.size(); i += sizeof x) {
-    std::memcpy(&x, s.data() + i, sizeof x);
-    if (bad(x)) return false;
-  }
-  std::memcpy(&x, s.data() + s.size() - sizeof x, sizeof x);
-  return !bad(x);
-}
-
 // A cursor over a body for ParseCardPaymentBody: every step is checked and
 // fails (false) on anything outside the plain shape.
 class PlainJson {
@@ -122,18 +95,18 @@ class PlainJson {
     Space();
     return i_ < s_.size() && s_[i_] == c;
   }
-  // A string of printable ASCII without escapes: up to the next '"', every
-  // byte 0x20..0x7e but '\\'.
+  // A string of printable ASCII without escapes.
   bool String(std::string_view* out) {
     if (!Take('"')) return false;
     const size_t start = i_;
-    const void* quote = std::memchr(s_.data() + start, '"', s_.size() - start);
-    if (quote == nullptr) return false;
-    const std::string_view v =
-        s_.substr(start, static_cast<size_t>(static_cast<const char*>(quote) - s_.data()) - start);
-    if (!PlainText(v)) return false;
-    *out = v;
-    i_ = start + v.size() + 1;
+    while (i_ < s_.size() && s_[i_] != '"') {
+      const char c = s_[i_];
+      if (c < 0x20 || c > 0x7e || c == '\\') return false;
+      ++i_;
+    }
+    if (i_ >= s_.size()) return false;
+    *out = s_.substr(start, i_ - start);
+    ++i_;
     return true;
   }
   // 1..kDigitsMax digits, no leading zero but "0", not followed by a
