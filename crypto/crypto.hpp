@@ -315,14 +315,13 @@ class MerchantRequestVerifier {
   size_t nonce_count() const;
 
  private:
-  void EvictExpired(int64_t now_s);
-  struct KeyedMac;  // the HMAC keyed with the last secret seen (merchant.cpp)
-  Result<Bytes> KeyedHmac(ByteView secret, std::string_view data);
+  struct KeyedMac;    // the HMAC keyed with the last secret seen (merchant.cpp)
+  struct NonceCache;  // the nonces seen, by value and by expiry (merchant.cpp)
+  Status KeyedHmac(ByteView secret, std::string_view data, uint8_t (&mac)[32]);
   Options options_;
   mutable std::mutex mu_;
-  std::unique_ptr<KeyedMac> mac_;                     // GUARDED_BY(mu_)
-  std::map<std::string, int64_t> nonce_expiry_;       // GUARDED_BY(mu_)
-  std::multimap<int64_t, std::string> expiry_order_;  // GUARDED_BY(mu_)
+  std::unique_ptr<KeyedMac> mac_;       // GUARDED_BY(mu_)
+  std::unique_ptr<NonceCache> nonces_;  // GUARDED_BY(mu_)
 };
 
 // ---- Key hierarchy ---------------------------------------------------------

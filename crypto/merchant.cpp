@@ -16,7 +16,10 @@
 #include <openssl/sha.h>
 
 #include <algorithm>
+#include <array>
 #include <cstring>
+#include <unordered_map>
+#include <vector>
 
 #include "crypto/crypto.hpp"
 #include "crypto/internal.hpp"
@@ -40,6 +43,15 @@ bool Printable(std::string_view s) {
 
 namespace {
 constexpr char kHexDigits[] = "0123456789abcdef";
+// The two lower-case hex digits of each byte value, side by side.
+constexpr std::array<char, 512> kHexPairs = [] {
+  std::array<char, 512> t{};
+  for (size_t b = 0; b < 256; ++b) {
+    t[2 * b] = kHexDigits[b >> 4];
+    t[2 * b + 1] = kHexDigits[b & 15];
+  }
+  return t;
+}();
 
 // Checks the canonical string's parts (the errors of MerchantCanonicalString).
 Status CheckCanonicalParts(std::string_view method, std::string_view path, int64_t timestamp_s,
@@ -76,8 +88,8 @@ size_t CanonicalTail(int64_t timestamp_s, std::string_view nonce, ByteView body_
   n += nonce.size();
   out[n++] = '\n';
   for (uint8_t b : body_sha256) {
-    out[n++] = kHexDigits[b >> 4];
-    out[n++] = kHexDigits[b & 0x0F];
+    std::memcpy(out + n, &kHexPairs[2 * size_t{b}], 2);
+    n += 2;
   }
   return n;
 }
@@ -165,23 +177,29 @@ std::string LowerHex32(const uint8_t (&mac)[32]) {
   return out;
 }
 
-int HexNibble(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
+// The value of each hex digit (either case), -1 for any other byte.
+constexpr std::array<int8_t, 256> kNibble = [] {
+  std::array<int8_t, 256> t{};
+  for (int c = 0; c < 256; ++c) {
+    t[c] = c >= '0' && c <= '9'   ? static_cast<int8_t>(c - '0')
+           : c >= 'a' && c <= 'f' ? static_cast<int8_t>(c - 'a' + 10)
+           : c >= 'A' && c <= 'F' ? static_cast<int8_t>(c - 'A' + 10)
+                                  : int8_t{-1};
+  }
+  return t;
+}();
 
 // 64 hex digits (either case) into 32 bytes, as FromHex() reads them.
 bool ParseHex32(std::string_view hex, uint8_t (&out)[32]) {
   if (hex.size() != 64) return false;
+  int bad = 0;  // any digit's -1 sets its sign bit
   for (size_t i = 0; i < 32; ++i) {
-    const int hi = HexNibble(hex[2 * i]);
-    const int lo = HexNibble(hex[2 * i + 1]);
-    if (hi < 0 || lo < 0) return false;
+    const int hi = kNibble[static_cast<unsigned char>(hex[2 * i])];
+    const int lo = kNibble[static_cast<unsigned char>(hex[2 * i + 1])];
+    bad |= hi | lo;
     out[i] = static_cast<uint8_t>(hi << 4 | lo);
   }
-  return true;
+  return bad >= 0;
 }
 }  // namespace
 
@@ -245,15 +263,47 @@ struct MerchantRequestVerifier::KeyedMac {
   HmacSha256Key key;
 };
 
-MerchantRequestVerifier::MerchantRequestVerifier(Options options) : options_(options) {
+// The nonces accepted and not yet expired: a hash table by nonce (one node
+// per nonce) and a binary min-heap of (expiry, the node's key) to evict them
+// in expiry order. A nonce is in the heap exactly while it is in the table
+// (it is removed only by eviction, or right after its insertion when the
+// cache is full, before it enters the heap). Nodes of an unordered_map keep
+// their address across rehashes, so the heap may point at their keys.
+struct MerchantRequestVerifier::NonceCache {
+  struct Due {
+    int64_t expiry_s;
+    const std::string* nonce;  // the key of its node in `expiry_s_by_nonce`
+  };
+  // std::push_heap builds a max-heap: the earliest expiry compares greatest.
+  static bool Later(const Due& a, const Due& b) { return a.expiry_s > b.expiry_s; }
+
+  // Removes every nonce whose expiry is at or before `now_s`.
+  void EvictExpired(int64_t now_s) {
+    NARAE_CHECK(due.size() == expiry_s_by_nonce.size());
+    while (!due.empty() && due.front().expiry_s <= now_s) {
+      std::pop_heap(due.begin(), due.end(), Later);
+      const size_t erased = expiry_s_by_nonce.erase(*due.back().nonce);
+      NARAE_CHECK(erased == 1);
+      due.pop_back();
+    }
+  }
+
+  std::unordered_map<std::string, int64_t> expiry_s_by_nonce;
+  std::vector<Due> due;  // a heap by expiry (Later), one entry per nonce
+};
+
+MerchantRequestVerifier::MerchantRequestVerifier(Options options)
+    : options_(options), nonces_(std::make_unique<NonceCache>()) {
   NARAE_CHECK(options_.skew_s_max >= 0);
   NARAE_CHECK(options_.nonce_cache_max > 0);
 }
 
 MerchantRequestVerifier::~MerchantRequestVerifier() = default;
 
-Result<Bytes> MerchantRequestVerifier::KeyedHmac(ByteView secret, std::string_view data) {
-  HmacSha256Key key;
+Status MerchantRequestVerifier::KeyedHmac(ByteView secret, std::string_view data,
+                                          uint8_t (&mac)[32]) {
+  SHA256_CTX inner;
+  SHA256_CTX outer;
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (!mac_ || !ConstantTimeEqual(mac_->secret.view(), secret)) {
@@ -262,21 +312,21 @@ Result<Bytes> MerchantRequestVerifier::KeyedHmac(ByteView secret, std::string_vi
       NARAE_RETURN_IF_ERROR(KeyHmacSha256(secret, &m->key));
       mac_ = std::move(m);
     }
-    key = mac_->key;
+    inner = mac_->key.inner;
+    outer = mac_->key.outer;
   }
-  uint8_t mac[32];
-  const std::string_view parts[] = {data};
-  NARAE_RETURN_IF_ERROR(HmacSha256Parts(key, parts, mac));
-  return Bytes(mac, mac + sizeof mac);
-}
-
-void MerchantRequestVerifier::EvictExpired(int64_t now_s) {
-  while (!expiry_order_.empty() && expiry_order_.begin()->first <= now_s) {
-    auto it = expiry_order_.begin();
-    auto found = nonce_expiry_.find(it->second);
-    if (found != nonce_expiry_.end() && found->second == it->first) nonce_expiry_.erase(found);
-    expiry_order_.erase(it);
-  }
+  uint8_t inner_digest[32];
+  const bool ok = SHA256_Update(&inner, data.data(), data.size()) == 1 &&
+                  SHA256_Final(inner_digest, &inner) == 1 &&
+                  SHA256_Update(&outer, inner_digest, sizeof inner_digest) == 1 &&
+                  SHA256_Final(mac, &outer) == 1;
+  // Wiped (they stand for the key) with glibc's explicit_bzero, a memset the
+  // compiler keeps: OPENSSL_cleanse stores a byte or a word at a time.
+  explicit_bzero(&inner, sizeof inner);
+  explicit_bzero(&outer, sizeof outer);
+  explicit_bzero(inner_digest, sizeof inner_digest);
+  if (!ok) return Status::Crypto("HMAC-SHA256 failed");
+  return Status::Ok();
 }
 
 Status MerchantRequestVerifier::Verify(ByteView secret, std::string_view method,
@@ -311,9 +361,9 @@ Status MerchantRequestVerifier::VerifyBodyDigest(ByteView secret, std::string_vi
   n += path.size();
   std::memcpy(canonical + n, tail, tail_bytes);
   n += tail_bytes;
-  Result<Bytes> expected = KeyedHmac(secret, std::string_view(canonical, n));
-  if (!expected.ok()) return expected.status();
-  if (!ConstantTimeEqual(*expected, ByteView(given, sizeof given))) {
+  uint8_t expected[32];
+  NARAE_RETURN_IF_ERROR(KeyedHmac(secret, std::string_view(canonical, n), expected));
+  if (!ConstantTimeEqual(ByteView(expected, sizeof expected), ByteView(given, sizeof given))) {
     return Status::PermissionDenied("request signature does not verify");
   }
   int64_t skew = timestamp_s - now_s;
@@ -322,25 +372,27 @@ Status MerchantRequestVerifier::VerifyBodyDigest(ByteView secret, std::string_vi
   }
   // Only authenticated requests reach the cache, so strangers cannot fill it.
   std::lock_guard<std::mutex> lock(mu_);
-  EvictExpired(now_s);
+  NonceCache& cache = *nonces_;
+  cache.EvictExpired(now_s);
   // A timestamp accepted now stays acceptable until timestamp + skew, so the
   // nonce is remembered at least that long.
   const int64_t expiry = std::max(now_s, timestamp_s) + options_.skew_s_max + 1;
-  // One search of the tree: inserted, or found (reused); a full cache takes
+  // One search of the table: inserted, or found (reused); a full cache takes
   // the new nonce back out (rare).
-  auto [it, inserted] = nonce_expiry_.try_emplace(std::string(nonce), expiry);
+  auto [it, inserted] = cache.expiry_s_by_nonce.try_emplace(std::string(nonce), expiry);
   if (!inserted) return Status::AlreadyExists("nonce already used");
-  if (nonce_expiry_.size() > options_.nonce_cache_max) {
-    nonce_expiry_.erase(it);
+  if (cache.expiry_s_by_nonce.size() > options_.nonce_cache_max) {
+    cache.expiry_s_by_nonce.erase(it);
     return Status::Unavailable("nonce cache full; retry later");
   }
-  expiry_order_.emplace_hint(expiry_order_.end(), expiry, it->first);
+  cache.due.push_back({expiry, &it->first});
+  std::push_heap(cache.due.begin(), cache.due.end(), NonceCache::Later);
   return Status::Ok();
 }
 
 size_t MerchantRequestVerifier::nonce_count() const {
   std::lock_guard<std::mutex> lock(mu_);
-  return nonce_expiry_.size();
+  return nonces_->expiry_s_by_nonce.size();
 }
 
 }  // namespace narae::crypto

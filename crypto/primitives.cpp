@@ -1,8 +1,11 @@
-// Hashes, MACs, KDFs, key wrap, Ed25519 and KCVs on OpenSSL 3 EVP.
+// Hashes, MACs, KDFs, key wrap, Ed25519 and KCVs on OpenSSL 3 EVP (SHA-256
+// of one buffer: the low-level interface, see Sha256Into).
+#define OPENSSL_SUPPRESS_DEPRECATED
 #include <openssl/core_names.h>
 #include <openssl/crypto.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
+#include <openssl/sha.h>
 
 #include <cstring>
 
@@ -69,19 +72,18 @@ Result<Bytes> MacOneShot(const char* mac_name, const char* param_name, const cha
 
 }  // namespace
 
-// One EVP_MD_CTX per thread, re-initialised per call (EVP_DigestInit_ex2
-// resets it): a context allocated and freed per call cost about half of a
-// short message's hash (docs/crypto.md).
+// SHA-256 through the low-level interface: a state on the stack, no
+// provider look-up or EVP context (EVP_DigestInit_ex2 and EVP_DigestFinal_ex
+// cost about a quarter of a short message's hash, 0.5-0.8k instructions a
+// call under callgrind; docs/api.md). OpenSSL 3 marks SHA256_* deprecated:
+// they remain and run the same CPU-specific code as EVP's SHA-256
+// (crypto/merchant.cpp's HMAC uses them likewise).
 Status Sha256Into(ByteView data, uint8_t (&out)[32]) {
-  thread_local internal::MdCtxPtr ctx(EVP_MD_CTX_new());
-  const EVP_MD* md = internal::FetchMd("SHA256");
-  unsigned int len = 0;
-  if (!ctx || !md || EVP_DigestInit_ex2(ctx.get(), md, nullptr) != 1 ||
-      EVP_DigestUpdate(ctx.get(), data.data(), data.size()) != 1 ||
-      EVP_DigestFinal_ex(ctx.get(), out, &len) != 1) {
-    return OpenSslError("SHA-256");
-  }
-  NARAE_CHECK(len == 32);
+  SHA256_CTX c;
+  const bool ok = SHA256_Init(&c) == 1 && SHA256_Update(&c, data.data(), data.size()) == 1 &&
+                  SHA256_Final(out, &c) == 1;
+  explicit_bzero(&c, sizeof c);  // it may hold a PAN's bytes (a memset the compiler keeps)
+  if (!ok) return OpenSslError("SHA-256");
   return Status::Ok();
 }
 

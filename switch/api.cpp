@@ -17,6 +17,7 @@
 #include "switch/webhook.hpp"
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cctype>
 #include <charconv>
@@ -170,14 +171,24 @@ crypto::ByteView Bytes(std::string_view s) {
   return crypto::ByteView(reinterpret_cast<const uint8_t*>(s.data()), s.size());
 }
 
+// The two lower-case hex digits of each byte value, side by side.
+constexpr std::array<char, 512> kHexPairs = [] {
+  constexpr char kHex[] = "0123456789abcdef";
+  std::array<char, 512> t{};
+  for (size_t b = 0; b < 256; ++b) {
+    t[2 * b] = kHex[b >> 4];
+    t[2 * b + 1] = kHex[b & 15];
+  }
+  return t;
+}();
+
 void AppendLowerHex(crypto::ByteView b, std::string* out) {
-  static constexpr char kHex[] = "0123456789abcdef";
   const size_t at = out->size();
   out->resize(at + 2 * b.size());
   char* p = out->data() + at;
   for (uint8_t x : b) {
-    *p++ = kHex[x >> 4];
-    *p++ = kHex[x & 15];
+    std::memcpy(p, &kHexPairs[2 * size_t{x}], 2);
+    p += 2;
   }
 }
 
@@ -260,16 +271,21 @@ struct ApiError {
 // tree of maps cost more there than the rest of the API's work). Members
 // must be added in key order: nlohmann::json sorts keys, and the bytes must
 // be the ones json::dump() gives (HttpTest.StoredAnswerReadsLikeTheGetOfThePayment).
+// The bytes go straight into the string's storage, which is kept larger
+// than what is written (`n_` bytes are the object) and cut at Take(): a
+// member is one bounds check and a copy or two, no call into std::string.
 class JsonOut {
  public:
-  explicit JsonOut(size_t reserve_bytes) { s_.reserve(reserve_bytes); }
+  explicit JsonOut(size_t reserve_bytes) { s_.resize(std::max<size_t>(reserve_bytes, 16)); }
   JsonOut& Begin() {
-    s_.push_back('{');
+    *Room(1) = '{';
+    ++n_;
     first_ = true;
     return *this;
   }
   JsonOut& End() {
-    s_.push_back('}');
+    *Room(1) = '}';
+    ++n_;
     first_ = false;
     return *this;
   }
@@ -277,12 +293,23 @@ class JsonOut {
     Key(k);
     return Begin();
   }
-  JsonOut& Str(std::string_view k, std::string_view v) {
-    Key(k);
-    AppendJsonString(&s_, v);
+  // Inlined, so that a key's length is a constant where it is written.
+  [[gnu::always_inline]] JsonOut& Str(std::string_view k, std::string_view v) {
+    NARAE_CHECK(!Inside(v));  // Room() may move the bytes a view of them points at
+    if (JsonNeedsEscape(v)) [[unlikely]] {
+      return StrEscaped(k, v);
+    }
+    // The key and the value in one go: [,]"k":"v"
+    char* p = Room(k.size() + v.size() + 6);
+    p = WriteKey(p, k);
+    *p++ = '"';
+    if (!v.empty()) std::memcpy(p, v.data(), v.size());
+    p += v.size();
+    *p++ = '"';
+    n_ = static_cast<size_t>(p - s_.data());
     return *this;
   }
-  JsonOut& Num(std::string_view k, uint64_t v) {
+  [[gnu::always_inline]] JsonOut& Num(std::string_view k, uint64_t v) {
     Key(k);
     AppendDecimal(v);
     return *this;
@@ -294,40 +321,69 @@ class JsonOut {
   }
   JsonOut& Bool(std::string_view k, bool v) {
     Key(k);
-    s_ += v ? "true" : "false";
+    const std::string_view text = v ? "true" : "false";
+    std::memcpy(Room(text.size()), text.data(), text.size());
+    n_ += text.size();
     return *this;
   }
-  std::string Take() { return std::move(s_); }
+  std::string Take() {
+    s_.resize(n_);
+    n_ = 0;
+    return std::move(s_);
+  }
 
  private:
   // Keys are the API's own names (letters, digits, '_'): nothing to escape.
-  // Keys are short (the longest is 21 bytes): written through a stack buffer.
-  static constexpr size_t kKeyBytesMax = 48;
-  void Key(std::string_view k) {
+  static constexpr size_t kKeyBytesMax = 48;  // the longest is 21 bytes
+  JsonOut& StrEscaped(std::string_view k, std::string_view v) {
+    Key(k);
+    s_.resize(n_);
+    AppendJsonString(&s_, v);
+    n_ = s_.size();
+    s_.resize(s_.capacity());
+    return *this;
+  }
+  // Room for `bytes` more after the first n_; the pointer to the first.
+  char* Room(size_t bytes) {
+    if (s_.size() - n_ < bytes) [[unlikely]]
+      Grow(bytes);
+    return s_.data() + n_;
+  }
+  void Grow(size_t bytes) { s_.resize(std::max(2 * s_.size(), n_ + bytes)); }
+  bool Inside(std::string_view v) const {
+    const std::less<const char*> before;
+    return !v.empty() && !before(v.data(), s_.data()) && before(v.data(), s_.data() + s_.size());
+  }
+  // [,]"k": at p. REQUIRES: room for k.size() + 4 bytes.
+  [[gnu::always_inline]] char* WriteKey(char* p, std::string_view k) {
 #ifndef NDEBUG
     for (char c : k) NARAE_CHECK(c == '_' || std::isalnum(static_cast<unsigned char>(c)));
 #endif
     NARAE_CHECK(k.size() <= kKeyBytesMax);
-    char b[kKeyBytesMax + 4];  // [,]"k":
-    size_t n = 0;
-    if (!first_) b[n++] = ',';
-    b[n++] = '"';
-    std::memcpy(b + n, k.data(), k.size());
-    n += k.size();
-    b[n++] = '"';
-    b[n++] = ':';
-    s_.append(b, n);
+    if (!first_) *p++ = ',';
     first_ = false;
+    *p++ = '"';
+    std::memcpy(p, k.data(), k.size());
+    p += k.size();
+    *p++ = '"';
+    *p++ = ':';
+    return p;
+  }
+  [[gnu::always_inline]] void Key(std::string_view k) {
+    char* p = WriteKey(Room(k.size() + 4), k);
+    n_ = static_cast<size_t>(p - s_.data());
   }
   // As std::to_string writes it, without the temporary string.
   template <typename T>
   void AppendDecimal(T v) {
-    char b[24];
-    auto [end, ec] = std::to_chars(b, b + sizeof b, v);
+    constexpr size_t kDigitsMax = 24;
+    char* p = Room(kDigitsMax);
+    auto [end, ec] = std::to_chars(p, p + kDigitsMax, v);
     NARAE_CHECK(ec == std::errc());
-    s_.append(b, end);
+    n_ = static_cast<size_t>(end - s_.data());
   }
-  std::string s_;
+  std::string s_;  // the object is its first n_ bytes
+  size_t n_ = 0;
   bool first_ = true;
 };
 
@@ -1115,8 +1171,8 @@ Message ApiImpl::PaymentMessage(bool automatic, uint64_t amount_minor, uint16_t 
 void ApiImpl::SetCard(std::string_view pan, std::string_view expiry, std::string_view cvv2,
                       std::string_view order_ref, Message& msg, PostCtx& ctx) {
   NARAE_CHECK(pan.size() >= 13);
-  msg.Set(2, std::string(pan));
-  msg.Set(14, std::string(expiry));
+  msg.Set(2, pan);  // Set copies the bytes
+  msg.Set(14, expiry);
   msg.Set(48, BuildField48(cvv2, order_ref));
   ctx.meta.method = "card";
   ctx.meta.masked.reserve(pan.size());

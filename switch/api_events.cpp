@@ -82,33 +82,33 @@ void AppendHex16(std::string* out, uint64_t v) {
   out->append(s, sizeof s);
 }
 
-namespace {
-
-// True when some byte of `s` must be escaped (below 0x20, '"' or '\\'),
-// looked at eight bytes at a time: a byte below n (n <= 128) or equal to 0
+// Looked at eight bytes at a time: a byte below n (n <= 128) or equal to 0
 // sets its top bit in (x - n * kOnes) & ~x, and none other does in a word
-// without one (Bit Twiddling Hacks, "hasless", "haszero").
-bool NeedsEscape(std::string_view s) {
+// without one (Bit Twiddling Hacks, "hasless", "haszero"). The last bytes
+// are one more word, overlapping the one before (or, for a string shorter
+// than a word, padded with spaces): no loop a byte at a time.
+bool JsonNeedsEscape(std::string_view s) {
   constexpr uint64_t kOnes = 0x0101010101010101ULL;
   constexpr uint64_t kHigh = 0x8080808080808080ULL;
-  size_t i = 0;
-  for (; i + 8 <= s.size(); i += 8) {
-    uint64_t x = 0;
-    std::memcpy(&x, s.data() + i, sizeof x);
+  auto hit = [](uint64_t x) {
     const uint64_t quote = x ^ (kOnes * '"');
     const uint64_t backslash = x ^ (kOnes * '\\');
-    const uint64_t hit =
-        ((x - kOnes * 0x20) & ~x) | ((quote - kOnes) & ~quote) | ((backslash - kOnes) & ~backslash);
-    if ((hit & kHigh) != 0) return true;
+    return (((x - kOnes * 0x20) & ~x) | ((quote - kOnes) & ~quote) |
+            ((backslash - kOnes) & ~backslash)) &
+           kHigh;
+  };
+  uint64_t x = kOnes * ' ';
+  if (s.size() < sizeof x) {
+    if (!s.empty()) std::memcpy(&x, s.data(), s.size());
+    return hit(x) != 0;
   }
-  for (; i < s.size(); ++i) {
-    const auto c = static_cast<unsigned char>(s[i]);
-    if (c < 0x20 || c == '"' || c == '\\') return true;
+  for (size_t i = 0; i + sizeof x <= s.size(); i += sizeof x) {
+    std::memcpy(&x, s.data() + i, sizeof x);
+    if (hit(x) != 0) return true;
   }
-  return false;
+  std::memcpy(&x, s.data() + s.size() - sizeof x, sizeof x);
+  return hit(x) != 0;
 }
-
-}  // namespace
 
 void AppendJsonString(std::string* out, std::string_view s) {
   static constexpr char kHex[] = "0123456789abcdef";
@@ -120,7 +120,7 @@ void AppendJsonString(std::string* out, std::string_view s) {
     return;
   }
   // The common case (ids, codes, names: nothing to escape) in one copy.
-  if (!NeedsEscape(s)) {
+  if (!JsonNeedsEscape(s)) {
     const size_t at = out->size();
     out->append(s.size() + 2, '"');  // one call into the string, not three
     if (!s.empty()) std::memcpy(out->data() + at + 1, s.data(), s.size());
@@ -179,22 +179,23 @@ void PutEvent(ledger::Txn& txn, std::string_view merchant, std::string_view type
   thread_local std::string key;
   ev.clear();
   ev.reserve(data_json.size() + 128);
-  ev += "{\"id\":\"evt_";
+  using namespace std::string_view_literals;  // the literals' lengths, without strlen
+  ev += "{\"id\":\"evt_"sv;
   AppendHex16(&ev, id);
-  ev += "\",\"type\":";
+  ev += "\",\"type\":"sv;
   AppendJsonString(&ev, type);
-  ev += ",\"created_at_ms\":";
+  ev += ",\"created_at_ms\":"sv;
   char ms[24];
   auto [end, ec] = std::to_chars(ms, ms + sizeof ms, txn.now_ns() / 1'000'000);
   NARAE_CHECK(ec == std::errc());
   ev.append(ms, end);
-  ev += ",\"data\":";
+  ev += ",\"data\":"sv;
   ev += data_json;
-  ev += "}";
+  ev += '}';
   std::string* k = event_key ? event_key : &key;
   k->clear();
   k->reserve(kAuxEventPrefix.size() + merchant.size() + 1 + 16);
-  k->append(kAuxEventPrefix).append(merchant).append("/");
+  k->append(kAuxEventPrefix).append(merchant).append(1, '/');
   AppendHex16(k, id);
   txn.PutAux(*k, ev);
   if (ev.capacity() > kEventScratchBytesMax) std::string().swap(ev);  // a rare large event

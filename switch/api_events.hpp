@@ -61,6 +61,8 @@ void AppendHex16(std::string* out, uint64_t v);
 // written by hand on the sequencer reads the same as the json-built
 // answers of the GET endpoints.
 void AppendJsonString(std::string* out, std::string_view s);
+// Whether AppendJsonString escapes some byte of `s` (below 0x20, '"', '\\').
+bool JsonNeedsEscape(std::string_view s);
 
 // Appends an event for `merchant` to the feed, inside `txn`. `data_json` is
 // a JSON value (an object). The record's key (EventKey()) in `*event_key`

@@ -30,9 +30,11 @@
 
 #include <pthread.h>
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <cstring>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <thread>
@@ -112,28 +114,53 @@ struct RequestData {
     version = 11;
   }
 
+  static char Lower(char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c + 32) : c; }
   static bool EqualNoCase(std::string_view a, std::string_view b) {
     if (a.size() != b.size()) return false;
+    // The last byte first: names of one length (x-narae-timestamp and
+    // x-narae-signature) often share their first bytes.
+    if (!a.empty() && Lower(a.back()) != Lower(b.back())) return false;
     for (size_t i = 0; i < a.size(); ++i) {
-      char x = a[i];
-      char y = b[i];
-      if (x >= 'A' && x <= 'Z') x = static_cast<char>(x + 32);
-      if (y >= 'A' && y <= 'Z') y = static_cast<char>(y + 32);
-      if (x != y) return false;
+      if (Lower(a[i]) != Lower(b[i])) return false;
     }
     return true;
   }
 
   // The value of the first field named `name` (any case); empty if none.
-  // The spans lie inside `fields` (on_field_impl), so they are used unchecked.
+  // REQUIRES: `name` is lower case: letters, digits and '-' (the Api's
+  // names). The spans lie inside `fields`, so they are used unchecked.
   std::string_view Find(std::string_view name) const {
+#ifndef NDEBUG
+    for (char c : name) NARAE_CHECK((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-');
+#endif
     for (const Span& s : spans) {
       if (s.name_bytes != name.size()) continue;  // most fields, without a look at the bytes
-      if (EqualNoCase(std::string_view(fields.data() + s.name_at, s.name_bytes), name)) {
+      if (EqualsLowerName(fields.data() + s.name_at, name)) {
         return std::string_view(fields.data() + s.value_at, s.value_bytes);
       }
     }
     return {};
+  }
+
+  // Whether the field name at `stored` (name.size() token characters, as
+  // both readers accept them) is `name` in any case, eight bytes at a time.
+  // Setting bit 0x20 of a stored byte lowers a letter and leaves '-' and the
+  // digits alone; the token characters it changes otherwise ('^', '_') and
+  // the bytes it could turn into one of `name`'s (controls) never match.
+  static bool EqualsLowerName(const char* stored, std::string_view name) {
+    constexpr uint64_t kLower = 0x2020202020202020ULL;
+    size_t i = 0;
+    for (; i + 8 <= name.size(); i += 8) {
+      uint64_t a = 0;
+      uint64_t b = 0;
+      std::memcpy(&a, stored + i, sizeof a);
+      std::memcpy(&b, name.data() + i, sizeof b);
+      if ((a | kLower) != b) return false;
+    }
+    for (; i < name.size(); ++i) {
+      if ((stored[i] | 0x20) != name[i]) return false;
+    }
+    return true;
   }
 };
 
@@ -183,6 +210,162 @@ class RequestReader final : public http::basic_parser<true> {
   void on_finish_impl(error_code&) override {}
 
   RequestData* data_;
+};
+
+// The common request read without Beast's parser: a request line of an
+// upper-case method, a target of printable ASCII and HTTP/1.1; fields whose
+// names are letters, digits, '-' or '_' and whose values are printable ASCII
+// or tabs, each on one line; at most one Content-Length (1..9 digits, within
+// the body limit) and none of the fields that change how a message is framed
+// or kept (Connection, Proxy-Connection, Transfer-Encoding, Upgrade); the
+// whole header within the header limit and the whole body already read.
+// Such a request is one Beast reads the same way, to the same method,
+// target, fields (names as sent, values without the white space around
+// them), body and keep-alive (true: HTTP/1.1 without Connection), which
+// HttpParse.FastPathReadsAsBeastDoes checks on mutated requests. Anything
+// else returns 0 and goes to Beast's parser, which also gives every error.
+// Returns the request's bytes (header and body), or 0.
+class SimpleRequestParser {
+ public:
+  static size_t Parse(std::string_view in, size_t header_bytes_max, size_t body_bytes_max,
+                      RequestData* out) {
+    const char* const first = in.data();
+    // Every header byte lies before `limit` (Beast counts the start line and
+    // the fields against header_limit, so a header that fits here fits there).
+    const char* const limit = first + std::min(in.size(), header_bytes_max);
+    // The request line: METHOD SP TARGET SP HTTP/1.1 CRLF.
+    const char* p = first;
+    while (p < limit && *p >= 'A' && *p <= 'Z') ++p;
+    if (p == first || p - first > kMethodBytesMax || p == limit || *p != ' ') return 0;
+    const std::string_view method(first, static_cast<size_t>(p - first));
+    const char* const target_at = ++p;
+    p = static_cast<const char*>(std::memchr(p, ' ', static_cast<size_t>(limit - p)));
+    if (p == nullptr || p == target_at) return 0;
+    const std::string_view target(target_at, static_cast<size_t>(p - target_at));
+    if (!AllPrintable(target)) return 0;  // no space in it, by the search
+    ++p;
+    constexpr std::string_view kVersion = "HTTP/1.1\r\n";
+    if (static_cast<size_t>(limit - p) < kVersion.size() ||
+        std::string_view(p, kVersion.size()) != kVersion) {
+      return 0;
+    }
+    p += kVersion.size();
+    // The fields, one line each, their spans relative to `fields_at` (the
+    // block is copied at the end in one go).
+    const char* const fields_at = p;
+    out->Clear();
+    bool has_length = false;
+    uint64_t length = 0;
+    // Each turn takes one line of the header: bounded by `limit`.
+    for (;;) {
+      if (limit - p < 2) return 0;
+      if (p[0] == '\r') {
+        if (p[1] != '\n') return 0;
+        p += 2;
+        break;
+      }
+      // A name of the simple form stops at ':' (the table refuses CR and the
+      // rest), within the line.
+      const char* const name_at = p;
+      while (kNameChar[static_cast<unsigned char>(*p)]) {
+        if (++p == limit) return 0;
+      }
+      if (p == name_at || *p != ':') return 0;
+      const std::string_view name(name_at, static_cast<size_t>(p - name_at));
+      ++p;
+      const char* const cr =
+          static_cast<const char*>(std::memchr(p, '\r', static_cast<size_t>(limit - p)));
+      // The line's LF and the byte after it (a space or tab there would
+      // continue the value: obs-fold, left to Beast).
+      if (cr == nullptr || limit - cr < 3 || cr[1] != '\n' || cr[2] == ' ' || cr[2] == '\t') {
+        return 0;
+      }
+      while (p != cr && (*p == ' ' || *p == '\t')) ++p;
+      const char* value_end = cr;
+      while (value_end != p && (value_end[-1] == ' ' || value_end[-1] == '\t')) --value_end;
+      const std::string_view value(p, static_cast<size_t>(value_end - p));
+      if (!AllPrintable(value)) return 0;  // a tab inside is Beast's to read
+      if (FramingField(name)) return 0;
+      if (RequestData::EqualNoCase(name, "content-length")) {
+        if (has_length || value.empty() || value.size() > kLengthDigitsMax) return 0;
+        for (char c : value) {
+          if (c < '0' || c > '9') return 0;
+          length = length * 10 + static_cast<uint64_t>(c - '0');
+        }
+        has_length = true;
+      }
+      RequestData::Span span;
+      span.name_at = static_cast<uint32_t>(name_at - fields_at);
+      span.name_bytes = static_cast<uint32_t>(name.size());
+      span.value_at = static_cast<uint32_t>(value.data() - fields_at);
+      span.value_bytes = static_cast<uint32_t>(value.size());
+      out->spans.push_back(span);
+      p = cr + 2;
+    }
+    if (length > body_bytes_max ||
+        static_cast<uint64_t>(in.size() - static_cast<size_t>(p - first)) < length) {
+      return 0;
+    }
+    out->method.assign(method);
+    out->target.assign(target);
+    out->version = 11;
+    out->fields.assign(fields_at, static_cast<size_t>(p - fields_at));
+    out->body.assign(p, static_cast<size_t>(length));
+    p += length;
+    return static_cast<size_t>(p - first);
+  }
+
+ private:
+  static constexpr ptrdiff_t kMethodBytesMax = 16;
+  static constexpr size_t kLengthDigitsMax = 9;  // < 10^9: no overflow, over any body limit
+  // Letters, digits, '-' and '_': a subset of the token characters.
+  static constexpr std::array<bool, 256> kNameChar = [] {
+    std::array<bool, 256> t{};
+    for (int c = 0; c < 256; ++c) {
+      t[c] = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+             c == '-' || c == '_';
+    }
+    return t;
+  }();
+  // Every byte is printable ASCII (0x20..0x7e), eight at a time: a byte
+  // below 0x20 or equal to 0x7f sets its top bit in the tests below, a byte
+  // of 0x80 or more has it set already (Bit Twiddling Hacks, "hasless",
+  // "haszero"). The last bytes are one more word, overlapping the one
+  // before (or, for fewer than eight bytes, padded with spaces).
+  static bool AllPrintable(std::string_view s) {
+    constexpr uint64_t kOnes = 0x0101010101010101ULL;
+    constexpr uint64_t kHigh = 0x8080808080808080ULL;
+    auto bad = [](uint64_t x) {
+      const uint64_t del = x ^ (kOnes * 0x7f);
+      return ((x | (x - kOnes * 0x20) | (del - kOnes)) & kHigh) != 0;
+    };
+    uint64_t x = kOnes * ' ';
+    if (s.size() < sizeof x) {
+      if (!s.empty()) std::memcpy(&x, s.data(), s.size());
+      return !bad(x);
+    }
+    for (size_t i = 0; i + sizeof x <= s.size(); i += sizeof x) {
+      std::memcpy(&x, s.data() + i, sizeof x);
+      if (bad(x)) return false;
+    }
+    std::memcpy(&x, s.data() + s.size() - sizeof x, sizeof x);
+    return !bad(x);
+  }
+  // The fields whose meaning Beast's parser acts on besides Content-Length.
+  static bool FramingField(std::string_view name) {
+    switch (name.size()) {
+      case 7:
+        return RequestData::EqualNoCase(name, "upgrade");
+      case 10:
+        return RequestData::EqualNoCase(name, "connection");
+      case 16:
+        return RequestData::EqualNoCase(name, "proxy-connection");
+      case 17:
+        return RequestData::EqualNoCase(name, "transfer-encoding");
+      default:
+        return false;
+    }
+  }
 };
 
 // An answer that came back from the Api for a connection, to complete on
@@ -483,26 +666,37 @@ class HttpServerImpl final : public HttpServer {
         // would keep this thread from its other connections. Let them run.
         co_await asio::post(stream.get_executor(), asio::use_awaitable);
       }
-      RequestReader parser(&request);
-      parser.header_limit(options_.header_bytes_max);
-      parser.body_limit(options_.body_bytes_max);
-      parser.eager(true);  // the body too, as http::async_read sets it
       // The whole request within read_timeout_ms.
       conn.Expect(options_.read_timeout_ms);
       error_code ec;
-      // The bytes already read are parsed here: a request that came whole (the
-      // common case) needs no read operation (Beast's read posts its completion
-      // through the scheduler even when it read nothing). The rest, if any, is
-      // read by http::async_read, which goes on with the same parser.
-      while (buffer.size() != 0 && !parser.is_done()) {
-        const size_t used = parser.put(buffer.data(), ec);
-        buffer.consume(used);
-        if (ec || used == 0) break;
-      }
-      if (ec == http::error::need_more) ec = {};
-      if (!ec && !parser.is_done()) {
-        co_await http::async_read(stream, buffer, parser,
-                                  asio::redirect_error(asio::use_awaitable, ec));
+      bool keep_alive = true;  // HTTP/1.1 without Connection (the simple form)
+      // A request of the simple form that came whole (the common case) is
+      // read in place; any other goes to Beast's parser.
+      const size_t simple = SimpleRequestParser::Parse(
+          std::string_view(static_cast<const char*>(buffer.data().data()), buffer.size()),
+          options_.header_bytes_max, options_.body_bytes_max, &request);
+      if (simple != 0) {
+        buffer.consume(simple);
+      } else {
+        RequestReader parser(&request);
+        parser.header_limit(options_.header_bytes_max);
+        parser.body_limit(options_.body_bytes_max);
+        parser.eager(true);  // the body too, as http::async_read sets it
+        // The bytes already read are parsed here: a request that came whole
+        // needs no read operation (Beast's read posts its completion through
+        // the scheduler even when it read nothing). The rest, if any, is read
+        // by http::async_read, which goes on with the same parser.
+        while (buffer.size() != 0 && !parser.is_done()) {
+          const size_t used = parser.put(buffer.data(), ec);
+          buffer.consume(used);
+          if (ec || used == 0) break;
+        }
+        if (ec == http::error::need_more) ec = {};
+        if (!ec && !parser.is_done()) {
+          co_await http::async_read(stream, buffer, parser,
+                                    asio::redirect_error(asio::use_awaitable, ec));
+        }
+        keep_alive = !ec && parser.keep_alive();
       }
       if (ec) {
         if (conn.timed_out) {
@@ -536,7 +730,7 @@ class HttpServerImpl final : public HttpServer {
         co_return;
       }
       counters_.requests++;
-      const bool keep_alive = parser.keep_alive() && !stopping_;
+      keep_alive = keep_alive && !stopping_;
       const unsigned version = request.version;
       conn.deadline = Clock::time_point::max();  // none while the Api works
       HttpResponse r = co_await Serve(stream, &request);
@@ -686,7 +880,11 @@ class HttpServerImpl final : public HttpServer {
   // A header name or value as it goes on the wire: a CR or LF (never made
   // by Narae, but a header must not be able to start another) becomes a space.
   static void AppendHeaderValue(std::string* out, std::string_view v) {
-    for (char c : v) out->push_back(c == '\r' || c == '\n' ? ' ' : c);
+    const size_t at = out->size();
+    out->append(v);  // then the rare CR or LF replaced in place
+    for (size_t i = at; i < out->size(); ++i) {
+      if ((*out)[i] == '\r' || (*out)[i] == '\n') (*out)[i] = ' ';
+    }
   }
 
   HttpServerOptions options_;
@@ -712,6 +910,46 @@ class HttpServerImpl final : public HttpServer {
 };
 
 }  // namespace
+
+namespace internal {
+
+std::optional<ParsedHttpRequest> ParseHttpRequestForTest(std::string_view bytes, bool simple,
+                                                         uint32_t header_bytes_max,
+                                                         uint32_t body_bytes_max) {
+  RequestData data;
+  ParsedHttpRequest out;
+  if (simple) {
+    out.consumed = SimpleRequestParser::Parse(bytes, header_bytes_max, body_bytes_max, &data);
+    if (out.consumed == 0) return std::nullopt;
+    out.keep_alive = true;
+  } else {
+    RequestReader parser(&data);
+    parser.header_limit(header_bytes_max);
+    parser.body_limit(body_bytes_max);
+    parser.eager(true);
+    error_code ec;
+    // As the session feeds it: until done, an error, or no progress.
+    while (out.consumed < bytes.size() && !parser.is_done()) {
+      const size_t used =
+          parser.put(asio::buffer(bytes.data() + out.consumed, bytes.size() - out.consumed), ec);
+      out.consumed += used;
+      if (ec || used == 0) break;
+    }
+    if (ec || !parser.is_done()) return std::nullopt;
+    out.keep_alive = parser.keep_alive();
+  }
+  out.method = data.method;
+  out.target = data.target;
+  out.version = data.version;
+  for (const RequestData::Span& s : data.spans) {
+    out.fields.emplace_back(data.fields.substr(s.name_at, s.name_bytes),
+                            data.fields.substr(s.value_at, s.value_bytes));
+  }
+  out.body = data.body;
+  return out;
+}
+
+}  // namespace internal
 
 Result<std::unique_ptr<HttpServer>> HttpServer::Start(const HttpServerOptions& options, Api* api,
                                                       IsoHandler* health, Logger* logger) {

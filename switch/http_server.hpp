@@ -10,7 +10,11 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
 
 #include "ledger/status.hpp"
 
@@ -68,5 +72,29 @@ class HttpServer {
   virtual void Shutdown() = 0;
   virtual HttpServerStats Stats() const = 0;
 };
+
+namespace internal {
+
+// A request as the server read it (tests only).
+struct ParsedHttpRequest {
+  size_t consumed = 0;  // the request's bytes
+  std::string method;
+  std::string target;
+  unsigned version = 0;                                     // 10, 11
+  std::vector<std::pair<std::string, std::string>> fields;  // as received, in order
+  std::string body;
+  bool keep_alive = false;
+  bool operator==(const ParsedHttpRequest&) const = default;
+};
+
+// Reads one request from `bytes` as a connection does: by the reader of the
+// simple form (`simple`: nullopt when the bytes are not of that form or not
+// complete) or by Beast's parser (nullopt on its error, or when it needs more
+// bytes). For HttpParse.FastPathReadsAsBeastDoes.
+std::optional<ParsedHttpRequest> ParseHttpRequestForTest(std::string_view bytes, bool simple,
+                                                         uint32_t header_bytes_max,
+                                                         uint32_t body_bytes_max);
+
+}  // namespace internal
 
 }  // namespace narae::switching

@@ -357,5 +357,69 @@ TEST(MerchantSigning, NonceCacheIsBoundedAndExpires) {
   EXPECT_EQ(verifier.nonce_count(), 1u);
 }
 
+// The signature's 64 hex digits are read through a table: any byte that is
+// not a hex digit, at any position, is refused (InvalidArgument, before
+// the MAC), and both cases of each digit are read alike.
+TEST(MerchantSigning, SignatureHexIsReadDigitByDigit) {
+  MerchantRequestVerifier verifier({/*skew_s_max=*/300, /*nonce_cache_max=*/100000});
+  const int64_t ts = 1700000000;
+  const std::string good = Sign(ts, "nonce-hex-0", "");
+  int n = 0;
+  for (size_t at = 0; at < good.size(); ++at) {
+    for (int b : {0x00, int{'/'}, int{':'}, int{'@'}, int{'G'}, int{'`'}, int{'g'}, 0x7f, 0x80,
+                  0xff, int{'0'} + 0x80}) {
+      std::string bad = good;
+      bad[at] = static_cast<char>(b);
+      const std::string nonce = "nonce-hex-" + std::to_string(++n);
+      EXPECT_EQ(verifier.Verify(kSecret, "POST", "/v1/payments", ts, nonce, "", bad, ts).code(),
+                StatusCode::kInvalidArgument)
+          << at << " " << b;
+    }
+  }
+  // An upper-case letter at each position verifies as its lower case.
+  for (size_t at = 0; at < good.size(); ++at) {
+    const std::string nonce = "nonce-hex-" + std::to_string(++n);
+    std::string mixed = Sign(ts, nonce, "");
+    if (mixed[at] < 'a') continue;  // a digit here
+    mixed[at] = static_cast<char>(mixed[at] - 32);
+    EXPECT_TRUE(verifier.Verify(kSecret, "POST", "/v1/payments", ts, nonce, "", mixed, ts).ok())
+        << at;
+  }
+}
+
+// Nonces are evicted by their own expiry (the later of now and their
+// timestamp, plus the skew), not in the order they came: a nonce with a
+// future timestamp stays after one that came later with an older one left.
+TEST(MerchantSigning, NoncesExpireInExpiryOrderNotArrivalOrder) {
+  MerchantRequestVerifier verifier({/*skew_s_max=*/10, /*nonce_cache_max=*/4});
+  auto verify = [&](int64_t ts, const std::string& nonce, int64_t now) {
+    return verifier.Verify(kSecret, "POST", "/v1/payments", ts, nonce, "", Sign(ts, nonce, ""), now)
+        .code();
+  };
+  const int64_t now = 1700000000;
+  ASSERT_EQ(verify(now + 9, "nonce-late", now), StatusCode::kOk);    // until now + 20
+  ASSERT_EQ(verify(now - 9, "nonce-early", now), StatusCode::kOk);   // until now + 11
+  ASSERT_EQ(verify(now, "nonce-middle", now + 5), StatusCode::kOk);  // until now + 16
+  EXPECT_EQ(verifier.nonce_count(), 3u);
+  EXPECT_EQ(verify(now + 10, "nonce-early", now + 10), StatusCode::kAlreadyExists);
+  EXPECT_EQ(verifier.nonce_count(), 3u);
+  // At now + 11 only the early one has gone: it may be used again.
+  EXPECT_EQ(verify(now + 11, "nonce-early", now + 11), StatusCode::kOk);  // until now + 22
+  EXPECT_EQ(verify(now + 11, "nonce-late", now + 11), StatusCode::kAlreadyExists);
+  EXPECT_EQ(verify(now + 11, "nonce-middle", now + 11), StatusCode::kAlreadyExists);
+  EXPECT_EQ(verifier.nonce_count(), 3u);
+  // A full cache (4) refuses a new nonce and keeps it out; expiry makes room.
+  ASSERT_EQ(verify(now + 12, "nonce-fourth", now + 12), StatusCode::kOk);  // until now + 23
+  EXPECT_EQ(verify(now + 12, "nonce-fifth", now + 12), StatusCode::kUnavailable);
+  EXPECT_EQ(verifier.nonce_count(), 4u);
+  EXPECT_EQ(verify(now + 16, "nonce-fifth", now + 16), StatusCode::kOk);  // middle went
+  EXPECT_EQ(verifier.nonce_count(), 4u);  // late, early, fourth, fifth
+  EXPECT_EQ(verify(now + 16, "nonce-middle", now + 16), StatusCode::kUnavailable);
+  EXPECT_EQ(verify(now + 20, "nonce-middle", now + 20), StatusCode::kOk);  // late went
+  // Everything goes once the last expiry has passed.
+  EXPECT_EQ(verify(now + 40, "nonce-last", now + 40), StatusCode::kOk);
+  EXPECT_EQ(verifier.nonce_count(), 1u);
+}
+
 }  // namespace
 }  // namespace narae::crypto

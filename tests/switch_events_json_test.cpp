@@ -155,6 +155,32 @@ TEST(IsoEventJson, AppendJsonStringIsDumpForEveryByteAndUtf8) {
   EXPECT_THROW((void)json("a\xff\xc3").dump(), json::type_error);
 }
 
+// JsonNeedsEscape looks at a word at a time, the last one overlapping (or
+// padded with spaces): every length up to three words, each byte that must
+// be escaped (and its neighbours that must not) at every position.
+TEST(IsoEventJson, NeedsEscapeAtEveryLengthAndPosition) {
+  for (size_t n = 0; n <= 24; ++n) {
+    const std::string plain(n, 'a');
+    EXPECT_FALSE(JsonNeedsEscape(plain)) << n;
+    std::string out;
+    AppendJsonString(&out, plain);
+    EXPECT_EQ(out, json(plain).dump());
+    for (size_t at = 0; at < n; ++at) {
+      for (int b : {0x00, 0x01, 0x1f, int{'"'}, int{'\\'}, 0x20, 0x21, 0x7f, 0x80, 0xff}) {
+        std::string s = plain;
+        s[at] = static_cast<char>(b);
+        const bool escaped = b < 0x20 || b == '"' || b == '\\';
+        EXPECT_EQ(JsonNeedsEscape(s), escaped) << n << " " << at << " " << b;
+        if (b < 0x80) {  // dump() refuses invalid UTF-8
+          out.clear();
+          AppendJsonString(&out, s);
+          EXPECT_EQ(out, json(s).dump()) << n << " " << at << " " << b;
+        }
+      }
+    }
+  }
+}
+
 TEST(IsoEventJson, EveryKindMatchesTheJsonTree) {
   const uint64_t kMax = std::numeric_limits<uint64_t>::max();
   for (uint16_t currency : {uint16_t{408}, uint16_t{840}, uint16_t{0}}) {
