@@ -508,6 +508,15 @@ struct ConsistentRead {
   rocksdb::ReadOptions options;
 };
 
+// The last object of a recycling pool, or a new one when it is empty.
+template <typename T>
+std::unique_ptr<T> TakeOrMake(std::vector<std::unique_ptr<T>>* pool) {
+  if (pool->empty()) return std::make_unique<T>();
+  std::unique_ptr<T> p = std::move(pool->back());
+  pool->pop_back();
+  return p;
+}
+
 // A group's aux put: its key and value in the group's byte arena
 // (AuxGroup), and the key's AuxHash.
 struct AuxRow {
@@ -1338,13 +1347,7 @@ void LedgerImpl::UpdateAuxCache(const AuxGroup& aux) {
 }
 
 std::unique_ptr<AuxGroup> LedgerImpl::NewAuxGroup() {
-  std::unique_ptr<AuxGroup> g;
-  if (aux_groups_free_.empty()) {
-    g = std::make_unique<AuxGroup>();
-  } else {
-    g = std::move(aux_groups_free_.back());
-    aux_groups_free_.pop_back();
-  }
+  std::unique_ptr<AuxGroup> g = TakeOrMake(&aux_groups_free_);
   // As much room as the last group took, and an eighth more.
   if (!aux_groups_.empty()) {
     const AuxGroup& last = *aux_groups_.back();
@@ -1391,13 +1394,7 @@ void LedgerImpl::RetainAuxGroup(std::unique_ptr<AuxGroup> g) {
 
 void LedgerImpl::PushOverlay(uint64_t sequence) {
   TrimOverlay(/*all=*/false);
-  std::unique_ptr<OverlayGroup> g;
-  if (ov_groups_free_.empty()) {
-    g = std::make_unique<OverlayGroup>();
-  } else {
-    g = std::move(ov_groups_free_.back());
-    ov_groups_free_.pop_back();
-  }
+  std::unique_ptr<OverlayGroup> g = TakeOrMake(&ov_groups_free_);
   g->sequence = sequence;
   engine_.SwapGroupMaps(&g->maps);  // the engine gets the recycled maps, emptied
   if (g->maps.empty()) {

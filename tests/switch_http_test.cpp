@@ -843,6 +843,32 @@ TEST(HttpSigning, KeyedSignerAndVerifierOfTheBodyDigest) {
 // body it accepts is one nlohmann reads into the same members and values
 // (the property the fuzz target checks too, here on a deterministic sample
 // of mutations of a few bodies); the shapes it leaves to nlohmann.
+// `base` with one to three mutations: a byte replaced by one of `bytes`,
+// removed or doubled; `state` is an xorshift64 state (a fixed seed gives
+// the same sample every run).
+std::string Mutate(std::string base, std::string_view bytes, uint64_t* state) {
+  auto next = [state] {
+    *state ^= *state << 13;
+    *state ^= *state >> 7;
+    *state ^= *state << 17;
+    return *state;
+  };
+  for (int k = 0, n = 1 + static_cast<int>(next() % 3); k < n && !base.empty(); ++k) {
+    const size_t at = next() % base.size();
+    switch (next() % 3) {
+      case 0:
+        base[at] = bytes[next() % bytes.size()];
+        break;
+      case 1:
+        base.erase(at, 1);
+        break;
+      default:
+        base.insert(at, 1, base[at]);
+    }
+  }
+  return base;
+}
+
 void ExpectPlainReadsAsNlohmann(std::string_view body) {
   std::optional<CardPaymentBody> p = ParseCardPaymentBody(body);
   if (!p) return;
@@ -921,29 +947,10 @@ TEST(HttpParse, PlainCardBodyReadsAsNlohmannDoes) {
   }
   // Mutations: a byte replaced by a JSON-significant one, removed or doubled.
   const std::string kBytes = "{}[]\":,\\ 0123456789.eE-+tnfu\x7f\x80\t";
-  uint64_t x = 88172645463325252ull;  // xorshift64: the same sample every run
-  auto next = [&] {
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    return x;
-  };
+  uint64_t x = 88172645463325252ull;  // the same sample every run
   size_t accepted = 0;
   for (int i = 0; i < 20000; ++i) {
-    std::string m = plain;
-    for (int k = 0, n = 1 + static_cast<int>(next() % 3); k < n; ++k) {
-      const size_t at = next() % m.size();
-      switch (next() % 3) {
-        case 0:
-          m[at] = kBytes[next() % kBytes.size()];
-          break;
-        case 1:
-          m.erase(at, 1);
-          break;
-        default:
-          m.insert(at, 1, m[at]);
-      }
-    }
+    const std::string m = Mutate(plain, kBytes, &x);
     if (ParseCardPaymentBody(m)) ++accepted;
     ExpectPlainReadsAsNlohmann(m);
   }
@@ -1034,30 +1041,11 @@ TEST(HttpParse, FastPathReadsAsBeastDoes) {
   // grammar, removed or doubled. Whatever the fast path reads, Beast reads
   // the same way.
   const std::string kBytes = std::string("\r\n\t :;,-_/?.AaZz09\x7f\x80\xff\x01", 25) + '\0';
-  uint64_t x = 88172645463325252ull;  // xorshift64: the same sample every run
-  auto next = [&] {
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    return x;
-  };
+  uint64_t x = 88172645463325252ull;  // the same sample every run
   size_t accepted = 0;
   size_t declined_read_by_beast = 0;
   for (int i = 0; i < 30000; ++i) {
-    std::string m = request;
-    for (int k = 0, n = 1 + static_cast<int>(next() % 3); k < n; ++k) {
-      const size_t at = next() % m.size();
-      switch (next() % 3) {
-        case 0:
-          m[at] = kBytes[next() % kBytes.size()];
-          break;
-        case 1:
-          m.erase(at, 1);
-          break;
-        default:
-          m.insert(at, 1, m[at]);
-      }
-    }
+    const std::string m = Mutate(request, kBytes, &x);
     auto [fast, beast] = both(m);
     if (fast) {
       ++accepted;
