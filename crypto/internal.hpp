@@ -155,4 +155,9 @@ Result<Bytes> EncodePanFieldIso4(std::string_view pan);
 // digit (validating).
 int LuhnSum(std::string_view digits, bool double_rightmost);
 
+// SipHash-2-4 (Aumasson and Bernstein) of `data` under a 16-byte key: a
+// keyed hash for tables whose keys a client chooses (the merchant nonce
+// cache), so colliding keys cannot be computed without the key.
+uint64_t SipHash24(const uint8_t key[16], std::string_view data);
+
 }  // namespace narae::crypto::internal

@@ -13,6 +13,7 @@
 // and the one-shot EVP HMAC (tests/crypto_sim_test.cpp, MerchantHmac*).
 #define OPENSSL_SUPPRESS_DEPRECATED
 #include <openssl/crypto.h>
+#include <openssl/rand.h>
 #include <openssl/sha.h>
 
 #include <algorithm>
@@ -270,6 +271,21 @@ struct MerchantRequestVerifier::KeyedMac {
 // cache is full, before it enters the heap). Nodes of an unordered_map keep
 // their address across rehashes, so the heap may point at their keys.
 struct MerchantRequestVerifier::NonceCache {
+  // The table's hash: SipHash-2-4 under a key drawn at start. Nonces are the
+  // client's choice; with an unkeyed hash a merchant could send nonces that
+  // all land in one bucket and make every check a long scan under mu_.
+  struct KeyedHash {
+    const uint8_t* key;  // NonceCache::hash_key, 16 bytes
+    size_t operator()(const std::string& s) const noexcept { return internal::SipHash24(key, s); }
+  };
+  NonceCache(const NonceCache&) = delete;  // the table points at hash_key
+  NonceCache& operator=(const NonceCache&) = delete;
+  NonceCache() : expiry_s_by_nonce(16, KeyedHash{hash_key}) {
+    // Without the system's randomness the key stays zero: still SipHash,
+    // only its collisions are then computable (no worse than std::hash).
+    if (RAND_bytes(hash_key, sizeof hash_key) != 1) std::memset(hash_key, 0, sizeof hash_key);
+  }
+
   struct Due {
     int64_t expiry_s;
     const std::string* nonce;  // the key of its node in `expiry_s_by_nonce`
@@ -288,7 +304,8 @@ struct MerchantRequestVerifier::NonceCache {
     }
   }
 
-  std::unordered_map<std::string, int64_t> expiry_s_by_nonce;
+  uint8_t hash_key[16];  // before the table, which holds a pointer to it
+  std::unordered_map<std::string, int64_t, KeyedHash> expiry_s_by_nonce;
   std::vector<Due> due;  // a heap by expiry (Later), one entry per nonce
 };
 
@@ -378,7 +395,10 @@ Status MerchantRequestVerifier::VerifyBodyDigest(ByteView secret, std::string_vi
   // nonce is remembered at least that long.
   const int64_t expiry = std::max(now_s, timestamp_s) + options_.skew_s_max + 1;
   // One search of the table: inserted, or found (reused); a full cache takes
-  // the new nonce back out (rare).
+  // the new nonce back out (rare). The heap's room first: the table and the
+  // heap must never differ (EvictExpired checks it), not even when an
+  // allocation fails between the two.
+  cache.due.reserve(cache.due.size() + 1);
   auto [it, inserted] = cache.expiry_s_by_nonce.try_emplace(std::string(nonce), expiry);
   if (!inserted) return Status::AlreadyExists("nonce already used");
   if (cache.expiry_s_by_nonce.size() > options_.nonce_cache_max) {

@@ -200,5 +200,49 @@ Result<std::string> Pan12(std::string_view pan) {
   return std::string(pan.substr(pan.size() - 13, 12));
 }
 
+uint64_t SipHash24(const uint8_t key[16], std::string_view data) {
+  auto load64 = [](const uint8_t* p) {  // little-endian
+    uint64_t v = 0;
+    for (int i = 7; i >= 0; --i) v = (v << 8) | p[i];
+    return v;
+  };
+  auto rotl = [](uint64_t x, int b) { return (x << b) | (x >> (64 - b)); };
+  const uint64_t k0 = load64(key), k1 = load64(key + 8);
+  uint64_t v0 = k0 ^ 0x736f6d6570736575ull, v1 = k1 ^ 0x646f72616e646f6dull;
+  uint64_t v2 = k0 ^ 0x6c7967656e657261ull, v3 = k1 ^ 0x7465646279746573ull;
+  auto round = [&] {
+    v0 += v1;
+    v1 = rotl(v1, 13) ^ v0;
+    v0 = rotl(v0, 32);
+    v2 += v3;
+    v3 = rotl(v3, 16) ^ v2;
+    v0 += v3;
+    v3 = rotl(v3, 21) ^ v0;
+    v2 += v1;
+    v1 = rotl(v1, 17) ^ v2;
+    v2 = rotl(v2, 32);
+  };
+  const auto* p = reinterpret_cast<const uint8_t*>(data.data());
+  const size_t n = data.size();
+  for (size_t i = 0; i + 8 <= n; i += 8) {  // bounded by the data's size
+    const uint64_t m = load64(p + i);
+    v3 ^= m;
+    round();
+    round();
+    v0 ^= m;
+  }
+  uint64_t last = static_cast<uint64_t>(n & 0xff) << 56;
+  for (size_t i = n & ~size_t{7}, shift = 0; i < n; ++i, shift += 8) {
+    last |= static_cast<uint64_t>(p[i]) << shift;
+  }
+  v3 ^= last;
+  round();
+  round();
+  v0 ^= last;
+  v2 ^= 0xff;
+  for (int i = 0; i < 4; ++i) round();
+  return v0 ^ v1 ^ v2 ^ v3;
+}
+
 }  // namespace internal
 }  // namespace narae::crypto

@@ -130,9 +130,7 @@ struct RequestData {
   // REQUIRES: `name` is lower case: letters, digits and '-' (the Api's
   // names). The spans lie inside `fields`, so they are used unchecked.
   std::string_view Find(std::string_view name) const {
-#ifndef NDEBUG
     for (char c : name) NARAE_CHECK((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-');
-#endif
     for (const Span& s : spans) {
       if (s.name_bytes != name.size()) continue;  // most fields, without a look at the bytes
       if (EqualsLowerName(fields.data() + s.name_at, name)) {

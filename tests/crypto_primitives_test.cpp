@@ -62,6 +62,29 @@ TEST(Sha256, IntoReusesTheThreadsContext) {
 }
 
 // RFC 2202 test case 2 (SHA-1) and RFC 4231 test case 2 (SHA-256/512).
+// SipHash-2-4's published vectors (the paper's Appendix A and the reference
+// implementation's table): key 00..0f, message 00..n-1; every tail length
+// (n mod 8) from 0 to 7 and a whole block.
+TEST(SipHash, ReferenceVectors) {
+  uint8_t key[16];
+  std::string msg;
+  for (int i = 0; i < 16; ++i) {
+    key[i] = static_cast<uint8_t>(i);
+    msg.push_back(static_cast<char>(i));
+  }
+  const std::pair<size_t, uint64_t> vectors[] = {
+      {0, 0x726fdb47dd0e0e31ull},  {1, 0x74f839c593dc67fdull}, {2, 0x0d6c8009d9a94f5aull},
+      {3, 0x85676696d7fb7e2dull},  {4, 0xcf2794e0277187b7ull}, {5, 0x18765564cd99a68dull},
+      {6, 0xcbc9466e58fee3ceull},  {7, 0xab0200f58b01d137ull}, {8, 0x93f5f5799a932462ull},
+      {15, 0xa129ca6149be45e5ull},
+  };
+  for (const auto& [n, want] : vectors) {
+    EXPECT_EQ(internal::SipHash24(key, std::string_view(msg).substr(0, n)), want) << n;
+  }
+  key[0] ^= 1;  // another key, another hash
+  EXPECT_NE(internal::SipHash24(key, ""), 0x726fdb47dd0e0e31ull);
+}
+
 TEST(Hmac, Rfc2202And4231TestCase2) {
   Bytes key = S("Jefe");
   Bytes msg = S("what do ya want for nothing?");

@@ -1165,6 +1165,11 @@ TEST(ServerBinary, SeedEchoBenchAndSigtermExitsZero) {
   // bound or without an open loop are refused (exit 2).
   EXPECT_EQ(WEXITSTATUS(std::system((open + " --arrivals poisson >/dev/null 2>&1").c_str())), 2);
   EXPECT_EQ(WEXITSTATUS(std::system((open + " --batch-us 100001 >/dev/null 2>&1").c_str())), 2);
+  EXPECT_EQ(WEXITSTATUS(std::system(
+                (narae + " bench switch --iso 127.0.0.1:" + std::to_string(port) +
+                 " --credentials " + demo + " --rate 2000000 --batch-us 50000 >/dev/null 2>&1")
+                    .c_str())),
+            2);  // 100,000 requests a poll: more than one poll sends
   EXPECT_EQ(
       WEXITSTATUS(std::system((narae + " bench switch --iso 127.0.0.1:" + std::to_string(port) +
                                " --credentials " + demo + " --batch-us 1000 >/dev/null 2>&1")

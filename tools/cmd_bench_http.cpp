@@ -59,7 +59,8 @@ constexpr uint32_t kThreadsMax = 64;
 constexpr size_t kLatencySamplesMax = 4'000'000;
 constexpr size_t kResponseBytesMax = 1 << 20;  // one answer, head and body
 constexpr size_t kResponseBufferBytes = 16 * 1024;
-constexpr int kEventsMax = 256;  // epoll events taken per wait
+constexpr int kEventsMax = 256;         // epoll events taken per wait
+constexpr time_t kConnectTimeoutS = 5;  // per connection
 // After the run's end, how long the answers still in flight are awaited
 // before they count as errors.
 constexpr auto kDrainMax = std::chrono::seconds(30);
@@ -360,6 +361,11 @@ class Loop {
       return false;
     }
     ++open_;
+    // A bounded connect: Linux applies the send timeout to a blocking
+    // connect (an unreachable host would otherwise hold the thread for the
+    // kernel's SYN retries, ~2 minutes, per connection).
+    const timeval connect_timeout{kConnectTimeoutS, 0};
+    ::setsockopt(c.fd, SOL_SOCKET, SO_SNDTIMEO, &connect_timeout, sizeof connect_timeout);
     if (::connect(c.fd, reinterpret_cast<const sockaddr*>(&addr_), addr_size_) != 0) {
       Fail(c);
       return false;

@@ -890,12 +890,16 @@ int RunBenchSwitch(const Args& a) {
       a.depth > kDepthMax || a.duration_s == 0 || a.duration_s > 86400 || a.threads == 0 ||
       a.threads > 64 || a.decline_percent > 100 || a.rate > kRateMax ||
       (a.arrivals != "spread" && a.arrivals != "burst") || a.batch_us > kBatchUsMax ||
-      (a.batch_us > 0 && a.rate == 0)) {
+      (a.batch_us > 0 && a.rate == 0) ||
+      // A link's poll sends at most kPaceBurstMax: more due per poll and the
+      // schedule would fall behind for good.
+      uint64_t{a.rate} * a.batch_us / 1'000'000 / std::max(a.threads, 1u) >= kPaceBurstMax) {
     std::fprintf(stderr,
                  "narae bench switch: invalid arguments (connections 1..%u, depth 1..%u, "
                  "duration 1..86400, threads 1..64, rate 0..%u, arrivals spread|burst, "
-                 "batch-us 0..%u and only with --rate)\n",
-                 kConnectionsMax, kDepthMax, kRateMax, kBatchUsMax);
+                 "batch-us 0..%u, only with --rate and at most %u requests a thread per "
+                 "batch)\n",
+                 kConnectionsMax, kDepthMax, kRateMax, kBatchUsMax, kPaceBurstMax - 1);
     return 2;
   }
   Result<Credentials> creds = LoadCredentials(a.credentials);
