@@ -535,6 +535,7 @@ class AuxIndex {
   void Clear() {
     if (slots_.size() > kSlotsKeptMax) {
       std::vector<uint64_t>().swap(slots_);  // a huge group's table is not kept
+      std::vector<uint32_t>().swap(used_);   // nor its list of used slots
     } else {
       for (uint32_t i : used_) slots_[i] = 0;
     }
@@ -604,9 +605,16 @@ class AuxGroup {
   // REQUIRES: hash == AuxHash(key).
   void Put(std::string_view key, uint64_t hash, std::string_view value) {
     if (int64_t row = index_.Find(key, hash, KeyOf()); row >= 0) {
-      // Replaced: the old value's bytes stay in the arena until Clear.
+      // Replaced: in place when the new value fits (the switch puts some
+      // keys again and again in one group: a bank's stand-in state, the
+      // expiry cursor), else appended (the old bytes stay until Clear). No
+      // view into the arena is held while the group is built.
       AuxRow& r = rows_[static_cast<size_t>(row)];
-      r.value_at = Append(value);
+      if (value.size() <= r.value_size) {
+        if (!value.empty()) std::memcpy(arena_.data() + r.value_at, value.data(), value.size());
+      } else {
+        r.value_at = Append(value);
+      }
       r.value_size = value.size();
       return;
     }
