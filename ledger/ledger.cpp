@@ -1,11 +1,14 @@
 // The Ledger on RocksDB: a sequencer thread applies submissions to the
-// in-memory state (Engine) and builds one RocksDB WriteBatch per group; a
-// writer thread writes it with sync=true (one fsync per group) and hands
-// the group's callbacks to an acknowledging thread, which calls them while
-// the writer writes the next group. The two run as a pipeline:
-// group N+1 is sequenced while group N is being made durable. State that
-// group N+1 must see but that is not on disk yet is kept in the overlay
-// until the write of its group returns.
+// in-memory state (Engine), builds one RocksDB WriteBatch per group and
+// writes it (WAL append and memtable, no sync); a syncer thread syncs the
+// WAL (one fsync covers every group written before it started), publishes
+// the synced state to readers and hands the groups' callbacks to an
+// acknowledging thread (or runs a small group's itself). The stages run as a
+// pipeline: groups N+1, N+2... are sequenced and written while group N's
+// fsync runs, so a group's own write (the memtable inserts) is never
+// between two fsyncs. Readers other than the sequencer read through the
+// snapshot of the last synced group (a written group is visible in the DB
+// before it is durable).
 //
 // On-disk layout (column families; docs/ledger.md has the details):
 //   default       "meta" -> last timestamp and journal head; "layout"
@@ -161,45 +164,46 @@ constexpr size_t kAuxRetainedGroupsMax = 16;
 constexpr size_t kAuxRetainedRowsMax = 65536;
 constexpr size_t kAuxRetainedBytesMax = 16u << 20;
 constexpr size_t kExpiriesPerGroupMax = kBatchEventsMax;
-// Sealed groups waiting for the writer, besides the one it is writing. One:
-// while the writer syncs group N, group N+1 waits sealed and new submissions
-// gather in the queue, so the next group is as large as the wait allows. Two
-// sealed groups made a request wait behind up to three syncs instead of two,
-// and split the same submissions into more, smaller groups (more fsyncs).
-constexpr size_t kPipelineDepth = 1;
+// Groups written but not yet synced, at most (the sequencer waits for room:
+// a stalled fsync must let the queue fill, so that Submit() answers
+// Unavailable). A sync takes every group written before it started.
+constexpr size_t kUnsyncedGroupsMax = 64;
+// While the syncer syncs earlier groups, the group being built stays open
+// and takes what arrives (one write, one snapshot for all of it instead of
+// one per submission), but for at most Options::group_open_max_us or this
+// many submissions: then it is written, so that when the sync ends only the
+// little that came since waits to be written before the next sync. When the
+// syncer has nothing to sync, a group is written as soon as the queue is
+// drained.
+constexpr size_t kOpenGroupSubmissionsMax = 64;
+constexpr uint32_t kGroupOpenMaxUsLimit = 10'000'000;
 // Durable groups whose callbacks wait for the acknowledging thread; the
-// writer waits when this many are queued (back-pressure, a bounded queue).
+// syncer waits when this many are queued (back-pressure, a bounded queue).
 constexpr size_t kAcksQueuedMax = 8;
-// A durable group with at most this many callbacks runs them on the writer
-// itself when nothing else waits (no sealed group to write, no callbacks
+// A durable group with at most this many callbacks runs them on the syncer
+// itself when nothing else waits (no written group to sync, no callbacks
 // queued or running on the acknowledging thread): the hand-off cost a futex
 // wake and a context switch per group, and at low and moderate rates every
-// group is small. Bounded so that a group sealed meanwhile waits at most
-// ~64 callbacks (~0.2 ms of the switch's replies) for its write.
+// group is small. Bounded so that a group written meanwhile waits at most
+// ~64 callbacks (~0.2 ms of the switch's replies) for its sync.
 constexpr size_t kInlineAckCallbacksMax = 64;
-// ... and a durable group with at most this many runs them on the writer
-// even when the next group is already sealed and waits for its write: the
+// ... and a durable group with at most this many runs them on the syncer
+// even when the next group is already written and waits for its sync: the
 // hand-off to the acknowledging thread cost a futex wake, a context switch
 // and that thread's scheduling delay per group (on 2 busy cores 0.1 ms
 // typical, several ms at worst), more than the ~16 replies (~0.1 ms) delay
-// the next write. Under steady moderate load most groups are this small and
-// the next one is always sealed, so before this nearly every group's
+// the next sync. Under steady moderate load most groups are this small and
+// the next one is always waiting, so before this nearly every group's
 // replies took the extra hop.
-constexpr size_t kInlineAckBeforeNextWriteMax = 16;
-// The sequencer writes a sealed group itself (HandOver) only when the
-// pipeline is idle and the group has at most this many submissions and
-// events: a large group's write (~10 us of memtable inserts per request)
-// would keep the sequencer from sequencing what arrives meanwhile. Events
-// count too: one submission of a batch of 8,000 transfers (`narae bench
-// ledger`, imports) is a large write.
-constexpr size_t kInlineGroupSubmissionsMax = 64;
-// A group in the making grows from the queue while the writer has no room
-// for it (RunGroup), at most this many times (a submission may add no event,
-// so the group-size bound alone does not end the loop).
+constexpr size_t kInlineAckBeforeNextSyncMax = 16;
+// A group in the making grows from the queue while it stays open (RunGroup),
+// at most this many times (a submission may add no event, so the
+// group-size bound alone does not end the loop).
 constexpr size_t kGrowPullsMax = 4096;
 // While sequencing a long queue, every this many submissions the sequencer
-// looks whether the writer sleeps with nothing to write, and if so seals
-// the group so far (RunGroup).
+// looks whether the syncer sleeps with nothing to sync, and if so writes
+// the group so far (RunGroup), so that its fsync starts while the rest is
+// sequenced.
 constexpr size_t kSealCheckSubmissions = 128;
 
 // Pipeline stage timings, per group (docs/ledger.md, "Where a group's time
@@ -496,15 +500,16 @@ class BatchBuilder {
   uint32_t count_ = 0;
 };
 
-// Read options over one consistent view: the primary reads a snapshot; a
+// Read options over one consistent view: on the primary the snapshot of the
+// last synced group (LedgerImpl::SyncedSnapshot: a written group is in the
+// DB before it is durable, and readers must not see it until it is); a
 // secondary instance is already a fixed view between catch-ups (and has no
-// snapshots).
+// snapshots: null).
 struct ConsistentRead {
-  ConsistentRead(rocksdb::DB* db, bool read_only) {
-    if (!read_only) snapshot.emplace(db);
-    options.snapshot = snapshot ? snapshot->snapshot() : nullptr;
+  explicit ConsistentRead(std::shared_ptr<const rocksdb::Snapshot> s) : snapshot(std::move(s)) {
+    options.snapshot = snapshot.get();
   }
-  std::optional<rocksdb::ManagedSnapshot> snapshot;
+  std::shared_ptr<const rocksdb::Snapshot> snapshot;
   rocksdb::ReadOptions options;
 };
 
@@ -701,7 +706,8 @@ struct Submission {
   std::chrono::steady_clock::time_point queued;  // Submit()
 };
 
-// A sequenced group on its way to disk.
+// A sequenced group on its way to disk: built and written by the sequencer,
+// then synced and acknowledged by the syncer.
 struct PendingWrite {
   uint64_t sequence = 0;  // group sequence (for the overlay), not journal
   uint64_t epoch = 0;     // the pipeline epoch it was sequenced in (TryRecover)
@@ -709,11 +715,14 @@ struct PendingWrite {
   std::vector<DoneFn> dones;
   size_t events = 0;
   std::vector<Account> accounts;  // touched accounts' new state, for readers
-  // Overlay entries this group added, erased once it is written.
+  // The write's outcome (the sync's is the syncer's), and the DB's state
+  // right after it (readers see it once the group is synced).
+  Status status;
+  const rocksdb::Snapshot* snapshot = nullptr;
 
   // Stage stamps (StageHistogram): the group's first submission queued,
-  // sequencing started, sealed.
-  std::chrono::steady_clock::time_point first_queued, sequenced, sealed;
+  // sequencing started, sealed, written.
+  std::chrono::steady_clock::time_point first_queued, sequenced, sealed, written;
 };
 
 // The calls deferred by the group callbacks running on this thread
@@ -762,7 +771,10 @@ class LedgerImpl final : public Ledger, private Store {
   Status Execute(TxnFn fn) override;
 
   std::optional<Account> LookupAccount(AccountId id) override;
-  std::optional<Transfer> LookupTransfer(TransferId id) override { return ReadTransfer(id, {}); }
+  std::optional<Transfer> LookupTransfer(TransferId id) override {
+    ConsistentRead read(SyncedSnapshot());
+    return ReadTransfer(id, read.options);
+  }
   std::optional<HoldInfo> LookupHold(TransferId id) override;
   Result<std::vector<AccountEntry>> GetAccountEntries(const AccountFilter& f) override;
   Result<std::vector<Transfer>> QueryTransfersByUserData(U128 ud, uint32_t limit) override;
@@ -811,22 +823,27 @@ class LedgerImpl final : public Ledger, private Store {
   void ClearAuxGroups();
 
   void SequencerLoop();
-  void WriterLoop();
+  void SyncerLoop();
   void AckLoop();
   void Acknowledge(std::vector<DoneFn>* dones, const Status& st,
                    std::chrono::steady_clock::time_point first_queued);
-  void HandOver(std::unique_ptr<PendingWrite> w);
-  // True when the writer sleeps with nothing to write.
-  bool WriterIdle() {
-    std::lock_guard<std::mutex> lock(write_mu_);
-    return writer_waiting_ && writes_.empty();
+  // True when the syncer has nothing to sync and is not syncing (asleep or
+  // on its way to sleep; also before it first ran).
+  bool SyncerIdle() {
+    std::lock_guard<std::mutex> lock(sync_mu_);
+    return !syncer_busy_ && unsynced_.empty();
   }
-  // True when a sealed group would not wait for the writer (HandOver).
-  bool WriterHasRoom() {
-    std::lock_guard<std::mutex> lock(write_mu_);
-    return writes_.size() < kPipelineDepth;
-  }
+  // On the sequencer: writes a sealed group (no sync) and hands it to the
+  // syncer, in sequence order.
   void WriteGroup(std::unique_ptr<PendingWrite> w);
+  void RecycleWrite(std::unique_ptr<PendingWrite> w);
+  // The DB's state as of the last synced group, for readers (never null
+  // once started on a primary).
+  std::shared_ptr<const rocksdb::Snapshot> SyncedSnapshot() {
+    std::lock_guard<std::mutex> lock(snapshot_mu_);
+    return synced_snapshot_;
+  }
+  void PublishSnapshot(const rocksdb::Snapshot* s);
   void RunGroup(std::deque<Submission>* subs);
   void FinishGroup(Group* group, std::vector<DoneFn> dones, std::unique_ptr<AuxGroup> aux,
                    uint64_t cpu0, std::chrono::steady_clock::time_point first_queued,
@@ -851,21 +868,29 @@ class LedgerImpl final : public Ledger, private Store {
   // futex calls and contention on mu_ while it was already awake).
   bool sequencer_waiting_ = false;  // GUARDED_BY(mu_)
 
-  // Pipeline to the writer.
-  std::mutex write_mu_;
-  std::condition_variable write_cv_;     // the writer waits for a sealed group
-  std::condition_variable room_cv_;      // the sequencer waits for room / a drained pipeline
-  bool writer_waiting_ = false;          // GUARDED_BY(write_mu_): asleep, nothing to do
-  bool sequencer_backlog_ = false;       // sequencer only: submissions left for the next group
-  bool sequencer_room_waiting_ = false;  // GUARDED_BY(write_mu_)
-  std::deque<std::unique_ptr<PendingWrite>> writes_;
-  std::vector<std::unique_ptr<PendingWrite>> free_writes_;  // GUARDED_BY(write_mu_)
+  // The sequencer waits in cv_ with a group open (RunGroup); the syncer,
+  // going idle, then sets syncer_idle_notice_ and wakes it.
+  bool sequencer_open_waiting_ = false;  // GUARDED_BY(mu_)
+  bool syncer_idle_notice_ = false;      // GUARDED_BY(mu_)
+
+  // Written groups on their way to the syncer.
+  std::mutex sync_mu_;
+  std::condition_variable sync_cv_;       // the syncer waits for a written group
+  std::condition_variable sync_room_cv_;  // the sequencer waits for room / a drained syncer
+  bool syncer_waiting_ = false;           // GUARDED_BY(sync_mu_): asleep, nothing to do
+  bool syncer_busy_ = false;              // GUARDED_BY(sync_mu_): syncing or acknowledging
+  bool sequencer_room_waiting_ = false;   // GUARDED_BY(sync_mu_)
+  bool syncer_stop_ = false;              // GUARDED_BY(sync_mu_)
+  std::deque<std::unique_ptr<PendingWrite>> unsynced_;      // GUARDED_BY(sync_mu_)
+  std::vector<std::unique_ptr<PendingWrite>> free_writes_;  // GUARDED_BY(sync_mu_)
   Group group_buf_;                                         // sequencer only
   std::string chunk_buf_;                                   // sequencer only
   std::string record_buf_;                                  // sequencer only
   size_t last_batch_bytes_ = 0;                             // sequencer only
-  bool writer_stop_ = false;
   uint64_t group_sequence_ = 0;
+  // The last synced group's DB state (PublishSnapshot): readers' view.
+  std::mutex snapshot_mu_;
+  std::shared_ptr<const rocksdb::Snapshot> synced_snapshot_;  // GUARDED_BY(snapshot_mu_)
 
   // Durable (or failed) groups whose callbacks the acknowledging thread runs,
   // so the writer starts the next group's write at once.
@@ -884,14 +909,14 @@ class LedgerImpl final : public Ledger, private Store {
   bool ack_stop_ = false;                // GUARDED_BY(ack_mu_)
   bool acker_busy_ = false;              // GUARDED_BY(ack_mu_): running popped callbacks
   bool acker_waiting_ = false;           // GUARDED_BY(ack_mu_)
-  bool writer_room_waiting_ = false;     // GUARDED_BY(ack_mu_)
+  bool syncer_room_waiting_ = false;     // GUARDED_BY(ack_mu_)
 
   // Overlay: the transfers, failed ids and resolved holds of sealed groups
-  // not yet durable (each group's maps, taken whole from the engine: no copy
-  // per entry), oldest first. Durable groups leave it at the next seal
+  // not yet written (each group's maps, taken whole from the engine: no copy
+  // per entry), oldest first. Written groups leave it at the next seal
   // (TrimOverlay; what they hold never changes, so until then they answer
-  // as the DB would). Sequencer thread only (no lock: the writer publishes
-  // durable_sequence_ and touches nothing here).
+  // as the DB would). The sequencer writes each group right after sealing
+  // it, so at most one group is ever unwritten. Sequencer thread only.
   struct OverlayGroup {
     uint64_t sequence = 0;
     Engine::GroupMaps maps;
@@ -903,18 +928,18 @@ class LedgerImpl final : public Ledger, private Store {
   // Drops the durable groups' maps (all of them when `all`: a recovery).
   void TrimOverlay(bool all);
   // The aux overlay: sealed groups' rows, oldest first, readable until their
-  // group is durable and they pass the retention bounds (kAuxRetained*Max;
+  // group is written and they pass the retention bounds (kAuxRetained*Max;
   // the newest group is always kept). Only the sequencer puts aux rows, so a
-  // durable group's rows are what the DB holds unless a later group (also
+  // written group's rows are what the DB holds unless a later group (also
   // here, searched first) replaced them; a key in none of them was last
-  // written by a durable group. Sequencer thread only (no lock): the writer
-  // only publishes durable_sequence_.
+  // written by a written group. Sequencer thread only.
   std::deque<std::unique_ptr<AuxGroup>> aux_groups_;
   std::vector<std::unique_ptr<AuxGroup>> aux_groups_free_;
   size_t aux_retained_rows_ = 0;
   size_t aux_retained_bytes_ = 0;
-  // The sequence of the last group written successfully (WriteGroup).
-  std::atomic<uint64_t> durable_sequence_{0};
+  // The sequence of the last group written successfully (WriteGroup; the
+  // sequencer's DB reads see it, synced or not).
+  std::atomic<uint64_t> written_sequence_{0};
 
   std::atomic<bool> healthy_{true};
   std::atomic<bool> failed_pipeline_{false};
@@ -931,22 +956,24 @@ class LedgerImpl final : public Ledger, private Store {
   struct Stages {
     StageHistogram queued;       // first submission queued -> sequencing starts
     StageHistogram sequencing;   // sequencing starts -> sealed
-    StageHistogram handover;     // sealed -> write starts
-    StageHistogram write;        // db_->Write (memtable inserts + WAL append + fsync)
+    StageHistogram write;        // sealed -> written (db_->Write: WAL append + memtable inserts)
+    StageHistogram sync_wait;    // written -> the sync that covers it starts
+    StageHistogram sync;         // its WAL sync (fsync)
     StageHistogram ack_wait;     // durable -> its callbacks start
     StageHistogram callbacks;    // its callbacks run
     StageHistogram total;        // first submission queued -> its callbacks returned
     StageHistogram submissions;  // a group's submissions
-    std::atomic<uint64_t> written_on_sequencer{0}, acked_inline{0};
+    StageHistogram groups_per_sync;  // groups one sync covered
+    std::atomic<uint64_t> acked_inline{0};
   };
   Stages stages_;
   void RunCallbacks(std::vector<DoneFn>* dones, const Status& st,
                     std::chrono::steady_clock::time_point first_queued,
                     std::chrono::steady_clock::time_point durable);
   std::thread sequencer_;
-  std::thread writer_;
+  std::thread syncer_;
   std::thread acker_;
-  std::thread::id sequencer_id_, writer_id_, acker_id_;
+  std::thread::id sequencer_id_, syncer_id_, acker_id_;
 
   // Lazy account snapshots (sequencer thread).
   std::chrono::steady_clock::time_point last_snapshot_ = std::chrono::steady_clock::now();
@@ -1041,6 +1068,9 @@ Result<std::unique_ptr<Ledger>> Ledger::Open(const Options& options) {
       options.account_snapshot_events_per_account == 0) {
     return Status::InvalidArgument("group, queue and snapshot limits must be positive");
   }
+  if (options.group_open_max_us == 0 || options.group_open_max_us > kGroupOpenMaxUsLimit) {
+    return Status::InvalidArgument("group_open_max_us must be 1..10000000");
+  }
   auto impl = std::make_unique<LedgerImpl>(options);
   NARAE_RETURN_IF_ERROR(impl->OpenDb());
   NARAE_RETURN_IF_ERROR(impl->UpgradeLayout());
@@ -1051,6 +1081,7 @@ Result<std::unique_ptr<Ledger>> Ledger::Open(const Options& options) {
 
 Status LedgerImpl::OpenDb() {
   rocksdb::Options opts;
+  if (options_.env != nullptr) opts.env = options_.env;
   opts.create_if_missing = !options_.read_only;
   opts.create_missing_column_families = !options_.read_only;
   opts.IncreaseParallelism(2);
@@ -1282,16 +1313,19 @@ void LedgerImpl::Start() {
     pthread_setname_np(pthread_self(), "narae-sequencer");
     SequencerLoop();
   });
-  writer_ = std::thread([this] {
-    pthread_setname_np(pthread_self(), "narae-writer");
-    WriterLoop();
+  // Readers start from the state opened (what the DB holds on open is
+  // durable: RocksDB's recovery flushed the WAL it replayed).
+  PublishSnapshot(db_->GetSnapshot());
+  syncer_ = std::thread([this] {
+    pthread_setname_np(pthread_self(), "narae-syncer");
+    SyncerLoop();
   });
   acker_ = std::thread([this] {
     pthread_setname_np(pthread_self(), "narae-acker");
     AckLoop();
   });
   sequencer_id_ = sequencer_.get_id();
-  writer_id_ = writer_.get_id();
+  syncer_id_ = syncer_.get_id();
   acker_id_ = acker_.get_id();
 }
 
@@ -1380,15 +1414,15 @@ void LedgerImpl::RetainAuxGroup(std::unique_ptr<AuxGroup> g) {
   aux_retained_rows_ += g->rows().size();
   aux_retained_bytes_ += g->bytes();
   aux_groups_.push_back(std::move(g));
-  const uint64_t durable = durable_sequence_.load(std::memory_order_acquire);
-  // After a failed write no group in flight will be durable: every group
+  const uint64_t written = written_sequence_.load(std::memory_order_acquire);
+  // After a failed write no group in flight will be written: every group
   // sequenced until the recovery fails (WriteGroup), whatever it read, so
   // the bounds hold then too (the recovery drops them all).
   const bool failed = failed_pipeline_.load();
-  // Oldest first, and only durable ones (an in-flight group's rows are not
+  // Oldest first, and only written ones (an unwritten group's rows are not
   // in the DB yet); the newest group always stays. Bounded: at most the
   // groups kept.
-  while (aux_groups_.size() > 1 && (failed || aux_groups_.front()->sequence <= durable) &&
+  while (aux_groups_.size() > 1 && (failed || aux_groups_.front()->sequence <= written) &&
          (aux_groups_.size() > kAuxRetainedGroupsMax || aux_retained_rows_ > kAuxRetainedRowsMax ||
           aux_retained_bytes_ > kAuxRetainedBytesMax)) {
     std::unique_ptr<AuxGroup> old = std::move(aux_groups_.front());
@@ -1413,18 +1447,17 @@ void LedgerImpl::PushOverlay(uint64_t sequence) {
 }
 
 void LedgerImpl::TrimOverlay(bool all) {
-  const uint64_t durable = durable_sequence_.load(std::memory_order_acquire);
+  const uint64_t written = written_sequence_.load(std::memory_order_acquire);
   // After a failed write every group sequenced until the recovery fails
   // (WriteGroup), whatever it read: the overlay may go.
   all = all || failed_pipeline_.load();
-  // Bounded: the groups in the overlay, at most the pipeline's (kPipelineDepth
-  // sealed, one writing, one written on the sequencer) once the durable ones
-  // are gone.
-  while (!ov_groups_.empty() && (all || ov_groups_.front()->sequence <= durable)) {
+  // Bounded: once the written groups are gone, at most the one just sealed
+  // (the sequencer writes each group before it sequences the next).
+  while (!ov_groups_.empty() && (all || ov_groups_.front()->sequence <= written)) {
     std::unique_ptr<OverlayGroup> g = std::move(ov_groups_.front());
     ov_groups_.pop_front();
     g->maps.Clear();
-    if (ov_groups_free_.size() < kPipelineDepth + 2) ov_groups_free_.push_back(std::move(g));
+    if (ov_groups_free_.size() < 2) ov_groups_free_.push_back(std::move(g));
   }
 }
 
@@ -1534,7 +1567,7 @@ Status LedgerImpl::Submit(TxnFn fn, DoneFn done) {
 
 Status LedgerImpl::Execute(TxnFn fn) {
   NARAE_CHECK(std::this_thread::get_id() != sequencer_id_);
-  NARAE_CHECK(std::this_thread::get_id() != writer_id_);
+  NARAE_CHECK(std::this_thread::get_id() != syncer_id_);
   NARAE_CHECK(std::this_thread::get_id() != acker_id_);
   std::promise<Status> promise;
   std::future<Status> future = promise.get_future();
@@ -1588,10 +1621,10 @@ void LedgerImpl::SequencerLoop() {
     }
   }
   {
-    std::lock_guard<std::mutex> lock(write_mu_);
-    writer_stop_ = true;
+    std::lock_guard<std::mutex> lock(sync_mu_);
+    syncer_stop_ = true;
   }
-  write_cv_.notify_all();
+  sync_cv_.notify_all();
 }
 
 void LedgerImpl::RunGroup(std::deque<Submission>* subs) {
@@ -1612,6 +1645,7 @@ void LedgerImpl::RunGroup(std::deque<Submission>* subs) {
   std::unique_ptr<AuxGroup> aux = NewAuxGroup();
   std::vector<DoneFn> dones;
   TxnImpl txn(this, aux.get());
+  const auto close_at = sequenced + std::chrono::microseconds(options_.group_open_max_us);
   for (size_t pulls = 0;; ++pulls) {
     bool seal_now = false;
     while (!subs->empty() && group.events.size() < options_.group_events_max) {
@@ -1619,33 +1653,49 @@ void LedgerImpl::RunGroup(std::deque<Submission>* subs) {
       subs->pop_front();
       s.fn(txn);
       dones.push_back(std::move(s.done));
-      // The writer asleep with nothing to write while this group keeps
+      // The syncer asleep with nothing to sync while this group keeps
       // growing would leave it (and, behind it, the replies, the I/O
-      // threads and the clients) idle for the whole group: hand over a
-      // part now, so the stages overlap.
-      if (dones.size() % kSealCheckSubmissions == 0 && !subs->empty() && WriterIdle()) {
+      // threads and the clients) idle for the whole group: write a part
+      // now, so the stages overlap.
+      if (dones.size() % kSealCheckSubmissions == 0 && !subs->empty() && SyncerIdle()) {
         seal_now = true;
         break;
       }
     }
     if (seal_now) break;
-    // While the writer has no room for this group (it writes group N and
-    // N+1 waits sealed), keep growing it from the queue rather than sealing
-    // it and sleeping until there is room: the sequencer then works while
-    // the writer waits on its fsync, and what arrived meanwhile joins this
-    // group instead of the next one (no extra group, no extra fsync).
-    // At most a queue's worth of submissions (a stalled writer must still
-    // let the queue fill, so that Submit() answers Unavailable).
+    // While the syncer syncs earlier groups, keep this group open and let
+    // it take what arrives (Options::group_open_max_us): one write and one snapshot for
+    // all of it, and it would wait for that sync anyway. Write it once the
+    // syncer is idle, the group is old or large enough, or the queue holds
+    // more than a group takes. At most a queue's worth of submissions (a
+    // stalled syncer must still let the queue fill, so that Submit()
+    // answers Unavailable).
     if (!subs->empty() || group.events.size() >= options_.group_events_max ||
         dones.size() >= options_.queue_submissions_max || pulls >= kGrowPullsMax ||
-        WriterHasRoom()) {
+        dones.size() >= kOpenGroupSubmissionsMax || std::chrono::steady_clock::now() >= close_at ||
+        SyncerIdle()) {
       break;
     }
-    std::lock_guard<std::mutex> lock(mu_);
+    std::unique_lock<std::mutex> lock(mu_);
+    if (queue_.empty() && !stopping_) {
+      // Woken by a submission (Submit), by the syncer going idle (it looks
+      // at sequencer_open_waiting_ after it cleared syncer_busy_, and
+      // SyncerIdle() is read again here after this thread set it: one of
+      // the two sees the other), or at close_at.
+      sequencer_waiting_ = true;
+      sequencer_open_waiting_ = true;
+      syncer_idle_notice_ = false;
+      if (!SyncerIdle()) {
+        cv_.wait_until(lock, close_at,
+                       [&] { return !queue_.empty() || stopping_ || syncer_idle_notice_; });
+      }
+      sequencer_waiting_ = false;
+      sequencer_open_waiting_ = false;
+      syncer_idle_notice_ = false;
+    }
     if (queue_.empty() || stopping_) break;
     subs->swap(queue_);
   }
-  sequencer_backlog_ = !subs->empty();
   stages_.queued.RecordSince(first_queued, sequenced);
   stages_.submissions.Record(dones.size());
   FinishGroup(&group, std::move(dones), std::move(aux), cpu0, first_queued, sequenced);
@@ -1656,7 +1706,7 @@ void LedgerImpl::FinishGroup(Group* group, std::vector<DoneFn> dones, std::uniqu
                              std::chrono::steady_clock::time_point sequenced) {
   std::unique_ptr<PendingWrite> w;
   {
-    std::lock_guard<std::mutex> lock(write_mu_);
+    std::lock_guard<std::mutex> lock(sync_mu_);
     if (!free_writes_.empty()) {
       w = std::move(free_writes_.back());
       free_writes_.pop_back();
@@ -1833,147 +1883,200 @@ void LedgerImpl::FinishGroup(Group* group, std::vector<DoneFn> dones, std::uniqu
   stat_sequencer_busy_us_ += ThreadCpuUs() - cpu0;
   w->sealed = std::chrono::steady_clock::now();
   stages_.sequencing.RecordSince(w->sequenced, w->sealed);
-  HandOver(std::move(w));
+  WriteGroup(std::move(w));
 }
 
-// On the sequencer: a sealed group goes to the writer, or, when it is small
-// and the whole pipeline is idle (the writer asleep with nothing sealed, no
-// submission queued or left over), is written right here: with nothing to sequence
-// meanwhile there is nothing to overlap, and the hand-off cost a futex wake
-// and a context switch per group (at low and moderate rates, most groups).
-void LedgerImpl::HandOver(std::unique_ptr<PendingWrite> w) {
-  bool queue_empty = false;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    queue_empty = queue_.empty();
-  }
-  bool wake = false;
-  bool write_here = false;
-  {
-    std::unique_lock<std::mutex> lock(write_mu_);
-    if (writes_.size() >= kPipelineDepth) {
-      sequencer_room_waiting_ = true;
-      room_cv_.wait(lock, [&] { return writes_.size() < kPipelineDepth; });
-      sequencer_room_waiting_ = false;
-    }
-    if (queue_empty && !sequencer_backlog_ && writes_.empty() && writer_waiting_ &&
-        w->dones.size() <= kInlineGroupSubmissionsMax && w->events <= kInlineGroupSubmissionsMax) {
-      write_here = true;  // the writer stays asleep: only the sequencer wakes it
-    } else {
-      writes_.push_back(std::move(w));
-      wake = writer_waiting_;
-      writer_waiting_ = false;
-    }
-  }
-  if (wake) write_cv_.notify_one();
-  if (write_here) {
-    stages_.written_on_sequencer.fetch_add(1, std::memory_order_relaxed);
-    WriteGroup(std::move(w));
-  }
-}
-
-void LedgerImpl::WriterLoop() {
-  for (;;) {
-    std::unique_ptr<PendingWrite> w;
-    bool wake_sequencer = false;
-    {
-      std::unique_lock<std::mutex> lock(write_mu_);
-      if (writes_.empty() && !writer_stop_) {
-        writer_waiting_ = true;
-        write_cv_.wait(lock, [&] { return !writes_.empty() || writer_stop_; });
-        writer_waiting_ = false;
-      }
-      if (writes_.empty()) {
-        lock.unlock();
-        {
-          std::lock_guard<std::mutex> ack_lock(ack_mu_);
-          ack_stop_ = true;
-        }
-        ack_cv_.notify_all();
-        return;
-      }
-      w = std::move(writes_.front());
-      writes_.pop_front();
-      wake_sequencer = sequencer_room_waiting_;
-      sequencer_room_waiting_ = false;
-    }
-    if (wake_sequencer) room_cv_.notify_one();
-    WriteGroup(std::move(w));
-  }
-}
-
-// Writes one sealed group (one atomic WAL record, one fsync), publishes its
-// durable state and acknowledges it. On the writer, or on the sequencer when
-// the pipeline is idle (HandOver). Groups are written one at a time, in
-// sequence order.
+// On the sequencer, right after the group is sealed: its batch goes to
+// the WAL (appended to the file, not synced) and the memtables, so that
+// the next group reads it from the DB; then the syncer makes it durable.
+// A failed write fails the pipeline (TryRecover); the group still goes to
+// the syncer, which acknowledges it (with the error) after every earlier
+// group, in order.
 void LedgerImpl::WriteGroup(std::unique_ptr<PendingWrite> w) {
   rocksdb::WriteOptions wo;
-  wo.sync = options_.sync;
-  Status st;
-  const auto write_start = std::chrono::steady_clock::now();
-  stages_.handover.RecordSince(w->sealed, write_start);
+  wo.sync = false;
   // failed_pipeline_ first: TryRecover bumps the epoch before clearing it.
   if (failed_pipeline_.load() || w->epoch != pipeline_epoch_.load()) {
-    st = Status::Unavailable("an earlier group failed to write");
+    w->status = Status::Unavailable("an earlier group failed to write");
   } else if (w->batch.Count() > 0) {
-    auto t0 = std::chrono::steady_clock::now();
+    const auto t0 = std::chrono::steady_clock::now();
     const uint64_t cpu0 = ThreadCpuUs();
-    st = FromRocks(db_->Write(wo, &w->batch), "write group");
+    w->status = FromRocks(db_->Write(wo, &w->batch), "write group");
     stat_writer_busy_us_ += ThreadCpuUs() - cpu0;
-    auto us =
-        std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t0)
-            .count();
-    stat_last_fsync_us_ = static_cast<uint64_t>(us);
-    stages_.write.Record(static_cast<uint64_t>(us));
-  }
-  if (st.ok()) {
-    durable_sequence_.store(w->sequence, std::memory_order_release);
-    if (!w->accounts.empty()) {
-      std::unique_lock<std::shared_mutex> lock(committed_mu_);
-      for (const Account& a : w->accounts) committed_[a.id] = a;
-    }
-    stat_groups_++;
-    stat_events_ += w->events;
-    stat_last_group_events_ = w->events;
+    stages_.write.RecordSince(t0, std::chrono::steady_clock::now());
   } else {
+    w->status = Status::Ok();
+  }
+  if (w->status.ok()) {
+    written_sequence_.store(w->sequence, std::memory_order_release);
+    // The sequencer is the DB's only writer: this is the state right after
+    // the group (readers get it once it is synced).
+    w->snapshot = db_->GetSnapshot();
+  } else if (!failed_pipeline_.load()) {
     FailPipeline();
   }
+  w->written = std::chrono::steady_clock::now();
+  // The batch is in the memtables now: recycle its buffer at once.
+  w->batch.Clear();
+  bool wake = false;
+  {
+    std::unique_lock<std::mutex> lock(sync_mu_);
+    if (unsynced_.size() >= kUnsyncedGroupsMax) {
+      sequencer_room_waiting_ = true;
+      sync_room_cv_.wait(lock, [&] { return unsynced_.size() < kUnsyncedGroupsMax; });
+      sequencer_room_waiting_ = false;
+    }
+    unsynced_.push_back(std::move(w));
+    NARAE_CHECK(unsynced_.size() <= kUnsyncedGroupsMax);
+    wake = syncer_waiting_;
+    syncer_waiting_ = false;
+  }
+  if (wake) sync_cv_.notify_one();
+}
 
-  Acknowledge(&w->dones, st, w->first_queued);
-  // Recycle the buffers: fresh multi-megabyte allocations cost page faults.
+void LedgerImpl::PublishSnapshot(const rocksdb::Snapshot* s) {
+  NARAE_CHECK(s != nullptr);
+  rocksdb::DB* db = db_.get();
+  std::shared_ptr<const rocksdb::Snapshot> p(
+      s, [db](const rocksdb::Snapshot* x) { db->ReleaseSnapshot(x); });
+  std::lock_guard<std::mutex> lock(snapshot_mu_);
+  synced_snapshot_.swap(p);
+  // The previous one is released here, or by its last reader.
+}
+
+void LedgerImpl::RecycleWrite(std::unique_ptr<PendingWrite> w) {
+  if (w->snapshot != nullptr) db_->ReleaseSnapshot(w->snapshot);
+  w->snapshot = nullptr;
   w->batch.Clear();
   w->dones.clear();
   w->accounts.clear();
-
-  std::lock_guard<std::mutex> lock(write_mu_);
-  if (free_writes_.size() < kPipelineDepth + 1) free_writes_.push_back(std::move(w));
+  w->status = Status::Ok();
+  std::lock_guard<std::mutex> lock(sync_mu_);
+  if (free_writes_.size() < kUnsyncedGroupsMax + 1) free_writes_.push_back(std::move(w));
 }
 
-// On the writer, after a group's write: its callbacks (the switch's
-// replies) run on the acknowledging thread, so the next group's write and
-// fsync overlap them; a small group's run here when nothing else waits
+// Takes every written group, syncs the WAL once for all of them (one fsync
+// covers every write that returned before it started: RocksDB's SyncWAL,
+// which does not block writes in other threads), publishes their state
+// and acknowledges them in order.
+void LedgerImpl::SyncerLoop() {
+  std::deque<std::unique_ptr<PendingWrite>> batch;
+  for (;;) {
+    bool wake_sequencer = false;
+    bool stop = false;
+    {
+      std::unique_lock<std::mutex> lock(sync_mu_);
+      syncer_busy_ = false;
+      if (unsynced_.empty() && !syncer_stop_) {
+        syncer_waiting_ = true;
+        if (sequencer_room_waiting_) sync_room_cv_.notify_all();  // TryRecover waits for this
+        lock.unlock();
+        // A group the sequencer keeps open for this sync can go now.
+        bool notice = false;
+        {
+          std::lock_guard<std::mutex> mu_lock(mu_);
+          if (sequencer_open_waiting_) {
+            syncer_idle_notice_ = true;
+            notice = true;
+          }
+        }
+        if (notice) cv_.notify_all();
+        lock.lock();
+        sync_cv_.wait(lock, [&] { return !unsynced_.empty() || syncer_stop_; });
+        syncer_waiting_ = false;
+      }
+      if (unsynced_.empty()) {
+        stop = true;
+      } else {
+        batch.swap(unsynced_);
+        syncer_busy_ = true;
+        wake_sequencer = sequencer_room_waiting_;
+      }
+    }
+    if (stop) break;
+    if (wake_sequencer) sync_room_cv_.notify_all();
+    const auto sync_start = std::chrono::steady_clock::now();
+    Status sync_st;
+    PendingWrite* last_ok = nullptr;
+    for (const auto& w : batch) {
+      stages_.sync_wait.RecordSince(w->written, sync_start);
+      if (w->status.ok()) last_ok = w.get();
+    }
+    if (last_ok != nullptr && options_.sync && failed_pipeline_.load()) {
+      // A later group's write failed (a full disk): RocksDB's WAL writer is
+      // in error, and a sync now would fail too and turn the resumable error
+      // into a fatal one (DB::Resume refuses it). These groups fail with it;
+      // their rows are in the memtables, which the recovery (Resume) writes
+      // to SST files. (A write failing while a sync is under way lets that
+      // sync finish: it checks the writer's state when it starts.)
+      sync_st = Status::Unavailable("a later group failed to write");
+    } else if (last_ok != nullptr && options_.sync) {
+      sync_st = FromRocks(db_->SyncWAL(), "sync WAL");
+      const auto us = std::chrono::duration_cast<std::chrono::microseconds>(
+                          std::chrono::steady_clock::now() - sync_start)
+                          .count();
+      stat_last_fsync_us_ = static_cast<uint64_t>(us);
+      for (size_t i = 0; i < batch.size(); ++i) stages_.sync.Record(static_cast<uint64_t>(us));
+      // RocksDB takes a failed WAL sync as fatal: the ledger stays down
+      // (TryRecover's Resume is refused) until it is reopened, and the WAL
+      // on disk then decides (the kernel may have dropped the pages).
+      if (!sync_st.ok()) FailPipeline();
+    }
+    stages_.groups_per_sync.Record(batch.size());
+    // Publish before any callback runs: a client told "done" reads it back.
+    if (last_ok != nullptr && sync_st.ok()) {
+      for (const auto& w : batch) {
+        if (!w->status.ok()) continue;
+        if (!w->accounts.empty()) {
+          std::unique_lock<std::shared_mutex> lock(committed_mu_);
+          for (const Account& a : w->accounts) committed_[a.id] = a;
+        }
+        stat_groups_++;
+        stat_events_ += w->events;
+        stat_last_group_events_ = w->events;
+      }
+      PublishSnapshot(last_ok->snapshot);
+      last_ok->snapshot = nullptr;  // owned by the publication now
+    }
+    for (auto& w : batch) {
+      const Status st = w->status.ok() ? sync_st : w->status;
+      Acknowledge(&w->dones, st, w->first_queued);
+      RecycleWrite(std::move(w));
+    }
+    batch.clear();
+  }
+  {
+    std::lock_guard<std::mutex> ack_lock(ack_mu_);
+    ack_stop_ = true;
+  }
+  ack_cv_.notify_all();
+}
+
+// On the syncer, after a group's sync: its callbacks (the switch's
+// replies) run on the acknowledging thread, so the next sync overlaps
+// them; a small group's run here when nothing else waits
 // (kInlineAckCallbacksMax). Either way in commit order.
 void LedgerImpl::Acknowledge(std::vector<DoneFn>* dones, const Status& st,
                              std::chrono::steady_clock::time_point first_queued) {
   const auto durable = std::chrono::steady_clock::now();
-  bool next_sealed = false;
-  if (dones->size() > kInlineAckBeforeNextWriteMax && dones->size() <= kInlineAckCallbacksMax) {
-    std::lock_guard<std::mutex> lock(write_mu_);
-    next_sealed = !writes_.empty();
+  bool next_written = false;
+  if (dones->size() > kInlineAckBeforeNextSyncMax && dones->size() <= kInlineAckCallbacksMax) {
+    std::lock_guard<std::mutex> lock(sync_mu_);
+    next_written = !unsynced_.empty();
   }
   bool inline_here = false;
   bool wake = false;
   {
     std::unique_lock<std::mutex> lock(ack_mu_);
-    const bool small = dones->size() <= kInlineAckBeforeNextWriteMax ||
-                       (dones->size() <= kInlineAckCallbacksMax && !next_sealed);
+    const bool small = dones->size() <= kInlineAckBeforeNextSyncMax ||
+                       (dones->size() <= kInlineAckCallbacksMax && !next_written);
     if (small && acks_.empty() && !acker_busy_) {
       inline_here = true;  // every earlier group's callbacks have returned
     } else {
       if (acks_.size() >= kAcksQueuedMax) {
-        writer_room_waiting_ = true;
+        syncer_room_waiting_ = true;
         ack_room_cv_.wait(lock, [&] { return acks_.size() < kAcksQueuedMax; });
-        writer_room_waiting_ = false;
+        syncer_room_waiting_ = false;
       }
       acks_.push_back(Ack{std::move(*dones), st, first_queued, durable});
       NARAE_CHECK(acks_.size() <= kAcksQueuedMax);
@@ -2021,8 +2124,8 @@ void LedgerImpl::AckLoop() {
     Ack ack = std::move(acks_.front());
     acks_.pop_front();
     acker_busy_ = true;
-    const bool wake = writer_room_waiting_;
-    writer_room_waiting_ = false;
+    const bool wake = syncer_room_waiting_;
+    syncer_room_waiting_ = false;
     lock.unlock();
     if (wake) ack_room_cv_.notify_one();
     RunCallbacks(&ack.dones, ack.status, ack.first_queued, ack.durable);
@@ -2037,21 +2140,33 @@ void LedgerImpl::FailPipeline() {
   healthy_ = false;
 }
 
-// On the sequencer thread, after a failed write: once the writer has
-// drained (failing every group after the broken one), resume RocksDB and
-// reload the durable state. Returns true when healthy again.
+// On the sequencer thread, after a failed write or sync: once the syncer
+// has drained (syncing the groups written before the broken one, failing
+// every group after it), resume RocksDB and reload the durable state.
+// Returns true when healthy again.
 bool LedgerImpl::TryRecover() {
   {
-    std::unique_lock<std::mutex> lock(write_mu_);
-    if (!writes_.empty()) {
+    std::unique_lock<std::mutex> lock(sync_mu_);
+    if (!unsynced_.empty() || syncer_busy_) {
       sequencer_room_waiting_ = true;
-      room_cv_.wait(lock, [&] { return writes_.empty(); });
+      sync_room_cv_.wait(lock, [&] { return unsynced_.empty() && !syncer_busy_; });
       sequencer_room_waiting_ = false;
     }
   }
   pipeline_epoch_++;  // every group sequenced so far fails, wherever it is
   rocksdb::Status rs = db_->Resume();
   if (!rs.ok()) return false;
+  // Groups written but never synced (they failed with the write after
+  // them) are in the memtables: their callers were told they failed, an
+  // unknown outcome that a retry resolves through the ids and idempotency
+  // records they wrote. Their WAL records may be lost and the next groups
+  // build on them: write the memtables to SST files (synced) before the
+  // state is read back, or a crash could keep later groups without them.
+  // (RocksDB's Resume flushes after a WAL error too; this makes it sure.)
+  rocksdb::FlushOptions fo;
+  fo.wait = true;
+  fo.allow_write_stall = true;
+  if (!db_->Flush(fo, cfs_).ok()) return false;
   TrimOverlay(/*all=*/true);
   ClearAuxGroups();
   aux_cache_.clear();
@@ -2072,21 +2187,25 @@ Status LedgerImpl::Close() {
   }
   cv_.notify_all();
   if (sequencer_.joinable()) sequencer_.join();
-  if (writer_.joinable()) writer_.join();
+  if (syncer_.joinable()) syncer_.join();
   if (acker_.joinable()) acker_.join();
   if (!options_.read_only && std::getenv("NARAE_LEDGER_STAGES") != nullptr) {
     std::string line = "{\"ledger_stages_us\":{";
     line += StageJson("queued", stages_.queued) + "," +
-            StageJson("sequencing", stages_.sequencing) + "," +
-            StageJson("handover", stages_.handover) + "," + StageJson("write", stages_.write) +
-            "," + StageJson("ack_wait", stages_.ack_wait) + "," +
+            StageJson("sequencing", stages_.sequencing) + "," + StageJson("write", stages_.write) +
+            "," + StageJson("sync_wait", stages_.sync_wait) + "," +
+            StageJson("sync", stages_.sync) + "," + StageJson("ack_wait", stages_.ack_wait) + "," +
             StageJson("callbacks", stages_.callbacks) + "," + StageJson("total", stages_.total) +
-            "," + StageJson("submissions", stages_.submissions) +
-            ",\"written_on_sequencer\":" + std::to_string(stages_.written_on_sequencer.load()) +
+            "," + StageJson("submissions", stages_.submissions) + "," +
+            StageJson("groups_per_sync", stages_.groups_per_sync) +
             ",\"acked_inline\":" + std::to_string(stages_.acked_inline.load()) + "}}\n";
     std::fputs(line.c_str(), stderr);
   }
   Status st;
+  {
+    std::lock_guard<std::mutex> lock(snapshot_mu_);
+    synced_snapshot_.reset();  // no reader is left (Close's contract)
+  }
   if (db_) {
     if (!options_.read_only) st = FromRocks(db_->FlushWAL(true), "flush WAL");
     for (auto* cf : cfs_) (void)db_->DestroyColumnFamilyHandle(cf);
@@ -2110,7 +2229,7 @@ std::optional<Account> LedgerImpl::LookupAccount(AccountId id) {
 }
 
 std::optional<HoldInfo> LedgerImpl::LookupHold(TransferId id) {
-  ConsistentRead read(db_.get(), options_.read_only);
+  ConsistentRead read(SyncedSnapshot());
   rocksdb::ReadOptions& ro = read.options;
   std::optional<Transfer> t = ReadTransfer(id, ro);
   if (!t || !(t->flags & transfer_flags::kPending)) return std::nullopt;
@@ -2138,7 +2257,7 @@ Result<std::vector<AccountEntry>> LedgerImpl::GetAccountEntries(const AccountFil
   uint64_t lo = f.timestamp_min;
   uint64_t hi = f.timestamp_max == 0 ? ~uint64_t{0} : f.timestamp_max;
   if (lo > hi) return Status::InvalidArgument("timestamp_min > timestamp_max");
-  ConsistentRead read(db_.get(), options_.read_only);
+  ConsistentRead read(SyncedSnapshot());
   rocksdb::ReadOptions& ro = read.options;
   std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, cfs_[kAccountIndex]));
   std::unique_ptr<rocksdb::Iterator> events(db_->NewIterator(ro, cfs_[kEvents]));
@@ -2189,7 +2308,7 @@ Result<std::vector<AccountEntry>> LedgerImpl::GetAccountEntries(const AccountFil
 
 Result<std::vector<Transfer>> LedgerImpl::QueryTransfersByUserData(U128 ud, uint32_t limit) {
   if (limit == 0 || limit > kQueryLimitMax) return Status::InvalidArgument("limit");
-  ConsistentRead read(db_.get(), options_.read_only);
+  ConsistentRead read(SyncedSnapshot());
   rocksdb::ReadOptions& ro = read.options;
   std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, cfs_[kUserData]));
   std::unique_ptr<rocksdb::Iterator> events(db_->NewIterator(ro, cfs_[kEvents]));
@@ -2224,7 +2343,7 @@ Status LedgerImpl::ScanAccounts(const std::function<bool(const Account&)>& fn) {
 
 Status LedgerImpl::ScanTransfers(uint64_t from_ts, uint64_t to_ts,
                                  const std::function<bool(const Transfer&)>& fn) {
-  ConsistentRead read(db_.get(), options_.read_only);
+  ConsistentRead read(SyncedSnapshot());
   rocksdb::ReadOptions& ro = read.options;
   std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, cfs_[kEvents]));
   codec::EventCursor cur(it.get());
@@ -2240,12 +2359,13 @@ Status LedgerImpl::ScanTransfers(uint64_t from_ts, uint64_t to_ts,
 }
 
 std::optional<std::string> LedgerImpl::GetAux(std::string_view key) {
-  return DbGet(kAux, rocksdb::Slice(key.data(), key.size()));
+  ConsistentRead read(SyncedSnapshot());
+  return DbGet(kAux, rocksdb::Slice(key.data(), key.size()), read.options);
 }
 
 Status LedgerImpl::ScanAux(std::string_view prefix,
                            const std::function<bool(std::string_view, std::string_view)>& fn) {
-  ConsistentRead read(db_.get(), options_.read_only);
+  ConsistentRead read(SyncedSnapshot());
   rocksdb::ReadOptions& ro = read.options;
   std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, cfs_[kAux]));
   rocksdb::Slice p(prefix.data(), prefix.size());
@@ -2259,7 +2379,8 @@ Status LedgerImpl::ScanAux(std::string_view prefix,
 }
 
 Result<JournalEntry> LedgerImpl::JournalHead() {
-  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator({}, cfs_[kJournal]));
+  ConsistentRead read(SyncedSnapshot());
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(read.options, cfs_[kJournal]));
   it->SeekToLast();
   if (!it->Valid()) {
     NARAE_RETURN_IF_ERROR(FromRocks(it->status(), "journal"));
@@ -2282,7 +2403,7 @@ Status LedgerImpl::CatchUp() {
 }
 
 Result<VerifyReport> LedgerImpl::Verify(const std::function<void(uint64_t)>& progress) {
-  ConsistentRead read(db_.get(), options_.read_only);
+  ConsistentRead read(SyncedSnapshot());
   rocksdb::ReadOptions& ro = read.options;
   ro.fill_cache = false;
   ro.total_order_seek = true;

@@ -13,9 +13,10 @@
 // switch store its own records atomically with the hold it creates.
 //
 // Thread safety: a Ledger is safe to use from any number of threads. Writes
-// are sequenced by one thread and group-committed (one fsync per group);
-// every write call returns (or calls back) only after its group is durable.
-// Reads see the durable state only.
+// are sequenced by one thread and group-committed (one WAL fsync covers
+// every group written before it started); every write call returns (or
+// calls back) only after its group is durable. Reads see the durable state
+// only.
 #pragma once
 
 #include <array>
@@ -29,6 +30,10 @@
 #include <vector>
 
 #include "ledger/status.hpp"
+
+namespace rocksdb {
+class Env;
+}  // namespace rocksdb
 
 namespace narae::ledger {
 
@@ -404,6 +409,10 @@ struct Options {
   // Back-pressure: at most this many submissions queued; further Submit()
   // calls fail with Unavailable.
   size_t queue_submissions_max = 65536;
+  // While the WAL sync of earlier groups runs, the group being built stays
+  // open for what arrives, at most this long (microseconds, 1..10,000,000),
+  // then it is written so that it is ready for the next sync.
+  uint32_t group_open_max_us = 200;
   // The clock (ns since the epoch). Tests inject a fake one.
   std::function<uint64_t()> clock_ns;
   // Account balances are written to disk lazily (the events are the record;
@@ -417,6 +426,10 @@ struct Options {
   size_t account_snapshot_dirty_max = 262144;
   // RocksDB block cache, bytes.
   size_t block_cache_bytes = 256u << 20;
+  // The RocksDB environment (files, threads); null = the default. Tests
+  // pass one whose files fail on demand (fault injection). Not owned; must
+  // outlive the ledger.
+  rocksdb::Env* env = nullptr;
 };
 
 struct VerifyReport {

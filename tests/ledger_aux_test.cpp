@@ -386,41 +386,32 @@ TEST_F(LedgerTest, AuxReadsPastTheKeptGroupsSeeTheLastPut) {
 // A read that fails (here a corrupt SST block) is never taken for an absent
 // key: a retransmitted request would look new and be paid twice. The ledger
 // stops the process instead, naming the family and RocksDB's error.
-// The review's case: group B is sealed but not durable (the writer is held
-// in group A's callback, which runs on it) when group C reads what B wrote:
-// B's aux record, its transfer (a retry answers "exists", not a second
-// transfer) and its post of a hold (a second post is refused): all from the
-// sealed groups' overlays, B being in none of the DB's rows yet. (A group
-// dropped at the next seal while the writer is inside its write is not
-// reachable here: the write cannot be held from a test.)
+// The review's case: group B is written but not durable (the syncer is
+// held in group A's callback, which runs on it, so B waits for its sync)
+// when group C reads what B wrote: B's aux record, its transfer (a retry
+// answers "exists", not a second transfer) and its post of a hold (a second
+// post is refused). The sequencer reads them from the DB, where B's write
+// put them before its sync; readers outside the sequencer do not see B
+// until it is durable (the synced snapshot).
 TEST_F(LedgerTest, ReadsSeeSealedGroupsThatAreNotYetDurable) {
   Funded(1, 1000);
   Funded(2, 0);
   ASSERT_EQ(Create(Xfer(100, 1, 2, 50, transfer_flags::kPending)).result,
             CreateTransferResult::kOk);
-  std::promise<void> a_started, a_release, writer_held, writer_release, b_ran, c_ran;
-  std::shared_future<void> a_gate = a_release.get_future().share();
-  std::shared_future<void> writer_gate = writer_release.get_future().share();
-  std::shared_future<void> writer_held_f = writer_held.get_future().share();
-  // A is held on the sequencer until B is queued, so A's group goes to the
-  // writer (not written on the sequencer, which an idle pipeline does), and
-  // its callback there holds the writer; B runs once the writer is held.
-  ASSERT_OK(ledger_->Submit(
-      [&](Txn& txn) {
-        a_started.set_value();
-        a_gate.wait();
-        txn.PutAux("nd/a", "1");
-      },
-      [&](Status) {
-        writer_held.set_value();
-        writer_gate.wait();
-      }));
-  a_started.get_future().wait();
+  std::promise<void> syncer_held, syncer_release, b_ran, c_ran;
+  std::shared_future<void> syncer_gate = syncer_release.get_future().share();
+  // A's callback holds the syncer (A's group is small: it is acknowledged
+  // on the syncer itself).
+  ASSERT_OK(ledger_->Submit([&](Txn& txn) { txn.PutAux("nd/a", "1"); },
+                            [&](Status) {
+                              syncer_held.set_value();
+                              syncer_gate.wait();
+                            }));
+  syncer_held.get_future().wait();
   std::atomic<bool> b_durable{false};
   std::vector<CreateTransferResult> b_results;
   ASSERT_OK(ledger_->Submit(
       [&](Txn& txn) {
-        writer_held_f.wait();
         txn.PutAux("nd/b", "2");
         const Transfer ts[] = {Xfer(200, 1, 2, 10), PostOf(201, 100, 50)};
         for (const TransferOutcome& o : txn.CreateTransfers(ts)) b_results.push_back(o.result);
@@ -430,10 +421,12 @@ TEST_F(LedgerTest, ReadsSeeSealedGroupsThatAreNotYetDurable) {
         EXPECT_OK(s);
         b_durable = true;
       }));
-  a_release.set_value();
   b_ran.get_future().wait();
-  // B's group is sealed when nothing else is queued: C comes after.
+  // B's group is written once it has been open group_open_max_us: C comes
+  // after.
   std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  EXPECT_FALSE(ledger_->GetAux("nd/b").has_value());  // not durable: not for readers
+  EXPECT_FALSE(ledger_->LookupTransfer(TransferId::From(200)).has_value());
   bool c_saw_b_undurable = false;
   std::optional<std::string> c_a, c_b;
   std::vector<CreateTransferResult> c_results;
@@ -449,8 +442,8 @@ TEST_F(LedgerTest, ReadsSeeSealedGroupsThatAreNotYetDurable) {
         c_ran.set_value();
       },
       [](Status s) { EXPECT_OK(s); }));
-  c_ran.get_future().wait();  // C is sequenced before the writer moves on
-  writer_release.set_value();
+  c_ran.get_future().wait();  // C is sequenced before the syncer moves on
+  syncer_release.set_value();
   ASSERT_OK(ledger_->Execute([](Txn&) {}));  // after every group above
   ASSERT_EQ(b_results.size(), 2u);
   EXPECT_EQ(b_results[0], CreateTransferResult::kOk);
@@ -463,7 +456,9 @@ TEST_F(LedgerTest, ReadsSeeSealedGroupsThatAreNotYetDurable) {
   ASSERT_EQ(c_results.size(), 2u);
   EXPECT_EQ(c_results[0], CreateTransferResult::kExists);
   EXPECT_EQ(c_results[1], CreateTransferResult::kPendingTransferAlreadyPosted);
-  EXPECT_EQ(Get(1).debits_posted, 60u);  // the hold's 50 and one 10
+  EXPECT_EQ(Get(1).debits_posted, 60u);     // the hold's 50 and one 10
+  EXPECT_EQ(ledger_->GetAux("nd/b"), "2");  // durable now: readers see it
+  EXPECT_TRUE(ledger_->LookupTransfer(TransferId::From(200)).has_value());
 }
 
 TEST_F(LedgerTest, CorruptAuxBlockStopsTheProcessInsteadOfReadingAsAbsent) {

@@ -145,44 +145,37 @@ TEST_F(LedgerTest, RetryInTheNextGroupBeforeTheFirstIsDurableIsRecognized) {
   EXPECT_EQ(Get(1).debits_posted, static_cast<uint64_t>(kN));
 }
 
-// The same, deterministically: group 2 (a transfer and an aux row) waits
-// sealed while the writer is held in group 1's callback, and group 3
-// retries the id and reads the key: the filter has them (FinishGroup added
-// them before the overlay), and the retry is recognised before either group
-// is durable.
+// The same, deterministically: group 2 (a transfer and an aux row) is
+// written but waits for its sync while the syncer is held in group 1's
+// callback, and group 3 retries the id and reads the key: the filter has
+// them (FinishGroup added them before the write), and the retry is
+// recognised before either group is durable.
 TEST_F(LedgerTest, RetryWhileTheFirstGroupWaitsForTheWriterIsRecognized) {
   Funded(1, 1'000'000);
   ASSERT_EQ(CreateAccount(Acc(2)), AR::kOk);
-  std::promise<void> s0_started, s0_release, writer_held, writer_release, s1_ran;
-  std::shared_future<void> s0_gate = s0_release.get_future().share();
+  std::promise<void> writer_held, writer_release, s1_ran;
   std::shared_future<void> writer_gate = writer_release.get_future().share();
-  std::shared_future<void> writer_held_f = writer_held.get_future().share();
   std::vector<std::promise<Status>> done(3);
-  ASSERT_OK(ledger_->Submit(
-      [&](Txn& txn) {
-        s0_started.set_value();
-        s0_gate.wait();
-        txn.PutAux("rf/s0", "v");
-      },
-      [&](Status st) {
-        writer_held.set_value();
-        writer_gate.wait();
-        done[0].set_value(st);
-      }));
-  s0_started.get_future().wait();
+  ASSERT_OK(ledger_->Submit([&](Txn& txn) { txn.PutAux("rf/s0", "v"); },
+                            [&](Status st) {
+                              writer_held.set_value();
+                              writer_gate.wait();
+                              done[0].set_value(st);
+                            }));
+  writer_held.get_future().wait();
   TR first = TR::kOk, retry = TR::kOk;
   std::optional<std::string> seen;
   ASSERT_OK(ledger_->Submit(
       [&](Txn& txn) {
-        writer_held_f.wait();
         Transfer t = Xfer(7000, 1, 2, 3);
         first = txn.CreateTransfers({&t, 1})[0].result;
         txn.PutAux("rf/new-key", "value");
         s1_ran.set_value();
       },
       [&](Status st) { done[1].set_value(st); }));
-  s0_release.set_value();
   s1_ran.get_future().wait();
+  // Group 2 is written once it has been open group_open_max_us.
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
   ASSERT_OK(ledger_->Submit(
       [&](Txn& txn) {
         Transfer t = Xfer(7000, 1, 2, 3);
@@ -190,7 +183,7 @@ TEST_F(LedgerTest, RetryWhileTheFirstGroupWaitsForTheWriterIsRecognized) {
         seen = txn.GetAux("rf/new-key");
       },
       [&](Status st) { done[2].set_value(st); }));
-  // Group 3 is sequenced while group 2 still waits for the held writer.
+  // Group 3 is sequenced while group 2 still waits for the held syncer.
   std::this_thread::sleep_for(std::chrono::milliseconds(50));
   writer_release.set_value();
   for (auto& d : done) ASSERT_OK(d.get_future().get());

@@ -1,12 +1,15 @@
-// The ledger's commit pipeline (sequencer -> writer -> acknowledging
-// thread): callbacks run in commit order whichever thread runs them (when
-// the pipeline is idle a small group is written and acknowledged by the
-// thread that sealed it; large groups' callbacks run on the acknowledging
-// thread), and a small group never overtakes callbacks still queued or
-// running.
+// The ledger's commit pipeline (the sequencer writes each group, the
+// syncer syncs the WAL for every group written and acknowledges them, large
+// groups' callbacks run on the acknowledging thread): callbacks run in
+// commit order whichever thread runs them, a small group never overtakes
+// callbacks still queued or running, a group stays open while the syncer is
+// busy, and a failed sync keeps the ledger unavailable until it is
+// reopened.
 #include <gtest/gtest.h>
 
 #include <pthread.h>
+#include <rocksdb/env.h>
+#include <rocksdb/file_system.h>
 #include <stdlib.h>
 
 #include <atomic>
@@ -22,6 +25,51 @@
 
 namespace narae::testing {
 namespace {
+
+// A file system whose write-ahead log files fail every sync while `fail`
+// is set (a disk that lost the pages, fsyncgate): the ledger's fault
+// injection through Options::env.
+class FailingWalSyncFs : public rocksdb::FileSystemWrapper {
+ public:
+  explicit FailingWalSyncFs(std::shared_ptr<rocksdb::FileSystem> base)
+      : FileSystemWrapper(std::move(base)) {}
+  const char* Name() const override { return "FailingWalSyncFs"; }
+  rocksdb::IOStatus NewWritableFile(const std::string& name, const rocksdb::FileOptions& options,
+                                    std::unique_ptr<rocksdb::FSWritableFile>* out,
+                                    rocksdb::IODebugContext* dbg) override {
+    rocksdb::IOStatus s = target()->NewWritableFile(name, options, out, dbg);
+    if (s.ok() && name.ends_with(".log")) {
+      *out = std::make_unique<File>(std::move(*out), &fail, &syncs_failed);
+    }
+    return s;
+  }
+  std::atomic<bool> fail{false};
+  std::atomic<int> syncs_failed{0};
+
+ private:
+  class File : public rocksdb::FSWritableFileOwnerWrapper {
+   public:
+    File(std::unique_ptr<rocksdb::FSWritableFile>&& f, std::atomic<bool>* fail,
+         std::atomic<int>* failed)
+        : FSWritableFileOwnerWrapper(std::move(f)), fail_(fail), failed_(failed) {}
+    rocksdb::IOStatus Sync(const rocksdb::IOOptions& o, rocksdb::IODebugContext* d) override {
+      if (fail_->load()) return Failed();
+      return FSWritableFileOwnerWrapper::Sync(o, d);
+    }
+    rocksdb::IOStatus Fsync(const rocksdb::IOOptions& o, rocksdb::IODebugContext* d) override {
+      if (fail_->load()) return Failed();
+      return FSWritableFileOwnerWrapper::Fsync(o, d);
+    }
+
+   private:
+    rocksdb::IOStatus Failed() {
+      ++*failed_;
+      return rocksdb::IOStatus::IOError("injected: WAL sync failed");
+    }
+    std::atomic<bool>* fail_;
+    std::atomic<int>* failed_;
+  };
+};
 
 // Polls `pred` (a state the ledger reaches by itself) for at most 30 s.
 template <typename Pred>
@@ -229,24 +277,29 @@ TEST_F(LedgerTest, PipelineSmallGroupsWaitBehindRunningCallbacks) {
   EXPECT_EQ(ledger_->GetAux("pl/G11"), "v");
 }
 
-// A small durable group's callbacks run on the writer even when the next
-// group is already sealed (kInlineAckBeforeNextWriteMax): S0 is held on the
-// sequencer while F1..F3 queue, so S0's group is written while F1..F3's is
-// sealed behind it (or, if the sequencer was slow, written by the sequencer
-// itself once the pipeline was idle); no callback runs on the acknowledging
-// thread. Threads are told apart by their names.
-TEST_F(LedgerTest, PipelineSmallGroupAckedOnTheWriterWhileTheNextWaits) {
-  std::promise<void> seq_started, seq_release;
-  std::shared_future<void> seq_gate = seq_release.get_future().share();
+// Small durable groups' callbacks run on the syncer itself, in order, even
+// when several groups wait for it (kInlineAckBeforeNextSyncMax): S0's
+// callback holds the syncer while F1, F2 and F3 are written one by one
+// (each comes longer than group_open_max_us after the last, so each is its
+// own group); none of
+// them runs on the acknowledging thread. Threads are told apart by their
+// names.
+TEST_F(LedgerTest, PipelineSmallGroupsAckedOnTheSyncerWhileOthersWait) {
+  std::promise<void> syncer_held, syncer_release;
+  std::shared_future<void> syncer_gate = syncer_release.get_future().share();
   std::mutex mu;
   std::vector<std::pair<std::string, std::string>> order;  // name, thread name
+  std::vector<uint64_t> group_of(4, 0);
   std::vector<std::promise<Status>> done(4);
-  auto submit = [&](int i, std::function<void()> before) {
+  std::vector<std::promise<void>> ran(4);
+  auto submit = [&](int i) {
     const std::string name = i == 0 ? "S0" : "F" + std::to_string(i);
     return ledger_->Submit(
-        [name, before](Txn& txn) {
-          if (before) before();
+        [&, name, i](Txn& txn) {
+          clock_ns_ += 1;  // the next group's now_ns() differs
           txn.PutAux("ak/" + name, "v");
+          group_of[static_cast<size_t>(i)] = txn.now_ns();
+          ran[static_cast<size_t>(i)].set_value();
         },
         [&, name, i](Status st) {
           {
@@ -255,25 +308,31 @@ TEST_F(LedgerTest, PipelineSmallGroupAckedOnTheWriterWhileTheNextWaits) {
             pthread_getname_np(pthread_self(), thread, sizeof(thread));
             order.emplace_back(name, thread);
           }
+          if (i == 0) {
+            syncer_held.set_value();
+            syncer_gate.wait();
+          }
           done[static_cast<size_t>(i)].set_value(st);
         });
   };
-  ASSERT_OK(submit(0, [&] {
-    seq_started.set_value();
-    seq_gate.wait();
-  }));
-  seq_started.get_future().wait();
-  for (int i = 1; i <= 3; ++i) ASSERT_OK(submit(i, nullptr));
-  seq_release.set_value();
+  ASSERT_OK(submit(0));
+  syncer_held.get_future().wait();
+  for (int i = 1; i <= 3; ++i) {
+    ASSERT_OK(submit(i));
+    ran[static_cast<size_t>(i)].get_future().wait();
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));  // > group_open_max_us
+  }
+  syncer_release.set_value();
   for (auto& d : done) ASSERT_OK(d.get_future().get());
   std::lock_guard<std::mutex> lock(mu);
   ASSERT_EQ(order.size(), 4u);
   EXPECT_EQ(order[0].first, "S0");
   EXPECT_EQ(order[1].first, "F1");
+  EXPECT_EQ(order[2].first, "F2");
   EXPECT_EQ(order[3].first, "F3");
-  // S0's group went to the writer (F1..F3 were queued).
-  EXPECT_EQ(order[0].second, "narae-writer");
-  for (const auto& [name, thread] : order) EXPECT_NE(thread, "narae-acker") << name;
+  EXPECT_NE(group_of[1], group_of[2]);
+  EXPECT_NE(group_of[2], group_of[3]);
+  for (const auto& [name, thread] : order) EXPECT_EQ(thread, "narae-syncer") << name;
 }
 
 // NARAE_LEDGER_STAGES: Close() prints one JSON line with where the groups'
@@ -308,13 +367,18 @@ TEST_F(LedgerTest, PipelineStagesPrintedAtCloseWhenAsked) {
   // The first submission slept 20 ms while it was sequenced.
   EXPECT_GE(s["sequencing"]["max"].get<uint64_t>(), 20000u);
   EXPECT_GE(s["total"]["max"].get<uint64_t>(), 20000u);
-  for (const char* stage : {"queued", "sequencing", "handover", "write", "ack_wait", "callbacks"}) {
+  // Every group is synced once (an idle syncer: one group per sync).
+  EXPECT_EQ(s["sync_wait"]["n"].get<uint64_t>(), groups);
+  EXPECT_EQ(s["sync"]["n"].get<uint64_t>(), groups);
+  EXPECT_GE(s["write"]["n"].get<uint64_t>(), static_cast<uint64_t>(kSubmissions));
+  EXPECT_GE(s["groups_per_sync"]["n"].get<uint64_t>(), 1u);
+  EXPECT_LE(s["groups_per_sync"]["n"].get<uint64_t>(), groups);
+  for (const char* stage :
+       {"queued", "sequencing", "write", "sync_wait", "sync", "ack_wait", "callbacks"}) {
     EXPECT_LE(s[stage]["max"].get<uint64_t>(), s["total"]["max"].get<uint64_t>()) << stage;
     EXPECT_LE(s[stage]["p50"].get<uint64_t>(), s[stage]["max"].get<uint64_t>()) << stage;
   }
-  // Idle pipeline: single small groups are written on the sequencer and
-  // acknowledged where they were written.
-  EXPECT_GE(s["written_on_sequencer"].get<uint64_t>(), 1u);
+  // Idle pipeline: single small groups are acknowledged on the syncer.
   EXPECT_GE(s["acked_inline"].get<uint64_t>(), 1u);
 }
 
@@ -329,95 +393,102 @@ TEST_F(LedgerTest, PipelineStagesNotPrintedUnlessAsked) {
   EXPECT_EQ(err.find("ledger_stages_us"), std::string::npos) << err;
 }
 
-// While the writer has no room (it is busy with group 1 and group 2 waits
-// sealed), the group being built takes what arrives instead of being sealed
-// and waiting: S2, S3 and S4 commit in one group (Txn::now_ns() is the
-// group's, the fake clock moved by each submission). Before, S2 was sealed alone and S3, S4 formed
-// a fourth group.
-TEST_F(LedgerTest, PipelineGroupGrowsWhileTheWriterHasNoRoom) {
-  std::promise<void> s0_started, s0_release, writer_held, writer_release, s2_started, s2_release;
-  std::shared_future<void> s0_gate = s0_release.get_future().share();
-  std::shared_future<void> writer_gate = writer_release.get_future().share();
-  std::shared_future<void> writer_held_f = writer_held.get_future().share();
-  std::shared_future<void> s2_gate = s2_release.get_future().share();
+// While the syncer is busy (here held in S0's callback), the group being
+// built stays open and takes what arrives: S2, S3 and S4 commit in one
+// group (Txn::now_ns() is the group's, the fake clock moved by each
+// submission) although S3 and S4 were queued only after S2 was sequenced.
+// With the syncer idle the same three make two groups: S2's is written as
+// soon as the queue is drained. (group_open_max_us is long here, so that
+// the test does not depend on how fast it runs; the bound itself:
+// PipelineSmallGroupsAckedOnTheSyncerWhileOthersWait.)
+TEST_F(LedgerTest, PipelineGroupStaysOpenWhileTheSyncerIsBusy) {
+  ASSERT_OK(ledger_->Close());
+  ledger_.reset();
+  Options o;
+  o.path = dir_.Sub("open");
+  o.clock_ns = [this] { return clock_ns_.load(); };
+  o.group_open_max_us = 5'000'000;
+  auto opened = Ledger::Open(o);
+  ASSERT_TRUE(opened.ok()) << opened.status().ToString();
+  ledger_ = std::move(opened.value());
   std::mutex mu;
-  std::vector<uint64_t> group_of(5, 0);
-  std::vector<std::promise<Status>> done(5);
-  std::promise<void> s1_ran;
-  auto submit = [&](int i, std::function<void()> in_fn, std::function<void()> in_done) {
-    return ledger_->Submit(
-        [&, i, in_fn](Txn& txn) {
-          if (in_fn) in_fn();
-          clock_ns_ += 1;  // the next group's now_ns() differs
-          txn.PutAux("gr/" + std::to_string(i), "v");
-          std::lock_guard<std::mutex> lock(mu);
-          group_of[static_cast<size_t>(i)] = txn.now_ns();
-        },
-        [&, i, in_done](Status st) {
-          if (in_done) in_done();
-          done[static_cast<size_t>(i)].set_value(st);
-        });
-  };
-  // S0 is held on the sequencer while S1 queues, so S0's group goes to the
-  // writer, whose inline callback then holds it.
-  ASSERT_OK(submit(
-      0,
-      [&] {
-        s0_started.set_value();
-        s0_gate.wait();
-      },
-      [&] {
-        writer_held.set_value();
-        writer_gate.wait();
+  std::vector<uint64_t> group_of(8, 0);
+  auto run = [&](bool hold_syncer, int first) {
+    std::promise<void> syncer_held, syncer_release, s2_started, s2_release;
+    std::shared_future<void> syncer_gate = syncer_release.get_future().share();
+    std::shared_future<void> s2_gate = s2_release.get_future().share();
+    std::vector<std::promise<Status>> done(4);
+    auto submit = [&](int i, std::function<void()> in_fn, std::function<void()> in_done) {
+      return ledger_->Submit(
+          [&, i, in_fn](Txn& txn) {
+            if (in_fn) in_fn();
+            clock_ns_ += 1;
+            txn.PutAux("gr/" + std::to_string(first) + "/" + std::to_string(i), "v");
+            std::lock_guard<std::mutex> lock(mu);
+            group_of[static_cast<size_t>(first + i)] = txn.now_ns();
+          },
+          [&, i, in_done](Status st) {
+            if (in_done) in_done();
+            done[static_cast<size_t>(i)].set_value(st);
+          });
+    };
+    if (hold_syncer) {
+      ASSERT_OK(submit(0, nullptr, [&] {
+        syncer_held.set_value();
+        syncer_gate.wait();
       }));
-  s0_started.get_future().wait();
-  // S1 (group 2) waits until the writer is held: then it is sealed and
-  // waits for the writer.
-  ASSERT_OK(submit(
-      1,
-      [&] {
-        writer_held_f.wait();
-        s1_ran.set_value();
-      },
-      nullptr));
-  s0_release.set_value();
-  s1_ran.get_future().wait();
-  // S2 starts group 3 and waits until S3 and S4 are queued.
-  ASSERT_OK(submit(
-      2,
-      [&] {
-        s2_started.set_value();
-        s2_gate.wait();
-      },
-      nullptr));
-  s2_started.get_future().wait();
-  ASSERT_OK(submit(3, nullptr, nullptr));
-  ASSERT_OK(submit(4, nullptr, nullptr));
-  s2_release.set_value();
-  // The sequencer takes S3 and S4 without the writer (before, it waited for
-  // room with S2's group sealed, and took them only once the writer was
-  // released). The writer is released either way, so a failure ends.
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
-  bool took_them = false;
-  while (!took_them && std::chrono::steady_clock::now() < deadline) {
-    {
-      std::lock_guard<std::mutex> lock(mu);
-      took_them = group_of[4] != 0;
+      syncer_held.get_future().wait();
+    } else {
+      ASSERT_OK(submit(0, nullptr, nullptr));
+      ASSERT_OK(done[0].get_future().get());
+      // S0's callback ran on the syncer: let it go back to sleep.
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
     }
-    if (!took_them) std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  }
-  writer_release.set_value();
-  for (auto& d : done) ASSERT_OK(d.get_future().get());
-  EXPECT_TRUE(took_them);
+    // S2 is held on the sequencer until S3 and S4 are queued.
+    ASSERT_OK(submit(
+        1,
+        [&] {
+          s2_started.set_value();
+          s2_gate.wait();
+        },
+        nullptr));
+    s2_started.get_future().wait();
+    ASSERT_OK(submit(2, nullptr, nullptr));
+    ASSERT_OK(submit(3, nullptr, nullptr));
+    s2_release.set_value();
+    {
+      // S3 and S4 sequenced (the syncer still held, if it is).
+      const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+      bool both = false;
+      while (!both && std::chrono::steady_clock::now() < deadline) {
+        {
+          std::lock_guard<std::mutex> lock(mu);
+          both = group_of[static_cast<size_t>(first + 3)] != 0;
+        }
+        if (!both) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      }
+      EXPECT_TRUE(both);
+    }
+    if (hold_syncer) syncer_release.set_value();
+    for (size_t i = 0; i < done.size(); ++i) {
+      if (hold_syncer || i != 0) ASSERT_OK(done[i].get_future().get());
+    }
+  };
+  run(/*hold_syncer=*/true, 0);
+  run(/*hold_syncer=*/false, 4);
   std::lock_guard<std::mutex> lock(mu);
+  // Syncer held: S2, S3, S4 one group.
   EXPECT_NE(group_of[0], group_of[1]);
-  EXPECT_NE(group_of[1], group_of[2]);
-  EXPECT_EQ(group_of[2], group_of[3]);
-  EXPECT_EQ(group_of[2], group_of[4]);
+  EXPECT_EQ(group_of[1], group_of[2]);
+  EXPECT_EQ(group_of[1], group_of[3]);
+  // Syncer idle: S2 alone, S3 and S4 together (they were queued when S2's
+  // group was written).
+  EXPECT_NE(group_of[5], group_of[6]);
+  EXPECT_EQ(group_of[6], group_of[7]);
 }
 
-// A long queue met by an idle writer is sealed in parts of a multiple of
-// kSealCheckSubmissions (128) submissions, so the writer writes the first
+// A long queue met by an idle syncer is written in parts of a multiple of
+// kSealCheckSubmissions (128) submissions, so the syncer syncs the first
 // part while the sequencer sequences the rest; every callback still runs in
 // order.
 TEST_F(LedgerTest, PipelineLongQueueIsSealedInPartsWhileTheWriterIsIdle) {
@@ -430,7 +501,7 @@ TEST_F(LedgerTest, PipelineLongQueueIsSealedInPartsWhileTheWriterIsIdle) {
   for (int i = 0; i < kQueued; ++i) {
     ASSERT_OK(ledger_->Submit(
         [&, i](Txn& txn) {
-          // ~0.1 s for the lot: the writer is done with S0's group well
+          // ~0.1 s for the lot: the syncer is done with S0's group well
           // before the sequencer is done with them.
           std::this_thread::sleep_for(std::chrono::microseconds(150));
           clock_ns_ += 1;  // the next group's now_ns() differs
@@ -457,7 +528,9 @@ TEST_F(LedgerTest, PipelineLongQueueIsSealedInPartsWhileTheWriterIsIdle) {
     ++sizes.back();
   }
   ASSERT_GE(sizes.size(), 2u);
-  for (size_t g = 0; g + 1 < sizes.size(); ++g) EXPECT_EQ(sizes[g] % 128, 0) << g;
+  std::string all;
+  for (int n : sizes) all += std::to_string(n) + " ";
+  for (size_t g = 0; g + 1 < sizes.size(); ++g) EXPECT_EQ(sizes[g] % 128, 0) << g << ": " << all;
   for (int i = 0; i < kQueued; ++i) EXPECT_EQ(order[static_cast<size_t>(i)], i);
 }
 
@@ -521,11 +594,12 @@ TEST_F(LedgerTest, PipelineDeferredCallsRunAfterTheGroupsCallbacks) {
   EXPECT_FALSE(DeferUntilGroupCallbacksReturn([](void*) {}, nullptr));
 }
 
-// A stalled writer (group 1 held in its callback, group 2 sealed) still
-// lets the queue fill: the group that grows meanwhile takes at most a
-// queue's worth of submissions, then Submit() answers Unavailable, as before
-// groups grew. Every accepted submission commits once the writer resumes.
-TEST_F(LedgerTest, PipelineStalledWriterStillFillsTheQueue) {
+// A stalled syncer (held in S0's callback) still lets the queue fill: the
+// sequencer writes groups (each at most kOpenGroupSubmissionsMax
+// submissions) until kUnsyncedGroupsMax wait for the sync, then waits for
+// room, and Submit() answers Unavailable. Every accepted submission commits
+// once the syncer resumes, in order.
+TEST_F(LedgerTest, PipelineStalledSyncerStillFillsTheQueue) {
   ASSERT_OK(ledger_->Close());
   ledger_.reset();
   Options o;
@@ -534,60 +608,103 @@ TEST_F(LedgerTest, PipelineStalledWriterStillFillsTheQueue) {
   auto opened = Ledger::Open(o);
   ASSERT_TRUE(opened.ok()) << opened.status().ToString();
   std::unique_ptr<Ledger> ledger = std::move(opened.value());
-  std::promise<void> s0_started, s0_release, writer_held, writer_release, s1_ran;
-  std::shared_future<void> s0_gate = s0_release.get_future().share();
-  std::shared_future<void> writer_gate = writer_release.get_future().share();
-  std::shared_future<void> writer_held_f = writer_held.get_future().share();
-  // S0 is held on the sequencer while S1 queues, so S0's group goes to the
-  // writer, whose inline callback then holds it; S1 (group 2) is sealed once
-  // the writer is held, and waits.
-  ASSERT_OK(ledger->Submit(
-      [&](Txn& txn) {
-        s0_started.set_value();
-        s0_gate.wait();
-        txn.PutAux("sq/s0", "v");
-      },
-      [&](Status) {
-        writer_held.set_value();
-        writer_gate.wait();
-      }));
-  s0_started.get_future().wait();
-  ASSERT_OK(ledger->Submit(
-      [&](Txn& txn) {
-        writer_held_f.wait();
-        txn.PutAux("sq/s1", "v");
-        s1_ran.set_value();
-      },
-      [](Status) {}));
-  s0_release.set_value();
-  s1_ran.get_future().wait();
-  std::atomic<int> committed{0};
-  int accepted = 0, refused = 0;
-  // Submissions arrive faster than the sequencer runs them (1 ms each), so
-  // the queue is never empty when it looks: without the bound the growing
-  // group would take them all.
-  for (int i = 0; i < 80; ++i) {
-    Status st = ledger->Submit(
-        [i](Txn& txn) {
-          std::this_thread::sleep_for(std::chrono::milliseconds(1));
-          txn.PutAux("sq/" + std::to_string(i + 1), "v");
-        },
-        [&](Status s) {
-          if (s.ok()) ++committed;
-        });
+  std::promise<void> syncer_held, syncer_release;
+  std::shared_future<void> syncer_gate = syncer_release.get_future().share();
+  ASSERT_OK(ledger->Submit([&](Txn& txn) { txn.PutAux("sq/s0", "v"); },
+                           [&](Status) {
+                             syncer_held.set_value();
+                             syncer_gate.wait();
+                           }));
+  syncer_held.get_future().wait();
+  std::mutex mu;
+  std::vector<int> committed;
+  int accepted = 0, refused_in_a_row = 0, attempts = 0;
+  // Until the pipeline is full and the sequencer waits: then every Submit()
+  // is refused (the queue of 4 stays full).
+  while (refused_in_a_row < 200 && attempts < 100000) {
+    const int n = attempts++;
+    Status st = ledger->Submit([n](Txn& txn) { txn.PutAux("sq/" + std::to_string(n), "v"); },
+                               [&, n](Status s) {
+                                 EXPECT_OK(s);
+                                 std::lock_guard<std::mutex> lock(mu);
+                                 committed.push_back(n);
+                               });
     if (st.ok()) {
       ++accepted;
+      refused_in_a_row = 0;
     } else {
       EXPECT_EQ(st.code(), StatusCode::kUnavailable);
-      ++refused;
+      ++refused_in_a_row;
+      std::this_thread::sleep_for(std::chrono::microseconds(100));
     }
-    std::this_thread::sleep_for(std::chrono::microseconds(300));
   }
-  writer_release.set_value();
-  EXPECT_GT(refused, 0);
-  EXPECT_LE(accepted, 12);
+  EXPECT_EQ(refused_in_a_row, 200);
+  // The written groups (64 of at most 64) plus the one the sequencer holds
+  // while it waits for room, and the queue.
+  EXPECT_GE(accepted, 64);
+  EXPECT_LE(accepted, 64 * 64 + 64 + 4);
+  syncer_release.set_value();
   ASSERT_OK(ledger->Close());
-  EXPECT_EQ(committed.load(), accepted);
+  std::lock_guard<std::mutex> lock(mu);
+  ASSERT_EQ(committed.size(), static_cast<size_t>(accepted));
+  for (size_t i = 1; i < committed.size(); ++i) EXPECT_LT(committed[i - 1], committed[i]);
+}
+
+// A failed WAL sync fails the groups it covered (their callers get the
+// error, never "done") and keeps their effects from readers (the synced
+// snapshot stays at the last durable group). RocksDB takes a failed WAL
+// sync as fatal (DB::Resume refuses), so the ledger stays unavailable, even
+// once the disk works again, until it is reopened: then the WAL on disk
+// decides, the ledger verifies, and a retry of the failed transfer (its
+// outcome was unknown to its caller) either finds it or makes it, once.
+TEST_F(LedgerTest, FailedWalSyncFailsItsGroupsAndTheLedgerStaysDownUntilReopened) {
+  ASSERT_OK(ledger_->Close());
+  ledger_.reset();
+  auto fs = std::make_shared<FailingWalSyncFs>(rocksdb::FileSystem::Default());
+  std::unique_ptr<rocksdb::Env> env = rocksdb::NewCompositeEnv(fs);
+  Options o;
+  o.path = dir_.Sub("db");
+  o.clock_ns = [this] { return clock_ns_.load(); };
+  o.env = env.get();
+  auto opened = Ledger::Open(o);
+  ASSERT_TRUE(opened.ok()) << opened.status().ToString();
+  ledger_ = std::move(opened.value());
+  Funded(1, 1000);
+  Funded(2, 0);
+  ASSERT_EQ(Create(Xfer(10, 1, 2, 100)).result, CreateTransferResult::kOk);
+
+  fs->fail = true;
+  const Transfer x = Xfer(11, 1, 2, 7);
+  auto failed = ledger_->CreateTransfers(std::span<const Transfer>(&x, 1));
+  ASSERT_FALSE(failed.ok());
+  EXPECT_EQ(failed.status().code(), StatusCode::kIOError) << failed.status().ToString();
+  EXPECT_GE(fs->syncs_failed.load(), 1);
+  EXPECT_FALSE(ledger_->Stats().healthy);
+  // Readers still see the last durable state only.
+  EXPECT_FALSE(ledger_->LookupTransfer(TransferId::From(11)).has_value());
+  EXPECT_TRUE(ledger_->LookupTransfer(TransferId::From(10)).has_value());
+  EXPECT_EQ(ledger_->LookupAccount(AccountId::From(1))->debits_posted, 100u);
+  // The disk works again; the ledger stays down (a failed write of a full
+  // disk recovers within ~200 ms: DiskFault in the switch's tests).
+  fs->fail = false;
+  std::this_thread::sleep_for(std::chrono::milliseconds(700));
+  EXPECT_FALSE(ledger_->Stats().healthy);
+  Status refused = ledger_->Submit([](Txn&) {}, [](Status) {});
+  EXPECT_EQ(refused.code(), StatusCode::kUnavailable) << refused.ToString();
+
+  (void)ledger_->Close();
+  ledger_.reset();
+  env.reset();
+  Open();  // the default file system
+  EXPECT_TRUE(ledger_->Stats().healthy);
+  auto report = ledger_->Verify(nullptr);
+  ASSERT_TRUE(report.ok()) << report.status().ToString();
+  EXPECT_TRUE(report->ok) << report->first_problem;
+  const CreateTransferResult retry = Create(x).result;
+  EXPECT_TRUE(retry == CreateTransferResult::kOk || retry == CreateTransferResult::kExists)
+      << static_cast<int>(retry);
+  EXPECT_EQ(Get(1).debits_posted, 107u);  // the 100 and x, once
+  EXPECT_EQ(Get(2).credits_posted, 107u);
 }
 
 }  // namespace

@@ -550,6 +550,11 @@ TEST(LedgerOpen, RejectsBadOptions) {
   o.account_snapshot_events_per_account = 0;
   EXPECT_EQ(Ledger::Open(o).status().code(), StatusCode::kInvalidArgument);
   o.account_snapshot_events_per_account = 4;
+  o.group_open_max_us = 0;
+  EXPECT_EQ(Ledger::Open(o).status().code(), StatusCode::kInvalidArgument);
+  o.group_open_max_us = 10'000'001;
+  EXPECT_EQ(Ledger::Open(o).status().code(), StatusCode::kInvalidArgument);
+  o.group_open_max_us = 200;
   o.read_only = true;  // nothing there to follow
   EXPECT_FALSE(Ledger::Open(o).ok());
 }
