@@ -389,7 +389,16 @@ Status MerchantRequestVerifier::VerifyBodyDigest(ByteView secret, std::string_vi
   // the new nonce back out (rare). The heap's room first: the table and the
   // heap must never differ (EvictExpired checks it), not even when an
   // allocation fails between the two.
-  cache.due.reserve(cache.due.size() + 1);
+  // The room grows geometrically: reserve(size() + 1) allocates exactly
+  // that much, so each insertion would copy the whole heap (O(n) per
+  // request, ~26k instructions at a few thousand nonces).
+  // Bounded by the cache's limit (the heap never holds more than
+  // nonce_cache_max entries before this insertion).
+  if (cache.due.size() == cache.due.capacity()) {
+    const size_t doubled = std::max<size_t>(64, 2 * cache.due.capacity());
+    cache.due.reserve(
+        std::max(cache.due.size() + 1, std::min(doubled, options_.nonce_cache_max + 1)));
+  }
   auto [it, inserted] = cache.expiry_s_by_nonce.try_emplace(std::string(nonce), expiry);
   if (!inserted) return Status::AlreadyExists("nonce already used");
   if (cache.expiry_s_by_nonce.size() > options_.nonce_cache_max) {
