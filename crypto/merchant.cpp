@@ -277,21 +277,32 @@ struct MerchantRequestVerifier::NonceCache {
   // The table's hash: SipHash-2-4 under a key drawn at start. Nonces are the
   // client's choice; with an unkeyed hash a merchant could send nonces that
   // all land in one bucket and make every check a long scan under mu_.
-  struct KeyedHash {
-    const uint8_t* key;  // NonceCache::hash_key, 16 bytes
-    size_t operator()(const std::string& s) const noexcept { return internal::SipHash24(key, s); }
+  // The hash is computed once per nonce and kept in its key: libstdc++ does
+  // not store the hash of a "fast" hasher in the node, so with SipHash as the
+  // table's hasher every node passed in a bucket's chain and every node moved
+  // by a rehash was hashed again (with its key's bytes read from memory).
+  struct Key {
+    uint64_t hash;  // SipHash24(hash_key, nonce)
+    std::string nonce;
+    bool operator==(const Key& o) const { return hash == o.hash && nonce == o.nonce; }
   };
-  NonceCache(const NonceCache&) = delete;  // the table points at hash_key
+  struct KeyHash {
+    size_t operator()(const Key& k) const noexcept { return static_cast<size_t>(k.hash); }
+  };
+  NonceCache(const NonceCache&) = delete;
   NonceCache& operator=(const NonceCache&) = delete;
-  NonceCache() : expiry_s_by_nonce(16, KeyedHash{hash_key}) {
+  NonceCache() : expiry_s_by_nonce(16) {
     // Without the system's randomness the key stays zero: still SipHash,
     // only its collisions are then computable (no worse than std::hash).
     if (RAND_bytes(hash_key, sizeof hash_key) != 1) std::memset(hash_key, 0, sizeof hash_key);
   }
+  Key KeyOf(std::string_view nonce) const {
+    return Key{internal::SipHash24(hash_key, nonce), std::string(nonce)};
+  }
 
   struct Due {
     int64_t expiry_s;
-    const std::string* nonce;  // the key of its node in `expiry_s_by_nonce`
+    const Key* nonce;  // the key of its node in `expiry_s_by_nonce`
   };
   // std::push_heap builds a max-heap: the earliest expiry compares greatest.
   static bool Later(const Due& a, const Due& b) { return a.expiry_s > b.expiry_s; }
@@ -307,8 +318,8 @@ struct MerchantRequestVerifier::NonceCache {
     }
   }
 
-  uint8_t hash_key[16];  // before the table, which holds a pointer to it
-  std::unordered_map<std::string, int64_t, KeyedHash> expiry_s_by_nonce;
+  uint8_t hash_key[16];
+  std::unordered_map<Key, int64_t, KeyHash> expiry_s_by_nonce;
   std::vector<Due> due;  // a heap by expiry (Later), one entry per nonce
 };
 
@@ -389,8 +400,17 @@ Status MerchantRequestVerifier::VerifyBodyDigest(ByteView secret, std::string_vi
   // the new nonce back out (rare). The heap's room first: the table and the
   // heap must never differ (EvictExpired checks it), not even when an
   // allocation fails between the two.
-  cache.due.reserve(cache.due.size() + 1);
-  auto [it, inserted] = cache.expiry_s_by_nonce.try_emplace(std::string(nonce), expiry);
+  // The room grows geometrically: reserve(size() + 1) allocates exactly
+  // that much, so each insertion would copy the whole heap (O(n) per
+  // request, ~26k instructions at a few thousand nonces).
+  // Bounded by the cache's limit (the heap never holds more than
+  // nonce_cache_max entries before this insertion).
+  if (cache.due.size() == cache.due.capacity()) {
+    const size_t doubled = std::max<size_t>(64, 2 * cache.due.capacity());
+    cache.due.reserve(
+        std::max(cache.due.size() + 1, std::min(doubled, options_.nonce_cache_max + 1)));
+  }
+  auto [it, inserted] = cache.expiry_s_by_nonce.try_emplace(cache.KeyOf(nonce), expiry);
   if (!inserted) return Status::AlreadyExists("nonce already used");
   if (cache.expiry_s_by_nonce.size() > options_.nonce_cache_max) {
     cache.expiry_s_by_nonce.erase(it);

@@ -1472,8 +1472,14 @@ void Authorizer::Apply(ledger::Txn& txn, Plan& p) {
       PaymentInfo info;
       info.order_ref = p.order_ref;
       info.rrn = std::string(p.response.Get(37));
-      if (!ValidatePaymentInfo(info).ok()) info.order_ref.clear();  // not printable: RRN only
-      if (ValidatePaymentInfo(info).ok()) RecordPaymentInfo(txn, rec.transfer, info);
+      // Checked once when valid (the common case); again without the order
+      // reference when not (not printable: RRN only).
+      bool valid = ValidatePaymentInfo(info).ok();
+      if (!valid) {
+        info.order_ref.clear();
+        valid = ValidatePaymentInfo(info).ok();
+      }
+      if (valid) RecordPaymentInfo(txn, rec.transfer, info);
     }
     if (p.delivery_share_minor != 0) {  // moved by the capture: this purchase, or the 0220
       RecordSplitAtCapture(txn, rec.transfer, p.delivery_share_minor);

@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include <cctype>
+#include <chrono>
 #include <memory>
 #include <string>
 
@@ -418,6 +419,46 @@ TEST(MerchantSigning, NoncesExpireInExpiryOrderNotArrivalOrder) {
   EXPECT_EQ(verify(now + 20, "nonce-middle", now + 20), StatusCode::kOk);  // late went
   // Everything goes once the last expiry has passed.
   EXPECT_EQ(verify(now + 40, "nonce-last", now + 40), StatusCode::kOk);
+  EXPECT_EQ(verifier.nonce_count(), 1u);
+}
+
+// Each accepted nonce costs the same however many are remembered: the
+// expiry heap's room grows geometrically. (It was reserved one entry at a
+// time, so every request copied the whole heap: 200,000 nonces copy ~320 GB
+// and take minutes; now about a second in Release.) The bound is loose
+// (the machine may be shared) and checked inside the loop, so the old
+// behaviour fails in seconds instead of running for minutes.
+TEST(MerchantSigning, ManyNoncesEachInAmortizedConstantTime) {
+  constexpr int kNonces = 200000;
+  MerchantRequestVerifier verifier({/*skew_s_max=*/300, /*nonce_cache_max=*/250000});
+  const int64_t now = 1700000000;
+  const Bytes digest = H("E3B0C44298FC1C149AFBF4C8996FB92427AE41E4649B934CA495991B7852B855");  // ""
+  const auto start = std::chrono::steady_clock::now();
+  for (int i = 0; i < kNonces; ++i) {
+    const std::string nonce = "nonce-" + std::to_string(1000000 + i);
+    const std::string sig = Sign(now, nonce, "");
+    ASSERT_TRUE(
+        verifier.VerifyBodyDigest(kSecret, "POST", "/v1/payments", now, nonce, digest, sig, now)
+            .ok())
+        << i;
+    if (i % 1024 == 0) {
+      ASSERT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(30)) << i;
+    }
+  }
+  EXPECT_EQ(verifier.nonce_count(), static_cast<size_t>(kNonces));
+  // Still refused while remembered, all forgotten once expired.
+  const std::string again = "nonce-" + std::to_string(1000000 + kNonces / 2);
+  EXPECT_EQ(verifier
+                .VerifyBodyDigest(kSecret, "POST", "/v1/payments", now, again, digest,
+                                  Sign(now, again, ""), now)
+                .code(),
+            StatusCode::kAlreadyExists);
+  const int64_t later = now + 302;
+  EXPECT_EQ(verifier
+                .VerifyBodyDigest(kSecret, "POST", "/v1/payments", later, again, digest,
+                                  Sign(later, again, ""), later)
+                .code(),
+            StatusCode::kOk);
   EXPECT_EQ(verifier.nonce_count(), 1u);
 }
 

@@ -246,6 +246,22 @@ TEST_F(AuthTest, ApprovedPaymentRecordsItsRrnAndOrderForSettlement) {
   EXPECT_EQ(Field48Element("ORDR05ab", "ORDR"), "");  // length beyond the field
 }
 
+// An order reference over 64 bytes (field 48 carries up to 99) cannot be
+// recorded: the payment is approved, no payment info is written (there is
+// no more to say than the RRN, which the transfer carries).
+TEST_F(AuthTest, ApprovedPaymentWithAnOverlongOrderRecordsNoPaymentInfo) {
+  const DemoCard& card = KpwCard();
+  const std::string order(70, 'A');
+  Message req = CardRequest("0200", card, 2600);
+  req.Set(48, BuildField48(card.issued.cvv2, order));
+  ASSERT_EQ(Field48Element(req.Get(48), "ORDR"), order);
+  Message r = Send(req);
+  ASSERT_EQ(Rc(r), "00");
+  std::optional<PaymentRecord> pay = LookupPaymentByRrn(*ledger_, r.Get(37));
+  ASSERT_TRUE(pay.has_value());
+  EXPECT_FALSE(ledger_->GetAux(PaymentInfoKey(pay->transfer)).has_value());
+}
+
 // Records per request (docs/authorization.md, "Records"): a card without
 // limits paying without an order reference writes its request record and
 // RRN index only; the transfer carries the RRN for settlement; a card with
