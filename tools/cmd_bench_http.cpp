@@ -875,6 +875,8 @@ class UringLoop : LoopBase {
         }
       });
     }
+    // Shut down before the ring goes: a receive still queued ends now.
+    for (Connection* c : conns_) Close(*c);
     Publish(totals);
   }
 
