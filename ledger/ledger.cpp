@@ -965,6 +965,11 @@ class LedgerImpl final : public Ledger, private Store {
     StageHistogram submissions;  // a group's submissions
     StageHistogram groups_per_sync;  // groups one sync covered
     std::atomic<uint64_t> acked_inline{0};
+    // Why the sequencer wrote a group: the syncer idle (or a part of a long
+    // queue for it), the group open group_open_max_us, or it was full
+    // (kOpenGroupSubmissionsMax, the event or queue bounds, submissions
+    // left over), or the queue empty after a wait (stopping).
+    std::atomic<uint64_t> closed_idle{0}, closed_age{0}, closed_full{0}, closed_other{0};
   };
   Stages stages_;
   void RunCallbacks(std::vector<DoneFn>* dones, const Status& st,
@@ -1662,7 +1667,10 @@ void LedgerImpl::RunGroup(std::deque<Submission>* subs) {
         break;
       }
     }
-    if (seal_now) break;
+    if (seal_now) {
+      stages_.closed_idle.fetch_add(1, std::memory_order_relaxed);
+      break;
+    }
     // While the syncer syncs earlier groups, keep this group open and let
     // it take what arrives (Options::group_open_max_us): one write and one snapshot for
     // all of it, and it would wait for that sync anyway. Write it once the
@@ -1672,8 +1680,16 @@ void LedgerImpl::RunGroup(std::deque<Submission>* subs) {
     // answers Unavailable).
     if (!subs->empty() || group.events.size() >= options_.group_events_max ||
         dones.size() >= options_.queue_submissions_max || pulls >= kGrowPullsMax ||
-        dones.size() >= kOpenGroupSubmissionsMax || std::chrono::steady_clock::now() >= close_at ||
-        SyncerIdle()) {
+        dones.size() >= kOpenGroupSubmissionsMax) {
+      stages_.closed_full.fetch_add(1, std::memory_order_relaxed);
+      break;
+    }
+    if (std::chrono::steady_clock::now() >= close_at) {
+      stages_.closed_age.fetch_add(1, std::memory_order_relaxed);
+      break;
+    }
+    if (SyncerIdle()) {
+      stages_.closed_idle.fetch_add(1, std::memory_order_relaxed);
       break;
     }
     std::unique_lock<std::mutex> lock(mu_);
@@ -1693,7 +1709,10 @@ void LedgerImpl::RunGroup(std::deque<Submission>* subs) {
       sequencer_open_waiting_ = false;
       syncer_idle_notice_ = false;
     }
-    if (queue_.empty() || stopping_) break;
+    if (queue_.empty() || stopping_) {
+      stages_.closed_other.fetch_add(1, std::memory_order_relaxed);
+      break;
+    }
     subs->swap(queue_);
   }
   stages_.queued.RecordSince(first_queued, sequenced);
@@ -2198,7 +2217,11 @@ Status LedgerImpl::Close() {
             StageJson("callbacks", stages_.callbacks) + "," + StageJson("total", stages_.total) +
             "," + StageJson("submissions", stages_.submissions) + "," +
             StageJson("groups_per_sync", stages_.groups_per_sync) +
-            ",\"acked_inline\":" + std::to_string(stages_.acked_inline.load()) + "}}\n";
+            ",\"acked_inline\":" + std::to_string(stages_.acked_inline.load()) +
+            ",\"closed_idle\":" + std::to_string(stages_.closed_idle.load()) +
+            ",\"closed_age\":" + std::to_string(stages_.closed_age.load()) +
+            ",\"closed_full\":" + std::to_string(stages_.closed_full.load()) +
+            ",\"closed_other\":" + std::to_string(stages_.closed_other.load()) + "}}\n";
     std::fputs(line.c_str(), stderr);
   }
   Status st;
