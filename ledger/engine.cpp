@@ -505,8 +505,9 @@ std::vector<TransferOutcome> Engine::CreateTransfers(std::span<const Transfer> t
         TR r = Validate(t);
         if (r != TR::kOk) return r;
         std::optional<Transfer> stored;
-        bool failed_before = group_failed_.count(t.id) > 0;
-        if (auto g = group_transfers_.find(t.id); g != group_transfers_.end()) {
+        const uint64_t id_hash = FlatIdMap<TransferId, Transfer>::Hash(t.id);  // once for both
+        bool failed_before = group_failed_.Find(t.id, id_hash) != group_failed_.end();
+        if (auto g = group_transfers_.Find(t.id, id_hash); g != group_transfers_.end()) {
           stored = g->second;
         } else if (!failed_before) {
           Store::IdState state = store_->FindId(t.id);

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "ledger/codec.hpp"
+#include "ledger/flat_map.hpp"
 #include "ledger/ledger.hpp"
 
 namespace narae::ledger {
@@ -161,12 +162,14 @@ class Engine {
   uint64_t NextExpiry() const;
   // What the current group created, failed and resolved, by id: the caller
   // keeps it visible to the Store until durable.
+  // Flat tables (ledger/flat_map.hpp): find(id) returns a pointer to the
+  // entry (->second) or end().
   struct GroupMaps {
-    std::unordered_map<TransferId, Transfer, IdHash> transfers;  // new transfers
-    std::unordered_map<TransferId, uint32_t, IdHash> failed;     // failed ids: result code
-    std::unordered_map<TransferId, HoldDone, IdHash> holds_done;
+    FlatIdMap<TransferId, Transfer> transfers;  // new transfers
+    FlatIdMap<TransferId, uint32_t> failed;     // failed ids: result code
+    FlatIdMap<TransferId, HoldDone> holds_done;
     bool empty() const { return transfers.empty() && failed.empty() && holds_done.empty(); }
-    // Keeps the buckets.
+    // Keeps the tables' capacity.
     void Clear() {
       transfers.clear();
       failed.clear();
@@ -217,11 +220,11 @@ class Engine {
   uint64_t group_seq_ = 0;
   // False while applying a chain of one event: no undo steps are recorded.
   bool undo_on_ = true;
-  std::unordered_map<TransferId, OpenHold, IdHash> open_holds_;
+  FlatIdMap<TransferId, OpenHold> open_holds_;
   std::set<std::pair<uint64_t, TransferId>> expiry_queue_;
-  std::unordered_map<TransferId, Transfer, IdHash> group_transfers_;
-  std::unordered_map<TransferId, HoldDone, IdHash> group_holds_done_;
-  std::unordered_map<TransferId, uint32_t, IdHash> group_failed_;
+  FlatIdMap<TransferId, Transfer> group_transfers_;
+  FlatIdMap<TransferId, HoldDone> group_holds_done_;
+  FlatIdMap<TransferId, uint32_t> group_failed_;
 };
 
 }  // namespace narae::ledger
