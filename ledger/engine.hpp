@@ -6,8 +6,8 @@
 #pragma once
 
 #include <cstdint>
+#include <deque>
 #include <optional>
-#include <set>
 #include <span>
 #include <string>
 #include <unordered_map>
@@ -144,7 +144,7 @@ class Engine {
   std::optional<Account> PeekAccount(AccountId id) const;
   const Account* FindAccount(AccountId id) const {
     auto it = accounts_.find(id);
-    return it == accounts_.end() ? nullptr : &it->second.a;
+    return it == accounts_.end() ? nullptr : &it->second->a;
   }
   // Accounts changed since the last call (for lazy snapshots), in id
   // order, and forget. The pointers stay valid until the accounts change.
@@ -215,13 +215,36 @@ class Engine {
     uint64_t touched_group = 0;  // group_seq_ when last added to touched
     bool dirty = false;          // in dirty_ since the last TakeDirty()
   };
-  std::unordered_map<AccountId, Slot, IdHash> accounts_;
-  std::vector<Slot*> dirty_;  // slots are map nodes: their addresses are stable
+  // The accounts: slots_ holds them (a deque: addresses stable as it grows,
+  // so touched and dirty lists and TakeDirty() keep pointers), accounts_
+  // finds them by id. Every slot is in accounts_; an account is only ever
+  // removed by the rollback of its creation, newest first (the last slot).
+  std::deque<Slot> slots_;
+  FlatIdMap<AccountId, Slot*> accounts_;
+  Slot& SlotFor(AccountId id);  // found or created
+  Slot& SlotAt(AccountId id);   // REQUIRES: the account exists
+  std::vector<Slot*> dirty_;
   uint64_t group_seq_ = 0;
   // False while applying a chain of one event: no undo steps are recorded.
   bool undo_on_ = true;
   FlatIdMap<TransferId, OpenHold> open_holds_;
-  std::set<std::pair<uint64_t, TransferId>> expiry_queue_;
+  // The open holds' expiries, earliest first (then by id): a binary
+  // min-heap with lazy deletion (a set's node per hold and its rebalancing
+  // cost more than the rest of a pending transfer's map work). A closed
+  // hold (posted, voided, expired, rolled back) leaves its entry behind; an
+  // entry is live while open_holds_ holds its id with the same expires_at
+  // (a hold reopened by a rollback has two entries: the second is dropped
+  // once the first has closed it). Stale entries are dropped when they reach
+  // the top, and all at once when they outnumber the live ones by
+  // kExpiryStaleMin: at most 2 * expiring_holds_ + kExpiryStaleMin + 1.
+  static constexpr size_t kExpiryStaleMin = 1024;
+  mutable std::vector<std::pair<uint64_t, TransferId>> expiry_heap_;
+  size_t expiring_holds_ = 0;  // open holds with an expiry
+  bool ExpiryLive(const std::pair<uint64_t, TransferId>& e) const;
+  void DropStaleExpiries() const;  // until the top is live
+  // Every hold entering or leaving open_holds_ passes through these.
+  void HoldEnters(const OpenHold& h);
+  void HoldLeaves(const OpenHold& h);
   FlatIdMap<TransferId, Transfer> group_transfers_;
   FlatIdMap<TransferId, HoldDone> group_holds_done_;
   FlatIdMap<TransferId, uint32_t> group_failed_;
