@@ -158,6 +158,8 @@ class Engine {
   uint64_t group_base() const { return group_base_; }
   size_t account_count() const { return accounts_.size(); }
   size_t open_hold_count() const { return open_holds_.size(); }
+  // Entries in the expiry heap, stale ones included (tests).
+  size_t expiry_entries() const { return expiry_heap_.size(); }
   // Earliest expiry of an open hold, 0 when none.
   uint64_t NextExpiry() const;
   // What the current group created, failed and resolved, by id: the caller
@@ -181,6 +183,8 @@ class Engine {
   // Call after the group's last change, before the next BeginGroup.
   void SwapGroupMaps(GroupMaps* maps);
   void Clear();
+  // The expiry heap's slack: see expiry_heap_.
+  static constexpr size_t kExpiryStaleMin = 1024;
 
  private:
   struct Undo;
@@ -236,8 +240,8 @@ class Engine {
   // (a hold reopened by a rollback has two entries: the second is dropped
   // once the first has closed it). Stale entries are dropped when they reach
   // the top, and all at once when they outnumber the live ones by
-  // kExpiryStaleMin: at most 2 * expiring_holds_ + kExpiryStaleMin + 1.
-  static constexpr size_t kExpiryStaleMin = 1024;
+  // kExpiryStaleMin as a hold enters: at most 2 * (the most holds with an
+  // expiry ever open at once) + kExpiryStaleMin + 1 entries.
   mutable std::vector<std::pair<uint64_t, TransferId>> expiry_heap_;
   size_t expiring_holds_ = 0;  // open holds with an expiry
   bool ExpiryLive(const std::pair<uint64_t, TransferId>& e) const;

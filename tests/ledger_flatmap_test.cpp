@@ -1,15 +1,20 @@
-// The engine's open-addressing table (ledger/flat_map.hpp) against
-// std::unordered_map: random inserts, lookups, erases (backward shift),
-// clears that keep the capacity, and growth, with ids chosen to collide in
-// the table's low bits.
+// The engine's tables. Its open-addressing table (ledger/flat_map.hpp)
+// against std::unordered_map: random inserts, lookups, erases (backward
+// shift), clears that keep the capacity, and growth, with ids chosen to
+// collide in the table's low bits. And its expiry heap (lazy deletion)
+// against a std::set of the open holds' expiries.
 #include "ledger/flat_map.hpp"
 
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <memory>
 #include <random>
+#include <set>
 #include <unordered_map>
 #include <vector>
+
+#include "ledger/engine.hpp"
 
 namespace narae::ledger {
 namespace {
@@ -173,6 +178,153 @@ TEST(FlatIdMap, SwapMovesTheEntries) {
   EXPECT_EQ(b.size(), 1u);
   EXPECT_EQ(b.find(TransferId::From(1))->second, 10u);
   EXPECT_EQ(b.find(TransferId::From(2)), b.end());
+}
+
+// Nothing older than the engine's memory.
+class NoStore : public Store {
+ public:
+  std::optional<Transfer> FindTransfer(TransferId) override { return std::nullopt; }
+  IdState FindId(TransferId) override { return {}; }
+  std::optional<HoldDone> FindHoldDone(TransferId) override { return std::nullopt; }
+};
+
+// Holds opened (some never expire), posted, voided, expired, and opened and
+// closed inside chains that fail (rolled back: a hold reopened by a rollback
+// has two heap entries), past the point where stale entries are compacted:
+// ExpireDue() expires exactly the due holds in (expiry, id) order and
+// NextExpiry() is always the earliest open hold's expiry.
+TEST(EngineExpiry, HeapMatchesAnOrderedSetOfOpenHolds) {
+  namespace tf = transfer_flags;
+  using TR = CreateTransferResult;
+  constexpr uint64_t kNs = 1'000'000'000ull;
+  NoStore store;
+  Engine engine(&store);
+  std::mt19937_64 rng(11);
+  uint64_t clock_ns = 1000 * kNs;
+  auto group = std::make_unique<Group>();
+  engine.BeginGroup(group.get(), clock_ns);
+  std::vector<Account> accounts(2);
+  for (uint64_t i = 0; i < 2; ++i) {
+    accounts[i].id = AccountId::From(i + 1);
+    accounts[i].ledger = 840;
+    accounts[i].code = 1;
+  }
+  for (const AccountOutcome& o : engine.CreateAccounts(accounts)) {
+    ASSERT_EQ(o.result, CreateAccountResult::kOk);
+  }
+  std::set<std::pair<uint64_t, TransferId>> ref;  // open holds with an expiry
+  std::vector<TransferId> open;                   // every open hold
+  uint64_t next_id = 100;
+  auto pending = [&](uint16_t flags) {
+    Transfer t;
+    t.id = TransferId::From(next_id++);
+    t.debit_account_id = AccountId::From(1);
+    t.credit_account_id = AccountId::From(2);
+    t.amount_minor = 5;
+    t.ledger = 840;
+    t.code = 1;
+    t.flags = static_cast<uint16_t>(tf::kPending | flags);
+    // Never, soon (expires before it is resolved), or late (its entry goes
+    // stale deep in the heap when resolved: compactions).
+    const uint64_t kind = rng() % 4;
+    t.timeout_s = kind == 0   ? 0
+                  : kind == 1 ? static_cast<uint32_t>(1 + rng() % 30)
+                              : static_cast<uint32_t>(20'000 + rng() % 20'000);
+    return t;
+  };
+  auto resolve = [&](TransferId hold, uint16_t flags) {
+    Transfer t;
+    t.id = TransferId::From(next_id++);
+    t.pending_id = hold;
+    t.flags = flags;
+    return t;
+  };
+  size_t expired_total = 0;
+  size_t closed_with_expiry = 0;
+  size_t entries_before = 0;
+  size_t live_max = 0;
+  size_t compactions = 0;
+  for (int step = 0; step < 12'000; ++step) {
+    clock_ns += rng() % (2 * kNs);
+    group = std::make_unique<Group>();
+    engine.BeginGroup(group.get(), clock_ns);
+    const size_t max = 1 + rng() % 8;
+    std::vector<TransferId> due;
+    for (auto it = ref.begin(); it != ref.end() && it->first <= engine.group_base(); ++it) {
+      if (due.size() == max) break;
+      due.push_back(it->second);
+    }
+    ASSERT_EQ(engine.ExpireDue(max), due.size()) << step;
+    std::vector<TransferId> got;
+    for (const codec::Event& e : group->events) {
+      if (e.kind == codec::EventKind::kHoldExpired) got.push_back(e.expiry.pending_id);
+    }
+    ASSERT_EQ(got, due) << step;
+    for (const TransferId& id : due) {
+      ref.erase(ref.begin());
+      open.erase(std::find(open.begin(), open.end(), id));
+    }
+    expired_total += due.size();
+    // Phases that open more holds than they close, then close more.
+    const bool opening = (step / 3000) % 2 == 0;
+    const uint64_t op = rng() % 100;
+    if (op < (opening ? 85 : 5) || open.empty()) {
+      Transfer t = pending(0);
+      std::vector<TransferOutcome> o = engine.CreateTransfers({&t, 1});
+      ASSERT_EQ(o[0].result, TR::kOk);
+      open.push_back(t.id);
+      if (t.timeout_s != 0) ref.emplace(o[0].timestamp + t.timeout_s * kNs, t.id);
+    } else if (op < 90) {
+      const size_t k = rng() % open.size();
+      Transfer t = resolve(open[k], op < 80 ? tf::kPostPendingTransfer : tf::kVoidPendingTransfer);
+      ASSERT_EQ(engine.CreateTransfers({&t, 1})[0].result, TR::kOk);
+      for (auto it = ref.begin(); it != ref.end(); ++it) {
+        if (it->second == open[k]) {
+          ref.erase(it);
+          ++closed_with_expiry;
+          break;
+        }
+      }
+      open.erase(open.begin() + static_cast<ptrdiff_t>(k));
+    } else {
+      // A chain that opens a hold and closes another, then fails: both undone.
+      std::vector<Transfer> chain = {
+          pending(tf::kLinked),
+          resolve(open[rng() % open.size()], tf::kPostPendingTransfer | tf::kLinked), pending(0)};
+      chain[2].amount_minor = 0;  // amount_must_not_be_zero
+      std::vector<TransferOutcome> o = engine.CreateTransfers(chain);
+      ASSERT_EQ(o[0].result, TR::kLinkedEventFailed);
+      ASSERT_EQ(o[1].result, TR::kLinkedEventFailed);
+      ASSERT_EQ(o[2].result, TR::kAmountMustNotBeZero);
+    }
+    ASSERT_EQ(engine.NextExpiry(), ref.empty() ? 0 : ref.begin()->first) << step;
+    ASSERT_EQ(engine.open_hold_count(), open.size());
+    const size_t entries = engine.expiry_entries();
+    // Entries are only added with a hold: bounded by the most ever open.
+    live_max = std::max(live_max, ref.size());
+    ASSERT_LE(entries, 2 * live_max + Engine::kExpiryStaleMin + 1);
+    if (entries + 1000 < entries_before) ++compactions;
+    entries_before = entries;
+  }
+  // Past every expiry: the holds still open expire, all of them, in order.
+  clock_ns += 100'000 * kNs;
+  for (int round = 0; round < 10'000 && !ref.empty(); ++round) {
+    group = std::make_unique<Group>();
+    engine.BeginGroup(group.get(), clock_ns);
+    const size_t n = engine.ExpireDue(64);
+    ASSERT_GT(n, 0u);
+    for (const codec::Event& e : group->events) {
+      ASSERT_EQ(e.kind, codec::EventKind::kHoldExpired);
+      ASSERT_EQ(e.expiry.pending_id, ref.begin()->second);
+      ref.erase(ref.begin());
+    }
+  }
+  EXPECT_TRUE(ref.empty());
+  EXPECT_EQ(engine.NextExpiry(), 0u);
+  // The run went through expiries and past the compaction threshold.
+  EXPECT_GT(expired_total, 500u);
+  EXPECT_GE(compactions, 1u);
+  EXPECT_GT(closed_with_expiry, 2500u);  // > 2 * kExpiryStaleMin: compacted
 }
 
 }  // namespace
