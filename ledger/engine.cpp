@@ -197,9 +197,8 @@ std::unordered_map<AccountId, Account, IdHash> Engine::CopyAccounts() const {
 }
 
 void Engine::LoadOpenHold(const OpenHold& h) {
-  auto [it, inserted] = open_holds_.TryEmplace(h.hold.id);
-  if (!inserted) HoldLeaves(it->second);  // loaded twice: the last one counts
-  it->second = h;
+  if (const OpenHold* old = open_holds_.Find(h.hold.id)) HoldLeaves(*old);  // loaded twice
+  open_holds_.Put(h);
   HoldEnters(h);
 }
 
@@ -329,8 +328,8 @@ uint64_t Engine::NextTimestamp() {
 }
 
 bool Engine::ExpiryLive(const std::pair<uint64_t, TransferId>& e) const {
-  auto it = open_holds_.find(e.second);
-  return it != open_holds_.end() && it->second.expires_at == e.first;
+  const OpenHold* h = open_holds_.Find(e.second);
+  return h != nullptr && h->expires_at == e.first;
 }
 
 void Engine::DropStaleExpiries() const {
@@ -403,10 +402,10 @@ size_t Engine::ExpireDue(size_t max) {
     const TransferId id = expiry_heap_.front().second;
     std::pop_heap(expiry_heap_.begin(), expiry_heap_.end(), std::greater<>{});
     expiry_heap_.pop_back();
-    auto it = open_holds_.find(id);
-    NARAE_CHECK(it != open_holds_.end());
-    HoldLeaves(it->second);
-    const Transfer& h = it->second.hold;
+    const OpenHold* open = open_holds_.Find(id);
+    NARAE_CHECK(open != nullptr);
+    HoldLeaves(*open);
+    const Transfer& h = open->hold;
     Slot& dslot = SlotAt(h.debit_account_id);
     Slot& cslot = SlotAt(h.credit_account_id);
     Account& dr = dslot.a;
@@ -424,7 +423,7 @@ size_t Engine::ExpireDue(size_t max) {
     HoldDone done{HoldState::kExpired, ts, 0};
     group_->holds_done.emplace_back(id, done);
     group_holds_done_[id] = done;
-    open_holds_.erase(it);
+    open_holds_.Erase(id);
     ++count;
   }
   return count;
@@ -467,14 +466,15 @@ void Engine::Rollback(std::vector<Undo>* undo) {
         group_transfers_.erase(it->transfer_id);
         break;
       case Undo::Kind::kHoldOpened: {
-        auto h = open_holds_.find(it->transfer_id);
-        NARAE_CHECK(h != open_holds_.end());
-        HoldLeaves(h->second);  // its expiry entry goes stale
-        open_holds_.erase(h);
+        const OpenHold* h = open_holds_.Find(it->transfer_id);
+        NARAE_CHECK(h != nullptr);
+        HoldLeaves(*h);  // its expiry entry goes stale
+        open_holds_.Erase(it->transfer_id);
         break;
       }
       case Undo::Kind::kHoldClosed:
-        open_holds_[it->transfer_id] = it->hold;
+        NARAE_CHECK(it->hold.hold.id == it->transfer_id);
+        open_holds_.Put(it->hold);
         HoldEnters(it->hold);
         break;
       case Undo::Kind::kHoldDone:
@@ -740,7 +740,7 @@ TR Engine::ApplyTransfer(const Transfer& t, TransferOutcome* out, std::vector<Un
   RecordTransfer(stored, *dit->second, *cit->second, undo);
   if (pending) {
     OpenHold hold{stored, expires_at};
-    open_holds_[stored.id] = hold;
+    open_holds_.Put(hold);
     HoldEnters(hold);
     group_->holds_opened.emplace_back(stored.id, hold);
     if (undo_on_) undo->push_back({Undo::Kind::kHoldOpened, {}, stored.id, {}});
@@ -754,8 +754,8 @@ TR Engine::ApplyPostOrVoid(const Transfer& t, TransferOutcome* out, std::vector<
   std::optional<Transfer> p;
   if (auto g = group_transfers_.find(t.pending_id); g != group_transfers_.end()) {
     p = g->second;
-  } else if (auto h = open_holds_.find(t.pending_id); h != open_holds_.end()) {
-    p = h->second.hold;  // an open hold is in memory: no read of the event log
+  } else if (const OpenHold* h = open_holds_.Find(t.pending_id)) {
+    p = h->hold;  // an open hold is in memory: no read of the event log
   } else {
     p = store_->FindTransfer(t.pending_id);
   }
@@ -777,8 +777,8 @@ TR Engine::ApplyPostOrVoid(const Transfer& t, TransferOutcome* out, std::vector<
   } else if (t.amount_minor != 0 && t.amount_minor != p->amount_minor) {
     return TR::kPendingTransferHasDifferentAmount;
   }
-  auto hold_it = open_holds_.find(t.pending_id);
-  if (hold_it == open_holds_.end()) {
+  const OpenHold* hold_it = open_holds_.Find(t.pending_id);
+  if (hold_it == nullptr) {
     std::optional<HoldDone> done;
     if (auto g = group_holds_done_.find(t.pending_id); g != group_holds_done_.end()) {
       done = g->second;
@@ -825,9 +825,9 @@ TR Engine::ApplyPostOrVoid(const Transfer& t, TransferOutcome* out, std::vector<
   stored.timestamp = NextTimestamp();
   RecordTransfer(stored, dslot, cslot, undo);
 
-  OpenHold hold = hold_it->second;
+  OpenHold hold = *hold_it;
   HoldLeaves(hold);
-  open_holds_.erase(hold_it);
+  open_holds_.Erase(t.pending_id);
   if (undo_on_) undo->push_back({Undo::Kind::kHoldClosed, {}, t.pending_id, hold});
   HoldDone done{post ? HoldState::kPosted : HoldState::kVoided, stored.timestamp,
                 post ? amount : 0};
@@ -987,8 +987,8 @@ std::optional<Transfer> Engine::PeekTransfer(TransferId id) {
 }
 
 std::optional<HoldInfo> Engine::PeekHold(TransferId id) {
-  if (auto it = open_holds_.find(id); it != open_holds_.end()) {
-    return HoldInfo{it->second.hold, HoldState::kPending, it->second.expires_at, 0, 0};
+  if (const OpenHold* h = open_holds_.Find(id)) {
+    return HoldInfo{h->hold, HoldState::kPending, h->expires_at, 0, 0};
   }
   std::optional<Transfer> t = PeekTransfer(id);
   if (!t || !(t->flags & tf::kPending)) return std::nullopt;

@@ -97,6 +97,59 @@ struct OpenHold {
   uint64_t expires_at = 0;  // 0 = never
 };
 
+// The open holds by id: the holds in a dense vector (erase moves the last
+// one into the hole) found through a flat table of indexes, so a table slot
+// is 24 bytes instead of a hold's 144 (the table runs at a load of 1/4 to
+// 1/2: a bank's many open holds would otherwise take 2-4 times their size).
+// Pointers from Find() are valid until the next Put() or Erase().
+class OpenHoldTable {
+ public:
+  OpenHold* Find(TransferId id) {
+    auto it = index_.find(id);
+    return it == index_.end() ? nullptr : &holds_[it->second];
+  }
+  const OpenHold* Find(TransferId id) const { return const_cast<OpenHoldTable*>(this)->Find(id); }
+  // Inserts or overwrites the hold of h.hold.id.
+  void Put(const OpenHold& h) {
+    auto [it, inserted] = index_.TryEmplace(h.hold.id);
+    if (!inserted) {
+      holds_[it->second] = h;
+      return;
+    }
+    NARAE_CHECK(holds_.size() < UINT32_MAX);
+    it->second = static_cast<uint32_t>(holds_.size());
+    holds_.push_back(h);
+  }
+  // REQUIRES: the hold is open.
+  void Erase(TransferId id) {
+    auto it = index_.find(id);
+    NARAE_CHECK(it != index_.end());
+    const uint32_t i = it->second;
+    index_.erase(it);
+    const size_t last = holds_.size() - 1;
+    if (i != last) {
+      holds_[i] = holds_[last];
+      auto moved = index_.find(holds_[i].hold.id);
+      NARAE_CHECK(moved != index_.end() && moved->second == last);
+      moved->second = i;
+    }
+    holds_.pop_back();
+  }
+  size_t size() const { return holds_.size(); }
+  void clear() {
+    index_.clear();
+    holds_.clear();
+  }
+  template <typename Fn>
+  void ForEach(Fn fn) const {
+    for (const OpenHold& h : holds_) fn(h.hold.id, h);
+  }
+
+ private:
+  FlatIdMap<TransferId, uint32_t> index_;
+  std::vector<OpenHold> holds_;  // holds_[index_[id]].hold.id == id
+};
+
 // What one group must write, in order.
 struct Group {
   uint64_t first_timestamp = 0;
@@ -231,7 +284,7 @@ class Engine {
   uint64_t group_seq_ = 0;
   // False while applying a chain of one event: no undo steps are recorded.
   bool undo_on_ = true;
-  FlatIdMap<TransferId, OpenHold> open_holds_;
+  OpenHoldTable open_holds_;
   // The open holds' expiries, earliest first (then by id): a binary
   // min-heap with lazy deletion (a set's node per hold and its rebalancing
   // cost more than the rest of a pending transfer's map work). A closed
