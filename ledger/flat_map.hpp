@@ -179,10 +179,11 @@ class FlatIdMap {
   void Grow() {
     const size_t slots = ctrl_.empty() ? kSlotsMin : ctrl_.size() * 2;
     NARAE_CHECK(slots / 2 <= kEntriesMax);
+    // The new arrays take the members' place; the old ones are rehashed in.
     std::vector<uint8_t> old_ctrl(slots, 0);
     std::vector<value_type> old_slots(slots);
-    old_ctrl.swap(ctrl_);
-    old_slots.swap(slots_);
+    old_ctrl.swap(ctrl_);    // ctrl_: the new, empty control bytes
+    old_slots.swap(slots_);  // slots_: the new entries
     const size_t mask = slots - 1;
     for (size_t j = 0; j < old_ctrl.size(); ++j) {
       if (old_ctrl[j] == 0) continue;
