@@ -1,6 +1,7 @@
 #include "ledger/engine.hpp"
 
 #include <algorithm>
+#include <functional>
 #include <limits>
 
 namespace narae::ledger {
@@ -158,7 +159,22 @@ struct Engine::Undo {
   OpenHold hold;
 };
 
-void Engine::LoadAccount(const Account& a) { accounts_[a.id].a = a; }
+void Engine::LoadAccount(const Account& a) { SlotFor(a.id).a = a; }
+
+Engine::Slot& Engine::SlotFor(AccountId id) {
+  auto [it, inserted] = accounts_.TryEmplace(id);
+  if (inserted) {
+    NARAE_CHECK(slots_.size() == accounts_.size() - 1);
+    it->second = &slots_.emplace_back();
+  }
+  return *it->second;
+}
+
+Engine::Slot& Engine::SlotAt(AccountId id) {
+  auto it = accounts_.find(id);
+  NARAE_CHECK(it != accounts_.end());
+  return *it->second;
+}
 
 std::vector<const Account*> Engine::TakeDirty() {
   std::vector<const Account*> out;
@@ -176,13 +192,14 @@ std::vector<const Account*> Engine::TakeDirty() {
 std::unordered_map<AccountId, Account, IdHash> Engine::CopyAccounts() const {
   std::unordered_map<AccountId, Account, IdHash> out;
   out.reserve(accounts_.size());
-  for (const auto& [id, slot] : accounts_) out.emplace(id, slot.a);
+  for (const Slot& slot : slots_) out.emplace(slot.a.id, slot.a);
   return out;
 }
 
 void Engine::LoadOpenHold(const OpenHold& h) {
-  open_holds_[h.hold.id] = h;
-  if (h.expires_at != 0) expiry_queue_.emplace(h.expires_at, h.hold.id);
+  if (const OpenHold* old = open_holds_.Find(h.hold.id)) HoldLeaves(*old);  // loaded twice
+  open_holds_.Put(h);
+  HoldEnters(h);
 }
 
 bool Engine::ReplayEvent(const codec::Event& e) {
@@ -190,7 +207,7 @@ bool Engine::ReplayEvent(const codec::Event& e) {
     case codec::EventKind::kAccountCreated: {
       // Replayed changes are newer than the stored snapshot: the next
       // snapshot must write them (MarkDirty), or it would claim them.
-      Slot& slot = accounts_[e.account.id];
+      Slot& slot = SlotFor(e.account.id);
       slot.a = e.account;
       MarkDirty(slot);
       return true;
@@ -198,8 +215,8 @@ bool Engine::ReplayEvent(const codec::Event& e) {
     case codec::EventKind::kAccountChanged: {
       auto it = accounts_.find(e.change.id);
       if (it == accounts_.end()) return false;
-      MarkDirty(it->second);
-      uint16_t& f = it->second.a.flags;
+      MarkDirty(*it->second);
+      uint16_t& f = it->second->a.flags;
       switch (e.change.action) {
         case AccountAction::kClose:
           f |= af::kClosed;
@@ -222,12 +239,12 @@ bool Engine::ReplayEvent(const codec::Event& e) {
       auto d = accounts_.find(e.expiry.debit_account_id);
       auto c = accounts_.find(e.expiry.credit_account_id);
       if (d == accounts_.end() || c == accounts_.end()) return false;
-      if (d->second.a.debits_pending < e.expiry.amount_minor) return false;
-      if (c->second.a.credits_pending < e.expiry.amount_minor) return false;
-      MarkDirty(d->second);
-      MarkDirty(c->second);
-      d->second.a.debits_pending -= e.expiry.amount_minor;
-      c->second.a.credits_pending -= e.expiry.amount_minor;
+      if (d->second->a.debits_pending < e.expiry.amount_minor) return false;
+      if (c->second->a.credits_pending < e.expiry.amount_minor) return false;
+      MarkDirty(*d->second);
+      MarkDirty(*c->second);
+      d->second->a.debits_pending -= e.expiry.amount_minor;
+      c->second->a.credits_pending -= e.expiry.amount_minor;
       return true;
     }
     case codec::EventKind::kTransfer:
@@ -237,10 +254,10 @@ bool Engine::ReplayEvent(const codec::Event& e) {
   auto d = accounts_.find(t.debit_account_id);
   auto c = accounts_.find(t.credit_account_id);
   if (d == accounts_.end() || c == accounts_.end()) return false;
-  MarkDirty(d->second);
-  MarkDirty(c->second);
-  Account& dr = d->second.a;
-  Account& cr = c->second.a;
+  MarkDirty(*d->second);
+  MarkDirty(*c->second);
+  Account& dr = d->second->a;
+  Account& cr = c->second->a;
   if (IsPostOrVoid(t)) {
     std::optional<Transfer> p = store_->FindTransfer(t.pending_id);
     if (!p || dr.debits_pending < p->amount_minor || cr.credits_pending < p->amount_minor) {
@@ -273,8 +290,10 @@ bool Engine::ReplayEvent(const codec::Event& e) {
 void Engine::Clear() {
   dirty_.clear();
   accounts_.clear();
+  slots_.clear();
   open_holds_.clear();
-  expiry_queue_.clear();
+  expiry_heap_.clear();
+  expiring_holds_ = 0;
   group_transfers_.clear();
   group_holds_done_.clear();
   group_failed_.clear();
@@ -308,8 +327,47 @@ uint64_t Engine::NextTimestamp() {
   return last_timestamp_;
 }
 
+bool Engine::ExpiryLive(const std::pair<uint64_t, TransferId>& e) const {
+  const OpenHold* h = open_holds_.Find(e.second);
+  return h != nullptr && h->expires_at == e.first;
+}
+
+void Engine::DropStaleExpiries() const {
+  // Each pass removes one entry: bounded by the heap's size.
+  while (!expiry_heap_.empty() && !ExpiryLive(expiry_heap_.front())) {
+    std::pop_heap(expiry_heap_.begin(), expiry_heap_.end(), std::greater<>{});
+    expiry_heap_.pop_back();
+  }
+}
+
+void Engine::HoldEnters(const OpenHold& h) {
+  if (h.expires_at == 0) return;
+  ++expiring_holds_;
+  const size_t stale = expiry_heap_.size() - std::min(expiry_heap_.size(), expiring_holds_);
+  if (stale > expiring_holds_ + kExpiryStaleMin) {
+    // More stale entries than live ones: rebuild from the open holds (the
+    // live entries exactly, each once). Amortized: at least
+    // kExpiryStaleMin holds closed since the last rebuild.
+    expiry_heap_.clear();
+    open_holds_.ForEach([&](const TransferId& id, const OpenHold& o) {
+      if (o.expires_at != 0 && id != h.hold.id) expiry_heap_.emplace_back(o.expires_at, id);
+    });
+    std::make_heap(expiry_heap_.begin(), expiry_heap_.end(), std::greater<>{});
+  }
+  expiry_heap_.emplace_back(h.expires_at, h.hold.id);
+  std::push_heap(expiry_heap_.begin(), expiry_heap_.end(), std::greater<>{});
+  NARAE_CHECK(expiry_heap_.size() <= 2 * expiring_holds_ + kExpiryStaleMin + 1);
+}
+
+void Engine::HoldLeaves(const OpenHold& h) {
+  if (h.expires_at == 0) return;
+  NARAE_CHECK(expiring_holds_ > 0);
+  --expiring_holds_;
+}
+
 uint64_t Engine::NextExpiry() const {
-  return expiry_queue_.empty() ? 0 : expiry_queue_.begin()->first;
+  DropStaleExpiries();
+  return expiry_heap_.empty() ? 0 : expiry_heap_.front().first;
 }
 
 void Engine::MarkDirty(Slot& slot) {
@@ -338,14 +396,18 @@ void Engine::Touch(Slot& slot, uint64_t ts) {
 size_t Engine::ExpireDue(size_t max) {
   NARAE_CHECK(group_ != nullptr);
   size_t count = 0;
-  while (count < max && !expiry_queue_.empty() && expiry_queue_.begin()->first <= group_base_) {
-    TransferId id = expiry_queue_.begin()->second;
-    expiry_queue_.erase(expiry_queue_.begin());
-    auto it = open_holds_.find(id);
-    NARAE_CHECK(it != open_holds_.end());
-    const Transfer& h = it->second.hold;
-    Slot& dslot = accounts_.at(h.debit_account_id);
-    Slot& cslot = accounts_.at(h.credit_account_id);
+  for (;;) {
+    DropStaleExpiries();  // the top, if any, is a live hold's expiry
+    if (count >= max || expiry_heap_.empty() || expiry_heap_.front().first > group_base_) break;
+    const TransferId id = expiry_heap_.front().second;
+    std::pop_heap(expiry_heap_.begin(), expiry_heap_.end(), std::greater<>{});
+    expiry_heap_.pop_back();
+    const OpenHold* open = open_holds_.Find(id);
+    NARAE_CHECK(open != nullptr);
+    HoldLeaves(*open);
+    const Transfer& h = open->hold;
+    Slot& dslot = SlotAt(h.debit_account_id);
+    Slot& cslot = SlotAt(h.credit_account_id);
     Account& dr = dslot.a;
     Account& cr = cslot.a;
     NARAE_CHECK(dr.debits_pending >= h.amount_minor && cr.credits_pending >= h.amount_minor);
@@ -361,7 +423,7 @@ size_t Engine::ExpireDue(size_t max) {
     HoldDone done{HoldState::kExpired, ts, 0};
     group_->holds_done.emplace_back(id, done);
     group_holds_done_[id] = done;
-    open_holds_.erase(it);
+    open_holds_.Erase(id);
     ++count;
   }
   return count;
@@ -384,32 +446,36 @@ void Engine::Rollback(std::vector<Undo>* undo) {
   for (auto it = undo->rbegin(); it != undo->rend(); ++it) {
     switch (it->kind) {
       case Undo::Kind::kAccountState:
-        accounts_[it->account.id].a = it->account;
+        SlotAt(it->account.id).a = it->account;
         break;
       case Undo::Kind::kAccountCreated: {
         auto slot = accounts_.find(it->account.id);
         NARAE_CHECK(slot != accounts_.end());
-        const Account* gone = &slot->second.a;
+        // Undone newest first: the account created last is the last slot.
+        Slot* gone = slot->second;
+        NARAE_CHECK(!slots_.empty() && gone == &slots_.back());
         auto& touched = group_->touched_accounts;
-        touched.erase(std::remove(touched.begin(), touched.end(), gone), touched.end());
-        if (slot->second.dirty)
-          dirty_.erase(std::remove(dirty_.begin(), dirty_.end(), &slot->second), dirty_.end());
+        touched.erase(std::remove(touched.begin(), touched.end(), &gone->a), touched.end());
+        if (gone->dirty)
+          dirty_.erase(std::remove(dirty_.begin(), dirty_.end(), gone), dirty_.end());
         accounts_.erase(slot);
+        slots_.pop_back();
         break;
       }
       case Undo::Kind::kTransferCreated:
         group_transfers_.erase(it->transfer_id);
         break;
       case Undo::Kind::kHoldOpened: {
-        auto h = open_holds_.find(it->transfer_id);
-        NARAE_CHECK(h != open_holds_.end());
-        if (h->second.expires_at != 0) expiry_queue_.erase({h->second.expires_at, h->first});
-        open_holds_.erase(h);
+        const OpenHold* h = open_holds_.Find(it->transfer_id);
+        NARAE_CHECK(h != nullptr);
+        HoldLeaves(*h);  // its expiry entry goes stale
+        open_holds_.Erase(it->transfer_id);
         break;
       }
       case Undo::Kind::kHoldClosed:
-        open_holds_[it->transfer_id] = it->hold;
-        if (it->hold.expires_at != 0) expiry_queue_.emplace(it->hold.expires_at, it->transfer_id);
+        NARAE_CHECK(it->hold.hold.id == it->transfer_id);
+        open_holds_.Put(it->hold);
+        HoldEnters(it->hold);
         break;
       case Undo::Kind::kHoldDone:
         group_holds_done_.erase(it->transfer_id);
@@ -505,8 +571,9 @@ std::vector<TransferOutcome> Engine::CreateTransfers(std::span<const Transfer> t
         TR r = Validate(t);
         if (r != TR::kOk) return r;
         std::optional<Transfer> stored;
-        bool failed_before = group_failed_.count(t.id) > 0;
-        if (auto g = group_transfers_.find(t.id); g != group_transfers_.end()) {
+        const uint64_t id_hash = FlatIdMap<TransferId, Transfer>::Hash(t.id);  // once for both
+        bool failed_before = group_failed_.Find(t.id, id_hash) != group_failed_.end();
+        if (auto g = group_transfers_.Find(t.id, id_hash); g != group_transfers_.end()) {
           stored = g->second;
         } else if (!failed_before) {
           Store::IdState state = store_->FindId(t.id);
@@ -607,10 +674,9 @@ TR Engine::CheckExists(const Transfer& t, const Transfer& s) const {
 }
 
 void Engine::RecordTransfer(const Transfer& t, Slot& dr, Slot& cr, std::vector<Undo>* undo) {
-  codec::Event ev;
+  codec::Event& ev = group_->events.emplace_back();  // built in place: no copy of the event
   ev.kind = codec::EventKind::kTransfer;
   ev.transfer = t;
-  group_->events.push_back(ev);
   group_transfers_[t.id] = t;
   if (undo_on_) undo->push_back({Undo::Kind::kTransferCreated, {}, t.id, {}});
   Touch(dr, t.timestamp);
@@ -622,8 +688,8 @@ TR Engine::ApplyTransfer(const Transfer& t, TransferOutcome* out, std::vector<Un
   if (dit == accounts_.end()) return TR::kDebitAccountNotFound;
   auto cit = accounts_.find(t.credit_account_id);
   if (cit == accounts_.end()) return TR::kCreditAccountNotFound;
-  Account& dr = dit->second.a;
-  Account& cr = cit->second.a;
+  Account& dr = dit->second->a;
+  Account& cr = cit->second->a;
   if (dr.ledger != cr.ledger) return TR::kAccountsMustHaveTheSameLedger;
   if (t.ledger != dr.ledger) return TR::kTransferMustHaveTheSameLedgerAsAccounts;
   if (dr.flags & af::kClosed) return TR::kDebitAccountClosed;
@@ -671,11 +737,11 @@ TR Engine::ApplyTransfer(const Transfer& t, TransferOutcome* out, std::vector<Un
   Transfer stored = t;
   stored.amount_minor = amount;
   stored.timestamp = NextTimestamp();
-  RecordTransfer(stored, dit->second, cit->second, undo);
+  RecordTransfer(stored, *dit->second, *cit->second, undo);
   if (pending) {
     OpenHold hold{stored, expires_at};
-    open_holds_[stored.id] = hold;
-    if (expires_at != 0) expiry_queue_.emplace(expires_at, stored.id);
+    open_holds_.Put(hold);
+    HoldEnters(hold);
     group_->holds_opened.emplace_back(stored.id, hold);
     if (undo_on_) undo->push_back({Undo::Kind::kHoldOpened, {}, stored.id, {}});
   }
@@ -688,8 +754,8 @@ TR Engine::ApplyPostOrVoid(const Transfer& t, TransferOutcome* out, std::vector<
   std::optional<Transfer> p;
   if (auto g = group_transfers_.find(t.pending_id); g != group_transfers_.end()) {
     p = g->second;
-  } else if (auto h = open_holds_.find(t.pending_id); h != open_holds_.end()) {
-    p = h->second.hold;  // an open hold is in memory: no read of the event log
+  } else if (const OpenHold* h = open_holds_.Find(t.pending_id)) {
+    p = h->hold;  // an open hold is in memory: no read of the event log
   } else {
     p = store_->FindTransfer(t.pending_id);
   }
@@ -711,8 +777,8 @@ TR Engine::ApplyPostOrVoid(const Transfer& t, TransferOutcome* out, std::vector<
   } else if (t.amount_minor != 0 && t.amount_minor != p->amount_minor) {
     return TR::kPendingTransferHasDifferentAmount;
   }
-  auto hold_it = open_holds_.find(t.pending_id);
-  if (hold_it == open_holds_.end()) {
+  const OpenHold* hold_it = open_holds_.Find(t.pending_id);
+  if (hold_it == nullptr) {
     std::optional<HoldDone> done;
     if (auto g = group_holds_done_.find(t.pending_id); g != group_holds_done_.end()) {
       done = g->second;
@@ -729,8 +795,8 @@ TR Engine::ApplyPostOrVoid(const Transfer& t, TransferOutcome* out, std::vector<
         return TR::kPendingTransferExpired;
     }
   }
-  Slot& dslot = accounts_.at(p->debit_account_id);
-  Slot& cslot = accounts_.at(p->credit_account_id);
+  Slot& dslot = SlotAt(p->debit_account_id);
+  Slot& cslot = SlotAt(p->credit_account_id);
   Account& dr = dslot.a;
   Account& cr = cslot.a;
   if (post) {
@@ -759,9 +825,9 @@ TR Engine::ApplyPostOrVoid(const Transfer& t, TransferOutcome* out, std::vector<
   stored.timestamp = NextTimestamp();
   RecordTransfer(stored, dslot, cslot, undo);
 
-  OpenHold hold = hold_it->second;
-  if (hold.expires_at != 0) expiry_queue_.erase({hold.expires_at, t.pending_id});
-  open_holds_.erase(hold_it);
+  OpenHold hold = *hold_it;
+  HoldLeaves(hold);
+  open_holds_.Erase(t.pending_id);
   if (undo_on_) undo->push_back({Undo::Kind::kHoldClosed, {}, t.pending_id, hold});
   HoldDone done{post ? HoldState::kPosted : HoldState::kVoided, stored.timestamp,
                 post ? amount : 0};
@@ -781,7 +847,7 @@ std::vector<AccountOutcome> Engine::CreateAccounts(std::span<const Account> acco
   auto apply = MakeChainApply(
       [&](const Account& a, AccountOutcome* o) {
         AR r = ApplyAccount(a, &undo);
-        if (r == AR::kOk || r == AR::kExists) o->timestamp = accounts_.at(a.id).a.timestamp;
+        if (r == AR::kOk || r == AR::kExists) o->timestamp = SlotAt(a.id).a.timestamp;
         return r;
       },
       [&](bool single) {
@@ -814,7 +880,7 @@ AR Engine::ApplyAccount(const Account& a, std::vector<Undo>* undo) {
     return AR::kLimitRequiresBalanceFlag;
   }
   if (auto it = accounts_.find(a.id); it != accounts_.end()) {
-    const Account& s = it->second.a;
+    const Account& s = it->second->a;
     constexpr uint16_t kCreationFlags =
         af::kDebitsMustNotExceedCredits | af::kCreditsMustNotExceedDebits | af::kHistory;
     if ((s.flags & kCreationFlags) != (a.flags & kCreationFlags)) {
@@ -836,7 +902,7 @@ AR Engine::ApplyAccount(const Account& a, std::vector<Undo>* undo) {
   Account stored = a;
   stored.flags = static_cast<uint16_t>(a.flags & ~af::kLinked);
   stored.timestamp = NextTimestamp();
-  Slot& slot = accounts_[stored.id];
+  Slot& slot = SlotFor(stored.id);
   slot.a = stored;
   if (undo_on_) undo->push_back({Undo::Kind::kAccountCreated, stored, {}, {}});
   codec::Event ev;
@@ -876,7 +942,7 @@ CR Engine::ApplyChange(const AccountChange& c, std::vector<Undo>* undo) {
   }
   auto it = accounts_.find(c.id);
   if (it == accounts_.end()) return CR::kAccountNotFound;
-  Account& a = it->second.a;
+  Account& a = it->second->a;
   uint16_t flags = a.flags;
   switch (c.action) {
     case AccountAction::kClose:
@@ -905,14 +971,14 @@ CR Engine::ApplyChange(const AccountChange& c, std::vector<Undo>* undo) {
   ev.change.flags = static_cast<uint16_t>(c.flags & ~af::kLinked);
   ev.change.timestamp = NextTimestamp();
   group_->events.push_back(ev);
-  MarkTouched(it->second);
+  MarkTouched(*it->second);
   return CR::kOk;
 }
 
 std::optional<Account> Engine::PeekAccount(AccountId id) const {
   auto it = accounts_.find(id);
   if (it == accounts_.end()) return std::nullopt;
-  return it->second.a;
+  return it->second->a;
 }
 
 std::optional<Transfer> Engine::PeekTransfer(TransferId id) {
@@ -921,8 +987,8 @@ std::optional<Transfer> Engine::PeekTransfer(TransferId id) {
 }
 
 std::optional<HoldInfo> Engine::PeekHold(TransferId id) {
-  if (auto it = open_holds_.find(id); it != open_holds_.end()) {
-    return HoldInfo{it->second.hold, HoldState::kPending, it->second.expires_at, 0, 0};
+  if (const OpenHold* h = open_holds_.Find(id)) {
+    return HoldInfo{h->hold, HoldState::kPending, h->expires_at, 0, 0};
   }
   std::optional<Transfer> t = PeekTransfer(id);
   if (!t || !(t->flags & tf::kPending)) return std::nullopt;
