@@ -70,16 +70,10 @@ bool IsPostOrVoid(const Transfer& t) {
   return (t.flags & (tf::kPostPendingTransfer | tf::kVoidPendingTransfer)) != 0;
 }
 
-// The filter's 64-bit hash of an id (ids may be sequential: mix both halves).
-uint64_t IdFilterHash(U128 id) {
-  uint64_t x = id.lo ^ (id.hi * 0x9E3779B97F4A7C15ull);
-  x ^= x >> 33;
-  x *= 0xff51afd7ed558ccdull;
-  x ^= x >> 33;
-  x *= 0xc4ceb9fe1a85ec53ull;
-  x ^= x >> 33;
-  return x;
-}
+// The filter's 64-bit hash of an id: the flat tables' (ids may be
+// sequential: both halves mixed, then fmix64). In memory only (the filter
+// is built on open), so it may change.
+uint64_t IdFilterHash(U128 id) { return FlatIdHash(id); }
 // One bit per 32-bit word of a block (the split block bloom filter's salts).
 constexpr uint32_t kIdFilterSalts[8] = {0x47b6137bU, 0x44974d91U, 0x8824ad5bU, 0xa2b7289dU,
                                         0x705495c7U, 0x2df1424bU, 0x9efc4947U, 0x5c6bfb31U};
