@@ -836,6 +836,9 @@ class LedgerImpl final : public Ledger, private Store {
   // On the sequencer: writes a sealed group (no sync) and hands it to the
   // syncer, in sequence order.
   void WriteGroup(std::unique_ptr<PendingWrite> w);
+  // Queues a written (or failed) group for the syncer, waiting for room.
+  void HandToSyncer(std::unique_ptr<PendingWrite> w);
+  std::unique_ptr<PendingWrite> NewPendingWrite();
   void RecycleWrite(std::unique_ptr<PendingWrite> w);
   // The DB's state as of the last synced group, for readers (never null
   // once started on a primary).
@@ -893,18 +896,18 @@ class LedgerImpl final : public Ledger, private Store {
   std::shared_ptr<const rocksdb::Snapshot> synced_snapshot_;  // GUARDED_BY(snapshot_mu_)
 
   // Durable (or failed) groups whose callbacks the acknowledging thread runs,
-  // so the writer starts the next group's write at once.
+  // so the syncer starts the next sync at once.
   struct Ack {
     std::vector<DoneFn> dones;
     Status status;
     std::chrono::steady_clock::time_point first_queued, durable;  // stage stamps
   };
-  // Small groups' callbacks run on the writer when the acknowledging thread
+  // Small groups' callbacks run on the syncer when the acknowledging thread
   // is idle with nothing queued (kInlineAckCallbacksMax): commit order holds
   // because every earlier group's callbacks have then returned.
   std::mutex ack_mu_;
   std::condition_variable ack_cv_;       // the acknowledging thread waits for work
-  std::condition_variable ack_room_cv_;  // the writer waits for room in acks_
+  std::condition_variable ack_room_cv_;  // the syncer waits for room in acks_
   std::deque<Ack> acks_;                 // GUARDED_BY(ack_mu_); at most kAcksQueuedMax
   bool ack_stop_ = false;                // GUARDED_BY(ack_mu_)
   bool acker_busy_ = false;              // GUARDED_BY(ack_mu_): running popped callbacks
@@ -944,14 +947,14 @@ class LedgerImpl final : public Ledger, private Store {
   std::atomic<bool> healthy_{true};
   std::atomic<bool> failed_pipeline_{false};
   // Bumped by TryRecover before it clears failed_pipeline_: a group sequenced
-  // on the state before a failed write is refused by WriteGroup even when the
-  // writer took it from the queue before the recovery and checks it after
-  // (it was built on effects that never became durable).
+  // on the state before a failed write is refused by WriteGroup (it was
+  // built on effects that never became durable).
   std::atomic<uint64_t> pipeline_epoch_{0};
   std::atomic<uint64_t> stat_groups_{0}, stat_events_{0}, stat_last_group_events_{0},
       stat_last_fsync_us_{0};
   std::atomic<uint64_t> stat_accounts_{0}, stat_open_holds_{0};
   std::atomic<uint64_t> stat_sequencer_busy_us_{0}, stat_writer_busy_us_{0};
+  std::atomic<uint64_t> stat_groups_written_{0};
   // Where a group's time goes (microseconds; sizes in submissions).
   struct Stages {
     StageHistogram queued;       // first submission queued -> sequencing starts
@@ -1010,8 +1013,8 @@ class LedgerImpl final : public Ledger, private Store {
   // a put of it in any later group replaces that answer, UpdateAuxCache).
   std::unordered_map<AuxCacheKey, std::optional<std::string>, AuxKeyHash, AuxKeyEq> aux_cache_;
   size_t aux_cache_bytes_ = 0;
-  // Durable account state served to readers: updated by the writer after
-  // each successful write (or by replay on a read-only instance).
+  // Durable account state served to readers: updated by the syncer after
+  // each successful sync (or by replay on a read-only instance).
   std::shared_mutex committed_mu_;
   std::unordered_map<AccountId, Account, IdHash> committed_;
   uint64_t replayed_ts_ = 0;  // read-only: events replayed up to here
@@ -1314,13 +1317,15 @@ Status LedgerImpl::ReplayTail(uint64_t after_ts) {
 
 void LedgerImpl::Start() {
   if (options_.read_only) return;
+  // Readers start from the state opened (what the DB holds on open is
+  // durable: RocksDB's recovery flushed the WAL it replayed), published
+  // before the sequencer can write anything (an expiry group at once,
+  // after downtime).
+  PublishSnapshot(db_->GetSnapshot());
   sequencer_ = std::thread([this] {
     pthread_setname_np(pthread_self(), "narae-sequencer");
     SequencerLoop();
   });
-  // Readers start from the state opened (what the DB holds on open is
-  // durable: RocksDB's recovery flushed the WAL it replayed).
-  PublishSnapshot(db_->GetSnapshot());
   syncer_ = std::thread([this] {
     pthread_setname_np(pthread_self(), "narae-syncer");
     SyncerLoop();
@@ -1547,7 +1552,7 @@ std::optional<HoldDone> LedgerImpl::FindHoldDone(TransferId id) {
   return DecodeHoldDone(*v);
 }
 
-// `done` runs on the writer or the acknowledging thread (Acknowledge), in
+// `done` runs on the syncer or the acknowledging thread (Acknowledge), in
 // commit order.
 Status LedgerImpl::Submit(TxnFn fn, DoneFn done) {
   if (options_.read_only) return Status::FailedPrecondition("ledger opened read-only");
@@ -1611,8 +1616,14 @@ void LedgerImpl::SequencerLoop() {
       subs.swap(queue_);
     }
     if (!healthy_.load()) {
-      for (auto& s : subs) {
-        if (s.done) s.done(Status::Unavailable("ledger storage unavailable"));
+      // Refused through the syncer, after the groups before them and never
+      // at the same time as their callbacks (commit order, one at a time).
+      if (!subs.empty()) {
+        std::unique_ptr<PendingWrite> w = NewPendingWrite();
+        w->status = Status::Unavailable("ledger storage unavailable");
+        w->first_queued = w->sequenced = w->sealed = w->written = std::chrono::steady_clock::now();
+        for (auto& s : subs) w->dones.push_back(std::move(s.done));
+        HandToSyncer(std::move(w));
       }
       if (!TryRecover()) {
         std::unique_lock<std::mutex> lock(mu_);
@@ -1723,15 +1734,7 @@ void LedgerImpl::RunGroup(std::deque<Submission>* subs) {
 void LedgerImpl::FinishGroup(Group* group, std::vector<DoneFn> dones, std::unique_ptr<AuxGroup> aux,
                              uint64_t cpu0, std::chrono::steady_clock::time_point first_queued,
                              std::chrono::steady_clock::time_point sequenced) {
-  std::unique_ptr<PendingWrite> w;
-  {
-    std::lock_guard<std::mutex> lock(sync_mu_);
-    if (!free_writes_.empty()) {
-      w = std::move(free_writes_.back());
-      free_writes_.pop_back();
-    }
-  }
-  if (!w) w = std::make_unique<PendingWrite>();
+  std::unique_ptr<PendingWrite> w = NewPendingWrite();
   w->sequence = ++group_sequence_;
   w->epoch = pipeline_epoch_.load();
   w->dones = std::move(dones);
@@ -1844,7 +1847,7 @@ void LedgerImpl::FinishGroup(Group* group, std::vector<DoneFn> dones, std::uniqu
     id_filter_.Add(id.value);
   }
   // Aux rows (one per key: Txn::PutAux replaces in place) go into the batch in key
-  // order: the writer's memtable inserts are then cheap appends near the last
+  // order: the memtable inserts are then cheap appends near the last
   // position (a switch group's rows arrive interleaved by request).
   // (Sorted through pointers: indexing the deque costs a division a step. The
   // keys' first 16 bytes decide most comparisons as integers: zero padding
@@ -1935,8 +1938,25 @@ void LedgerImpl::WriteGroup(std::unique_ptr<PendingWrite> w) {
     FailPipeline();
   }
   w->written = std::chrono::steady_clock::now();
+  stat_groups_written_.fetch_add(1, std::memory_order_relaxed);
   // The batch is in the memtables now: recycle its buffer at once.
   w->batch.Clear();
+  HandToSyncer(std::move(w));
+}
+
+std::unique_ptr<PendingWrite> LedgerImpl::NewPendingWrite() {
+  {
+    std::lock_guard<std::mutex> lock(sync_mu_);
+    if (!free_writes_.empty()) {
+      std::unique_ptr<PendingWrite> w = std::move(free_writes_.back());
+      free_writes_.pop_back();
+      return w;
+    }
+  }
+  return std::make_unique<PendingWrite>();
+}
+
+void LedgerImpl::HandToSyncer(std::unique_ptr<PendingWrite> w) {
   bool wake = false;
   {
     std::unique_lock<std::mutex> lock(sync_mu_);
@@ -2043,7 +2063,11 @@ void LedgerImpl::SyncerLoop() {
     }
     stages_.groups_per_sync.Record(batch.size());
     // Publish before any callback runs: a client told "done" reads it back.
+    // The snapshot first, then the balances (as RocksDB showed a write before
+    // the writer updated the balances, before the sync left the write).
     if (last_ok != nullptr && sync_st.ok()) {
+      PublishSnapshot(last_ok->snapshot);
+      last_ok->snapshot = nullptr;  // owned by the publication now
       for (const auto& w : batch) {
         if (!w->status.ok()) continue;
         if (!w->accounts.empty()) {
@@ -2054,8 +2078,6 @@ void LedgerImpl::SyncerLoop() {
         stat_events_ += w->events;
         stat_last_group_events_ = w->events;
       }
-      PublishSnapshot(last_ok->snapshot);
-      last_ok->snapshot = nullptr;  // owned by the publication now
     }
     for (auto& w : batch) {
       const Status st = w->status.ok() ? sync_st : w->status;
@@ -2186,6 +2208,8 @@ bool LedgerImpl::TryRecover() {
   fo.wait = true;
   fo.allow_write_stall = true;
   if (!db_->Flush(fo, cfs_).ok()) return false;
+  // Readers get the recovered state (durable now) with the balances below.
+  PublishSnapshot(db_->GetSnapshot());
   TrimOverlay(/*all=*/true);
   ClearAuxGroups();
   aux_cache_.clear();
@@ -2455,6 +2479,7 @@ Status LedgerImpl::Checkpoint(const std::string& dir) {
 LedgerStats LedgerImpl::Stats() {
   LedgerStats s;
   s.groups_committed = stat_groups_;
+  s.groups_written = stat_groups_written_;
   s.events_committed = stat_events_;
   s.last_group_events = stat_last_group_events_;
   s.last_fsync_us = stat_last_fsync_us_;

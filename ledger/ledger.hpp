@@ -442,14 +442,15 @@ struct VerifyReport {
 };
 
 struct LedgerStats {
-  uint64_t groups_committed = 0;
+  uint64_t groups_committed = 0;  // synced and acknowledged
+  uint64_t groups_written = 0;    // written to RocksDB (synced or not yet)
   uint64_t events_committed = 0;
   uint64_t last_group_events = 0;
   uint64_t last_fsync_us = 0;
   uint64_t accounts = 0;
   uint64_t open_holds = 0;
   uint64_t sequencer_busy_us = 0;  // CPU time applying and encoding groups
-  uint64_t writer_busy_us = 0;     // CPU time in RocksDB writes (fsync waits excluded)
+  uint64_t writer_busy_us = 0;     // CPU time in RocksDB writes (the sequencer's; no fsync)
   bool healthy = true;             // false after a write error, until recovered
 };
 

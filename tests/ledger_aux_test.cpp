@@ -410,6 +410,7 @@ TEST_F(LedgerTest, ReadsSeeSealedGroupsThatAreNotYetDurable) {
   syncer_held.get_future().wait();
   std::atomic<bool> b_durable{false};
   std::vector<CreateTransferResult> b_results;
+  const uint64_t written_before_b = ledger_->Stats().groups_written;
   ASSERT_OK(ledger_->Submit(
       [&](Txn& txn) {
         txn.PutAux("nd/b", "2");
@@ -421,10 +422,26 @@ TEST_F(LedgerTest, ReadsSeeSealedGroupsThatAreNotYetDurable) {
         EXPECT_OK(s);
         b_durable = true;
       }));
+  // Written once open group_open_max_us (the syncer is held); then 17
+  // groups with aux rows of their own, so that B has left the overlay and
+  // the kept groups' rows (16 at most): C reads B's rows from RocksDB,
+  // where B's write put them before its sync.
+  auto written_after = [&](uint64_t before) {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+    while (ledger_->Stats().groups_written <= before) {
+      if (std::chrono::steady_clock::now() > deadline) return false;
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    return true;
+  };
   b_ran.get_future().wait();
-  // B's group is written once it has been open group_open_max_us: C comes
-  // after.
-  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  ASSERT_TRUE(written_after(written_before_b));
+  for (int i = 0; i < 17; ++i) {
+    const uint64_t written = ledger_->Stats().groups_written;
+    ASSERT_OK(ledger_->Submit([i](Txn& txn) { txn.PutAux("nd/fill/" + std::to_string(i), "f"); },
+                              [](Status s) { EXPECT_OK(s); }));
+    ASSERT_TRUE(written_after(written));
+  }
   EXPECT_FALSE(ledger_->GetAux("nd/b").has_value());  // not durable: not for readers
   EXPECT_FALSE(ledger_->LookupTransfer(TransferId::From(200)).has_value());
   bool c_saw_b_undurable = false;

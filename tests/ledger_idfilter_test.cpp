@@ -165,6 +165,7 @@ TEST_F(LedgerTest, RetryWhileTheFirstGroupWaitsForTheWriterIsRecognized) {
   writer_held.get_future().wait();
   TR first = TR::kOk, retry = TR::kOk;
   std::optional<std::string> seen;
+  const uint64_t written = ledger_->Stats().groups_written;
   ASSERT_OK(ledger_->Submit(
       [&](Txn& txn) {
         Transfer t = Xfer(7000, 1, 2, 3);
@@ -174,8 +175,14 @@ TEST_F(LedgerTest, RetryWhileTheFirstGroupWaitsForTheWriterIsRecognized) {
       },
       [&](Status st) { done[1].set_value(st); }));
   s1_ran.get_future().wait();
-  // Group 2 is written once it has been open group_open_max_us.
-  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  // Group 2 is written once it has been open group_open_max_us (the syncer
+  // is held): group 3 is a group of its own.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (ledger_->Stats().groups_written <= written &&
+         std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  ASSERT_GT(ledger_->Stats().groups_written, written);
   ASSERT_OK(ledger_->Submit(
       [&](Txn& txn) {
         Transfer t = Xfer(7000, 1, 2, 3);

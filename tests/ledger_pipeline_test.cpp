@@ -27,8 +27,9 @@ namespace narae::testing {
 namespace {
 
 // A file system whose write-ahead log files fail every sync while `fail`
-// is set (a disk that lost the pages, fsyncgate): the ledger's fault
-// injection through Options::env.
+// is set (a disk that lost the pages, fsyncgate), and every append while
+// `fail_append` is set (a full disk): the ledger's fault injection through
+// Options::env.
 class FailingWalSyncFs : public rocksdb::FileSystemWrapper {
  public:
   explicit FailingWalSyncFs(std::shared_ptr<rocksdb::FileSystem> base)
@@ -39,19 +40,34 @@ class FailingWalSyncFs : public rocksdb::FileSystemWrapper {
                                     rocksdb::IODebugContext* dbg) override {
     rocksdb::IOStatus s = target()->NewWritableFile(name, options, out, dbg);
     if (s.ok() && name.ends_with(".log")) {
-      *out = std::make_unique<File>(std::move(*out), &fail, &syncs_failed);
+      *out = std::make_unique<File>(std::move(*out), &fail, &fail_append, &syncs_failed);
     }
     return s;
   }
   std::atomic<bool> fail{false};
+  std::atomic<bool> fail_append{false};
   std::atomic<int> syncs_failed{0};
 
  private:
   class File : public rocksdb::FSWritableFileOwnerWrapper {
    public:
     File(std::unique_ptr<rocksdb::FSWritableFile>&& f, std::atomic<bool>* fail,
-         std::atomic<int>* failed)
-        : FSWritableFileOwnerWrapper(std::move(f)), fail_(fail), failed_(failed) {}
+         std::atomic<bool>* fail_append, std::atomic<int>* failed)
+        : FSWritableFileOwnerWrapper(std::move(f)),
+          fail_(fail),
+          fail_append_(fail_append),
+          failed_(failed) {}
+    rocksdb::IOStatus Append(const rocksdb::Slice& data, const rocksdb::IOOptions& o,
+                             rocksdb::IODebugContext* d) override {
+      if (fail_append_->load()) return rocksdb::IOStatus::NoSpace("injected: disk full");
+      return FSWritableFileOwnerWrapper::Append(data, o, d);
+    }
+    rocksdb::IOStatus Append(const rocksdb::Slice& data, const rocksdb::IOOptions& o,
+                             const rocksdb::DataVerificationInfo& v,
+                             rocksdb::IODebugContext* d) override {
+      if (fail_append_->load()) return rocksdb::IOStatus::NoSpace("injected: disk full");
+      return FSWritableFileOwnerWrapper::Append(data, o, v, d);
+    }
     rocksdb::IOStatus Sync(const rocksdb::IOOptions& o, rocksdb::IODebugContext* d) override {
       if (fail_->load()) return Failed();
       return FSWritableFileOwnerWrapper::Sync(o, d);
@@ -67,6 +83,7 @@ class FailingWalSyncFs : public rocksdb::FileSystemWrapper {
       return rocksdb::IOStatus::IOError("injected: WAL sync failed");
     }
     std::atomic<bool>* fail_;
+    std::atomic<bool>* fail_append_;
     std::atomic<int>* failed_;
   };
 };
@@ -318,9 +335,12 @@ TEST_F(LedgerTest, PipelineSmallGroupsAckedOnTheSyncerWhileOthersWait) {
   ASSERT_OK(submit(0));
   syncer_held.get_future().wait();
   for (int i = 1; i <= 3; ++i) {
+    const uint64_t written = ledger_->Stats().groups_written;
     ASSERT_OK(submit(i));
     ran[static_cast<size_t>(i)].get_future().wait();
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));  // > group_open_max_us
+    // Written once open group_open_max_us (the syncer is held): the next
+    // submission starts a group of its own.
+    ASSERT_TRUE(Eventually([&] { return ledger_->Stats().groups_written > written; }));
   }
   syncer_release.set_value();
   for (auto& d : done) ASSERT_OK(d.get_future().get());
@@ -620,8 +640,9 @@ TEST_F(LedgerTest, PipelineStalledSyncerStillFillsTheQueue) {
   std::vector<int> committed;
   int accepted = 0, refused_in_a_row = 0, attempts = 0;
   // Until the pipeline is full and the sequencer waits: then every Submit()
-  // is refused (the queue of 4 stays full).
-  while (refused_in_a_row < 200 && attempts < 100000) {
+  // is refused (the queue of 4 stays full); 2,000 refusals in a row, 0.2 s
+  // at least, however slowly the sequencer runs meanwhile.
+  while (refused_in_a_row < 2000 && attempts < 200000) {
     const int n = attempts++;
     Status st = ledger->Submit([n](Txn& txn) { txn.PutAux("sq/" + std::to_string(n), "v"); },
                                [&, n](Status s) {
@@ -638,7 +659,7 @@ TEST_F(LedgerTest, PipelineStalledSyncerStillFillsTheQueue) {
       std::this_thread::sleep_for(std::chrono::microseconds(100));
     }
   }
-  EXPECT_EQ(refused_in_a_row, 200);
+  EXPECT_EQ(refused_in_a_row, 2000);
   // The written groups (64 of at most 64) plus the one the sequencer holds
   // while it waits for room, and the queue.
   EXPECT_GE(accepted, 64);
@@ -648,6 +669,87 @@ TEST_F(LedgerTest, PipelineStalledSyncerStillFillsTheQueue) {
   std::lock_guard<std::mutex> lock(mu);
   ASSERT_EQ(committed.size(), static_cast<size_t>(accepted));
   for (size_t i = 1; i < committed.size(); ++i) EXPECT_LT(committed[i - 1], committed[i]);
+}
+
+// A write that fails (a full disk) while an earlier group is written but
+// not yet synced: the syncer does not sync (a sync would fail too, and make
+// RocksDB's error fatal); the earlier group fails with the later one, their
+// callers get errors in commit order, and the ledger recovers by itself once
+// the disk has room: RocksDB resumed, the memtables flushed, the state
+// reloaded. The earlier group's effects were in the memtables, so they are
+// kept (its caller's outcome was unknown: a retry finds it); the failed
+// group's are not.
+TEST_F(LedgerTest, FailedWriteFailsTheUnsyncedGroupsBeforeItAndRecovers) {
+  ASSERT_OK(ledger_->Close());
+  ledger_.reset();
+  auto fs = std::make_shared<FailingWalSyncFs>(rocksdb::FileSystem::Default());
+  std::unique_ptr<rocksdb::Env> env = rocksdb::NewCompositeEnv(fs);
+  Options o;
+  o.path = dir_.Sub("db");
+  o.clock_ns = [this] { return clock_ns_.load(); };
+  o.env = env.get();
+  auto opened = Ledger::Open(o);
+  ASSERT_TRUE(opened.ok()) << opened.status().ToString();
+  ledger_ = std::move(opened.value());
+  Funded(1, 1000);
+  Funded(2, 0);
+  std::promise<void> syncer_held, syncer_release;
+  std::shared_future<void> syncer_gate = syncer_release.get_future().share();
+  ASSERT_OK(ledger_->Submit([](Txn& txn) { txn.PutAux("wf/0", "v"); },
+                            [&](Status) {
+                              syncer_held.set_value();
+                              syncer_gate.wait();
+                            }));
+  syncer_held.get_future().wait();
+  std::mutex mu;
+  std::vector<std::pair<int, Status>> answers;
+  auto submit = [&](int n, uint64_t id, uint64_t amount) {
+    return ledger_->Submit(
+        [id, amount](Txn& txn) {
+          const Transfer t = Xfer(id, 1, 2, amount);
+          NARAE_CHECK(txn.CreateTransfers({&t, 1})[0].result == CreateTransferResult::kOk);
+        },
+        [&, n](Status st) {
+          std::lock_guard<std::mutex> lock(mu);
+          answers.emplace_back(n, st);
+        });
+  };
+  uint64_t written = ledger_->Stats().groups_written;
+  ASSERT_OK(submit(1, 21, 5));  // written, waits for the held syncer
+  ASSERT_TRUE(Eventually([&] { return ledger_->Stats().groups_written > written; }));
+  fs->fail_append = true;
+  ASSERT_OK(submit(2, 22, 6));  // its write fails
+  ASSERT_TRUE(Eventually([&] { return !ledger_->Stats().healthy; }));
+  syncer_release.set_value();
+  ASSERT_TRUE(Eventually([&] {
+    std::lock_guard<std::mutex> lock(mu);
+    return answers.size() == 2;
+  }));
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    EXPECT_EQ(answers[0].first, 1);
+    EXPECT_EQ(answers[0].second.code(), StatusCode::kUnavailable) << answers[0].second.ToString();
+    EXPECT_EQ(answers[1].first, 2);
+    EXPECT_EQ(answers[1].second.code(), StatusCode::kIOError) << answers[1].second.ToString();
+  }
+  EXPECT_EQ(fs->syncs_failed.load(), 0);  // no sync was tried on the failed writer
+  // Refused while the disk is full, in commit order with the rest.
+  EXPECT_EQ(ledger_->Submit([](Txn&) {}, [](Status) {}).code(), StatusCode::kUnavailable);
+  fs->fail_append = false;
+  ASSERT_TRUE(Eventually([&] { return ledger_->Stats().healthy; }));
+  EXPECT_EQ(Create(Xfer(21, 1, 2, 5)).result, CreateTransferResult::kExists);
+  EXPECT_EQ(Create(Xfer(22, 1, 2, 6)).result, CreateTransferResult::kOk);
+  EXPECT_EQ(Get(1).debits_posted, 11u);
+  EXPECT_TRUE(ledger_->LookupTransfer(TransferId::From(21)).has_value());
+
+  ASSERT_OK(ledger_->Close());
+  ledger_.reset();
+  env.reset();
+  Open();
+  auto report = ledger_->Verify(nullptr);
+  ASSERT_TRUE(report.ok()) << report.status().ToString();
+  EXPECT_TRUE(report->ok) << report->first_problem;
+  EXPECT_EQ(Get(1).debits_posted, 11u);
 }
 
 // A failed WAL sync fails the groups it covered (their callers get the
