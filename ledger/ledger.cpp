@@ -914,12 +914,13 @@ class LedgerImpl final : public Ledger, private Store {
   bool acker_waiting_ = false;           // GUARDED_BY(ack_mu_)
   bool syncer_room_waiting_ = false;     // GUARDED_BY(ack_mu_)
 
-  // Overlay: the transfers, failed ids and resolved holds of sealed groups
-  // not yet written (each group's maps, taken whole from the engine: no copy
-  // per entry), oldest first. Written groups leave it at the next seal
-  // (TrimOverlay; what they hold never changes, so until then they answer
-  // as the DB would). The sequencer writes each group right after sealing
-  // it, so at most one group is ever unwritten. Sequencer thread only.
+  // Overlay: the transfers, failed ids and resolved holds of the last sealed
+  // group (its maps, taken whole from the engine: no copy per entry). The
+  // sequencer writes each group right after sealing it, before it reads
+  // anything, so correctness no longer needs it: it answers lookups of the
+  // previous group's ids without a RocksDB read until the next seal
+  // (TrimOverlay; what it holds never changes, so it answers as the DB
+  // would). Sequencer thread only.
   struct OverlayGroup {
     uint64_t sequence = 0;
     Engine::GroupMaps maps;
@@ -1931,6 +1932,7 @@ void LedgerImpl::WriteGroup(std::unique_ptr<PendingWrite> w) {
   }
   if (w->status.ok()) {
     written_sequence_.store(w->sequence, std::memory_order_release);
+    stat_groups_written_.fetch_add(1, std::memory_order_relaxed);
     // The sequencer is the DB's only writer: this is the state right after
     // the group (readers get it once it is synced).
     w->snapshot = db_->GetSnapshot();
@@ -1938,7 +1940,6 @@ void LedgerImpl::WriteGroup(std::unique_ptr<PendingWrite> w) {
     FailPipeline();
   }
   w->written = std::chrono::steady_clock::now();
-  stat_groups_written_.fetch_add(1, std::memory_order_relaxed);
   // The batch is in the memtables now: recycle its buffer at once.
   w->batch.Clear();
   HandToSyncer(std::move(w));
@@ -2067,13 +2068,11 @@ void LedgerImpl::SyncerLoop() {
     // the writer updated the balances, before the sync left the write).
     if (last_ok != nullptr && sync_st.ok()) {
       PublishSnapshot(last_ok->snapshot);
-      last_ok->snapshot = nullptr;  // owned by the publication now
+      last_ok->snapshot = nullptr;                              // owned by the publication now
+      std::unique_lock<std::shared_mutex> lock(committed_mu_);  // once for the batch
       for (const auto& w : batch) {
         if (!w->status.ok()) continue;
-        if (!w->accounts.empty()) {
-          std::unique_lock<std::shared_mutex> lock(committed_mu_);
-          for (const Account& a : w->accounts) committed_[a.id] = a;
-        }
+        for (const Account& a : w->accounts) committed_[a.id] = a;
         stat_groups_++;
         stat_events_ += w->events;
         stat_last_group_events_ = w->events;

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <atomic>
+#include <functional>
 #include <map>
 #include <memory>
 #include <vector>
@@ -24,18 +25,21 @@ class LedgerTest : public ::testing::Test {
   void TearDown() override {
     if (ledger_) EXPECT_OK(ledger_->Close());
   }
-  void Open() {
+  // Opens the fixture's folder with the fake clock; `tweak` changes the
+  // options first (a folder, an Env, a bound).
+  void Open(const std::function<void(Options&)>& tweak = nullptr) {
     Options o;
     o.path = dir_.Sub("db");
     o.clock_ns = [this] { return clock_ns_.load(); };
+    if (tweak) tweak(o);
     auto r = Ledger::Open(o);
     ASSERT_TRUE(r.ok()) << r.status().ToString();
     ledger_ = std::move(r.value());
   }
-  void Reopen() {
+  void Reopen(const std::function<void(Options&)>& tweak = nullptr) {
     ASSERT_OK(ledger_->Close());
     ledger_.reset();
-    Open();
+    Open(tweak);
   }
   void Advance(uint64_t seconds) { clock_ns_ += seconds * kSecondNs; }
 

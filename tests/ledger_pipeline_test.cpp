@@ -422,15 +422,7 @@ TEST_F(LedgerTest, PipelineStagesNotPrintedUnlessAsked) {
 // the test does not depend on how fast it runs; the bound itself:
 // PipelineSmallGroupsAckedOnTheSyncerWhileOthersWait.)
 TEST_F(LedgerTest, PipelineGroupStaysOpenWhileTheSyncerIsBusy) {
-  ASSERT_OK(ledger_->Close());
-  ledger_.reset();
-  Options o;
-  o.path = dir_.Sub("open");
-  o.clock_ns = [this] { return clock_ns_.load(); };
-  o.group_open_max_us = 5'000'000;
-  auto opened = Ledger::Open(o);
-  ASSERT_TRUE(opened.ok()) << opened.status().ToString();
-  ledger_ = std::move(opened.value());
+  Reopen([](Options& o) { o.group_open_max_us = 5'000'000; });
   std::mutex mu;
   std::vector<uint64_t> group_of(8, 0);
   auto run = [&](bool hold_syncer, int first) {
@@ -680,17 +672,9 @@ TEST_F(LedgerTest, PipelineStalledSyncerStillFillsTheQueue) {
 // kept (its caller's outcome was unknown: a retry finds it); the failed
 // group's are not.
 TEST_F(LedgerTest, FailedWriteFailsTheUnsyncedGroupsBeforeItAndRecovers) {
-  ASSERT_OK(ledger_->Close());
-  ledger_.reset();
   auto fs = std::make_shared<FailingWalSyncFs>(rocksdb::FileSystem::Default());
   std::unique_ptr<rocksdb::Env> env = rocksdb::NewCompositeEnv(fs);
-  Options o;
-  o.path = dir_.Sub("db");
-  o.clock_ns = [this] { return clock_ns_.load(); };
-  o.env = env.get();
-  auto opened = Ledger::Open(o);
-  ASSERT_TRUE(opened.ok()) << opened.status().ToString();
-  ledger_ = std::move(opened.value());
+  Reopen([&](Options& o) { o.env = env.get(); });
   Funded(1, 1000);
   Funded(2, 0);
   std::promise<void> syncer_held, syncer_release;
@@ -760,17 +744,9 @@ TEST_F(LedgerTest, FailedWriteFailsTheUnsyncedGroupsBeforeItAndRecovers) {
 // decides, the ledger verifies, and a retry of the failed transfer (its
 // outcome was unknown to its caller) either finds it or makes it, once.
 TEST_F(LedgerTest, FailedWalSyncFailsItsGroupsAndTheLedgerStaysDownUntilReopened) {
-  ASSERT_OK(ledger_->Close());
-  ledger_.reset();
   auto fs = std::make_shared<FailingWalSyncFs>(rocksdb::FileSystem::Default());
   std::unique_ptr<rocksdb::Env> env = rocksdb::NewCompositeEnv(fs);
-  Options o;
-  o.path = dir_.Sub("db");
-  o.clock_ns = [this] { return clock_ns_.load(); };
-  o.env = env.get();
-  auto opened = Ledger::Open(o);
-  ASSERT_TRUE(opened.ok()) << opened.status().ToString();
-  ledger_ = std::move(opened.value());
+  Reopen([&](Options& o) { o.env = env.get(); });
   Funded(1, 1000);
   Funded(2, 0);
   ASSERT_EQ(Create(Xfer(10, 1, 2, 100)).result, CreateTransferResult::kOk);
