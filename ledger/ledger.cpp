@@ -829,6 +829,11 @@ class LedgerImpl final : public Ledger, private Store {
                    std::chrono::steady_clock::time_point first_queued);
   // True when the syncer has nothing to sync and is not syncing (asleep or
   // on its way to sleep; also before it first ran).
+  // Queued submissions that fill a group holding `taken` (at least 1).
+  size_t OpenGroupRoom(size_t taken) const {
+    const size_t room = taken < kOpenGroupSubmissionsMax ? kOpenGroupSubmissionsMax - taken : 1;
+    return std::max<size_t>(1, std::min(room, options_.queue_submissions_max));
+  }
   bool SyncerIdle() {
     std::lock_guard<std::mutex> lock(sync_mu_);
     return !syncer_busy_ && unsynced_.empty();
@@ -875,6 +880,9 @@ class LedgerImpl final : public Ledger, private Store {
   // going idle, then sets syncer_idle_notice_ and wakes it.
   bool sequencer_open_waiting_ = false;  // GUARDED_BY(mu_)
   bool syncer_idle_notice_ = false;      // GUARDED_BY(mu_)
+  // While the sequencer waits with a group open: how many queued
+  // submissions make Submit() wake it (the rest of a full group).
+  size_t sequencer_open_room_ = 1;  // GUARDED_BY(mu_)
 
   // Written groups on their way to the syncer.
   std::mutex sync_mu_;
@@ -1097,6 +1105,20 @@ Status LedgerImpl::OpenDb() {
   opts.max_background_jobs = 2;
   opts.write_buffer_size = 64 << 20;
   opts.max_write_buffer_number = 4;
+  // Flushes and compactions run on RocksDB's thread pools. On a small
+  // machine they would take a core from the payments for tens of
+  // milliseconds at a time (a 64 MB memtable flush, its sort and its
+  // compression) and every reply in flight would wait: at the lowest CPU
+  // priority (nice 19, idle I/O class) they use what the payments leave idle.
+  // The pools belong to the environment, shared by every database in the
+  // process, and RocksDB only ever lowers them.
+  if (options_.background_low_priority && !options_.read_only) {
+    for (rocksdb::Env::Priority pool :
+         {rocksdb::Env::Priority::HIGH, rocksdb::Env::Priority::LOW}) {
+      rocksdb::Status st = opts.env->LowerThreadPoolCPUPriority(pool, rocksdb::CpuPriority::kLow);
+      st.PermitUncheckedError();  // NotSupported on an Env without pools: not an error
+    }
+  }
   opts.paranoid_checks = true;
   opts.max_open_files = options_.read_only ? -1 : 512;
   // A read-only follower logs errors only: replaying the primary's
@@ -1569,8 +1591,8 @@ Status LedgerImpl::Submit(TxnFn fn, DoneFn done) {
       return Status::Unavailable("ledger queue full");
     }
     queue_.push_back({std::move(fn), std::move(done), std::chrono::steady_clock::now()});
-    wake = sequencer_waiting_;
-    sequencer_waiting_ = false;
+    wake = sequencer_waiting_ || (sequencer_open_waiting_ && queue_.size() >= sequencer_open_room_);
+    if (wake) sequencer_waiting_ = sequencer_open_waiting_ = false;
   }
   if (wake) cv_.notify_one();
   return Status::Ok();
@@ -1706,16 +1728,19 @@ void LedgerImpl::RunGroup(std::deque<Submission>* subs) {
     }
     std::unique_lock<std::mutex> lock(mu_);
     if (queue_.empty() && !stopping_) {
-      // Woken by a submission (Submit), by the syncer going idle (it looks
-      // at sequencer_open_waiting_ after it cleared syncer_busy_, and
-      // SyncerIdle() is read again here after this thread set it: one of
-      // the two sees the other), or at close_at.
-      sequencer_waiting_ = true;
+      // Woken once the queue holds the rest of a full group (Submit; one
+      // wake-up for the lot, not one per submission, which on two cores
+      // took the I/O thread's core from it for every request), by the
+      // syncer going idle (it looks at sequencer_open_waiting_ after it
+      // cleared syncer_busy_, and SyncerIdle() is read again here after
+      // this thread set it: one of the two sees the other), or at close_at.
+      sequencer_open_room_ = OpenGroupRoom(dones.size());
       sequencer_open_waiting_ = true;
       syncer_idle_notice_ = false;
       if (!SyncerIdle()) {
-        cv_.wait_until(lock, close_at,
-                       [&] { return !queue_.empty() || stopping_ || syncer_idle_notice_; });
+        cv_.wait_until(lock, close_at, [&] {
+          return queue_.size() >= sequencer_open_room_ || stopping_ || syncer_idle_notice_;
+        });
       }
       sequencer_waiting_ = false;
       sequencer_open_waiting_ = false;

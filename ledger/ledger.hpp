@@ -411,8 +411,10 @@ struct Options {
   size_t queue_submissions_max = 65536;
   // While the WAL sync of earlier groups runs, the group being built stays
   // open for what arrives, at most this long (microseconds, 1..10,000,000),
-  // then it is written so that it is ready for the next sync.
-  uint32_t group_open_max_us = 200;
+  // then it is written so that it is ready for the next sync. It is
+  // written at once when the syncer goes idle or the group is full (64
+  // submissions), so this bound only matters while a sync is slow.
+  uint32_t group_open_max_us = 2000;
   // The clock (ns since the epoch). Tests inject a fake one.
   std::function<uint64_t()> clock_ns;
   // Account balances are written to disk lazily (the events are the record;
@@ -426,6 +428,11 @@ struct Options {
   size_t account_snapshot_dirty_max = 262144;
   // RocksDB block cache, bytes.
   size_t block_cache_bytes = 256u << 20;
+  // RocksDB's flush and compaction threads at the lowest CPU priority
+  // (nice 19): they use the CPU the submissions leave idle. Their pools are
+  // the environment's, shared by every database in the process, and are
+  // never raised again once lowered.
+  bool background_low_priority = true;
   // The RocksDB environment (files, threads); null = the default. Tests
   // pass one whose files fail on demand (fault injection). Not owned; must
   // outlive the ledger.

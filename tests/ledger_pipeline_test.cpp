@@ -606,6 +606,53 @@ TEST_F(LedgerTest, PipelineDeferredCallsRunAfterTheGroupsCallbacks) {
   EXPECT_FALSE(DeferUntilGroupCallbacksReturn([](void*) {}, nullptr));
 }
 
+// While a group stays open for a busy syncer, a submission does not wake
+// the sequencer: it is taken with the rest once the queue holds a full
+// group's worth (64 submissions), or when the syncer goes idle, or at
+// group_open_max_us. One wake-up per group, not per request.
+TEST_F(LedgerTest, PipelineOpenGroupWakesForAFullGroupNotEachSubmission) {
+  Reopen([](Options& o) { o.group_open_max_us = 5'000'000; });
+  std::promise<void> syncer_held, syncer_release;
+  std::shared_future<void> syncer_gate = syncer_release.get_future().share();
+  constexpr int kSubmissions = 65;  // S0 (holds the syncer), then 64
+  std::vector<std::atomic<bool>> ran(kSubmissions);
+  std::vector<std::promise<Status>> done(kSubmissions);
+  auto submit = [&](int i) {
+    return ledger_->Submit(
+        [&, i](Txn& txn) {
+          txn.PutAux("ow/" + std::to_string(i), "v");
+          ran[static_cast<size_t>(i)] = true;
+        },
+        [&, i](Status st) {
+          if (i == 0) {
+            syncer_held.set_value();
+            syncer_gate.wait();
+          }
+          done[static_cast<size_t>(i)].set_value(st);
+        });
+  };
+  ASSERT_OK(submit(0));
+  syncer_held.get_future().wait();
+  const uint64_t written = ledger_->Stats().groups_written;
+  // S1 finds the sequencer asleep: woken, it opens a group and waits.
+  ASSERT_OK(submit(1));
+  ASSERT_TRUE(Eventually([&] { return ran[1].load(); }));
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));  // asleep on the open group
+  // S2 joins the open group's queue without waking it.
+  ASSERT_OK(submit(2));
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  EXPECT_FALSE(ran[2].load());
+  EXPECT_EQ(ledger_->Stats().groups_written, written);
+  // 62 more fill the group (1 taken + 63 queued = 64): the sequencer wakes,
+  // takes them all and writes the group, the syncer still held.
+  for (int i = 3; i < kSubmissions; ++i) ASSERT_OK(submit(i));
+  ASSERT_TRUE(Eventually([&] { return ledger_->Stats().groups_written > written; }));
+  for (int i = 1; i < kSubmissions; ++i) EXPECT_TRUE(ran[static_cast<size_t>(i)].load()) << i;
+  EXPECT_EQ(ledger_->Stats().groups_written, written + 1);  // one group of 64
+  syncer_release.set_value();
+  for (auto& d : done) ASSERT_OK(d.get_future().get());
+}
+
 // A stalled syncer (held in S0's callback) still lets the queue fill: the
 // sequencer writes groups (each at most kOpenGroupSubmissionsMax
 // submissions) until kUnsyncedGroupsMax wait for the sync, then waits for

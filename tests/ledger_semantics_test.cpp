@@ -4,7 +4,12 @@
 #include <rocksdb/utilities/options_util.h>
 #include <rocksdb/write_batch.h>
 
+#include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <limits>
+#include <sstream>
+#include <string>
 #include <thread>
 
 #include "tests/ledger_fixture.hpp"
@@ -352,6 +357,30 @@ TEST_F(LedgerTest, CheckpointIsAConsistentCopy) {
   auto rep = (*copy)->Verify();
   EXPECT_TRUE(rep.ok() && rep->ok);
   ASSERT_OK((*copy)->Close());
+}
+
+// RocksDB's flush thread runs at nice 19 (Options::background_low_priority,
+// on by default): after a checkpoint's flush, the thread that ran it has
+// taken the pool's lowered priority.
+TEST_F(LedgerTest, FlushThreadRunsAtTheLowestPriority) {
+  Funded(1, 1000);
+  ASSERT_OK(ledger_->Checkpoint(dir_.Sub("copy")));  // flushes the memtables
+  int flush_threads = 0;
+  for (const auto& task : std::filesystem::directory_iterator("/proc/self/task")) {
+    std::ifstream comm(task.path() / "comm");
+    std::string name;
+    std::getline(comm, name);
+    if (name != "rocksdb:high") continue;
+    std::ifstream stat_file(task.path() / "stat");
+    std::string stat((std::istreambuf_iterator<char>(stat_file)), {});
+    // Fields after the ")" closing the name: state is field 3, nice 19.
+    std::istringstream rest(stat.substr(stat.rfind(')') + 2));
+    std::string field;
+    for (int i = 3; i <= 19; ++i) rest >> field;
+    EXPECT_EQ(field, "19") << stat;
+    ++flush_threads;
+  }
+  EXPECT_GE(flush_threads, 1);
 }
 
 // Opens the RocksDB folder behind the ledger's back to change history.

@@ -1161,6 +1161,44 @@ TEST(ServerBinary, SeedEchoBenchAndSigtermExitsZero) {
   EXPECT_EQ(j["sent"].get<uint64_t>() + j["skipped"].get<uint64_t>(), 300u);
   EXPECT_EQ(j["answered"].get<uint64_t>(), j["sent"].get<uint64_t>());
   EXPECT_EQ(j["errors"].get<uint64_t>(), 0u);
+  // --latency-trace: one row per answer, sorted by send time, each send
+  // time on the schedule (rate 300 over 3 links: 100 a second each) and
+  // every answer's code as counted in the JSON line. A file it cannot
+  // create: the figures still printed, exit status 1.
+  const std::string trace = dir.Sub("bench_trace.csv");
+  ASSERT_EQ(std::system((open + " --latency-trace " + trace + " --json > " + bench_out).c_str()), 0)
+      << Slurp(bench_out);
+  j = nlohmann::json::parse(Slurp(bench_out), nullptr, false);
+  ASSERT_FALSE(j.is_discarded()) << Slurp(bench_out);
+  {
+    std::istringstream in(Slurp(trace));
+    std::string line;
+    ASSERT_TRUE(std::getline(in, line));
+    EXPECT_EQ(line, "sent_us,latency_us,code");
+    uint64_t rows = 0, approved = 0;
+    long long last_sent = -1;
+    while (std::getline(in, line)) {
+      long long sent = -1;
+      unsigned latency = 0;
+      char code[3] = {};
+      ASSERT_EQ(std::sscanf(line.c_str(), "%lld,%u,%2s", &sent, &latency, code), 3) << line;
+      EXPECT_GE(sent, last_sent) << line;
+      EXPECT_LT(sent, 1'000'000) << line;  // scheduled within the 1 s run
+      EXPECT_LT(latency, 60'000'000u) << line;
+      last_sent = sent;
+      ++rows;
+      if (std::string(code) == "00") ++approved;
+    }
+    EXPECT_EQ(rows, j["answered"].get<uint64_t>());
+    EXPECT_EQ(approved, j["approved"].get<uint64_t>());
+  }
+  EXPECT_EQ(WEXITSTATUS(std::system(
+                (open + " --latency-trace /nonexistent-dir/t.csv --json > " + bench_out + " 2>&1")
+                    .c_str())),
+            1);
+  EXPECT_NE(Slurp(bench_out).find("latency trace /nonexistent-dir/t.csv"), std::string::npos)
+      << Slurp(bench_out);
+  EXPECT_NE(Slurp(bench_out).find("\"answered\""), std::string::npos) << Slurp(bench_out);
   // A shape it does not know, a rate above its bound, a link clock above its
   // bound or without an open loop are refused (exit 2).
   EXPECT_EQ(WEXITSTATUS(std::system((open + " --arrivals poisson >/dev/null 2>&1").c_str())), 2);

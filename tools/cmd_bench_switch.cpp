@@ -78,6 +78,7 @@ struct Args {
   uint64_t seed = 1;
   bool json = false;
   bool no_save_counters = false;
+  std::string latency_trace;  // CSV of every answer (empty = none)
   // TLS (--tls): the server's chain is verified against ca_file (or the
   // system's CAs); cert_file + key_file = the client certificate (mutual TLS).
   bool tls = false;
@@ -221,6 +222,13 @@ struct InFlight {
 };
 
 // Per-thread results, merged at the end.
+// --latency-trace: one row per answer.
+struct TraceRow {
+  Clock::time_point sent;  // scheduled (open loop) or written (closed loop)
+  uint32_t latency_us;
+  std::array<char, 2> code;  // field 39 ("--" when missing)
+};
+
 struct Results {
   uint64_t sent = 0;
   uint64_t answered = 0;
@@ -232,6 +240,7 @@ struct Results {
   std::array<uint64_t, kKinds> kinds_sent{};
   std::array<uint64_t, kKinds> kinds_approved{};
   std::vector<uint32_t> latency_us;
+  std::vector<TraceRow> trace;  // --latency-trace only
 };
 
 std::atomic<uint64_t> g_answered{0};  // progress line
@@ -478,6 +487,11 @@ class Connection {
     g_answered.fetch_add(1, std::memory_order_relaxed);
     const std::string rc(m->Get(39));
     ++results_.codes[rc.empty() ? "--" : rc];
+    if (!args_.latency_trace.empty() && results_.trace.size() < kSamplesMax) {
+      TraceRow row{f.sent, static_cast<uint32_t>(std::min<uint64_t>(us, UINT32_MAX)), {'-', '-'}};
+      if (rc.size() == 2) row.code = {rc[0], rc[1]};
+      results_.trace.push_back(row);
+    }
     if (f.sim_index >= 0) creds_.sims[static_cast<size_t>(f.sim_index)].busy = false;
     if (rc != "00") return;
     ++results_.approved;
@@ -838,6 +852,28 @@ Result<tcp::endpoint> Resolve(const std::string& host_port) {
   return results.begin()->endpoint();
 }
 
+// --latency-trace FILE: every answer as `sent_us,latency_us,code`, sorted
+// by send time (us since the run's start). For where the slow answers are
+// in time: a tail spread over the run and one gathered in stalls call for
+// different fixes.
+Status WriteLatencyTrace(const std::string& path, Clock::time_point start,
+                         std::vector<TraceRow>* rows) {
+  std::sort(rows->begin(), rows->end(),
+            [](const TraceRow& x, const TraceRow& y) { return x.sent < y.sent; });
+  std::FILE* f = std::fopen(path.c_str(), "w");
+  if (f == nullptr) return Status::IOError("latency trace " + path + ": cannot create");
+  bool ok = std::fputs("sent_us,latency_us,code\n", f) >= 0;
+  for (const TraceRow& r : *rows) {  // bounded: kSamplesMax a thread
+    if (!ok) break;
+    const auto sent_us = std::chrono::duration_cast<std::chrono::microseconds>(r.sent - start);
+    ok = std::fprintf(f, "%lld,%u,%c%c\n", static_cast<long long>(sent_us.count()), r.latency_us,
+                      r.code[0], r.code[1]) > 0;
+  }
+  ok = std::fclose(f) == 0 && ok;
+  if (!ok) return Status::IOError("latency trace " + path + ": write failed");
+  return Status::Ok();
+}
+
 void PrintProgress(Clock::time_point start, Clock::time_point end, std::atomic<bool>* done) {
   uint64_t last_answered = 0;
   uint64_t last_approved = 0;
@@ -980,7 +1016,11 @@ int RunBenchSwitch(const Args& a) {
       all.kinds_approved[k] += r.kinds_approved[k];
     }
     all.latency_us.insert(all.latency_us.end(), r.latency_us.begin(), r.latency_us.end());
+    all.trace.insert(all.trace.end(), r.trace.begin(), r.trace.end());
   }
+  const Status trace = a.latency_trace.empty()
+                           ? Status::Ok()
+                           : WriteLatencyTrace(a.latency_trace, start, &all.trace);
   std::sort(all.latency_us.begin(), all.latency_us.end());
   const double duration = static_cast<double>(a.duration_s);
   const double rps = static_cast<double>(all.answered) / duration;
@@ -1053,6 +1093,10 @@ int RunBenchSwitch(const Args& a) {
                 static_cast<unsigned long long>(all.errors));
   }
   std::printf("%s\n", j.dump().c_str());
+  if (!trace.ok()) {
+    std::fprintf(stderr, "narae bench switch: %s\n", trace.ToString().c_str());
+    return 1;
+  }
   return all.errors == 0 && all.answered > 0 ? 0 : 1;
 }
 
@@ -1090,6 +1134,9 @@ void RegisterSwitchBenchCommands(CLI::App& app) {
   bs->add_flag("--no-save-counters", args.no_save_counters,
                "Do not write the SIM counters used back into the credentials file");
   bs->add_flag("--json", args.json, "Print only the JSON line");
+  bs->add_option("--latency-trace", args.latency_trace,
+                 "Write every answer to this CSV file: send time (us from the start), latency "
+                 "(us), response code; sorted by send time");
   bs->add_flag("--tls", args.tls, "Speak TLS to the switch (server.tls set)");
   bs->add_option("--ca", args.ca_file,
                  "With --tls: PEM CA bundle to verify the switch's certificate");
