@@ -34,6 +34,7 @@
 #include <rocksdb/table.h>
 #include <rocksdb/utilities/checkpoint.h>
 #include <rocksdb/write_batch.h>
+#include <sched.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -41,6 +42,7 @@
 #include <array>
 #include <atomic>
 #include <bit>
+#include <cerrno>
 #include <chrono>
 #include <condition_variable>
 #include <cstdarg>
@@ -1088,6 +1090,9 @@ Result<std::unique_ptr<Ledger>> Ledger::Open(const Options& options) {
   if (options.group_open_max_us == 0 || options.group_open_max_us > kGroupOpenMaxUsLimit) {
     return Status::InvalidArgument("group_open_max_us must be 1..10000000");
   }
+  if (Status st = CheckCpus(options.pipeline_cpus); !st.ok()) {
+    return Status::InvalidArgument("pipeline_cpus: " + st.message());
+  }
   auto impl = std::make_unique<LedgerImpl>(options);
   NARAE_RETURN_IF_ERROR(impl->OpenDb());
   NARAE_RETURN_IF_ERROR(impl->UpgradeLayout());
@@ -1345,15 +1350,20 @@ void LedgerImpl::Start() {
   // before the sequencer can write anything (an expiry group at once,
   // after downtime).
   PublishSnapshot(db_->GetSnapshot());
+  // Pinned to Options::pipeline_cpus (checked at Open; should the mask
+  // have changed since, a thread runs unpinned rather than not at all).
   sequencer_ = std::thread([this] {
+    (void)PinThisThread(options_.pipeline_cpus);
     pthread_setname_np(pthread_self(), "narae-sequencer");
     SequencerLoop();
   });
   syncer_ = std::thread([this] {
+    (void)PinThisThread(options_.pipeline_cpus);
     pthread_setname_np(pthread_self(), "narae-syncer");
     SyncerLoop();
   });
   acker_ = std::thread([this] {
+    (void)PinThisThread(options_.pipeline_cpus);
     pthread_setname_np(pthread_self(), "narae-acker");
     AckLoop();
   });
@@ -2513,6 +2523,42 @@ LedgerStats LedgerImpl::Stats() {
   s.writer_busy_us = stat_writer_busy_us_;
   s.healthy = healthy_;
   return s;
+}
+
+Status CheckCpus(const std::vector<uint32_t>& cpus) {
+  if (cpus.size() > kCpusMax) return Status::InvalidArgument("more than 1024 CPUs listed");
+  cpu_set_t allowed;
+  CPU_ZERO(&allowed);
+  if (!cpus.empty() && sched_getaffinity(0, sizeof(allowed), &allowed) != 0) {
+    return Status::IOError(std::string("sched_getaffinity: ") + std::strerror(errno));
+  }
+  cpu_set_t seen;
+  CPU_ZERO(&seen);
+  for (uint32_t cpu : cpus) {  // bounded: kCpusMax
+    if (cpu >= CPU_SETSIZE || !CPU_ISSET(cpu, &allowed)) {
+      return Status::InvalidArgument("CPU " + std::to_string(cpu) +
+                                     " is not one this process may run on");
+    }
+    if (CPU_ISSET(cpu, &seen)) {
+      return Status::InvalidArgument("CPU " + std::to_string(cpu) + " listed twice");
+    }
+    CPU_SET(cpu, &seen);
+  }
+  return Status::Ok();
+}
+
+Status PinThisThread(const std::vector<uint32_t>& cpus) {
+  if (cpus.empty()) return Status::Ok();
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  for (uint32_t cpu : cpus) {  // bounded: kCpusMax
+    if (cpu >= CPU_SETSIZE) return Status::InvalidArgument("CPU " + std::to_string(cpu));
+    CPU_SET(cpu, &set);
+  }
+  const int err = pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
+  if (err != 0)
+    return Status::IOError(std::string("pthread_setaffinity_np: ") + std::strerror(err));
+  return Status::Ok();
 }
 
 bool DeferUntilGroupCallbacksReturn(void (*fn)(void*), void* arg) {

@@ -393,6 +393,16 @@ using DoneFn = std::function<void(Status)>;
 inline constexpr size_t kDeferredCallsMax = 64;
 bool DeferUntilGroupCallbacksReturn(void (*fn)(void*), void* arg);
 
+// CPU pinning (Options::pipeline_cpus; the switch pins its I/O threads with
+// the same functions). A list holds CPU ids as the kernel numbers them, at
+// most kCpusMax of them. CheckCpus: every id is one this process may run on
+// (its affinity mask), no duplicates; InvalidArgument otherwise (empty is
+// fine). PinThisThread: the calling thread runs on those CPUs only (empty:
+// left as it is).
+inline constexpr size_t kCpusMax = 1024;
+Status CheckCpus(const std::vector<uint32_t>& cpus);
+Status PinThisThread(const std::vector<uint32_t>& cpus);
+
 struct Options {
   std::string path;  // the data folder (created when missing)
   // Open as a RocksDB secondary: read-only, follows a live primary
@@ -433,6 +443,12 @@ struct Options {
   // the environment's, shared by every database in the process, and are
   // never raised again once lowered.
   bool background_low_priority = true;
+  // CPUs the sequencer, the syncer and the acknowledging thread run on
+  // (CheckCpus at Open); empty = wherever the kernel puts them. On a small
+  // machine, keeping them on one core and the I/O threads on the others
+  // saves each hand-off from waiting behind another thread on a busy core
+  // while one sits idle (docs/ledger.md, "Pinning the pipeline").
+  std::vector<uint32_t> pipeline_cpus;
   // The RocksDB environment (files, threads); null = the default. Tests
   // pass one whose files fail on demand (fault injection). Not owned; must
   // outlive the ledger.

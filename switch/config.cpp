@@ -4,6 +4,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "ledger/ledger.hpp"
 #include "switch/admin_server.hpp"
 #include "switch/api_config.hpp"
 #include "switch/log.hpp"
@@ -28,6 +29,23 @@ Status GetUint32(const Json& obj, const std::string& key, const std::string& whe
     return Status::InvalidArgument(where + key + ": must be an integer 0..4294967295");
   }
   *out = static_cast<uint32_t>(v.get<uint64_t>());
+  return Status::Ok();
+}
+
+// A list of CPU ids: [0, 1]. Whether this process may run on them is
+// checked when the threads start (ledger::CheckCpus).
+Status GetCpuList(const Json& obj, const std::string& key, const std::string& where,
+                  std::vector<uint32_t>* out) {
+  const Json& v = obj.at(key);
+  const std::string bad = where + key + ": must be a list of CPU numbers 0..1023 (at most 1024)";
+  if (!v.is_array() || v.size() > ledger::kCpusMax) return Status::InvalidArgument(bad);
+  out->clear();
+  for (const Json& cpu : v) {  // bounded: kCpusMax
+    if (!cpu.is_number_unsigned() || cpu.get<uint64_t>() >= ledger::kCpusMax) {
+      return Status::InvalidArgument(bad);
+    }
+    out->push_back(static_cast<uint32_t>(cpu.get<uint64_t>()));
+  }
   return Status::Ok();
 }
 
@@ -66,6 +84,11 @@ Status ApplyServer(const Json& obj, ServerOptions* o) {
   for (const auto& [key, value] : obj.items()) {
     if (key == "tls") {
       NARAE_RETURN_IF_ERROR(ApplyTls(value, &o->tls));
+      continue;
+    }
+    if (key == "io_cpus" || key == "ledger_cpus") {
+      NARAE_RETURN_IF_ERROR(
+          GetCpuList(obj, key, where, key == "io_cpus" ? &o->io_cpus : &o->ledger_cpus));
       continue;
     }
     bool known = false;

@@ -548,6 +548,7 @@ class HttpServerImpl final : public HttpServer {
   }
 
   void RunThread(asio::io_context* ioc) {
+    (void)ledger::PinThisThread(options_.io_cpus);      // checked at Start
     pthread_setname_np(pthread_self(), "narae-http");   // per-thread CPU in `top -H`, /proc
     for (int attempt = 0; attempt < 1000; ++attempt) {  // bounded restarts after a throw
       try {
@@ -956,6 +957,9 @@ Result<std::unique_ptr<HttpServer>> HttpServer::Start(const HttpServerOptions& o
       options.body_bytes_max == 0 || options.read_timeout_ms == 0 || options.idle_timeout_ms == 0 ||
       options.write_timeout_ms == 0) {
     return Status::InvalidArgument("bad HTTP server options (limits must be positive)");
+  }
+  if (Status st = ledger::CheckCpus(options.io_cpus); !st.ok()) {
+    return Status::InvalidArgument("io_cpus: " + st.message());
   }
   auto s = std::make_unique<HttpServerImpl>(options, api, health, logger);
   NARAE_RETURN_IF_ERROR(s->Listen());

@@ -29,6 +29,8 @@ struct HttpServerOptions {
   std::string listen = "127.0.0.1:8080";
   // I/O threads running the server's io_context; 0 = one per core.
   uint32_t threads = 0;
+  // CPUs they run on (ledger::CheckCpus); empty = wherever the kernel puts them.
+  std::vector<uint32_t> io_cpus;
   // Open connections at most; one more is accepted and closed at once.
   uint32_t max_connections = 1024;
   // Request header bytes at most (431 and close when over).

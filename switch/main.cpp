@@ -178,6 +178,7 @@ Status OpenRuntime(const SwitchConfig& config, Logger* logger, Runtime* rt) {
   }
   ledger::Options lo;
   lo.path = config.data_dir + "/ledger";
+  lo.pipeline_cpus = config.server.ledger_cpus;
   Result<std::unique_ptr<ledger::Ledger>> ledger = ledger::Ledger::Open(lo);
   if (!ledger.ok()) return Status::IOError("ledger " + lo.path + ": " + ledger.status().ToString());
   rt->ledger = std::move(ledger).value();
@@ -222,6 +223,7 @@ Status OpenRuntime(const SwitchConfig& config, Logger* logger, Runtime* rt) {
   rt->api = std::move(api).value();
   HttpServerOptions ho = hc.server;
   ho.listen = config.server.http_listen;
+  ho.io_cpus = config.server.io_cpus;
   Result<std::unique_ptr<HttpServer>> http =
       HttpServer::Start(ho, rt->api.get(), rt->handler.get(), logger);
   if (!http.ok()) return http.status();

@@ -25,6 +25,7 @@
 
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
+#include <pthread.h>
 
 #include <algorithm>
 #include <bit>
@@ -884,6 +885,8 @@ class ServerImpl final : public IsoServer {
   }
 
   void RunThread(uint32_t lane) {
+    (void)ledger::PinThisThread(options_.io_cpus);      // checked at Start
+    pthread_setname_np(pthread_self(), "narae-iso");    // per-thread CPU in `top -H`, /proc
     for (int attempt = 0; attempt < 1000; ++attempt) {  // bounded restarts after a throw
       try {
         iocs_[lane]->run();
@@ -1137,6 +1140,9 @@ Status ValidateServerOptions(const ServerOptions& o) {
   }
   if (o.max_in_flight_per_connection < 1 || o.max_in_flight_per_connection > 65535) {
     return bad("max_in_flight_per_connection must be 1..65535");
+  }
+  if (Status st = ledger::CheckCpus(o.io_cpus); !st.ok()) {
+    return Status::InvalidArgument("io_cpus: " + st.message());
   }
   if (o.read_timeout_ms == 0 || o.idle_timeout_ms == 0 || o.write_timeout_ms == 0) {
     return bad("read_timeout_ms, idle_timeout_ms and write_timeout_ms must be > 0");

@@ -17,6 +17,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "ledger/status.hpp"
 #include "switch/handler.hpp"
@@ -66,6 +67,12 @@ struct ServerOptions {
   // Period of the "summary" info log line (0 = none).
   uint32_t summary_interval_ms = 1000;
   TlsOptions tls;
+  // CPUs the I/O threads run on, the ISO listener's and the HTTP API's
+  // (ledger::CheckCpus); empty = wherever the kernel puts them.
+  std::vector<uint32_t> io_cpus;
+  // CPUs of the ledger's sequencer, syncer and acknowledging thread
+  // (ledger::Options::pipeline_cpus); empty = wherever the kernel puts them.
+  std::vector<uint32_t> ledger_cpus;
 };
 
 // Counters since Start(); read with relaxed atomics (a snapshot, not a cut).

@@ -4,10 +4,14 @@
 #include <rocksdb/utilities/options_util.h>
 #include <rocksdb/write_batch.h>
 
+#include <pthread.h>
+#include <sched.h>
+
 #include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <limits>
+#include <map>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -584,8 +588,89 @@ TEST(LedgerOpen, RejectsBadOptions) {
   o.group_open_max_us = 10'000'001;
   EXPECT_EQ(Ledger::Open(o).status().code(), StatusCode::kInvalidArgument);
   o.group_open_max_us = 200;
+  o.pipeline_cpus = {static_cast<uint32_t>(CPU_SETSIZE)};  // no such CPU
+  EXPECT_EQ(Ledger::Open(o).status().code(), StatusCode::kInvalidArgument);
+  o.pipeline_cpus = {0, 0};
+  EXPECT_EQ(Ledger::Open(o).status().code(), StatusCode::kInvalidArgument);
+  o.pipeline_cpus.clear();
   o.read_only = true;  // nothing there to follow
   EXPECT_FALSE(Ledger::Open(o).ok());
+}
+
+// The CPUs of this process, as the kernel numbers them.
+std::vector<uint32_t> AllowedCpus() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  NARAE_CHECK(sched_getaffinity(0, sizeof(set), &set) == 0);
+  std::vector<uint32_t> cpus;
+  for (uint32_t c = 0; c < CPU_SETSIZE; ++c) {
+    if (CPU_ISSET(c, &set)) cpus.push_back(c);
+  }
+  return cpus;
+}
+
+// A thread's "Cpus_allowed_list" from /proc/self/task/*/status, by name.
+std::map<std::string, std::string> CpusAllowedByThreadName() {
+  std::map<std::string, std::string> out;
+  for (const auto& task : std::filesystem::directory_iterator("/proc/self/task")) {
+    std::ifstream comm(task.path() / "comm");
+    std::string name, line, list;
+    std::getline(comm, name);
+    std::ifstream status(task.path() / "status");
+    while (std::getline(status, line)) {
+      if (line.rfind("Cpus_allowed_list:", 0) == 0)
+        list = line.substr(line.find_last_of("\t ") + 1);
+    }
+    out[name] = list;
+  }
+  return out;
+}
+
+TEST(LedgerOpen, PipelineThreadsRunOnTheirCpus) {
+  const std::vector<uint32_t> cpus = AllowedCpus();
+  ASSERT_FALSE(cpus.empty());
+  TempDir dir;
+  Options o;
+  o.path = dir.Sub("db");
+  o.pipeline_cpus = {cpus.back()};  // the last one
+  auto ledger = Ledger::Open(o);
+  ASSERT_TRUE(ledger.ok()) << ledger.status().ToString();
+  // The threads pin, then name themselves, as they start: look until all have.
+  std::map<std::string, std::string> allowed;
+  const auto named = [&] {
+    allowed = CpusAllowedByThreadName();
+    return allowed.count("narae-sequencer") && allowed.count("narae-syncer") &&
+           allowed.count("narae-acker");
+  };
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (!named() && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  for (const char* name : {"narae-sequencer", "narae-syncer", "narae-acker"}) {
+    EXPECT_EQ(allowed[name], std::to_string(cpus.back())) << name;
+  }
+  ASSERT_OK((*ledger)->Close());
+  // A CPU this process may not use (its mask does not hold it): refused.
+  cpu_set_t mask;
+  CPU_ZERO(&mask);
+  ASSERT_EQ(sched_getaffinity(0, sizeof(mask), &mask), 0);
+  uint32_t outside = 0;
+  while (outside < CPU_SETSIZE && CPU_ISSET(outside, &mask)) ++outside;
+  ASSERT_LT(outside, static_cast<uint32_t>(CPU_SETSIZE));
+  o.pipeline_cpus = {outside};
+  auto refused = Ledger::Open(o);
+  EXPECT_EQ(refused.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(refused.status().message().find("not one this process may run on"), std::string::npos)
+      << refused.status().ToString();
+  // PinThisThread on a thread of its own; an empty list leaves it as it is.
+  std::string pinned_list;
+  std::thread([&] {
+    pthread_setname_np(pthread_self(), "narae-pintest");
+    ASSERT_OK(PinThisThread({}));
+    ASSERT_OK(PinThisThread({cpus.front()}));
+    pinned_list = CpusAllowedByThreadName()["narae-pintest"];
+  }).join();
+  EXPECT_EQ(pinned_list, std::to_string(cpus.front()));
 }
 
 TEST(LedgerIds, ParseAndPrint) {

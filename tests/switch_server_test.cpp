@@ -16,6 +16,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -26,6 +27,7 @@
 #include <condition_variable>
 #include <cstdlib>
 #include <deque>
+#include <filesystem>
 #include <fstream>
 #include <functional>
 #include <mutex>
@@ -949,6 +951,19 @@ TEST(ServerConfig, JsonOverridesDefaultsAndRejectsUnknownKeys) {
   EXPECT_FALSE(ApplyConfigJson(R"({"server": {"max_connections": -1}})", &d).ok());
   EXPECT_FALSE(ApplyConfigJson(R"({"server": {"max_connections": "7"}})", &d).ok());
   EXPECT_FALSE(ApplyConfigJson("{", &d).ok());
+  // CPU lists: numbers 0..1023 in a list.
+  SwitchConfig cpus;
+  ASSERT_OK(ApplyConfigJson(R"({"server": {"io_cpus": [0], "ledger_cpus": [1, 2]}})", &cpus));
+  EXPECT_EQ(cpus.server.io_cpus, std::vector<uint32_t>({0}));
+  EXPECT_EQ(cpus.server.ledger_cpus, std::vector<uint32_t>({1, 2}));
+  for (const char* bad : {R"({"server": {"io_cpus": 0}})", R"({"server": {"io_cpus": [-1]}})",
+                          R"({"server": {"io_cpus": [1.5]}})", R"({"server": {"io_cpus": ["0"]}})",
+                          R"({"server": {"ledger_cpus": [1024]}})"}) {
+    SwitchConfig e;
+    Status st = ApplyConfigJson(bad, &e);
+    EXPECT_EQ(st.code(), StatusCode::kInvalidArgument) << bad;
+    EXPECT_NE(st.message().find("must be a list of CPU numbers"), std::string::npos) << bad;
+  }
   EXPECT_FALSE(ValidateConfig(d).ok());  // no data folder
   d.data_dir = "/x";
   d.server.iso_listen = "nonsense";
@@ -964,11 +979,65 @@ TEST(ServerConfig, BadOptionsAreRefusedAtStart) {
   o.iso_listen = "no-such-host:1";
   EXPECT_FALSE(IsoServer::Start(o, &handler, nullptr).ok());
   o = TestOptions();
+  o.io_cpus = {static_cast<uint32_t>(CPU_SETSIZE)};  // no such CPU
+  Result<std::unique_ptr<IsoServer>> no_cpu = IsoServer::Start(o, &handler, nullptr);
+  ASSERT_FALSE(no_cpu.ok());
+  EXPECT_EQ(no_cpu.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(no_cpu.status().message().find("io_cpus"), std::string::npos);
+  o = TestOptions();
   auto first = StartServer(o, &handler);
   o.iso_listen = first->listen_address();  // port in use
   Result<std::unique_ptr<IsoServer>> second = IsoServer::Start(o, &handler, nullptr);
   ASSERT_FALSE(second.ok());
   EXPECT_EQ(second.status().code(), StatusCode::kIOError);
+}
+
+// server.io_cpus: every I/O thread ("narae-iso") runs on the CPU listed,
+// and the server serves as before.
+TEST(ServerConfig, IoThreadsRunOnTheirCpus) {
+  cpu_set_t mask;
+  CPU_ZERO(&mask);
+  ASSERT_EQ(sched_getaffinity(0, sizeof(mask), &mask), 0);
+  uint32_t last = 0;
+  for (uint32_t c = 0; c < CPU_SETSIZE; ++c) {
+    if (CPU_ISSET(c, &mask)) last = c;
+  }
+  TestHandler handler;
+  ServerOptions o = TestOptions();
+  o.threads = 2;
+  o.io_cpus = {last};
+  auto server = StartServer(o, &handler);
+  // The threads name themselves as they start: look until both have.
+  int io_threads = 0;
+  std::vector<std::string> lists;
+  const auto deadline = Clock::now() + 10s;
+  while (io_threads < 2 && Clock::now() < deadline) {
+    io_threads = 0;
+    lists.clear();
+    for (const auto& task : std::filesystem::directory_iterator("/proc/self/task")) {
+      std::ifstream comm(task.path() / "comm");
+      std::string name, line;
+      std::getline(comm, name);
+      if (name != "narae-iso") continue;
+      ++io_threads;
+      std::ifstream status(task.path() / "status");
+      std::string list;
+      while (std::getline(status, line)) {
+        if (line.rfind("Cpus_allowed_list:", 0) == 0)
+          list = line.substr(line.find_last_of("\t ") + 1);
+      }
+      lists.push_back(list);
+    }
+    if (io_threads < 2) std::this_thread::sleep_for(1ms);
+  }
+  EXPECT_EQ(io_threads, 2);
+  for (const std::string& list : lists) EXPECT_EQ(list, std::to_string(last));
+  Client c(server->port());
+  ASSERT_TRUE(c.connected());
+  ASSERT_TRUE(c.Send(Purchase(1)));
+  std::optional<Message> r = c.Recv();
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->mti(), "0210");
 }
 
 // ---------------------------------------------------------------------------
