@@ -178,6 +178,9 @@ constexpr size_t kUnsyncedGroupsMax = 64;
 // syncer has nothing to sync, a group is written as soon as the queue is
 // drained.
 constexpr size_t kOpenGroupSubmissionsMax = 64;
+// While a group waits open, Submit() wakes the sequencer once this many
+// are queued (OpenGroupRoom).
+constexpr size_t kOpenGroupWakeSubmissions = 16;
 constexpr uint32_t kGroupOpenMaxUsLimit = 10'000'000;
 // Durable groups whose callbacks wait for the acknowledging thread; the
 // syncer waits when this many are queued (back-pressure, a bounded queue).
@@ -829,13 +832,24 @@ class LedgerImpl final : public Ledger, private Store {
   void AckLoop();
   void Acknowledge(std::vector<DoneFn>* dones, const Status& st,
                    std::chrono::steady_clock::time_point first_queued);
-  // True when the syncer has nothing to sync and is not syncing (asleep or
-  // on its way to sleep; also before it first ran).
-  // Queued submissions that fill a group holding `taken` (at least 1).
+  // How many queued submissions make Submit() wake the sequencer waiting
+  // with a group open that holds `taken`: the rest of a full group, at most
+  // kOpenGroupWakeSubmissions (the sequencer still runs what arrives during
+  // a sync in a few batches, not all after it), at most half the queue's
+  // bound (a small queue never fills while the sequencer sleeps), at least 1.
   size_t OpenGroupRoom(size_t taken) const {
     const size_t room = taken < kOpenGroupSubmissionsMax ? kOpenGroupSubmissionsMax - taken : 1;
-    return std::max<size_t>(1, std::min(room, options_.queue_submissions_max));
+    return std::max<size_t>(
+        1, std::min({room, kOpenGroupWakeSubmissions, options_.queue_submissions_max / 2}));
   }
+  void PinPipelineThread(const char* name) {
+    Status st = PinThisThread(options_.pipeline_cpus);
+    if (!st.ok()) {
+      std::fprintf(stderr, "narae ledger: %s runs unpinned: %s\n", name, st.ToString().c_str());
+    }
+  }
+  // True when the syncer has nothing to sync and is not syncing (asleep or
+  // on its way to sleep; also before it first ran).
   bool SyncerIdle() {
     std::lock_guard<std::mutex> lock(sync_mu_);
     return !syncer_busy_ && unsynced_.empty();
@@ -1114,9 +1128,11 @@ Status LedgerImpl::OpenDb() {
   // machine they would take a core from the payments for tens of
   // milliseconds at a time (a 64 MB memtable flush, its sort and its
   // compression) and every reply in flight would wait: at the lowest CPU
-  // priority (nice 19, idle I/O class) they use what the payments leave idle.
-  // The pools belong to the environment, shared by every database in the
-  // process, and RocksDB only ever lowers them.
+  // priority (nice 19) they use what the payments leave idle. The pools
+  // belong to the environment, shared by every database in the process, and
+  // RocksDB only ever lowers them. On a machine whose cores other processes
+  // keep busy, a flush at nice 19 can fall behind until writes stall on
+  // full memtables: turn it off there (docs/ledger.md).
   if (options_.background_low_priority && !options_.read_only) {
     for (rocksdb::Env::Priority pool :
          {rocksdb::Env::Priority::HIGH, rocksdb::Env::Priority::LOW}) {
@@ -1351,19 +1367,20 @@ void LedgerImpl::Start() {
   // after downtime).
   PublishSnapshot(db_->GetSnapshot());
   // Pinned to Options::pipeline_cpus (checked at Open; should the mask
-  // have changed since, a thread runs unpinned rather than not at all).
+  // have changed since, a thread runs unpinned rather than not at all, and
+  // says so on stderr).
   sequencer_ = std::thread([this] {
-    (void)PinThisThread(options_.pipeline_cpus);
+    PinPipelineThread("narae-sequencer");
     pthread_setname_np(pthread_self(), "narae-sequencer");
     SequencerLoop();
   });
   syncer_ = std::thread([this] {
-    (void)PinThisThread(options_.pipeline_cpus);
+    PinPipelineThread("narae-syncer");
     pthread_setname_np(pthread_self(), "narae-syncer");
     SyncerLoop();
   });
   acker_ = std::thread([this] {
-    (void)PinThisThread(options_.pipeline_cpus);
+    PinPipelineThread("narae-acker");
     pthread_setname_np(pthread_self(), "narae-acker");
     AckLoop();
   });

@@ -396,9 +396,10 @@ bool DeferUntilGroupCallbacksReturn(void (*fn)(void*), void* arg);
 // CPU pinning (Options::pipeline_cpus; the switch pins its I/O threads with
 // the same functions). A list holds CPU ids as the kernel numbers them, at
 // most kCpusMax of them. CheckCpus: every id is one this process may run on
-// (its affinity mask), no duplicates; InvalidArgument otherwise (empty is
-// fine). PinThisThread: the calling thread runs on those CPUs only (empty:
-// left as it is).
+// (the calling thread's affinity mask: the process's when called before any
+// pinning, as Open and the servers' Start do), no duplicates;
+// InvalidArgument otherwise (empty is fine). PinThisThread: the calling thread runs on those CPUs
+// only (empty: left as it is).
 inline constexpr size_t kCpusMax = 1024;
 Status CheckCpus(const std::vector<uint32_t>& cpus);
 Status PinThisThread(const std::vector<uint32_t>& cpus);
@@ -441,8 +442,11 @@ struct Options {
   // RocksDB's flush and compaction threads at the lowest CPU priority
   // (nice 19): they use the CPU the submissions leave idle. Their pools are
   // the environment's, shared by every database in the process, and are
-  // never raised again once lowered.
-  bool background_low_priority = true;
+  // never raised again once lowered. Off by default: where other processes
+  // keep the cores busy a flush at nice 19 falls far behind (the CI's
+  // parallel tests stalled for 10 minutes on one), so only for a machine
+  // the ledger has to itself.
+  bool background_low_priority = false;
   // CPUs the sequencer, the syncer and the acknowledging thread run on
   // (CheckCpus at Open); empty = wherever the kernel puts them. On a small
   // machine, keeping them on one core and the I/O threads on the others

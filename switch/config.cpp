@@ -86,6 +86,12 @@ Status ApplyServer(const Json& obj, ServerOptions* o) {
       NARAE_RETURN_IF_ERROR(ApplyTls(value, &o->tls));
       continue;
     }
+    if (key == "ledger_background_low_priority") {
+      if (!value.is_boolean())
+        return Status::InvalidArgument(where + key + ": must be true or false");
+      o->ledger_background_low_priority = value.get<bool>();
+      continue;
+    }
     if (key == "io_cpus" || key == "ledger_cpus") {
       NARAE_RETURN_IF_ERROR(
           GetCpuList(obj, key, where, key == "io_cpus" ? &o->io_cpus : &o->ledger_cpus));
@@ -170,6 +176,12 @@ Status ValidateConfig(const SwitchConfig& config) {
     NARAE_RETURN_IF_ERROR(ParseHostPort(config.server.http_listen, &host, &port));
   }
   if (!config.admin_listen.empty()) NARAE_RETURN_IF_ERROR(ValidateAdminListen(config.admin_listen));
+  if (Status st = ledger::CheckCpus(config.server.io_cpus); !st.ok()) {
+    return Status::InvalidArgument("server.io_cpus: " + st.message());
+  }
+  if (Status st = ledger::CheckCpus(config.server.ledger_cpus); !st.ok()) {
+    return Status::InvalidArgument("server.ledger_cpus: " + st.message());
+  }
   Result<LogLevel> level = ParseLogLevel(config.log_level);
   if (!level.ok()) return level.status();
   HttpConfig http;

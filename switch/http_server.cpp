@@ -437,7 +437,9 @@ class HttpServerImpl final : public HttpServer {
         health_(health),
         logger_(logger),
         threads_count_(options.threads != 0 ? options.threads
-                                            : std::max(1u, std::thread::hardware_concurrency())),
+                       : !options.io_cpus.empty()
+                           ? static_cast<uint32_t>(options.io_cpus.size())
+                           : std::max(1u, std::thread::hardware_concurrency())),
         watchdog_tick_(std::chrono::milliseconds(std::max<uint32_t>(
             1,
             std::min({options.read_timeout_ms, options.idle_timeout_ms, options.write_timeout_ms}) /
@@ -548,7 +550,9 @@ class HttpServerImpl final : public HttpServer {
   }
 
   void RunThread(asio::io_context* ioc) {
-    (void)ledger::PinThisThread(options_.io_cpus);      // checked at Start
+    if (Status st = ledger::PinThisThread(options_.io_cpus); !st.ok() && logger_) {
+      logger_->Log(LogLevel::kWarn, "io_thread_unpinned", {{"error", st.ToString()}});
+    }
     pthread_setname_np(pthread_self(), "narae-http");   // per-thread CPU in `top -H`, /proc
     for (int attempt = 0; attempt < 1000; ++attempt) {  // bounded restarts after a throw
       try {

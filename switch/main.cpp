@@ -179,6 +179,7 @@ Status OpenRuntime(const SwitchConfig& config, Logger* logger, Runtime* rt) {
   ledger::Options lo;
   lo.path = config.data_dir + "/ledger";
   lo.pipeline_cpus = config.server.ledger_cpus;
+  lo.background_low_priority = config.server.ledger_background_low_priority;
   Result<std::unique_ptr<ledger::Ledger>> ledger = ledger::Ledger::Open(lo);
   if (!ledger.ok()) return Status::IOError("ledger " + lo.path + ": " + ledger.status().ToString());
   rt->ledger = std::move(ledger).value();

@@ -766,7 +766,9 @@ class ServerImpl final : public IsoServer {
         logger_(logger),
         shared_(std::make_shared<Shared>()),
         threads_count_(options.threads != 0 ? options.threads
-                                            : std::max(1u, std::thread::hardware_concurrency())),
+                       : !options.io_cpus.empty()
+                           ? static_cast<uint32_t>(options.io_cpus.size())
+                           : std::max(1u, std::thread::hardware_concurrency())),
         iocs_(MakeIoContexts(threads_count_)),
         accept_strand_(asio::make_strand(*iocs_[0])),
         acceptor_(accept_strand_),
@@ -885,7 +887,9 @@ class ServerImpl final : public IsoServer {
   }
 
   void RunThread(uint32_t lane) {
-    (void)ledger::PinThisThread(options_.io_cpus);      // checked at Start
+    if (Status st = ledger::PinThisThread(options_.io_cpus); !st.ok() && logger_) {
+      logger_->Log(LogLevel::kWarn, "io_thread_unpinned", {{"error", st.ToString()}});
+    }
     pthread_setname_np(pthread_self(), "narae-iso");    // per-thread CPU in `top -H`, /proc
     for (int attempt = 0; attempt < 1000; ++attempt) {  // bounded restarts after a throw
       try {

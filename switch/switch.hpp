@@ -73,6 +73,9 @@ struct ServerOptions {
   // CPUs of the ledger's sequencer, syncer and acknowledging thread
   // (ledger::Options::pipeline_cpus); empty = wherever the kernel puts them.
   std::vector<uint32_t> ledger_cpus;
+  // RocksDB's flush and compaction threads at nice 19
+  // (ledger::Options::background_low_priority).
+  bool ledger_background_low_priority = false;
 };
 
 // Counters since Start(); read with relaxed atomics (a snapshot, not a cut).

@@ -956,6 +956,24 @@ TEST(ServerConfig, JsonOverridesDefaultsAndRejectsUnknownKeys) {
   ASSERT_OK(ApplyConfigJson(R"({"server": {"io_cpus": [0], "ledger_cpus": [1, 2]}})", &cpus));
   EXPECT_EQ(cpus.server.io_cpus, std::vector<uint32_t>({0}));
   EXPECT_EQ(cpus.server.ledger_cpus, std::vector<uint32_t>({1, 2}));
+  EXPECT_FALSE(cpus.server.ledger_background_low_priority);  // the default
+  ASSERT_OK(ApplyConfigJson(R"({"server": {"ledger_background_low_priority": true}})", &cpus));
+  EXPECT_TRUE(cpus.server.ledger_background_low_priority);
+  EXPECT_FALSE(ApplyConfigJson(R"({"server": {"ledger_background_low_priority": 0}})", &cpus).ok());
+  // ValidateConfig checks the lists against this process's CPUs.
+  SwitchConfig valid;
+  valid.data_dir = "/x";
+  ASSERT_OK(ValidateConfig(valid));
+  valid.server.io_cpus = {static_cast<uint32_t>(CPU_SETSIZE) - 1, 0, 0};
+  Status io_bad = ValidateConfig(valid);
+  EXPECT_EQ(io_bad.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(io_bad.message().find("server.io_cpus"), std::string::npos) << io_bad.ToString();
+  valid.server.io_cpus.clear();
+  valid.server.ledger_cpus = {static_cast<uint32_t>(CPU_SETSIZE)};
+  Status ledger_bad = ValidateConfig(valid);
+  EXPECT_EQ(ledger_bad.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(ledger_bad.message().find("server.ledger_cpus"), std::string::npos)
+      << ledger_bad.ToString();
   for (const char* bad : {R"({"server": {"io_cpus": 0}})", R"({"server": {"io_cpus": [-1]}})",
                           R"({"server": {"io_cpus": [1.5]}})", R"({"server": {"io_cpus": ["0"]}})",
                           R"({"server": {"ledger_cpus": [1024]}})"}) {
@@ -1038,6 +1056,26 @@ TEST(ServerConfig, IoThreadsRunOnTheirCpus) {
   std::optional<Message> r = c.Recv();
   ASSERT_TRUE(r.has_value());
   EXPECT_EQ(r->mti(), "0210");
+  c.Close();
+  server->Shutdown();
+  server.reset();
+  // threads 0 with io_cpus set: one I/O thread per CPU listed.
+  o.threads = 0;
+  auto one = StartServer(o, &handler);
+  const auto count_io_threads = [] {
+    int n = 0;
+    for (const auto& task : std::filesystem::directory_iterator("/proc/self/task")) {
+      std::ifstream comm(task.path() / "comm");
+      std::string name;
+      std::getline(comm, name);
+      if (name == "narae-iso") ++n;
+    }
+    return n;
+  };
+  const auto until = Clock::now() + 10s;
+  while (count_io_threads() < 1 && Clock::now() < until) std::this_thread::sleep_for(1ms);
+  std::this_thread::sleep_for(200ms);  // a second thread, were there one, would have started
+  EXPECT_EQ(count_io_threads(), 1);
 }
 
 // ---------------------------------------------------------------------------

@@ -23,6 +23,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -30,6 +31,7 @@
 #include <deque>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -62,6 +64,7 @@ constexpr uint32_t kDepthMax = 1024;
 constexpr uint32_t kOpenLoopInFlightMax = 4096;  // per connection, with --rate
 constexpr size_t kFollowUpsMax = 256;            // queued completions/reversals/refunds
 constexpr size_t kSamplesMax = 50'000'000;       // latency samples kept per thread
+constexpr size_t kTraceRowsMax = 10'000'000;     // --latency-trace rows kept per thread
 constexpr size_t kReadBufferBytes = 1 << 16;
 
 struct Args {
@@ -221,14 +224,14 @@ struct InFlight {
   Original request;    // to build follow-ups from
 };
 
-// Per-thread results, merged at the end.
-// --latency-trace: one row per answer.
+// --latency-trace: one row per answer (16 bytes).
 struct TraceRow {
   Clock::time_point sent;  // scheduled (open loop) or written (closed loop)
   uint32_t latency_us;
   std::array<char, 2> code;  // field 39 ("--" when missing)
 };
 
+// Per-thread results, merged at the end.
 struct Results {
   uint64_t sent = 0;
   uint64_t answered = 0;
@@ -487,7 +490,7 @@ class Connection {
     g_answered.fetch_add(1, std::memory_order_relaxed);
     const std::string rc(m->Get(39));
     ++results_.codes[rc.empty() ? "--" : rc];
-    if (!args_.latency_trace.empty() && results_.trace.size() < kSamplesMax) {
+    if (!args_.latency_trace.empty() && results_.trace.size() < kTraceRowsMax) {
       TraceRow row{f.sent, static_cast<uint32_t>(std::min<uint64_t>(us, UINT32_MAX)), {'-', '-'}};
       if (rc.size() == 2) row.code = {rc[0], rc[1]};
       results_.trace.push_back(row);
@@ -861,7 +864,9 @@ Status WriteLatencyTrace(const std::string& path, Clock::time_point start,
   std::sort(rows->begin(), rows->end(),
             [](const TraceRow& x, const TraceRow& y) { return x.sent < y.sent; });
   std::FILE* f = std::fopen(path.c_str(), "w");
-  if (f == nullptr) return Status::IOError("latency trace " + path + ": cannot create");
+  if (f == nullptr) {
+    return Status::IOError("latency trace " + path + ": cannot create: " + std::strerror(errno));
+  }
   bool ok = std::fputs("sent_us,latency_us,code\n", f) >= 0;
   for (const TraceRow& r : *rows) {  // bounded: kSamplesMax a thread
     if (!ok) break;
@@ -1016,11 +1021,19 @@ int RunBenchSwitch(const Args& a) {
       all.kinds_approved[k] += r.kinds_approved[k];
     }
     all.latency_us.insert(all.latency_us.end(), r.latency_us.begin(), r.latency_us.end());
-    all.trace.insert(all.trace.end(), r.trace.begin(), r.trace.end());
+    all.trace.insert(all.trace.end(), std::make_move_iterator(r.trace.begin()),
+                     std::make_move_iterator(r.trace.end()));
+    std::vector<TraceRow>().swap(r.trace);  // freed as it is merged
   }
-  const Status trace = a.latency_trace.empty()
-                           ? Status::Ok()
-                           : WriteLatencyTrace(a.latency_trace, start, &all.trace);
+  Status trace = Status::Ok();
+  if (!a.latency_trace.empty()) {
+    trace = WriteLatencyTrace(a.latency_trace, start, &all.trace);
+    if (trace.ok() && all.trace.size() < all.answered) {
+      trace = Status::FailedPrecondition("latency trace " + a.latency_trace + ": " +
+                                         std::to_string(all.answered - all.trace.size()) +
+                                         " answers left out (at most 10,000,000 rows a thread)");
+    }
+  }
   std::sort(all.latency_us.begin(), all.latency_us.end());
   const double duration = static_cast<double>(a.duration_s);
   const double rps = static_cast<double>(all.answered) / duration;
