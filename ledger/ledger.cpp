@@ -897,7 +897,7 @@ class LedgerImpl final : public Ledger, private Store {
   bool sequencer_open_waiting_ = false;  // GUARDED_BY(mu_)
   bool syncer_idle_notice_ = false;      // GUARDED_BY(mu_)
   // While the sequencer waits with a group open: how many queued
-  // submissions make Submit() wake it (the rest of a full group).
+  // submissions make Submit() wake it (OpenGroupRoom).
   size_t sequencer_open_room_ = 1;  // GUARDED_BY(mu_)
 
   // Written groups on their way to the syncer.
@@ -1755,8 +1755,8 @@ void LedgerImpl::RunGroup(std::deque<Submission>* subs) {
     }
     std::unique_lock<std::mutex> lock(mu_);
     if (queue_.empty() && !stopping_) {
-      // Woken once the queue holds the rest of a full group (Submit; one
-      // wake-up for the lot, not one per submission, which on two cores
+      // Woken once the queue holds OpenGroupRoom() submissions (Submit; a
+      // few wake-ups a group, not one per submission, which on two cores
       // took the I/O thread's core from it for every request), by the
       // syncer going idle (it looks at sequencer_open_waiting_ after it
       // cleared syncer_busy_, and SyncerIdle() is read again here after

@@ -33,7 +33,7 @@ Status GetUint32(const Json& obj, const std::string& key, const std::string& whe
 }
 
 // A list of CPU ids: [0, 1]. Whether this process may run on them is
-// checked when the threads start (ledger::CheckCpus).
+// checked by ValidateConfig (ledger::CheckCpus).
 Status GetCpuList(const Json& obj, const std::string& key, const std::string& where,
                   std::vector<uint32_t>* out) {
   const Json& v = obj.at(key);

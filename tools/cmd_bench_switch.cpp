@@ -868,7 +868,7 @@ Status WriteLatencyTrace(const std::string& path, Clock::time_point start,
     return Status::IOError("latency trace " + path + ": cannot create: " + std::strerror(errno));
   }
   bool ok = std::fputs("sent_us,latency_us,code\n", f) >= 0;
-  for (const TraceRow& r : *rows) {  // bounded: kSamplesMax a thread
+  for (const TraceRow& r : *rows) {  // bounded: kTraceRowsMax a thread
     if (!ok) break;
     const auto sent_us = std::chrono::duration_cast<std::chrono::microseconds>(r.sent - start);
     ok = std::fprintf(f, "%lld,%u,%c%c\n", static_cast<long long>(sent_us.count()), r.latency_us,
