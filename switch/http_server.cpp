@@ -46,6 +46,7 @@
 #include "switch/handler.hpp"
 #include "switch/http_server.hpp"
 #include "switch/log.hpp"
+#include "switch/server.hpp"
 #include "switch/switch.hpp"
 
 namespace narae::switching {
@@ -436,10 +437,7 @@ class HttpServerImpl final : public HttpServer {
         api_(api),
         health_(health),
         logger_(logger),
-        threads_count_(options.threads != 0 ? options.threads
-                       : !options.io_cpus.empty()
-                           ? static_cast<uint32_t>(options.io_cpus.size())
-                           : std::max(1u, std::thread::hardware_concurrency())),
+        threads_count_(IoThreadCount(options.threads, options.io_cpus)),
         watchdog_tick_(std::chrono::milliseconds(std::max<uint32_t>(
             1,
             std::min({options.read_timeout_ms, options.idle_timeout_ms, options.write_timeout_ms}) /

@@ -135,6 +135,12 @@ Status ParseHostPort(std::string_view text, std::string* host, uint16_t* port) {
   return Status::Ok();
 }
 
+uint32_t IoThreadCount(uint32_t threads, const std::vector<uint32_t>& io_cpus) {
+  if (threads != 0) return threads;
+  if (!io_cpus.empty()) return static_cast<uint32_t>(io_cpus.size());
+  return std::max(1u, std::thread::hardware_concurrency());
+}
+
 namespace {
 
 // ---------------------------------------------------------------------------
@@ -765,10 +771,7 @@ class ServerImpl final : public IsoServer {
         handler_(handler),
         logger_(logger),
         shared_(std::make_shared<Shared>()),
-        threads_count_(options.threads != 0 ? options.threads
-                       : !options.io_cpus.empty()
-                           ? static_cast<uint32_t>(options.io_cpus.size())
-                           : std::max(1u, std::thread::hardware_concurrency())),
+        threads_count_(IoThreadCount(options.threads, options.io_cpus)),
         iocs_(MakeIoContexts(threads_count_)),
         accept_strand_(asio::make_strand(*iocs_[0])),
         acceptor_(accept_strand_),

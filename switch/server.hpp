@@ -7,11 +7,16 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <vector>
 
 #include "ledger/histogram.hpp"
 #include "switch/iso8583.hpp"
 
 namespace narae::switching {
+
+// The I/O threads of a listener (ISO 8583 or HTTP): `threads` when set, else
+// one per CPU listed in `io_cpus`, else one per core.
+uint32_t IoThreadCount(uint32_t threads, const std::vector<uint32_t>& io_cpus);
 
 // The MTI and STAN (field 11) of a body the codec rejected, when both can be
 // read: the MTI is 4 digits, the bitmap and the fields before 11 are

@@ -1242,6 +1242,29 @@ TEST(ServerBinary, SeedEchoBenchAndSigtermExitsZero) {
     EXPECT_GT(j["kinds"][kind]["approved"].get<uint64_t>(), 0u) << kind;
   }
   EXPECT_GT(j["codes"]["05"].get<uint64_t>(), 0u);  // the wrong CVV2s
+  EXPECT_EQ(j["kinds"]["echo"]["sent"].get<uint64_t>(), 0u);
+
+  // --echo: network echo tests only (0800/301, answered without the
+  // ledger), closed and open loop; no payment, no follow-up, every answer 00.
+  for (const char* loop : {"", " --rate 300 --batch-us 1000"}) {
+    ASSERT_EQ(std::system((narae + " bench switch --iso 127.0.0.1:" + std::to_string(port) +
+                           " --credentials " + demo + " --connections 2 --duration 1 --echo" +
+                           loop + " --json > " + bench_out)
+                              .c_str()),
+              0)
+        << loop << Slurp(bench_out);
+    j = nlohmann::json::parse(Slurp(bench_out), nullptr, false);
+    ASSERT_FALSE(j.is_discarded()) << Slurp(bench_out);
+    const uint64_t answered = j["answered"].get<uint64_t>();
+    EXPECT_GT(answered, 100u) << loop;
+    EXPECT_EQ(j["kinds"]["echo"]["sent"].get<uint64_t>(), j["sent"].get<uint64_t>()) << loop;
+    EXPECT_EQ(j["kinds"]["echo"]["approved"].get<uint64_t>(), answered) << loop;
+    EXPECT_EQ(j["codes"].size(), 1u) << loop << Slurp(bench_out);
+    EXPECT_EQ(j["codes"]["00"].get<uint64_t>(), answered) << loop;
+    for (const char* kind : {"purchase_cvv2", "authorization", "completion", "reversal", "sim"}) {
+      EXPECT_EQ(j["kinds"][kind]["sent"].get<uint64_t>(), 0u) << loop << kind;
+    }
+  }
 
   // Open loop, both arrival shapes: exactly rate x duration requests are
   // scheduled and each is answered; the shape is echoed in the JSON line.

@@ -35,5 +35,7 @@ void RegisterSettleCommands(CLI::App& app);
 void RegisterReconcileCommands(CLI::App& app);
 // bench crypto: cost of each credential check (tools/cmd_bench_crypto.cpp); after bench exists
 void RegisterCryptoBenchCommands(CLI::App& app);
+// bench machine: the machine's own latency floor (tools/cmd_bench_machine.cpp); after bench exists
+void RegisterMachineBenchCommands(CLI::App& app);
 
 }  // namespace narae::tools

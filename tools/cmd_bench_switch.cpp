@@ -78,6 +78,7 @@ struct Args {
   uint32_t depth = 8;
   uint32_t threads = 1;
   uint32_t decline_percent = 1;
+  bool echo = false;  // only 0800 echo tests (301): the network path, no ledger
   uint64_t seed = 1;
   bool json = false;
   bool no_save_counters = false;
@@ -199,11 +200,12 @@ enum class Kind : uint8_t {
   kRefund,
   kSim,
   kWrongCvv2,
+  kEcho,
   kCount,
 };
 constexpr const char* kKindNames[] = {"purchase_cvv2", "purchase_pin", "authorization",
                                       "completion",    "reversal",     "refund",
-                                      "sim",           "wrong_cvv2"};
+                                      "sim",           "wrong_cvv2",   "echo"};
 constexpr size_t kKinds = static_cast<size_t>(Kind::kCount);
 
 // What a follow-up (completion, reversal, refund) refers to.
@@ -573,6 +575,27 @@ class Connection {
     const std::string stan = NextStan();
     Message m;
     InFlight f{stamp, Kind::kPurchaseCvv2, -1, {}};
+    if (args_.echo) {
+      // An echo test answered by the I/O thread alone: the floor of the
+      // latency (network, framing, the I/O threads and this generator).
+      f.kind = Kind::kEcho;
+      m.set_mti("0800");
+      m.Set(7, Utc("%m%d%H%M%S", now));
+      m.Set(11, stan);
+      m.Set(70, "301");
+      f.request.mti = m.mti();
+      f.request.stan = stan;
+      Result<std::vector<uint8_t>> framed = switching::PackFramed(m);
+      if (!framed.ok()) {
+        ++results_.errors;
+        return;
+      }
+      out->insert(out->end(), framed->begin(), framed->end());
+      ++results_.sent;
+      ++results_.kinds_sent[static_cast<size_t>(f.kind)];
+      in_flight_.emplace(static_cast<uint32_t>(std::stoul(stan)), std::move(f));
+      return;
+    }
     if (!follow_ups_.empty()) {
       FollowUp fu = std::move(follow_ups_.front());
       follow_ups_.pop_front();
@@ -1143,6 +1166,9 @@ void RegisterSwitchBenchCommands(CLI::App& app) {
   bs->add_option("--decline-percent", args.decline_percent,
                  "Percent of new requests sent with a wrong CVV2")
       ->capture_default_str();
+  bs->add_flag("--echo", args.echo,
+               "Send only network echo tests (0800, code 301), answered without the ledger: the "
+               "latency floor of the network, the I/O threads and this generator");
   bs->add_option("--seed", args.seed, "Random seed")->capture_default_str();
   bs->add_flag("--no-save-counters", args.no_save_counters,
                "Do not write the SIM counters used back into the credentials file");

@@ -34,6 +34,7 @@ int main(int argc, char** argv) {
   narae::tools::RegisterSettleCommands(app);
   narae::tools::RegisterReconcileCommands(app);
   narae::tools::RegisterCryptoBenchCommands(app);
+  narae::tools::RegisterMachineBenchCommands(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -1,0 +1,117 @@
+// `narae bench machine` (tools/cmd_bench_machine.cpp), through the real
+// binary: each probe measures what it says (an fdatasync per record in the
+// data folder, every scheduled item through the whole chain, one spinning
+// thread per allowed CPU), leaves nothing behind, and refuses bad arguments
+// and a folder it cannot write.
+#include <gtest/gtest.h>
+#include <sched.h>
+#include <sys/wait.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "tests/test_util.hpp"
+
+namespace narae::tools {
+namespace {
+
+using narae::testing::TempDir;
+
+const std::string kNarae = std::string(NARAE_BIN_DIR) + "/tools/narae";
+
+std::string Slurp(const std::string& path) {
+  std::string out;
+  if (FILE* f = std::fopen(path.c_str(), "rb")) {
+    char buf[4096];
+    size_t n;
+    while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) out.append(buf, n);
+    std::fclose(f);
+  }
+  return out;
+}
+
+int RunMachine(const std::string& args, const std::string& out) {
+  const int rc = std::system((kNarae + " bench machine " + args + " > " + out + " 2>&1").c_str());
+  return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+}
+
+void ExpectOrdered(const nlohmann::json& s, const char* what) {
+  EXPECT_LE(s["p50"].get<uint64_t>(), s["p99"].get<uint64_t>()) << what;
+  EXPECT_LE(s["p99"].get<uint64_t>(), s["p999"].get<uint64_t>()) << what;
+  EXPECT_LE(s["p999"].get<uint64_t>(), s["max"].get<uint64_t>()) << what;
+}
+
+TEST(BenchMachine, EveryProbeMeasuresWhatItSaysAndLeavesNothingBehind) {
+  TempDir dir;
+  const std::string data = dir.Sub("data");
+  std::filesystem::create_directories(data);
+  const std::string out = dir.Sub("out.json");
+  ASSERT_EQ(
+      RunMachine("--data " + data + " --duration 1 --rate 200 --hops 3 --work-us 1000 --json", out),
+      0)
+      << Slurp(out);
+  nlohmann::json j = nlohmann::json::parse(Slurp(out), nullptr, false);
+  ASSERT_FALSE(j.is_discarded()) << Slurp(out);
+  EXPECT_EQ(j["bench"], "machine");
+
+  // fsync: a sync takes time, and there were many in a second.
+  EXPECT_GT(j["fsync_us"]["n"].get<uint64_t>(), 10u);
+  EXPECT_GT(j["fsync_us"]["max"].get<uint64_t>(), 0u);
+  ExpectOrdered(j["fsync_us"], "fsync");
+  EXPECT_TRUE(std::filesystem::is_empty(data));  // its file removed
+
+  // handoff: every item scheduled in the second went through all three
+  // threads (200/s for 1 s), each spending 1 ms on it.
+  EXPECT_EQ(j["dropped"].get<uint64_t>(), 0u);
+  EXPECT_EQ(j["handoff_us"]["n"].get<uint64_t>(), 200u);
+  EXPECT_GE(j["handoff_us"]["p50"].get<uint64_t>(), 3000u);
+  ExpectOrdered(j["handoff_us"], "handoff");
+  EXPECT_EQ(j["hops"], 3);
+  EXPECT_EQ(j["pinned"], false);
+
+  // cpu: one entry per CPU this process may use, each pinned there.
+  cpu_set_t allowed;
+  CPU_ZERO(&allowed);
+  ASSERT_EQ(sched_getaffinity(0, sizeof(allowed), &allowed), 0);
+  ASSERT_EQ(j["cpus"].size(), static_cast<size_t>(CPU_COUNT(&allowed)));
+  for (const auto& c : j["cpus"]) {
+    EXPECT_TRUE(CPU_ISSET(c["cpu"].get<int>(), &allowed)) << c;
+    EXPECT_TRUE(c["pinned"].get<bool>()) << c;
+    EXPECT_LE(c["lost_basis_points"].get<uint64_t>(), 10'000u) << c;
+    EXPECT_GE(c["gaps_over_100us"].get<uint64_t>(), c["gaps_over_1ms"].get<uint64_t>()) << c;
+    EXPECT_GE(c["gaps_over_1ms"].get<uint64_t>(), c["gaps_over_5ms"].get<uint64_t>()) << c;
+  }
+
+  // One probe alone, pinned, human output with the JSON line last.
+  ASSERT_EQ(RunMachine("--data " + data + " --duration 1 --rate 500 --probe handoff --pin", out), 0)
+      << Slurp(out);
+  const std::string text = Slurp(out);
+  EXPECT_NE(text.find("handoff  4 threads (pinned), 500 items/s"), std::string::npos) << text;
+  EXPECT_EQ(text.find("fsync "), std::string::npos) << text;
+  j = nlohmann::json::parse(text.substr(text.find('{')), nullptr, false);
+  ASSERT_FALSE(j.is_discarded()) << text;
+  EXPECT_EQ(j["pinned"], true);
+  EXPECT_FALSE(j.contains("fsync_us"));
+  EXPECT_FALSE(j.contains("cpus"));
+}
+
+TEST(BenchMachine, RefusesBadArgumentsAndAFolderItCannotWrite) {
+  TempDir dir;
+  const std::string out = dir.Sub("out");
+  const std::string data = " --data " + dir.path();
+  for (const char* bad : {" --duration 0", " --duration 601", " --rate 0", " --rate 1000001",
+                          " --hops 0", " --hops 17", " --work-us 10001", " --record-bytes 0",
+                          " --record-bytes 1048577", " --probe disk"}) {
+    EXPECT_EQ(RunMachine(data + bad, out), 2) << bad << Slurp(out);
+  }
+  EXPECT_EQ(RunMachine("--duration 1", out), 2) << Slurp(out);  // --data is required
+  EXPECT_EQ(RunMachine("--data /nonexistent-narae-dir --duration 1 --probe fsync", out), 2);
+  EXPECT_NE(Slurp(out).find("cannot create /nonexistent-narae-dir/"), std::string::npos)
+      << Slurp(out);
+}
+
+}  // namespace
+}  // namespace narae::tools
