@@ -1012,6 +1012,15 @@ TEST(ServerConfig, BadOptionsAreRefusedAtStart) {
 
 // server.io_cpus: every I/O thread ("narae-iso") runs on the CPU listed,
 // and the server serves as before.
+// The I/O thread count of both listeners: `threads` when set, else one per
+// CPU of `io_cpus`, else one per core.
+TEST(ServerConfig, IoThreadCountRule) {
+  EXPECT_EQ(IoThreadCount(3, {}), 3u);
+  EXPECT_EQ(IoThreadCount(3, {0, 1}), 3u);
+  EXPECT_EQ(IoThreadCount(0, {0, 1}), 2u);
+  EXPECT_EQ(IoThreadCount(0, {}), std::max(1u, std::thread::hardware_concurrency()));
+}
+
 TEST(ServerConfig, IoThreadsRunOnTheirCpus) {
   cpu_set_t mask;
   CPU_ZERO(&mask);
@@ -1257,6 +1266,9 @@ TEST(ServerBinary, SeedEchoBenchAndSigtermExitsZero) {
     ASSERT_FALSE(j.is_discarded()) << Slurp(bench_out);
     const uint64_t answered = j["answered"].get<uint64_t>();
     EXPECT_GT(answered, 100u) << loop;
+    EXPECT_EQ(answered, j["sent"].get<uint64_t>()) << loop;
+    EXPECT_EQ(j["unanswered"].get<uint64_t>(), 0u) << loop;
+    EXPECT_EQ(j["errors"].get<uint64_t>(), 0u) << loop;
     EXPECT_EQ(j["kinds"]["echo"]["sent"].get<uint64_t>(), j["sent"].get<uint64_t>()) << loop;
     EXPECT_EQ(j["kinds"]["echo"]["approved"].get<uint64_t>(), answered) << loop;
     EXPECT_EQ(j["codes"].size(), 1u) << loop << Slurp(bench_out);
@@ -1265,6 +1277,11 @@ TEST(ServerBinary, SeedEchoBenchAndSigtermExitsZero) {
       EXPECT_EQ(j["kinds"][kind]["sent"].get<uint64_t>(), 0u) << loop << kind;
     }
   }
+  EXPECT_EQ(
+      WEXITSTATUS(std::system((narae + " bench switch --http 127.0.0.1:" + std::to_string(port) +
+                               " --credentials " + demo + " --echo --duration 1 >/dev/null 2>&1")
+                                  .c_str())),
+      2);  // echo tests are ISO 8583 network messages
 
   // Open loop, both arrival shapes: exactly rate x duration requests are
   // scheduled and each is answered; the shape is echoed in the JSON line.

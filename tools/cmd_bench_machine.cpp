@@ -55,9 +55,6 @@ constexpr uint32_t kRecordBytesMax = 1 << 20;
 constexpr size_t kSamplesMax = 20'000'000;
 // The fsync probe's file never grows past this (it stops there).
 constexpr uint64_t kFsyncFileBytesMax = uint64_t{1} << 30;
-// Items queued at one hop of the chain: past it the injector drops them
-// (counted) instead of growing the queue without bound.
-constexpr size_t kHopQueueMax = 1'000'000;
 constexpr size_t kCpusMax = 256;
 constexpr uint64_t kGapUs = 100;  // a spinning thread's gap worth counting
 
@@ -82,9 +79,9 @@ Summary Summarize(std::vector<uint32_t>* v) {
   if (v->empty()) return s;
   std::sort(v->begin(), v->end());
   const size_t n = v->size();
-  auto at = [&](size_t per_mille_tenths) {  // quantile in units of 1/10,000
-    return (*v)[std::min(n - 1, n * per_mille_tenths / 10'000)];
-  };
+  // The sample of rank round(q x (n - 1)), as `narae bench switch` does;
+  // q in units of 1/10,000 (integers only).
+  auto at = [&](size_t q) { return (*v)[std::min(n - 1, ((n - 1) * q + 5'000) / 10'000)]; };
   s.n = n;
   s.p50 = at(5'000);
   s.p99 = at(9'900);
@@ -104,8 +101,9 @@ uint32_t MicrosSince(Clock::time_point t0, Clock::time_point t1) {
 
 // ---- fsync ------------------------------------------------------------------
 // Returns false (with a message on stderr) when the file cannot be made or
-// written; the file is removed either way.
-bool ProbeFsync(const Args& a, Summary* out) {
+// written. The file is unlinked as soon as it is open.
+bool ProbeFsync(const Args& a, Summary* out, bool* stopped_early) {
+  *stopped_early = false;
   const std::string path = a.data + "/narae-bench-machine." + std::to_string(::getpid());
   const int fd = ::open(path.c_str(), O_CREAT | O_EXCL | O_WRONLY | O_APPEND | O_CLOEXEC, 0600);
   if (fd < 0) {
@@ -113,15 +111,29 @@ bool ProbeFsync(const Args& a, Summary* out) {
                  std::strerror(errno));
     return false;
   }
+  // Unlinked at once: nothing is left behind, even when the run is killed
+  // (the appends and syncs still go to the file system as for any file).
+  if (::unlink(path.c_str()) != 0) {
+    std::fprintf(stderr, "bench machine: cannot remove %s: %s\n", path.c_str(),
+                 std::strerror(errno));
+    ::close(fd);
+    return false;
+  }
   const std::vector<char> record(a.record_bytes, 'n');
   std::vector<uint32_t> us;
   bool ok = true;
   uint64_t bytes = 0;
   const auto end = Clock::now() + std::chrono::seconds(a.duration_s);
-  while (Clock::now() < end && us.size() < kSamplesMax &&
-         bytes + a.record_bytes <= kFsyncFileBytesMax) {
-    if (::write(fd, record.data(), record.size()) != static_cast<ssize_t>(record.size())) {
-      std::fprintf(stderr, "bench machine: write %s: %s\n", path.c_str(), std::strerror(errno));
+  // bounded: by the duration, kSamplesMax and kFsyncFileBytesMax
+  while (Clock::now() < end) {
+    if (us.size() >= kSamplesMax || bytes + a.record_bytes > kFsyncFileBytesMax) {
+      *stopped_early = true;
+      break;
+    }
+    const ssize_t written = ::write(fd, record.data(), record.size());
+    if (written != static_cast<ssize_t>(record.size())) {
+      std::fprintf(stderr, "bench machine: write %s: %s\n", path.c_str(),
+                   written < 0 ? std::strerror(errno) : "short write (file size limit?)");
       ok = false;
       break;
     }
@@ -135,7 +147,6 @@ bool ProbeFsync(const Args& a, Summary* out) {
     us.push_back(MicrosSince(t0, Clock::now()));
   }
   ::close(fd);
-  ::unlink(path.c_str());
   *out = Summarize(&us);
   return ok;
 }
@@ -176,12 +187,14 @@ void Spin(uint64_t us) {
 }
 
 // Hands `items` to `h`, waking its thread only when it sleeps (as the
-// ledger's queues do). False when the hop's queue is full.
-bool Hand(Hop& h, std::deque<Clock::time_point>* items) {
+// ledger's queues do). False when that would put more than `queue_max`
+// in the hop's queue (a second's worth: past it items are dropped and
+// counted, so a chain that falls behind still drains within seconds).
+bool Hand(Hop& h, std::deque<Clock::time_point>* items, size_t queue_max) {
   bool wake = false;
   {
     std::lock_guard<std::mutex> lock(h.mu);
-    if (h.items.size() + items->size() > kHopQueueMax) return false;
+    if (h.items.size() + items->size() > queue_max) return false;
     for (const auto& t : *items) h.items.push_back(t);
     wake = h.waiting;
     h.waiting = false;
@@ -193,19 +206,22 @@ bool Hand(Hop& h, std::deque<Clock::time_point>* items) {
 struct HandoffResult {
   Summary latency_us;
   uint64_t dropped = 0;
+  uint32_t threads_pinned = 0;
 };
 
 HandoffResult ProbeHandoff(const Args& a) {
   const std::vector<int> cpus = AllowedCpus();
   std::vector<Hop> hops(a.hops);
+  const size_t queue_max = a.rate;  // a second's worth
   std::vector<uint32_t> latency_us;
   std::atomic<uint64_t> dropped{0};
+  std::atomic<uint32_t> pinned{0};
   std::vector<std::thread> threads;
   for (uint32_t i = 0; i < a.hops; ++i) {
     threads.emplace_back([&, i] {
-      if (a.pin && !cpus.empty()) PinTo(cpus[i % cpus.size()]);
+      if (a.pin && !cpus.empty() && PinTo(cpus[i % cpus.size()])) pinned.fetch_add(1);
       Hop& h = hops[i];
-      for (;;) {
+      for (;;) {  // bounded: until stopped and drained (the queues hold a second at most)
         std::deque<Clock::time_point> got;
         {
           std::unique_lock<std::mutex> lock(h.mu);
@@ -218,7 +234,7 @@ HandoffResult ProbeHandoff(const Args& a) {
         }
         Spin(uint64_t{a.work_us} * got.size());
         if (i + 1 < a.hops) {
-          if (!Hand(hops[i + 1], &got)) dropped.fetch_add(got.size());
+          if (!Hand(hops[i + 1], &got, queue_max)) dropped.fetch_add(got.size());
           continue;
         }
         const auto now = Clock::now();
@@ -233,20 +249,20 @@ HandoffResult ProbeHandoff(const Args& a) {
       }
     });
   }
-  const auto period = std::chrono::nanoseconds(1'000'000'000 / a.rate);
+  // Item k is due at start + k / rate (no rounding accumulates): exactly
+  // rate x duration items.
+  const uint64_t items = uint64_t{a.rate} * a.duration_s;
   const auto start = Clock::now();
-  const auto end = start + std::chrono::seconds(a.duration_s);
-  auto next = start;
+  auto due_at = [&](uint64_t k) {
+    return start + std::chrono::nanoseconds(k * 1'000'000'000 / a.rate);
+  };
   std::deque<Clock::time_point> due;
-  while (next < end) {
-    std::this_thread::sleep_until(next);
+  for (uint64_t k = 0; k < items;) {  // bounded: rate x duration items
+    std::this_thread::sleep_until(due_at(k));
     // Everything due by now goes at once (a late wake-up does not lose items).
     const auto now = Clock::now();
-    while (next <= now && next < end) {
-      due.push_back(next);
-      next += period;
-    }
-    if (!Hand(hops[0], &due)) dropped.fetch_add(due.size());
+    while (k < items && due_at(k) <= now) due.push_back(due_at(k++));
+    if (!Hand(hops[0], &due, queue_max)) dropped.fetch_add(due.size());
     due.clear();
   }
   {
@@ -258,6 +274,7 @@ HandoffResult ProbeHandoff(const Args& a) {
   HandoffResult r;
   r.latency_us = Summarize(&latency_us);
   r.dropped = dropped.load();
+  r.threads_pinned = pinned.load();
   return r;
 }
 
@@ -306,27 +323,38 @@ int RunBenchMachine(const Args& a) {
       a.probe.empty() || a.probe == "fsync" || a.probe == "handoff" || a.probe == "cpu";
   if (a.duration_s == 0 || a.duration_s > kDurationMaxS || a.rate == 0 || a.rate > kRateMax ||
       a.hops == 0 || a.hops > kHopsMax || a.work_us > kWorkUsMax || a.record_bytes == 0 ||
-      a.record_bytes > kRecordBytesMax || !probe_ok) {
+      a.record_bytes > kRecordBytesMax || !probe_ok ||
+      // A thread of the chain must have the work of a second done within
+      // the second, or it only falls further behind.
+      uint64_t{a.rate} * a.work_us >= 1'000'000) {
     std::fprintf(stderr,
                  "bench machine: --duration 1..%u, --rate 1..%u, --hops 1..%u, --work-us 0..%u, "
-                 "--record-bytes 1..%u, --probe fsync|handoff|cpu\n",
+                 "rate x work-us under 1,000,000 (a second of work per second), --record-bytes "
+                 "1..%u, --probe fsync|handoff|cpu\n",
                  kDurationMaxS, kRateMax, kHopsMax, kWorkUsMax, kRecordBytesMax);
     return 2;
   }
   auto wants = [&](const char* p) { return a.probe.empty() || a.probe == p; };
+  if (wants("fsync") && a.data.empty()) {
+    std::fprintf(stderr, "bench machine: the fsync probe needs --data\n");
+    return 2;
+  }
   nlohmann::json j = {{"bench", "machine"}, {"duration_s", a.duration_s}};
   if (wants("fsync")) {
     Summary s;
-    if (!ProbeFsync(a, &s)) return 2;
+    bool stopped_early = false;
+    if (!ProbeFsync(a, &s, &stopped_early)) return 2;
     j["fsync_us"] = ToJson(s);
     j["record_bytes"] = a.record_bytes;
+    j["fsync_stopped_early"] = stopped_early;
     if (!a.json) {
       std::printf(
-          "fsync    %u-byte appends + fdatasync in %s: %llu, us p50 %llu p99 %llu p99.9 %llu "
-          "max %llu\n",
+          "fsync    %u-byte appends + fdatasync in %s: %llu syncs; us: p50 %llu p99 %llu "
+          "p99.9 %llu max %llu%s\n",
           a.record_bytes, a.data.c_str(), static_cast<unsigned long long>(s.n),
           static_cast<unsigned long long>(s.p50), static_cast<unsigned long long>(s.p99),
-          static_cast<unsigned long long>(s.p999), static_cast<unsigned long long>(s.max));
+          static_cast<unsigned long long>(s.p999), static_cast<unsigned long long>(s.max),
+          stopped_early ? " (stopped early: sample or file size bound)" : "");
     }
   }
   if (wants("handoff")) {
@@ -335,14 +363,14 @@ int RunBenchMachine(const Args& a) {
     j["hops"] = a.hops;
     j["rate"] = a.rate;
     j["work_us"] = a.work_us;
-    j["pinned"] = a.pin;
+    j["threads_pinned"] = r.threads_pinned;
     j["dropped"] = r.dropped;
     if (!a.json) {
       const Summary& s = r.latency_us;
       std::printf(
-          "handoff  %u threads%s, %u items/s, %u us work each: %llu, us p50 %llu p99 %llu p99.9 "
-          "%llu max %llu%s\n",
-          a.hops, a.pin ? " (pinned)" : "", a.rate, a.work_us, static_cast<unsigned long long>(s.n),
+          "handoff  %u threads (%u pinned), %u items/s, %u us work each: %llu items; us: p50 "
+          "%llu p99 %llu p99.9 %llu max %llu%s\n",
+          a.hops, r.threads_pinned, a.rate, a.work_us, static_cast<unsigned long long>(s.n),
           static_cast<unsigned long long>(s.p50), static_cast<unsigned long long>(s.p99),
           static_cast<unsigned long long>(s.p999), static_cast<unsigned long long>(s.max),
           r.dropped > 0 ? " (items dropped: the chain cannot keep up)" : "");
@@ -362,10 +390,10 @@ int RunBenchMachine(const Args& a) {
                       {"max_gap_us", g.max_gap_us}});
       if (!a.json) {
         std::printf(
-            "cpu %-4d %s lost %llu.%02llu%% of the time: gaps >100us %llu, >1ms %llu, >5ms %llu, "
+            "cpu %-4d lost %llu.%02llu%% of the time%s: gaps >100us %llu, >1ms %llu, >5ms %llu, "
             "longest %llu us\n",
-            g.cpu, g.pinned ? "" : "(not pinned)", static_cast<unsigned long long>(lost_bp / 100),
-            static_cast<unsigned long long>(lost_bp % 100),
+            g.cpu, static_cast<unsigned long long>(lost_bp / 100),
+            static_cast<unsigned long long>(lost_bp % 100), g.pinned ? "" : " (not pinned)",
             static_cast<unsigned long long>(g.gaps_100us),
             static_cast<unsigned long long>(g.gaps_1ms),
             static_cast<unsigned long long>(g.gaps_5ms),
@@ -387,7 +415,8 @@ void RegisterMachineBenchCommands(CLI::App& app) {
       "machine",
       "The machine's own floor under the switch's latency: fdatasync on the data folder, thread "
       "hand-offs at a rate, CPU time taken by others");
-  bm->add_option("--data", args.data, "Folder on the file system the ledger will use")->required();
+  bm->add_option("--data", args.data,
+                 "Folder on the file system the ledger will use (for the fsync probe)");
   bm->add_option("--duration", args.duration_s, "Seconds per probe")->capture_default_str();
   bm->add_option("--rate", args.rate, "handoff: items per second")->capture_default_str();
   bm->add_option("--hops", args.hops, "handoff: threads in the chain")->capture_default_str();

@@ -551,13 +551,16 @@ class Connection {
     return -1;
   }
 
+  void RefreshTimes(std::time_t now) {
+    if (now == times_.second) return;  // the time fields change once a second
+    times_.second = now;
+    times_.field7 = Utc("%m%d%H%M%S", now);
+    times_.field12 = Local("%H%M%S", now);
+    times_.field13 = Local("%m%d", now);
+  }
+
   void SetCommon(Message* m, const std::string& stan, std::time_t now) {
-    if (now != times_.second) {  // the time fields change once a second
-      times_.second = now;
-      times_.field7 = Utc("%m%d%H%M%S", now);
-      times_.field12 = Local("%H%M%S", now);
-      times_.field13 = Local("%m%d", now);
-    }
+    RefreshTimes(now);
     m->Set(7, times_.field7);
     m->Set(11, stan);
     m->Set(12, times_.field12);
@@ -580,23 +583,11 @@ class Connection {
       // latency (network, framing, the I/O threads and this generator).
       f.kind = Kind::kEcho;
       m.set_mti("0800");
-      m.Set(7, Utc("%m%d%H%M%S", now));
+      RefreshTimes(now);
+      m.Set(7, times_.field7);
       m.Set(11, stan);
       m.Set(70, "301");
-      f.request.mti = m.mti();
-      f.request.stan = stan;
-      Result<std::vector<uint8_t>> framed = switching::PackFramed(m);
-      if (!framed.ok()) {
-        ++results_.errors;
-        return;
-      }
-      out->insert(out->end(), framed->begin(), framed->end());
-      ++results_.sent;
-      ++results_.kinds_sent[static_cast<size_t>(f.kind)];
-      in_flight_.emplace(static_cast<uint32_t>(std::stoul(stan)), std::move(f));
-      return;
-    }
-    if (!follow_ups_.empty()) {
+    } else if (!follow_ups_.empty()) {
       FollowUp fu = std::move(follow_ups_.front());
       follow_ups_.pop_front();
       f.kind = fu.kind;
@@ -605,11 +596,12 @@ class Connection {
       ++results_.errors;
       return;
     }
-    SetCommon(&m, stan, now);
+    if (!args_.echo) SetCommon(&m, stan, now);
     f.request.mti = m.mti();
     f.request.stan = stan;
     f.request.field7 = std::string(m.Get(7));
-    Result<std::vector<uint8_t>> framed = Sign(m);
+    // An echo carries no MAC (the switch checks none on network messages).
+    Result<std::vector<uint8_t>> framed = args_.echo ? switching::PackFramed(m) : Sign(m);
     if (!framed.ok()) {
       if (f.sim_index >= 0) creds_.sims[static_cast<size_t>(f.sim_index)].busy = false;
       ++results_.errors;
@@ -1066,7 +1058,7 @@ int RunBenchSwitch(const Args& a) {
   };
   const double max_ms = all.latency_us.empty() ? 0 : all.latency_us.back() / 1e3;
 
-  if (!a.no_save_counters && !creds->sims.empty()) {
+  if (!a.no_save_counters && !a.echo && !creds->sims.empty()) {  // echoes use no SIM
     Status s = SaveCounters(a.credentials, *creds);
     if (!s.ok()) std::fprintf(stderr, "narae bench switch: %s\n", s.ToString().c_str());
   }
@@ -1167,8 +1159,9 @@ void RegisterSwitchBenchCommands(CLI::App& app) {
                  "Percent of new requests sent with a wrong CVV2")
       ->capture_default_str();
   bs->add_flag("--echo", args.echo,
-               "Send only network echo tests (0800, code 301), answered without the ledger: the "
-               "latency floor of the network, the I/O threads and this generator");
+               "Send only network echo tests (0800, code 301; --iso only), answered without "
+               "touching the ledger: the latency floor of the network, the I/O threads and this "
+               "generator (--decline-percent does not apply)");
   bs->add_option("--seed", args.seed, "Random seed")->capture_default_str();
   bs->add_flag("--no-save-counters", args.no_save_counters,
                "Do not write the SIM counters used back into the credentials file");
@@ -1183,6 +1176,10 @@ void RegisterSwitchBenchCommands(CLI::App& app) {
   bs->add_option("--key", args.key_file, "With --tls: PEM private key of --cert");
   bs->callback([] {
     if (!http.http.empty()) {  // tools/cmd_bench_http.cpp
+      if (args.echo) {
+        std::fprintf(stderr, "bench switch: --echo is for --iso (ISO 8583 network messages)\n");
+        return SetExitCode(2);
+      }
       http.credentials = args.credentials;
       http.connections = args.connections;
       http.duration_s = args.duration_s;
