@@ -30,6 +30,7 @@
 #include <rocksdb/env.h>
 #include <rocksdb/filter_policy.h>
 #include <rocksdb/memtablerep.h>
+#include <rocksdb/rate_limiter.h>
 #include <rocksdb/slice_transform.h>
 #include <rocksdb/table.h>
 #include <rocksdb/utilities/checkpoint.h>
@@ -1107,6 +1108,9 @@ Result<std::unique_ptr<Ledger>> Ledger::Open(const Options& options) {
   if (Status st = CheckCpus(options.pipeline_cpus); !st.ok()) {
     return Status::InvalidArgument("pipeline_cpus: " + st.message());
   }
+  if (options.background_write_mib_per_s > kBackgroundWriteMibPerSMax) {
+    return Status::InvalidArgument("background_write_mib_per_s must be 0..100000");
+  }
   auto impl = std::make_unique<LedgerImpl>(options);
   NARAE_RETURN_IF_ERROR(impl->OpenDb());
   NARAE_RETURN_IF_ERROR(impl->UpgradeLayout());
@@ -1139,6 +1143,13 @@ Status LedgerImpl::OpenDb() {
       rocksdb::Status st = opts.env->LowerThreadPoolCPUPriority(pool, rocksdb::CpuPriority::kLow);
       st.PermitUncheckedError();  // NotSupported on an Env without pools: not an error
     }
+  }
+  if (options_.background_write_mib_per_s > 0 && !options_.read_only) {
+    // Refilled every 10 ms: a flush writes in slices of rate/100 bytes, so
+    // its CPU comes in bursts of milliseconds, not of the 100 ms default.
+    constexpr int64_t kRefillPeriodUs = 10'000;
+    opts.rate_limiter.reset(rocksdb::NewGenericRateLimiter(
+        int64_t{options_.background_write_mib_per_s} << 20, kRefillPeriodUs));
   }
   opts.paranoid_checks = true;
   opts.max_open_files = options_.read_only ? -1 : 512;

@@ -401,6 +401,8 @@ bool DeferUntilGroupCallbacksReturn(void (*fn)(void*), void* arg);
 // InvalidArgument otherwise (empty is fine). PinThisThread: the calling thread runs on those CPUs
 // only (empty: left as it is).
 inline constexpr size_t kCpusMax = 1024;
+inline constexpr uint32_t kBackgroundWriteMibPerSMax =
+    100'000;  // Options::background_write_mib_per_s
 Status CheckCpus(const std::vector<uint32_t>& cpus);
 Status PinThisThread(const std::vector<uint32_t>& cpus);
 
@@ -447,6 +449,17 @@ struct Options {
   // parallel tests stalled for 10 minutes on one), so only for a machine
   // the ledger has to itself.
   bool background_low_priority = false;
+  // Flushes and compactions write at most this many MiB a second (RocksDB's
+  // rate limiter, refilled every 10 ms; 0 = no limit, at most
+  // kBackgroundWriteMibPerSMax). A 64 MB memtable's flush then spreads
+  // over a second or more instead of taking a core for a few hundred
+  // milliseconds, and the same rate bounds how fast RocksDB lets writes go
+  // when it must slow them (`delayed_write_rate`). Too low a limit for the
+  // write rate lets flushes and compactions fall behind until writes
+  // stall: the WAL grows about 660 bytes a switch request, flushes write
+  // about a quarter of that, compactions more (docs/ledger.md, "Background
+  // write limit").
+  uint32_t background_write_mib_per_s = 0;
   // CPUs the sequencer, the syncer and the acknowledging thread run on
   // (CheckCpus at Open); empty = wherever the kernel puts them. On a small
   // machine, keeping them on one core and the I/O threads on the others

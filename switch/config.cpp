@@ -80,6 +80,7 @@ Status ApplyServer(const Json& obj, ServerOptions* o) {
       {"max_in_flight_per_connection", &o->max_in_flight_per_connection},
       {"shutdown_grace_ms", &o->shutdown_grace_ms},
       {"summary_interval_ms", &o->summary_interval_ms},
+      {"ledger_background_write_mib_per_s", &o->ledger_background_write_mib_per_s},
   };
   for (const auto& [key, value] : obj.items()) {
     if (key == "tls") {
@@ -181,6 +182,9 @@ Status ValidateConfig(const SwitchConfig& config) {
   }
   if (Status st = ledger::CheckCpus(config.server.ledger_cpus); !st.ok()) {
     return Status::InvalidArgument("server.ledger_cpus: " + st.message());
+  }
+  if (config.server.ledger_background_write_mib_per_s > ledger::kBackgroundWriteMibPerSMax) {
+    return Status::InvalidArgument("server.ledger_background_write_mib_per_s: must be 0..100000");
   }
   Result<LogLevel> level = ParseLogLevel(config.log_level);
   if (!level.ok()) return level.status();

@@ -180,6 +180,7 @@ Status OpenRuntime(const SwitchConfig& config, Logger* logger, Runtime* rt) {
   lo.path = config.data_dir + "/ledger";
   lo.pipeline_cpus = config.server.ledger_cpus;
   lo.background_low_priority = config.server.ledger_background_low_priority;
+  lo.background_write_mib_per_s = config.server.ledger_background_write_mib_per_s;
   Result<std::unique_ptr<ledger::Ledger>> ledger = ledger::Ledger::Open(lo);
   if (!ledger.ok()) return Status::IOError("ledger " + lo.path + ": " + ledger.status().ToString());
   rt->ledger = std::move(ledger).value();

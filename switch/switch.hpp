@@ -76,6 +76,9 @@ struct ServerOptions {
   // RocksDB's flush and compaction threads at nice 19
   // (ledger::Options::background_low_priority).
   bool ledger_background_low_priority = false;
+  // MiB/s flushes and compactions may write, 0 = no limit
+  // (ledger::Options::background_write_mib_per_s).
+  uint32_t ledger_background_write_mib_per_s = 0;
 };
 
 // Counters since Start(); read with relaxed atomics (a snapshot, not a cut).

@@ -8,6 +8,7 @@
 #include <sched.h>
 #include <sys/resource.h>
 
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -394,6 +395,44 @@ TEST_F(LedgerTest, FlushThreadRunsAtTheLowestPriority) {
   EXPECT_GE(flush_threads, 1);
 }
 
+// The background write limit holds a flush to it: the SST files a
+// checkpoint's flush writes take at least their size over the rate (less
+// the limiter's first refill). Without the limit the same flush takes a
+// few tens of milliseconds.
+TEST_F(LedgerTest, BackgroundWriteLimitHoldsAFlushToItsRate) {
+  Reopen([](Options& o) { o.background_write_mib_per_s = 1; });
+  Funded(1, 1'000'000'000);
+  Funded(2, 0);
+  std::vector<Transfer> batch;
+  for (uint64_t i = 0; i < 3; ++i) {  // bounded: three batches
+    batch.clear();
+    for (uint64_t k = 0; k < kBatchEventsMax; ++k) {
+      batch.push_back(Xfer(50'000'000 + i * kBatchEventsMax + k, 1, 2, 1));
+    }
+    for (const TransferOutcome& r : CreateBatch(batch)) {
+      ASSERT_EQ(r.result, CreateTransferResult::kOk);
+    }
+  }
+  auto sst_bytes = [&] {
+    uint64_t bytes = 0;
+    for (const auto& f : std::filesystem::directory_iterator(dir_.Sub("db"))) {
+      if (f.path().extension() == ".sst") bytes += f.file_size();
+    }
+    return bytes;
+  };
+  const uint64_t before = sst_bytes();
+  const auto t0 = std::chrono::steady_clock::now();
+  ASSERT_OK(ledger_->Checkpoint(dir_.Sub("copy")));  // flushes the memtables
+  const auto elapsed_ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0)
+          .count();
+  const uint64_t written = sst_bytes() - before;
+  ASSERT_GT(written, uint64_t{512} << 10) << "too little flushed to measure the limit";
+  // 1 MiB/s = 1,048.576 bytes a millisecond; the first 10 ms refill is free.
+  const int64_t floor_ms = static_cast<int64_t>(written * 1000 / (uint64_t{1} << 20)) - 10;
+  EXPECT_GE(elapsed_ms, floor_ms * 9 / 10) << written << " bytes flushed";
+}
+
 // Opens the RocksDB folder behind the ledger's back to change history.
 class Tamper {
  public:
@@ -595,6 +634,9 @@ TEST(LedgerOpen, RejectsBadOptions) {
   o.group_open_max_us = 10'000'001;
   EXPECT_EQ(Ledger::Open(o).status().code(), StatusCode::kInvalidArgument);
   o.group_open_max_us = 200;
+  o.background_write_mib_per_s = kBackgroundWriteMibPerSMax + 1;
+  EXPECT_EQ(Ledger::Open(o).status().code(), StatusCode::kInvalidArgument);
+  o.background_write_mib_per_s = 0;
   o.pipeline_cpus = {static_cast<uint32_t>(CPU_SETSIZE)};  // no such CPU
   EXPECT_EQ(Ledger::Open(o).status().code(), StatusCode::kInvalidArgument);
   cpu_set_t mask;

@@ -960,10 +960,24 @@ TEST(ServerConfig, JsonOverridesDefaultsAndRejectsUnknownKeys) {
   ASSERT_OK(ApplyConfigJson(R"({"server": {"ledger_background_low_priority": true}})", &cpus));
   EXPECT_TRUE(cpus.server.ledger_background_low_priority);
   EXPECT_FALSE(ApplyConfigJson(R"({"server": {"ledger_background_low_priority": 0}})", &cpus).ok());
-  // ValidateConfig checks the lists against this process's CPUs.
+  EXPECT_EQ(cpus.server.ledger_background_write_mib_per_s, 0u);  // the default: no limit
+  ASSERT_OK(ApplyConfigJson(R"({"server": {"ledger_background_write_mib_per_s": 16}})", &cpus));
+  EXPECT_EQ(cpus.server.ledger_background_write_mib_per_s, 16u);
+  EXPECT_FALSE(
+      ApplyConfigJson(R"({"server": {"ledger_background_write_mib_per_s": -1}})", &cpus).ok());
+  // ValidateConfig checks the lists against this process's CPUs, and the
+  // background write limit's bound.
   SwitchConfig valid;
   valid.data_dir = "/x";
   ASSERT_OK(ValidateConfig(valid));
+  valid.server.ledger_background_write_mib_per_s = ledger::kBackgroundWriteMibPerSMax + 1;
+  Status rate_bad = ValidateConfig(valid);
+  EXPECT_EQ(rate_bad.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(rate_bad.message().find("ledger_background_write_mib_per_s"), std::string::npos)
+      << rate_bad.ToString();
+  valid.server.ledger_background_write_mib_per_s = ledger::kBackgroundWriteMibPerSMax;
+  ASSERT_OK(ValidateConfig(valid));
+  valid.server.ledger_background_write_mib_per_s = 0;
   valid.server.io_cpus = {static_cast<uint32_t>(CPU_SETSIZE) - 1, 0, 0};
   Status io_bad = ValidateConfig(valid);
   EXPECT_EQ(io_bad.code(), StatusCode::kInvalidArgument);
