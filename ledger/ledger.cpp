@@ -1109,7 +1109,8 @@ Result<std::unique_ptr<Ledger>> Ledger::Open(const Options& options) {
     return Status::InvalidArgument("pipeline_cpus: " + st.message());
   }
   if (options.background_write_mib_per_s > kBackgroundWriteMibPerSMax) {
-    return Status::InvalidArgument("background_write_mib_per_s must be 0..100000");
+    return Status::InvalidArgument("background_write_mib_per_s must be 0.." +
+                                   std::to_string(kBackgroundWriteMibPerSMax));
   }
   auto impl = std::make_unique<LedgerImpl>(options);
   NARAE_RETURN_IF_ERROR(impl->OpenDb());
@@ -1150,6 +1151,11 @@ Status LedgerImpl::OpenDb() {
     constexpr int64_t kRefillPeriodUs = 10'000;
     opts.rate_limiter.reset(rocksdb::NewGenericRateLimiter(
         int64_t{options_.background_write_mib_per_s} << 20, kRefillPeriodUs));
+    // RocksDB would take the limit as the rate it slows writes to when
+    // flushes fall behind: keep its default (16 MiB/s) whatever the limit.
+    // (It also sets bytes_per_sync to 1 MiB: the files are written back as
+    // they grow.)
+    opts.delayed_write_rate = 16 << 20;
   }
   opts.paranoid_checks = true;
   opts.max_open_files = options_.read_only ? -1 : 512;

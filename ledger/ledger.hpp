@@ -453,8 +453,10 @@ struct Options {
   // rate limiter, refilled every 10 ms; 0 = no limit, at most
   // kBackgroundWriteMibPerSMax). A 64 MB memtable's flush then spreads
   // over a second or more instead of taking a core for a few hundred
-  // milliseconds, and the same rate bounds how fast RocksDB lets writes go
-  // when it must slow them (`delayed_write_rate`). Too low a limit for the
+  // milliseconds (RocksDB then also writes files back every MiB,
+  // `bytes_per_sync`; the rate it slows writes to stays 16 MiB/s). Anything
+  // that waits for a flush (Close, a checkpoint or online backup, recovery
+  // after a write error) waits longer. Too low a limit for the
   // write rate lets flushes and compactions fall behind until writes
   // stall: the WAL grows about 660 bytes a switch request, flushes write
   // about a quarter of that, compactions more (docs/ledger.md, "Background

@@ -184,7 +184,8 @@ Status ValidateConfig(const SwitchConfig& config) {
     return Status::InvalidArgument("server.ledger_cpus: " + st.message());
   }
   if (config.server.ledger_background_write_mib_per_s > ledger::kBackgroundWriteMibPerSMax) {
-    return Status::InvalidArgument("server.ledger_background_write_mib_per_s: must be 0..100000");
+    return Status::InvalidArgument("server.ledger_background_write_mib_per_s: must be 0.." +
+                                   std::to_string(ledger::kBackgroundWriteMibPerSMax));
   }
   Result<LogLevel> level = ParseLogLevel(config.log_level);
   if (!level.ok()) return level.status();

@@ -22,6 +22,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -1024,8 +1025,6 @@ TEST(ServerConfig, BadOptionsAreRefusedAtStart) {
   EXPECT_EQ(second.status().code(), StatusCode::kIOError);
 }
 
-// server.io_cpus: every I/O thread ("narae-iso") runs on the CPU listed,
-// and the server serves as before.
 // The I/O thread count of both listeners: `threads` when set, else one per
 // CPU of `io_cpus`, else one per core.
 TEST(ServerConfig, IoThreadCountRule) {
@@ -1035,6 +1034,8 @@ TEST(ServerConfig, IoThreadCountRule) {
   EXPECT_EQ(IoThreadCount(0, {}), std::max(1u, std::thread::hardware_concurrency()));
 }
 
+// server.io_cpus: every I/O thread ("narae-iso") runs on the CPU listed,
+// and the server serves as before.
 TEST(ServerConfig, IoThreadsRunOnTheirCpus) {
   cpu_set_t mask;
   CPU_ZERO(&mask);
@@ -1442,11 +1443,13 @@ TEST(ServerBinary, BenchOverMutualTls) {
             0);
   {
     std::ofstream cfg(dir.Sub("switch.json"));
+    // (and a background write limit: main.cpp passes it to the ledger)
     cfg << nlohmann::json{{"server",
                            {{"tls",
                              {{"cert_file", dir.Sub("server.crt")},
                               {"key_file", dir.Sub("server.key")},
-                              {"client_ca_file", dir.Sub("ca.crt")}}}}}}
+                              {"client_ca_file", dir.Sub("ca.crt")}}},
+                            {"ledger_background_write_mib_per_s", 64}}}}
                .dump();
   }
   Child child = Spawn({sw, "--data", data, "--iso-listen", "127.0.0.1:0", "--config",
@@ -1492,6 +1495,16 @@ TEST(ServerBinary, BenchOverMutualTls) {
   ASSERT_EQ(::kill(child.pid, SIGTERM), 0);
   EXPECT_EQ(WaitExit(child.pid, 15000), 0);
   ::close(child.stdout_fd);
+  // The ledger ran with RocksDB's rate limiter: it writes files back every
+  // MiB (bytes_per_sync, 0 without a limiter).
+  std::string newest;
+  for (const auto& f : std::filesystem::directory_iterator(data + "/ledger")) {
+    const std::string name = f.path().filename().string();
+    if (name.rfind("OPTIONS-", 0) == 0 && name > newest) newest = name;
+  }
+  EXPECT_NE(Slurp(data + "/ledger/" + newest).find("\n  bytes_per_sync=1048576\n"),
+            std::string::npos)
+      << newest;
 }
 
 TEST(ServerBinary, BadConfigurationExitsTwo) {
