@@ -398,11 +398,11 @@ bool DeferUntilGroupCallbacksReturn(void (*fn)(void*), void* arg);
 // most kCpusMax of them. CheckCpus: every id is one this process may run on
 // (the calling thread's affinity mask: the process's when called before any
 // pinning, as Open and the servers' Start do), no duplicates;
-// InvalidArgument otherwise (empty is fine). PinThisThread: the calling thread runs on those CPUs
-// only (empty: left as it is).
+// InvalidArgument otherwise (empty is fine). PinThisThread: the calling
+// thread runs on those CPUs only (empty: left as it is).
 inline constexpr size_t kCpusMax = 1024;
-inline constexpr uint32_t kBackgroundWriteMibPerSMax =
-    100'000;  // Options::background_write_mib_per_s
+// The bound of Options::background_write_mib_per_s.
+inline constexpr uint32_t kBackgroundWriteMibPerSMax = 100'000;
 Status CheckCpus(const std::vector<uint32_t>& cpus);
 Status PinThisThread(const std::vector<uint32_t>& cpus);
 

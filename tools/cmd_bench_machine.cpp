@@ -19,7 +19,6 @@
 // (docs/switch.md, "The machine's floor"). The cpu probe keeps every CPU
 // busy for its duration. Prints a line per probe and a JSON line.
 #include <fcntl.h>
-#include <pthread.h>
 #include <sched.h>
 #include <unistd.h>
 
@@ -39,6 +38,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "ledger/ledger.hpp"
 #include "tools/cli.hpp"
 
 namespace narae::tools {
@@ -149,24 +149,20 @@ bool ProbeFsync(const Args& a, Summary* out, bool* stopped_early) {
 }
 
 // The CPUs this process may run on (at most kCpusMax).
-std::vector<int> AllowedCpus() {
+std::vector<uint32_t> AllowedCpus() {
   cpu_set_t allowed;
   CPU_ZERO(&allowed);
-  std::vector<int> cpus;
+  std::vector<uint32_t> cpus;
   if (::sched_getaffinity(0, sizeof(allowed), &allowed) == 0) {
     for (int c = 0; c < CPU_SETSIZE && cpus.size() < kCpusMax; ++c) {
-      if (CPU_ISSET(c, &allowed)) cpus.push_back(c);
+      if (CPU_ISSET(c, &allowed)) cpus.push_back(static_cast<uint32_t>(c));
     }
   }
   return cpus;
 }
 
-bool PinTo(int cpu) {
-  cpu_set_t one;
-  CPU_ZERO(&one);
-  CPU_SET(cpu, &one);
-  return ::pthread_setaffinity_np(::pthread_self(), sizeof(one), &one) == 0;
-}
+// The calling thread on `cpu` only, as the switch pins its threads.
+bool PinTo(uint32_t cpu) { return ledger::PinThisThread({cpu}).ok(); }
 
 // ---- handoff ----------------------------------------------------------------
 struct Hop {
@@ -207,7 +203,7 @@ struct HandoffResult {
 };
 
 HandoffResult ProbeHandoff(const Args& a) {
-  const std::vector<int> cpus = AllowedCpus();
+  const std::vector<uint32_t> cpus = AllowedCpus();
   std::vector<Hop> hops(a.hops);
   const size_t queue_max = a.rate;  // a second's worth
   std::vector<uint32_t> latency_us;
@@ -277,14 +273,14 @@ HandoffResult ProbeHandoff(const Args& a) {
 
 // ---- cpu --------------------------------------------------------------------
 struct CpuGaps {
-  int cpu = -1;
+  uint32_t cpu = 0;
   bool pinned = false;
   uint64_t gaps_100us = 0, gaps_1ms = 0, gaps_5ms = 0, max_gap_us = 0, lost_us = 0;
   uint64_t elapsed_us = 0;
 };
 
 std::vector<CpuGaps> ProbeCpu(const Args& a) {
-  const std::vector<int> cpus = AllowedCpus();
+  const std::vector<uint32_t> cpus = AllowedCpus();
   std::vector<CpuGaps> out(cpus.size());
   std::vector<std::thread> threads;
   for (size_t i = 0; i < cpus.size(); ++i) {
@@ -387,7 +383,7 @@ int RunBenchMachine(const Args& a) {
                       {"max_gap_us", g.max_gap_us}});
       if (!a.json) {
         std::printf(
-            "cpu %-4d lost %llu.%02llu%% of the time%s: gaps >100us %llu, >1ms %llu, >5ms %llu, "
+            "cpu %-4u lost %llu.%02llu%% of the time%s: gaps >100us %llu, >1ms %llu, >5ms %llu, "
             "longest %llu us\n",
             g.cpu, static_cast<unsigned long long>(lost_bp / 100),
             static_cast<unsigned long long>(lost_bp % 100), g.pinned ? "" : " (not pinned)",
