@@ -61,6 +61,9 @@ using error_code = boost::system::error_code;
 constexpr size_t kFirstReadBytes = 4096;
 constexpr size_t kReusedBytesMax = 16 * 1024;   // an answer buffer kept per connection, at most
 constexpr uint32_t kPipelinedBeforeYield = 16;  // requests served from the buffer in a row
+// A lingering close polls this often and drops at most this much.
+constexpr auto kLingerPoll = std::chrono::milliseconds(2);
+constexpr uint64_t kLingerBytesMax = 1 << 20;
 
 struct Counters {
   std::atomic<uint64_t> connections_accepted{0};
@@ -81,6 +84,8 @@ struct Conn {
   asio::steady_timer timer;
   Clock::time_point deadline = Clock::time_point::max();  // max: none (the Api works)
   bool timed_out = false;                                 // the watchdog closed the socket
+  bool reading = false;    // the session waits for a request's bytes (no write pending)
+  bool lingering = false;  // LingerClose: answers all written, FIN sent
   void Expect(uint32_t timeout_ms) {
     deadline = Clock::now() + std::chrono::milliseconds(timeout_ms);
   }
@@ -507,17 +512,20 @@ class HttpServerImpl final : public HttpServer {
       std::this_thread::sleep_for(std::chrono::milliseconds(5));
     }
     {
+      // A session waiting for a request stops waiting; one answering ends
+      // after its answer (stopping_): each then closes after a linger
+      // (LingerClose), so that answers written but not yet taken by the
+      // client are not thrown away.
       std::lock_guard<std::mutex> lock(mu_);
       for (auto& [id, sock] : sockets_) {
         asio::post(sock->socket.get_executor(), [sock] {
           error_code ec;
-          sock->socket.shutdown(tcp::socket::shutdown_both, ec);
-          sock->socket.close(ec);
-          sock->timer.cancel();
+          if (sock->reading) sock->socket.cancel(ec);
         });
       }
     }
-    const auto close_deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+    const auto close_deadline =
+        std::max(deadline, std::chrono::steady_clock::now() + std::chrono::seconds(2));
     while (counters_.connections_open.load() > 0 &&
            std::chrono::steady_clock::now() < close_deadline) {
       std::this_thread::sleep_for(std::chrono::milliseconds(2));
@@ -600,6 +608,7 @@ class HttpServerImpl final : public HttpServer {
           [this, sock, id]() -> asio::awaitable<void> {
             try {
               co_await Session(*sock);
+              co_await LingerClose(*sock);
             } catch (const std::exception& e) {
               if (logger_)
                 logger_->Log(LogLevel::kWarn, "http_session_error", {{"what", e.what()}});
@@ -615,6 +624,36 @@ class HttpServerImpl final : public HttpServer {
             counters_.connections_open--;
           },
           asio::detached);
+    }
+  }
+
+  // Before the socket is closed: FIN after the answers written, then read and
+  // drop what the client still sends until it has acknowledged every byte
+  // (UnackedBytes) or closed its side, within write_timeout_ms (the watchdog
+  // closes the socket then) and kLingerBytesMax. Closed at once, the socket
+  // would throw unsent answers away with a reset as soon as the client sent
+  // more (a pipelined request, one sent as shutdown began).
+  asio::awaitable<void> LingerClose(Conn& conn) {
+    tcp::socket& socket = conn.socket;
+    if (!socket.is_open()) co_return;  // the watchdog closed it
+    error_code ec;
+    socket.shutdown(tcp::socket::shutdown_send, ec);
+    if (ec) co_return;
+    conn.lingering = true;  // Shutdown() leaves it to end here
+    conn.Expect(options_.write_timeout_ms);
+    asio::steady_timer poll(socket.get_executor());
+    std::array<char, 4096> sink;
+    uint64_t dropped_bytes = 0;
+    while (socket.is_open() && UnackedBytes(socket.native_handle()) > 0) {  // bounded above
+      const size_t ready = socket.available(ec);
+      if (ec) co_return;
+      if (ready > 0) {
+        dropped_bytes += socket.read_some(asio::buffer(sink), ec);
+        if (ec || dropped_bytes > kLingerBytesMax) co_return;
+        continue;
+      }
+      poll.expires_after(kLingerPoll);
+      co_await poll.async_wait(asio::redirect_error(asio::use_awaitable, ec));
     }
   }
 
@@ -657,9 +696,11 @@ class HttpServerImpl final : public HttpServer {
         pipelined = 0;
         conn.Expect(options_.idle_timeout_ms);
         error_code ec;
+        conn.reading = true;
         size_t n = co_await stream.async_read_some(buffer.prepare(kFirstReadBytes),
                                                    asio::redirect_error(asio::use_awaitable, ec));
-        if (ec) co_return;  // closed, or idle too long
+        conn.reading = false;
+        if (ec) co_return;  // closed, idle too long, or cancelled by Shutdown()
         buffer.commit(n);
       } else if (++pipelined % kPipelinedBeforeYield == 0) {
         // Requests already read are parsed and often answered (/healthz,
@@ -694,8 +735,10 @@ class HttpServerImpl final : public HttpServer {
         }
         if (ec == http::error::need_more) ec = {};
         if (!ec && !parser.is_done()) {
+          conn.reading = true;
           co_await http::async_read(stream, buffer, parser,
                                     asio::redirect_error(asio::use_awaitable, ec));
+          conn.reading = false;
         }
         keep_alive = !ec && parser.keep_alive();
       }

@@ -23,9 +23,11 @@
 #include <boost/asio/ssl.hpp>
 // clang-format on
 
+#include <linux/sockios.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 #include <pthread.h>
+#include <sys/ioctl.h>
 
 #include <algorithm>
 #include <bit>
@@ -133,6 +135,12 @@ Status ParseHostPort(std::string_view text, std::string* host, uint16_t* port) {
   *host = std::string(h);
   *port = static_cast<uint16_t>(*p);
   return Status::Ok();
+}
+
+int UnackedBytes(int fd) {
+  int n = 0;
+  if (::ioctl(fd, SIOCOUTQ, &n) != 0) return 0;
+  return n;
 }
 
 uint32_t IoThreadCount(uint32_t threads, const std::vector<uint32_t>& io_cpus) {
@@ -365,6 +373,11 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
 
  private:
   static constexpr size_t kReadChunkBytes = 4096;
+  // A lingering close (CloseAfterLinger) checks this often whether the
+  // client has taken every byte, and drops at most kLingerBytesMax bytes the
+  // client still sends.
+  static constexpr auto kLingerPoll = std::chrono::milliseconds(2);
+  static constexpr uint64_t kLingerBytesMax = 1 << 20;
 
   asio::awaitable<void> Main() {
     auto self = this->shared_from_this();
@@ -422,7 +435,7 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
       // Serve every complete frame in the buffer.
       size_t consumed = 0;
       uint64_t frames = 0;
-      while (!closed_ && buffered_ - consumed >= kFrameHeaderBytes) {
+      while (!closed_ && !lingering_ && buffered_ - consumed >= kFrameHeaderBytes) {
         Result<size_t> len = ReadFrameLength({rbuf_.data() + consumed, kFrameHeaderBytes});
         NARAE_CHECK(len.ok());
         if (*len == 0 || *len > opt.max_frame_bytes) {
@@ -456,6 +469,14 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
       }
       if (frames > 0) env_.shared->stages.frames_per_read.Record(frames);
       if (closed_) co_return;
+      if (lingering_) {  // what the client still sends is read and dropped
+        linger_dropped_bytes_ += buffered_ - consumed;
+        consumed = buffered_;
+        if (linger_dropped_bytes_ > kLingerBytesMax) {
+          Close(linger_reason_);
+          co_return;
+        }
+      }
       if (consumed > 0) {
         std::memmove(rbuf_.data(), rbuf_.data() + consumed, buffered_ - consumed);
         buffered_ -= consumed;
@@ -475,6 +496,10 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
           asio::redirect_error(asio::use_awaitable, ec));
       if (ec) {
         if (closed_) co_return;
+        if (lingering_) {  // the client closed (or reset) its side: done
+          Close(linger_reason_);
+          co_return;
+        }
         if (ec == asio::error::eof || ec == ssl::error::stream_truncated) {
           // The client finished sending: answer what is in flight, then close.
           reading_done_ = true;
@@ -620,7 +645,7 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
     if (closed_ || writing_) return;
     if (pending_.empty()) {
       if (in_flight_ == 0 && (stopping_ || reading_done_)) {
-        Close(stopping_ ? "shutdown" : "client_done");
+        CloseAfterLinger(stopping_ ? "shutdown" : "client_done");
       }
       return;
     }
@@ -670,7 +695,7 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
         std::min({opt.read_timeout_ms, opt.idle_timeout_ms, opt.write_timeout_ms});
     const auto tick = std::chrono::milliseconds(std::clamp<uint32_t>(shortest / 8, 5, 1000));
     while (!closed_) {
-      watchdog_.expires_after(tick);
+      watchdog_.expires_after(lingering_ ? kLingerPoll : tick);
       error_code ec;
       co_await watchdog_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
       if (closed_) co_return;
@@ -683,6 +708,16 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
     const Clock::time_point now = Clock::now();
     Counters& c = env_.shared->counters;
     const auto ms = [](uint32_t v) { return std::chrono::milliseconds(v); };
+    if (lingering_) {  // nothing more is written or answered
+      if (UnackedBytes(Lowest().native_handle()) == 0) {
+        Close(linger_reason_);
+      } else if (now - linger_started_ >= ms(opt.write_timeout_ms)) {
+        Bump(c.write_timeouts);
+        LogTimeout("write_timeout", opt.write_timeout_ms);
+        Close(linger_reason_);
+      }
+      return;
+    }
     if (writing_ && now - write_started_ >= ms(opt.write_timeout_ms)) {
       Bump(c.write_timeouts);
       LogTimeout("write_timeout", opt.write_timeout_ms);
@@ -704,6 +739,35 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
   void LogTimeout(std::string_view event, uint32_t limit_ms) {
     env_.logger->Log(LogLevel::kInfo, event,
                      {{"conn", info_.connection_id}, {"peer", info_.peer}, {"limit_ms", limit_ms}});
+  }
+
+  // Ends a connection whose replies are all written but perhaps not yet
+  // taken by the client. A write completes once the kernel holds the bytes;
+  // a closed socket keeps sending them, but throws them away (with a reset)
+  // as soon as the client sends anything more, or when unread requests were
+  // left at close. The client then never sees replies to requests the ledger
+  // applied: an approved purchase whose approval never arrives. So: FIN after
+  // the replies, then read and drop whatever the client still sends, and
+  // close only once the client has acknowledged every byte (SIOCOUTQ is 0)
+  // or closed its side, or after write_timeout_ms (a client that does not
+  // read, as for any write), or kLingerBytesMax dropped. `reason` must
+  // outlive the session (a literal).
+  void CloseAfterLinger(std::string_view reason) {
+    if (closed_ || lingering_) return;
+    if (reading_done_) {  // the client's FIN came: it sends nothing to reset on
+      Close(reason);
+      return;
+    }
+    lingering_ = true;
+    linger_reason_ = reason;
+    linger_started_ = Clock::now();
+    error_code ec;
+    Lowest().shutdown(tcp::socket::shutdown_send, ec);
+    if (ec || UnackedBytes(Lowest().native_handle()) == 0) {
+      Close(reason);
+      return;
+    }
+    watchdog_.cancel();  // it wakes and polls every kLingerPoll
   }
 
   void Close(std::string_view reason) {
@@ -760,6 +824,10 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
   bool handshaking_ = false;
   bool reading_done_ = false;
   bool stopping_ = false;
+  bool lingering_ = false;  // CloseAfterLinger: FIN sent, reading to drop
+  std::string_view linger_reason_;
+  Clock::time_point linger_started_;
+  uint64_t linger_dropped_bytes_ = 0;
   bool closed_ = false;
 };
 

@@ -18,6 +18,12 @@ namespace narae::switching {
 // one per CPU listed in `io_cpus`, else one per core.
 uint32_t IoThreadCount(uint32_t threads, const std::vector<uint32_t>& io_cpus);
 
+// Bytes written to the TCP socket `fd` and not yet acknowledged by the peer
+// (SIOCOUTQ; a FIN counts as one); 0 on error. A lingering close (both
+// listeners) closes once this is 0: a socket closed earlier throws its unsent
+// bytes away with a reset when the peer sends anything more.
+int UnackedBytes(int fd);
+
 // The MTI and STAN (field 11) of a body the codec rejected, when both can be
 // read: the MTI is 4 digits, the bitmap and the fields before 11 are
 // well-formed enough to skip, and field 11 is 6 digits. Pure.

@@ -14,11 +14,15 @@
 #include <sys/resource.h>
 
 #include <array>
+#include <chrono>
 #include <cstdio>
+#include <fstream>
 #include <functional>
+#include <iterator>
 #include <map>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "ledger/ledger.hpp"
@@ -1037,6 +1041,83 @@ TEST_F(BadInput, RequestsAfterShutdownBeganAreRefusedNotApproved) {
       "[ shutdown ] %d requests around SIGTERM: %d approved (in the ledger), %d refused 91 "
       "(not in it), %d unanswered (not in it)\n",
       2 * kBatch, codes["00"], codes["91"], unanswered);
+}
+
+TEST_F(BadInput, ApprovalsReachASlowReaderAcrossShutdown) {
+  ASSERT_TRUE(Start());
+  // A client with a 4 KiB receive buffer sends 300 purchases and reads
+  // nothing until shutdown began and it sent 20 more: most approvals still
+  // wait in the server's socket when the server is done with the connection.
+  // Were it closed then, the late requests would reset it and the kernel
+  // would throw those approvals away; the lingering close delivers them.
+  IsoClient c(sw_.port(), 4096);
+  ASSERT_TRUE(c.connected());
+  constexpr int kBatch = 300;
+  constexpr int kLate = 20;
+  std::vector<Message> sent;
+  auto batch = [&](int n) {
+    Bytes all;
+    for (int i = 0; i < n; ++i) {
+      sent.push_back(env_.Buy(100 + static_cast<uint64_t>(i)));
+      const Bytes f = F(sent.back());
+      all.insert(all.end(), f.begin(), f.end());
+    }
+    return all;
+  };
+  const auto id_of = [](const Message& m) {
+    return RequestTransferId(RequestKey(m.Get(41), m.Get(7), m.Get(11), NowMs()), 1);
+  };
+  ASSERT_TRUE(c.SendRaw(batch(kBatch)));
+  // Every purchase of the batch is in the ledger (read beside the switch)
+  // before the signal: the server has nothing in flight, only unread replies.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  for (int present = 0; present < kBatch;) {  // bounded by the deadline
+    ASSERT_LT(std::chrono::steady_clock::now(), deadline) << present << " applied";
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    std::unique_ptr<ledger::Ledger> ro = OpenReadOnly();
+    present = 0;
+    for (int i = 0; i < kBatch; ++i) present += ro->LookupTransfer(id_of(sent[i])).has_value();
+  }
+  sw_.SendSignal(SIGTERM);
+  for (;;) {  // until the switch logged that shutdown began (bounded)
+    ASSERT_LT(std::chrono::steady_clock::now(), deadline) << "no shutdown_begin";
+    std::ifstream log(dir_.Sub("switch.log"));
+    const std::string text((std::istreambuf_iterator<char>(log)), std::istreambuf_iterator<char>());
+    if (text.find("shutdown_begin") != std::string::npos) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));  // the server is done with `c`
+  (void)c.SendRaw(batch(kLate));                                // may fail once the server closed
+  std::map<std::string, std::string> answer_by_stan;
+  for (int i = 0; i < kBatch + kLate; ++i) {  // bounded
+    std::optional<Message> r = c.Recv(5000);
+    if (!r) break;
+    answer_by_stan[std::string(r->Get(11))] = std::string(r->Get(39));
+  }
+  EXPECT_EQ(sw_.WaitExit(15000), 0);
+
+  ledger::Options lo;
+  lo.path = data_ + "/ledger";
+  Result<std::unique_ptr<ledger::Ledger>> l = ledger::Ledger::Open(lo);
+  ASSERT_TRUE(l.ok());
+  int approved = 0;
+  for (size_t i = 0; i < sent.size(); ++i) {
+    const bool in_ledger = (*l)->LookupTransfer(id_of(sent[i])).has_value();
+    auto it = answer_by_stan.find(std::string(sent[i].Get(11)));
+    if (i < kBatch) {  // applied before the signal: each one's approval arrives
+      EXPECT_TRUE(in_ledger);
+      ASSERT_NE(it, answer_by_stan.end()) << "approval lost: " << i;
+      EXPECT_EQ(it->second, "00");
+      ++approved;
+    } else {  // too late: refused 91 or dropped, and not applied
+      EXPECT_FALSE(in_ledger) << i;
+      if (it != answer_by_stan.end()) {
+        EXPECT_EQ(it->second, "91") << i;
+      }
+    }
+  }
+  ASSERT_OK((*l)->Close());
+  EXPECT_EQ(approved, kBatch);
 }
 
 }  // namespace

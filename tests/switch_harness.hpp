@@ -80,9 +80,15 @@ inline bool SeedDemo(const std::string& data, const std::string& demo_json, int 
 // A blocking loopback client on a plain socket.
 class IsoClient {
  public:
-  explicit IsoClient(uint16_t port) {
+  // `receive_buffer_bytes` > 0 sets SO_RCVBUF before connecting: a client
+  // that takes its replies slowly.
+  explicit IsoClient(uint16_t port, int receive_buffer_bytes = 0) {
     fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
     NARAE_CHECK(fd_ >= 0);
+    if (receive_buffer_bytes > 0) {
+      NARAE_CHECK(::setsockopt(fd_, SOL_SOCKET, SO_RCVBUF, &receive_buffer_bytes,
+                               sizeof(receive_buffer_bytes)) == 0);
+    }
     sockaddr_in addr{};
     addr.sin_family = AF_INET;
     addr.sin_port = htons(port);

@@ -1835,6 +1835,79 @@ TEST_F(HttpTest, ManyPipelinedRequestsAreAnsweredInOrder) {
   EXPECT_EQ(res.result_int(), 200u);
 }
 
+// A client pipelining past a request that closes the connection, and reading
+// its answers late, still gets every answer up to that one: the server closes
+// once the client has taken them. A socket closed at once would throw unsent
+// answers away with a reset when the requests sent after it arrive.
+TEST_F(HttpTest, AnswersBeforeAClosingRequestReachASlowPipeliningClient) {
+  asio::io_context ioc;
+  tcp::socket socket(ioc);
+  socket.open(tcp::v4());
+  socket.set_option(asio::socket_base::receive_buffer_size(4096));
+  socket.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), server_->port()));
+  constexpr int kAnswered = 200;
+  std::string reqs;
+  for (int i = 0; i < kAnswered - 1; ++i) {
+    reqs += i % 3 == 2 ? "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n"
+                       : "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
+  }
+  reqs += "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+  asio::write(socket, asio::buffer(reqs));
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // the server is done with it
+  std::string late;
+  for (int i = 0; i < 10; ++i) late += "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
+  beast::error_code ec;
+  asio::write(socket, asio::buffer(late), ec);  // may fail once the server closed
+  beast::flat_buffer buf;
+  int answered = 0;
+  for (; answered < kAnswered + 10; ++answered) {  // bounded
+    http::response<http::string_body> res;
+    http::read(socket, buf, res, ec);
+    if (ec) break;
+    EXPECT_EQ(res.result_int(), 200u) << answered;
+    EXPECT_EQ(res.keep_alive(), answered < kAnswered - 1) << answered;
+  }
+  EXPECT_EQ(answered, kAnswered);
+  EXPECT_EQ(ec, http::error::end_of_stream) << ec.message();  // a FIN, not a reset
+}
+
+// Shutdown lets a client that reads late take every answer already written:
+// its connection, waiting for a request, is closed after a linger instead of
+// at once (which would throw the unsent answers away with a reset when the
+// client sends more). What it sends after shutdown began is not answered.
+TEST_F(HttpTest, ShutdownLetsASlowReaderTakeEveryAnswerWritten) {
+  asio::io_context ioc;
+  tcp::socket socket(ioc);
+  socket.open(tcp::v4());
+  socket.set_option(asio::socket_base::receive_buffer_size(4096));
+  socket.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), server_->port()));
+  constexpr int kRequests = 150;
+  std::string reqs;
+  for (int i = 0; i < kRequests; ++i) reqs += "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n";
+  asio::write(socket, asio::buffer(reqs));
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (server_->Stats().requests < kRequests) {  // bounded by the deadline
+    ASSERT_LT(std::chrono::steady_clock::now(), deadline);
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));  // the answers are written
+  std::thread stopper([&] { server_->Shutdown(); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  beast::error_code ec;
+  asio::write(socket, asio::buffer(std::string("GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")), ec);
+  beast::flat_buffer buf;
+  int answered = 0;
+  for (; answered < kRequests + 1; ++answered) {  // bounded
+    http::response<http::string_body> res;
+    http::read(socket, buf, res, ec);
+    if (ec) break;
+    EXPECT_EQ(res.result_int(), 200u) << answered;
+  }
+  stopper.join();
+  EXPECT_EQ(answered, kRequests);
+  EXPECT_EQ(ec, http::error::end_of_stream) << ec.message();  // a FIN, not a reset
+}
+
 TEST_F(HttpTest, RateLimitAnswers429WithRetryAfter) {
   Stop();
   api_options_.rate_per_s = 1;

@@ -154,9 +154,14 @@ class TestHandler : public IsoHandler {
 // A blocking loopback client on a plain socket.
 class Client {
  public:
-  explicit Client(uint16_t port) {
+  // `receive_buffer_bytes` > 0: SO_RCVBUF set before connecting.
+  explicit Client(uint16_t port, int receive_buffer_bytes = 0) {
     fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
     NARAE_CHECK(fd_ >= 0);
+    if (receive_buffer_bytes > 0) {
+      NARAE_CHECK(::setsockopt(fd_, SOL_SOCKET, SO_RCVBUF, &receive_buffer_bytes,
+                               sizeof(receive_buffer_bytes)) == 0);
+    }
     sockaddr_in addr{};
     addr.sin_family = AF_INET;
     addr.sin_port = htons(port);
@@ -706,6 +711,56 @@ TEST(ServerIso, ShutdownGraceBoundsAStuckHandlerAndLateRepliesAreDropped) {
   handler.Release();  // the reply comes after the server stopped: dropped
   ASSERT_TRUE(Eventually([&] { return server->Stats().replies_dropped == 1; }));
   server.reset();
+}
+
+// Replies already written when shutdown begins but not yet read by a slow
+// client still reach it, even when it sends more meanwhile: a socket closed
+// at once would answer those bytes with a reset, and the kernel would throw
+// the unread replies away.
+TEST(ServerIso, ShutdownDeliversEveryWrittenReplyToASlowReader) {
+  TestHandler handler;
+  ServerOptions o = TestOptions();
+  o.shutdown_grace_ms = 5000;
+  auto server = StartServer(o, &handler);
+  Client c(server->port(), 4096);
+  constexpr int kRequests = 300;
+  for (int i = 1; i <= kRequests; ++i) ASSERT_TRUE(c.Send(Purchase(i)));
+  ASSERT_TRUE(Eventually([&] { return server->Stats().responses == kRequests; }));
+  std::this_thread::sleep_for(50ms);  // the replies are in the server's socket
+  std::thread stopper([&] { server->Shutdown(); });
+  std::this_thread::sleep_for(100ms);
+  (void)c.Send(Purchase(kRequests + 1));  // too late: dropped unanswered
+  std::set<std::string> approved;
+  for (int i = 0; i < kRequests + 1; ++i) {  // bounded
+    std::optional<Message> r = c.Recv(3000);
+    if (!r) break;
+    if (r->Get(39) == "00") approved.insert(std::string(r->Get(11)));
+  }
+  EXPECT_EQ(approved.size(), static_cast<size_t>(kRequests));
+  EXPECT_TRUE(c.WaitClosed(3000));
+  stopper.join();
+  EXPECT_EQ(server->Stats().write_timeouts, 0u);
+}
+
+// A client that never reads its replies holds shutdown no longer than the
+// write timeout.
+TEST(ServerIso, ShutdownClosesAClientThatNeverReadsAfterTheWriteTimeout) {
+  TestHandler handler;
+  ServerOptions o = TestOptions();
+  o.shutdown_grace_ms = 5000;
+  o.write_timeout_ms = 300;
+  auto server = StartServer(o, &handler);
+  Client c(server->port(), 4096);
+  constexpr int kRequests = 300;
+  for (int i = 1; i <= kRequests; ++i) ASSERT_TRUE(c.Send(Purchase(i)));
+  ASSERT_TRUE(Eventually([&] { return server->Stats().responses == kRequests; }));
+  std::this_thread::sleep_for(50ms);
+  const auto start = Clock::now();
+  server->Shutdown();
+  EXPECT_GE(MsSince(start), 250);
+  EXPECT_LT(MsSince(start), 2500);
+  EXPECT_EQ(server->Stats().write_timeouts, 1u);
+  EXPECT_EQ(server->Stats().connections_open, 0u);
 }
 
 // ---------------------------------------------------------------------------
