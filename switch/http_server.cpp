@@ -61,9 +61,6 @@ using error_code = boost::system::error_code;
 constexpr size_t kFirstReadBytes = 4096;
 constexpr size_t kReusedBytesMax = 16 * 1024;   // an answer buffer kept per connection, at most
 constexpr uint32_t kPipelinedBeforeYield = 16;  // requests served from the buffer in a row
-// A lingering close polls this often and drops at most this much.
-constexpr auto kLingerPoll = std::chrono::milliseconds(2);
-constexpr uint64_t kLingerBytesMax = 1 << 20;
 
 struct Counters {
   std::atomic<uint64_t> connections_accepted{0};
@@ -84,8 +81,7 @@ struct Conn {
   asio::steady_timer timer;
   Clock::time_point deadline = Clock::time_point::max();  // max: none (the Api works)
   bool timed_out = false;                                 // the watchdog closed the socket
-  bool reading = false;    // the session waits for a request's bytes (no write pending)
-  bool lingering = false;  // LingerClose: answers all written, FIN sent
+  bool reading = false;  // the session waits for a request's bytes (no write pending)
   void Expect(uint32_t timeout_ms) {
     deadline = Clock::now() + std::chrono::milliseconds(timeout_ms);
   }
@@ -524,8 +520,7 @@ class HttpServerImpl final : public HttpServer {
         });
       }
     }
-    const auto close_deadline =
-        std::max(deadline, std::chrono::steady_clock::now() + std::chrono::seconds(2));
+    const auto close_deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
     while (counters_.connections_open.load() > 0 &&
            std::chrono::steady_clock::now() < close_deadline) {
       std::this_thread::sleep_for(std::chrono::milliseconds(2));
@@ -534,6 +529,15 @@ class HttpServerImpl final : public HttpServer {
     for (const auto& ioc : iocs_) ioc->stop();
     for (std::thread& t : threads_) t.join();
     threads_.clear();
+    {
+      // Connections that outlived the wait (a client not taking its answers,
+      // one still sending a request): no I/O thread runs any more.
+      std::lock_guard<std::mutex> lock(mu_);
+      for (auto& [id, sock] : sockets_) {
+        error_code ec;
+        sock->socket.close(ec);
+      }
+    }
     for (auto& box : boxes_) box->Close();  // a late answer has nowhere to go
   }
 
@@ -627,33 +631,32 @@ class HttpServerImpl final : public HttpServer {
     }
   }
 
-  // Before the socket is closed: FIN after the answers written, then read and
-  // drop what the client still sends until it has acknowledged every byte
-  // (UnackedBytes) or closed its side, within write_timeout_ms (the watchdog
-  // closes the socket then) and kLingerBytesMax. Closed at once, the socket
-  // would throw unsent answers away with a reset as soon as the client sent
-  // more (a pipelined request, one sent as shutdown began).
+  // Before the socket is closed, a lingering close (server.hpp): FIN after
+  // the answers written, then read and drop what the client still sends
+  // until it has acknowledged every byte or closed its side. Closed at once,
+  // the socket would throw unsent answers away with a reset as soon as the
+  // client sent more (a pipelined request, one sent as shutdown began).
   asio::awaitable<void> LingerClose(Conn& conn) {
+    NARAE_CHECK(!conn.reading);
     tcp::socket& socket = conn.socket;
     if (!socket.is_open()) co_return;  // the watchdog closed it
     error_code ec;
     socket.shutdown(tcp::socket::shutdown_send, ec);
     if (ec) co_return;
-    conn.lingering = true;  // Shutdown() leaves it to end here
-    conn.Expect(options_.write_timeout_ms);
+    conn.Expect(options_.write_timeout_ms);  // the watchdog closes the socket then
     asio::steady_timer poll(socket.get_executor());
-    std::array<char, 4096> sink;
     uint64_t dropped_bytes = 0;
-    while (socket.is_open() && UnackedBytes(socket.native_handle()) > 0) {  // bounded above
-      const size_t ready = socket.available(ec);
-      if (ec) co_return;
-      if (ready > 0) {
-        dropped_bytes += socket.read_some(asio::buffer(sink), ec);
-        if (ec || dropped_bytes > kLingerBytesMax) co_return;
-        continue;
-      }
-      poll.expires_after(kLingerPoll);
+    Clock::duration wait = kLingerPollFirst;
+    // Bounded by the watchdog (write_timeout_ms) and kLingerBytesMax.
+    while (socket.is_open()) {
+      const int fd = socket.native_handle();
+      // FIN, reset or too much: done. Drained before the check below, so
+      // that the close finds nothing unread (which would send a reset).
+      if (DrainReceived(fd, &dropped_bytes) != DrainResult::kWouldBlock) co_return;
+      if (UnackedBytes(fd) == 0) co_return;  // the client has every answer
+      poll.expires_after(wait);
       co_await poll.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+      wait = std::min<Clock::duration>(wait * 2, kLingerPollMax);
     }
   }
 
@@ -735,6 +738,7 @@ class HttpServerImpl final : public HttpServer {
         }
         if (ec == http::error::need_more) ec = {};
         if (!ec && !parser.is_done()) {
+          if (stopping_) co_return;  // Shutdown()'s cancel may have come already
           conn.reading = true;
           co_await http::async_read(stream, buffer, parser,
                                     asio::redirect_error(asio::use_awaitable, ec));

@@ -68,9 +68,10 @@ class HttpServer {
   virtual std::string listen_address() const = 0;
   virtual uint16_t port() const = 0;
   // Stops accepting, waits up to shutdown_grace_ms for requests in the
-  // ledger, closes every connection and joins the I/O threads. Late replies
-  // are dropped (the io_context lives until the server is destroyed).
-  // Idempotent.
+  // ledger, ends every connection (a lingering close, up to 2 s more for the
+  // clients to take their answers), joins the I/O threads and closes what is
+  // left. Late replies are dropped (the io_context lives until the server is
+  // destroyed). Idempotent.
   virtual void Shutdown() = 0;
   virtual HttpServerStats Stats() const = 0;
 };

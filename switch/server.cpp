@@ -30,7 +30,9 @@
 #include <sys/ioctl.h>
 
 #include <algorithm>
+#include <array>
 #include <bit>
+#include <cerrno>
 #include <chrono>
 #include <condition_variable>
 #include <cstring>
@@ -141,6 +143,21 @@ int UnackedBytes(int fd) {
   int n = 0;
   if (::ioctl(fd, SIOCOUTQ, &n) != 0) return 0;
   return n;
+}
+
+DrainResult DrainReceived(int fd, uint64_t* dropped_bytes) {
+  std::array<char, 4096> sink;
+  for (;;) {  // bounded: each pass drops bytes, kLingerBytesMax in all
+    const ssize_t n = ::recv(fd, sink.data(), sink.size(), MSG_DONTWAIT);
+    if (n > 0) {
+      *dropped_bytes += static_cast<uint64_t>(n);
+      if (*dropped_bytes > kLingerBytesMax) return DrainResult::kOverBudget;
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return DrainResult::kWouldBlock;
+    return DrainResult::kEnded;  // 0: the peer's FIN; else an error (a reset)
+  }
 }
 
 uint32_t IoThreadCount(uint32_t threads, const std::vector<uint32_t>& io_cpus) {
@@ -373,11 +390,6 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
 
  private:
   static constexpr size_t kReadChunkBytes = 4096;
-  // A lingering close (CloseAfterLinger) checks this often whether the
-  // client has taken every byte, and drops at most kLingerBytesMax bytes the
-  // client still sends.
-  static constexpr auto kLingerPoll = std::chrono::milliseconds(2);
-  static constexpr uint64_t kLingerBytesMax = 1 << 20;
 
   asio::awaitable<void> Main() {
     auto self = this->shared_from_this();
@@ -695,7 +707,7 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
         std::min({opt.read_timeout_ms, opt.idle_timeout_ms, opt.write_timeout_ms});
     const auto tick = std::chrono::milliseconds(std::clamp<uint32_t>(shortest / 8, 5, 1000));
     while (!closed_) {
-      watchdog_.expires_after(lingering_ ? kLingerPoll : tick);
+      watchdog_.expires_after(lingering_ ? linger_poll_ : tick);
       error_code ec;
       co_await watchdog_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
       if (closed_) co_return;
@@ -709,13 +721,18 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
     Counters& c = env_.shared->counters;
     const auto ms = [](uint32_t v) { return std::chrono::milliseconds(v); };
     if (lingering_) {  // nothing more is written or answered
-      if (UnackedBytes(Lowest().native_handle()) == 0) {
+      const int fd = Lowest().native_handle();
+      if (UnackedBytes(fd) == 0) {
+        // Unread bytes at close would make the kernel send a reset, and some
+        // clients' kernels (not Linux's) drop unread replies on a reset.
+        (void)DrainReceived(fd, &linger_dropped_bytes_);
         Close(linger_reason_);
       } else if (now - linger_started_ >= ms(opt.write_timeout_ms)) {
         Bump(c.write_timeouts);
         LogTimeout("write_timeout", opt.write_timeout_ms);
         Close(linger_reason_);
       }
+      linger_poll_ = std::min<Clock::duration>(linger_poll_ * 2, kLingerPollMax);
       return;
     }
     if (writing_ && now - write_started_ >= ms(opt.write_timeout_ms)) {
@@ -754,6 +771,7 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
   // outlive the session (a literal).
   void CloseAfterLinger(std::string_view reason) {
     if (closed_ || lingering_) return;
+    NARAE_CHECK(!writing_ && pending_.empty() && in_flight_ == 0);
     if (reading_done_) {  // the client's FIN came: it sends nothing to reset on
       Close(reason);
       return;
@@ -767,7 +785,7 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
       Close(reason);
       return;
     }
-    watchdog_.cancel();  // it wakes and polls every kLingerPoll
+    watchdog_.cancel();  // it wakes and polls from kLingerPollFirst on
   }
 
   void Close(std::string_view reason) {
@@ -827,6 +845,7 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
   bool lingering_ = false;  // CloseAfterLinger: FIN sent, reading to drop
   std::string_view linger_reason_;
   Clock::time_point linger_started_;
+  Clock::duration linger_poll_ = kLingerPollFirst;
   uint64_t linger_dropped_bytes_ = 0;
   bool closed_ = false;
 };

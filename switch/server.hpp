@@ -3,6 +3,7 @@
 // server's latency histogram. The server itself is IsoServer (switch.hpp).
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <optional>
 #include <span>
@@ -18,11 +19,26 @@ namespace narae::switching {
 // one per CPU listed in `io_cpus`, else one per core.
 uint32_t IoThreadCount(uint32_t threads, const std::vector<uint32_t>& io_cpus);
 
+// A lingering close (both listeners): FIN after the replies, then read and
+// drop what the peer still sends, and close once the peer has acknowledged
+// every byte (UnackedBytes is 0) or closed its side. A socket closed earlier
+// throws its unsent bytes away with a reset when the peer sends anything
+// more. UnackedBytes is polled every kLingerPollFirst, doubling up to
+// kLingerPollMax; at most kLingerBytesMax bytes are dropped.
+inline constexpr std::chrono::milliseconds kLingerPollFirst{2};
+inline constexpr std::chrono::milliseconds kLingerPollMax{50};
+inline constexpr uint64_t kLingerBytesMax = 1 << 20;
+
 // Bytes written to the TCP socket `fd` and not yet acknowledged by the peer
-// (SIOCOUTQ; a FIN counts as one); 0 on error. A lingering close (both
-// listeners) closes once this is 0: a socket closed earlier throws its unsent
-// bytes away with a reset when the peer sends anything more.
+// (SIOCOUTQ; a FIN counts as one); 0 on error.
 int UnackedBytes(int fd);
+
+// Reads and drops, without blocking, what the kernel holds for `fd`, adding
+// the bytes to `*dropped_bytes`: kWouldBlock when nothing more is there,
+// kEnded at the peer's FIN or a socket error, kOverBudget once
+// *dropped_bytes passes kLingerBytesMax.
+enum class DrainResult { kWouldBlock, kEnded, kOverBudget };
+DrainResult DrainReceived(int fd, uint64_t* dropped_bytes);
 
 // The MTI and STAN (field 11) of a body the codec rejected, when both can be
 // read: the MTI is 4 digits, the bitmap and the fields before 11 are

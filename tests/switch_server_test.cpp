@@ -729,12 +729,14 @@ TEST(ServerIso, ShutdownDeliversEveryWrittenReplyToASlowReader) {
   std::this_thread::sleep_for(50ms);  // the replies are in the server's socket
   std::thread stopper([&] { server->Shutdown(); });
   std::this_thread::sleep_for(100ms);
-  (void)c.Send(Purchase(kRequests + 1));  // too late: dropped unanswered
+  // Too late: dropped unanswered (or, were the stopper thread slow to run,
+  // answered like the others: not counted below).
+  (void)c.Send(Purchase(kRequests + 1));
   std::set<std::string> approved;
   for (int i = 0; i < kRequests + 1; ++i) {  // bounded
     std::optional<Message> r = c.Recv(3000);
     if (!r) break;
-    if (r->Get(39) == "00") approved.insert(std::string(r->Get(11)));
+    if (r->Get(39) == "00" && r->Get(11) != "000301") approved.insert(std::string(r->Get(11)));
   }
   EXPECT_EQ(approved.size(), static_cast<size_t>(kRequests));
   EXPECT_TRUE(c.WaitClosed(3000));
