@@ -447,7 +447,8 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
       // Serve every complete frame in the buffer.
       size_t consumed = 0;
       uint64_t frames = 0;
-      while (!closed_ && !lingering_ && buffered_ - consumed >= kFrameHeaderBytes) {
+      while (!closed_ && !lingering_ && stop_reason_.empty() &&
+             buffered_ - consumed >= kFrameHeaderBytes) {
         Result<size_t> len = ReadFrameLength({rbuf_.data() + consumed, kFrameHeaderBytes});
         NARAE_CHECK(len.ok());
         if (*len == 0 || *len > opt.max_frame_bytes) {
@@ -457,7 +458,7 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
                             {"peer", info_.peer},
                             {"length", static_cast<uint64_t>(*len)},
                             {"max_frame_bytes", opt.max_frame_bytes}});
-          Close("frame_length");
+          StopReading("frame_length");
           co_return;
         }
         const size_t frame = kFrameHeaderBytes + *len;
@@ -480,7 +481,7 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
         }
       }
       if (frames > 0) env_.shared->stages.frames_per_read.Record(frames);
-      if (closed_) co_return;
+      if (closed_ || !stop_reason_.empty()) co_return;
       if (lingering_) {  // what the client still sends is read and dropped
         linger_dropped_bytes_ += buffered_ - consumed;
         consumed = buffered_;
@@ -506,6 +507,7 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
       const size_t n = co_await stream_.async_read_some(
           asio::buffer(rbuf_.data() + buffered_, rbuf_.size() - buffered_),
           asio::redirect_error(asio::use_awaitable, ec));
+      if (!stop_reason_.empty()) co_return;  // the read deadline passed meanwhile
       if (ec) {
         if (closed_) co_return;
         if (lingering_) {  // the client closed (or reset) its side: done
@@ -541,7 +543,7 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
                         {"answered", header.has_value()},
                         {"error", msg.status().message()}});
       if (!header) {
-        Close("format_error");
+        StopReading("format_error");
         return;
       }
       ServerReply(ServerAnswer(*AnswerMti(header->mti), header->stan, ResponseCode::kFormatError));
@@ -656,8 +658,10 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
   void Flush() {
     if (closed_ || writing_) return;
     if (pending_.empty()) {
-      if (in_flight_ == 0 && (stopping_ || reading_done_)) {
-        CloseAfterLinger(stopping_ ? "shutdown" : "client_done");
+      if (in_flight_ == 0 && (stopping_ || reading_done_ || !stop_reason_.empty())) {
+        CloseAfterLinger(stopping_               ? "shutdown"
+                         : !stop_reason_.empty() ? stop_reason_
+                                                 : "client_done");
       }
       return;
     }
@@ -739,12 +743,16 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
       Bump(c.write_timeouts);
       LogTimeout("write_timeout", opt.write_timeout_ms);
       Close("write_timeout");
-    } else if (paused_ || reading_done_) {
+    } else if (paused_ || reading_done_ || !stop_reason_.empty()) {
       return;  // not reading: only the write deadline applies
     } else if (frame_started_ && now - *frame_started_ >= ms(opt.read_timeout_ms)) {
       Bump(c.read_timeouts);
       LogTimeout(handshaking_ ? "handshake_timeout" : "read_timeout", opt.read_timeout_ms);
-      Close("read_timeout");
+      if (handshaking_) {
+        Close("handshake_timeout");
+      } else {
+        StopReading("read_timeout");
+      }
     } else if (!frame_started_ && in_flight_ == 0 &&
                now - last_activity_ >= ms(opt.idle_timeout_ms)) {
       Bump(c.idle_timeouts);
@@ -756,6 +764,18 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
   void LogTimeout(std::string_view event, uint32_t limit_ms) {
     env_.logger->Log(LogLevel::kInfo, event,
                      {{"conn", info_.connection_id}, {"peer", info_.peer}, {"limit_ms", limit_ms}});
+  }
+
+  // The client broke the framing (a length out of bounds, a message whose
+  // header cannot be read) or stalled mid-frame: nothing more it sends is
+  // read. The requests already read still get their replies, then the
+  // connection ends (CloseAfterLinger). Before, it was closed at once and the
+  // replies of requests the ledger applied were dropped. `reason`: a literal.
+  void StopReading(std::string_view reason) {
+    if (closed_ || !stop_reason_.empty()) return;
+    stop_reason_ = reason;
+    frame_started_.reset();
+    Flush();
   }
 
   // Ends a connection whose replies are all written but perhaps not yet
@@ -842,7 +862,8 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
   bool handshaking_ = false;
   bool reading_done_ = false;
   bool stopping_ = false;
-  bool lingering_ = false;  // CloseAfterLinger: FIN sent, reading to drop
+  std::string_view stop_reason_;  // StopReading: not empty once reading stopped
+  bool lingering_ = false;        // CloseAfterLinger: FIN sent, reading to drop
   std::string_view linger_reason_;
   Clock::time_point linger_started_;
   Clock::duration linger_poll_ = kLingerPollFirst;

@@ -491,6 +491,68 @@ TEST(ServerIso, OversizedOrZeroLengthClosesOnlyThatConnection) {
   EXPECT_EQ(server->Stats().frames_rejected, 3u);
 }
 
+// A client that breaks the framing after pipelined requests still gets
+// their replies (the ledger may have applied them), then the connection
+// closes; nothing after the break is read.
+TEST(ServerIso, RequestsBeforeABrokenFrameAreAnsweredThenTheConnectionCloses) {
+  TestHandler handler(50ms);  // the replies come after the break was read
+  ServerOptions o = TestOptions();
+  o.max_frame_bytes = 1024;
+  auto server = StartServer(o, &handler);
+  const std::vector<std::vector<uint8_t>> breaks = {
+      {0x00, 0x00},                 // a zero length
+      {0x04, 0x01},                 // 1025 > max_frame_bytes
+      {0x00, 0x03, 'a', 'b', 'c'},  // a body whose MTI and STAN cannot be read
+  };
+  int stan = 0;
+  for (const std::vector<uint8_t>& tail : breaks) {
+    Client c(server->port());
+    std::vector<uint8_t> bytes;
+    for (int i = 0; i < 3; ++i) {
+      const std::vector<uint8_t> f = PackFramed(Purchase(++stan)).value();
+      bytes.insert(bytes.end(), f.begin(), f.end());
+    }
+    bytes.insert(bytes.end(), tail.begin(), tail.end());
+    const std::vector<uint8_t> after = PackFramed(Purchase(900)).value();
+    bytes.insert(bytes.end(), after.begin(), after.end());  // never read
+    ASSERT_TRUE(c.SendRaw(bytes));
+    for (int i = 0; i < 3; ++i) {
+      std::optional<Message> r = c.Recv(3000);
+      ASSERT_TRUE(r.has_value()) << stan << " " << i;
+      EXPECT_EQ(r->Get(39), "00");
+      EXPECT_EQ(r->Get(11), FormatDigits(static_cast<uint64_t>(stan - 2 + i), 6).value());
+    }
+    EXPECT_TRUE(c.WaitClosed(3000));
+  }
+  EXPECT_EQ(handler.handled(), 9u);
+  EXPECT_EQ(server->Stats().frames_rejected, 2u);
+  EXPECT_EQ(server->Stats().format_errors, 1u);
+  EXPECT_EQ(server->Stats().replies_dropped, 0u);
+}
+
+// A request whose reply is still on its way when the next frame stalls past
+// the read deadline is answered before the connection closes.
+TEST(ServerIso, ARequestBeforeAStalledFrameIsAnsweredAfterTheReadTimeout) {
+  TestHandler handler(300ms);  // the reply comes after the read deadline
+  ServerOptions o = TestOptions();
+  o.read_timeout_ms = 100;
+  auto server = StartServer(o, &handler);
+  Client c(server->port());
+  std::vector<uint8_t> bytes = PackFramed(Purchase(1)).value();
+  const std::vector<uint8_t> next = PackFramed(Purchase(2)).value();
+  bytes.insert(bytes.end(), next.begin(), next.begin() + 10);  // then silence
+  const auto start = Clock::now();
+  ASSERT_TRUE(c.SendRaw(bytes));
+  std::optional<Message> r = c.Recv(3000);
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->Get(11), "000001");
+  EXPECT_GE(MsSince(start), 250);
+  EXPECT_TRUE(c.WaitClosed(3000));
+  EXPECT_EQ(server->Stats().read_timeouts, 1u);
+  EXPECT_EQ(server->Stats().replies_dropped, 0u);
+  EXPECT_EQ(handler.handled(), 1u);
+}
+
 TEST(ServerIso, SlowClientCutAfterReadTimeout) {
   TestHandler handler;
   ServerOptions o = TestOptions();
