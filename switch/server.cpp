@@ -146,16 +146,19 @@ int UnackedBytes(int fd) {
 }
 
 DrainResult DrainReceived(int fd, uint64_t* dropped_bytes) {
+  NARAE_CHECK(dropped_bytes != nullptr);
   std::array<char, 4096> sink;
-  for (;;) {  // bounded: each pass drops bytes, kLingerBytesMax in all
+  for (;;) {  // bounded: each pass that goes on drops bytes, kLingerBytesMax in all
     const ssize_t n = ::recv(fd, sink.data(), sink.size(), MSG_DONTWAIT);
     if (n > 0) {
       *dropped_bytes += static_cast<uint64_t>(n);
       if (*dropped_bytes > kLingerBytesMax) return DrainResult::kOverBudget;
       continue;
     }
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return DrainResult::kWouldBlock;
+    // EINTR: the next poll tries again.
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
+      return DrainResult::kWouldBlock;
+    }
     return DrainResult::kEnded;  // 0: the peer's FIN; else an error (a reset)
   }
 }
@@ -469,7 +472,7 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
         OnFrame({rbuf_.data() + consumed + kFrameHeaderBytes, *len});
         consumed += frame;
         ++frames;
-        while (!closed_ && in_flight_ >= opt.max_in_flight_per_connection) {
+        while (!closed_ && stop_reason_.empty() && in_flight_ >= opt.max_in_flight_per_connection) {
           paused_ = true;  // back-pressure: stop reading until replies drain
           read_signal_.expires_at(Clock::time_point::max());
           error_code ec;
@@ -507,7 +510,10 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
       const size_t n = co_await stream_.async_read_some(
           asio::buffer(rbuf_.data() + buffered_, rbuf_.size() - buffered_),
           asio::redirect_error(asio::use_awaitable, ec));
-      if (!stop_reason_.empty()) co_return;  // the read deadline passed meanwhile
+      if (!stop_reason_.empty()) {                    // the read deadline passed meanwhile
+        if (ec && lingering_) Close(linger_reason_);  // the client closed or reset
+        co_return;
+      }
       if (ec) {
         if (closed_) co_return;
         if (lingering_) {  // the client closed (or reset) its side: done
@@ -726,7 +732,13 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
     const auto ms = [](uint32_t v) { return std::chrono::milliseconds(v); };
     if (lingering_) {  // nothing more is written or answered
       const int fd = Lowest().native_handle();
-      if (UnackedBytes(fd) == 0) {
+      // With no Reader left (StopReading), the client's FIN or reset is seen
+      // here: after a reset SIOCOUTQ never reaches 0. A Reader still running
+      // sees them itself, and reading under it would break a TLS stream.
+      if (!stop_reason_.empty() &&
+          DrainReceived(fd, &linger_dropped_bytes_) != DrainResult::kWouldBlock) {
+        Close(linger_reason_);
+      } else if (UnackedBytes(fd) == 0) {
         // Unread bytes at close would make the kernel send a reset, and some
         // clients' kernels (not Linux's) drop unread replies on a reset.
         (void)DrainReceived(fd, &linger_dropped_bytes_);
@@ -773,6 +785,7 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
   // replies of requests the ledger applied were dropped. `reason`: a literal.
   void StopReading(std::string_view reason) {
     if (closed_ || !stop_reason_.empty()) return;
+    NARAE_CHECK(!lingering_ && !reading_done_);
     stop_reason_ = reason;
     frame_started_.reset();
     Flush();
@@ -802,6 +815,7 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
     error_code ec;
     Lowest().shutdown(tcp::socket::shutdown_send, ec);
     if (ec || UnackedBytes(Lowest().native_handle()) == 0) {
+      if (!ec) (void)DrainReceived(Lowest().native_handle(), &linger_dropped_bytes_);
       Close(reason);
       return;
     }

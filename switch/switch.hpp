@@ -47,7 +47,8 @@ struct ServerOptions {
   // Open connections at most; one more is accepted and closed at once.
   uint32_t max_connections = 1024;
   // Largest message body a 2-byte header may announce; a larger (or zero)
-  // length closes the connection before anything is allocated for it.
+  // length ends the connection (nothing more is read, the requests before it
+  // are answered, then it closes) before anything is allocated for it.
   // 12 (MTI + bitmap) .. 65535.
   uint32_t max_frame_bytes = 8192;
   // A frame whose first byte arrived must be complete within this time

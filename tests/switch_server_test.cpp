@@ -530,6 +530,33 @@ TEST(ServerIso, RequestsBeforeABrokenFrameAreAnsweredThenTheConnectionCloses) {
   EXPECT_EQ(server->Stats().replies_dropped, 0u);
 }
 
+// A client that resets its connection while the server lingers over it after
+// a broken frame (replies not yet taken) frees it at once: after a reset the
+// kernel never reports the replies acknowledged.
+TEST(ServerIso, AClientResetAfterABrokenFrameEndsTheLingerAtOnce) {
+  TestHandler handler;
+  ServerOptions o = TestOptions();
+  auto server = StartServer(o, &handler);
+  Client c(server->port(), 4096);
+  constexpr int kRequests = 300;
+  std::vector<uint8_t> bytes;
+  for (int i = 1; i <= kRequests; ++i) {
+    const std::vector<uint8_t> f = PackFramed(Purchase(i)).value();
+    bytes.insert(bytes.end(), f.begin(), f.end());
+  }
+  bytes.insert(bytes.end(), {0x00, 0x00});  // a zero length: reading stops
+  ASSERT_TRUE(c.SendRaw(bytes));
+  ASSERT_TRUE(Eventually([&] { return server->Stats().responses == kRequests; }));
+  std::this_thread::sleep_for(100ms);  // lingering: the replies are not taken
+  EXPECT_EQ(server->Stats().connections_open, 1u);
+  c.Reset();
+  const auto reset_at = Clock::now();
+  ASSERT_TRUE(Eventually([&] { return server->Stats().connections_open == 0; }, 5000));
+  EXPECT_LT(MsSince(reset_at), 1000);
+  EXPECT_EQ(server->Stats().write_timeouts, 0u);
+  EXPECT_EQ(server->Stats().frames_rejected, 1u);
+}
+
 // A request whose reply is still on its way when the next frame stalls past
 // the read deadline is answered before the connection closes.
 TEST(ServerIso, ARequestBeforeAStalledFrameIsAnsweredAfterTheReadTimeout) {
