@@ -92,6 +92,16 @@ class Client {
   beast::flat_buffer buffer_;
 };
 
+// A client socket with a 4 KiB receive buffer (set before connecting): one
+// that takes its answers slowly, so that they wait in the server's socket.
+tcp::socket SlowReader(asio::io_context& ioc, uint16_t port) {
+  tcp::socket socket(ioc);
+  socket.open(tcp::v4());
+  socket.set_option(asio::socket_base::receive_buffer_size(4096));
+  socket.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), port));
+  return socket;
+}
+
 class HttpTest : public ::testing::Test {
  protected:
   // The demo bank is seeded once (keys are slow to make) and copied per test.
@@ -1841,10 +1851,7 @@ TEST_F(HttpTest, ManyPipelinedRequestsAreAnsweredInOrder) {
 // answers away with a reset when the requests sent after it arrive.
 TEST_F(HttpTest, AnswersBeforeAClosingRequestReachASlowPipeliningClient) {
   asio::io_context ioc;
-  tcp::socket socket(ioc);
-  socket.open(tcp::v4());
-  socket.set_option(asio::socket_base::receive_buffer_size(4096));
-  socket.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), server_->port()));
+  tcp::socket socket = SlowReader(ioc, server_->port());
   constexpr int kAnswered = 200;
   std::string reqs;
   for (int i = 0; i < kAnswered - 1; ++i) {
@@ -1877,10 +1884,7 @@ TEST_F(HttpTest, AnswersBeforeAClosingRequestReachASlowPipeliningClient) {
 // client sends more). What it sends after shutdown began is not answered.
 TEST_F(HttpTest, ShutdownLetsASlowReaderTakeEveryAnswerWritten) {
   asio::io_context ioc;
-  tcp::socket socket(ioc);
-  socket.open(tcp::v4());
-  socket.set_option(asio::socket_base::receive_buffer_size(4096));
-  socket.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), server_->port()));
+  tcp::socket socket = SlowReader(ioc, server_->port());
   constexpr int kRequests = 150;
   std::string reqs;
   for (int i = 0; i < kRequests; ++i) reqs += "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n";
@@ -1921,10 +1925,7 @@ TEST_F(HttpTest, AClientResetDuringTheLingerEndsItAtOnce) {
     std::this_thread::sleep_for(std::chrono::milliseconds(2));
   }
   asio::io_context ioc;
-  tcp::socket socket(ioc);
-  socket.open(tcp::v4());
-  socket.set_option(asio::socket_base::receive_buffer_size(4096));
-  socket.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), server_->port()));
+  tcp::socket socket = SlowReader(ioc, server_->port());
   constexpr int kRequests = 100;
   std::string reqs;
   for (int i = 0; i < kRequests - 1; ++i) reqs += "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n";

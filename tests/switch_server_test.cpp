@@ -286,6 +286,21 @@ int64_t MsSince(Clock::time_point t) {
   return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t).count();
 }
 
+// Sends purchases 1..n on `c` (a client that does not read yet) and returns
+// once the server has replied to all of them and the replies had 50 ms to
+// reach its socket: they wait there, not taken by the client.
+void SendUnreadPurchases(IsoServer& server, Client& c, int n, std::vector<uint8_t> tail = {}) {
+  std::vector<uint8_t> bytes;
+  for (int i = 1; i <= n; ++i) {
+    const std::vector<uint8_t> f = PackFramed(Purchase(i)).value();
+    bytes.insert(bytes.end(), f.begin(), f.end());
+  }
+  bytes.insert(bytes.end(), tail.begin(), tail.end());
+  ASSERT_TRUE(c.SendRaw(bytes));
+  ASSERT_TRUE(Eventually([&] { return server.Stats().responses == static_cast<uint64_t>(n); }));
+  std::this_thread::sleep_for(50ms);
+}
+
 // ---------------------------------------------------------------------------
 
 TEST(ServerIso, RequestResponseRoundTrip) {
@@ -538,16 +553,9 @@ TEST(ServerIso, AClientResetAfterABrokenFrameEndsTheLingerAtOnce) {
   ServerOptions o = TestOptions();
   auto server = StartServer(o, &handler);
   Client c(server->port(), 4096);
-  constexpr int kRequests = 300;
-  std::vector<uint8_t> bytes;
-  for (int i = 1; i <= kRequests; ++i) {
-    const std::vector<uint8_t> f = PackFramed(Purchase(i)).value();
-    bytes.insert(bytes.end(), f.begin(), f.end());
-  }
-  bytes.insert(bytes.end(), {0x00, 0x00});  // a zero length: reading stops
-  ASSERT_TRUE(c.SendRaw(bytes));
-  ASSERT_TRUE(Eventually([&] { return server->Stats().responses == kRequests; }));
-  std::this_thread::sleep_for(100ms);  // lingering: the replies are not taken
+  // Then a zero length: reading stops, the server lingers.
+  SendUnreadPurchases(*server, c, 300, {0x00, 0x00});
+  std::this_thread::sleep_for(50ms);
   EXPECT_EQ(server->Stats().connections_open, 1u);
   c.Reset();
   const auto reset_at = Clock::now();
@@ -813,9 +821,7 @@ TEST(ServerIso, ShutdownDeliversEveryWrittenReplyToASlowReader) {
   auto server = StartServer(o, &handler);
   Client c(server->port(), 4096);
   constexpr int kRequests = 300;
-  for (int i = 1; i <= kRequests; ++i) ASSERT_TRUE(c.Send(Purchase(i)));
-  ASSERT_TRUE(Eventually([&] { return server->Stats().responses == kRequests; }));
-  std::this_thread::sleep_for(50ms);  // the replies are in the server's socket
+  SendUnreadPurchases(*server, c, kRequests);
   std::thread stopper([&] { server->Shutdown(); });
   std::this_thread::sleep_for(100ms);
   // Too late: dropped unanswered (or, were the stopper thread slow to run,
@@ -842,10 +848,7 @@ TEST(ServerIso, ShutdownClosesAClientThatNeverReadsAfterTheWriteTimeout) {
   o.write_timeout_ms = 300;
   auto server = StartServer(o, &handler);
   Client c(server->port(), 4096);
-  constexpr int kRequests = 300;
-  for (int i = 1; i <= kRequests; ++i) ASSERT_TRUE(c.Send(Purchase(i)));
-  ASSERT_TRUE(Eventually([&] { return server->Stats().responses == kRequests; }));
-  std::this_thread::sleep_for(50ms);
+  SendUnreadPurchases(*server, c, 300);
   const auto start = Clock::now();
   server->Shutdown();
   EXPECT_GE(MsSince(start), 250);
