@@ -10,10 +10,12 @@
 #include <cstdlib>
 #include <filesystem>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
 #include "tests/test_util.hpp"
+#include "tools/percentile.hpp"
 
 namespace narae::tools {
 namespace {
@@ -53,6 +55,25 @@ void ExpectOrdered(const nlohmann::json& s, const char* what) {
   EXPECT_LE(s["p50"].get<uint64_t>(), s["p99"].get<uint64_t>()) << what;
   EXPECT_LE(s["p99"].get<uint64_t>(), s["p999"].get<uint64_t>()) << what;
   EXPECT_LE(s["p999"].get<uint64_t>(), s["max"].get<uint64_t>()) << what;
+}
+
+// The one percentile rule of the bench commands: rank round(q x (n - 1)).
+TEST(BenchPercentile, RankIsRoundedAndTheEndsAreTheMinimumAndMaximum) {
+  EXPECT_EQ(PercentileOfSorted(std::vector<uint32_t>{}, 9'900), 0u);
+  EXPECT_EQ(PercentileOfSorted(std::vector<uint32_t>{7}, 0), 7u);
+  EXPECT_EQ(PercentileOfSorted(std::vector<uint32_t>{7}, 10'000), 7u);
+  std::vector<uint64_t> v;
+  for (uint64_t i = 0; i <= 100; ++i) v.push_back(i * 10);  // 101 samples: rank = q x 100
+  EXPECT_EQ(PercentileOfSorted(v, 0), 0u);
+  EXPECT_EQ(PercentileOfSorted(v, 5'000), 500u);
+  EXPECT_EQ(PercentileOfSorted(v, 9'900), 990u);
+  EXPECT_EQ(PercentileOfSorted(v, 9'990), 1'000u);  // rank 99.9 rounds up
+  EXPECT_EQ(PercentileOfSorted(v, 9'949), 990u);    // rank 99.49 rounds down
+  EXPECT_EQ(PercentileOfSorted(v, 10'000), 1'000u);
+  const std::vector<uint32_t> two = {1, 2};
+  EXPECT_EQ(PercentileOfSorted(two, 5'000), 2u);  // rank 0.5 rounds up
+  EXPECT_EQ(PercentileOfSorted(two, 4'999), 1u);
+  EXPECT_DEATH((void)PercentileOfSorted(two, 10'001), "");
 }
 
 TEST(BenchMachine, EveryProbeMeasuresWhatItSaysAndLeavesNothingBehind) {

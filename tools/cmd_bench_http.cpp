@@ -58,6 +58,7 @@
 #include "ledger/status.hpp"
 #include "switch/api.hpp"
 #include "tools/bench_http.hpp"
+#include "tools/percentile.hpp"
 
 namespace narae::tools {
 namespace {
@@ -960,12 +961,6 @@ class UringLoop : LoopBase {
   UringRing ring_;
 };
 
-uint64_t Percentile(const std::vector<uint32_t>& sorted, double p) {
-  if (sorted.empty()) return 0;
-  size_t i = static_cast<size_t>(p * static_cast<double>(sorted.size() - 1));
-  return sorted[i];
-}
-
 // "HOST:PORT" with an IPv4 or IPv6 address (or localhost).
 bool ParseAddress(const std::string& hostport, sockaddr_storage* addr, socklen_t* size) {
   const size_t colon = hostport.rfind(':');
@@ -1149,9 +1144,9 @@ int RunBenchHttpWith(const BenchHttpArgs& a, IoEngine engine) {
             {"errors", totals.counts.errors},
             {"auth_per_s", static_cast<uint64_t>(static_cast<double>(n.approved) / seconds)},
             {"requests_per_s", static_cast<uint64_t>(static_cast<double>(answered) / seconds)},
-            {"p50_us", Percentile(totals.latency_us, 0.50)},
-            {"p99_us", Percentile(totals.latency_us, 0.99)},
-            {"p999_us", Percentile(totals.latency_us, 0.999)},
+            {"p50_us", PercentileOfSorted(totals.latency_us, 5'000)},
+            {"p99_us", PercentileOfSorted(totals.latency_us, 9'900)},
+            {"p999_us", PercentileOfSorted(totals.latency_us, 9'990)},
             {"max_us", totals.latency_us.empty() ? 0 : totals.latency_us.back()}};
   if (!a.json) {
     std::printf(

@@ -40,6 +40,7 @@
 
 #include "ledger/ledger.hpp"
 #include "tools/cli.hpp"
+#include "tools/percentile.hpp"
 
 namespace narae::tools {
 namespace {
@@ -78,14 +79,10 @@ Summary Summarize(std::vector<uint32_t>* v) {
   Summary s;
   if (v->empty()) return s;
   std::sort(v->begin(), v->end());
-  const size_t n = v->size();
-  // The sample of rank round(q x (n - 1)), as `narae bench switch` does;
-  // q in units of 1/10,000 (integers only).
-  auto at = [&](size_t q) { return (*v)[std::min(n - 1, ((n - 1) * q + 5'000) / 10'000)]; };
-  s.n = n;
-  s.p50 = at(5'000);
-  s.p99 = at(9'900);
-  s.p999 = at(9'990);
+  s.n = v->size();
+  s.p50 = PercentileOfSorted(*v, 5'000);
+  s.p99 = PercentileOfSorted(*v, 9'900);
+  s.p999 = PercentileOfSorted(*v, 9'990);
   s.max = v->back();
   return s;
 }

@@ -47,6 +47,7 @@
 #include "switch/iso8583.hpp"
 #include "tools/bench_http.hpp"
 #include "tools/cli.hpp"
+#include "tools/percentile.hpp"
 
 namespace narae::tools {
 namespace {
@@ -853,12 +854,6 @@ void Connection::PollPacer() {
   if (pacer_ != nullptr) pacer_->PollOnReply();
 }
 
-uint64_t Percentile(const std::vector<uint32_t>& sorted, double p) {
-  if (sorted.empty()) return 0;
-  size_t idx = static_cast<size_t>(p * static_cast<double>(sorted.size() - 1) + 0.5);
-  return sorted[std::min(idx, sorted.size() - 1)];
-}
-
 Result<tcp::endpoint> Resolve(const std::string& host_port) {
   const size_t colon = host_port.rfind(':');
   if (colon == std::string::npos) return Status::InvalidArgument("--iso must be HOST:PORT");
@@ -1053,8 +1048,8 @@ int RunBenchSwitch(const Args& a) {
   const double duration = static_cast<double>(a.duration_s);
   const double rps = static_cast<double>(all.answered) / duration;
   const double approved_ps = static_cast<double>(all.approved) / duration;
-  const auto ms = [&](double p) {
-    return static_cast<double>(Percentile(all.latency_us, p)) / 1e3;
+  const auto ms = [&](uint32_t q_basis_points) {
+    return static_cast<double>(PercentileOfSorted(all.latency_us, q_basis_points)) / 1e3;
   };
   const double max_ms = all.latency_us.empty() ? 0 : all.latency_us.back() / 1e3;
 
@@ -1068,28 +1063,28 @@ int RunBenchSwitch(const Args& a) {
   for (size_t k = 0; k < kKinds; ++k) {
     kinds[kKindNames[k]] = {{"sent", all.kinds_sent[k]}, {"approved", all.kinds_approved[k]}};
   }
-  Json j = {
-      {"bench", "switch"},
-      {"connections", a.connections},
-      {"duration_s", a.duration_s},
-      {"elapsed_s", elapsed},
-      {"mode", a.rate > 0 ? "open" : "closed"},
-      {"tls", a.tls},
-      {"rate", a.rate},
-      {"arrivals", a.rate > 0 ? a.arrivals : ""},
-      {"batch_us", a.batch_us},
-      {"depth", a.depth},
-      {"sent", all.sent},
-      {"answered", all.answered},
-      {"approved", all.approved},
-      {"unanswered", all.unanswered},
-      {"skipped", all.skipped},
-      {"errors", all.errors},
-      {"requests_per_s", rps},
-      {"approved_per_s", approved_ps},
-      {"latency_ms", {{"p50", ms(0.50)}, {"p99", ms(0.99)}, {"p999", ms(0.999)}, {"max", max_ms}}},
-      {"codes", codes},
-      {"kinds", kinds}};
+  Json j = {{"bench", "switch"},
+            {"connections", a.connections},
+            {"duration_s", a.duration_s},
+            {"elapsed_s", elapsed},
+            {"mode", a.rate > 0 ? "open" : "closed"},
+            {"tls", a.tls},
+            {"rate", a.rate},
+            {"arrivals", a.rate > 0 ? a.arrivals : ""},
+            {"batch_us", a.batch_us},
+            {"depth", a.depth},
+            {"sent", all.sent},
+            {"answered", all.answered},
+            {"approved", all.approved},
+            {"unanswered", all.unanswered},
+            {"skipped", all.skipped},
+            {"errors", all.errors},
+            {"requests_per_s", rps},
+            {"approved_per_s", approved_ps},
+            {"latency_ms",
+             {{"p50", ms(5'000)}, {"p99", ms(9'900)}, {"p999", ms(9'990)}, {"max", max_ms}}},
+            {"codes", codes},
+            {"kinds", kinds}};
   if (!a.json) {
     std::printf("switch bench: %u connections%s, %u s, %s\n", a.connections,
                 a.tls ? " over TLS" : "", a.duration_s,
@@ -1103,8 +1098,8 @@ int RunBenchSwitch(const Args& a) {
                 static_cast<unsigned long long>(all.answered),
                 static_cast<unsigned long long>(all.sent), rps,
                 static_cast<unsigned long long>(all.approved), approved_ps);
-    std::printf("  latency ms: p50 %.3f  p99 %.3f  p99.9 %.3f  max %.3f\n", ms(0.50), ms(0.99),
-                ms(0.999), max_ms);
+    std::printf("  latency ms: p50 %.3f  p99 %.3f  p99.9 %.3f  max %.3f\n", ms(5'000), ms(9'900),
+                ms(9'990), max_ms);
     std::printf("  response codes:");
     for (const auto& [code, n] : all.codes) {
       std::printf(" %s=%llu", code.c_str(), static_cast<unsigned long long>(n));
