@@ -436,15 +436,9 @@ TEST_F(LedgerTest, BackgroundWriteLimitHoldsAFlushToItsRate) {
   // 1 MiB/s = 1,048.576 bytes a millisecond; the first 10 ms refill is free.
   const int64_t floor_ms = static_cast<int64_t>(written * 1000 / (uint64_t{1} << 20)) - 10;
   EXPECT_GE(elapsed_ms, floor_ms * 9 / 10) << written << " bytes flushed";
-  std::string newest;
-  for (const auto& f : std::filesystem::directory_iterator(dir_.Sub("db"))) {
-    const std::string name = f.path().filename().string();
-    if (name.rfind("OPTIONS-", 0) == 0 && name > newest) newest = name;
-  }
-  std::ifstream in(dir_.Sub("db") + "/" + newest);
-  const std::string options((std::istreambuf_iterator<char>(in)), {});
-  EXPECT_NE(options.find("\n  bytes_per_sync=1048576\n"), std::string::npos) << newest;
-  EXPECT_NE(options.find("\n  delayed_write_rate=16777216\n"), std::string::npos) << newest;
+  const std::string options = testing::NewestRocksDbOptions(dir_.Sub("db"));
+  EXPECT_NE(options.find("\n  bytes_per_sync=1048576\n"), std::string::npos) << options;
+  EXPECT_NE(options.find("\n  delayed_write_rate=16777216\n"), std::string::npos) << options;
 }
 
 // Opens the RocksDB folder behind the ledger's back to change history.

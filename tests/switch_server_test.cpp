@@ -1646,14 +1646,8 @@ TEST(ServerBinary, BenchOverMutualTls) {
   ::close(child.stdout_fd);
   // The ledger ran with RocksDB's rate limiter: it writes files back every
   // MiB (bytes_per_sync, 0 without a limiter).
-  std::string newest;
-  for (const auto& f : std::filesystem::directory_iterator(data + "/ledger")) {
-    const std::string name = f.path().filename().string();
-    if (name.rfind("OPTIONS-", 0) == 0 && name > newest) newest = name;
-  }
-  EXPECT_NE(Slurp(data + "/ledger/" + newest).find("\n  bytes_per_sync=1048576\n"),
-            std::string::npos)
-      << newest;
+  EXPECT_NE(testing::NewestRocksDbOptions(data + "/ledger").find("\n  bytes_per_sync=1048576\n"),
+            std::string::npos);
 }
 
 TEST(ServerBinary, BadConfigurationExitsTwo) {

@@ -1,10 +1,13 @@
-// Shared test helpers: temporary folders and Status assertions.
+// Shared test helpers: temporary folders, Status assertions, RocksDB's
+// OPTIONS file.
 #pragma once
 
 #include <gtest/gtest.h>
 #include <stdlib.h>
 
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <string>
 
 #include "ledger/status.hpp"
@@ -42,5 +45,18 @@ class TempDir {
  private:
   std::string path_;
 };
+
+// The text of the newest OPTIONS file RocksDB wrote in `db_path` (the
+// options a database really runs with); empty if there is none.
+inline std::string NewestRocksDbOptions(const std::string& db_path) {
+  std::string newest;
+  for (const auto& f : std::filesystem::directory_iterator(db_path)) {
+    const std::string name = f.path().filename().string();
+    if (name.rfind("OPTIONS-", 0) == 0 && name > newest) newest = name;
+  }
+  if (newest.empty()) return "";
+  std::ifstream in(db_path + "/" + newest);
+  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+}
 
 }  // namespace narae::testing
