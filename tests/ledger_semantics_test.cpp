@@ -436,9 +436,10 @@ TEST_F(LedgerTest, BackgroundWriteLimitHoldsAFlushToItsRate) {
   // 1 MiB/s = 1,048.576 bytes a millisecond; the first 10 ms refill is free.
   const int64_t floor_ms = static_cast<int64_t>(written * 1000 / (uint64_t{1} << 20)) - 10;
   EXPECT_GE(elapsed_ms, floor_ms * 9 / 10) << written << " bytes flushed";
-  const std::string options = testing::NewestRocksDbOptions(dir_.Sub("db"));
-  EXPECT_NE(options.find("\n  bytes_per_sync=1048576\n"), std::string::npos) << options;
-  EXPECT_NE(options.find("\n  delayed_write_rate=16777216\n"), std::string::npos) << options;
+  const testing::RocksDbOptionsFile o = testing::NewestRocksDbOptions(dir_.Sub("db"));
+  ASSERT_FALSE(o.name.empty()) << "no OPTIONS file in " << dir_.Sub("db");
+  EXPECT_NE(o.text.find("\n  bytes_per_sync=1048576\n"), std::string::npos) << o.name;
+  EXPECT_NE(o.text.find("\n  delayed_write_rate=16777216\n"), std::string::npos) << o.name;
 }
 
 // Opens the RocksDB folder behind the ledger's back to change history.

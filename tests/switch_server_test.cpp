@@ -1646,8 +1646,9 @@ TEST(ServerBinary, BenchOverMutualTls) {
   ::close(child.stdout_fd);
   // The ledger ran with RocksDB's rate limiter: it writes files back every
   // MiB (bytes_per_sync, 0 without a limiter).
-  EXPECT_NE(testing::NewestRocksDbOptions(data + "/ledger").find("\n  bytes_per_sync=1048576\n"),
-            std::string::npos);
+  const testing::RocksDbOptionsFile o = testing::NewestRocksDbOptions(data + "/ledger");
+  ASSERT_FALSE(o.name.empty()) << "no OPTIONS file in " << data << "/ledger";
+  EXPECT_NE(o.text.find("\n  bytes_per_sync=1048576\n"), std::string::npos) << o.name;
 }
 
 TEST(ServerBinary, BadConfigurationExitsTwo) {

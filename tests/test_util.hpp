@@ -46,17 +46,26 @@ class TempDir {
   std::string path_;
 };
 
-// The text of the newest OPTIONS file RocksDB wrote in `db_path` (the
-// options a database really runs with); empty if there is none.
-inline std::string NewestRocksDbOptions(const std::string& db_path) {
-  std::string newest;
+// The newest OPTIONS file RocksDB wrote in `db_path` (the options a
+// database really runs with): its name and text; both empty if there is
+// none. RocksDB's temporary `OPTIONS-N.dbtmp` files are skipped.
+struct RocksDbOptionsFile {
+  std::string name;
+  std::string text;
+};
+inline RocksDbOptionsFile NewestRocksDbOptions(const std::string& db_path) {
+  RocksDbOptionsFile newest;
   for (const auto& f : std::filesystem::directory_iterator(db_path)) {
     const std::string name = f.path().filename().string();
-    if (name.rfind("OPTIONS-", 0) == 0 && name > newest) newest = name;
+    if (name.rfind("OPTIONS-", 0) == 0 && name.find('.') == std::string::npos &&
+        name > newest.name) {
+      newest.name = name;
+    }
   }
-  if (newest.empty()) return "";
-  std::ifstream in(db_path + "/" + newest);
-  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (newest.name.empty()) return newest;
+  std::ifstream in(db_path + "/" + newest.name);
+  newest.text.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  return newest;
 }
 
 }  // namespace narae::testing

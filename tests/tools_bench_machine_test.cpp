@@ -73,7 +73,7 @@ TEST(BenchPercentile, RankIsRoundedAndTheEndsAreTheMinimumAndMaximum) {
   const std::vector<uint32_t> two = {1, 2};
   EXPECT_EQ(PercentileOfSorted(two, 5'000), 2u);  // rank 0.5 rounds up
   EXPECT_EQ(PercentileOfSorted(two, 4'999), 1u);
-  EXPECT_DEATH((void)PercentileOfSorted(two, 10'001), "");
+  EXPECT_DEATH((void)PercentileOfSorted(two, 10'001), "NARAE_CHECK failed");
 }
 
 TEST(BenchMachine, EveryProbeMeasuresWhatItSaysAndLeavesNothingBehind) {

@@ -138,6 +138,9 @@ int RunBenchLedger(const BenchArgs& a) {
         });
     if (!s.ok()) {
       std::fprintf(stderr, "narae bench ledger: %s\n", s.ToString().c_str());
+      // The batches already accepted call back into this frame: wait for them.
+      std::unique_lock<std::mutex> lock(mu);
+      cv.wait(lock, [&] { return in_flight == 1; });  // 1: the refused batch's own
       return 2;
     }
     submitted += b.size();
@@ -159,7 +162,7 @@ int RunBenchLedger(const BenchArgs& a) {
   }
   LedgerStats stats = ledger->Stats();
   (void)ledger->Close();
-  std::sort(latencies_us.begin(), latencies_us.end());  // no callback runs after Close
+  std::sort(latencies_us.begin(), latencies_us.end());  // every done ran: in_flight == 0
   const uint64_t tps = static_cast<uint64_t>(static_cast<double>(a.transfers) / seconds);
   nlohmann::json j = {{"bench", "ledger"},
                       {"accounts", a.accounts},
